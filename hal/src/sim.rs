@@ -1,0 +1,1 @@
+//! The sim line card (see hal/SIMLINK.md).
