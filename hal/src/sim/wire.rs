@@ -1,0 +1,276 @@
+//! Sim-link frame codec (`hal/SIMLINK.md`, "Framing" and "Messages").
+//!
+//! Shared by the card ([`super::SimCard`]) and by `linesim`, so both ends agree
+//! on one implementation of the byte layout. Pure functions: no I/O.
+
+use crate::{Frame, LineFeed, FRAME_SAMPLES};
+
+/// Protocol version spoken here (SIMLINK.md, HELLO).
+pub const VERSION: u8 = 1;
+/// Bytes of the frame header: type, port, length (u16 big endian).
+pub const HEADER_LEN: usize = 4;
+/// Largest payload a receiver accepts; above it the connection is closed.
+pub const MAX_PAYLOAD: usize = 1024;
+/// Port field value for messages that concern no single port.
+pub const PORT_NONE: u8 = 0xFF;
+/// Payload bytes of one AUDIO frame: 80 samples, i16 little endian.
+pub const AUDIO_PAYLOAD: usize = FRAME_SAMPLES * 2;
+
+/// Message type codes (SIMLINK.md, "Messages").
+pub mod msg_type {
+    pub const HELLO: u8 = 0x01;
+    pub const HOOK: u8 = 0x10;
+    pub const FLASH: u8 = 0x11;
+    pub const RING: u8 = 0x20;
+    pub const FEED: u8 = 0x21;
+    pub const AUDIO: u8 = 0x30;
+}
+
+/// One decoded sim-link message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Both directions; `ports` is 0 when sent by linesim.
+    Hello { version: u8, ports: u8 },
+    /// linesim -> card: loop closed (`off_hook`) or open.
+    Hook { port: u8, off_hook: bool },
+    /// linesim -> card: a hook flash.
+    Flash { port: u8 },
+    /// card -> linesim: ring voltage on/off.
+    Ring { port: u8, on: bool },
+    /// card -> linesim: DC feed.
+    Feed { port: u8, feed: LineFeed },
+    /// Both directions: one 10 ms frame.
+    Audio { port: u8, samples: Frame },
+    /// A type this version does not know; its payload was skipped.
+    Unknown { msg_type: u8, port: u8 },
+}
+
+/// Why a byte stream is not a valid sim-link stream. Every variant is a
+/// protocol error: the receiver closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    /// The length field exceeds [`MAX_PAYLOAD`].
+    TooLong { length: usize },
+    /// A known message type with a payload of the wrong size.
+    BadLength { msg_type: u8, length: usize },
+    /// A known message type with a value out of range (e.g. FEED 7).
+    BadValue { msg_type: u8, value: u8 },
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WireError::TooLong { length } => write!(f, "frame length {length} above {MAX_PAYLOAD}"),
+            WireError::BadLength { msg_type, length } => {
+                write!(f, "message type {msg_type:#04x} with bad payload length {length}")
+            }
+            WireError::BadValue { msg_type, value } => {
+                write!(f, "message type {msg_type:#04x} with bad value {value}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Wire code of a [`LineFeed`] (FEED payload).
+pub fn feed_code(feed: LineFeed) -> u8 {
+    match feed {
+        LineFeed::Open => 0,
+        LineFeed::Forward => 1,
+        LineFeed::Reverse => 2,
+        LineFeed::OnHookTransmission => 3,
+    }
+}
+
+/// Inverse of [`feed_code`].
+pub fn feed_from_code(code: u8) -> Option<LineFeed> {
+    match code {
+        0 => Some(LineFeed::Open),
+        1 => Some(LineFeed::Forward),
+        2 => Some(LineFeed::Reverse),
+        3 => Some(LineFeed::OnHookTransmission),
+        _ => None,
+    }
+}
+
+/// Decodes the first frame of `buf`.
+///
+/// Returns `Ok(None)` when `buf` does not yet hold a whole frame, otherwise the
+/// message and the number of bytes it used.
+pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let msg_type = buf[0];
+    let port = buf[1];
+    let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    if length > MAX_PAYLOAD {
+        return Err(WireError::TooLong { length });
+    }
+    let total = HEADER_LEN + length;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let payload = &buf[HEADER_LEN..total];
+    let expect = |n: usize| {
+        if length == n {
+            Ok(())
+        } else {
+            Err(WireError::BadLength { msg_type, length })
+        }
+    };
+    let bool_value = |v: u8| match v {
+        0 => Ok(false),
+        1 => Ok(true),
+        value => Err(WireError::BadValue { msg_type, value }),
+    };
+    let message = match msg_type {
+        msg_type::HELLO => {
+            expect(2)?;
+            Message::Hello { version: payload[0], ports: payload[1] }
+        }
+        msg_type::HOOK => {
+            expect(1)?;
+            Message::Hook { port, off_hook: bool_value(payload[0])? }
+        }
+        msg_type::FLASH => {
+            expect(0)?;
+            Message::Flash { port }
+        }
+        msg_type::RING => {
+            expect(1)?;
+            Message::Ring { port, on: bool_value(payload[0])? }
+        }
+        msg_type::FEED => {
+            expect(1)?;
+            let feed = feed_from_code(payload[0])
+                .ok_or(WireError::BadValue { msg_type, value: payload[0] })?;
+            Message::Feed { port, feed }
+        }
+        msg_type::AUDIO => {
+            expect(AUDIO_PAYLOAD)?;
+            let mut samples = [0i16; FRAME_SAMPLES];
+            for (s, b) in samples.iter_mut().zip(payload.chunks_exact(2)) {
+                *s = i16::from_le_bytes([b[0], b[1]]);
+            }
+            Message::Audio { port, samples }
+        }
+        _ => Message::Unknown { msg_type, port },
+    };
+    Ok(Some((message, total)))
+}
+
+fn header(out: &mut Vec<u8>, msg_type: u8, port: u8, length: usize) {
+    out.push(msg_type);
+    out.push(port);
+    out.extend_from_slice(&(length as u16).to_be_bytes());
+}
+
+impl Message {
+    /// Appends the frame for this message to `out`. `Unknown` encodes an
+    /// empty payload.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Hello { version, ports } => {
+                header(out, msg_type::HELLO, PORT_NONE, 2);
+                out.push(*version);
+                out.push(*ports);
+            }
+            Message::Hook { port, off_hook } => {
+                header(out, msg_type::HOOK, *port, 1);
+                out.push(u8::from(*off_hook));
+            }
+            Message::Flash { port } => header(out, msg_type::FLASH, *port, 0),
+            Message::Ring { port, on } => {
+                header(out, msg_type::RING, *port, 1);
+                out.push(u8::from(*on));
+            }
+            Message::Feed { port, feed } => {
+                header(out, msg_type::FEED, *port, 1);
+                out.push(feed_code(*feed));
+            }
+            Message::Audio { port, samples } => encode_audio(out, *port, samples),
+            Message::Unknown { msg_type, port } => header(out, *msg_type, *port, 0),
+        }
+    }
+}
+
+/// Appends an AUDIO frame without building a [`Message`] (saves a 160-byte copy
+/// on the hot path).
+pub fn encode_audio(out: &mut Vec<u8>, port: u8, samples: &Frame) {
+    header(out, msg_type::AUDIO, port, AUDIO_PAYLOAD);
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(m: Message) {
+        let mut buf = Vec::new();
+        m.encode(&mut buf);
+        let (back, used) = decode(&buf).unwrap().unwrap();
+        assert_eq!(back, m);
+        assert_eq!(used, buf.len());
+        // Every strict prefix is incomplete, not an error.
+        for n in 0..buf.len() {
+            assert_eq!(decode(&buf[..n]), Ok(None), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn every_message_roundtrips() {
+        roundtrip(Message::Hello { version: 1, ports: 4 });
+        roundtrip(Message::Hook { port: 2, off_hook: true });
+        roundtrip(Message::Hook { port: 0, off_hook: false });
+        roundtrip(Message::Flash { port: 3 });
+        roundtrip(Message::Ring { port: 1, on: true });
+        for code in 0..4 {
+            roundtrip(Message::Feed { port: 0, feed: feed_from_code(code).unwrap() });
+        }
+        let mut samples = [0i16; FRAME_SAMPLES];
+        for (i, s) in samples.iter_mut().enumerate() {
+            *s = (i as i16 - 40) * 811;
+        }
+        roundtrip(Message::Audio { port: 1, samples });
+    }
+
+    #[test]
+    fn layout_matches_simlink_md() {
+        let mut buf = Vec::new();
+        Message::Hello { version: 1, ports: 4 }.encode(&mut buf);
+        assert_eq!(buf, [0x01, 0xFF, 0x00, 0x02, 0x01, 0x04]);
+        buf.clear();
+        let mut samples = [0i16; FRAME_SAMPLES];
+        samples[0] = 0x1234;
+        encode_audio(&mut buf, 2, &samples);
+        assert_eq!(&buf[..6], &[0x30, 0x02, 0x00, 0xA0, 0x34, 0x12]);
+        assert_eq!(buf.len(), HEADER_LEN + 160);
+    }
+
+    #[test]
+    fn unknown_type_is_skipped_by_length() {
+        let buf = [0x7E, 0x01, 0x00, 0x03, 9, 9, 9, 0x11, 0x00, 0x00, 0x00];
+        let (m, used) = decode(&buf).unwrap().unwrap();
+        assert_eq!(m, Message::Unknown { msg_type: 0x7E, port: 1 });
+        assert_eq!(used, 7);
+        assert_eq!(decode(&buf[used..]).unwrap().unwrap().0, Message::Flash { port: 0 });
+    }
+
+    #[test]
+    fn protocol_errors_are_named() {
+        assert_eq!(decode(&[0x30, 0, 0x04, 0x01]), Err(WireError::TooLong { length: 1025 }));
+        assert_eq!(
+            decode(&[0x10, 0, 0, 2, 1, 1]),
+            Err(WireError::BadLength { msg_type: 0x10, length: 2 })
+        );
+        assert_eq!(
+            decode(&[0x21, 0, 0, 1, 9]),
+            Err(WireError::BadValue { msg_type: 0x21, value: 9 })
+        );
+        assert_eq!(decode(&[0x10, 0, 0, 1, 2]), Err(WireError::BadValue { msg_type: 0x10, value: 2 }));
+    }
+}
