@@ -1,0 +1,119 @@
+//! gwctl: the installer's tool for the gateway console.
+//!
+//! The console is line oriented: the installer sends one command line, the
+//! gateway answers with text and ends with the prompt `"> "`. The same
+//! protocol runs over the box's serial port (through the `serialport`
+//! crate) and, on the sim board, over TCP.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// The prompt that ends every console answer.
+pub const PROMPT: &[u8] = b"> ";
+
+/// A byte stream to the console: a serial port or a TCP connection.
+pub trait Link: Read + Write + Send {}
+impl<T: Read + Write + Send> Link for T {}
+
+pub fn open_serial(path: &str, baud: u32, timeout: Duration) -> io::Result<Box<dyn Link>> {
+    let port = serialport::new(path, baud)
+        .timeout(timeout)
+        .open()
+        .map_err(|e| io::Error::other(format!("{path}: {e}")))?;
+    Ok(Box::new(port))
+}
+
+pub fn open_tcp(addr: &str, timeout: Duration) -> io::Result<Box<dyn Link>> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    Ok(Box::new(s))
+}
+
+/// Reads until the prompt (which is not returned) or the deadline.
+pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.ends_with(PROMPT) {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no prompt from the console"));
+        }
+        match link.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if got.ends_with(PROMPT) {
+        got.truncate(got.len() - PROMPT.len());
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Waits for the first prompt, sends `command` and returns the answer.
+pub fn run_command(link: &mut dyn Link, command: &str, timeout: Duration) -> io::Result<String> {
+    if command.contains(['\r', '\n']) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "one command per line"));
+    }
+    read_answer(link, timeout)?; // banner + prompt
+    link.write_all(command.as_bytes())?;
+    link.write_all(b"\n")?;
+    link.flush()?;
+    read_answer(link, timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A console on the master side of a pseudo-terminal; gwctl opens the
+    /// slave side as a serial port, as it would /dev/ttyS0 on the box.
+    #[test]
+    fn command_over_a_serial_line() {
+        use nix::pty::openpty;
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let pty = openpty(None, None).unwrap();
+        let mut t = tcgetattr(&pty.slave).unwrap();
+        cfmakeraw(&mut t);
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
+        let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
+        let mut master = std::fs::File::from(pty.master);
+        let console = std::thread::spawn(move || {
+            master.write_all(b"gatewayd console. Type 'help'.\n> ").unwrap();
+            let mut line = Vec::new();
+            let mut b = [0u8; 1];
+            while master.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+                line.push(b[0]);
+            }
+            let reply = format!("you said {}\n> ", String::from_utf8_lossy(&line));
+            master.write_all(reply.as_bytes()).unwrap();
+            master
+        });
+        let mut link = open_serial(slave_path.to_str().unwrap(), 115_200, Duration::from_millis(100)).unwrap();
+        let answer = run_command(&mut *link, "show ports", Duration::from_secs(5)).unwrap();
+        assert_eq!(answer, "you said show ports\n");
+        drop(console.join().unwrap());
+    }
+
+    #[test]
+    fn multi_line_command_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        let e = run_command(&mut *link, "show\nstatus", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn silent_console_times_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut link = open_tcp(&addr, Duration::from_millis(20)).unwrap();
+        let e = run_command(&mut *link, "help", Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+}
