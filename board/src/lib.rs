@@ -1,1 +1,330 @@
-//! placeholder
+//! Boards as data, and the code that turns a board description into HAL objects.
+//!
+//! A board is a TOML document (`board/<name>/board.toml`) saying which ports exist,
+//! on which PCM timeslots, which core runs the real-time thread and, for the sim
+//! board, where the sim link listens. Drive it as:
+//!
+//! ```no_run
+//! let desc = gw_board::sim_board();             // or gw_board::parse(&text)?
+//! let board = gw_board::build(&desc, None).unwrap();
+//! let pcm = board.pcm;                           // to the rt thread
+//! let fxs = board.fxs;                           // to the control plane
+//! ```
+//!
+//! Everything is validated by [`parse`] before anything is built, so a bad board
+//! file is a [`BoardError`] naming the problem, never a half-built board.
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+
+use gw_hal::sim::{SimCard, SimCardConfig};
+
+/// The sim board's description, embedded at build time.
+pub const SIM_BOARD_TOML: &str = include_str!("../sim/board.toml");
+
+/// Highest TDM timeslot accepted (a 8.192 MHz PCM highway has 128).
+pub const MAX_TIMESLOT: u16 = 127;
+
+/// A board as described by its `board.toml`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardDesc {
+    pub name: String,
+    pub description: String,
+    /// Core the real-time thread is pinned to, if any.
+    #[serde(default)]
+    pub rt_core: Option<usize>,
+    /// Present on boards whose line card is the sim card.
+    #[serde(default)]
+    pub sim: Option<SimDesc>,
+    /// Ports, sorted by `index` after [`parse`].
+    #[serde(default)]
+    pub ports: Vec<PortDesc>,
+}
+
+/// What kind of line a port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PortKind {
+    /// A phone port: the gateway is the exchange.
+    Fxs,
+}
+
+/// One port of the board.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortDesc {
+    /// 0-based port number, contiguous over the board.
+    pub index: usize,
+    pub kind: PortKind,
+    /// What the front panel says ("FXS 1").
+    pub label: String,
+    /// PCM timeslot the port's audio uses.
+    pub timeslot: u16,
+}
+
+/// The sim link of a sim board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimDesc {
+    /// Address gatewayd listens on for linesim.
+    pub listen: SocketAddr,
+}
+
+/// Why a board description is rejected or cannot be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BoardError {
+    /// Not valid TOML, or fields missing, mistyped or unknown (message from the parser).
+    Syntax(String),
+    EmptyName,
+    NoPorts,
+    /// Two ports share an index.
+    DuplicateIndex(usize),
+    /// Port indexes must be 0..n without gaps; this one is missing.
+    MissingIndex(usize),
+    /// Two ports share a timeslot.
+    DuplicateTimeslot(u16),
+    /// A timeslot above [`MAX_TIMESLOT`].
+    TimeslotOutOfRange { index: usize, timeslot: u16 },
+    EmptyLabel { index: usize },
+    DuplicateLabel(String),
+    /// The board has no line card this build can drive (no `[sim]`, and real
+    /// chip drivers are not there yet).
+    NoLineCard,
+    /// More ports than the sim card can carry.
+    TooManyPorts(usize),
+    /// The sim card could not start (e.g. the listen address is taken).
+    SimStart(std::io::Error),
+}
+
+impl fmt::Display for BoardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoardError::Syntax(m) => write!(f, "board file: {m}"),
+            BoardError::EmptyName => f.write_str("board name is empty"),
+            BoardError::NoPorts => f.write_str("board has no ports"),
+            BoardError::DuplicateIndex(i) => write!(f, "port index {i} appears twice"),
+            BoardError::MissingIndex(i) => write!(f, "port index {i} is missing (indexes are 0..n)"),
+            BoardError::DuplicateTimeslot(t) => write!(f, "timeslot {t} is used by two ports"),
+            BoardError::TimeslotOutOfRange { index, timeslot } => {
+                write!(f, "port {index}: timeslot {timeslot} above {MAX_TIMESLOT}")
+            }
+            BoardError::EmptyLabel { index } => write!(f, "port {index} has an empty label"),
+            BoardError::DuplicateLabel(l) => write!(f, "label {l:?} is used by two ports"),
+            BoardError::NoLineCard => f.write_str("board has no line card this build can drive"),
+            BoardError::TooManyPorts(n) => write!(f, "{n} ports is more than the sim card carries"),
+            BoardError::SimStart(e) => write!(f, "sim card did not start: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BoardError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BoardError::SimStart(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Parses and validates a board description.
+pub fn parse(toml_text: &str) -> Result<BoardDesc, BoardError> {
+    let mut desc: BoardDesc =
+        toml::from_str(toml_text).map_err(|e| BoardError::Syntax(e.to_string()))?;
+    validate(&mut desc)?;
+    Ok(desc)
+}
+
+fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
+    if desc.name.trim().is_empty() {
+        return Err(BoardError::EmptyName);
+    }
+    if desc.ports.is_empty() {
+        return Err(BoardError::NoPorts);
+    }
+    let mut indexes = HashSet::new();
+    let mut slots = HashSet::new();
+    let mut labels = HashSet::new();
+    for p in &desc.ports {
+        if !indexes.insert(p.index) {
+            return Err(BoardError::DuplicateIndex(p.index));
+        }
+        if p.timeslot > MAX_TIMESLOT {
+            return Err(BoardError::TimeslotOutOfRange { index: p.index, timeslot: p.timeslot });
+        }
+        if !slots.insert(p.timeslot) {
+            return Err(BoardError::DuplicateTimeslot(p.timeslot));
+        }
+        if p.label.trim().is_empty() {
+            return Err(BoardError::EmptyLabel { index: p.index });
+        }
+        if !labels.insert(p.label.as_str()) {
+            return Err(BoardError::DuplicateLabel(p.label.clone()));
+        }
+    }
+    if let Some(missing) = (0..desc.ports.len()).find(|i| !indexes.contains(i)) {
+        return Err(BoardError::MissingIndex(missing));
+    }
+    desc.ports.sort_by_key(|p| p.index);
+    Ok(())
+}
+
+/// The sim board (`board/sim/board.toml`, embedded).
+pub fn sim_board() -> BoardDesc {
+    // The embedded file is checked by this crate's tests, so this cannot fail
+    // in a tested build.
+    parse(SIM_BOARD_TOML).expect("embedded board/sim/board.toml is valid")
+}
+
+/// A board turned into HAL objects.
+pub struct Board {
+    pub desc: BoardDesc,
+    /// FXS ports in port-index order: `fxs[i]` is the i-th FXS port of `desc.ports`.
+    pub fxs: Vec<Box<dyn gw_hal::FxsPort + Send>>,
+    /// The PCM bus; on the sim board channel i is port index i.
+    pub pcm: Box<dyn gw_hal::PcmBus + Send>,
+    /// The sim card itself (for `local_addr`, `is_attached`, event notify).
+    /// Keep it alive: dropping it stops the sim link.
+    pub sim: Option<SimCard>,
+}
+
+impl fmt::Debug for Board {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Board")
+            .field("desc", &self.desc)
+            .field("fxs", &self.fxs.len())
+            .field("pcm_channels", &self.pcm.channels())
+            .field("sim", &self.sim)
+            .finish()
+    }
+}
+
+/// Builds the HAL objects for `desc`. `sim_listen_override` replaces the sim
+/// link address of the board file (tests pass `127.0.0.1:0`).
+pub fn build(desc: &BoardDesc, sim_listen_override: Option<SocketAddr>) -> Result<Board, BoardError> {
+    let mut desc = desc.clone();
+    // A desc built by hand did not go through parse.
+    validate(&mut desc)?;
+    let Some(sim) = desc.sim else {
+        return Err(BoardError::NoLineCard);
+    };
+    let ports = desc.ports.len();
+    if ports > gw_hal::sim::MAX_PORTS {
+        return Err(BoardError::TooManyPorts(ports));
+    }
+    let listen = sim_listen_override.unwrap_or(sim.listen);
+    let mut card = SimCard::start(SimCardConfig { listen, ports }).map_err(BoardError::SimStart)?;
+    let fxs = card
+        .take_ports()
+        .into_iter()
+        .map(|p| Box::new(p) as Box<dyn gw_hal::FxsPort + Send>)
+        .collect();
+    let pcm = match card.take_pcm() {
+        Some(p) => Box::new(p) as Box<dyn gw_hal::PcmBus + Send>,
+        None => unreachable!("a freshly started SimCard still has its PCM bus"),
+    };
+    Ok(Board { desc, fxs, pcm, sim: Some(card) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_hal::{HookState, LineFeed, RingCadence};
+
+    const PORT: &str = "[[ports]]\nindex = 0\nkind = \"fxs\"\nlabel = \"FXS 1\"\ntimeslot = 0\n";
+
+    fn board_with(ports: &str) -> String {
+        format!("name = \"t\"\ndescription = \"test\"\n[sim]\nlisten = \"127.0.0.1:0\"\n{ports}")
+    }
+
+    fn port(index: usize, label: &str, timeslot: u16) -> String {
+        format!("[[ports]]\nindex = {index}\nkind = \"fxs\"\nlabel = \"{label}\"\ntimeslot = {timeslot}\n")
+    }
+
+    #[test]
+    fn sim_board_is_four_fxs_ports() {
+        let b = sim_board();
+        assert_eq!(b.name, "sim");
+        assert_eq!(b.rt_core, Some(1));
+        assert_eq!(b.sim.unwrap().listen, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(b.ports.len(), 4);
+        for (i, p) in b.ports.iter().enumerate() {
+            assert_eq!(p.index, i);
+            assert_eq!(p.kind, PortKind::Fxs);
+            assert_eq!(p.label, format!("FXS {}", i + 1));
+            assert_eq!(usize::from(p.timeslot), i);
+        }
+    }
+
+    #[test]
+    fn ports_are_sorted_by_index() {
+        let d = parse(&board_with(&(port(1, "B", 5) + &port(0, "A", 9)))).unwrap();
+        assert_eq!(d.ports.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(d.rt_core, None);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let cases: Vec<(String, &str)> = vec![
+            (board_with(""), "NoPorts"),
+            (board_with(&(port(0, "A", 0) + &port(0, "B", 1))), "DuplicateIndex(0)"),
+            (board_with(&(port(0, "A", 0) + &port(2, "B", 1))), "MissingIndex(1)"),
+            (board_with(&(port(0, "A", 3) + &port(1, "B", 3))), "DuplicateTimeslot(3)"),
+            (board_with(&port(0, "A", 128)), "TimeslotOutOfRange { index: 0, timeslot: 128 }"),
+            (board_with(&port(0, " ", 0)), "EmptyLabel { index: 0 }"),
+            (board_with(&(port(0, "A", 0) + &port(1, "A", 1))), "DuplicateLabel(\"A\")"),
+            (format!("name = \"\"\ndescription = \"x\"\n{PORT}"), "EmptyName"),
+        ];
+        for (text, want) in cases {
+            let got = format!("{:?}", parse(&text).unwrap_err());
+            assert_eq!(got, want, "for:\n{text}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_fields_are_rejected() {
+        assert!(matches!(parse("name = "), Err(BoardError::Syntax(_))));
+        let typo = format!("name = \"t\"\ndescription = \"d\"\nrt_cores = 1\n{PORT}");
+        let e = parse(&typo).unwrap_err();
+        assert!(e.to_string().contains("rt_cores"), "{e}");
+        let kind = board_with(&PORT.replace("fxs", "isdn"));
+        assert!(matches!(parse(&kind), Err(BoardError::Syntax(_))));
+        let addr = board_with(PORT).replace("127.0.0.1:0", "nowhere");
+        assert!(matches!(parse(&addr), Err(BoardError::Syntax(_))));
+    }
+
+    #[test]
+    fn board_without_line_card_is_not_built() {
+        let d = parse(&format!("name = \"r\"\ndescription = \"real\"\n{PORT}")).unwrap();
+        assert!(matches!(build(&d, None), Err(BoardError::NoLineCard)));
+    }
+
+    #[test]
+    fn build_sim_board_gives_working_ports_and_pcm() {
+        let desc = sim_board();
+        let mut board = build(&desc, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+        assert_eq!(board.fxs.len(), 4);
+        assert_eq!(board.pcm.channels(), 4);
+        let card = board.sim.as_ref().unwrap();
+        assert_ne!(card.local_addr().port(), 0);
+        assert_ne!(card.local_addr().port(), 5070);
+        assert!(!card.is_attached());
+        assert_eq!(board.fxs[3].hook(), HookState::OnHook);
+        board.fxs[3].set_line_feed(LineFeed::Reverse).unwrap();
+        board.fxs[3].set_ringing(RingCadence::new(&[2000, 4000])).unwrap();
+        // A second board on the same address fails with a named reason.
+        let taken = card.local_addr();
+        assert!(matches!(build(&desc, Some(taken)), Err(BoardError::SimStart(_))));
+    }
+
+    #[test]
+    fn build_revalidates_hand_made_descs() {
+        let mut d = sim_board();
+        d.ports[1].timeslot = 0;
+        assert!(matches!(build(&d, None), Err(BoardError::DuplicateTimeslot(0))));
+    }
+}
