@@ -1,1 +1,182 @@
-fn main() {}
+//! gatewayd: starts the board, the rt thread and the control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use gatewayd::config::{Config, DEFAULT_TOML};
+use gatewayd::driver::Driver;
+use gatewayd::gateway::Gateway;
+use gatewayd::media_io::MediaIo;
+use gatewayd::rt::{self, RtEngine, RtStats};
+use gatewayd::status::{self, Status};
+use gatewayd::BoxedPcm;
+use tracing::{error, info, warn};
+
+#[derive(Parser, Debug)]
+#[command(name = "gatewayd", version, about = "SIP/PSTN media gateway daemon")]
+struct Args {
+    /// Configuration file (TOML). Without it the embedded sim-board default is used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override the sim link listen address of the sim board (linesim attaches here).
+    #[arg(long)]
+    sim_listen: Option<SocketAddr>,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_TOML}");
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEWAYD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let board_desc = gw_board::sim_board();
+    let board_ports = board_desc.ports.len();
+    let config = match &args.config {
+        None => Config::default_sim(),
+        Some(path) => match Config::load(path, board_ports) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("configuration refused: {e}");
+                eprintln!("gatewayd: configuration {} refused: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if args.check_config {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    match run(config, board_desc, args.sim_listen) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("gatewayd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<SocketAddr>) -> Result<(), String> {
+    let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
+    let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
+    let channels = board.pcm.channels();
+
+    let (rt_queues, ctl) = rt::make_queues();
+    let rt_stats = Arc::new(RtStats::default());
+    let media = MediaIo::start(channels, ctl.packets_out, ctl.packets_in).map_err(|e| format!("media thread: {e}"))?;
+
+    // The engine is built (and allocates) here, before the rt thread starts.
+    let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (setup_tx, setup_rx) = std::sync::mpsc::channel();
+    let core = config.system.rt_core.or(board_desc.rt_core);
+    let rt_thread = std::thread::Builder::new()
+        .name("rt-audio".into())
+        .spawn({
+            let stop = stop.clone();
+            move || {
+                let report = rt::setup_realtime(core);
+                let _ = setup_tx.send(report);
+                rt::run(engine, stop);
+            }
+        })
+        .map_err(|e| format!("rt thread: {e}"))?;
+    let rt_setup = setup_rx.recv().map_err(|_| "rt thread died during set-up".to_string())?;
+    if rt_setup.fully_realtime() {
+        info!(core = ?rt_setup.core, "rt thread: pinned, SCHED_FIFO, memory locked");
+    } else {
+        warn!(
+            core = ?rt_setup.core, sched_fifo = ?rt_setup.sched_fifo, mlockall = ?rt_setup.mlockall,
+            "rt thread runs WITHOUT full real-time guarantees (the system refused part of the set-up)"
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let result = runtime.block_on(async {
+        let sip = tokio::net::UdpSocket::bind(config.sip.listen)
+            .await
+            .map_err(|e| format!("SIP listen {}: {e}", config.sip.listen))?;
+        let sip_addr = sip.local_addr().map_err(|e| e.to_string())?;
+        let http = tokio::net::TcpListener::bind(config.management.http_listen)
+            .await
+            .map_err(|e| format!("HTTP listen {}: {e}", config.management.http_listen))?;
+        let console = tokio::net::TcpListener::bind(config.management.console_listen)
+            .await
+            .map_err(|e| format!("console listen {}: {e}", config.management.console_listen))?;
+        let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let console_addr = console.local_addr().map_err(|e| e.to_string())?;
+
+        let status = Arc::new(Mutex::new(Status::new(
+            board_desc.name.clone(),
+            sip_addr.to_string(),
+            sim_addr.map(|a| a.to_string()),
+            rt_stats.snapshot(),
+        )));
+        println!("gatewayd {} on board '{}'", env!("CARGO_PKG_VERSION"), board_desc.name);
+        println!("  SIP (UDP):      {sip_addr}  -> trunk proxy {}", config.sip.proxy);
+        println!("  web UI/status:  http://{http_addr}/  (JSON: http://{http_addr}/api/status)");
+        println!("  console:        {console_addr}  (e.g. `nc {} {}`)", console_addr.ip(), console_addr.port());
+        if let Some(a) = sim_addr {
+            println!("  sim line card:  {a}  (attach phones: `cargo run -p linesim -- --connect {a}`)");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+
+        tokio::spawn(status::serve_http(http, status.clone()));
+        tokio::spawn(status::serve_console(console, status.clone()));
+
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed)
+            ^ (std::process::id() as u64) << 32;
+        let gateway = Gateway::new(config.clone(), sip_addr, board.fxs, ctl.commands, media, seed);
+        let driver = Driver { gateway, sip, rt_events: ctl.events, rt_stats, rt_setup, status };
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!("shutting down");
+            let _ = shutdown_tx.send(true);
+        });
+        driver.run(shutdown_rx).await;
+        Ok::<(), String>(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = rt_thread.join();
+    drop(board.sim);
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,399 @@
+//! The configuration document: one TOML file with a schema (the structs below).
+//!
+//! A document is parsed and validated whole before anything uses it
+//! ([`Config::from_toml`]); an error names the field and the reason. Nothing
+//! here applies a configuration: the caller swaps in a fully validated
+//! [`Config`] or keeps the one it has.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default for the sim board.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub system: System,
+    pub sip: Sip,
+    pub media: Media,
+    pub dialplan: Dialplan,
+    #[serde(default)]
+    pub management: Management,
+    #[serde(default)]
+    pub fxs: Vec<FxsPortConfig>,
+}
+
+/// Where installers reach the box. Local addresses only by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    /// Status page and JSON API (`GET /api/status`).
+    pub http_listen: SocketAddr,
+    /// Line-oriented console (the sim board's stand-in for the serial console).
+    pub console_listen: SocketAddr,
+}
+
+impl Default for Management {
+    fn default() -> Self {
+        Management {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            console_listen: SocketAddr::from(([127, 0, 0, 1], 5023)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    pub country: String,
+    #[serde(default)]
+    pub rt_core: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sip {
+    pub listen: SocketAddr,
+    pub proxy: SocketAddr,
+    pub domain: String,
+    pub register_expires: u32,
+    pub register_retry_base_s: u64,
+    pub register_retry_max_s: u64,
+    pub password: String,
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+}
+
+fn default_user_agent() -> String {
+    "gatewayd".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    pub rtp_ip: IpAddr,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub codecs: Vec<String>,
+    pub telephone_event: u8,
+    pub ptime_ms: u32,
+    pub jitter_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dialplan {
+    pub patterns: Vec<String>,
+    pub first_digit_timeout_ms: u64,
+    pub inter_digit_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FxsPortConfig {
+    /// 1-based port number as printed on the box.
+    pub port: usize,
+    /// The subscriber number: the AOR user part and the calling number.
+    pub number: String,
+    #[serde(default)]
+    pub auth_user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// Why a configuration was refused: the field (a TOML path) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn default_sim() -> Config {
+        // The embedded default is validated by a unit test; a failure here is a
+        // build defect, not an input error.
+        Config::from_toml(DEFAULT_TOML, 4).expect("embedded default configuration is valid")
+    }
+
+    /// Parses and validates a whole document for a board with `board_ports` FXS ports.
+    pub fn from_toml(text: &str, board_ports: usize) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // toml's message names the key and line; keep it whole.
+            let msg = e.message().to_string();
+            let field = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                })
+                .unwrap_or_default();
+            ConfigError::new(field, msg)
+        })?;
+        config.validate(board_ports)?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path, board_ports: usize) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml(&text, board_ports)
+    }
+
+    /// Checks every rule that the type system does not.
+    pub fn validate(&self, board_ports: usize) -> Result<(), ConfigError> {
+        if gw_dsp::tones::profile(&self.system.country).is_none() {
+            return Err(ConfigError::new(
+                "system.country",
+                format!("unknown country profile {:?}", self.system.country),
+            ));
+        }
+        if let Some(core) = self.system.rt_core {
+            if core >= 1024 {
+                return Err(ConfigError::new("system.rt_core", "core index out of range"));
+            }
+        }
+
+        let sip = &self.sip;
+        if sip.domain.is_empty() || sip.domain.contains(|c: char| c.is_whitespace() || c == '@') {
+            return Err(ConfigError::new("sip.domain", "must be a host name or address"));
+        }
+        if sip.register_expires != 0 && sip.register_expires < 60 {
+            return Err(ConfigError::new("sip.register_expires", "must be 0 or at least 60 s"));
+        }
+        if sip.register_retry_base_s == 0 {
+            return Err(ConfigError::new("sip.register_retry_base_s", "must be at least 1 s"));
+        }
+        if sip.register_retry_max_s < sip.register_retry_base_s {
+            return Err(ConfigError::new(
+                "sip.register_retry_max_s",
+                "must not be below register_retry_base_s",
+            ));
+        }
+        if sip.user_agent.contains(['\r', '\n']) {
+            return Err(ConfigError::new("sip.user_agent", "must be one line"));
+        }
+        check_secret("sip.password", &sip.password)?;
+
+        let m = &self.media;
+        if m.rtp_port_min == 0 || m.rtp_port_min > m.rtp_port_max {
+            return Err(ConfigError::new("media.rtp_port_min", "must be non-zero and <= rtp_port_max"));
+        }
+        let span = (m.rtp_port_max - m.rtp_port_min) as usize + 1;
+        if span / 2 < self.fxs.len().max(1) {
+            return Err(ConfigError::new(
+                "media.rtp_port_max",
+                format!("range holds {} even ports, fewer than the {} ports", span / 2, self.fxs.len()),
+            ));
+        }
+        if m.codecs.is_empty() {
+            return Err(ConfigError::new("media.codecs", "at least one codec is needed"));
+        }
+        for (i, c) in m.codecs.iter().enumerate() {
+            if parse_codec(c).is_none() {
+                return Err(ConfigError::new(
+                    format!("media.codecs[{i}]"),
+                    format!("unknown codec {c:?} (PCMU, PCMA)"),
+                ));
+            }
+        }
+        if m.telephone_event != 0 && !(96..=127).contains(&m.telephone_event) {
+            return Err(ConfigError::new("media.telephone_event", "must be 0 or a dynamic payload type 96..127"));
+        }
+        if !(10..=60).contains(&m.ptime_ms) || m.ptime_ms % 10 != 0 {
+            return Err(ConfigError::new("media.ptime_ms", "must be 10, 20, 30, 40, 50 or 60"));
+        }
+        if !(20..=200).contains(&m.jitter_ms) || m.jitter_ms % 10 != 0 {
+            return Err(ConfigError::new("media.jitter_ms", "must be a multiple of 10 within 20..200"));
+        }
+
+        let d = &self.dialplan;
+        if d.patterns.is_empty() {
+            return Err(ConfigError::new("dialplan.patterns", "at least one pattern is needed"));
+        }
+        for (i, p) in d.patterns.iter().enumerate() {
+            if let Err(e) = gw_line::DialPlan::new(&[p.as_str()]) {
+                return Err(ConfigError::new(format!("dialplan.patterns[{i}]"), format!("{e:?}")));
+            }
+        }
+        if !(1000..=60_000).contains(&d.inter_digit_timeout_ms) {
+            return Err(ConfigError::new("dialplan.inter_digit_timeout_ms", "must be within 1000..60000"));
+        }
+        if !(1000..=120_000).contains(&d.first_digit_timeout_ms) {
+            return Err(ConfigError::new("dialplan.first_digit_timeout_ms", "must be within 1000..120000"));
+        }
+
+        let mut seen_ports = Vec::new();
+        let mut seen_numbers: Vec<&str> = Vec::new();
+        for (i, p) in self.fxs.iter().enumerate() {
+            let field = |name: &str| format!("fxs[{i}].{name}");
+            if p.port == 0 || p.port > board_ports {
+                return Err(ConfigError::new(
+                    field("port"),
+                    format!("the board has FXS ports 1..{board_ports}"),
+                ));
+            }
+            if seen_ports.contains(&p.port) {
+                return Err(ConfigError::new(field("port"), format!("port {} configured twice", p.port)));
+            }
+            seen_ports.push(p.port);
+            if p.number.is_empty() || p.number.len() > 32 || !p.number.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new(field("number"), "must be 1 to 32 digits"));
+            }
+            if seen_numbers.contains(&p.number.as_str()) {
+                return Err(ConfigError::new(field("number"), format!("number {} used twice", p.number)));
+            }
+            seen_numbers.push(&p.number);
+            if let Some(u) = &p.auth_user {
+                if u.is_empty() || u.contains(|c: char| c.is_whitespace() || c == '"' || c == '@') {
+                    return Err(ConfigError::new(field("auth_user"), "must be a plain user name"));
+                }
+            }
+            if let Some(pw) = &p.password {
+                check_secret(&field("password"), pw)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Codecs in preference order.
+    pub fn codecs(&self) -> Vec<gw_sip::sdp::Codec> {
+        self.media.codecs.iter().filter_map(|c| parse_codec(c)).collect()
+    }
+}
+
+fn check_secret(field: &str, s: &str) -> Result<(), ConfigError> {
+    if s.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if s.contains(['"', '\\', '\r', '\n']) {
+        return Err(ConfigError::new(field, "must not contain quotes, backslashes or line breaks"));
+    }
+    Ok(())
+}
+
+pub fn parse_codec(name: &str) -> Option<gw_sip::sdp::Codec> {
+    match name.to_ascii_uppercase().as_str() {
+        "PCMU" => Some(gw_sip::sdp::Codec::Pcmu),
+        "PCMA" => Some(gw_sip::sdp::Codec::Pcma),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut toml::Table)) -> String {
+        let mut t: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+        edit(&mut t);
+        toml::to_string(&t).unwrap()
+    }
+
+    fn err(text: &str) -> ConfigError {
+        Config::from_toml(text, 4).unwrap_err()
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::default_sim();
+        assert_eq!(c.fxs.len(), 4);
+        assert_eq!(c.fxs[0].number, "1001");
+        assert_eq!(c.codecs(), vec![gw_sip::sdp::Codec::Pcmu, gw_sip::sdp::Codec::Pcma]);
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = err("[system]\ncountry = \n");
+        assert!(e.field.starts_with("line "), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let text = with(|t| {
+            t["sip"].as_table_mut().unwrap().insert("passwd".into(), "x".into());
+        });
+        let e = err(&text);
+        assert!(e.reason.contains("passwd"), "{e}");
+    }
+
+    #[test]
+    fn unknown_country_names_the_field() {
+        let text = with(|t| {
+            t["system"].as_table_mut().unwrap().insert("country".into(), "XX".into());
+        });
+        assert_eq!(err(&text).field, "system.country");
+    }
+
+    #[test]
+    fn port_outside_the_board_is_refused() {
+        let text = with(|t| {
+            let fxs = t["fxs"].as_array_mut().unwrap();
+            fxs[3].as_table_mut().unwrap().insert("port".into(), 9.into());
+        });
+        let e = err(&text);
+        assert_eq!(e.field, "fxs[3].port");
+        assert!(e.reason.contains("1..4"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_number_is_refused() {
+        let text = with(|t| {
+            let fxs = t["fxs"].as_array_mut().unwrap();
+            fxs[1].as_table_mut().unwrap().insert("number".into(), "1001".into());
+        });
+        assert_eq!(err(&text).field, "fxs[1].number");
+    }
+
+    #[test]
+    fn bad_dialplan_pattern_names_its_index() {
+        let text = with(|t| {
+            let d = t["dialplan"].as_table_mut().unwrap();
+            d.insert("patterns".into(), toml::Value::Array(vec!["1xxx".into(), "[9".into()]));
+        });
+        assert_eq!(err(&text).field, "dialplan.patterns[1]");
+    }
+
+    #[test]
+    fn bad_codec_and_ptime_are_refused() {
+        let text = with(|t| {
+            let m = t["media"].as_table_mut().unwrap();
+            m.insert("codecs".into(), toml::Value::Array(vec!["G729".into()]));
+        });
+        assert_eq!(err(&text).field, "media.codecs[0]");
+        let text = with(|t| {
+            t["media"].as_table_mut().unwrap().insert("ptime_ms".into(), 25.into());
+        });
+        assert_eq!(err(&text).field, "media.ptime_ms");
+    }
+
+    #[test]
+    fn password_with_quote_is_refused() {
+        let text = with(|t| {
+            t["sip"].as_table_mut().unwrap().insert("password".into(), "a\"b".into());
+        });
+        assert_eq!(err(&text).field, "sip.password");
+    }
+}

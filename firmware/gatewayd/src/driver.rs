@@ -1,0 +1,104 @@
+//! The async shell around [`Gateway`]: owns the SIP socket and the clock.
+//!
+//! One task runs the whole control plane, so the gateway's state needs no
+//! locks. It wakes on a SIP datagram, on the gateway's next deadline, on a
+//! 10 ms tick (to read line events and the rt thread's event queue), and on
+//! shutdown. After every wake-up it drains the datagrams to send, as the
+//! sans-IO cores require.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use heapless::spsc::Consumer;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::gateway::Gateway;
+use crate::rt::{RtEvent, RtSetupReport, RtStats};
+use crate::status::Status;
+
+pub struct Driver {
+    pub gateway: Gateway,
+    pub sip: UdpSocket,
+    pub rt_events: Consumer<'static, RtEvent>,
+    pub rt_stats: Arc<RtStats>,
+    pub rt_setup: RtSetupReport,
+    pub status: Arc<Mutex<Status>>,
+}
+
+impl Driver {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut buf = vec![0u8; 65_536];
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.gateway.start(Instant::now());
+        self.flush().await;
+        loop {
+            let deadline = self
+                .gateway
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                r = self.sip.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.gateway.handle_datagram(Instant::now(), from, &buf[..n]),
+                    // ICMP port unreachable from an earlier send shows up here
+                    // on Linux; it is not fatal for a UDP server.
+                    Err(e) => warn!(%e, "SIP socket receive error"),
+                },
+                _ = tokio::time::sleep_until(deadline) => self.gateway.handle_timeout(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.gateway.handle_port_events(now);
+                    while let Some(ev) = self.rt_events.dequeue() {
+                        self.gateway.handle_rt_event(now, ev);
+                    }
+                    self.update_status();
+                }
+                _ = shutdown.changed() => {
+                    self.gateway.stop(Instant::now());
+                    self.flush().await;
+                    // Give the unregistrations a moment to reach the proxy.
+                    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                        loop {
+                            if let Ok((n, from)) = self.sip.recv_from(&mut buf).await {
+                                self.gateway.handle_datagram(Instant::now(), from, &buf[..n]);
+                                self.flush().await;
+                            }
+                        }
+                    }).await;
+                    return;
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.gateway.poll_transmit() {
+            if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
+                warn!(%e, dest = %t.destination, "SIP send failed");
+            }
+        }
+    }
+
+    fn update_status(&self) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.ports = self.gateway.port_status();
+        s.registrations = self.gateway.registration_status();
+        s.calls = self.gateway.counters();
+        s.rt = self.rt_stats.snapshot();
+        s.rt_setup = self.rt_setup.clone().into();
+        s.rt_command_overruns = self.gateway.rt_command_overruns();
+        let m = self.gateway.media_stats();
+        use std::sync::atomic::Ordering::Relaxed;
+        s.media = crate::status::MediaStatus {
+            sent: m.sent.load(Relaxed),
+            received: m.received.load(Relaxed),
+            foreign_source: m.foreign_source.load(Relaxed),
+            send_errors: m.send_errors.load(Relaxed),
+            in_overruns: m.in_overruns.load(Relaxed),
+        };
+    }
+}

@@ -1,0 +1,32 @@
+//! `gatewayd`: the one process of the appliance.
+//!
+//! - [`rt`]: the real-time audio thread (DSP, codecs, RTP packetization);
+//! - [`media_io`]: the thread that moves RTP between sockets and the rt queues;
+//! - [`gateway`]: the call router joining line machines, SIP and the rt thread;
+//! - [`driver`]: the tokio task that owns the SIP socket and the clock;
+//! - [`config`]: the validated TOML configuration;
+//! - [`status`]: status over HTTP and the local console.
+//!
+//! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod driver;
+pub mod gateway;
+pub mod media_io;
+pub mod rt;
+pub mod status;
+
+use gw_hal::{Frame, PcmBus, PcmStats};
+
+/// The board's PCM bus behind a box, so the rt engine has one concrete type.
+pub struct BoxedPcm(pub Box<dyn PcmBus + Send>);
+
+impl PcmBus for BoxedPcm {
+    fn channels(&self) -> usize {
+        self.0.channels()
+    }
+    fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+        self.0.exchange(tx, rx)
+    }
+}

@@ -1,0 +1,219 @@
+//! The media I/O thread: moves RTP packets between UDP sockets and the rt
+//! thread's packet queues, so the rt thread never makes a system call.
+//!
+//! One socket per active channel, non-blocking, polled every millisecond.
+//! Packets are accepted only from the negotiated remote IP address (any
+//! port, so a far end behind a port-changing NAT still works); everything
+//! else is counted and dropped.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use heapless::spsc::{Consumer, Producer};
+
+use crate::rt::{Packet, MAX_PACKET};
+
+pub enum MediaCommand {
+    /// Start relaying `channel` through `socket`, sending to `remote`.
+    Open { channel: u8, socket: UdpSocket, remote: SocketAddr },
+    /// Stop relaying `channel` and close its socket.
+    Close { channel: u8 },
+}
+
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub foreign_source: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub in_overruns: AtomicU64,
+}
+
+pub struct MediaIo {
+    commands: mpsc::Sender<MediaCommand>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<MediaStats>,
+}
+
+struct Slot {
+    socket: UdpSocket,
+    remote: SocketAddr,
+}
+
+impl MediaIo {
+    pub fn start(
+        channels: usize,
+        packets_out: Consumer<'static, Packet>,
+        packets_in: Producer<'static, Packet>,
+    ) -> std::io::Result<MediaIo> {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(MediaStats::default());
+        let thread = std::thread::Builder::new().name("media-io".into()).spawn({
+            let stop = stop.clone();
+            let stats = stats.clone();
+            move || run(channels, rx, packets_out, packets_in, stop, stats)
+        })?;
+        Ok(MediaIo { commands: tx, stop, thread: Some(thread), stats })
+    }
+
+    pub fn open(&self, channel: u8, socket: UdpSocket, remote: SocketAddr) {
+        let _ = self.commands.send(MediaCommand::Open { channel, socket, remote });
+    }
+
+    pub fn close(&self, channel: u8) {
+        let _ = self.commands.send(MediaCommand::Close { channel });
+    }
+}
+
+impl Drop for MediaIo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    channels: usize,
+    commands: mpsc::Receiver<MediaCommand>,
+    mut packets_out: Consumer<'static, Packet>,
+    mut packets_in: Producer<'static, Packet>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<MediaStats>,
+) {
+    let mut slots: Vec<Option<Slot>> = (0..channels).map(|_| None).collect();
+    let mut pkt = Packet::empty();
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                MediaCommand::Open { channel, socket, remote } => {
+                    if let Some(slot) = slots.get_mut(channel as usize) {
+                        if socket.set_nonblocking(true).is_ok() {
+                            *slot = Some(Slot { socket, remote });
+                        }
+                    }
+                }
+                MediaCommand::Close { channel } => {
+                    if let Some(slot) = slots.get_mut(channel as usize) {
+                        *slot = None;
+                    }
+                }
+            }
+        }
+        while let Some(out) = packets_out.dequeue() {
+            if let Some(Some(slot)) = slots.get(out.channel as usize) {
+                match slot.socket.send_to(out.bytes(), slot.remote) {
+                    Ok(_) => stats.sent.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }
+        for (ch, slot) in slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            loop {
+                match slot.socket.recv_from(&mut pkt.data[..MAX_PACKET]) {
+                    Ok((n, from)) => {
+                        if !same_host(from.ip(), slot.remote.ip()) {
+                            stats.foreign_source.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        stats.received.fetch_add(1, Ordering::Relaxed);
+                        pkt.channel = ch as u8;
+                        pkt.len = n as u16;
+                        if packets_in.enqueue(pkt.clone()).is_err() {
+                            stats.in_overruns.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => break, // WouldBlock, or an ICMP error surfaced: try next tick
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn same_host(a: IpAddr, b: IpAddr) -> bool {
+    a == b || (a.is_loopback() && b.is_loopback())
+}
+
+/// Hands out even RTP ports from the configured range, round robin, binding
+/// each to prove it is free.
+pub struct RtpPorts {
+    ip: IpAddr,
+    min: u16,
+    max: u16,
+    next: u16,
+}
+
+impl RtpPorts {
+    pub fn new(ip: IpAddr, min: u16, max: u16) -> Self {
+        let min = min + (min % 2);
+        RtpPorts { ip, min, max, next: min }
+    }
+
+    pub fn bind(&mut self) -> std::io::Result<(UdpSocket, u16)> {
+        let span = ((self.max - self.min) / 2 + 1) as usize;
+        for _ in 0..span {
+            let port = self.next;
+            self.next = if port + 2 > self.max { self.min } else { port + 2 };
+            if let Ok(s) = UdpSocket::bind((self.ip, port)) {
+                return Ok((s, port));
+            }
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free RTP port in the configured range"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::make_queues;
+
+    #[test]
+    fn rtp_ports_are_even_and_wrap() {
+        let mut p = RtpPorts::new("127.0.0.1".parse().unwrap(), 41001, 41005);
+        let (_a, pa) = p.bind().unwrap();
+        let (_b, pb) = p.bind().unwrap();
+        assert_eq!((pa, pb), (41002, 41004));
+        // 41002 and 41004 are held; the range is exhausted.
+        assert!(p.bind().is_err());
+        drop(_a);
+        assert_eq!(p.bind().unwrap().1, 41002);
+    }
+
+    #[test]
+    fn relays_both_ways() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(2, ctl.packets_out, ctl.packets_in).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        far.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        io.open(1, ours, far.local_addr().unwrap());
+
+        let mut p = Packet::empty();
+        p.channel = 1;
+        p.data[..3].copy_from_slice(b"abc");
+        p.len = 3;
+        rtq.packets_out.enqueue(p).ok().unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = far.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"abc"[..], ours_addr));
+
+        far.send_to(b"xyz", ours_addr).unwrap();
+        let got = (0..200).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            rtq.packets_in.dequeue()
+        });
+        let got = got.expect("packet relayed to the rt queue");
+        assert_eq!((got.channel, got.bytes()), (1, &b"xyz"[..]));
+        assert_eq!(io.stats.received.load(Ordering::Relaxed), 1);
+    }
+}

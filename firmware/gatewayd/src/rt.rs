@@ -1,0 +1,554 @@
+//! The real-time audio thread: the only code that touches samples.
+//!
+//! Every 10 ms tick ([`RtEngine::tick`]):
+//! 1. apply commands from the control plane (tones, media start/stop);
+//! 2. take RTP packets from the media I/O thread into each call's jitter buffer;
+//! 3. build the frame for each line: a tone, decoded RTP, or silence;
+//! 4. exchange one frame per channel with the PCM bus;
+//! 5. run the DTMF detector on what the line sent, turn digits into events
+//!    (and RFC 4733 packets during a call), encode and packetize the audio.
+//!
+//! Rules (DESIGN.md rule 2): after [`RtEngine::new`] nothing here allocates,
+//! locks, logs or blocks. The control plane talks to it only through
+//! `heapless::spsc` queues, split once at start-up; a full queue bumps a
+//! counter and the item is dropped. The unit tests at the bottom check the
+//! no-allocation rule with a counting allocator.
+//!
+//! The thread set-up ([`setup_realtime`]) pins the thread, asks for
+//! SCHED_FIFO and locks memory. Where the system refuses (a container, CI),
+//! the thread runs anyway and the refusal is reported in the log and status.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
+use gw_dsp::g711::{self, Law};
+use gw_dsp::tones::{ToneGenerator, ToneSpec};
+use gw_hal::{Frame, PcmBus, FRAME_SAMPLES};
+use gw_media::{Received, RtpSession, SessionConfig};
+use heapless::spsc::{Consumer, Producer, Queue};
+
+/// Largest RTP packet the rt thread builds or accepts: 12-byte header plus
+/// 60 ms of G.711, with room for CSRCs and extensions on receive.
+pub const MAX_PACKET: usize = 1024;
+pub const CMD_QUEUE: usize = 64;
+pub const EVENT_QUEUE: usize = 256;
+pub const PACKET_QUEUE: usize = 128;
+
+/// One RTP packet crossing between the rt thread and the media I/O thread.
+#[derive(Clone)]
+pub struct Packet {
+    pub channel: u8,
+    pub len: u16,
+    pub data: [u8; MAX_PACKET],
+}
+
+impl Packet {
+    pub const fn empty() -> Self {
+        Packet { channel: 0, len: 0, data: [0; MAX_PACKET] }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.len as usize]
+    }
+}
+
+/// Control plane -> rt thread.
+#[derive(Clone, Copy, Debug)]
+pub enum RtCommand {
+    PlayTone { channel: u8, spec: ToneSpec },
+    StopTone { channel: u8 },
+    StartMedia { channel: u8, session: SessionConfig, law: Law },
+    StopMedia { channel: u8 },
+}
+
+/// rt thread -> control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtEvent {
+    /// A DTMF digit started on the line (in-band, detected here).
+    LineDigit { channel: u8, digit: u8 },
+    /// An RFC 4733 event started in the RTP from the far end.
+    RemoteDigit { channel: u8, digit: u8 },
+}
+
+/// Counters shared with the control plane; written only by the rt thread
+/// (relaxed atomics, no locks).
+#[derive(Debug, Default)]
+pub struct RtStats {
+    pub frames: AtomicU64,
+    pub deadline_misses: AtomicU64,
+    pub max_tick_ns: AtomicU64,
+    pub event_overruns: AtomicU64,
+    pub packet_out_overruns: AtomicU64,
+    pub pcm_rx_underruns: AtomicU64,
+    pub pcm_tx_overruns: AtomicU64,
+    pub rtp_received: AtomicU64,
+    pub rtp_malformed: AtomicU64,
+    pub rtp_sent: AtomicU64,
+}
+
+impl RtStats {
+    pub fn snapshot(&self) -> RtStatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RtStatsSnapshot {
+            frames: l(&self.frames),
+            deadline_misses: l(&self.deadline_misses),
+            max_tick_us: l(&self.max_tick_ns) / 1000,
+            event_overruns: l(&self.event_overruns),
+            packet_out_overruns: l(&self.packet_out_overruns),
+            pcm_rx_underruns: l(&self.pcm_rx_underruns),
+            pcm_tx_overruns: l(&self.pcm_tx_overruns),
+            rtp_received: l(&self.rtp_received),
+            rtp_malformed: l(&self.rtp_malformed),
+            rtp_sent: l(&self.rtp_sent),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct RtStatsSnapshot {
+    pub frames: u64,
+    pub deadline_misses: u64,
+    pub max_tick_us: u64,
+    pub event_overruns: u64,
+    pub packet_out_overruns: u64,
+    pub pcm_rx_underruns: u64,
+    pub pcm_tx_overruns: u64,
+    pub rtp_received: u64,
+    pub rtp_malformed: u64,
+    pub rtp_sent: u64,
+}
+
+/// The queue ends the rt thread owns.
+pub struct RtQueues {
+    pub commands: Consumer<'static, RtCommand>,
+    pub events: Producer<'static, RtEvent>,
+    pub packets_in: Consumer<'static, Packet>,
+    pub packets_out: Producer<'static, Packet>,
+}
+
+/// The queue ends the control plane and the media I/O thread own.
+pub struct ControlQueues {
+    pub commands: Producer<'static, RtCommand>,
+    pub events: Consumer<'static, RtEvent>,
+    pub packets_in: Producer<'static, Packet>,
+    pub packets_out: Consumer<'static, Packet>,
+}
+
+/// Makes the four queues, once per process. They are leaked so both halves
+/// are `'static` and can move to their threads; they live as long as the
+/// process, like the rt thread itself.
+pub fn make_queues() -> (RtQueues, ControlQueues) {
+    let cmd: &'static mut Queue<RtCommand, CMD_QUEUE> = Box::leak(Box::new(Queue::new()));
+    let ev: &'static mut Queue<RtEvent, EVENT_QUEUE> = Box::leak(Box::new(Queue::new()));
+    let pin: &'static mut Queue<Packet, PACKET_QUEUE> = Box::leak(Box::new(Queue::new()));
+    let pout: &'static mut Queue<Packet, PACKET_QUEUE> = Box::leak(Box::new(Queue::new()));
+    let (cmd_p, cmd_c) = cmd.split();
+    let (ev_p, ev_c) = ev.split();
+    let (pin_p, pin_c) = pin.split();
+    let (pout_p, pout_c) = pout.split();
+    (
+        RtQueues { commands: cmd_c, events: ev_p, packets_in: pin_c, packets_out: pout_p },
+        ControlQueues { commands: cmd_p, events: ev_c, packets_in: pin_p, packets_out: pout_c },
+    )
+}
+
+struct Media {
+    session: RtpSession,
+    law: Law,
+}
+
+struct Channel {
+    dtmf: DtmfDetector,
+    tone: Option<ToneGenerator>,
+    media: Option<Media>,
+}
+
+/// Everything the rt thread owns. Sized once in [`RtEngine::new`].
+pub struct RtEngine<P: PcmBus> {
+    pcm: P,
+    queues: RtQueues,
+    stats: Arc<RtStats>,
+    channels: Vec<Channel>,
+    tx: Vec<Frame>,
+    rx: Vec<Frame>,
+    scratch: Packet,
+}
+
+impl<P: PcmBus> RtEngine<P> {
+    pub fn new(pcm: P, queues: RtQueues, stats: Arc<RtStats>) -> Self {
+        let n = pcm.channels();
+        let channels = (0..n)
+            .map(|_| Channel { dtmf: DtmfDetector::new(), tone: None, media: None })
+            .collect();
+        RtEngine {
+            pcm,
+            queues,
+            stats,
+            channels,
+            tx: vec![[0; FRAME_SAMPLES]; n],
+            rx: vec![[0; FRAME_SAMPLES]; n],
+            scratch: Packet::empty(),
+        }
+    }
+
+    /// One 10 ms tick. Allocation-free.
+    pub fn tick(&mut self) {
+        self.apply_commands();
+        self.receive_packets();
+        self.build_line_frames();
+        let st = self.pcm.exchange(&self.tx, &mut self.rx);
+        self.stats.pcm_rx_underruns.fetch_add(st.rx_underruns as u64, Ordering::Relaxed);
+        self.stats.pcm_tx_overruns.fetch_add(st.tx_overruns as u64, Ordering::Relaxed);
+        self.process_line_frames();
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn apply_commands(&mut self) {
+        while let Some(cmd) = self.queues.commands.dequeue() {
+            match cmd {
+                RtCommand::PlayTone { channel, spec } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.tone = Some(ToneGenerator::new(&spec));
+                    }
+                }
+                RtCommand::StopTone { channel } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.tone = None;
+                    }
+                }
+                RtCommand::StartMedia { channel, session, law } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.media = Some(Media { session: RtpSession::new(session), law });
+                    }
+                }
+                RtCommand::StopMedia { channel } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.media = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn receive_packets(&mut self) {
+        while let Some(pkt) = self.queues.packets_in.dequeue() {
+            let channel = pkt.channel;
+            let Some(media) = self.channels.get_mut(channel as usize).and_then(|c| c.media.as_mut())
+            else {
+                continue; // a late packet for a call that has ended
+            };
+            match media.session.receive(pkt.bytes()) {
+                Ok(Received::DtmfStart(digit)) => {
+                    self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    self.push_event(RtEvent::RemoteDigit { channel, digit });
+                }
+                Ok(_) => {
+                    self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.stats.rtp_malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn build_line_frames(&mut self) {
+        let mut encoded = [0u8; FRAME_SAMPLES];
+        for (ch, out) in self.channels.iter_mut().zip(self.tx.iter_mut()) {
+            if let Some(tone) = ch.tone.as_mut() {
+                tone.fill(out);
+                // Keep the jitter buffer draining while a tone covers the audio.
+                if let Some(m) = ch.media.as_mut() {
+                    m.session.pull_frame(&mut encoded);
+                }
+            } else if let Some(m) = ch.media.as_mut() {
+                if m.session.pull_frame(&mut encoded) {
+                    g711::decode_frame(m.law, &encoded, out);
+                } else {
+                    out.fill(0);
+                }
+            } else {
+                out.fill(0);
+            }
+        }
+    }
+
+    fn process_line_frames(&mut self) {
+        let mut encoded = [0u8; FRAME_SAMPLES];
+        for i in 0..self.channels.len() {
+            let channel = i as u8;
+            let ch = &mut self.channels[i];
+            let digit = ch.dtmf.process(&self.rx[i]);
+            if let Some(m) = ch.media.as_mut() {
+                match digit {
+                    Some(DtmfEvent::Start(d)) => {
+                        m.session.start_dtmf(d);
+                    }
+                    Some(DtmfEvent::End(..)) => m.session.stop_dtmf(),
+                    None => {}
+                }
+                g711::encode_frame(m.law, &self.rx[i], &mut encoded);
+                if let Some(n) = m.session.send_frame(&encoded, &mut self.scratch.data) {
+                    self.scratch.channel = channel;
+                    self.scratch.len = n as u16;
+                    if self.queues.packets_out.enqueue(self.scratch.clone()).is_err() {
+                        self.stats.packet_out_overruns.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let Some(DtmfEvent::Start(d)) = digit {
+                self.push_event(RtEvent::LineDigit { channel, digit: d });
+            }
+        }
+    }
+
+    fn push_event(&mut self, ev: RtEvent) {
+        if self.queues.events.enqueue(ev).is_err() {
+            self.stats.event_overruns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the real-time set-up obtained from the system.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RtSetupReport {
+    pub core: Result<usize, String>,
+    pub sched_fifo: Result<i32, String>,
+    pub mlockall: Result<(), String>,
+}
+
+impl RtSetupReport {
+    pub fn fully_realtime(&self) -> bool {
+        self.core.is_ok() && self.sched_fifo.is_ok() && self.mlockall.is_ok()
+    }
+}
+
+/// SCHED_FIFO priority of the audio thread: above every ordinary thread,
+/// below the kernel's own threaded interrupt handlers (50).
+pub const RT_PRIORITY: i32 = 40;
+
+/// Pins the calling thread, asks for SCHED_FIFO and locks memory. Each step
+/// is independent: a refusal is reported, never fatal.
+pub fn setup_realtime(core: Option<usize>) -> RtSetupReport {
+    let core = match core {
+        None => Err("no rt_core configured".to_string()),
+        Some(c) => pin_to_core(c).map(|()| c),
+    };
+    let sched_fifo = set_fifo(RT_PRIORITY).map(|()| RT_PRIORITY);
+    let mlockall = lock_memory();
+    prefault_stack();
+    RtSetupReport { core, sched_fifo, mlockall }
+}
+
+fn pin_to_core(core: usize) -> Result<(), String> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(core).map_err(|e| format!("core {core}: {e}"))?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| format!("sched_setaffinity({core}): {e}"))
+}
+
+#[allow(unsafe_code)]
+fn set_fifo(priority: i32) -> Result<(), String> {
+    // musl's sched_setscheduler() is a stub returning ENOSYS; the pthread call
+    // works on both glibc and musl. sched_param is zeroed first because musl's
+    // has extra fields.
+    // SAFETY: `param` is a valid, fully initialised sched_param and
+    // pthread_self() is always a valid thread handle for the caller.
+    let rc = unsafe {
+        let mut param: libc::sched_param = std::mem::zeroed();
+        param.sched_priority = priority;
+        libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("SCHED_FIFO priority {priority}: {}", std::io::Error::from_raw_os_error(rc)))
+    }
+}
+
+fn lock_memory() -> Result<(), String> {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).map_err(|e| format!("mlockall: {e}"))
+}
+
+/// Touches the stack the tick will use so that page faults happen now.
+fn prefault_stack() {
+    let mut buf = [0u8; 128 * 1024];
+    for i in (0..buf.len()).step_by(4096) {
+        buf[i] = 1;
+    }
+    std::hint::black_box(&buf);
+}
+
+/// Runs the engine every 10 ms until `stop` is set. Deadline misses are ticks
+/// that finished after the start of the next one; after a long stall (more
+/// than 100 ms, e.g. the host was suspended) the schedule is re-based instead
+/// of bursting to catch up.
+pub fn run<P: PcmBus>(mut engine: RtEngine<P>, stop: Arc<AtomicBool>) {
+    const TICK: Duration = Duration::from_millis(10);
+    let mut next = Instant::now() + TICK;
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        engine.tick();
+        let end = Instant::now();
+        let took = end.duration_since(start).as_nanos() as u64;
+        engine.stats.max_tick_ns.fetch_max(took, Ordering::Relaxed);
+        if end > next {
+            engine.stats.deadline_misses.fetch_add(1, Ordering::Relaxed);
+            if end - next > Duration::from_millis(100) {
+                next = end;
+            }
+        } else {
+            std::thread::sleep(next - end);
+        }
+        next += TICK;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_hal::PcmStats;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    // Counts allocations made by the current thread while `COUNTING` is set.
+    struct CountingAlloc;
+    thread_local! {
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+    unsafe impl GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNTING.try_with(|c| {
+                if c.get() {
+                    COUNT.with(|n| n.set(n.get() + 1));
+                }
+            });
+            System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+    }
+    #[global_allocator]
+    static ALLOC: CountingAlloc = CountingAlloc;
+
+    /// A PCM bus whose line side is a closure: feeds `line(tick, ch)` as the
+    /// received frame and keeps the last transmitted frames.
+    struct LoopPcm<F: FnMut(u64, usize, &mut Frame)> {
+        n: usize,
+        tick: u64,
+        line: F,
+        last_tx: Vec<Frame>,
+    }
+    impl<F: FnMut(u64, usize, &mut Frame)> PcmBus for LoopPcm<F> {
+        fn channels(&self) -> usize {
+            self.n
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            self.last_tx.copy_from_slice(tx);
+            for (ch, f) in rx.iter_mut().enumerate() {
+                (self.line)(self.tick, ch, f);
+            }
+            self.tick += 1;
+            PcmStats::default()
+        }
+    }
+
+    fn dtmf_frames(digit: u8) -> Vec<Frame> {
+        let mut g = gw_dsp::dtmf::DtmfGenerator::new(digit, -7.0, 100, 100).unwrap();
+        let mut frames = Vec::new();
+        loop {
+            let mut f = [0i16; FRAME_SAMPLES];
+            let more = g.fill(&mut f);
+            frames.push(f);
+            if !more {
+                break;
+            }
+        }
+        frames
+    }
+
+    fn session(pt: u8) -> SessionConfig {
+        SessionConfig {
+            payload_type: pt,
+            telephone_event: Some(101),
+            ptime_ms: 20,
+            ssrc: 0x1234,
+            initial_seq: 1,
+            initial_ts: 0,
+            jitter_depth_ms: 40,
+        }
+    }
+
+    #[test]
+    fn tick_does_not_allocate_with_tones_media_and_digits() {
+        let digit_frames = dtmf_frames(b'5');
+        let line = move |tick: u64, ch: usize, f: &mut Frame| {
+            let t = tick as usize;
+            *f = if ch == 0 && t < digit_frames.len() { digit_frames[t] } else { [0; FRAME_SAMPLES] };
+        };
+        let pcm = LoopPcm { n: 4, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 4] };
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::default());
+        let mut engine = RtEngine::new(pcm, rtq, stats.clone());
+        let us = gw_dsp::tones::profile("US").unwrap();
+        ctl.commands
+            .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
+            .unwrap();
+        ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
+        // An incoming RTP packet for channel 0, prepared before counting.
+        let mut pkt = Packet::empty();
+        let hdr = gw_media::rtp::RtpHeader { marker: true, payload_type: 0, sequence: 7, timestamp: 0, ssrc: 9 };
+        let n = hdr.emit(&mut pkt.data);
+        pkt.data[n..n + 160].fill(0xff);
+        pkt.len = (n + 160) as u16;
+
+        COUNTING.with(|c| c.set(true));
+        for t in 0..40 {
+            if t == 3 {
+                let _ = ctl.packets_in.enqueue(pkt.clone());
+            }
+            engine.tick();
+        }
+        COUNTING.with(|c| c.set(false));
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+
+        let mut digits = Vec::new();
+        while let Some(ev) = ctl.events.dequeue() {
+            digits.push(ev);
+        }
+        assert_eq!(digits, vec![RtEvent::LineDigit { channel: 0, digit: b'5' }]);
+        // 40 ticks of 10 ms at ptime 20: about 20 packets out for channel 0.
+        let mut out = 0;
+        while ctl.packets_out.dequeue().is_some() {
+            out += 1;
+        }
+        assert!((18..=21).contains(&out), "{out} packets");
+        assert_eq!(stats.snapshot().frames, 40);
+    }
+
+    #[test]
+    fn tone_reaches_the_line_and_stops() {
+        let line = |_t: u64, _ch: usize, f: &mut Frame| *f = [0; FRAME_SAMPLES];
+        let pcm = LoopPcm { n: 2, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 2] };
+        let (rtq, mut ctl) = make_queues();
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::default()));
+        let us = gw_dsp::tones::profile("US").unwrap();
+        ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
+        engine.tick();
+        engine.tick();
+        let energy: i64 = engine.pcm.last_tx[1].iter().map(|&s| (s as i64).abs()).sum();
+        assert!(energy > 80 * 1000, "dial tone too weak: {energy}");
+        assert!(engine.pcm.last_tx[0].iter().all(|&s| s == 0));
+        ctl.commands.enqueue(RtCommand::StopTone { channel: 1 }).unwrap();
+        engine.tick();
+        assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0));
+    }
+}

@@ -1,0 +1,248 @@
+//! Status for installers: a snapshot the control task refreshes every tick,
+//! served read-only as JSON over HTTP (`GET /api/status`) and as text on the
+//! local console (`show status`).
+//!
+//! This is the seed of the web UI and console CLI (their own issue): what is
+//! here works; configuration editing is not served yet.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::gateway::{CallCounters, PortStatus, RegistrationStatus};
+use crate::rt::{RtSetupReport, RtStatsSnapshot};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RtSetupStatus {
+    pub core: Option<usize>,
+    pub sched_fifo_priority: Option<i32>,
+    pub memory_locked: bool,
+    /// Why the thread is not fully real-time, one reason per refused step.
+    pub degraded: Vec<String>,
+}
+
+impl From<RtSetupReport> for RtSetupStatus {
+    fn from(r: RtSetupReport) -> Self {
+        let mut degraded = Vec::new();
+        if let Err(e) = &r.core {
+            degraded.push(e.clone());
+        }
+        if let Err(e) = &r.sched_fifo {
+            degraded.push(e.clone());
+        }
+        if let Err(e) = &r.mlockall {
+            degraded.push(e.clone());
+        }
+        RtSetupStatus {
+            core: r.core.ok(),
+            sched_fifo_priority: r.sched_fifo.ok(),
+            memory_locked: r.mlockall.is_ok(),
+            degraded,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MediaStatus {
+    pub sent: u64,
+    pub received: u64,
+    pub foreign_source: u64,
+    pub send_errors: u64,
+    pub in_overruns: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub board: String,
+    pub sip_listen: String,
+    pub sim_link: Option<String>,
+    pub registrations: Vec<RegistrationStatus>,
+    pub ports: Vec<PortStatus>,
+    pub calls: CallCounters,
+    pub rt: RtStatsSnapshot,
+    pub rt_setup: RtSetupStatus,
+    pub rt_command_overruns: u64,
+    pub media: MediaStatus,
+}
+
+impl Status {
+    pub fn new(board: String, sip_listen: String, sim_link: Option<String>, rt: RtStatsSnapshot) -> Self {
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            board,
+            sip_listen,
+            sim_link,
+            registrations: Vec::new(),
+            ports: Vec::new(),
+            calls: CallCounters::default(),
+            rt,
+            rt_setup: RtSetupStatus::default(),
+            rt_command_overruns: 0,
+            media: MediaStatus::default(),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "gatewayd {} on board {}", self.version, self.board);
+        let _ = writeln!(s, "SIP {}; sim link {}", self.sip_listen, self.sim_link.as_deref().unwrap_or("-"));
+        let _ = writeln!(s, "Registrations:");
+        for r in &self.registrations {
+            let _ = writeln!(s, "  {:<12} {}", r.user, r.state);
+        }
+        let _ = writeln!(s, "Ports:");
+        for p in &self.ports {
+            let _ = writeln!(
+                s,
+                "  FXS {} {:<8} {:<8} {:<12} {}",
+                p.port,
+                p.number,
+                p.hook,
+                p.state,
+                p.call.as_deref().unwrap_or("")
+            );
+        }
+        let c = &self.calls;
+        let _ = writeln!(
+            s,
+            "Calls: out {} in {} answered {} failed {} busy {} unknown {}",
+            c.outgoing, c.incoming, c.answered, c.failed, c.rejected_busy, c.rejected_unknown
+        );
+        let rt = &self.rt;
+        let _ = writeln!(
+            s,
+            "RT: frames {} deadline misses {} max tick {} us; queue overruns: events {} packets {} commands {}",
+            rt.frames, rt.deadline_misses, rt.max_tick_us, rt.event_overruns, rt.packet_out_overruns,
+            self.rt_command_overruns
+        );
+        if self.rt_setup.degraded.is_empty() {
+            let _ = writeln!(s, "RT set-up: real-time (core {:?}, SCHED_FIFO, memory locked)", self.rt_setup.core);
+        } else {
+            let _ = writeln!(s, "RT set-up: DEGRADED: {}", self.rt_setup.degraded.join("; "));
+        }
+        let m = &self.media;
+        let _ = writeln!(
+            s,
+            "RTP: sent {} received {} foreign {} send errors {}",
+            m.sent, m.received, m.foreign_source, m.send_errors
+        );
+        s
+    }
+}
+
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+fn snapshot(status: &SharedStatus) -> Status {
+    status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Serves `GET /api/status` (JSON) and `GET /` (the same as text).
+pub async fn serve_http(listener: TcpListener, status: SharedStatus) {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/api/status",
+            get({
+                let status = status.clone();
+                move || async move { axum::Json(snapshot(&status)) }
+            }),
+        )
+        .route(
+            "/",
+            get(move || async move { snapshot(&status).to_text() }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        warn!(%e, "status HTTP server stopped");
+    }
+}
+
+/// The local console: one line per command. The full installer CLI (config
+/// editing) is its own issue; this console answers what is here.
+pub async fn serve_console(listener: TcpListener, status: SharedStatus) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%e, "console accept failed");
+                continue;
+            }
+        };
+        info!(%peer, "console session opened");
+        let status = status.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply = console_command(line.trim(), &status);
+                match reply {
+                    None => break,
+                    Some(text) => {
+                        if w.write_all(text.as_bytes()).await.is_err() || w.write_all(b"> ").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn console_command(line: &str, status: &SharedStatus) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Some(match words.as_slice() {
+        [] => String::new(),
+        ["help"] | ["?"] => "commands: show status | show ports | show registrations | help | quit\n".into(),
+        ["show", "status"] => snapshot(status).to_text(),
+        ["show", "ports"] => {
+            let s = snapshot(status);
+            s.ports.iter().map(|p| format!("FXS {} {} {} {}\n", p.port, p.number, p.hook, p.state)).collect()
+        }
+        ["show", "registrations"] => {
+            let s = snapshot(status);
+            s.registrations.iter().map(|r| format!("{} {}\n", r.user, r.state)).collect()
+        }
+        ["quit"] | ["exit"] => return None,
+        _ => format!("unknown command: {line:?} (try 'help')\n"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> SharedStatus {
+        let rt = crate::rt::RtStats::default().snapshot();
+        Arc::new(Mutex::new(Status::new("sim".into(), "127.0.0.1:5062".into(), None, rt)))
+    }
+
+    #[test]
+    fn console_answers_known_and_unknown_commands() {
+        let s = status();
+        assert!(console_command("help", &s).unwrap().contains("show status"));
+        assert!(console_command("show status", &s).unwrap().contains("board sim"));
+        assert!(console_command("frobnicate now", &s).unwrap().starts_with("unknown command"));
+        assert_eq!(console_command("quit", &s), None);
+    }
+
+    #[test]
+    fn degraded_rt_setup_is_reported() {
+        let r = RtSetupReport {
+            core: Ok(1),
+            sched_fifo: Err("SCHED_FIFO priority 40: Operation not permitted".into()),
+            mlockall: Ok(()),
+        };
+        let st: RtSetupStatus = r.into();
+        assert_eq!(st.core, Some(1));
+        assert_eq!(st.degraded.len(), 1);
+        let s = status();
+        s.lock().unwrap().rt_setup = st;
+        assert!(console_command("show status", &s).unwrap().contains("DEGRADED: SCHED_FIFO"));
+    }
+}
