@@ -1,1 +1,651 @@
-//! placeholder
+//! linesim: plays the phones at the far end of the sim link (`hal/SIMLINK.md`).
+//!
+//! It connects to a gateway's sim line card, then each [`Phone`] can go off-hook,
+//! dial DTMF, play and record audio, and wait for ringing, feed changes and
+//! call-progress tones. The gateway's card is the clock master: linesim answers
+//! every AUDIO frame with one frame, so everything linesim measures (cadences,
+//! durations, recordings) is in exact sample time, while the timeouts given to
+//! the `wait_*` calls are wall time.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let sim = linesim::Linesim::connect("127.0.0.1:5070".parse().unwrap()).unwrap();
+//! let phone = sim.phone(0);
+//! phone.off_hook();
+//! phone.wait_for_tone(&linesim::plans::US_DIAL, Duration::from_secs(3)).unwrap();
+//! phone.dial("5551234").unwrap();
+//! ```
+//!
+//! Threading: one background thread owns the socket's read side and answers
+//! AUDIO frames; [`Linesim`] and [`Phone`] handles share its state behind a
+//! mutex and a condition variable, so calls block the caller only.
+//!
+//! The signal analysis ([`analysis`]) is linesim's own and does not use the
+//! firmware's DSP crate, so a DSP bug cannot hide itself.
+#![forbid(unsafe_code)]
+
+pub mod analysis;
+pub mod wav;
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gw_hal::sim::wire::{self, Message};
+pub use gw_hal::{HookState, LineFeed};
+
+pub use analysis::{plans, Measurement, ToneDetector, TonePlan, ToneReport};
+pub use wav::{read_wav, write_wav};
+
+/// Samples per 10 ms frame.
+const FRAME: usize = gw_hal::FRAME_SAMPLES;
+/// How long [`Linesim::connect`] waits for the card's HELLO.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// DTMF timing and level used by [`Phone::dial`].
+pub const DTMF_ON_MS: u32 = 80;
+pub const DTMF_OFF_MS: u32 = 80;
+pub const DTMF_LEVEL_DBM0: f32 = -7.0;
+/// Ring voltage off for this long (frame time) with no earlier off period to
+/// compare with means the ringing has stopped (longer than any common
+/// cadence's off period, 4 s in the US).
+const RING_STOP_DEFAULT_MS: u64 = 5000;
+/// Ring edges kept per port.
+const RING_LOG: usize = 64;
+
+/// Why a linesim call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LinesimError {
+    /// The wall-time timeout passed first.
+    Timeout,
+    /// The connection to the card is gone.
+    Disconnected,
+    /// The card has no port with this index.
+    NoSuchPort(usize),
+    /// A dial string holds a key that is not DTMF.
+    BadDigit(char),
+    /// A WAV file is unreadable or not 8 kHz mono 16-bit.
+    Wav(String),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for LinesimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinesimError::Timeout => f.write_str("timed out"),
+            LinesimError::Disconnected => f.write_str("not connected to the sim card"),
+            LinesimError::NoSuchPort(i) => write!(f, "the card has no port {i}"),
+            LinesimError::BadDigit(c) => write!(f, "{c:?} is not a DTMF key"),
+            LinesimError::Wav(m) => write!(f, "WAV: {m}"),
+            LinesimError::Io(e) => write!(f, "I/O: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LinesimError {}
+
+impl From<io::Error> for LinesimError {
+    fn from(e: io::Error) -> Self {
+        LinesimError::Io(e)
+    }
+}
+
+/// Ringing as measured by [`Phone::wait_ringing`]: the first full cycle seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingReport {
+    pub on_ms: u32,
+    pub off_ms: u32,
+}
+
+/// What a phone sends towards the gateway.
+#[derive(Debug)]
+enum Source {
+    Silence,
+    Tone { step: f64, phase: f64, amp: f64 },
+    Samples { data: Vec<i16>, pos: usize, repeat: bool },
+}
+
+#[derive(Debug)]
+struct Port {
+    hook: HookState,
+    ringing: bool,
+    feed: LineFeed,
+    /// AUDIO frames received for this port (its clock).
+    frames: u64,
+    /// Ring voltage edges: (frame count at the edge, on).
+    ring_log: VecDeque<(u64, bool)>,
+    source: Source,
+    /// Playback generation: bumped by every play/stop; `done_gen` catches up
+    /// when a non-repeating playback ends or is replaced.
+    play_gen: u64,
+    done_gen: u64,
+    /// Open listeners (record, measure, wait_for_tone): id -> samples heard.
+    taps: Vec<(u64, Vec<i16>)>,
+}
+
+impl Port {
+    fn new() -> Self {
+        Port {
+            hook: HookState::OnHook,
+            ringing: false,
+            feed: LineFeed::Forward,
+            frames: 0,
+            ring_log: VecDeque::new(),
+            source: Source::Silence,
+            play_gen: 0,
+            done_gen: 0,
+            taps: Vec::new(),
+        }
+    }
+
+    fn set_source(&mut self, s: Source) -> u64 {
+        self.done_gen = self.play_gen;
+        self.play_gen += 1;
+        self.source = s;
+        self.play_gen
+    }
+
+    /// The next 10 ms the phone sends.
+    fn next_frame(&mut self) -> [i16; FRAME] {
+        let mut out = [0i16; FRAME];
+        match &mut self.source {
+            Source::Silence => {}
+            Source::Tone { step, phase, amp } => {
+                for s in out.iter_mut() {
+                    *s = (*amp * phase.sin()).round().clamp(-32768.0, 32767.0) as i16;
+                    *phase = (*phase + *step) % (2.0 * std::f64::consts::PI);
+                }
+            }
+            Source::Samples { data, pos, repeat } => {
+                for s in out.iter_mut() {
+                    if *pos >= data.len() {
+                        if *repeat && !data.is_empty() {
+                            *pos = 0;
+                        } else {
+                            break;
+                        }
+                    }
+                    *s = data[*pos];
+                    *pos += 1;
+                }
+                if !*repeat && *pos >= data.len() {
+                    self.source = Source::Silence;
+                    self.done_gen = self.play_gen;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Set by the card's HELLO.
+    ports: Option<Vec<Port>>,
+    connected: bool,
+    next_tap: u64,
+    /// Why the link ended, for messages.
+    closed_reason: Option<String>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    changed: Condvar,
+    writer: Mutex<TcpStream>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking holder leaves consistent-enough data for a test tool.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, m: &Message) -> Result<(), LinesimError> {
+        let mut buf = Vec::with_capacity(wire::HEADER_LEN + wire::AUDIO_PAYLOAD);
+        m.encode(&mut buf);
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.write_all(&buf).map_err(|_| LinesimError::Disconnected)
+    }
+
+    /// Blocks until `done` says so (Some), the link drops, or `deadline`.
+    fn wait<T>(
+        &self,
+        deadline: Instant,
+        mut done: impl FnMut(&mut State) -> Option<T>,
+    ) -> Result<T, LinesimError> {
+        let mut st = self.lock();
+        loop {
+            if let Some(v) = done(&mut st) {
+                return Ok(v);
+            }
+            if !st.connected {
+                return Err(LinesimError::Disconnected);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(LinesimError::Timeout);
+            }
+            st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// A connection to a gateway's sim line card.
+pub struct Linesim {
+    inner: Arc<Inner>,
+    port_count: usize,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Linesim {
+    /// Connects and waits (5 s at most) for the card's HELLO.
+    pub fn connect(addr: SocketAddr) -> io::Result<Linesim> {
+        let stream = TcpStream::connect_timeout(&addr, HELLO_TIMEOUT)?;
+        let _ = stream.set_nodelay(true);
+        let writer = stream.try_clone()?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State { connected: true, ..State::default() }),
+            changed: Condvar::new(),
+            writer: Mutex::new(writer),
+        });
+        inner
+            .send(&Message::Hello { version: wire::VERSION, ports: 0 })
+            .map_err(|_| io::Error::new(ErrorKind::ConnectionAborted, "card closed the link"))?;
+        let reader = {
+            let inner = inner.clone();
+            std::thread::Builder::new().name("linesim-rx".into()).spawn(move || read_loop(stream, &inner))?
+        };
+        let hello = inner.wait(Instant::now() + HELLO_TIMEOUT, |st| st.ports.as_ref().map(|p| p.len()));
+        let port_count = match hello {
+            Ok(n) => n,
+            Err(e) => {
+                let why = inner.lock().closed_reason.clone();
+                let _ = inner.writer.lock().map(|w| w.shutdown(Shutdown::Both));
+                let _ = reader.join();
+                let kind = match e {
+                    LinesimError::Timeout => ErrorKind::TimedOut,
+                    _ => ErrorKind::ConnectionRefused,
+                };
+                let msg = why.unwrap_or_else(|| "no HELLO from the sim card".into());
+                return Err(io::Error::new(kind, msg));
+            }
+        };
+        Ok(Linesim { inner, port_count, reader: Some(reader) })
+    }
+
+    /// Number of ports the card announced.
+    pub fn port_count(&self) -> usize {
+        self.port_count
+    }
+
+    /// The phone on port `index` (0-based). An index the card does not have
+    /// gives a phone whose calls fail with [`LinesimError::NoSuchPort`].
+    pub fn phone(&self, index: usize) -> Phone {
+        Phone { inner: self.inner.clone(), index }
+    }
+
+    /// True until the card closes the link (or [`Linesim::disconnect`]).
+    pub fn is_connected(&self) -> bool {
+        self.inner.lock().connected
+    }
+
+    /// Closes the link; the card puts every off-hook port on-hook.
+    pub fn disconnect(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Ok(w) = self.inner.writer.lock() {
+            let _ = w.shutdown(Shutdown::Both);
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Linesim {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Reads frames until the link closes; answers AUDIO, records RING/FEED.
+fn read_loop(mut stream: TcpStream, inner: &Inner) {
+    let mut input: Vec<u8> = Vec::with_capacity(8192);
+    let mut buf = [0u8; 8192];
+    let mut reply = Vec::with_capacity(4096);
+    let reason = 'outer: loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break "the card closed the link".to_string(),
+            Ok(n) => input.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => break format!("read error: {e}"),
+        }
+        let mut used = 0;
+        reply.clear();
+        {
+            let mut st = inner.lock();
+            loop {
+                match wire::decode(&input[used..]) {
+                    Ok(Some((m, n))) => {
+                        used += n;
+                        handle(&mut st, m, &mut reply);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        drop(st);
+                        break 'outer format!("protocol error from the card: {e}");
+                    }
+                }
+            }
+        }
+        input.drain(..used);
+        inner.changed.notify_all();
+        if !reply.is_empty() {
+            let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = w.write_all(&reply) {
+                break format!("write error: {e}");
+            }
+        }
+    };
+    let _ = stream.shutdown(Shutdown::Both);
+    let mut st = inner.lock();
+    st.connected = false;
+    st.closed_reason = Some(reason);
+    drop(st);
+    inner.changed.notify_all();
+}
+
+fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
+    match m {
+        Message::Hello { ports, .. } => {
+            if st.ports.is_none() {
+                st.ports = Some((0..ports).map(|_| Port::new()).collect());
+            }
+        }
+        Message::Ring { port, on } => {
+            if let Some(p) = port_mut(st, port) {
+                if p.ringing != on {
+                    p.ringing = on;
+                    if p.ring_log.len() == RING_LOG {
+                        p.ring_log.pop_front();
+                    }
+                    p.ring_log.push_back((p.frames, on));
+                }
+            }
+        }
+        Message::Feed { port, feed } => {
+            if let Some(p) = port_mut(st, port) {
+                p.feed = feed;
+            }
+        }
+        Message::Audio { port, samples } => {
+            if let Some(p) = port_mut(st, port) {
+                p.frames += 1;
+                for (_, t) in p.taps.iter_mut() {
+                    t.extend_from_slice(&samples);
+                }
+                let out = p.next_frame();
+                wire::encode_audio(reply, port, &out);
+            }
+        }
+        Message::Hook { .. } | Message::Flash { .. } | Message::Unknown { .. } => {}
+    }
+}
+
+fn port_mut(st: &mut State, port: u8) -> Option<&mut Port> {
+    st.ports.as_mut()?.get_mut(usize::from(port))
+}
+
+/// One phone on one port. Cheap to clone; all clones drive the same phone.
+#[derive(Clone)]
+pub struct Phone {
+    inner: Arc<Inner>,
+    index: usize,
+}
+
+impl std::fmt::Debug for Phone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Phone").field("index", &self.index).finish()
+    }
+}
+
+/// Generous wall-time allowance for something that takes `frame_ms` of frame time.
+fn frame_time_deadline(frame_ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(frame_ms * 2 + 2000)
+}
+
+impl Phone {
+    /// 0-based port index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    fn with_port<T>(&self, f: impl FnOnce(&mut Port) -> T) -> Result<T, LinesimError> {
+        let mut st = self.inner.lock();
+        let p = st
+            .ports
+            .as_mut()
+            .and_then(|p| p.get_mut(self.index))
+            .ok_or(LinesimError::NoSuchPort(self.index))?;
+        Ok(f(p))
+    }
+
+    fn port_byte(&self) -> Result<u8, LinesimError> {
+        self.with_port(|_| ())?;
+        Ok(self.index as u8)
+    }
+
+    fn set_hook(&self, off: bool) {
+        let Ok(port) = self.port_byte() else { return };
+        let _ = self.with_port(|p| p.hook = if off { HookState::OffHook } else { HookState::OnHook });
+        let _ = self.inner.send(&Message::Hook { port, off_hook: off });
+    }
+
+    /// Lifts the handset (closes the loop). While ringing, this answers (ring trip).
+    pub fn off_hook(&self) {
+        self.set_hook(true);
+    }
+
+    /// Hangs up.
+    pub fn on_hook(&self) {
+        self.set_hook(false);
+    }
+
+    /// A hook flash (register recall). The phone stays off-hook.
+    pub fn flash(&self) {
+        if let Ok(port) = self.port_byte() {
+            let _ = self.inner.send(&Message::Flash { port });
+        }
+    }
+
+    /// The phone's own hook state (what it last told the card).
+    pub fn hook(&self) -> HookState {
+        self.with_port(|p| p.hook).unwrap_or(HookState::OnHook)
+    }
+
+    /// True while the card applies ring voltage.
+    pub fn is_ringing(&self) -> bool {
+        self.with_port(|p| p.ringing).unwrap_or(false)
+    }
+
+    /// The DC feed the card applies.
+    pub fn feed(&self) -> LineFeed {
+        self.with_port(|p| p.feed).unwrap_or(LineFeed::Open)
+    }
+
+    /// In-band DTMF, 80 ms on / 80 ms off, -7 dBm0 per tone; blocks until
+    /// sent (in frame time). `,` pauses 500 ms. Replaces any playback.
+    pub fn dial(&self, digits: &str) -> Result<(), LinesimError> {
+        let samples = analysis::dtmf(digits, DTMF_ON_MS, DTMF_OFF_MS, DTMF_LEVEL_DBM0)
+            .map_err(LinesimError::BadDigit)?;
+        let ms = (samples.len() / 8) as u64;
+        let gen = self.with_port(|p| p.set_source(Source::Samples { data: samples, pos: 0, repeat: false }))?;
+        let idx = self.index;
+        self.inner.wait(frame_time_deadline(ms), |st| {
+            let p = &st.ports.as_ref()?[idx];
+            (p.done_gen >= gen).then_some(())
+        })
+    }
+
+    /// Sends a continuous sine until [`Phone::stop_playback`].
+    pub fn play_tone(&self, freq_hz: f32, level_dbm0: f32) {
+        let step = 2.0 * std::f64::consts::PI * f64::from(freq_hz) / analysis::RATE;
+        let amp = analysis::amplitude(level_dbm0);
+        let _ = self.with_port(|p| p.set_source(Source::Tone { step, phase: 0.0, amp }));
+    }
+
+    /// Sends `samples` (8 kHz), once or looped.
+    pub fn play_samples(&self, samples: Vec<i16>, repeat: bool) {
+        let _ = self.with_port(|p| p.set_source(Source::Samples { data: samples, pos: 0, repeat }));
+    }
+
+    /// Sends an 8 kHz mono 16-bit WAV file, once or looped.
+    pub fn play_wav(&self, path: &Path, repeat: bool) -> Result<(), LinesimError> {
+        let samples = read_wav(path)?;
+        self.with_port(|_| ())?;
+        self.play_samples(samples, repeat);
+        Ok(())
+    }
+
+    /// Back to silence.
+    pub fn stop_playback(&self) {
+        let _ = self.with_port(|p| p.set_source(Source::Silence));
+    }
+
+    /// Opens a listener; returns its id.
+    fn open_tap(&self) -> Result<u64, LinesimError> {
+        let mut st = self.inner.lock();
+        let id = st.next_tap;
+        st.next_tap += 1;
+        let p = st
+            .ports
+            .as_mut()
+            .and_then(|p| p.get_mut(self.index))
+            .ok_or(LinesimError::NoSuchPort(self.index))?;
+        p.taps.push((id, Vec::new()));
+        Ok(id)
+    }
+
+    fn close_tap(&self, id: u64) {
+        let _ = self.with_port(|p| p.taps.retain(|t| t.0 != id));
+    }
+
+    /// Waits until the tap holds samples, then takes them.
+    fn drain_tap(&self, id: u64, deadline: Instant) -> Result<Vec<i16>, LinesimError> {
+        let idx = self.index;
+        self.inner.wait(deadline, |st| {
+            let p = st.ports.as_mut()?.get_mut(idx)?;
+            let t = p.taps.iter_mut().find(|t| t.0 == id)?;
+            (!t.1.is_empty()).then(|| std::mem::take(&mut t.1))
+        })
+    }
+
+    /// What the phone hears for `duration` (frame time, rounded up to 10 ms).
+    pub fn record(&self, duration: Duration) -> Result<Vec<i16>, LinesimError> {
+        let ms = duration.as_millis() as u64;
+        let want = (ms.div_ceil(10) * 10 * 8) as usize;
+        let id = self.open_tap()?;
+        let idx = self.index;
+        let r = self.inner.wait(frame_time_deadline(ms), |st| {
+            let p = st.ports.as_mut()?.get_mut(idx)?;
+            let t = p.taps.iter_mut().find(|t| t.0 == id)?;
+            (t.1.len() >= want).then(|| t.1[..want].to_vec())
+        });
+        self.close_tap(id);
+        r
+    }
+
+    /// Records `duration` and measures it: dominant frequency (within 1 Hz for
+    /// a second or more), level, second tone.
+    pub fn measure(&self, duration: Duration) -> Result<Measurement, LinesimError> {
+        Ok(analysis::measure(&self.record(duration)?))
+    }
+
+    /// Listens until `tone` is recognised by frequencies and cadence (two full
+    /// cycles, or 1 s steady for continuous tones) or `timeout` (wall) passes.
+    pub fn wait_for_tone(&self, tone: &TonePlan, timeout: Duration) -> Result<ToneReport, LinesimError> {
+        let deadline = Instant::now() + timeout;
+        let mut det = ToneDetector::new(*tone);
+        let id = self.open_tap()?;
+        let mut pending: Vec<i16> = Vec::new();
+        let r = loop {
+            match self.drain_tap(id, deadline) {
+                Ok(s) => pending.extend(s),
+                Err(e) => break Err(e),
+            }
+            let whole = pending.len() / FRAME * FRAME;
+            let found = pending[..whole].chunks(FRAME).find_map(|f| det.push_frame(f));
+            pending.drain(..whole);
+            if let Some(rep) = found {
+                break Ok(rep);
+            }
+        };
+        self.close_tap(id);
+        r
+    }
+
+    /// Waits for the first full ring cycle (on edge, off edge, next on edge)
+    /// that starts after this call, and returns its on/off times in frame time.
+    pub fn wait_ringing(&self, timeout: Duration) -> Result<RingReport, LinesimError> {
+        let deadline = Instant::now() + timeout;
+        let idx = self.index;
+        // Edges that happened before this call do not count.
+        let since = self.with_port(|p| p.frames)?;
+        self.inner.wait(deadline, |st| {
+            let p = st.ports.as_ref()?.get(idx)?;
+            let edges: Vec<(u64, bool)> = p.ring_log.iter().filter(|e| e.0 >= since).copied().collect();
+            let start = edges.iter().position(|e| e.1)?;
+            let e = &edges[start..];
+            if e.len() >= 3 {
+                let on_ms = ((e[1].0 - e[0].0) * 10) as u32;
+                let off_ms = ((e[2].0 - e[1].0) * 10) as u32;
+                return Some(RingReport { on_ms, off_ms });
+            }
+            None
+        })
+    }
+
+    /// Waits until the ringing has stopped: ring voltage off and either the
+    /// phone is off-hook (ring trip), or it has stayed off longer than 1.25x
+    /// the longest off period seen in this ringing (5 s of frame time when
+    /// none was seen), or it was never on.
+    pub fn wait_ring_stop(&self, timeout: Duration) -> Result<(), LinesimError> {
+        let deadline = Instant::now() + timeout;
+        let idx = self.index;
+        self.with_port(|_| ())?;
+        self.inner.wait(deadline, |st| {
+            let p = st.ports.as_ref()?.get(idx)?;
+            if p.ringing {
+                return None;
+            }
+            let Some(&(off_at, _)) = p.ring_log.back() else { return Some(()) };
+            if p.hook == HookState::OffHook {
+                return Some(());
+            }
+            let longest_off = p
+                .ring_log
+                .iter()
+                .zip(p.ring_log.iter().skip(1))
+                .filter(|(a, b)| !a.1 && b.1)
+                .map(|(a, b)| (b.0 - a.0) * 10)
+                .max();
+            let quiet_ms = longest_off.map_or(RING_STOP_DEFAULT_MS, |m| m * 5 / 4 + 100);
+            ((p.frames - off_at) * 10 > quiet_ms).then_some(())
+        })
+    }
+
+    /// Waits until the card applies `feed`.
+    pub fn wait_feed(&self, feed: LineFeed, timeout: Duration) -> Result<(), LinesimError> {
+        let idx = self.index;
+        self.with_port(|_| ())?;
+        self.inner.wait(Instant::now() + timeout, |st| {
+            (st.ports.as_ref()?.get(idx)?.feed == feed).then_some(())
+        })
+    }
+}
