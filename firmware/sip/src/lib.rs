@@ -8,6 +8,13 @@
 //! - [`transaction`]: RFC 3261 section 17 client and server transactions.
 //! - [`dialog`]: RFC 3261 section 12 dialogs.
 //! - [`ua`]: the user agent the gateway drives.
+//!
+//! How to drive it: build a [`UserAgent`] from a [`UaConfig`], call
+//! [`UserAgent::start`], feed every received UDP datagram to
+//! [`UserAgent::handle_datagram`] and call [`UserAgent::handle_timeout`] at
+//! [`UserAgent::poll_timeout`]; after each of these (and after each call-control
+//! method) drain [`UserAgent::poll_transmit`] and [`UserAgent::poll_event`].
+//! Nothing here reads a clock, opens a socket or sleeps: every input carries `now`.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -16,3 +23,7 @@ pub mod message;
 pub mod sdp;
 pub mod transaction;
 pub mod ua;
+mod wire;
+
+pub use transaction::TimerConfig;
+pub use ua::{Account, CallHandle, EndReason, Event, RegState, Transmit, UaConfig, UaError, UserAgent};
