@@ -1,1 +1,72 @@
-//! placeholder, filled in by its owner
+//! `gw-dsp`: the telephony signal processing that runs in the gateway's real-time thread.
+//!
+//! Layer: below the line signalling and media crates, above nothing. Every function here
+//! works on 16-bit linear PCM at 8 kHz (or G.711 bytes) and keeps its own state; there is
+//! no allocator, no I/O, no clock and no locking. **The sample count is the clock**: a
+//! detector knows that 10 ms have passed because it has been fed 80 samples.
+//!
+//! How to drive it: the rt thread owns one instance of each block per channel (they are
+//! plain structs, most with a `const fn new()`, so they can live in a fixed array) and
+//! feeds every 10 ms tick ([`FRAME`] samples) through them in order:
+//!
+//! ```text
+//! line in  -> echo canceller -> DtmfDetector::process -> g711::encode_frame -> RTP
+//! RTP      -> g711::decode_frame -> ToneGenerator / DtmfGenerator::fill -> line out
+//! ```
+//!
+//! Modules:
+//! - [`g711`]: A-law and µ-law (ITU-T G.711) through the `audio-codec-algorithms` crate.
+//! - [`goertzel`]: single-bin DFT used by every tone detector.
+//! - [`dtmf`]: DTMF (ITU-T Q.23) generation and detection to the ITU-T Q.24 limits.
+//! - [`tones`]: call-progress tone generation with country profiles (ITU-T E.180 Suppl. 2).
+//!
+//! Levels follow the SpanDSP convention: a sine with peak [`DBM0_PEAK`] is 0 dBm0, and a
+//! full-scale sine is +3.14 dBm0 (the G.711 overload point).
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod dtmf;
+pub mod g711;
+pub mod goertzel;
+pub mod tones;
+
+mod cmath;
+mod osc;
+
+/// Samples per 10 ms tick at 8 kHz.
+pub const FRAME: usize = 80;
+
+/// 0 dBm0 sine peak amplitude in 16-bit linear (SpanDSP convention: 3.14 dBm0 = full scale).
+pub const DBM0_PEAK: f32 = 22_826.0; // 32767 * 10^(-3.14/20)
+
+/// Sample rate of everything in this crate, in Hz.
+pub const SAMPLE_RATE: f32 = 8000.0;
+
+/// Peak amplitude (16-bit linear) of a sine at `dbm0`.
+pub fn dbm0_to_peak(dbm0: f32) -> f32 {
+    DBM0_PEAK * libm::powf(10.0, dbm0 / 20.0)
+}
+
+/// Level in dBm0 of a sine with the given peak amplitude.
+pub fn peak_to_dbm0(peak: f32) -> f32 {
+    if peak <= 0.0 {
+        return f32::NEG_INFINITY;
+    }
+    20.0 * libm::log10f(peak / DBM0_PEAK)
+}
+
+/// Saturate an `f32` to the 16-bit linear range (rounding to nearest).
+#[inline]
+pub(crate) fn sat16(x: f32) -> i16 {
+    let r = libm::roundf(x);
+    if r >= 32767.0 {
+        32767
+    } else if r <= -32768.0 {
+        -32768
+    } else {
+        r as i16
+    }
+}
