@@ -81,7 +81,7 @@ impl Ringing {
     }
 
     fn voltage_on(&self) -> bool {
-        self.period % 2 == 0
+        self.period & 1 == 0
     }
 
     fn advance(&mut self, ms: u32) {
@@ -115,7 +115,7 @@ impl PortCtl {
     }
 
     fn ring_voltage(&self) -> bool {
-        self.ringing.map_or(false, |r| r.voltage_on())
+        self.ringing.is_some_and(|r| r.voltage_on())
     }
 }
 

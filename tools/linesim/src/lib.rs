@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod cli;
 pub mod wav;
 
 use std::collections::VecDeque;

@@ -9,8 +9,8 @@ fn spec() -> hound::WavSpec {
 }
 
 /// Writes `samples` as an 8 kHz mono 16-bit WAV file.
-pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), LinesimError> {
-    let mut w = hound::WavWriter::create(path, spec()).map_err(|e| LinesimError::Wav(e.to_string()))?;
+pub fn write_wav(path: impl AsRef<Path>, samples: &[i16]) -> Result<(), LinesimError> {
+    let mut w = hound::WavWriter::create(path.as_ref(), spec()).map_err(|e| LinesimError::Wav(e.to_string()))?;
     for &s in samples {
         w.write_sample(s).map_err(|e| LinesimError::Wav(e.to_string()))?;
     }
@@ -19,7 +19,8 @@ pub fn write_wav(path: &Path, samples: &[i16]) -> Result<(), LinesimError> {
 
 /// Reads an 8 kHz mono 16-bit WAV file; any other format is refused with a
 /// message saying what it is.
-pub fn read_wav(path: &Path) -> Result<Vec<i16>, LinesimError> {
+pub fn read_wav(path: impl AsRef<Path>) -> Result<Vec<i16>, LinesimError> {
+    let path = path.as_ref();
     let r = hound::WavReader::open(path).map_err(|e| LinesimError::Wav(format!("{}: {e}", path.display())))?;
     let s = r.spec();
     if s.channels != 1 || s.sample_rate != 8000 || s.bits_per_sample != 16 || s.sample_format != hound::SampleFormat::Int {
@@ -57,7 +58,7 @@ mod tests {
         w.finalize().unwrap();
         let e = read_wav(&q).unwrap_err().to_string();
         assert!(e.contains("16000 Hz"), "{e}");
-        assert!(matches!(read_wav(&dir.join("none.wav")), Err(LinesimError::Wav(_))));
+        assert!(matches!(read_wav(dir.join("none.wav")), Err(LinesimError::Wav(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,7 +24,7 @@ fn generate(ch: usize, tick: u64, out: &mut Frame) {
         let v = match ch {
             0 => analysis::amplitude(TONE_DBM0) * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin(),
             _ => {
-                if (n / 2000) % 2 == 0 {
+                if (n / 2000) & 1 == 0 {
                     let a = analysis::amplitude(-20.0);
                     a * ((2.0 * std::f64::consts::PI * 480.0 * t).sin() + (2.0 * std::f64::consts::PI * 620.0 * t).sin())
                 } else {
@@ -245,4 +245,58 @@ fn audio_from_the_phone_reaches_rx() {
     f.sort_by(f32::total_cmp);
     assert!((f[0] - 941.0).abs() < 2.0 && (f[1] - 1477.0).abs() < 2.0, "{f:?}");
     assert!(matches!(sim.phone(1).dial("5x"), Err(LinesimError::BadDigit('x'))));
+}
+
+#[test]
+fn cli_commands_drive_the_card() {
+    use linesim::cli::{run_line, Flow, Tones};
+    let mut rig = Rig::new();
+    let sim = rig.linesim();
+    let mut out = Vec::new();
+    let flow = run_line(&sim, "offhook 1; measure 1 0.5 ; wait 2 reorder 5; status", Tones::Us, &mut out, true).unwrap();
+    assert_eq!(flow, Flow::Continue);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("FXS 1: 1004."), "{text}");
+    assert!(text.contains("US reorder after"), "{text}");
+    assert!(text.contains("FXS 1: off-hook, feed Forward"), "{text}");
+    assert!(text.contains("FXS 2: on-hook"), "{text}");
+    assert_eq!(rig.event(0), FxsEvent::OffHook);
+    // Strict mode stops at the first error and names it; interactive goes on.
+    let mut out = Vec::new();
+    let e = run_line(&sim, "dial 9 1; onhook 1", Tones::Us, &mut out, true).unwrap_err();
+    assert!(e.contains("no port 8"), "{e}");
+    assert_eq!(sim.phone(0).hook(), HookState::OffHook);
+    let flow = run_line(&sim, "dial 9 1; onhook 1; quit; offhook 2", Tones::Us, &mut out, false).unwrap();
+    assert_eq!(flow, Flow::Quit);
+    assert!(String::from_utf8(out).unwrap().contains("error: dial 9 1"));
+    assert_eq!(rig.event(0), FxsEvent::OnHook);
+    assert_eq!(sim.phone(1).hook(), HookState::OnHook);
+}
+
+#[test]
+fn linesim_binary_runs_a_script() {
+    let mut rig = Rig::new();
+    let addr = rig.card.local_addr().to_string();
+    let bin = env!("CARGO_BIN_EXE_linesim");
+    let st = std::process::Command::new(bin)
+        .args(["--connect", &addr, "-e", "offhook 2; sleep 50; flash 2; wait 2 reorder 5; onhook 2"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(rig.event(1), FxsEvent::OffHook);
+    assert_eq!(rig.event(1), FxsEvent::HookFlash);
+    assert_eq!(rig.event(1), FxsEvent::OnHook);
+    // The card frees the link once the process is gone.
+    let end = Instant::now() + T;
+    while rig.card.is_attached() {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // A failing wait makes the script fail.
+    let out = std::process::Command::new(bin)
+        .args(["--connect", &addr, "-e", "wait 2 busy 1.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
 }
