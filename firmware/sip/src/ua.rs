@@ -164,6 +164,9 @@ struct Registration {
     auth_sent_nonce: Option<String>,
     auth_rounds: u32,
     auth: AuthState,
+    /// The last challenge answered, reused (nc incremented) by later
+    /// REGISTERs so that refreshes need no extra round trip (RFC 7616 §3.4.5).
+    cached: Option<(auth::Challenge, &'static str)>,
     expires: u32,
     unregistering: bool,
 }
@@ -393,6 +396,7 @@ impl UserAgent {
                 auth_sent_nonce: None,
                 auth_rounds: 0,
                 auth: AuthState::default(),
+                cached: None,
                 expires: config.register_expires,
                 unregistering: false,
             });
@@ -497,6 +501,20 @@ impl UserAgent {
         // Abandon a REGISTER still in flight (a refresh overtaking a retry).
         self.client_txs.retain(|_, (_, o)| !matches!(o, Owner::Register(j) if *j == i));
         let via = self.via();
+        let mut authorization = authorization;
+        if authorization.is_none() {
+            if let Some((ch, name)) = self.regs[i].cached.clone() {
+                let cnonce = self.token();
+                let uri = format!("sip:{}", self.config.domain);
+                let reg = &mut self.regs[i];
+                reg.auth.nc += 1;
+                let creds = auth::Credentials { username: reg.account.auth_user.clone(), password: reg.account.password.clone() };
+                if let Ok(v) = auth::authorization(&ch, &creds, "REGISTER", &uri, reg.auth.nc, &cnonce) {
+                    reg.auth_sent_nonce = Some(ch.nonce.clone());
+                    authorization = Some((name, v));
+                }
+            }
+        }
         let reg = &mut self.regs[i];
         reg.cseq += 1;
         reg.next_at = None;
@@ -552,6 +570,7 @@ impl UserAgent {
         reg.next_at = Some(retry_at);
         reg.auth_rounds = 0;
         reg.auth_sent_nonce = None;
+        reg.cached = None;
         self.events.push_back(Event::RegistrationFailed { user: reg.account.user.clone(), status, reason, retry_in });
     }
 
@@ -604,6 +623,7 @@ impl UserAgent {
                 reg.auth = AuthState { nonce: Some(nonce.clone()), nc: 1 };
             }
             reg.auth_sent_nonce = Some(nonce);
+            reg.cached = Some((challenge.clone(), header_name));
             let creds = auth::Credentials { username: reg.account.auth_user.clone(), password: reg.account.password.clone() };
             let uri = format!("sip:{}", self.config.domain);
             match auth::authorization(&challenge, &creds, "REGISTER", &uri, reg.auth.nc, &cnonce) {
@@ -1017,6 +1037,13 @@ impl UserAgent {
                 let status = e.status_code();
                 let reason = wire::status_code(status).to_string();
                 let reason = reason.split_once(' ').map(|(_, r)| r.to_string()).unwrap_or_default();
+                // A request line starts with an ASCII method; anything else is
+                // not worth answering (and must not reach the line splitter).
+                let plausible = data.len() >= 4 && data[..4].iter().all(u8::is_ascii_graphic);
+                if !plausible {
+                    self.pump(now);
+                    return;
+                }
                 if let Some(payload) = message::error_response(data, status, &reason) {
                     self.transmits.push_back(Transmit { destination: from, payload });
                 }
@@ -1410,5 +1437,683 @@ impl UserAgent {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two user agents against each other through a fake proxy, in virtual
+    //! time (the idea of quinn-proto's `tests/util.rs` Pair).
+    use super::*;
+    use rsip::prelude::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n";
+    const ANSWER: &str = "v=0\r\no=- 7 7 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    const CHALLENGE: &str = "Digest realm=\"gw.test\", nonce=\"n0nce1\", algorithm=MD5, qop=\"auth\"";
+
+    fn sdp(s: &str) -> sdp::SessionDescription {
+        sdp::SessionDescription::parse(s).unwrap()
+    }
+
+    fn proxy_addr() -> SocketAddr {
+        "10.0.0.100:5060".parse().unwrap()
+    }
+
+    fn config(local: &str, user: &str, password: &str, expires: u32, seed: u64) -> UaConfig {
+        UaConfig {
+            local_addr: local.parse().unwrap(),
+            proxy: proxy_addr(),
+            domain: "gw.test".into(),
+            user_agent: "gw-test/1".into(),
+            accounts: vec![Account { user: user.into(), auth_user: user.into(), password: password.into() }],
+            register_expires: expires,
+            register_retry_base: Duration::from_secs(1),
+            register_retry_max: Duration::from_secs(4),
+            timers: TimerConfig::default(),
+            rng_seed: seed,
+        }
+    }
+
+    /// What the fake proxy does besides forwarding.
+    #[derive(Default)]
+    struct ProxyPolicy {
+        /// Challenge REGISTER (401) and INVITE (407) until valid credentials come.
+        challenge: bool,
+        /// Add `Record-Route: <sip:10.0.0.100;lr>` to dialog-creating INVITEs.
+        record_route: bool,
+        /// Expires the registrar grants (in the Contact).
+        grant: u32,
+    }
+
+    struct Net {
+        t0: Instant,
+        now: Instant,
+        uas: Vec<UserAgent>,
+        events: Vec<Vec<Event>>,
+        /// (time ms, sender index or 99 for proxy, first line) of every datagram.
+        log: Vec<(u64, usize, String)>,
+        policy: ProxyPolicy,
+        passwords: BTreeMap<String, String>,
+        /// Drops datagrams whose text matches (after logging them).
+        drop: Box<dyn FnMut(&str) -> bool>,
+        auth_ok: u32,
+        auth_bad: u32,
+    }
+
+    fn first_line(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).lines().next().unwrap_or("").to_string()
+    }
+
+    fn digest_param(v: &str, name: &str) -> Option<String> {
+        let rest = v.trim().strip_prefix("Digest")?;
+        wire::split_list(rest).into_iter().find_map(|p| {
+            let (k, val) = p.split_once('=')?;
+            (k.trim() == name).then(|| val.trim().trim_matches('"').to_string())
+        })
+    }
+
+    impl Net {
+        fn new(a: UaConfig, b: UaConfig, policy: ProxyPolicy) -> Net {
+            let t0 = Instant::now();
+            let mut passwords = BTreeMap::new();
+            for c in [&a, &b] {
+                for acc in &c.accounts {
+                    passwords.insert(acc.auth_user.clone(), acc.password.clone());
+                }
+            }
+            Net {
+                t0,
+                now: t0,
+                uas: vec![UserAgent::new(a), UserAgent::new(b)],
+                events: vec![Vec::new(), Vec::new()],
+                log: Vec::new(),
+                policy,
+                passwords,
+                drop: Box::new(|_| false),
+                auth_ok: 0,
+                auth_bad: 0,
+            }
+        }
+
+        fn ms(&self) -> u64 {
+            (self.now - self.t0).as_millis() as u64
+        }
+
+        fn ua_at(&self, addr: SocketAddr) -> Option<usize> {
+            self.uas.iter().position(|u| u.config.local_addr == addr)
+        }
+
+        fn ua_of_user(&self, user: &str) -> Option<usize> {
+            self.uas.iter().position(|u| u.config.accounts.iter().any(|a| a.user == user))
+        }
+
+        /// Checks the digest in `header` of `req` against the registered password.
+        fn verify(&mut self, req: &rsip::Request, header: &str) -> bool {
+            let Some(v) = wire::value(&req.headers, header) else { return false };
+            let (Some(user), Some(uri), Some(nc), Some(cnonce), Some(resp)) = (
+                digest_param(&v, "username"),
+                digest_param(&v, "uri"),
+                digest_param(&v, "nc"),
+                digest_param(&v, "cnonce"),
+                digest_param(&v, "response"),
+            ) else {
+                return false;
+            };
+            let ch = auth::Challenge::parse(CHALLENGE).unwrap();
+            let password = self.passwords.get(&user).cloned().unwrap_or_default();
+            let expected = auth::authorization(
+                &ch,
+                &auth::Credentials { username: user, password },
+                &req.method.to_string(),
+                &uri,
+                u32::from_str_radix(&nc, 16).unwrap_or(0),
+                &cnonce,
+            )
+            .unwrap();
+            let ok = digest_param(&expected, "response") == Some(resp);
+            if ok {
+                self.auth_ok += 1
+            } else {
+                self.auth_bad += 1
+            }
+            ok
+        }
+
+        fn reply(&self, req: &rsip::Request, code: u16, extra: &[(&str, String)]) -> Vec<u8> {
+            let mut r = wire::response_for(req, code, Some("proxytag"));
+            for (n, v) in extra {
+                r.headers.push(wire::hdr(n, v.clone()));
+            }
+            wire::response_bytes(&r)
+        }
+
+        /// The fake proxy: registrar, optional challenger, forwarder.
+        /// Returns datagrams to deliver: (ua index, payload).
+        fn proxy(&mut self, data: Vec<u8>) -> Vec<(usize, Vec<u8>)> {
+            let msg = match message::parse(&data) {
+                Ok(message::Parsed::Message(m)) => m,
+                _ => return vec![],
+            };
+            match msg {
+                rsip::SipMessage::Response(r) => {
+                    let via = wire::list(&r.headers, "Via").into_iter().next().unwrap_or_default();
+                    let sent_by = via.split(';').next().unwrap_or("").split_whitespace().nth(1).unwrap_or("").to_string();
+                    match sent_by.parse().ok().and_then(|a| self.ua_at(a)) {
+                        Some(i) => vec![(i, data)],
+                        None => vec![],
+                    }
+                }
+                rsip::SipMessage::Request(mut req) => {
+                    let sender = wire::top_sent_by(&req.headers).and_then(|s| s.parse().ok()).and_then(|a| self.ua_at(a));
+                    let Some(sender) = sender else { return vec![] };
+                    if req.method == rsip::Method::Register {
+                        if self.policy.challenge && !self.verify(&req, "Authorization") {
+                            let b = self.reply(&req, 401, &[("WWW-Authenticate", CHALLENGE.to_string())]);
+                            return vec![(sender, b)];
+                        }
+                        let contact = wire::value(&req.headers, "Contact").unwrap_or_default();
+                        let asked: u32 = wire::value(&req.headers, "Expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+                        let granted = if asked == 0 { 0 } else { self.policy.grant };
+                        let b = self.reply(&req, 200, &[("Contact", format!("{};expires={}", contact, granted))]);
+                        return vec![(sender, b)];
+                    }
+                    let initial = wire::tag(&req.headers, "To").is_none();
+                    if self.policy.challenge && req.method == rsip::Method::Invite && initial && !self.verify(&req, "Proxy-Authorization") {
+                        let b = self.reply(&req, 407, &[("Proxy-Authenticate", CHALLENGE.to_string())]);
+                        return vec![(sender, b)];
+                    }
+                    // Loose routing: drop our own Route entry.
+                    req.headers.retain(|h| !(matches!(h, rsip::Header::Route(r) if r.value().contains("10.0.0.100"))));
+                    if self.policy.record_route && req.method == rsip::Method::Invite && initial {
+                        req.headers.push(wire::hdr("Record-Route", "<sip:10.0.0.100;lr>"));
+                    }
+                    let ruri = req.uri.to_string();
+                    let host = ruri.split('@').nth(1).unwrap_or("").split(';').next().unwrap_or("").to_string();
+                    let target = host.parse().ok().and_then(|a| self.ua_at(a)).or_else(|| self.ua_of_user(&wire::user_of(&ruri)));
+                    match target {
+                        Some(t) => vec![(t, wire::request_bytes(&req))],
+                        None => vec![],
+                    }
+                }
+            }
+        }
+
+        /// Delivers every pending datagram (zero latency) until quiet.
+        fn flush(&mut self) {
+            loop {
+                let mut moved = false;
+                for i in 0..self.uas.len() {
+                    while let Some(t) = self.uas[i].poll_transmit() {
+                        moved = true;
+                        assert_eq!(t.destination, proxy_addr(), "everything goes via the proxy");
+                        let text = String::from_utf8_lossy(&t.payload).to_string();
+                        self.log.push((self.ms(), i, first_line(&t.payload)));
+                        if (self.drop)(&text) {
+                            continue;
+                        }
+                        for (to, data) in self.proxy(t.payload) {
+                            self.uas[to].handle_datagram(self.now, proxy_addr(), &data);
+                        }
+                    }
+                    while let Some(e) = self.uas[i].poll_event() {
+                        self.events[i].push(e);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        /// Runs timers and traffic until `ms` after t0.
+        fn run_until(&mut self, ms: u64) {
+            let end = self.t0 + Duration::from_millis(ms);
+            self.flush();
+            loop {
+                let next = self.uas.iter().filter_map(|u| u.poll_timeout()).min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = self.now.max(t);
+                        for i in 0..self.uas.len() {
+                            self.uas[i].handle_timeout(self.now);
+                        }
+                        self.flush();
+                    }
+                    _ => break,
+                }
+            }
+            self.now = self.now.max(end);
+        }
+
+        fn take(&mut self, i: usize) -> Vec<Event> {
+            std::mem::take(&mut self.events[i])
+        }
+
+        fn sent(&self, who: usize, prefix: &str) -> Vec<u64> {
+            self.log.iter().filter(|(_, w, l)| *w == who && l.starts_with(prefix)).map(|(t, _, _)| *t).collect()
+        }
+    }
+
+    fn pair(policy: ProxyPolicy) -> Net {
+        Net::new(
+            config("10.0.0.1:5060", "1001", "secret1", 0, 1),
+            config("10.0.0.2:5060", "2000", "secret2", 0, 2),
+            policy,
+        )
+    }
+
+    /// A calls B and B offers the call; returns the two handles.
+    fn call_offered(net: &mut Net) -> (CallHandle, CallHandle) {
+        let now = net.now;
+        let a = net.uas[0].invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+        net.flush();
+        let ev = net.take(1);
+        let b = match &ev[..] {
+            [Event::IncomingCall { call, from_user, to_user, offer, .. }] => {
+                assert_eq!(from_user, "1001");
+                assert_eq!(to_user, "2000");
+                assert_eq!(offer.as_ref().map(|o| o.to_string()), Some(sdp(OFFER).to_string()));
+                *call
+            }
+            other => panic!("B expected IncomingCall, got {:?}", other),
+        };
+        (a, b)
+    }
+
+    fn call_established(net: &mut Net) -> (CallHandle, CallHandle) {
+        let (a, b) = call_offered(net);
+        let now = net.now;
+        net.uas[1].ringing(now, b).unwrap();
+        net.flush();
+        assert!(matches!(net.take(0)[..], [Event::Ringing { call }] if call == a));
+        net.uas[1].answer(now, b, sdp(ANSWER)).unwrap();
+        net.flush();
+        match &net.take(0)[..] {
+            [Event::Answered { call, answer: Some(ans) }] => {
+                assert_eq!(*call, a);
+                assert_eq!(ans.to_string(), sdp(ANSWER).to_string());
+            }
+            other => panic!("A expected Answered, got {:?}", other),
+        }
+        assert!(matches!(net.take(1)[..], [Event::Confirmed { call }] if call == b));
+        (a, b)
+    }
+
+    #[test]
+    fn call_setup_and_caller_hangs_up_through_record_route() {
+        let mut net = pair(ProxyPolicy { record_route: true, ..Default::default() });
+        let (a, b) = call_established(&mut net);
+        // B sent 100 Trying automatically, then 180 and 200.
+        assert_eq!(net.sent(1, "SIP/2.0 100").len(), 1);
+        assert_eq!(net.sent(1, "SIP/2.0 180").len(), 1);
+        assert_eq!(net.sent(0, "ACK sip:2000@10.0.0.2:5060").len(), 1, "ACK to B's Contact: {:?}", net.log);
+        let now = net.now;
+        net.uas[0].hangup(now, a).unwrap();
+        // The BYE carries the route set learned from Record-Route.
+        let bye = net.uas[0].poll_transmit().unwrap();
+        let text = String::from_utf8(bye.payload.clone()).unwrap();
+        assert!(text.starts_with("BYE sip:2000@10.0.0.2:5060 SIP/2.0"), "{}", text);
+        assert!(text.contains("Route: <sip:10.0.0.100;lr>"), "{}", text);
+        for (to, d) in net.proxy(bye.payload) {
+            net.uas[to].handle_datagram(now, proxy_addr(), &d);
+        }
+        net.flush();
+        assert!(matches!(net.take(1)[..], [Event::Ended { call, reason: EndReason::RemoteBye }] if call == b));
+        assert!(matches!(net.take(0)[..], [Event::Ended { call, reason: EndReason::LocalHangup }] if call == a));
+        assert_eq!(net.uas[0].hangup(now, a), Err(UaError::InvalidState("call has ended")));
+        // Lingering state is dropped after 64*T1.
+        net.run_until(40_000);
+        assert_eq!(net.uas[0].call_count(), 0);
+        assert_eq!(net.uas[1].call_count(), 0);
+    }
+
+    #[test]
+    fn callee_hangs_up() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_established(&mut net);
+        let now = net.now;
+        net.uas[1].hangup(now, b).unwrap();
+        net.flush();
+        assert!(matches!(net.take(0)[..], [Event::Ended { call, reason: EndReason::RemoteBye }] if call == a));
+        assert!(matches!(net.take(1)[..], [Event::Ended { call, reason: EndReason::LocalHangup }] if call == b));
+        assert_eq!(net.sent(1, "BYE sip:1001@10.0.0.1:5060").len(), 1);
+    }
+
+    #[test]
+    fn busy_486_is_acked_by_the_transaction() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_offered(&mut net);
+        let now = net.now;
+        net.uas[1].reject(now, b, 486).unwrap();
+        net.flush();
+        match &net.take(0)[..] {
+            [Event::Failed { call, status: 486, .. }] => assert_eq!(*call, a),
+            other => panic!("{:?}", other),
+        }
+        assert!(matches!(net.take(1)[..], [Event::Ended { reason: EndReason::Rejected(486), .. }]));
+        assert_eq!(net.sent(0, "ACK").len(), 1);
+        assert_eq!(net.uas[1].reject(now, b, 486), Err(UaError::InvalidState("call is not ringing")));
+        // B's INVITE server transaction got the ACK: no 486 retransmission.
+        net.run_until(40_000);
+        assert_eq!(net.sent(1, "SIP/2.0 486").len(), 1);
+    }
+
+    #[test]
+    fn cancel_before_answer() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_offered(&mut net);
+        let now = net.now;
+        net.uas[1].ringing(now, b).unwrap();
+        net.flush();
+        net.take(0);
+        net.uas[0].hangup(now, a).unwrap();
+        net.flush();
+        assert!(matches!(net.take(1)[..], [Event::Ended { call, reason: EndReason::Cancelled }] if call == b));
+        assert!(matches!(net.take(0)[..], [Event::Ended { call, reason: EndReason::LocalHangup }] if call == a));
+        assert_eq!(net.sent(0, "CANCEL sip:2000@gw.test").len(), 1);
+        assert_eq!(net.sent(1, "SIP/2.0 487").len(), 1);
+        assert_eq!(net.sent(0, "ACK").len(), 1);
+        assert_eq!(net.uas[1].answer(now, b, sdp(ANSWER)), Err(UaError::InvalidState("call is not ringing")));
+    }
+
+    #[test]
+    fn cancel_waits_for_a_provisional() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_offered(&mut net);
+        let now = net.now;
+        // Only 100 Trying so far: §9.1 forbids CANCEL yet.
+        net.uas[0].hangup(now, a).unwrap();
+        net.flush();
+        assert!(net.sent(0, "CANCEL").is_empty());
+        net.uas[1].ringing(now, b).unwrap();
+        net.flush();
+        assert_eq!(net.sent(0, "CANCEL").len(), 1);
+        assert!(matches!(net.take(1)[..], [Event::Ended { reason: EndReason::Cancelled, .. }]));
+        assert!(matches!(net.take(0)[..], [Event::Ended { reason: EndReason::LocalHangup, .. }]), "no Ringing after hangup");
+    }
+
+    #[test]
+    fn cancel_loses_race_against_200() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_offered(&mut net);
+        let now = net.now;
+        net.uas[1].ringing(now, b).unwrap();
+        net.flush();
+        net.take(0);
+        // Both act before either datagram crosses.
+        net.uas[1].answer(now, b, sdp(ANSWER)).unwrap();
+        net.uas[0].hangup(now, a).unwrap();
+        net.flush();
+        // B: CANCEL too late (200 to CANCEL, no 487); ACK then BYE from A.
+        assert!(net.sent(1, "SIP/2.0 487").is_empty());
+        assert_eq!(net.sent(0, "BYE").len(), 1);
+        let eb = net.take(1);
+        assert!(matches!(eb[..], [Event::Confirmed { .. }, Event::Ended { reason: EndReason::RemoteBye, .. }]), "{:?}", eb);
+        let ea = net.take(0);
+        assert!(matches!(ea[..], [Event::Ended { reason: EndReason::LocalHangup, .. }]), "{:?}", ea);
+    }
+
+    #[test]
+    fn invite_with_proxy_auth_challenge() {
+        let mut net = pair(ProxyPolicy { challenge: true, ..Default::default() });
+        let (_a, _b) = call_offered(&mut net);
+        assert_eq!(net.sent(0, "INVITE").len(), 2);
+        assert_eq!(net.sent(0, "ACK").len(), 1, "407 is ACKed");
+        assert_eq!(net.auth_ok, 1);
+        assert_eq!(net.auth_bad, 0);
+    }
+
+    #[test]
+    fn invite_with_wrong_password_fails_once() {
+        let mut a = config("10.0.0.1:5060", "1001", "secret1", 0, 1);
+        a.accounts[0].password = "wrong".into();
+        let b = config("10.0.0.2:5060", "2000", "secret2", 0, 2);
+        let mut net = Net::new(a, b, ProxyPolicy { challenge: true, ..Default::default() });
+        net.passwords.insert("1001".into(), "secret1".into());
+        let now = net.now;
+        let call = net.uas[0].invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+        net.flush();
+        match &net.take(0)[..] {
+            [Event::Failed { call: c, status: 407, .. }] => assert_eq!(*c, call),
+            other => panic!("{:?}", other),
+        }
+        assert_eq!(net.sent(0, "INVITE").len(), 2, "one retry, no loop");
+    }
+
+    #[test]
+    fn invite_from_unknown_account() {
+        let mut net = pair(ProxyPolicy::default());
+        let now = net.now;
+        assert_eq!(net.uas[0].invite(now, "9999", "2000", sdp(OFFER)), Err(UaError::NoAccount("9999".into())));
+    }
+
+    #[test]
+    fn timer_b_fails_unanswered_invite() {
+        let mut net = pair(ProxyPolicy::default());
+        net.drop = Box::new(|t| t.starts_with("INVITE"));
+        let now = net.now;
+        let a = net.uas[0].invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+        net.run_until(31_999);
+        assert!(net.take(0).is_empty());
+        assert_eq!(net.sent(0, "INVITE"), vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
+        net.run_until(32_000);
+        assert!(matches!(net.take(0)[..], [Event::Failed { call, status: 408, .. }] if call == a));
+    }
+
+    #[test]
+    fn missing_ack_retransmits_200_then_byes() {
+        let mut net = pair(ProxyPolicy::default());
+        net.drop = Box::new(|t| t.starts_with("ACK"));
+        let (_a, b) = call_offered(&mut net);
+        let now = net.now;
+        net.uas[1].answer(now, b, sdp(ANSWER)).unwrap();
+        net.run_until(40_000);
+        // §13.3.1.4: T1 doubling up to T2 until 64*T1.
+        assert_eq!(net.sent(1, "SIP/2.0 200"), vec![0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+        // A re-ACKs every retransmitted 2xx.
+        assert_eq!(net.sent(0, "ACK").len(), 11);
+        assert_eq!(net.sent(1, "BYE").first(), Some(&32_000));
+        let eb = net.take(1);
+        assert!(matches!(eb[..], [Event::Ended { reason: EndReason::Timeout, .. }]), "{:?}", eb);
+        let ea = net.take(0);
+        assert!(matches!(ea[..], [Event::Answered { .. }, Event::Ended { reason: EndReason::RemoteBye, .. }]), "{:?}", ea);
+    }
+
+    #[test]
+    fn hangup_before_ack_waits_for_ack() {
+        let mut net = pair(ProxyPolicy::default());
+        let (_a, b) = call_offered(&mut net);
+        let now = net.now;
+        net.uas[1].answer(now, b, sdp(ANSWER)).unwrap();
+        net.uas[1].hangup(now, b).unwrap();
+        // 200 is out, BYE must not be.
+        let out: Vec<String> = std::iter::from_fn(|| net.uas[1].poll_transmit()).map(|t| first_line(&t.payload)).collect();
+        assert!(out.iter().all(|l| !l.starts_with("BYE")), "{:?}", out);
+    }
+
+    // ----- registration -------------------------------------------------
+
+    fn reg_pair(policy: ProxyPolicy, password: &str) -> Net {
+        let mut a = config("10.0.0.1:5060", "1001", password, 3600, 1);
+        a.accounts[0].auth_user = "1001".into();
+        let b = config("10.0.0.2:5060", "2000", "secret2", 0, 2);
+        let mut net = Net::new(a, b, policy);
+        net.passwords.insert("1001".into(), "secret1".into());
+        net
+    }
+
+    #[test]
+    fn registration_and_refresh_timing() {
+        let mut net = reg_pair(ProxyPolicy { grant: 120, ..Default::default() }, "secret1");
+        let now = net.now;
+        net.uas[0].start(now);
+        net.flush();
+        assert!(matches!(&net.take(0)[..], [Event::Registered { user, expires: 120 }] if user == "1001"));
+        assert_eq!(net.uas[0].registration_state("1001"), Some(RegState::Registered { until: now + Duration::from_secs(120) }));
+        assert_eq!(net.uas[0].registration_state("nobody"), None);
+        net.run_until(200_000);
+        // Refresh at 120 - min(60, 30) = 90 s, then every 90 s.
+        assert_eq!(net.sent(0, "REGISTER sip:gw.test"), vec![0, 90_000, 180_000]);
+    }
+
+    #[test]
+    fn registration_with_digest_and_unregister() {
+        let mut net = reg_pair(ProxyPolicy { challenge: true, grant: 600, ..Default::default() }, "secret1");
+        let now = net.now;
+        net.uas[0].start(now);
+        net.flush();
+        assert!(matches!(&net.take(0)[..], [Event::Registered { expires: 600, .. }]));
+        assert_eq!(net.auth_ok, 1);
+        net.uas[0].stop(now);
+        net.flush();
+        assert_eq!(net.uas[0].registration_state("1001"), Some(RegState::Unregistered));
+        // The unregister reuses the cached challenge (nc=2): one request.
+        assert_eq!(net.sent(0, "REGISTER").len(), 3);
+        assert_eq!(net.auth_ok, 2);
+        // Only timer K of the last transaction is left; then nothing.
+        net.run_until(10_000);
+        assert_eq!(net.uas[0].poll_timeout(), None, "nothing left to do");
+        assert_eq!(net.sent(0, "REGISTER").len(), 3, "no refresh after stop");
+    }
+
+    #[test]
+    fn wrong_password_backs_off_doubling() {
+        let mut net = reg_pair(ProxyPolicy { challenge: true, grant: 600, ..Default::default() }, "bad");
+        let now = net.now;
+        net.uas[0].start(now);
+        net.run_until(12_000);
+        let ev = net.take(0);
+        let retries: Vec<(Option<u16>, Duration)> = ev
+            .iter()
+            .map(|e| match e {
+                Event::RegistrationFailed { status, retry_in, .. } => (*status, *retry_in),
+                other => panic!("{:?}", other),
+            })
+            .collect();
+        let s = Duration::from_secs;
+        assert_eq!(retries, vec![(Some(401), s(1)), (Some(401), s(2)), (Some(401), s(4)), (Some(401), s(4)), (Some(401), s(4))]);
+        // Each attempt is one plain REGISTER plus one with credentials.
+        let times = net.sent(0, "REGISTER");
+        assert_eq!(times, vec![0, 0, 1000, 1000, 3000, 3000, 7000, 7000, 11000, 11000]);
+        assert!(matches!(net.uas[0].registration_state("1001"), Some(RegState::Failed { status: Some(401), .. })));
+    }
+
+    #[test]
+    fn registration_timeout_reports_none_status() {
+        let mut net = reg_pair(ProxyPolicy { grant: 600, ..Default::default() }, "secret1");
+        net.drop = Box::new(|t| t.starts_with("REGISTER"));
+        let now = net.now;
+        net.uas[0].start(now);
+        net.run_until(32_000);
+        assert!(matches!(&net.take(0)[..], [Event::RegistrationFailed { status: None, retry_in, .. }] if *retry_in == Duration::from_secs(1)));
+    }
+
+    // ----- requests injected by hand --------------------------------------
+
+    fn inject(ua: &mut UserAgent, now: Instant, text: &str) -> Vec<String> {
+        ua.handle_datagram(now, proxy_addr(), text.as_bytes());
+        std::iter::from_fn(|| ua.poll_transmit())
+            .map(|t| {
+                assert_eq!(t.destination, proxy_addr(), "responses go to the source");
+                String::from_utf8_lossy(&t.payload).to_string()
+            })
+            .collect()
+    }
+
+    fn req(method: &str, to_tag: Option<&str>, cseq: u32, call_id: &str) -> String {
+        let to = match to_tag {
+            Some(t) => format!("<sip:2000@gw.test>;tag={}", t),
+            None => "<sip:2000@gw.test>".into(),
+        };
+        format!(
+            "{m} sip:2000@10.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK{m}{c}\r\nMax-Forwards: 70\r\nFrom: <sip:9@gw.test>;tag=x1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {c} {m}\r\nContact: <sip:9@10.0.0.9>\r\nContent-Length: 0\r\n\r\n",
+            m = method,
+            c = cseq,
+        )
+    }
+
+    #[test]
+    fn options_unknown_and_stray_requests() {
+        let mut ua = UserAgent::new(config("10.0.0.2:5060", "2000", "x", 0, 5));
+        let now = Instant::now();
+        let out = inject(&mut ua, now, &req("OPTIONS", None, 1, "o1"));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].starts_with("SIP/2.0 200"), "{}", out[0]);
+        assert!(out[0].contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"));
+        assert!(out[0].contains("Accept: application/sdp"));
+        // Retransmitted OPTIONS: same answer from the server transaction.
+        let again = inject(&mut ua, now, &req("OPTIONS", None, 1, "o1"));
+        assert_eq!(again, out);
+        let out = inject(&mut ua, now, &req("BYE", Some("nope"), 2, "zz"));
+        assert!(out[0].starts_with("SIP/2.0 481"), "{}", out[0]);
+        let out = inject(&mut ua, now, &req("INFO", Some("nope"), 3, "zz"));
+        assert!(out[0].starts_with("SIP/2.0 481"), "{}", out[0]);
+        let out = inject(&mut ua, now, &req("CANCEL", None, 4, "zz"));
+        assert!(out[0].starts_with("SIP/2.0 481"), "{}", out[0]);
+        let out = inject(&mut ua, now, &req("FOOBAR", None, 5, "zz"));
+        assert!(out[0].starts_with("SIP/2.0 501"), "{:?}", out);
+        assert!(inject(&mut ua, now, &req("ACK", Some("nope"), 5, "zz")).is_empty(), "ACK never answered");
+        let out = inject(&mut ua, now, "INVITE sip:2000@x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKq\r\nCSeq: banana\r\n\r\n");
+        assert!(out.iter().all(|o| o.starts_with("SIP/2.0 400")), "{:?}", out);
+        assert!(ua.poll_event().is_none());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut ua = UserAgent::new(config("10.0.0.2:5060", "2000", "x", 60, 5));
+        let now = Instant::now();
+        ua.start(now);
+        let base = req("INVITE", None, 1, "g1").into_bytes();
+        for cut in 0..base.len() {
+            ua.handle_datagram(now, proxy_addr(), &base[..cut]);
+        }
+        for b in [&b""[..], b"\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n", b"\xff\xfe\x00", b"SIP/2.0 999 X\r\nVia: a\r\nCSeq: 1\r\n\r\n"] {
+            ua.handle_datagram(now, proxy_addr(), b);
+        }
+        while ua.poll_transmit().is_some() {}
+        while ua.poll_event().is_some() {}
+        ua.handle_timeout(now + Duration::from_secs(100));
+    }
+
+    #[test]
+    fn reinvite_answered_with_bumped_version() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, _b) = call_established(&mut net);
+        // Build a re-INVITE from A's dialog by hand.
+        let now = net.now;
+        let via = net.uas[0].via();
+        let call = net.uas[0].calls.get_mut(&a).unwrap();
+        let d = call.dialog.as_mut().unwrap();
+        let mut r = d.build_request(rsip::Method::Invite, &via);
+        r.headers.push(wire::hdr("Contact", "<sip:1001@10.0.0.1:5060>"));
+        wire::set_body(&mut r.headers, OFFER.as_bytes(), Some("application/sdp"));
+        r.body = OFFER.as_bytes().to_vec();
+        let out = inject(&mut net.uas[1], now, &String::from_utf8(wire::request_bytes(&r)).unwrap());
+        let ok = out.iter().find(|o| o.starts_with("SIP/2.0 200")).expect("200 to re-INVITE");
+        assert!(ok.contains("o=- 7 8 IN IP4 10.0.0.2"), "{}", ok);
+        // Same CSeq again (not a retransmission: new branch) -> 500.
+        let via2 = net.uas[0].via();
+        let call = net.uas[0].calls.get_mut(&a).unwrap();
+        let d = call.dialog.as_mut().unwrap();
+        d.local_seq -= 1;
+        let r2 = d.build_request(rsip::Method::Invite, &via2);
+        let out = inject(&mut net.uas[1], now, &String::from_utf8(wire::request_bytes(&r2)).unwrap());
+        assert!(out.iter().any(|o| o.starts_with("SIP/2.0 500")), "{:?}", out);
+    }
+
+    #[test]
+    fn bump_version_only_touches_origin() {
+        assert_eq!(bump_sdp_version("v=0\r\no=- 5 9 IN IP4 1.2.3.4\r\ns=9\r\n"), "v=0\r\no=- 5 10 IN IP4 1.2.3.4\r\ns=9\r\n");
+    }
+
+    #[test]
+    fn same_seed_same_wire() {
+        let run = || {
+            let mut ua = UserAgent::new(config("10.0.0.1:5060", "1001", "x", 0, 42));
+            let now = Instant::now();
+            ua.invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+            ua.poll_transmit().unwrap().payload
+        };
+        assert_eq!(run(), run());
     }
 }
