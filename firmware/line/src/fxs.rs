@@ -1,0 +1,698 @@
+//! The FXS port state machine: the gateway plays the exchange for one phone.
+//!
+//! Loop-start signalling as in Telcordia GR-506 / ETSI ES 201 970 terms:
+//! off-hook seizes the line and gets dial tone, digits are collected against
+//! the [`DialPlan`], the call proceeds with ringback, and the far end's
+//! release gives reorder tone (optionally after an open-loop "CPC"
+//! disconnect pulse, GR-506 section 9.3) until the phone goes on-hook.
+//! Inbound calls ring the phone with the configured cadence.
+//!
+//! Driving it (sans-IO): feed hook events, DTMF digits (already detected by
+//! the DSP), call signals from the call router and timeouts, each with
+//! `now`; after every input drain [`FxsLine::poll_action`] until `None`, then
+//! sleep until [`FxsLine::poll_timeout`] and call [`FxsLine::handle_timeout`].
+//!
+//! Not handled yet: hook flash (register recall, call waiting, transfer) is
+//! ignored in every state; digits while connected are ignored here (the
+//! media path sends them as RFC 4733 events); pulse dialling.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use gw_hal::{FxsEvent, LineFeed, RingCadence};
+
+use crate::dialplan::{DialPlan, Match};
+
+/// Call-progress tones the port asks the DSP to play (ITU-T E.180 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Dial,
+    Ringback,
+    Busy,
+    /// Congestion / "fast busy": the call cannot be completed.
+    Reorder,
+    CallWaiting,
+}
+
+/// What the port asks of the hardware, the DSP and the call router.
+/// `PlayTone` replaces any tone already playing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    PlayTone(Tone),
+    StopTone,
+    SetRinging(Option<RingCadence>),
+    SetLineFeed(LineFeed),
+    /// Digit collection finished: place a call to `number`.
+    PlaceCall { number: String },
+    /// The phone answered the incoming call.
+    AnswerCall,
+    /// Reject an incoming call (busy = port in use). When the port is not
+    /// idle this refers to the new incoming call, not to the current one.
+    RejectCall { busy: bool },
+    /// Hang up the current call (phone went on-hook, or timeout).
+    ReleaseCall,
+    /// Connect the voice path (RTP <-> line) for the current call.
+    ConnectMedia,
+    /// Disconnect the voice path.
+    DisconnectMedia,
+}
+
+/// What the call router tells the port about its call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallSignal {
+    Incoming { caller: Option<String> },
+    RemoteRinging,
+    RemoteAnswered,
+    RemoteReleased,
+    /// Outgoing attempt failed: busy (486/600) vs other.
+    Failed { busy: bool },
+    /// Incoming call cancelled by the caller before answer.
+    Cancelled,
+}
+
+/// Per-port settings.
+#[derive(Clone, Debug)]
+pub struct FxsConfig {
+    pub dial_plan: DialPlan,
+    pub ring_cadence: RingCadence,
+    /// Off-hook with no digit: after this, reorder (typically 15 s).
+    pub first_digit_timeout: Duration,
+    /// Between digits (typically 4 s); ends an open-ended number.
+    pub inter_digit_timeout: Duration,
+    /// How long reorder (or busy) tone plays before the port locks out and
+    /// goes silent until on-hook (typically 30 s).
+    pub reorder_timeout: Duration,
+    /// Open-loop disconnect pulse on far-end release, in ms; `None` = off.
+    pub disconnect_open_ms: Option<u32>,
+}
+
+impl FxsConfig {
+    /// Typical North American timings: 15 s / 4 s / 30 s, no disconnect pulse.
+    pub fn new(dial_plan: DialPlan, ring_cadence: RingCadence) -> Self {
+        Self {
+            dial_plan,
+            ring_cadence,
+            first_digit_timeout: Duration::from_secs(15),
+            inter_digit_timeout: Duration::from_secs(4),
+            reorder_timeout: Duration::from_secs(30),
+            disconnect_open_ms: None,
+        }
+    }
+}
+
+/// Port states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// On-hook, no call.
+    Idle,
+    /// Off-hook, dial tone, no digit yet.
+    DialTone,
+    /// Digits being collected.
+    Collecting,
+    /// Call placed, waiting for the far end.
+    Proceeding,
+    /// Far end alerting; ringback tone.
+    Ringback,
+    Connected,
+    /// Reorder tone until on-hook: far end released, dialling failed or
+    /// timed out, or the attempt failed for a reason other than busy.
+    Releasing,
+    /// Inbound call ringing the phone.
+    Ringing,
+    /// Outgoing attempt failed busy: busy tone until on-hook.
+    Busy,
+}
+
+/// Named timers (one runs at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// Dial tone with no digit.
+    FirstDigit,
+    /// Between digits.
+    InterDigit,
+    /// Reorder/busy tone before lockout.
+    Reorder,
+    /// End of the open-loop disconnect pulse.
+    OpenLoop,
+}
+
+/// Longest number collected; more digits give reorder.
+pub const MAX_DIGITS: usize = 32;
+
+/// One FXS port; see the module docs.
+#[derive(Debug)]
+pub struct FxsLine {
+    config: FxsConfig,
+    state: State,
+    digits: String,
+    timer: Option<(Timer, Instant)>,
+    tone: Option<Tone>,
+    /// Last hook event seen while the loop was open (the SLIC cannot tell
+    /// then); applied when the feed is restored.
+    hook_while_open: Option<FxsEvent>,
+    actions: VecDeque<Action>,
+}
+
+impl FxsLine {
+    pub fn new(config: FxsConfig) -> Self {
+        Self {
+            config,
+            state: State::Idle,
+            digits: String::new(),
+            timer: None,
+            tone: None,
+            hook_while_open: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Digits collected so far in this attempt.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    /// The tone currently asked for, if any.
+    pub fn tone(&self) -> Option<Tone> {
+        self.tone
+    }
+
+    /// When [`FxsLine::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer.map(|(_, at)| at)
+    }
+
+    /// Next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    pub fn handle_hook(&mut self, now: Instant, ev: FxsEvent) {
+        if matches!(self.timer, Some((Timer::OpenLoop, _))) {
+            if ev != FxsEvent::HookFlash {
+                self.hook_while_open = Some(ev);
+            }
+            return;
+        }
+        match (ev, self.state) {
+            (FxsEvent::HookFlash, _) => {} // register recall: not supported yet
+            (FxsEvent::OffHook, State::Idle) => {
+                self.digits.clear();
+                self.play(Tone::Dial);
+                self.enter(State::DialTone, now, Some(Timer::FirstDigit));
+            }
+            (FxsEvent::OffHook, State::Ringing) => {
+                self.push(Action::SetRinging(None));
+                self.push(Action::AnswerCall);
+                self.push(Action::ConnectMedia);
+                self.enter(State::Connected, now, None);
+            }
+            (FxsEvent::OffHook, _) => {} // already off-hook
+            (FxsEvent::OnHook, State::Idle | State::Ringing) => {}
+            (FxsEvent::OnHook, state) => {
+                self.stop_tone();
+                match state {
+                    State::Proceeding | State::Ringback => self.push(Action::ReleaseCall),
+                    State::Connected => {
+                        self.push(Action::DisconnectMedia);
+                        self.push(Action::ReleaseCall);
+                    }
+                    _ => {}
+                }
+                self.enter(State::Idle, now, None);
+            }
+        }
+    }
+
+    /// A DTMF digit (ASCII) detected on the line.
+    pub fn handle_digit(&mut self, now: Instant, digit: u8) {
+        if !matches!(digit, b'0'..=b'9' | b'*' | b'#') {
+            return;
+        }
+        match self.state {
+            State::DialTone => {
+                self.stop_tone();
+                self.state = State::Collecting;
+                self.collect(now, digit);
+            }
+            State::Collecting => self.collect(now, digit),
+            _ => {}
+        }
+    }
+
+    pub fn handle_call(&mut self, now: Instant, sig: CallSignal) {
+        match (sig, self.state) {
+            (CallSignal::Incoming { .. }, State::Idle) => {
+                self.push(Action::SetRinging(Some(self.config.ring_cadence)));
+                self.enter(State::Ringing, now, None);
+            }
+            (CallSignal::Incoming { .. }, _) => self.push(Action::RejectCall { busy: true }),
+            (CallSignal::Cancelled | CallSignal::RemoteReleased | CallSignal::Failed { .. }, State::Ringing) => {
+                self.push(Action::SetRinging(None));
+                self.enter(State::Idle, now, None);
+            }
+            (CallSignal::RemoteRinging, State::Proceeding) => {
+                self.play(Tone::Ringback);
+                self.state = State::Ringback;
+            }
+            (CallSignal::RemoteAnswered, State::Proceeding | State::Ringback) => {
+                self.stop_tone();
+                self.push(Action::ConnectMedia);
+                self.enter(State::Connected, now, None);
+            }
+            (CallSignal::Failed { busy: true }, State::Proceeding | State::Ringback) => {
+                self.play(Tone::Busy);
+                self.enter(State::Busy, now, Some(Timer::Reorder));
+            }
+            (CallSignal::Failed { busy: false } | CallSignal::RemoteReleased, State::Proceeding | State::Ringback) => {
+                self.reorder(now);
+            }
+            (CallSignal::RemoteReleased | CallSignal::Failed { .. }, State::Connected) => {
+                self.push(Action::DisconnectMedia);
+                match self.config.disconnect_open_ms {
+                    Some(ms) if ms > 0 => {
+                        self.push(Action::SetLineFeed(LineFeed::Open));
+                        self.hook_while_open = None;
+                        self.state = State::Releasing;
+                        self.timer = Some((Timer::OpenLoop, now + Duration::from_millis(ms.into())));
+                    }
+                    _ => self.reorder(now),
+                }
+            }
+            // Stale or out-of-order signals for a call this port no longer
+            // has (e.g. a 180 racing the phone's hang-up) change nothing.
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some((timer, at)) = self.timer else { return };
+        if now < at {
+            return;
+        }
+        self.timer = None;
+        match timer {
+            Timer::FirstDigit => self.reorder(now),
+            Timer::InterDigit => {
+                if self.config.dial_plan.check(&self.digits) == Match::CompleteOrMore {
+                    self.place_call(now);
+                } else {
+                    self.reorder(now);
+                }
+            }
+            // Lockout: the phone was left off-hook; stop the tone, wait for on-hook.
+            Timer::Reorder => self.stop_tone(),
+            Timer::OpenLoop => {
+                self.push(Action::SetLineFeed(LineFeed::Forward));
+                match self.hook_while_open.take() {
+                    Some(FxsEvent::OnHook) => self.enter(State::Idle, now, None),
+                    _ => self.reorder(now),
+                }
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- helpers
+
+    fn push(&mut self, a: Action) {
+        self.actions.push_back(a);
+    }
+
+    fn play(&mut self, t: Tone) {
+        self.tone = Some(t);
+        self.push(Action::PlayTone(t));
+    }
+
+    fn stop_tone(&mut self) {
+        if self.tone.take().is_some() {
+            self.push(Action::StopTone);
+        }
+    }
+
+    fn enter(&mut self, state: State, now: Instant, timer: Option<Timer>) {
+        self.state = state;
+        self.timer = timer.map(|t| {
+            let d = match t {
+                Timer::FirstDigit => self.config.first_digit_timeout,
+                Timer::InterDigit => self.config.inter_digit_timeout,
+                Timer::Reorder => self.config.reorder_timeout,
+                Timer::OpenLoop => Duration::from_millis(self.config.disconnect_open_ms.unwrap_or(0).into()),
+            };
+            (t, now + d)
+        });
+    }
+
+    fn reorder(&mut self, now: Instant) {
+        self.play(Tone::Reorder);
+        self.enter(State::Releasing, now, Some(Timer::Reorder));
+    }
+
+    fn place_call(&mut self, now: Instant) {
+        let number = self.digits.clone();
+        self.push(Action::PlaceCall { number });
+        self.enter(State::Proceeding, now, None);
+    }
+
+    fn collect(&mut self, now: Instant, digit: u8) {
+        let plan = &self.config.dial_plan;
+        let mut with = self.digits.clone();
+        with.push(digit as char);
+        let m = plan.check(&with);
+        if digit == b'#' && m == Match::NoMatch {
+            // `#` not used by any pattern here: it means "send now".
+            match plan.check(&self.digits) {
+                Match::Complete | Match::CompleteOrMore => self.place_call(now),
+                _ => self.reorder(now),
+            }
+            return;
+        }
+        self.digits = with;
+        match m {
+            Match::Complete => self.place_call(now),
+            Match::NoMatch => self.reorder(now),
+            _ if self.digits.len() >= MAX_DIGITS => self.reorder(now),
+            Match::Partial | Match::CompleteOrMore => self.enter(State::Collecting, now, Some(Timer::InterDigit)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rig {
+        line: FxsLine,
+        t0: Instant,
+        now: Instant,
+    }
+
+    fn cadence() -> RingCadence {
+        RingCadence::new(&[2000, 4000]).unwrap()
+    }
+
+    fn rig_with(f: impl FnOnce(&mut FxsConfig)) -> Rig {
+        let plan = DialPlan::new(&["911", "1nxxnxxxxxx", "8x.", "*6[79]#"]).unwrap();
+        let mut cfg = FxsConfig::new(plan, cadence());
+        f(&mut cfg);
+        let t0 = Instant::now();
+        Rig { line: FxsLine::new(cfg), t0, now: t0 }
+    }
+
+    fn rig() -> Rig {
+        rig_with(|_| {})
+    }
+
+    impl Rig {
+        fn actions(&mut self) -> Vec<Action> {
+            std::iter::from_fn(|| self.line.poll_action()).collect()
+        }
+        fn hook(&mut self, ev: FxsEvent) -> Vec<Action> {
+            self.line.handle_hook(self.now, ev);
+            self.actions()
+        }
+        fn dial(&mut self, digits: &str) -> Vec<Action> {
+            for d in digits.bytes() {
+                self.now += Duration::from_millis(300);
+                self.line.handle_digit(self.now, d);
+            }
+            self.actions()
+        }
+        fn call(&mut self, sig: CallSignal) -> Vec<Action> {
+            self.line.handle_call(self.now, sig);
+            self.actions()
+        }
+        /// Advances virtual time to `secs` after start, firing timers on the way.
+        fn at(&mut self, ms: u64) -> Vec<Action> {
+            let target = self.t0 + Duration::from_millis(ms);
+            while let Some(t) = self.line.poll_timeout() {
+                if t > target {
+                    break;
+                }
+                self.now = t;
+                self.line.handle_timeout(t);
+            }
+            self.now = target;
+            self.actions()
+        }
+        fn elapsed_ms(&self) -> u64 {
+            (self.now - self.t0).as_millis() as u64
+        }
+    }
+
+    use Action::*;
+    use FxsEvent::*;
+
+    #[test]
+    fn off_hook_dial_complete_number_places_call() {
+        let mut r = rig();
+        assert_eq!(r.hook(OffHook), [PlayTone(Tone::Dial)]);
+        assert_eq!(r.line.state(), State::DialTone);
+        assert_eq!(r.dial("9"), [StopTone]);
+        assert_eq!(r.line.state(), State::Collecting);
+        assert_eq!(r.dial("11"), [PlaceCall { number: "911".into() }]);
+        assert_eq!(r.line.state(), State::Proceeding);
+        assert_eq!(r.line.poll_timeout(), None);
+        assert_eq!(r.call(CallSignal::RemoteRinging), [PlayTone(Tone::Ringback)]);
+        assert_eq!(r.line.state(), State::Ringback);
+        assert_eq!(r.call(CallSignal::RemoteAnswered), [StopTone, ConnectMedia]);
+        assert_eq!(r.line.state(), State::Connected);
+        assert_eq!(r.dial("123"), [], "digits in a call go as RFC 4733, not here");
+        assert_eq!(r.hook(OnHook), [DisconnectMedia, ReleaseCall]);
+        assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn answer_without_ringing_connects() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("911");
+        assert_eq!(r.call(CallSignal::RemoteAnswered), [ConnectMedia]);
+    }
+
+    #[test]
+    fn first_digit_timeout_gives_reorder_then_lockout() {
+        let mut r = rig();
+        r.hook(OffHook);
+        assert_eq!(r.at(14_999), []);
+        assert_eq!(r.at(15_000), [PlayTone(Tone::Reorder)]);
+        assert_eq!(r.line.state(), State::Releasing);
+        assert_eq!(r.at(44_999), []);
+        assert_eq!(r.at(45_000), [StopTone], "lockout after reorder_timeout");
+        assert_eq!(r.line.state(), State::Releasing);
+        assert_eq!(r.line.poll_timeout(), None);
+        assert_eq!(r.hook(OnHook), []);
+        assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn inter_digit_timeout_places_open_ended_number() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("8555");
+        let last = r.elapsed_ms();
+        assert_eq!(r.at(last + 3_999), []);
+        assert_eq!(r.at(last + 4_000), [PlaceCall { number: "8555".into() }]);
+    }
+
+    #[test]
+    fn inter_digit_timeout_restarts_on_each_digit() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("85");
+        let t = r.elapsed_ms();
+        assert_eq!(r.at(t + 3_000), []);
+        r.dial("5");
+        assert_eq!(r.line.poll_timeout(), Some(r.now + Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn inter_digit_timeout_on_partial_number_gives_reorder() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("1212");
+        let t = r.elapsed_ms();
+        assert_eq!(r.at(t + 4_000), [PlayTone(Tone::Reorder)]);
+        assert_eq!(r.line.state(), State::Releasing);
+        assert_eq!(r.dial("5"), [], "no digits collected after failure");
+    }
+
+    #[test]
+    fn hash_sends_now() {
+        let mut r = rig();
+        r.hook(OffHook);
+        assert_eq!(r.dial("85551#"), [StopTone, PlaceCall { number: "85551".into() }]);
+    }
+
+    #[test]
+    fn hash_used_by_a_pattern_is_collected() {
+        let mut r = rig();
+        r.hook(OffHook);
+        assert_eq!(r.dial("*67#"), [StopTone, PlaceCall { number: "*67#".into() }]);
+    }
+
+    #[test]
+    fn hash_on_incomplete_number_gives_reorder() {
+        let mut r = rig();
+        r.hook(OffHook);
+        assert_eq!(r.dial("12#"), [StopTone, PlayTone(Tone::Reorder)]);
+    }
+
+    #[test]
+    fn no_match_gives_reorder_at_once() {
+        let mut r = rig();
+        r.hook(OffHook);
+        assert_eq!(r.dial("5"), [StopTone, PlayTone(Tone::Reorder)]);
+        assert_eq!(r.line.state(), State::Releasing);
+        assert_eq!(r.hook(OnHook), [StopTone]);
+        assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn too_many_digits_give_reorder() {
+        let mut r = rig();
+        r.hook(OffHook);
+        let long = "8".repeat(MAX_DIGITS);
+        let acts = r.dial(&long);
+        assert_eq!(acts.last(), Some(&PlayTone(Tone::Reorder)));
+    }
+
+    #[test]
+    fn failed_busy_and_other() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("911");
+        r.call(CallSignal::RemoteRinging);
+        assert_eq!(r.call(CallSignal::Failed { busy: true }), [PlayTone(Tone::Busy)]);
+        assert_eq!(r.line.state(), State::Busy);
+        assert_eq!(r.hook(OnHook), [StopTone]);
+
+        r.hook(OffHook);
+        r.dial("911");
+        assert_eq!(r.call(CallSignal::Failed { busy: false }), [PlayTone(Tone::Reorder)]);
+        assert_eq!(r.line.state(), State::Releasing);
+    }
+
+    #[test]
+    fn on_hook_while_proceeding_releases_call() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("911");
+        assert_eq!(r.hook(OnHook), [ReleaseCall]);
+        r.hook(OffHook);
+        r.dial("911");
+        r.call(CallSignal::RemoteRinging);
+        assert_eq!(r.hook(OnHook), [StopTone, ReleaseCall]);
+        assert_eq!(r.call(CallSignal::RemoteAnswered), [], "stale answer after hang-up");
+        assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn remote_release_gives_reorder() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("911");
+        r.call(CallSignal::RemoteAnswered);
+        assert_eq!(r.call(CallSignal::RemoteReleased), [DisconnectMedia, PlayTone(Tone::Reorder)]);
+        assert_eq!(r.line.state(), State::Releasing);
+        assert_eq!(r.hook(OnHook), [StopTone], "no ReleaseCall: the far end already did");
+    }
+
+    #[test]
+    fn remote_release_with_open_loop_pulse() {
+        let mut r = rig_with(|c| c.disconnect_open_ms = Some(600));
+        r.hook(OffHook);
+        r.dial("911");
+        r.call(CallSignal::RemoteAnswered);
+        let t = r.elapsed_ms();
+        assert_eq!(r.call(CallSignal::RemoteReleased), [DisconnectMedia, SetLineFeed(LineFeed::Open)]);
+        assert_eq!(r.hook(OnHook), [], "loop open: hook state unreliable");
+        assert_eq!(r.hook(OffHook), []);
+        assert_eq!(r.at(t + 599), []);
+        assert_eq!(r.at(t + 600), [SetLineFeed(LineFeed::Forward), PlayTone(Tone::Reorder)]);
+        assert_eq!(r.line.state(), State::Releasing);
+    }
+
+    #[test]
+    fn hang_up_during_open_loop_pulse_goes_idle_when_restored() {
+        let mut r = rig_with(|c| c.disconnect_open_ms = Some(300));
+        r.hook(OffHook);
+        r.dial("911");
+        r.call(CallSignal::RemoteAnswered);
+        let t = r.elapsed_ms();
+        r.call(CallSignal::RemoteReleased);
+        r.hook(OnHook);
+        assert_eq!(r.at(t + 300), [SetLineFeed(LineFeed::Forward)]);
+        assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn incoming_call_rings_and_is_answered() {
+        let mut r = rig();
+        assert_eq!(r.call(CallSignal::Incoming { caller: Some("5551234".into()) }), [SetRinging(Some(cadence()))]);
+        assert_eq!(r.line.state(), State::Ringing);
+        assert_eq!(r.call(CallSignal::Incoming { caller: None }), [RejectCall { busy: true }]);
+        assert_eq!(r.line.state(), State::Ringing);
+        assert_eq!(r.hook(OffHook), [SetRinging(None), AnswerCall, ConnectMedia]);
+        assert_eq!(r.line.state(), State::Connected);
+        assert_eq!(r.hook(OnHook), [DisconnectMedia, ReleaseCall]);
+    }
+
+    #[test]
+    fn incoming_call_cancelled() {
+        let mut r = rig();
+        r.call(CallSignal::Incoming { caller: None });
+        assert_eq!(r.call(CallSignal::Cancelled), [SetRinging(None)]);
+        assert_eq!(r.line.state(), State::Idle);
+        assert_eq!(r.hook(OffHook), [PlayTone(Tone::Dial)], "next off-hook is a new call");
+    }
+
+    #[test]
+    fn incoming_while_busy_is_rejected_without_state_change() {
+        let mut r = rig();
+        r.hook(OffHook);
+        for (state, prep) in [(State::DialTone, ""), (State::Collecting, "9"), (State::Proceeding, "11")] {
+            r.dial(prep);
+            assert_eq!(r.call(CallSignal::Incoming { caller: None }), [RejectCall { busy: true }]);
+            assert_eq!(r.line.state(), state);
+        }
+        r.call(CallSignal::RemoteAnswered);
+        assert_eq!(r.call(CallSignal::Incoming { caller: None }), [RejectCall { busy: true }]);
+        assert_eq!(r.line.state(), State::Connected);
+    }
+
+    #[test]
+    fn hook_flash_and_junk_digits_are_ignored() {
+        let mut r = rig();
+        r.hook(OffHook);
+        assert_eq!(r.hook(HookFlash), []);
+        assert_eq!(r.dial("A"), []);
+        assert_eq!(r.line.state(), State::DialTone);
+        assert_eq!(r.hook(OffHook), [], "duplicate off-hook");
+    }
+
+    #[test]
+    fn idle_ignores_stray_inputs() {
+        let mut r = rig();
+        assert_eq!(r.hook(OnHook), []);
+        assert_eq!(r.dial("5"), []);
+        assert_eq!(r.call(CallSignal::RemoteReleased), []);
+        assert_eq!(r.at(100_000), []);
+        assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn early_timeout_call_does_nothing() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.line.handle_timeout(r.now + Duration::from_secs(1));
+        assert_eq!(r.actions(), []);
+        assert_eq!(r.line.state(), State::DialTone);
+    }
+}
