@@ -8,9 +8,11 @@
 //!   answers `100 Trying` at once.
 //! - [`ServerNonInviteTransaction`]: §17.2.2 (Figure 8), timer J.
 //!
-//! A 2xx to an INVITE ends both INVITE transactions (RFC 3261 behaviour): the
-//! UA core retransmits its 2xx and ACKs retransmitted 2xx through the dialog
-//! (§13.3.1.4, §13.2.2.4).
+//! A 2xx to an INVITE ends the client INVITE transaction (RFC 3261
+//! behaviour: the UA core ACKs retransmitted 2xx through the dialog,
+//! §13.2.2.4). The server INVITE transaction moves to RFC 6026's Accepted
+//! state (timer L) so that a retransmitted INVITE is absorbed rather than
+//! taken for a new call; the UA core retransmits its 2xx (§13.3.1.4).
 //!
 //! Each transaction is sans-IO: inputs carry `now`; after any input drain
 //! [`poll_transmit`](ClientInviteTransaction::poll_transmit) and
@@ -417,6 +419,9 @@ impl ClientNonInviteTransaction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerInviteState {
     Proceeding,
+    /// RFC 6026 §7.1: a 2xx was sent; retransmitted INVITEs are absorbed
+    /// (the TU retransmits the 2xx) until timer L.
+    Accepted,
     Completed,
     Confirmed,
     Terminated,
@@ -434,6 +439,7 @@ pub struct ServerInviteTransaction {
     timer_g: Option<(Instant, Duration)>,
     timer_h: Option<Instant>,
     timer_i: Option<Instant>,
+    timer_l: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
 }
@@ -452,6 +458,7 @@ impl ServerInviteTransaction {
             timer_g: None,
             timer_h: None,
             timer_i: None,
+            timer_l: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -491,7 +498,9 @@ impl ServerInviteTransaction {
         let code = resp.status_code.code();
         self.send(wire::response_bytes(resp), code);
         if (200..300).contains(&code) {
-            self.state = ServerInviteState::Terminated;
+            // RFC 6026 §8.5: Accepted, timer L = 64*T1.
+            self.state = ServerInviteState::Accepted;
+            self.timer_l = Some(now + self.timers.timeout_64t1());
         } else if code >= 300 {
             self.state = ServerInviteState::Completed;
             self.timer_g = Some((now + self.timers.t1, self.timers.t1));
@@ -542,10 +551,16 @@ impl ServerInviteTransaction {
                 self.timer_i = None;
             }
         }
+        if let Some(at) = self.timer_l {
+            if now >= at {
+                self.state = ServerInviteState::Terminated;
+                self.timer_l = None;
+            }
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.timer_g.map(|g| g.0), self.timer_h, self.timer_i].into_iter().flatten().min()
+        [self.timer_g.map(|g| g.0), self.timer_h, self.timer_i, self.timer_l].into_iter().flatten().min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -858,13 +873,23 @@ mod tests {
     }
 
     #[test]
-    fn server_invite_2xx_terminates() {
+    fn server_invite_2xx_accepted_then_timer_l() {
         let t0 = Instant::now();
         let inv = invite();
         let mut tx = ServerInviteTransaction::new(t0, inv.clone(), addr(), TimerConfig::default());
+        tx.poll_transmit();
         tx.send_response(t0, &resp(&inv, 200));
+        assert!(tx.poll_transmit().is_some());
+        assert_eq!(tx.state(), ServerInviteState::Accepted);
+        // A retransmitted INVITE is absorbed: the TU retransmits the 2xx.
+        tx.handle_request(t0 + Duration::from_millis(500), &inv);
+        assert!(tx.poll_transmit().is_none());
+        // Further responses from the TU are not sent by the transaction.
+        tx.send_response(t0, &resp(&inv, 486));
+        assert!(tx.poll_transmit().is_none());
+        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        tx.handle_timeout(t0 + Duration::from_secs(32));
         assert!(tx.is_terminated());
-        assert_eq!(tx.poll_timeout(), None);
     }
 
     #[test]

@@ -197,6 +197,8 @@ enum CallState {
 }
 
 struct OkRetransmit {
+    /// CSeq of the INVITE it answers: only that ACK stops it.
+    cseq: u32,
     payload: Vec<u8>,
     destination: SocketAddr,
     next: Instant,
@@ -966,7 +968,8 @@ impl UserAgent {
         c.local_sdp = body;
         c.state = CallState::Answered;
         let destination = c.source.unwrap_or(self.config.proxy);
-        c.ok_retx = Some(OkRetransmit { payload, destination, next: now + t1, interval: t1, give_up });
+        let cseq = wire::cseq(&req.headers).map(|c| c.0).unwrap_or(0);
+        c.ok_retx = Some(OkRetransmit { cseq, payload, destination, next: now + t1, interval: t1, give_up });
         self.pump(now);
         Ok(())
     }
@@ -1172,8 +1175,11 @@ impl UserAgent {
     fn on_ack(&mut self, now: Instant, req: &rsip::Request) {
         let Some(h) = Dialog::id_of_incoming(req).and_then(|id| self.call_by_dialog(&id)) else { return };
         let Some(c) = self.calls.get_mut(&h) else { return };
-        if c.state == CallState::Answered {
+        let n = wire::cseq(&req.headers).map(|c| c.0);
+        if c.ok_retx.as_ref().map(|o| Some(o.cseq) == n).unwrap_or(false) {
             c.ok_retx = None;
+        }
+        if c.state == CallState::Answered && c.ok_retx.is_none() {
             c.state = CallState::Confirmed;
             if let Some(d) = c.dialog.as_mut() {
                 d.state = crate::dialog::DialogState::Confirmed;
@@ -1284,7 +1290,8 @@ impl UserAgent {
         let contact = found.and_then(|h| self.calls.get(&h)).map(|c| self.contact(&c.user));
         let status_and_body = match found.and_then(|h| self.calls.get_mut(&h).map(|c| (h, c))) {
             None => (481, None),
-            Some((_, c)) if c.state != CallState::Confirmed => (491, None),
+            // §14.2: a re-INVITE while one of ours is unfinished -> 491.
+            Some((_, c)) if c.state != CallState::Confirmed || c.ok_retx.is_some() => (491, None),
             Some((_, c)) => match c.dialog.as_mut().map(|d| d.on_remote_request(&req)) {
                 Some(Ok(())) => {
                     c.local_sdp = bump_sdp_version(&c.local_sdp);
@@ -1307,6 +1314,16 @@ impl UserAgent {
         resp.body = body.into_bytes();
         tx.send_response(now, &resp);
         self.server_txs.insert(key, ServerTx::Invite(tx, None));
+        if status == 200 {
+            // §13.3.1.4 applies to re-INVITE 2xx as well.
+            let t1 = self.config.timers.t1;
+            let give_up = now + self.config.timers.timeout_64t1();
+            let cseq = wire::cseq(&req.headers).map(|c| c.0).unwrap_or(0);
+            if let Some(c) = found.and_then(|h| self.calls.get_mut(&h)) {
+                let payload = wire::response_bytes(&resp);
+                c.ok_retx = Some(OkRetransmit { cseq, payload, destination: from, next: now + t1, interval: t1, give_up });
+            }
+        }
     }
 
     /// Drives timers that are due.
@@ -2075,30 +2092,80 @@ mod tests {
         ua.handle_timeout(now + Duration::from_secs(100));
     }
 
+    /// Builds a request in A's dialog of call `a` (as a peer would send it).
+    fn in_dialog(net: &mut Net, a: CallHandle, method: rsip::Method, body: &str) -> rsip::Request {
+        let via = net.uas[0].via();
+        let d = net.uas[0].calls.get_mut(&a).unwrap().dialog.as_mut().unwrap();
+        let mut r = d.build_request(method, &via);
+        r.headers.push(wire::hdr("Contact", "<sip:1001@10.0.0.1:5060>"));
+        wire::set_body(&mut r.headers, body.as_bytes(), if body.is_empty() { None } else { Some("application/sdp") });
+        r.body = body.as_bytes().to_vec();
+        r
+    }
+
+    fn text(r: &rsip::Request) -> String {
+        String::from_utf8(wire::request_bytes(r)).unwrap()
+    }
+
     #[test]
-    fn reinvite_answered_with_bumped_version() {
+    fn reinvite_answered_with_bumped_version_until_acked() {
         let mut net = pair(ProxyPolicy::default());
         let (a, _b) = call_established(&mut net);
-        // Build a re-INVITE from A's dialog by hand.
         let now = net.now;
-        let via = net.uas[0].via();
-        let call = net.uas[0].calls.get_mut(&a).unwrap();
-        let d = call.dialog.as_mut().unwrap();
-        let mut r = d.build_request(rsip::Method::Invite, &via);
-        r.headers.push(wire::hdr("Contact", "<sip:1001@10.0.0.1:5060>"));
-        wire::set_body(&mut r.headers, OFFER.as_bytes(), Some("application/sdp"));
-        r.body = OFFER.as_bytes().to_vec();
-        let out = inject(&mut net.uas[1], now, &String::from_utf8(wire::request_bytes(&r)).unwrap());
+        let r = in_dialog(&mut net, a, rsip::Method::Invite, OFFER);
+        let out = inject(&mut net.uas[1], now, &text(&r));
         let ok = out.iter().find(|o| o.starts_with("SIP/2.0 200")).expect("200 to re-INVITE");
         assert!(ok.contains("o=- 7 8 IN IP4 10.0.0.2"), "{}", ok);
-        // Same CSeq again (not a retransmission: new branch) -> 500.
-        let via2 = net.uas[0].via();
-        let call = net.uas[0].calls.get_mut(&a).unwrap();
-        let d = call.dialog.as_mut().unwrap();
-        d.local_seq -= 1;
-        let r2 = d.build_request(rsip::Method::Invite, &via2);
-        let out = inject(&mut net.uas[1], now, &String::from_utf8(wire::request_bytes(&r2)).unwrap());
+        // A second re-INVITE before the ACK: 491 (§14.2).
+        let r2 = in_dialog(&mut net, a, rsip::Method::Invite, OFFER);
+        let out = inject(&mut net.uas[1], now, &text(&r2));
+        assert!(out.iter().any(|o| o.starts_with("SIP/2.0 491")), "{:?}", out);
+        // Unacknowledged 2xx is retransmitted...
+        let t1 = now + Duration::from_millis(500);
+        net.uas[1].handle_timeout(t1);
+        let again: Vec<String> = std::iter::from_fn(|| net.uas[1].poll_transmit()).map(|t| first_line(&t.payload)).collect();
+        // (the 491 is retransmitted too: its ACK never came, timer G)
+        assert_eq!(again.iter().filter(|l| l.starts_with("SIP/2.0 200")).count(), 1, "{:?}", again);
+        // ...until the ACK with its CSeq.
+        let via = net.uas[0].via();
+        let n = wire::cseq(&r.headers).unwrap().0;
+        let ack = net.uas[0].calls[&a].dialog.as_ref().unwrap().build_ack(&via, n);
+        assert!(inject(&mut net.uas[1], t1, &text(&ack)).is_empty());
+        net.uas[1].handle_timeout(t1 + Duration::from_secs(10));
+        assert!(std::iter::from_fn(|| net.uas[1].poll_transmit()).all(|t| !first_line(&t.payload).starts_with("SIP/2.0 200")));
+        // An old CSeq (not a retransmission: new branch) -> 500 (§12.2.2).
+        let d = net.uas[0].calls.get_mut(&a).unwrap().dialog.as_mut().unwrap();
+        d.local_seq -= 2;
+        let r3 = in_dialog(&mut net, a, rsip::Method::Invite, OFFER);
+        let out = inject(&mut net.uas[1], t1, &text(&r3));
         assert!(out.iter().any(|o| o.starts_with("SIP/2.0 500")), "{:?}", out);
+        // Unsupported method inside a known dialog -> 405 with Allow.
+        let info = in_dialog(&mut net, a, rsip::Method::Info, "");
+        let out = inject(&mut net.uas[1], t1, &text(&info));
+        assert!(out[0].starts_with("SIP/2.0 405") && out[0].contains("Allow:"), "{:?}", out);
+        assert!(net.uas[1].poll_event().is_none());
+    }
+
+    #[test]
+    fn retransmitted_invite_after_200_is_not_a_new_call() {
+        let mut net = pair(ProxyPolicy::default());
+        net.drop = Box::new(|t| t.starts_with("SIP/2.0 200"));
+        let now = net.now;
+        let _a = net.uas[0].invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+        net.flush();
+        let b = match net.take(1)[..] {
+            [Event::IncomingCall { call, .. }] => call,
+            ref other => panic!("{:?}", other),
+        };
+        net.uas[1].answer(now, b, sdp(ANSWER)).unwrap();
+        // The 200s are lost (B retransmits them meanwhile).
+        net.run_until(2_000);
+        assert_eq!(net.sent(1, "SIP/2.0 200").len(), 3);
+        // Re-deliver the original INVITE by hand, as a proxy retransmission would.
+        let inv = String::from_utf8(wire::request_bytes(net.uas[0].calls.values().next().unwrap().invite.as_ref().unwrap())).unwrap();
+        let out = inject(&mut net.uas[1], net.now, &inv);
+        assert!(out.is_empty(), "absorbed in Accepted: {:?}", out);
+        assert!(net.take(1).iter().all(|e| !matches!(e, Event::IncomingCall { .. })));
     }
 
     #[test]
