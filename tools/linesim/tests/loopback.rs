@@ -234,13 +234,14 @@ fn audio_from_the_phone_reaches_rx() {
     std::thread::sleep(Duration::from_millis(100));
     let heard = rig.heard.lock().unwrap()[1][from..].to_vec();
     let start = heard.iter().position(|&s| s != 0).expect("DTMF heard");
-    let first = &heard[start..start + 640];
+    // Slices leave 10 ms of slack at each edge for an rx underrun under load.
+    let first = &heard[start..start + 560];
     let m = analysis::measure(first);
     let mut f = [m.freq_hz, m.second_freq_hz.unwrap()];
     f.sort_by(f32::total_cmp);
     assert!((f[0] - 770.0).abs() < 2.0 && (f[1] - 1336.0).abs() < 2.0, "{f:?}");
-    assert!(heard[start + 640..start + 1280].iter().all(|&s| s == 0));
-    let m = analysis::measure(&heard[start + 1280..start + 1920]);
+    assert!(analysis::level_dbm0(&heard[start + 720..start + 1200]) < -60.0);
+    let m = analysis::measure(&heard[start + 1360..start + 1840]);
     let mut f = [m.freq_hz, m.second_freq_hz.unwrap()];
     f.sort_by(f32::total_cmp);
     assert!((f[0] - 941.0).abs() < 2.0 && (f[1] - 1477.0).abs() < 2.0, "{f:?}");
