@@ -599,6 +599,11 @@ impl UserAgent {
                 .and_then(|e| e.parse::<u32>().ok());
             let from_header = wire::value(&resp.headers, "Expires").and_then(|e| e.trim().parse::<u32>().ok());
             let granted = from_contact.or(from_header).unwrap_or(reg.expires);
+            if granted == 0 {
+                // The registrar accepted but removed our binding.
+                self.registration_failed(now, i, Some(code), "registrar granted no binding".into());
+                return;
+            }
             reg.failures = 0;
             reg.state = RegState::Registered { until: now + Duration::from_secs(granted as u64) };
             reg.next_at = Some(now + refresh_delay(granted.max(1)));
@@ -1064,6 +1069,10 @@ impl UserAgent {
     }
 
     fn on_response(&mut self, now: Instant, resp: rsip::Response) {
+        // §8.1.3.3: a response with more than one Via was not meant for us.
+        if wire::list(&resp.headers, "Via").len() != 1 {
+            return;
+        }
         if let Some(key) = TransactionKey::from_response(&resp) {
             if let Some((tx, _)) = self.client_txs.get_mut(&key) {
                 tx.handle_response(now, resp);
@@ -1131,6 +1140,32 @@ impl UserAgent {
         if key.is_none() && req.method != rsip::Method::Ack {
             self.respond_nist(now, from, &req, 400, vec![]);
             return;
+        }
+        // §8.2.2.3: we support no extension; anything in Require gets 420
+        // (never for ACK; CANCEL must not carry Require, §9.1).
+        if !matches!(req.method, rsip::Method::Ack | rsip::Method::Cancel) {
+            let required: Vec<String> = wire::values(&req.headers, "Require")
+                .iter()
+                .flat_map(|v| wire::split_list(v))
+                .filter(|t| !t.is_empty())
+                .collect();
+            if !required.is_empty() {
+                let extra = vec![wire::hdr("Unsupported", required.join(", "))];
+                if req.method == rsip::Method::Invite {
+                    let tag = self.random_tag_if_needed(&req);
+                    let mut tx = ServerInviteTransaction::new(now, req.clone(), from, self.config.timers);
+                    let mut resp = wire::response_for(&req, 420, tag.as_deref());
+                    resp.headers.extend(extra);
+                    resp.headers.push(wire::hdr("Content-Length", "0"));
+                    tx.send_response(now, &resp);
+                    if let Some(k) = key {
+                        self.server_txs.insert(k, ServerTx::Invite(tx, None));
+                    }
+                } else {
+                    self.respond_nist(now, from, &req, 420, extra);
+                }
+                return;
+            }
         }
         match req.method {
             rsip::Method::Ack => self.on_ack(now, &req),
@@ -2073,6 +2108,31 @@ mod tests {
         let out = inject(&mut ua, now, "INVITE sip:2000@x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKq\r\nCSeq: banana\r\n\r\n");
         assert!(out.iter().all(|o| o.starts_with("SIP/2.0 400")), "{:?}", out);
         assert!(ua.poll_event().is_none());
+    }
+
+    #[test]
+    fn require_gets_420_and_foreign_responses_are_dropped() {
+        let mut ua = UserAgent::new(config("10.0.0.2:5060", "2000", "x", 0, 5));
+        let now = Instant::now();
+        let r = req("INVITE", None, 1, "r1").replace("Content-Length: 0", "Require: 100rel, timer\r\nContent-Length: 0");
+        let out = inject(&mut ua, now, &r);
+        let last = out.last().unwrap();
+        assert!(last.starts_with("SIP/2.0 420"), "{:?}", out);
+        assert!(last.contains("Unsupported: 100rel, timer"), "{}", last);
+        assert!(ua.poll_event().is_none(), "no call offered");
+        // A response with two Vias is not ours (§8.1.3.3): no ACK, no event.
+        let mut a = UserAgent::new(config("10.0.0.1:5060", "1001", "x", 0, 6));
+        a.invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+        let inv = a.poll_transmit().unwrap().payload;
+        let inv = match message::parse(&inv) {
+            Ok(message::Parsed::Message(rsip::SipMessage::Request(r))) => r,
+            _ => panic!(),
+        };
+        let mut resp = wire::response_for(&inv, 486, Some("t"));
+        resp.headers.push(wire::hdr("Via", "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKzz"));
+        a.handle_datagram(now, proxy_addr(), &wire::response_bytes(&resp));
+        assert!(a.poll_transmit().is_none());
+        assert!(a.poll_event().is_none());
     }
 
     #[test]
