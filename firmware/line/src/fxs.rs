@@ -695,4 +695,77 @@ mod tests {
         assert_eq!(r.actions(), []);
         assert_eq!(r.line.state(), State::DialTone);
     }
+
+    #[derive(Clone, Debug)]
+    enum Input {
+        Hook(FxsEvent),
+        Digit(u8),
+        Call(CallSignal),
+        Wait(u64),
+    }
+
+    fn input() -> impl proptest::strategy::Strategy<Value = Input> {
+        use proptest::prelude::*;
+        prop_oneof![
+            prop_oneof![Just(OffHook), Just(OnHook), Just(HookFlash)].prop_map(Input::Hook),
+            proptest::sample::select(b"0123456789*#A".to_vec()).prop_map(Input::Digit),
+            prop_oneof![
+                Just(CallSignal::Incoming { caller: None }),
+                Just(CallSignal::RemoteRinging),
+                Just(CallSignal::RemoteAnswered),
+                Just(CallSignal::RemoteReleased),
+                any::<bool>().prop_map(|busy| CallSignal::Failed { busy }),
+                Just(CallSignal::Cancelled),
+            ]
+            .prop_map(Input::Call),
+            (0u64..40_000).prop_map(Input::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Phone against FXS: whatever happens, what the port asked of the
+        /// hardware and the rt thread stays consistent with its state.
+        #[test]
+        fn outputs_stay_consistent_with_state(open in proptest::option::of(100u32..1000),
+                                              script in proptest::collection::vec(input(), 0..80)) {
+            let mut r = rig_with(|c| c.disconnect_open_ms = open);
+            let (mut tone, mut media, mut ringing, mut feed_open) = (false, false, false, false);
+            let mut off_hook = false;
+            for inp in script {
+                let acts = match inp {
+                    Input::Hook(ev) => {
+                        match ev { OffHook => off_hook = true, OnHook => off_hook = false, HookFlash => {} }
+                        r.hook(ev)
+                    }
+                    Input::Digit(d) => r.dial(std::str::from_utf8(&[d]).unwrap()),
+                    Input::Call(sig) => r.call(sig),
+                    Input::Wait(ms) => { let t = r.elapsed_ms() + ms; r.at(t) }
+                };
+                for a in acts {
+                    match a {
+                        PlayTone(_) => tone = true,
+                        StopTone => { proptest::prop_assert!(tone, "StopTone without a tone"); tone = false }
+                        ConnectMedia => { proptest::prop_assert!(!media); media = true }
+                        DisconnectMedia => { proptest::prop_assert!(media); media = false }
+                        SetRinging(c) => { proptest::prop_assert_eq!(c.is_some(), !ringing); ringing = c.is_some() }
+                        SetLineFeed(f) => feed_open = f == LineFeed::Open,
+                        _ => {}
+                    }
+                }
+                let st = r.line.state();
+                proptest::prop_assert_eq!(media, st == State::Connected);
+                proptest::prop_assert_eq!(ringing, st == State::Ringing);
+                proptest::prop_assert_eq!(tone, r.line.tone().is_some());
+                if st == State::Connected || st == State::Idle || st == State::Ringing {
+                    proptest::prop_assert!(!tone, "tone in {:?}", st);
+                }
+                if !feed_open {
+                    // Loop closed: the port's idea of the hook matches the phone.
+                    proptest::prop_assert_eq!(off_hook, !matches!(st, State::Idle | State::Ringing), "{:?}", st);
+                } else {
+                    proptest::prop_assert_eq!(st, State::Releasing);
+                }
+            }
+        }
+    }
 }
