@@ -2243,4 +2243,51 @@ mod tests {
         };
         assert_eq!(run(), run());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Messages a UA in the middle of a call could plausibly see.
+        fn templates() -> Vec<String> {
+            vec![
+                req("INVITE", None, 1, "f1"),
+                req("BYE", Some("x"), 2, "f1"),
+                req("CANCEL", None, 1, "f1"),
+                req("OPTIONS", None, 3, "f2"),
+                req("ACK", Some("x"), 1, "f1"),
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx;rport\r\nFrom: <sip:1001@gw.test>;tag=a\r\nTo: <sip:2000@gw.test>;tag=b\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:2000@10.0.0.2>\r\nRecord-Route: <sip:p;lr>\r\nContent-Length: 0\r\n\r\n".to_string(),
+                format!("SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:1001@gw.test>;tag=a\r\nTo: <sip:1001@gw.test>;tag=b\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: {}\r\nContent-Length: 0\r\n\r\n", CHALLENGE),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+            #[test]
+            fn mutated_messages_never_panic(
+                which in 0usize..7,
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+                cut in any::<usize>(),
+            ) {
+                let mut net = pair(ProxyPolicy { record_route: true, ..Default::default() });
+                let (_a, _b) = call_established(&mut net);
+                let mut bytes = templates()[which].clone().into_bytes();
+                for (i, b) in edits {
+                    let n = bytes.len();
+                    bytes[i % n] = b;
+                }
+                let keep = bytes.len() - cut % (bytes.len() / 4 + 1);
+                bytes.truncate(keep);
+                let now = net.now;
+                for ua in net.uas.iter_mut() {
+                    ua.handle_datagram(now, proxy_addr(), &bytes);
+                }
+                net.run_until(70_000);
+                // Whatever happened, the UAs settle: nothing left to do.
+                for ua in &net.uas {
+                    prop_assert!(ua.poll_timeout().is_none());
+                }
+            }
+        }
+    }
 }
