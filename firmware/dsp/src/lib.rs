@@ -31,9 +31,11 @@ extern crate std;
 pub mod dtmf;
 pub mod g711;
 pub mod goertzel;
+pub mod modem_tones;
 pub mod tones;
 
 mod cmath;
+pub mod fft;
 mod osc;
 
 /// Samples per 10 ms tick at 8 kHz.
