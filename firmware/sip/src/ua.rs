@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::dialog::{Dialog, DialogId};
 use crate::transaction::{
-    ClientEvent, ClientInviteTransaction, ClientNonInviteTransaction, ServerEvent, ServerInviteState,
+    ClientEvent, ClientInviteTransaction, ClientNonInviteTransaction, ServerInviteState,
     ServerInviteTransaction, ServerNonInviteTransaction, TransactionKey,
 };
 pub use crate::transaction::{TimerConfig, Transmit};
@@ -232,6 +232,7 @@ struct Call {
     linger_until: Option<Instant>,
 }
 
+#[derive(Clone, Copy)]
 enum Owner {
     Register(usize),
     Invite(CallHandle),
@@ -1420,35 +1421,23 @@ impl UserAgent {
                     client_events.push((key.clone(), e));
                 }
             }
-            let mut server_timeouts = Vec::new();
             for tx in self.server_txs.values_mut() {
                 while let Some(t) = tx.poll_transmit() {
                     self.transmits.push_back(t);
                 }
-                if let ServerTx::Invite(t, call) = tx {
-                    while let Some(ServerEvent::Timeout) = t.poll_event() {
-                        if let Some(h) = call {
-                            server_timeouts.push(*h);
-                        }
-                    }
+                // Timer H (no ACK for a non-2xx final): the call already ended
+                // when we sent that response; nothing more to report.
+                if let ServerTx::Invite(t, _) = tx {
+                    while t.poll_event().is_some() {}
                 }
             }
-            if client_events.is_empty() && server_timeouts.is_empty() {
+            if client_events.is_empty() {
                 break;
             }
             for (key, ev) in client_events {
-                let owner = match self.client_txs.get(&key) {
-                    Some((_, o)) => match o {
-                        Owner::Register(i) => Owner::Register(*i),
-                        Owner::Invite(h) => Owner::Invite(*h),
-                        Owner::Cancel(h) => Owner::Cancel(*h),
-                        Owner::Bye(h) => Owner::Bye(*h),
-                    },
-                    None => continue,
-                };
+                let Some(owner) = self.client_txs.get(&key).map(|(_, o)| *o) else { continue };
                 self.on_client_event(now, owner, ev);
             }
-            let _ = server_timeouts; // a non-2xx final without ACK: the call already ended.
         }
         self.client_txs.retain(|_, (t, _)| !t.is_terminated());
         self.server_txs.retain(|_, t| !t.is_terminated());
