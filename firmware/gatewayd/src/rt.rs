@@ -411,6 +411,7 @@ pub fn run<P: PcmBus>(mut engine: RtEngine<P>, stop: Arc<AtomicBool>) {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // the counting allocator below
 mod tests {
     use super::*;
     use gw_hal::PcmStats;

@@ -6,7 +6,6 @@
 //! here works; configuration editing is not served yet.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
