@@ -238,6 +238,8 @@ enum Owner {
     Invite(CallHandle),
     Cancel(CallHandle),
     Bye(CallHandle),
+    /// A request nobody waits for (BYE of an unwanted forked dialog).
+    Stray,
 }
 
 enum ClientTx {
@@ -1084,13 +1086,32 @@ impl UserAgent {
         // dialog re-sends its ACK (§13.2.2.4).
         let is_invite_2xx = (200..300).contains(&resp.status_code.code())
             && wire::cseq(&resp.headers).map(|c| c.1 == "INVITE").unwrap_or(false);
-        if is_invite_2xx {
-            if let Some(id) = Dialog::id_of_response(&resp) {
-                if let Some(ack) = self.calls.values().find(|c| c.dialog.as_ref().map(|d| d.id == id).unwrap_or(false)).and_then(|c| c.ack.clone()) {
-                    self.transmits.push_back(Transmit { destination: self.config.proxy, payload: ack });
-                }
-            }
+        if !is_invite_2xx {
+            return;
         }
+        let Some(id) = Dialog::id_of_response(&resp) else { return };
+        if let Some(ack) = self.calls.values().find(|c| c.dialog.as_ref().map(|d| d.id == id).unwrap_or(false)).and_then(|c| c.ack.clone()) {
+            self.transmits.push_back(Transmit { destination: self.config.proxy, payload: ack });
+            return;
+        }
+        // §13.2.2.4: a 2xx from another fork (same Call-ID and From tag, new
+        // To tag) is a dialog of its own. We keep only the first one: ACK and
+        // BYE the others.
+        let invite = self
+            .calls
+            .values()
+            .find(|c| c.dir == Direction::Outgoing && c.local_tag == id.local_tag && c.dialog.as_ref().map(|d| d.id.call_id == id.call_id).unwrap_or(false))
+            .and_then(|c| c.invite.clone());
+        let Some(invite) = invite else { return };
+        let Ok(mut fork) = Dialog::new_uac(&invite, &resp) else { return };
+        let n = wire::cseq(&invite.headers).map(|c| c.0).unwrap_or(1);
+        let mut ack = fork.build_ack(&self.via(), n);
+        ack.headers.push(wire::hdr("Content-Length", "0"));
+        self.transmits.push_back(Transmit { destination: self.config.proxy, payload: wire::request_bytes(&ack) });
+        let via = self.via();
+        let mut bye = fork.build_request(rsip::Method::Bye, &via);
+        bye.headers.push(wire::hdr("Content-Length", "0"));
+        self.start_client_nict(now, bye, Owner::Stray);
     }
 
     fn call_by_dialog(&self, id: &DialogId) -> Option<CallHandle> {
@@ -1462,6 +1483,7 @@ impl UserAgent {
             (Owner::Cancel(_), _) => {
                 // The INVITE's 487 (or timer B) finishes the call.
             }
+            (Owner::Stray, _) => {}
             (Owner::Bye(h), ev) => {
                 let done = match &ev {
                     ClientEvent::Response(r) => r.status_code.code() >= 200,
@@ -1958,6 +1980,31 @@ mod tests {
         assert!(matches!(eb[..], [Event::Ended { reason: EndReason::Timeout, .. }]), "{:?}", eb);
         let ea = net.take(0);
         assert!(matches!(ea[..], [Event::Answered { .. }, Event::Ended { reason: EndReason::RemoteBye, .. }]), "{:?}", ea);
+    }
+
+    #[test]
+    fn second_fork_2xx_is_acked_and_byed() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, _b) = call_established(&mut net);
+        // Forge a 2xx from another fork: same INVITE, another To tag.
+        let inv = net.uas[0].calls[&a].invite.clone().unwrap();
+        let mut resp = wire::response_for(&inv, 200, Some("otherfork"));
+        resp.headers.push(wire::hdr("Contact", "<sip:2000@10.0.0.7:5060>"));
+        let now = net.now;
+        net.uas[0].handle_datagram(now, proxy_addr(), &wire::response_bytes(&resp));
+        let out: Vec<String> = std::iter::from_fn(|| net.uas[0].poll_transmit()).map(|t| String::from_utf8(t.payload).unwrap()).collect();
+        assert_eq!(out.len(), 2, "{:?}", out);
+        assert!(out[0].starts_with("ACK sip:2000@10.0.0.7:5060") && out[0].contains("tag=otherfork"), "{}", out[0]);
+        assert!(out[1].starts_with("BYE sip:2000@10.0.0.7:5060") && out[1].contains("tag=otherfork"), "{}", out[1]);
+        assert!(net.uas[0].poll_event().is_none(), "the first call is untouched");
+        // A retransmission of the first 2xx re-sends the first ACK only.
+        let mut first = wire::response_for(&inv, 200, None);
+        let to = net.uas[0].calls[&a].dialog.as_ref().unwrap().id.remote_tag.clone();
+        first.headers.retain(|h| !matches!(h, rsip::Header::To(_)));
+        first.headers.push(wire::hdr("To", format!("<sip:2000@gw.test>;tag={}", to)));
+        net.uas[0].handle_datagram(now, proxy_addr(), &wire::response_bytes(&first));
+        let out: Vec<String> = std::iter::from_fn(|| net.uas[0].poll_transmit()).map(|t| first_line(&t.payload)).collect();
+        assert_eq!(out, vec!["ACK sip:2000@10.0.0.2:5060 SIP/2.0".to_string()]);
     }
 
     #[test]
