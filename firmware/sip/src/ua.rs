@@ -228,6 +228,8 @@ struct Call {
     bye_after_ack: bool,
     /// Our SDP (offer or answer) and its o= version bumps, for re-INVITE answers.
     local_sdp: String,
+    /// The peer's latest SDP (offer, early-media 18x, answer, re-INVITE).
+    remote_sdp: Option<sdp::SessionDescription>,
     /// Remove the call at this time (Terminated only).
     linger_until: Option<Instant>,
 }
@@ -424,6 +426,13 @@ impl UserAgent {
     /// Registration state of the account `user`, `None` if there is none.
     pub fn registration_state(&self, user: &str) -> Option<RegState> {
         self.regs.iter().find(|r| r.account.user == user).map(|r| r.state.clone())
+    }
+
+    /// The peer's latest session description for `call`: the offer of an
+    /// incoming call, early media from a 18x, the answer from the 2xx, or the
+    /// SDP of a re-INVITE (hold, codec change).
+    pub fn remote_sdp(&self, call: CallHandle) -> Option<sdp::SessionDescription> {
+        self.calls.get(&call).and_then(|c| c.remote_sdp.clone())
     }
 
     /// Number of calls the UA still tracks (including terminated ones that
@@ -710,6 +719,7 @@ impl UserAgent {
                 ok_retx: None,
                 bye_after_ack: false,
                 local_sdp: offer.to_string(),
+                remote_sdp: None,
                 linger_until: None,
             },
         );
@@ -783,6 +793,11 @@ impl UserAgent {
         let code = resp.status_code.code();
         let Some(call) = self.calls.get_mut(&handle) else { return };
         let state = call.state;
+        if let Some(sdp) = parse_sdp(&resp.body) {
+            if code < 300 {
+                call.remote_sdp = Some(sdp);
+            }
+        }
         if code < 200 {
             if code == 100 {
                 return;
@@ -1326,6 +1341,7 @@ impl UserAgent {
                 ok_retx: None,
                 bye_after_ack: false,
                 local_sdp: String::new(),
+                remote_sdp: offer.clone(),
                 linger_until: None,
             },
         );
@@ -1351,6 +1367,9 @@ impl UserAgent {
             Some((_, c)) if c.state != CallState::Confirmed || c.ok_retx.is_some() => (491, None),
             Some((_, c)) => match c.dialog.as_mut().map(|d| d.on_remote_request(&req)) {
                 Some(Ok(())) => {
+                    if let Some(offer) = parse_sdp(&req.body) {
+                        c.remote_sdp = Some(offer);
+                    }
                     c.local_sdp = bump_sdp_version(&c.local_sdp);
                     (200, Some(c.local_sdp.clone()))
                 }
@@ -1799,7 +1818,25 @@ mod tests {
             other => panic!("A expected Answered, got {:?}", other),
         }
         assert!(matches!(net.take(1)[..], [Event::Confirmed { call }] if call == b));
+        assert_eq!(net.uas[0].remote_sdp(a).map(|s| s.to_string()), Some(sdp(ANSWER).to_string()));
+        assert_eq!(net.uas[1].remote_sdp(b).map(|s| s.to_string()), Some(sdp(OFFER).to_string()));
         (a, b)
+    }
+
+    #[test]
+    fn early_media_sdp_from_183() {
+        let mut net = pair(ProxyPolicy::default());
+        let now = net.now;
+        let a = net.uas[0].invite(now, "1001", "2000", sdp(OFFER)).unwrap();
+        let inv = net.uas[0].calls[&a].invite.clone().unwrap();
+        while net.uas[0].poll_transmit().is_some() {}
+        let mut r = wire::response_for(&inv, 183, Some("em"));
+        wire::set_body(&mut r.headers, ANSWER.as_bytes(), Some("application/sdp"));
+        r.body = ANSWER.as_bytes().to_vec();
+        net.uas[0].handle_datagram(now, proxy_addr(), &wire::response_bytes(&r));
+        assert!(matches!(net.uas[0].poll_event(), Some(Event::Ringing { call }) if call == a));
+        assert_eq!(net.uas[0].remote_sdp(a).map(|s| s.to_string()), Some(sdp(ANSWER).to_string()));
+        assert_eq!(net.uas[0].remote_sdp(CallHandle(999)), None);
     }
 
     #[test]
