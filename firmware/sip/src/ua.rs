@@ -362,6 +362,14 @@ fn bump_sdp_version(sdp: &str) -> String {
     out
 }
 
+/// The reason phrase of a response (rsip keeps it only for codes it does not name).
+fn reason_of(resp: &rsip::Response) -> String {
+    match &resp.status_code {
+        rsip::StatusCode::Other(_, r) if !r.is_empty() => r.clone(),
+        other => message::default_reason(other.code()).to_string(),
+    }
+}
+
 fn parse_sdp(body: &[u8]) -> Option<sdp::SessionDescription> {
     if body.is_empty() {
         return None;
@@ -661,10 +669,7 @@ impl UserAgent {
                 }
             }
         }
-        let reason = match &resp.status_code {
-            rsip::StatusCode::Other(_, r) => r.clone(),
-            other => other.to_string(),
-        };
+        let reason = reason_of(&resp);
         self.registration_failed(now, i, Some(code), reason);
     }
 
@@ -852,10 +857,7 @@ impl UserAgent {
             }
             return;
         }
-        let reason = match &resp.status_code {
-            rsip::StatusCode::Other(_, r) => r.clone(),
-            other => other.to_string(),
-        };
+        let reason = reason_of(&resp);
         let ev = if state == CallState::Cancelling {
             Event::Ended { call: handle, reason: EndReason::LocalHangup }
         } else {
@@ -1887,7 +1889,10 @@ mod tests {
         net.uas[1].reject(now, b, 486).unwrap();
         net.flush();
         match &net.take(0)[..] {
-            [Event::Failed { call, status: 486, .. }] => assert_eq!(*call, a),
+            [Event::Failed { call, status: 486, reason }] => {
+                assert_eq!(*call, a);
+                assert_eq!(reason, "Busy Here");
+            }
             other => panic!("{:?}", other),
         }
         assert!(matches!(net.take(1)[..], [Event::Ended { reason: EndReason::Rejected(486), .. }]));
