@@ -153,6 +153,7 @@ impl JitterBuffer {
     /// Stores the frames of one audio packet whose first sample has RTP
     /// timestamp `ts`. `payload` must be 1..=6 whole frames; anything else is
     /// refused with `None` and changes nothing.
+    #[allow(clippy::manual_is_multiple_of)] // rust-version 1.80
     pub fn insert(&mut self, ts: u32, marker: bool, payload: &[u8]) -> Option<Insert> {
         let n = payload.len() / FRAME_BYTES;
         if n == 0 || n > MAX_PACKET_FRAMES || payload.len() % FRAME_BYTES != 0 {

@@ -8,13 +8,16 @@
 //! Layers:
 //! - [`rtp`]: the packet view and the header we emit.
 //! - [`rfc4733`]: the telephone-event payload and the DTMF digit table.
+//! - [`rtcp`]: sender/receiver reports, SDES CNAME and BYE.
 //! - [`jitter`]: the fixed-size playout buffer.
 //! - [`RtpSession`]: one call. Per 10 ms tick the rt thread calls
 //!   [`RtpSession::receive`] for each arrived packet, then
 //!   [`RtpSession::pull_frame`] once (audio for the line), then
 //!   [`RtpSession::send_frame`] once (audio from the line; it returns a packet
 //!   to send every ptime). DTMF detected on the line is sent with
-//!   [`RtpSession::start_dtmf`] / [`RtpSession::stop_dtmf`].
+//!   [`RtpSession::start_dtmf`] / [`RtpSession::stop_dtmf`]. RTCP goes through
+//!   [`RtpSession::rtcp_report`] and [`RtpSession::receive_rtcp`], which take
+//!   the wall clock as an NTP timestamp.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -23,7 +26,8 @@ extern crate std;
 
 pub mod jitter;
 pub mod rfc4733;
+pub mod rtcp;
 pub mod rtp;
 mod session;
 
-pub use session::{MediaError, Received, RtpSession, SessionConfig, SessionStats, SSRC_SWITCH_IDLE_FRAMES};
+pub use session::{MediaError, Received, RtcpSummary, RtpSession, SessionConfig, SessionStats, SSRC_SWITCH_IDLE_FRAMES};

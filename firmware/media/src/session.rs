@@ -11,6 +11,7 @@
 
 use crate::jitter::{Insert, JitterBuffer, JitterStats, FRAME_BYTES, FRAME_TS, MAX_PACKET_FRAMES};
 use crate::rfc4733::{self, EventPayload};
+use crate::rtcp::{self, Compound, ReportBlock, SenderInfo};
 use crate::rtp::{Packet, RtpHeader};
 
 /// Negotiated media parameters for one call.
@@ -103,6 +104,25 @@ pub struct SessionStats {
     pub ssrc_changes: u64,
     /// `send_frame` calls whose output buffer was too small.
     pub send_errors: u64,
+    /// From the far end's last RTCP report about us: fraction lost (1/256).
+    pub remote_fraction_lost: u8,
+    /// ... its cumulative loss count.
+    pub remote_lost: i32,
+    /// ... and its jitter estimate, timestamp units.
+    pub remote_jitter: u32,
+    /// Round-trip time from the last report (RFC 3550 section 6.4.1), ms.
+    pub rtt_ms: Option<u32>,
+    /// RTCP packets refused as malformed.
+    pub rtcp_malformed: u64,
+}
+
+/// What a received RTCP compound told us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RtcpSummary {
+    /// The far end's report block about our stream, if it had one.
+    pub report: Option<ReportBlock>,
+    /// It sent a BYE (section 6.6): the far end is leaving.
+    pub bye: bool,
 }
 
 /// RFC 4733 section 2.5.1.4: the end packet is sent three times.
@@ -145,6 +165,9 @@ struct SeqState {
     received: u32,
     window: u64,
     lost_before: i64,
+    /// Appendix A.3 interval bookkeeping for the fraction lost.
+    expected_prior: i64,
+    received_prior: u32,
 }
 
 enum SeqResult {
@@ -164,7 +187,21 @@ impl SeqState {
 
     fn restart(&mut self, seq: u16) {
         let lost = self.lost();
-        *self = SeqState { started: true, max_seq: seq, base: seq as u32, received: 1, window: 1, lost_before: lost, cycles: 0 };
+        *self = SeqState { started: true, max_seq: seq, base: seq as u32, received: 1, window: 1, lost_before: lost, ..SeqState::default() };
+    }
+
+    /// Report block fields for this source (appendix A.3): fraction lost
+    /// since the previous call, cumulative loss, extended highest sequence.
+    fn report(&mut self) -> (u8, i32, u32) {
+        let expected = self.expected();
+        let interval = expected - self.expected_prior;
+        let received = self.received - self.received_prior;
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost = interval - received as i64;
+        let fraction = if interval <= 0 || lost <= 0 { 0 } else { ((lost << 8) / interval).min(255) as u8 };
+        let cumulative = self.lost().clamp(-0x80_0000, 0x7f_ffff) as i32;
+        (fraction, cumulative, self.cycles.wrapping_add(self.max_seq as u32))
     }
 
     fn update(&mut self, seq: u16) -> SeqResult {
@@ -229,6 +266,9 @@ pub struct RtpSession {
     last_transit: Option<u32>,
     jitter_q4: u32,
     rx_event: Option<RxEvent>,
+    /// LSR of the far end's last SR and when it arrived (NTP).
+    last_sr: Option<(u32, u64)>,
+    sent_since_report: bool,
     stats: SessionStats,
 }
 
@@ -254,6 +294,8 @@ impl RtpSession {
             last_transit: None,
             jitter_q4: 0,
             rx_event: None,
+            last_sr: None,
+            sent_since_report: false,
             stats: SessionStats::default(),
         }
     }
@@ -338,6 +380,7 @@ impl RtpSession {
         self.seq = self.seq.wrapping_add(1);
         self.stats.packets_sent += 1;
         self.stats.octets_sent += payload_len as u64;
+        self.sent_since_report = true;
         Some(n)
     }
 
@@ -558,6 +601,80 @@ impl RtpSession {
             }
         }
         self.last_transit = Some(transit);
+    }
+
+    // ---------------------------------------------------------------- RTCP
+
+    /// Writes the RTCP compound to send now (RFC 3550 section 6.4): an SR if
+    /// we sent RTP since the previous report, else an RR; one report block
+    /// about the far end's stream once we have heard it; SDES with `cname`.
+    /// `ntp_now` is the wall clock in NTP format. When to call it (section
+    /// 6.2: about every 5 s, randomized) is the caller's business. Returns
+    /// `None` if `out` is too small (nothing changes then).
+    pub fn rtcp_report(&mut self, ntp_now: u64, cname: &[u8], out: &mut [u8]) -> Option<usize> {
+        let need = 8 + SenderInfo::LEN + ReportBlock::LEN + (8 + 2 + cname.len().min(255) + 1).div_ceil(4) * 4;
+        if out.len() < need {
+            return None;
+        }
+        let sender = self.sent_since_report.then_some(SenderInfo {
+            ntp: ntp_now,
+            rtp_ts: self.clock,
+            packets: self.stats.packets_sent as u32,
+            octets: self.stats.octets_sent as u32,
+        });
+        let block = match (self.remote_ssrc, self.seqs.started) {
+            (Some(ssrc), true) => {
+                let (fraction_lost, cumulative_lost, highest_seq) = self.seqs.report();
+                let (lsr, dlsr) = match self.last_sr {
+                    Some((lsr, at)) => (lsr, rtcp::ntp_middle(ntp_now.wrapping_sub(at))),
+                    None => (0, 0),
+                };
+                Some(ReportBlock { ssrc, fraction_lost, cumulative_lost, highest_seq, jitter: self.jitter_q4 >> 4, lsr, dlsr })
+            }
+            _ => None,
+        };
+        self.sent_since_report = false;
+        let n = rtcp::emit_report(out, self.cfg.ssrc, sender, block, cname);
+        (n > 0).then_some(n)
+    }
+
+    /// Takes a received RTCP compound that arrived at `ntp_now`: remembers
+    /// the far end's SR for our LSR/DLSR, and its report about our stream
+    /// (loss, jitter, round-trip time) for [`RtpSession::stats`].
+    pub fn receive_rtcp(&mut self, packet: &[u8], ntp_now: u64) -> Result<RtcpSummary, MediaError> {
+        // Validate the whole compound before using any of it.
+        if Compound::new(packet).any(|p| p.is_err()) {
+            self.stats.rtcp_malformed += 1;
+            return Err(MediaError::Malformed);
+        }
+        let mut summary = RtcpSummary::default();
+        for p in Compound::new(packet).flatten() {
+            let from_remote = !matches!(self.remote_ssrc, Some(s) if s != p.ssrc());
+            match p.packet_type() {
+                rtcp::PT_BYE if from_remote => summary.bye = true,
+                rtcp::PT_SR | rtcp::PT_RR => {
+                    if let (Some(info), true) = (p.sender_info(), from_remote) {
+                        self.last_sr = Some((rtcp::ntp_middle(info.ntp), ntp_now));
+                    }
+                    let ours = (0..p.count() as usize).filter_map(|i| p.report_block(i)).find(|b| b.ssrc == self.cfg.ssrc);
+                    if let Some(b) = ours {
+                        summary.report = Some(b);
+                        self.stats.remote_fraction_lost = b.fraction_lost;
+                        self.stats.remote_lost = b.cumulative_lost;
+                        self.stats.remote_jitter = b.jitter;
+                        if b.lsr != 0 {
+                            // Section 6.4.1: RTT = A - LSR - DLSR, in 1/65536 s.
+                            let rtt = rtcp::ntp_middle(ntp_now).wrapping_sub(b.lsr).wrapping_sub(b.dlsr);
+                            if rtt < 0x8000_0000 {
+                                self.stats.rtt_ms = Some(((u64::from(rtt) * 1000) >> 16) as u32);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(summary)
     }
 
     /// One 10 ms frame of encoded audio for the line; `false` means nothing
@@ -869,7 +986,71 @@ mod tests {
         assert!(heard.len() >= 20);
     }
 
+    const NTP_T0: u64 = 3_900_000_000 << 32;
+
+    fn ntp_ms(ms: u64) -> u64 {
+        NTP_T0 + (ms << 32) / 1000
+    }
+
+    #[test]
+    fn rtcp_reports_between_two_sessions() {
+        let mut a = RtpSession::new(cfg(20));
+        let mut b = RtpSession::new(SessionConfig { ssrc: 0x5555, ..cfg(20) });
+        // a sends 10 packets to b; b loses the 4th and 5th.
+        for (i, p) in feed(&mut a, 20).into_iter().enumerate() {
+            if i != 3 && i != 4 {
+                b.receive(&p).unwrap();
+            }
+        }
+        let mut buf = [0u8; 256];
+        // a's SR reaches b at t=0
+        let n = a.rtcp_report(ntp_ms(0), b"a@gw", &mut buf).unwrap();
+        let p = Compound::new(&buf[..n]).next().unwrap().unwrap();
+        assert_eq!(p.packet_type(), rtcp::PT_SR);
+        assert_eq!(p.sender_info().unwrap().packets, 10);
+        assert_eq!(p.sender_info().unwrap().octets, 1600);
+        assert_eq!(p.count(), 0, "a heard nothing yet");
+        assert_eq!(b.receive_rtcp(&buf[..n], ntp_ms(0)), Ok(RtcpSummary::default()));
+        // b answers 250 ms later with an RR about a's stream; it reaches a at t=300
+        let n = b.rtcp_report(ntp_ms(250), b"b@far", &mut buf).unwrap();
+        let p = Compound::new(&buf[..n]).next().unwrap().unwrap();
+        assert_eq!(p.packet_type(), rtcp::PT_RR, "b sent no RTP");
+        let s = a.receive_rtcp(&buf[..n], ntp_ms(300)).unwrap();
+        let block = s.report.unwrap();
+        assert_eq!(block.ssrc, 0xabcd);
+        assert_eq!(block.cumulative_lost, 2);
+        assert_eq!(block.fraction_lost, (2 * 256 / 10) as u8);
+        assert_eq!(block.highest_seq, 65534 + 9, "extended across the wrap");
+        let st = a.stats();
+        assert_eq!(st.remote_lost, 2);
+        let rtt = st.rtt_ms.unwrap();
+        assert!((49..=51).contains(&rtt), "rtt {rtt}");
+        // the next RR covers a loss-free interval
+        let n = b.rtcp_report(ntp_ms(5250), b"b@far", &mut buf).unwrap();
+        assert_eq!(a.receive_rtcp(&buf[..n], ntp_ms(5300)).unwrap().report.unwrap().fraction_lost, 0);
+    }
+
+    #[test]
+    fn rtcp_bye_and_malformed() {
+        let mut s = RtpSession::new(cfg(20));
+        s.receive(&audio(1, 0, 0, 2)).unwrap();
+        let mut buf = [0u8; 32];
+        let n = rtcp::emit_bye(&mut buf, 7);
+        assert!(s.receive_rtcp(&buf[..n], NTP_T0).unwrap().bye);
+        let n = rtcp::emit_bye(&mut buf, 8);
+        assert!(!s.receive_rtcp(&buf[..n], NTP_T0).unwrap().bye, "BYE from another source");
+        assert_eq!(s.receive_rtcp(&buf[..n - 1], NTP_T0), Err(MediaError::Malformed));
+        assert_eq!(s.stats().rtcp_malformed, 1);
+        assert_eq!(s.rtcp_report(NTP_T0, b"x", &mut [0u8; 40]), None, "too small");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn arbitrary_rtcp_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut s = RtpSession::new(cfg(20));
+            let _ = s.receive_rtcp(&bytes, NTP_T0);
+        }
+
         #[test]
         fn arbitrary_packets_never_panic(pkts in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), 0..40)) {
             let mut s = RtpSession::new(cfg(20));
