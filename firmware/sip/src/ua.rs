@@ -614,7 +614,7 @@ impl UserAgent {
             let ours = format!("sip:{}@{}", reg.account.user, self.config.local_addr);
             let from_contact = wire::list(&resp.headers, "Contact")
                 .iter()
-                .find(|c| wire::uri_of(c).eq_ignore_ascii_case(&ours))
+                .find(|c| wire::uri_of(c).split(';').next().unwrap_or("").eq_ignore_ascii_case(&ours))
                 .and_then(|c| wire::param(c, "expires"))
                 .and_then(|e| e.parse::<u32>().ok());
             let from_header = wire::value(&resp.headers, "Expires").and_then(|e| e.trim().parse::<u32>().ok());
@@ -2070,6 +2070,29 @@ mod tests {
         let mut net = Net::new(a, b, policy);
         net.passwords.insert("1001".into(), "secret1".into());
         net
+    }
+
+    #[test]
+    fn granted_expiry_comes_from_our_contact() {
+        let mut ua = UserAgent::new(config("10.0.0.1:5060", "1001", "x", 3600, 3));
+        let now = Instant::now();
+        ua.start(now);
+        let reg = match message::parse(&ua.poll_transmit().unwrap().payload) {
+            Ok(message::Parsed::Message(rsip::SipMessage::Request(r))) => r,
+            _ => panic!(),
+        };
+        assert_eq!(wire::value(&reg.headers, "Contact").as_deref(), Some("<sip:1001@10.0.0.1:5060>"));
+        assert_eq!(wire::value(&reg.headers, "Expires").as_deref(), Some("3600"));
+        assert!(wire::value(&reg.headers, "Via").unwrap().ends_with(";rport"));
+        let mut ok = wire::response_for(&reg, 200, Some("r"));
+        ok.headers.push(wire::hdr("Contact", "<sip:1001@10.0.0.9:5060>;expires=50, <sip:1001@10.0.0.1:5060;transport=udp>;expires=300"));
+        ok.headers.push(wire::hdr("Expires", "999"));
+        ua.handle_datagram(now, proxy_addr(), &wire::response_bytes(&ok));
+        assert!(matches!(ua.poll_event(), Some(Event::Registered { expires: 300, .. })));
+        // Timer K of the REGISTER transaction, then the refresh at 300 - 30 s.
+        assert_eq!(ua.poll_timeout(), Some(now + Duration::from_secs(5)));
+        ua.handle_timeout(now + Duration::from_secs(5));
+        assert_eq!(ua.poll_timeout(), Some(now + Duration::from_secs(270)));
     }
 
     #[test]
