@@ -1919,6 +1919,12 @@ mod tests {
         assert_eq!(net.sent(1, "SIP/2.0 487").len(), 1);
         assert_eq!(net.sent(0, "ACK").len(), 1);
         assert_eq!(net.uas[1].answer(now, b, sdp(ANSWER)), Err(UaError::InvalidState("call is not ringing")));
+        // The ACK for the 487 reached B's INVITE transaction: no 487 retransmission,
+        // and a late CANCEL retransmission is answered from the CANCEL transaction.
+        net.run_until(40_000);
+        assert_eq!(net.sent(1, "SIP/2.0 487").len(), 1);
+        assert_eq!(net.sent(1, "SIP/2.0 200").len(), 1);
+        assert!(net.take(0).is_empty() && net.take(1).is_empty());
     }
 
     #[test]
