@@ -16,13 +16,26 @@
 //! `expires - min(expires/2, 30 s)`), §13 (INVITE, 2xx retransmission
 //! §13.3.1.4, ACK §13.2.2.4), §9 (CANCEL: sent only after a provisional,
 //! §9.1; received §9.2), §15 (BYE, not before the ACK of our 2xx), §11
-//! (OPTIONS), §22 (digest via [`crate::auth`]), §8.2.2/§12.2.2 error answers
-//! (481, 405, 501, 500, 400), RFC 3581 (`rport` in our Via).
+//! (OPTIONS), §14 (re-INVITE answered with our last SDP, version bumped;
+//! 491 on glare), §22 (digest via [`crate::auth`]; the last REGISTER
+//! challenge is reused with an incremented nc), §8.2.2/§12.2.2 error answers
+//! (481, 405, 420, 501, 500, 400), §13.2.2.4 (2xx from other forks are ACKed
+//! and BYEd), RFC 3581 (`rport` in our Via), RFC 6026 (Accepted state).
+//!
+//! Addressing: every request (REGISTER, INVITE, ACK, CANCEL, BYE) goes to
+//! [`UaConfig::proxy`]; in-dialog requests carry the route set learned from
+//! Record-Route (§12.2.1.1). Responses go to the source address of the request.
+//!
+//! Not supported (answered or ignored safely): TCP/TLS, PRACK/100rel (420),
+//! session timers, late offer (an INVITE without SDP is offered with
+//! `offer: None`; an SDP in the ACK is ignored), early dialogs (BYE before
+//! answer), our own re-INVITE/hold.
 //!
 //! Terminal events: an outgoing call ends with exactly one of
 //! [`Event::Failed`] or [`Event::Ended`]; an incoming call (after
 //! [`Event::IncomingCall`]) ends with exactly one [`Event::Ended`] (also after
-//! our own [`UserAgent::reject`], as `Ended { reason: Rejected(status) }`).
+//! our own [`UserAgent::reject`], as `Ended { reason: Rejected(status) }`,
+//! and after our [`UserAgent::hangup`], as `Ended { reason: LocalHangup }`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
