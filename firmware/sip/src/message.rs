@@ -74,6 +74,8 @@ pub enum ParseError {
     CSeqMethodMismatch { request: String, cseq: String },
     /// The header section is not UTF-8.
     NotUtf8,
+    /// The Request-URI scheme is not sip, sips or tel (answered with 416, RFC 3261 §8.2.2.1).
+    UnsupportedUriScheme(String),
 }
 
 impl ParseError {
@@ -82,6 +84,7 @@ impl ParseError {
         match self {
             ParseError::TooLarge => 513,
             ParseError::UnsupportedVersion(_) => 505,
+            ParseError::UnsupportedUriScheme(_) => 416,
             _ => 400,
         }
     }
@@ -92,6 +95,7 @@ impl ParseError {
         match self {
             ParseError::TooLarge => "Message Too Large".into(),
             ParseError::UnsupportedVersion(_) => "Version Not Supported".into(),
+            ParseError::UnsupportedUriScheme(_) => "Unsupported URI Scheme".into(),
             ParseError::MissingHeader(h) => format!("Bad Request - Missing {h}"),
             ParseError::BadHeader(h) => format!("Bad Request - Bad {h}"),
             ParseError::ContentLengthMismatch { .. } | ParseError::BadContentLength => {
@@ -123,6 +127,7 @@ impl fmt::Display for ParseError {
                 write!(f, "CSeq method {cseq} differs from request method {request}")
             }
             ParseError::NotUtf8 => write!(f, "header section is not UTF-8"),
+            ParseError::UnsupportedUriScheme(s) => write!(f, "unsupported URI scheme {s}"),
         }
     }
 }
@@ -228,7 +233,8 @@ impl Normalized {
             }
             let mut mf = self.values("Max-Forwards");
             if let Some(v) = mf.next() {
-                if mf.next().is_some() || !is_digits(v) || v.len() > 3 || v.parse::<u16>().map_or(true, |n| n > 255) {
+                let n = v.trim_start_matches('0');
+                if mf.next().is_some() || !is_digits(v) || n.len() > 3 || n.parse::<u16>().map_or(false, |n| n > 255) {
                     return Err(ParseError::BadHeader("Max-Forwards".into()));
                 }
             }
@@ -266,8 +272,8 @@ impl Normalized {
             _ => None,
         };
         let text = self.canonical(unknown.as_ref().map(|_| "OPTIONS"));
-        let msg = rsip::SipMessage::try_from(text.as_slice())
-            .map_err(|e| ParseError::Rsip(e.to_string()))?;
+        let msg = rsip::SipMessage::try_from(text.as_slice()).map_err(rsip_error)?;
+        check_typed(&msg, unknown.is_none())?;
         match (unknown, msg) {
             (None, msg) => Ok(Parsed::Message(msg)),
             (Some(method), rsip::SipMessage::Request(request)) => {
@@ -287,6 +293,11 @@ fn is_rsip_method(m: &str) -> bool {
         "ACK" | "BYE" | "CANCEL" | "INFO" | "INVITE" | "MESSAGE" | "NOTIFY" | "OPTIONS"
             | "PRACK" | "PUBLISH" | "REFER" | "REGISTER" | "SUBSCRIBE" | "UPDATE"
     )
+}
+
+/// ASCII case-insensitive prefix test that never slices inside a character.
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 fn is_digits(s: &str) -> bool {
@@ -455,7 +466,7 @@ fn parse_version(v: &str) -> Result<(), ParseError> {
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let bad = |why: &str| ParseError::BadStartLine(why.to_string());
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_ci(line, "SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (RFC 3261 §7.2)
         let mut parts = line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
@@ -567,6 +578,269 @@ fn truncate(s: &str) -> &str {
     }
 }
 
+/// rsip's errors quote the whole remaining input; keep the first line of it.
+fn rsip_error(e: rsip::Error) -> ParseError {
+    let text = e.to_string();
+    ParseError::Rsip(truncate(text.lines().next().unwrap_or_default()).to_string())
+}
+
+/// What the layers above read as rsip typed headers must convert: the topmost Via (the
+/// transaction key and where responses go, RFC 3261 §17.2.3, §18.2.2) and CSeq.
+fn check_typed(msg: &rsip::SipMessage, cseq_method_known: bool) -> Result<(), ParseError> {
+    use rsip::message::HeadersExt;
+    use rsip::prelude::ToTypedHeader;
+    let via = msg.via_header().map_err(|_| ParseError::MissingHeader("Via"))?;
+    via.typed().map_err(|_| ParseError::BadHeader("Via".into()))?;
+    if cseq_method_known {
+        let cseq = msg.cseq_header().map_err(|_| ParseError::MissingHeader("CSeq"))?;
+        cseq.typed().map_err(|_| ParseError::BadHeader("CSeq".into()))?;
+    }
+    Ok(())
+}
+
+/// RFC 3261 §8.2.2.1 and §19.1.1: we serve sip, sips and tel Request-URIs, and a SIP
+/// Request-URI must not carry headers.
+fn check_request_uri(uri: &str) -> Result<(), ParseError> {
+    let (scheme, rest) = uri.split_once(':').unwrap_or((uri, ""));
+    if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        if hostport.contains('?') {
+            return Err(ParseError::BadStartLine("headers in Request-URI".into()));
+        }
+        Ok(())
+    } else if scheme.eq_ignore_ascii_case("tel") {
+        Ok(())
+    } else {
+        Err(ParseError::UnsupportedUriScheme(truncate(scheme).to_string()))
+    }
+}
+
+/// rsip 0.4 ends the user part of a URI at the first '.', so `sip:first.last@host` does not
+/// parse. '.' is unreserved, and an escaped unreserved character is equivalent to the
+/// character itself (RFC 3261 §19.1.4), so `first%2Elast` names the same user.
+fn escape_user_dots(uri: &str) -> String {
+    let lower = uri.get(..5).unwrap_or(uri).to_ascii_lowercase();
+    let after = if lower.starts_with("sips:") {
+        5
+    } else if lower.starts_with("sip:") {
+        4
+    } else {
+        return uri.to_string();
+    };
+    match uri[after..].find('@') {
+        Some(at) if uri[after..after + at].contains('.') => {
+            format!("{}{}{}", &uri[..after], uri[after..after + at].replace('.', "%2E"), &uri[after + at..])
+        }
+        _ => uri.to_string(),
+    }
+}
+
+/// Headers whose values are lists that RFC 3261 §7.3.1 lets a sender combine with commas;
+/// we give each value its own header so that rsip's typed view of "the Via" is the top one.
+const SPLIT_LISTS: &[&str] = &["Via", "Route", "Record-Route", "Contact"];
+
+/// Headers whose value is a name-addr or addr-spec (RFC 3261 §20.10, §20.20, §20.39...).
+const NAME_ADDR: &[&str] = &[
+    "To", "From", "Contact", "Route", "Record-Route", "Reply-To", "Refer-To", "Referred-By",
+    "P-Asserted-Identity", "P-Preferred-Identity", "Remote-Party-ID", "Diversion",
+];
+
+/// Headers with a structured grammar where LWS around separators carries no meaning
+/// (RFC 3261 §7.3.1, §25.1 SEMI, EQUAL, COLON, SLASH, COMMA).
+const STRUCTURED: &[&str] = &[
+    "Via", "To", "From", "Contact", "Route", "Record-Route", "Reply-To", "Refer-To",
+    "Referred-By", "CSeq", "Content-Type", "Content-Length", "Max-Forwards", "Expires",
+    "Min-Expires", "Event", "Allow", "Supported", "Require", "Proxy-Require", "Unsupported",
+    "Accept", "Content-Disposition", "P-Asserted-Identity", "P-Preferred-Identity",
+    "Session-Expires", "Min-SE", "RAck", "RSeq", "Subscription-State", "Allow-Events",
+];
+
+fn is_one_of(name: &str, set: &[&str]) -> bool {
+    set.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Collapse LWS outside quoted strings: none around `; = , / :`, one SP elsewhere.
+fn tighten(v: &str) -> String {
+    const SEP: &[char] = &[';', '=', ',', '/', ':'];
+    let mut out = String::with_capacity(v.len());
+    let (mut quoted, mut escaped, mut pending_space) = (false, false, false);
+    for c in v.chars() {
+        if quoted {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+            }
+            continue;
+        }
+        if c == ' ' || c == '\t' {
+            pending_space = true;
+            continue;
+        }
+        if pending_space {
+            let prev_sep = out.chars().last().map_or(true, |p| SEP.contains(&p));
+            if !prev_sep && !SEP.contains(&c) {
+                out.push(' ');
+            }
+            pending_space = false;
+        }
+        if c == '"' {
+            quoted = true;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Escape user-part dots (see [`escape_user_dots`]) in every sip/sips URI of a name-addr
+/// value: the URI runs to '>' inside angle brackets, else to the end of the addr-spec.
+fn escape_header_uris(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 8);
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < v.len() {
+        let c = v[i..].chars().next().unwrap_or(' ');
+        if quoted {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+            }
+            i += c.len_utf8();
+            continue;
+        }
+        if c == '"' {
+            quoted = true;
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let rest = &v[i..];
+        let lower = rest.get(..5).unwrap_or(rest).to_ascii_lowercase();
+        if lower.starts_with("sip:") || lower.starts_with("sips:") {
+            let end = rest.find(['>', ',', ' ']).unwrap_or(rest.len());
+            out.push_str(&escape_user_dots(&rest[..end]));
+            i += end;
+            continue;
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// RFC 3261 §20.10 / §25.1 name-addr or addr-spec followed by `;param` list; returns why not.
+fn check_name_addr(v: &str, star_ok: bool) -> Result<(), &'static str> {
+    if star_ok && v == "*" {
+        return Ok(());
+    }
+    let b = v.as_bytes();
+    let mut i;
+    let params: &str;
+    if b.first() == Some(&b'"') || v.contains('<') {
+        // name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
+        if b.first() == Some(&b'"') {
+            i = 1;
+            let mut closed = false;
+            while i < b.len() {
+                match b[i] {
+                    b'\\' => i += 2,
+                    b'"' => {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
+            }
+            if !closed {
+                return Err("unterminated quoted display name");
+            }
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'<') {
+                return Err("display name not followed by <");
+            }
+        } else {
+            let lt = v.find('<').unwrap_or(0);
+            let name = v[..lt].trim();
+            if !name.split(' ').all(|t| t.is_empty() || is_token(t)) {
+                return Err("display name with non-token characters");
+            }
+            i = lt;
+        }
+        let inner_end = v[i..].find('>').map(|e| i + e).ok_or("no closing >")?;
+        let uri = &v[i + 1..inner_end];
+        if uri.is_empty() || uri.contains([' ', '\t', '<', '"']) || !uri.contains(':') {
+            return Err("bad URI inside <>");
+        }
+        params = &v[inner_end + 1..];
+    } else {
+        // addr-spec: no ',', '?' (and no ';' inside the URI: it starts the parameters).
+        let end = v.find(';').unwrap_or(v.len());
+        let uri = &v[..end];
+        if uri.is_empty() || uri.contains([' ', '\t', ',', '?', '>']) || !uri.contains(':') {
+            return Err("bad addr-spec (URIs with , ? or ; need <>)");
+        }
+        params = &v[end..];
+    }
+    if params.is_empty() {
+        return Ok(());
+    }
+    let Some(params) = params.strip_prefix(';') else {
+        return Err("garbage after the address");
+    };
+    for p in params.split(';') {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        if !is_token(name) {
+            return Err("empty or bad parameter");
+        }
+        if p.contains('=') && value.is_empty() {
+            return Err("parameter with empty value");
+        }
+    }
+    Ok(())
+}
+
+/// LWS cleanup, list splitting, URI escaping and per-header syntax checks.
+fn structure_headers(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, ParseError> {
+    let mut out = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let value = if is_one_of(&name, STRUCTURED) { tighten(&value) } else { value };
+        let values = if is_one_of(&name, SPLIT_LISTS) {
+            split_commas(&value).into_iter().map(|v| v.trim().to_string()).collect()
+        } else {
+            vec![value]
+        };
+        for value in values {
+            let value = if is_one_of(&name, NAME_ADDR) {
+                let star_ok = name.eq_ignore_ascii_case("Contact");
+                check_name_addr(&value, star_ok).map_err(|why| ParseError::BadHeader(format!("{name}: {why}")))?;
+                escape_header_uris(&value)
+            } else {
+                value
+            };
+            // RFC 3261 §20.17: SIP-date is an RFC 1123 date, always in GMT.
+            if name.eq_ignore_ascii_case("Date") && !value.ends_with(" GMT") {
+                return Err(ParseError::BadHeader("Date".into()));
+            }
+            if out.len() >= MAX_HEADERS {
+                return Err(ParseError::HeaderTooLong);
+            }
+            out.push((name.clone(), value));
+        }
+    }
+    Ok(out)
+}
+
 /// Steps 1 to 4 of the module docs: framing, start line, unfolding, compact names, body.
 pub fn normalize(datagram: &[u8]) -> Result<Normalized, ParseError> {
     let Lines { lines, body } = split_lines(datagram)?;
@@ -578,8 +852,12 @@ pub fn normalize(datagram: &[u8]) -> Result<Normalized, ParseError> {
     if first.starts_with(' ') || first.starts_with('\t') {
         return Err(ParseError::NoStartLine);
     }
-    let start = parse_start_line(first)?;
-    let headers = parse_headers(rest, false)?;
+    let mut start = parse_start_line(first)?;
+    if let StartLine::Request { uri, .. } = &mut start {
+        check_request_uri(uri)?;
+        *uri = escape_user_dots(uri);
+    }
+    let headers = structure_headers(parse_headers(rest, false)?)?;
 
     // Content-Length framing (RFC 3261 §18.3, §20.14).
     let mut declared: Option<usize> = None;
@@ -619,7 +897,7 @@ pub fn error_response(datagram: &[u8], status: u16, reason: &str) -> Option<Vec<
     let Lines { lines, .. } = split_lines(datagram).ok()?;
     let text: Vec<String> = lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
     let (first, rest) = text.split_first()?;
-    if first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_ci(first, "SIP/") {
         return None;
     }
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
@@ -716,14 +994,23 @@ pub fn to_bytes(msg: &rsip::SipMessage) -> Vec<u8> {
             format!("SIP/2.0 {code} {reason}\r\n")
         }
     };
+    // The first Content-Length keeps its place with the true length; others are dropped.
+    let mut length_written = false;
     for h in msg.headers().iter() {
         if matches!(h, rsip::Header::ContentLength(_)) {
+            if !length_written {
+                out.push_str(&format!("Content-Length: {}\r\n", msg.body().len()));
+                length_written = true;
+            }
             continue;
         }
         out.push_str(&h.to_string());
         out.push_str("\r\n");
     }
-    out.push_str(&format!("Content-Length: {}\r\n\r\n", msg.body().len()));
+    if !length_written {
+        out.push_str(&format!("Content-Length: {}\r\n", msg.body().len()));
+    }
+    out.push_str("\r\n");
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(msg.body());
     bytes
@@ -849,7 +1136,7 @@ mod tests {
             Subject   : hello\n\
             l: 0\n\n";
         let r = request(parse(msg.as_bytes()).unwrap());
-        assert_eq!(r.from_header().unwrap().to_string(), "From: <sip:alice@example.com> ;tag=88");
+        assert_eq!(r.from_header().unwrap().to_string(), "From: <sip:alice@example.com>;tag=88");
         assert_eq!(r.cseq_header().unwrap().to_string(), "CSeq: 1 OPTIONS");
         assert_eq!(r.to_header().unwrap().to_string(), "To: <sip:bob@example.com>");
         assert!(r.headers.iter().any(|h| matches!(h, rsip::Header::Subject(s) if s.to_string() == "Subject: hello")));
