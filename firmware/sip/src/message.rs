@@ -74,7 +74,7 @@ pub enum ParseError {
     CSeqMethodMismatch { request: String, cseq: String },
     /// The header section is not UTF-8.
     NotUtf8,
-    /// The Request-URI scheme is not sip, sips or tel (answered with 416, RFC 3261 §8.2.2.1).
+    /// The Request-URI scheme is not sip or sips (answered with 416, RFC 3261 §8.2.2.1).
     UnsupportedUriScheme(String),
 }
 
@@ -598,7 +598,7 @@ fn check_typed(msg: &rsip::SipMessage, cseq_method_known: bool) -> Result<(), Pa
     Ok(())
 }
 
-/// RFC 3261 §8.2.2.1 and §19.1.1: we serve sip, sips and tel Request-URIs, and a SIP
+/// RFC 3261 §8.2.2.1 and §19.1.1: we serve sip and sips Request-URIs, and a SIP
 /// Request-URI must not carry headers.
 fn check_request_uri(uri: &str) -> Result<(), ParseError> {
     let (scheme, rest) = uri.split_once(':').unwrap_or((uri, ""));
@@ -608,9 +608,9 @@ fn check_request_uri(uri: &str) -> Result<(), ParseError> {
             return Err(ParseError::BadStartLine("headers in Request-URI".into()));
         }
         Ok(())
-    } else if scheme.eq_ignore_ascii_case("tel") {
-        Ok(())
     } else {
+        // Everything else, tel (RFC 3966) included: rsip 0.4 cannot represent a tel URI,
+        // and a trunk that sends one to us is answered 416 rather than 400.
         Err(ParseError::UnsupportedUriScheme(truncate(scheme).to_string()))
     }
 }
@@ -1256,5 +1256,99 @@ mod tests {
             Parsed::Message(rsip::SipMessage::Response(r)) => assert_eq!(r.status_code.code(), 100),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod normalization_tests {
+    use super::*;
+    use rsip::message::HeadersExt;
+    use rsip::prelude::ToTypedHeader;
+
+    fn req(start: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nTo: <sip:b@example.com>\r\n\
+             From: <sip:a@example.com>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 {}\r\nMax-Forwards: 70\r\n{extra}\r\n",
+            start.split(' ').next().unwrap()
+        )
+        .into_bytes()
+    }
+
+    fn request(b: &[u8]) -> rsip::Request {
+        match parse(b) {
+            Ok(Parsed::Message(rsip::SipMessage::Request(r))) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dotted_user_parts_are_escaped_for_rsip() {
+        let r = request(&req("INVITE sip:john.doe@example.com SIP/2.0", "Contact: <sip:j.d@192.0.2.1:5060>\r\n"));
+        assert_eq!(r.uri.auth.as_ref().unwrap().user, "john%2Edoe");
+        assert_eq!(r.uri.host_with_port.to_string(), "example.com");
+        let contact = r.contact_header().unwrap().typed().unwrap();
+        assert_eq!(contact.uri.auth.unwrap().user, "j%2Ed");
+        // Host dots and display names are left alone.
+        assert_eq!(escape_user_dots("sip:example.com"), "sip:example.com");
+        assert_eq!(escape_header_uris("\"a.b\" <sip:x.y@h.example>;tag=1"), "\"a.b\" <sip:x%2Ey@h.example>;tag=1");
+    }
+
+    #[test]
+    fn request_uri_schemes() {
+        let e = parse(&req("INVITE mailto:a@b SIP/2.0", "")).unwrap_err();
+        assert_eq!(e, ParseError::UnsupportedUriScheme("mailto".into()));
+        assert_eq!(e.status_code(), 416);
+        // rsip 0.4 has no tel URI type: 416 rather than a confusing 400.
+        assert_eq!(parse(&req("INVITE tel:+15551234567 SIP/2.0", "")).unwrap_err().status_code(), 416);
+        assert!(parse(&req("INVITE SIPS:a@b SIP/2.0", "")).is_ok());
+        assert!(matches!(
+            parse(&req("INVITE sip:a@b?Subject=x SIP/2.0", "")),
+            Err(ParseError::BadStartLine(_))
+        ));
+    }
+
+    #[test]
+    fn lists_are_split_and_lws_tightened() {
+        let r = request(&req(
+            "OPTIONS sip:b@example.com SIP/2.0",
+            "Contact: <sip:a@h1> ; q = 0.5 , \"x, y\" <sip:a@h2>\r\nRecord-Route: <sip:p1;lr>,<sip:p2;lr>\r\n",
+        ));
+        let contacts: Vec<String> =
+            r.headers.iter().filter(|h| matches!(h, rsip::Header::Contact(_))).map(|h| h.to_string()).collect();
+        assert_eq!(contacts, vec!["Contact: <sip:a@h1>;q=0.5", "Contact: \"x, y\" <sip:a@h2>"]);
+        assert_eq!(r.headers.iter().filter(|h| matches!(h, rsip::Header::RecordRoute(_))).count(), 2);
+        assert_eq!(tighten("SIP / 2.0 / UDP  host : 5060 ;branch = z"), "SIP/2.0/UDP host:5060;branch=z");
+        assert_eq!(tighten("\"a  ;  b\"  <sip:x>"), "\"a  ;  b\" <sip:x>");
+        // Contact: * (RFC 3261 §10.2.2) is allowed.
+        assert!(parse(&req("REGISTER sip:example.com SIP/2.0", "Contact: *\r\nExpires: 0\r\n")).is_ok());
+    }
+
+    #[test]
+    fn name_addr_syntax() {
+        assert_eq!(check_name_addr("sip:a@b;tag=1", false), Ok(()));
+        assert_eq!(check_name_addr("Alice Smith <sip:a@b>;tag=1", false), Ok(()));
+        assert_eq!(check_name_addr("\"A \\\" B\" <sip:a@b>", false), Ok(()));
+        assert!(check_name_addr("\"A <sip:a@b>", false).is_err());
+        assert!(check_name_addr("A, B <sip:a@b>", false).is_err());
+        assert!(check_name_addr("< sip:a@b >", false).is_err());
+        assert!(check_name_addr("sip:a@b?x=y", false).is_err());
+        assert!(check_name_addr("<sip:a@b>;;", false).is_err());
+        assert!(check_name_addr("<sip:a@b>x", false).is_err());
+        assert!(check_name_addr("*", false).is_err());
+        let e = parse(&req("OPTIONS sip:b@example.com SIP/2.0", "Date: Sat, 13 Nov 2010 23:29:00 PST\r\n")).unwrap_err();
+        assert_eq!(e, ParseError::BadHeader("Date".into()));
+        assert!(parse(&req("OPTIONS sip:b@example.com SIP/2.0", "Date: Sat, 13 Nov 2010 23:29:00 GMT\r\n")).is_ok());
+    }
+
+    #[test]
+    fn limits() {
+        let big = vec![b'a'; MAX_MESSAGE_LEN + 1];
+        assert_eq!(parse(&big), Err(ParseError::TooLarge));
+        assert_eq!(ParseError::TooLarge.status_code(), 513);
+        let long = format!("X-Long: {}\r\n", "a".repeat(MAX_HEADER_LEN + 1));
+        assert_eq!(parse(&req("OPTIONS sip:b@example.com SIP/2.0", &long)), Err(ParseError::HeaderTooLong));
+        let many = "X-A: 1\r\n".repeat(MAX_HEADERS);
+        assert_eq!(parse(&req("OPTIONS sip:b@example.com SIP/2.0", &many)), Err(ParseError::HeaderTooLong));
+        assert!(matches!(parse(b"OPTIONS sip:b@e SIP/2.0\r\nTo\xff: x\r\n\r\n"), Err(ParseError::NotUtf8)));
     }
 }

@@ -7,8 +7,8 @@
 //! layers above give those answers.
 //!
 //! Documented departures from "valid means accepted":
-//! - `novelsc` (§3.3.3, `soap.beep:` Request-URI): we are a UA that serves only sip, sips
-//!   and tel URIs, so it is answered 416, as §3.3.3 allows for an element that does not
+//! - `novelsc` (§3.3.3, `soap.beep:` Request-URI): we are a UA that serves only sip and sips
+//!   URIs, so it is answered 416, as §3.3.3 allows for an element that does not
 //!   support the scheme.
 //! - `unkscm` (§3.3.2) is answered 416 by the parser itself.
 
