@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use heapless::spsc::Consumer;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{trace, warn};
 
 use crate::gateway::Gateway;
 use crate::rt::{RtEvent, RtSetupReport, RtStats};
@@ -42,7 +42,10 @@ impl Driver {
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = self.sip.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.gateway.handle_datagram(Instant::now(), from, &buf[..n]),
+                    Ok((n, from)) => {
+                        trace!(target: "gatewayd::sip", %from, "received\n{}", String::from_utf8_lossy(&buf[..n]));
+                        self.gateway.handle_datagram(Instant::now(), from, &buf[..n]);
+                    }
                     // ICMP port unreachable from an earlier send shows up here
                     // on Linux; it is not fatal for a UDP server.
                     Err(e) => warn!(%e, "SIP socket receive error"),
@@ -77,6 +80,7 @@ impl Driver {
 
     async fn flush(&mut self) {
         while let Some(t) = self.gateway.poll_transmit() {
+            trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
             }
