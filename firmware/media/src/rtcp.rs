@@ -333,6 +333,20 @@ mod tests {
         assert_eq!(first(&bad[..n]), Some(Error::NotReportFirst));
     }
 
+    #[test]
+    fn fuzz_seeds_parse_as_intended() {
+        let sr = include_bytes!("../fuzz/corpus/rtcp_receive/seed-sr-sdes");
+        let pkts: std::vec::Vec<_> = Compound::new(sr).collect::<Result<_, _>>().unwrap();
+        assert_eq!(pkts.len(), 2);
+        let info = pkts[0].sender_info().unwrap();
+        assert_eq!((info.rtp_ts, info.packets, info.octets), (160, 10, 1600));
+        let b = pkts[0].report_block(0).unwrap();
+        assert_eq!((b.ssrc, b.fraction_lost, b.cumulative_lost, b.highest_seq, b.jitter), (1, 12, 2, 65543, 40));
+        let bye = include_bytes!("../fuzz/corpus/rtcp_receive/seed-rr-bye");
+        let types: std::vec::Vec<u8> = Compound::new(bye).map(|p| p.unwrap().packet_type()).collect();
+        assert_eq!(types, [PT_RR, PT_BYE]);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
