@@ -127,6 +127,9 @@ pub struct RtcpSummary {
 
 /// RFC 4733 section 2.5.1.4: the end packet is sent three times.
 const END_REPEATS: u8 = 3;
+/// Longest event segment in frames: 819 * 80 = 65520 fits the 16-bit
+/// duration (RFC 4733 section 2.5.1.3).
+const MAX_SEGMENT_FRAMES: u32 = u16::MAX as u32 / FRAME_TS;
 /// Volume reported for our events, -dBm0 (RFC 4733 section 2.3.4).
 const EVENT_VOLUME: u8 = 10;
 /// RFC 3550 A.1 MAX_DROPOUT / MAX_MISORDER.
@@ -399,8 +402,16 @@ impl RtpSession {
             ev.frames += 1;
             true
         } else if !ev.stopping {
-            ev.frames += 1;
-            ev.since_packet >= fpp
+            if ev.frames >= MAX_SEGMENT_FRAMES {
+                // Section 2.5.1.3: the duration field is full; a new segment
+                // starts where the old one ended, without the marker bit.
+                ev.ts = ev.ts.wrapping_add(ev.frames * FRAME_TS);
+                ev.frames = 1;
+                true
+            } else {
+                ev.frames += 1;
+                ev.since_packet >= fpp
+            }
         } else {
             ev.ends_sent == 0 || ev.since_packet >= fpp
         };
@@ -413,9 +424,7 @@ impl RtpSession {
             event: ev.event,
             end,
             volume: EVENT_VOLUME,
-            // Events longer than 8.19 s would need section 2.5.1.3 segments;
-            // DTMF never lasts that long, so the duration saturates.
-            duration: (ev.frames * FRAME_TS).min(u16::MAX as u32) as u16,
+            duration: (ev.frames * FRAME_TS) as u16,
         };
         let hdr = RtpHeader {
             marker,
@@ -808,6 +817,29 @@ mod tests {
         assert_eq!(h.timestamp, 1000 + (3 + 6 + 5) * 80);
         assert_eq!(s.stats().events_sent, 6);
         assert!(!s.dtmf_active());
+    }
+
+    #[test]
+    fn long_event_is_split_into_segments() {
+        let mut s = RtpSession::new(cfg(20));
+        s.start_dtmf(b'0');
+        let pkts = feed(&mut s, 830);
+        let ev: Vec<_> = pkts
+            .iter()
+            .map(|b| {
+                let p = Packet::new_checked(&b[..]).unwrap();
+                (p.marker(), p.timestamp(), EventPayload::parse(p.payload()).unwrap().duration)
+            })
+            .collect();
+        let seg2 = ev.iter().position(|&(_, ts, _)| ts != 1000).unwrap();
+        assert_eq!(ev[seg2 - 1], (false, 1000, 65520), "last update of the full segment");
+        assert_eq!(ev[seg2], (false, 1000 + 65520, 80), "new segment: no marker, ts + duration");
+        assert!(ev[seg2..].iter().all(|&(m, ts, d)| !m && ts == 1000 + 65520 && d <= 11 * 80));
+        s.stop_dtmf();
+        let ends = feed(&mut s, 6);
+        let last = Packet::new_checked(&ends[0][..]).unwrap();
+        assert_eq!(last.timestamp(), 1000 + 65520);
+        assert_eq!(EventPayload::parse(last.payload()).unwrap(), EventPayload { event: 0, end: true, volume: 10, duration: 11 * 80 });
     }
 
     #[test]
