@@ -29,8 +29,10 @@
 extern crate std;
 
 pub mod dtmf;
+pub mod echo;
 pub mod g711;
 pub mod goertzel;
+pub mod testsig;
 pub mod modem_tones;
 pub mod tones;
 
