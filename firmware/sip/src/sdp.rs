@@ -347,7 +347,8 @@ impl SessionDescription {
                     // m=<media> <port>[/<number of ports>] <proto> <fmt> ...
                     let bad = SdpError::BadMedia { line: line_no };
                     let f: Vec<&str> = value.split_ascii_whitespace().collect();
-                    if f.len() < 3 {
+                    // At least one format (RFC 4566 §5.14).
+                    if f.len() < 4 {
                         return Err(bad);
                     }
                     let port = f[1].split('/').next().unwrap_or_default();
@@ -359,6 +360,9 @@ impl SessionDescription {
                             continue;
                         }
                         let pt = fmt.parse::<u8>().ok().filter(|pt| *pt < 128).ok_or(bad.clone())?;
+                        if formats.iter().any(|f: &RtpMap| f.payload_type == pt) {
+                            continue; // a repeated format adds nothing
+                        }
                         let (enc, rate) = static_rtpmap(pt);
                         formats.push(RtpMap { payload_type: pt, encoding: enc.into(), clock_rate: rate, fmtp: None });
                     }
@@ -926,6 +930,17 @@ mod tests {
             SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 0\r\na=ptime:zero\r\n")),
             Err(SdpError::BadAttribute { line: 6 })
         );
+    }
+
+    #[test]
+    fn repeated_formats_are_kept_once() {
+        let o = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 1000 RTP/AVP 8 0 8\r\n",
+        )
+        .unwrap();
+        let pts: Vec<u8> = o.media[0].formats.iter().map(|f| f.payload_type).collect();
+        assert_eq!(pts, vec![8, 0]);
+        assert_eq!(SessionDescription::parse(&o.to_string()).unwrap(), o);
     }
 
     #[test]
