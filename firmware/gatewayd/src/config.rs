@@ -82,6 +82,20 @@ pub struct Media {
     pub telephone_event: u8,
     pub ptime_ms: u32,
     pub jitter_ms: u32,
+    /// G.168 line echo cancellation on every analog channel.
+    #[serde(default = "default_true")]
+    pub echo_canceller: bool,
+    /// Echo tail covered by the canceller, 16..=128 ms.
+    #[serde(default = "default_echo_tail")]
+    pub echo_tail_ms: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_echo_tail() -> u32 {
+    64
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +241,10 @@ impl Config {
         }
         if !(20..=200).contains(&m.jitter_ms) || m.jitter_ms % 10 != 0 {
             return Err(ConfigError::new("media.jitter_ms", "must be a multiple of 10 within 20..200"));
+        }
+
+        if !(16..=128).contains(&m.echo_tail_ms) {
+            return Err(ConfigError::new("media.echo_tail_ms", "must be within 16..128"));
         }
 
         let d = &self.dialplan;

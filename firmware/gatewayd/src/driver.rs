@@ -25,6 +25,8 @@ pub struct Driver {
     pub rt_stats: Arc<RtStats>,
     pub rt_setup: RtSetupReport,
     pub status: Arc<Mutex<Status>>,
+    /// Whether the rt engine runs echo cancellers (else no echo figures).
+    pub echo_enabled: bool,
 }
 
 impl Driver {
@@ -90,6 +92,11 @@ impl Driver {
     fn update_status(&self) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.ports = self.gateway.port_status();
+        for p in &mut s.ports {
+            if self.echo_enabled {
+                p.echo = self.rt_stats.channels.get(p.port - 1).map(|c| c.snapshot());
+            }
+        }
         s.registrations = self.gateway.registration_status();
         s.calls = self.gateway.counters();
         s.rt = self.rt_stats.snapshot();

@@ -67,6 +67,8 @@ pub struct PortStatus {
     pub hook: String,
     pub state: String,
     pub call: Option<String>,
+    /// Filled in from the rt thread's figures by the driver.
+    pub echo: Option<crate::rt::EchoStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +255,7 @@ impl Gateway {
                 call: p.call.as_ref().map(|c| {
                     format!("{} {}", if c.incoming { "from" } else { "to" }, c.remote_party)
                 }),
+                echo: None,
             })
             .collect()
     }

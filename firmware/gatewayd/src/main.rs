@@ -11,7 +11,7 @@ use gatewayd::config::{Config, DEFAULT_TOML};
 use gatewayd::driver::Driver;
 use gatewayd::gateway::Gateway;
 use gatewayd::media_io::MediaIo;
-use gatewayd::rt::{self, RtEngine, RtStats};
+use gatewayd::rt::{self, RtConfig, RtEngine, RtStats};
 use gatewayd::status::{self, Status};
 use gatewayd::BoxedPcm;
 use tracing::{error, info, warn};
@@ -81,11 +81,14 @@ fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<Socke
     let channels = board.pcm.channels();
 
     let (rt_queues, ctl) = rt::make_queues();
-    let rt_stats = Arc::new(RtStats::default());
+    let rt_stats = Arc::new(RtStats::new(channels));
     let media = MediaIo::start(channels, ctl.packets_out, ctl.packets_in).map_err(|e| format!("media thread: {e}"))?;
 
     // The engine is built (and allocates) here, before the rt thread starts.
-    let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone());
+    let rt_config = RtConfig {
+        echo_tail: config.media.echo_canceller.then_some(config.media.echo_tail_ms as usize * 8),
+    };
+    let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone(), rt_config);
     let stop = Arc::new(AtomicBool::new(false));
     let (setup_tx, setup_rx) = std::sync::mpsc::channel();
     let core = config.system.rt_core.or(board_desc.rt_core);
@@ -154,7 +157,15 @@ fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<Socke
             .unwrap_or(0x5eed)
             ^ (std::process::id() as u64) << 32;
         let gateway = Gateway::new(config.clone(), sip_addr, board.fxs, ctl.commands, media, seed);
-        let driver = Driver { gateway, sip, rt_events: ctl.events, rt_stats, rt_setup, status };
+        let driver = Driver {
+            gateway,
+            sip,
+            rt_events: ctl.events,
+            rt_stats,
+            rt_setup,
+            status,
+            echo_enabled: config.media.echo_canceller,
+        };
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -18,11 +18,12 @@
 //! SCHED_FIFO and locks memory. Where the system refuses (a container, CI),
 //! the thread runs anyway and the refusal is reported in the log and status.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
+use gw_dsp::echo::EchoCanceller;
 use gw_dsp::g711::{self, Law};
 use gw_dsp::tones::{ToneGenerator, ToneSpec};
 use gw_hal::{Frame, PcmBus, FRAME_SAMPLES};
@@ -72,10 +73,54 @@ pub enum RtEvent {
     RemoteDigit { channel: u8, digit: u8 },
 }
 
+/// Per-channel echo canceller figures, published by the rt thread every tick.
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    pub echo_enabled: AtomicBool,
+    /// ERLE in hundredths of a dB.
+    pub erle_centi_db: AtomicI32,
+    pub erl_centi_db: AtomicI32,
+    pub echo_delay_samples: AtomicU32,
+    pub double_talk: AtomicBool,
+    pub double_talk_events: AtomicU32,
+    pub disabled_by_tone: AtomicBool,
+    pub tone_disable_events: AtomicU32,
+}
+
+/// Echo canceller status of one channel, for the status output.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct EchoStatus {
+    pub enabled: bool,
+    pub erle_db: f32,
+    pub erl_db: f32,
+    pub delay_ms: f32,
+    pub double_talk: bool,
+    pub double_talk_events: u32,
+    pub disabled_by_tone: bool,
+    pub tone_disables: u32,
+}
+
+impl ChannelStats {
+    pub fn snapshot(&self) -> EchoStatus {
+        let r = Ordering::Relaxed;
+        EchoStatus {
+            enabled: self.echo_enabled.load(r),
+            erle_db: self.erle_centi_db.load(r) as f32 / 100.0,
+            erl_db: self.erl_centi_db.load(r) as f32 / 100.0,
+            delay_ms: self.echo_delay_samples.load(r) as f32 / 8.0,
+            double_talk: self.double_talk.load(r),
+            double_talk_events: self.double_talk_events.load(r),
+            disabled_by_tone: self.disabled_by_tone.load(r),
+            tone_disables: self.tone_disable_events.load(r),
+        }
+    }
+}
+
 /// Counters shared with the control plane; written only by the rt thread
 /// (relaxed atomics, no locks).
 #[derive(Debug, Default)]
 pub struct RtStats {
+    pub channels: Vec<ChannelStats>,
     pub frames: AtomicU64,
     pub deadline_misses: AtomicU64,
     pub max_tick_ns: AtomicU64,
@@ -89,6 +134,10 @@ pub struct RtStats {
 }
 
 impl RtStats {
+    pub fn new(channels: usize) -> Self {
+        RtStats { channels: (0..channels).map(|_| ChannelStats::default()).collect(), ..Default::default() }
+    }
+
     pub fn snapshot(&self) -> RtStatsSnapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         RtStatsSnapshot {
@@ -160,9 +209,18 @@ struct Media {
 }
 
 struct Channel {
+    /// Boxed: about 30 KB each, allocated once in `RtEngine::new`.
+    echo: Option<Box<EchoCanceller>>,
     dtmf: DtmfDetector,
     tone: Option<ToneGenerator>,
     media: Option<Media>,
+}
+
+/// What the rt engine is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct RtConfig {
+    /// Echo canceller tail in samples, or `None` for no echo cancellation.
+    pub echo_tail: Option<usize>,
 }
 
 /// Everything the rt thread owns. Sized once in [`RtEngine::new`].
@@ -177,10 +235,16 @@ pub struct RtEngine<P: PcmBus> {
 }
 
 impl<P: PcmBus> RtEngine<P> {
-    pub fn new(pcm: P, queues: RtQueues, stats: Arc<RtStats>) -> Self {
+    pub fn new(pcm: P, queues: RtQueues, stats: Arc<RtStats>, config: RtConfig) -> Self {
         let n = pcm.channels();
+        assert!(stats.channels.len() >= n, "RtStats sized for fewer channels than the PCM bus");
         let channels = (0..n)
-            .map(|_| Channel { dtmf: DtmfDetector::new(), tone: None, media: None })
+            .map(|_| Channel {
+                echo: config.echo_tail.map(|t| Box::new(EchoCanceller::new(t))),
+                dtmf: DtmfDetector::new(),
+                tone: None,
+                media: None,
+            })
             .collect();
         RtEngine {
             pcm,
@@ -220,6 +284,11 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 RtCommand::StartMedia { channel, session, law } => {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        // A new call: the echo path may differ (another far end's
+                        // level), so converge from scratch.
+                        if let Some(ec) = ch.echo.as_mut() {
+                            ec.reset();
+                        }
                         ch.media = Some(Media { session: RtpSession::new(session), law });
                     }
                 }
@@ -277,10 +346,19 @@ impl<P: PcmBus> RtEngine<P> {
 
     fn process_line_frames(&mut self) {
         let mut encoded = [0u8; FRAME_SAMPLES];
+        let mut clean: Frame = [0; FRAME_SAMPLES];
         for i in 0..self.channels.len() {
             let channel = i as u8;
             let ch = &mut self.channels[i];
-            let digit = ch.dtmf.process(&self.rx[i]);
+            // What the line sent, less the echo of what we sent it.
+            match ch.echo.as_mut() {
+                Some(ec) => {
+                    ec.process(&self.tx[i], &self.rx[i], &mut clean);
+                    publish_echo(&self.stats.channels[i], ec);
+                }
+                None => clean = self.rx[i],
+            }
+            let digit = ch.dtmf.process(&clean);
             if let Some(m) = ch.media.as_mut() {
                 match digit {
                     Some(DtmfEvent::Start(d)) => {
@@ -289,7 +367,7 @@ impl<P: PcmBus> RtEngine<P> {
                     Some(DtmfEvent::End(..)) => m.session.stop_dtmf(),
                     None => {}
                 }
-                g711::encode_frame(m.law, &self.rx[i], &mut encoded);
+                g711::encode_frame(m.law, &clean, &mut encoded);
                 if let Some(n) = m.session.send_frame(&encoded, &mut self.scratch.data) {
                     self.scratch.channel = channel;
                     self.scratch.len = n as u16;
@@ -311,6 +389,19 @@ impl<P: PcmBus> RtEngine<P> {
             self.stats.event_overruns.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+fn publish_echo(out: &ChannelStats, ec: &EchoCanceller) {
+    let st = ec.stats();
+    let r = Ordering::Relaxed;
+    out.echo_enabled.store(!st.disabled_by_tone, r);
+    out.erle_centi_db.store((st.erle_db * 100.0) as i32, r);
+    out.erl_centi_db.store((st.erl_db * 100.0) as i32, r);
+    out.echo_delay_samples.store(st.echo_delay_samples, r);
+    out.double_talk.store(st.double_talk, r);
+    out.double_talk_events.store(st.double_talk_events, r);
+    out.disabled_by_tone.store(st.disabled_by_tone, r);
+    out.tone_disable_events.store(st.tone_disable_events, r);
 }
 
 /// What the real-time set-up obtained from the system.
@@ -497,8 +588,8 @@ mod tests {
         };
         let pcm = LoopPcm { n: 4, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 4] };
         let (rtq, mut ctl) = make_queues();
-        let stats = Arc::new(RtStats::default());
-        let mut engine = RtEngine::new(pcm, rtq, stats.clone());
+        let stats = Arc::new(RtStats::new(4));
+        let mut engine = RtEngine::new(pcm, rtq, stats.clone(), RtConfig { echo_tail: Some(512) });
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands
             .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
@@ -540,7 +631,7 @@ mod tests {
         let line = |_t: u64, _ch: usize, f: &mut Frame| *f = [0; FRAME_SAMPLES];
         let pcm = LoopPcm { n: 2, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 2] };
         let (rtq, mut ctl) = make_queues();
-        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::default()));
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(2)), RtConfig { echo_tail: None });
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
         engine.tick();
@@ -551,5 +642,40 @@ mod tests {
         ctl.commands.enqueue(RtCommand::StopTone { channel: 1 }).unwrap();
         engine.tick();
         assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0));
+    }
+
+    /// A line that returns `gain` x what it was sent, `delay` samples later.
+    struct EchoLine {
+        delay_line: Vec<i16>,
+        gain: f32,
+    }
+    impl PcmBus for EchoLine {
+        fn channels(&self) -> usize {
+            1
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            for k in 0..FRAME_SAMPLES {
+                self.delay_line.push(tx[0][k]);
+                rx[0][k] = (self.delay_line.remove(0) as f32 * self.gain) as i16;
+            }
+            PcmStats::default()
+        }
+    }
+
+    #[test]
+    fn line_echo_is_cancelled_and_reported() {
+        let line = EchoLine { delay_line: vec![0; 40], gain: 0.4 };
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(1));
+        let mut engine = RtEngine::new(line, rtq, stats.clone(), RtConfig { echo_tail: Some(256) });
+        let us = gw_dsp::tones::profile("US").unwrap();
+        ctl.commands.enqueue(RtCommand::PlayTone { channel: 0, spec: us.dial }).unwrap();
+        for _ in 0..300 {
+            engine.tick();
+        }
+        let st = stats.channels[0].snapshot();
+        assert!(st.enabled);
+        assert!(st.erle_db > 15.0, "ERLE {:.1} dB", st.erle_db);
+        assert!((st.delay_ms - 5.0).abs() <= 1.0, "echo delay {:.1} ms", st.delay_ms);
     }
 }

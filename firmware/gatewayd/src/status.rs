@@ -106,6 +106,15 @@ impl Status {
                 p.state,
                 p.call.as_deref().unwrap_or("")
             );
+            if let Some(e) = &p.echo {
+                let _ = writeln!(
+                    s,
+                    "        echo: {} ERLE {:.1} dB, ERL {:.1} dB, delay {:.1} ms, double talk {} ({} periods), tone disables {}",
+                    if e.enabled { "on" } else { "off (2100 Hz tone)" },
+                    e.erle_db, e.erl_db, e.delay_ms,
+                    if e.double_talk { "now" } else { "no" }, e.double_talk_events, e.tone_disables
+                );
+            }
         }
         let c = &self.calls;
         let _ = writeln!(
@@ -217,7 +226,7 @@ mod tests {
     use super::*;
 
     fn status() -> SharedStatus {
-        let rt = crate::rt::RtStats::default().snapshot();
+        let rt = crate::rt::RtStats::new(0).snapshot();
         Arc::new(Mutex::new(Status::new("sim".into(), "127.0.0.1:5062".into(), None, rt)))
     }
 
