@@ -26,7 +26,7 @@ impl C32 {
     }
 
     #[inline(always)]
-    pub fn mul(self, o: C32) -> C32 {
+    pub fn cmul(self, o: C32) -> C32 {
         C32::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
     }
 
@@ -91,7 +91,7 @@ fn transform(x: &mut [C32; N], inverse: bool) {
                     w.im = -w.im;
                 }
                 let a = x[start + k];
-                let b = x[start + k + half].mul(w);
+                let b = x[start + k + half].cmul(w);
                 x[start + k] = C32::new(a.re + b.re, a.im + b.im);
                 x[start + k + half] = C32::new(a.re - b.re, a.im - b.im);
             }

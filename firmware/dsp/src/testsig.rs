@@ -108,7 +108,7 @@ impl SpeechLike {
         self.pitch = (self.pitch * (0.9 + 0.2 * self.noise.uniform())).clamp(90.0, 260.0);
     }
 
-    pub fn next(&mut self) -> i16 {
+    pub fn sample(&mut self) -> i16 {
         if self.seg_left == 0 {
             self.next_segment();
         }
@@ -145,7 +145,7 @@ impl SpeechLike {
 
     pub fn fill(&mut self, out: &mut [i16]) {
         for o in out {
-            *o = self.next();
+            *o = self.sample();
         }
     }
 }
