@@ -240,7 +240,15 @@ impl<P: PcmBus> RtEngine<P> {
         assert!(stats.channels.len() >= n, "RtStats sized for fewer channels than the PCM bus");
         let channels = (0..n)
             .map(|_| Channel {
-                echo: config.echo_tail.map(|t| Box::new(EchoCanceller::new(t))),
+                echo: config.echo_tail.map(|t| {
+                    let mut ec = Box::new(EchoCanceller::new(t));
+                    // The NLP still mutes near-end DTMF dialled over dial tone
+                    // on a line with no echo (see the ignored test
+                    // `digits_survive_the_nlp`); linear cancellation only
+                    // until it is fixed.
+                    ec.set_nlp(false);
+                    ec
+                }),
                 dtmf: DtmfDetector::new(),
                 tone: None,
                 media: None,
@@ -677,5 +685,48 @@ mod tests {
         assert!(st.enabled);
         assert!(st.erle_db > 15.0, "ERLE {:.1} dB", st.erle_db);
         assert!((st.delay_ms - 5.0).abs() <= 1.0, "echo delay {:.1} ms", st.delay_ms);
+    }
+
+    #[test]
+    fn digits_dialled_over_dial_tone_are_detected_with_echo_cancellation() {
+        let digit_frames = dtmf_frames(b'7');
+        let line = move |tick: u64, _ch: usize, f: &mut Frame| {
+            let t = tick as usize;
+            *f = if (20..20 + digit_frames.len()).contains(&t) { digit_frames[t - 20] } else { [0; FRAME_SAMPLES] };
+        };
+        let pcm = LoopPcm { n: 1, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 1] };
+        let (rtq, mut ctl) = make_queues();
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: Some(512) });
+        let us = gw_dsp::tones::profile("US").unwrap();
+        ctl.commands.enqueue(RtCommand::PlayTone { channel: 0, spec: us.dial }).unwrap();
+        for _ in 0..60 {
+            engine.tick();
+        }
+        assert_eq!(ctl.events.dequeue(), Some(RtEvent::LineDigit { channel: 0, digit: b'7' }));
+    }
+
+    /// Known failure: with the NLP on, near-end DTMF over far-end dial tone is
+    /// replaced by comfort noise when the line has no echo. Out of CI until
+    /// the NLP's double-talk decision is fixed.
+    #[test]
+    #[ignore = "NLP mutes near-end DTMF over dial tone on an echo-free line"]
+    fn digits_survive_the_nlp() {
+        let digit_frames = dtmf_frames(b'7');
+        let mut ec = EchoCanceller::new(512);
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut tone = ToneGenerator::new(&us.dial);
+        let mut det = DtmfDetector::new();
+        let mut got = None;
+        for t in 0..60 {
+            let mut far: Frame = [0; FRAME_SAMPLES];
+            tone.fill(&mut far);
+            let near = if (20..20 + digit_frames.len()).contains(&t) { digit_frames[t - 20] } else { [0; FRAME_SAMPLES] };
+            let mut out: Frame = [0; FRAME_SAMPLES];
+            ec.process(&far, &near, &mut out);
+            if let Some(DtmfEvent::Start(d)) = det.process(&out) {
+                got = Some(d);
+            }
+        }
+        assert_eq!(got, Some(b'7'));
     }
 }
