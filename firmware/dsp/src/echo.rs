@@ -75,8 +75,8 @@ const IPMDF_ALPHA: f32 = 0.5;
 /// Step regularisation as a fraction of the mean bin energy (keeps near-empty bins, where
 /// the far end has no energy, from amplifying noise into the filter).
 const REGULARISATION: f32 = 0.1;
-/// Smoothing of the coherence estimates per block (~10 blocks, 80 ms memory).
-const COHERENCE_SMOOTHING: f32 = 0.9;
+/// Smoothing of the coherence estimates per update (every 2 blocks; ~80 ms memory).
+const COHERENCE_SMOOTHING: f32 = 0.81;
 /// Robust error clip, in units of the running error scale.
 const HUBER_K: f32 = 4.0;
 /// Copy margin in double talk.
@@ -251,8 +251,8 @@ impl EchoCanceller {
             fg_start: 0,
             move_cand: 0,
             move_votes: 0,
-            far_tone: ModemToneDetector::new(),
-            near_tone: ModemToneDetector::new(),
+            far_tone: ModemToneDetector::answer_tone_only(),
+            near_tone: ModemToneDetector::answer_tone_only(),
             disabled: false,
             quiet_blocks: 0,
             enabled: true,
@@ -336,14 +336,12 @@ impl EchoCanceller {
         self.blocks = self.blocks.wrapping_add(1);
         let parts = self.parts;
         // 1. Far-end spectrum of [previous block, this block].
-        let mut buf = [C32::ZERO; N];
-        for k in 0..BLOCK {
-            buf[k].re = self.x_prev[k];
-            buf[BLOCK + k].re = self.far_blk[k];
-        }
-        fft::forward(&mut buf);
+        let mut t = [0.0f32; N];
+        t[..BLOCK].copy_from_slice(&self.x_prev);
+        t[BLOCK..].copy_from_slice(&self.far_blk);
+        let buf = fft::forward_real(&t);
         self.x_head = if self.x_head == 0 { PARTS - 1 } else { self.x_head - 1 };
-        self.xs[self.x_head].copy_from_slice(&buf[..BINS]);
+        self.xs[self.x_head] = buf;
         self.x_prev = self.far_blk;
         let far_p = mean_sq(&self.far_blk);
         self.far_pow[self.blocks as usize % PARTS] = far_p;
@@ -387,9 +385,11 @@ impl EchoCanceller {
         let mut z = pair_spectra(&ya, &yb);
         fft::inverse(&mut z);
         let near = self.near_blk;
-        if self.enabled && !self.disabled {
+        // The echo-path locator runs every other block (it needs 100 ms to settle anyway).
+        if self.enabled && !self.disabled && self.blocks % 2 == 1 {
             self.locate(&near);
         }
+        self.d_prev = near;
         let mut e_fg = [0.0f32; BLOCK];
         let mut e_bg = [0.0f32; BLOCK];
         let mut y_fg_p = 0.0;
@@ -512,19 +512,28 @@ impl EchoCanceller {
         }
         self.nlp_gain = target;
 
-        // 8. Echo delay: strongest tap of one foreground partition per block.
-        let j = self.fg_start + self.blocks as usize % wl;
-        let mut t = [C32::ZERO; N];
-        t[..BINS].copy_from_slice(&self.w_fg[j]);
-        hermitian_fill(&mut t);
-        fft::inverse(&mut t);
-        let mut best = (0.0f32, 0u32);
-        for (k, v) in t[..BLOCK].iter().enumerate() {
-            if libm::fabsf(v.re) > best.0 {
-                best = (libm::fabsf(v.re), (j * BLOCK + k) as u32);
+        // 8. Echo delay: strongest tap of the foreground, two partitions per inverse FFT,
+        // every other block.
+        if self.blocks % 2 == 0 {
+            let j = self.fg_start + (self.blocks as usize / 2 * 2) % wl;
+            let j2 = if j + 1 < self.fg_start + wl { j + 1 } else { j };
+            let zero = [C32::ZERO; BINS];
+            let mut t = pair_spectra(&self.w_fg[j], if j2 != j { &self.w_fg[j2] } else { &zero });
+            fft::inverse(&mut t);
+            for (p, part) in [(j, 0usize), (j2, 1)] {
+                if part == 1 && j2 == j {
+                    break;
+                }
+                let mut best = (0.0f32, 0u32);
+                for (k, v) in t[..BLOCK].iter().enumerate() {
+                    let a = libm::fabsf(if part == 0 { v.re } else { v.im });
+                    if a > best.0 {
+                        best = (a, (p * BLOCK + k) as u32);
+                    }
+                }
+                self.peak[p] = best;
             }
         }
-        self.peak[j] = best;
         let overall = self.peak[self.fg_start..self.fg_start + wl].iter().fold((0.0f32, 0u32), |a, b| if b.0 > a.0 { *b } else { a });
 
         self.stats.erle_db = self.erle_db;
@@ -535,19 +544,18 @@ impl EchoCanceller {
         self.stats.nlp_active = nlp;
     }
 
-    /// Per-partition magnitude-squared coherence between the near end and the far end
-    /// delayed by `p` blocks. The echo path's partitions stand out within ~100 ms of far-
+    /// Per-partition coherence between the near end and the far end delayed by `p`
+    /// blocks (magnitude-squared cross-spectrum over the product of the power spectra,
+    /// each summed over the bins, which needs no division per bin). The echo path's partitions stand out within ~100 ms of far-
     /// end speech; the adaptation gives them most of the step (see `adapt`). This is what
     /// makes a 1024-tap filter converge as fast as a 128-tap one when the path is a bulk
     /// delay plus a short dispersive part, which is what G.168 Annex D hybrids are.
     fn locate(&mut self, near: &[f32; BLOCK]) {
-        let mut d = [C32::ZERO; N];
-        for k in 0..BLOCK {
-            d[k].re = self.d_prev[k];
-            d[BLOCK + k].re = near[k];
-        }
-        self.d_prev = *near;
-        fft::forward(&mut d);
+        let mut t = [0.0f32; N];
+        // The near end's [previous, this] window pairs with the far end's newest spectrum.
+        t[..BLOCK].copy_from_slice(&self.d_prev);
+        t[BLOCK..].copy_from_slice(near);
+        let d = fft::forward_real(&t);
         let lam = COHERENCE_SMOOTHING;
         for k in 0..BINS {
             self.sdd[k] = lam * self.sdd[k] + (1.0 - lam) * d[k].norm_sqr();
@@ -562,8 +570,8 @@ impl EchoCanceller {
                 sxd[k].re = lam * sxd[k].re + (1.0 - lam) * c.re;
                 sxd[k].im = lam * sxd[k].im + (1.0 - lam) * c.im;
                 sxx[k] = lam * sxx[k] + (1.0 - lam) * x[k].norm_sqr();
-                num += sxd[k].norm_sqr() / (sxx[k] + 1e-3);
-                den += self.sdd[k];
+                num += sxd[k].norm_sqr();
+                den += sxx[k] * self.sdd[k];
             }
             self.coh[p] = if den > 0.0 { num / den } else { 0.0 };
         }
@@ -581,7 +589,7 @@ impl EchoCanceller {
             self.move_votes = 0;
         } else if start == self.move_cand {
             self.move_votes += 1;
-            if self.move_votes >= 8 {
+            if self.move_votes >= 4 {
                 self.move_window(start);
             }
         } else {
@@ -609,15 +617,15 @@ impl EchoCanceller {
     }
 
     fn adapt(&mut self, e_bg: &[f32; BLOCK]) {
-        // Robust error: clip to 1.5 x scale; the scale follows the clipped magnitude.
-        let mut e = [C32::ZERO; N];
+        // Robust error: clip to HUBER_K x scale; the scale follows the clipped magnitude.
+        let mut t = [0.0f32; N];
         for k in 0..BLOCK {
             let lim = HUBER_K * self.scale;
             let c = e_bg[k].clamp(-lim, lim);
-            e[BLOCK + k].re = c;
+            t[BLOCK + k] = c;
             self.scale = 0.998 * self.scale + 0.002 * (libm::fabsf(c) * 1.1).max(1.0);
         }
-        fft::forward(&mut e);
+        let e = fft::forward_real(&t);
         // Proportionate step per partition (IPMDF; Khong & Naylor 2006, after IPNLMS):
         // an echo path is a bulk delay and a few ms of dispersion, so most partitions are
         // empty; giving the step to the partitions that carry energy converges up to

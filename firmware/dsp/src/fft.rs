@@ -1,14 +1,12 @@
-//! A fixed-size radix-2 complex FFT for the frequency-domain echo canceller.
+//! The 128-point FFTs of the frequency-domain echo canceller.
 //!
-//! Size [`N`] = 128 (two 64-sample blocks, overlap-save). Twiddles and the bit-reversal
-//! permutation are computed at compile time, so there is no set-up and no allocation. The
+//! Size [`N`] = 128 (two 64-sample blocks, overlap-save). The transforms come from the
+//! `microfft` crate (no_std, no allocation, compile-time tables, a real-input FFT at half
+//! the cost of a complex one); this module gives them the canceller's complex type. The
 //! forward transform is unscaled; [`inverse`] divides by `N`, so `inverse(forward(x)) == x`.
-
-use crate::cmath;
 
 /// Transform size.
 pub const N: usize = 128;
-const LOG2N: u32 = 7;
 
 /// A complex number (single precision).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -42,77 +40,46 @@ impl C32 {
     }
 }
 
-const fn twiddles() -> [C32; N / 2] {
-    let mut t = [C32::ZERO; N / 2];
-    let mut k = 0;
-    while k < N / 2 {
-        let a = -2.0 * cmath::PI * k as f64 / N as f64;
-        t[k] = C32::new(cmath::cos(a) as f32, cmath::sin(a) as f32);
-        k += 1;
+fn to_mf(x: &[C32; N]) -> [microfft::Complex32; N] {
+    let mut y = [microfft::Complex32::new(0.0, 0.0); N];
+    for (o, v) in y.iter_mut().zip(x.iter()) {
+        *o = microfft::Complex32::new(v.re, v.im);
     }
-    t
+    y
 }
 
-const fn bitrev() -> [u8; N] {
-    let mut r = [0u8; N];
-    let mut i = 0;
-    while i < N {
-        let mut x = i;
-        let mut y = 0;
-        let mut b = 0;
-        while b < LOG2N {
-            y = (y << 1) | (x & 1);
-            x >>= 1;
-            b += 1;
-        }
-        r[i] = y as u8;
-        i += 1;
-    }
-    r
-}
-
-static TW: [C32; N / 2] = twiddles();
-static BITREV: [u8; N] = bitrev();
-
-fn transform(x: &mut [C32; N], inverse: bool) {
-    for i in 0..N {
-        let j = BITREV[i] as usize;
-        if j > i {
-            x.swap(i, j);
-        }
-    }
-    let mut half = 1;
-    while half < N {
-        let step = N / (2 * half);
-        for start in (0..N).step_by(2 * half) {
-            for k in 0..half {
-                let mut w = TW[k * step];
-                if inverse {
-                    w.im = -w.im;
-                }
-                let a = x[start + k];
-                let b = x[start + k + half].cmul(w);
-                x[start + k] = C32::new(a.re + b.re, a.im + b.im);
-                x[start + k + half] = C32::new(a.re - b.re, a.im - b.im);
-            }
-        }
-        half *= 2;
+fn from_mf(y: &[microfft::Complex32; N], x: &mut [C32; N]) {
+    for (o, v) in x.iter_mut().zip(y.iter()) {
+        *o = C32::new(v.re, v.im);
     }
 }
 
 /// In-place forward DFT: `X[k] = sum x[n] e^{-j 2 pi k n / N}`.
 pub fn forward(x: &mut [C32; N]) {
-    transform(x, false);
+    let mut y = to_mf(x);
+    let _ = microfft::complex::cfft_128(&mut y);
+    from_mf(&y, x);
 }
 
 /// In-place inverse DFT, scaled by `1/N`.
 pub fn inverse(x: &mut [C32; N]) {
-    transform(x, true);
-    let s = 1.0 / N as f32;
-    for v in x.iter_mut() {
-        v.re *= s;
-        v.im *= s;
+    let mut y = to_mf(x);
+    let _ = microfft::inverse::ifft_128(&mut y);
+    from_mf(&y, x);
+}
+
+/// DFT of a real signal: bins `0..=N/2` (the rest are their conjugates).
+pub fn forward_real(x: &[f32; N]) -> [C32; N / 2 + 1] {
+    let mut buf = *x;
+    let spec = microfft::real::rfft_128(&mut buf);
+    let mut out = [C32::ZERO; N / 2 + 1];
+    for k in 1..N / 2 {
+        out[k] = C32::new(spec[k].re, spec[k].im);
     }
+    // microfft packs the (real) Nyquist bin into the imaginary part of bin 0.
+    out[0] = C32::new(spec[0].re, 0.0);
+    out[N / 2] = C32::new(spec[0].im, 0.0);
+    out
 }
 
 #[cfg(test)]
@@ -139,6 +106,21 @@ mod tests {
         inverse(&mut x);
         for (a, b) in x.iter().zip(orig.iter()) {
             assert!((a.re - b.re).abs() < 1e-4 && (a.im - b.im).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn real_transform_matches_complex_one() {
+        let mut r = [0.0f32; N];
+        let mut c = [C32::ZERO; N];
+        for i in 0..N {
+            r[i] = (((i * 29) % 13) as f32 - 6.0) * 100.0;
+            c[i].re = r[i];
+        }
+        forward(&mut c);
+        let h = forward_real(&r);
+        for k in 0..=N / 2 {
+            assert!((h[k].re - c[k].re).abs() < 0.5 && (h[k].im - c[k].im).abs() < 0.5, "bin {k}: {:?} {:?}", h[k], c[k]);
         }
     }
 }

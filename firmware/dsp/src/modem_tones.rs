@@ -175,6 +175,7 @@ pub struct ModemToneDetector {
     reported_ans: Option<ModemTone>,
     reported_cng: bool,
     pending: [Option<ModemToneEvent>; 2],
+    cng_enabled: bool,
 }
 
 impl Default for ModemToneDetector {
@@ -197,11 +198,21 @@ impl ModemToneDetector {
             reported_ans: None,
             reported_cng: false,
             pending: [None; 2],
+            cng_enabled: true,
         }
     }
 
+    /// A detector for the 2100 Hz family only (what an echo canceller needs; half the cost).
+    pub const fn answer_tone_only() -> Self {
+        let mut d = Self::new();
+        d.cng_enabled = false;
+        d
+    }
+
     pub fn reset(&mut self) {
+        let cng = self.cng_enabled;
         *self = Self::new();
+        self.cng_enabled = cng;
     }
 
     /// The 2100 Hz tone currently present and reported, if any.
@@ -221,7 +232,9 @@ impl ModemToneDetector {
             let x = s as f32;
             self.energy += x * x;
             self.ans.update(x);
-            self.cng.update(x);
+            if self.cng_enabled {
+                self.cng.update(x);
+            }
             self.n += 1;
             if self.n == BLOCK {
                 self.n = 0;
@@ -287,6 +300,9 @@ impl ModemToneDetector {
             }
         }
         // 1100 Hz.
+        if !self.cng_enabled {
+            return;
+        }
         let (present, _) = self.cng.end_block(energy);
         let c = &mut self.cng;
         if present {
@@ -420,6 +436,10 @@ mod tests {
     #[test]
     fn off_frequency_and_noise_and_cng() {
         // 2060 Hz is outside the 2100 +-21 Hz band.
+        let mut x = answer_tone(-15.0, 0.0, 0.0, 1100.0, 30.0, 600.0, 13);
+        let mut d = ModemToneDetector::answer_tone_only();
+        assert!(x.chunks(80).all(|f| d.process(f).is_none()), "CNG ignored when answer-tone only");
+        x.clear();
         let ev = events(&answer_tone(-12.0, 450.0, 0.0, 2060.0, 30.0, 2000.0, 9));
         assert!(ev.is_empty(), "{ev:?}");
         let mut n = Noise(11);
