@@ -7,16 +7,29 @@
 //! 1. skip CRLFs before the start line (RFC 3261 §7.5) and split the header section from the
 //!    body at the first empty line, accepting bare LF line ends as well as CRLF;
 //! 2. check the start line strictly (RFC 3261 §7.1, §7.2: single spaces, a URI without
-//!    whitespace or angle brackets, `SIP/2.0` only; any other version is a 505);
+//!    whitespace or angle brackets, `SIP/2.0` only; any other version is a 505); a
+//!    Request-URI scheme other than sip/sips is a 416 (§8.2.2.1; rsip has no tel URI) and
+//!    a SIP Request-URI with headers a 400 (§19.1.1);
 //! 3. unfold header continuation lines (RFC 3261 §7.3.1) and expand compact header names
 //!    (RFC 3261 §7.3.3, plus RFC 3515, RFC 3841, RFC 3892, RFC 4028, RFC 4474, RFC 6665);
+//!    in structured headers drop the LWS that RFC 3261 §25.1 allows around `; = , / :`,
+//!    give each comma-combined Via, Route, Record-Route and Contact value its own header
+//!    (§7.3.1), check To, From, Contact and the other name-addr headers against §20.10
+//!    (quotes balanced, token display names, `<>` where the URI needs them, well-formed
+//!    parameters) and Date against §20.17 (GMT only);
+//!    work around rsip 0.4 where that is lossless: it cannot read a user part containing
+//!    '.', so those dots are written `%2E`, an equivalent form (§19.1.4);
 //! 4. frame the body by Content-Length (RFC 3261 §18.3: on UDP a missing Content-Length means
 //!    "the rest of the datagram", octets beyond it are discarded, fewer octets than declared
 //!    is an error);
 //! 5. check what every request must carry (RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Via;
 //!    Max-Forwards is checked when present, see [`parse`]) and that the CSeq method is the
 //!    request method (RFC 3261 §8.1.1.5);
-//! 6. hand the canonical text to `rsip`.
+//! 6. hand the canonical text to `rsip`, and make sure the top Via and the CSeq convert to
+//!    rsip's typed headers, since the transaction layer keys on them (§17.2.3).
+//!
+//! RFC 4475's torture messages are the acceptance suite (`tests/rfc4475.rs`); `fuzz/` holds
+//! libFuzzer targets and `tests/no_panic.rs` the property tests.
 //!
 //! Requests whose method `rsip` does not know (or that is not spelled exactly as RFC 3261 §7.1
 //! says, methods being case-sensitive) come back as [`Parsed::UnknownMethod`] so that the
@@ -744,7 +757,11 @@ fn check_name_addr(v: &str, star_ok: bool) -> Result<(), &'static str> {
     let b = v.as_bytes();
     let mut i;
     let params: &str;
-    if b.first() == Some(&b'"') || v.contains('<') {
+    // A display name holds no ';', so a '<' before any ';' opens a name-addr; a '<' after
+    // it sits in a parameter (e.g. +sip.instance="<urn:...>", RFC 5626 §4.1).
+    let lt = v.find('<');
+    let semi = v.find(';');
+    if b.first() == Some(&b'"') || lt.is_some_and(|l| semi.map_or(true, |s| l < s)) {
         // name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
         if b.first() == Some(&b'"') {
             i = 1;
@@ -798,7 +815,7 @@ fn check_name_addr(v: &str, star_ok: bool) -> Result<(), &'static str> {
     let Some(params) = params.strip_prefix(';') else {
         return Err("garbage after the address");
     };
-    for p in params.split(';') {
+    for p in split_unquoted(params, ';') {
         let (name, value) = p.split_once('=').unwrap_or((p, ""));
         if !is_token(name) {
             return Err("empty or bad parameter");
@@ -806,8 +823,31 @@ fn check_name_addr(v: &str, star_ok: bool) -> Result<(), &'static str> {
         if p.contains('=') && value.is_empty() {
             return Err("parameter with empty value");
         }
+        if value.starts_with('"') && (value.len() < 2 || !value.ends_with('"')) {
+            return Err("unterminated quoted parameter value");
+        }
     }
     Ok(())
+}
+
+/// Split at `sep` outside quoted strings (RFC 3261 §25.1 quoted-string, quoted-pair).
+fn split_unquoted(v: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    for (i, c) in v.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            out.push(&v[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(&v[start..]);
+    out
 }
 
 /// LWS cleanup, list splitting, URI escaping and per-header syntax checks.
@@ -1262,7 +1302,7 @@ mod tests {
 #[cfg(test)]
 mod normalization_tests {
     use super::*;
-    use rsip::message::HeadersExt;
+    use rsip::message::{HasHeaders, HeadersExt};
     use rsip::prelude::ToTypedHeader;
 
     fn req(start: &str, extra: &str) -> Vec<u8> {
@@ -1335,6 +1375,16 @@ mod normalization_tests {
         assert!(check_name_addr("<sip:a@b>;;", false).is_err());
         assert!(check_name_addr("<sip:a@b>x", false).is_err());
         assert!(check_name_addr("*", false).is_err());
+        // Quoted parameter values may hold ';' and '<' (RFC 5626 instance IDs).
+        let outbound = "<sip:a@192.0.2.1;ob>;reg-id=1;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-00a0c91e6bf6>\"";
+        assert_eq!(check_name_addr(outbound, true), Ok(()));
+        assert_eq!(check_name_addr("sip:a@b;+sip.instance=\"<urn:x>\";x=\"a;b\"", true), Ok(()));
+        assert!(check_name_addr("<sip:a@b>;x=\"a;b", true).is_err());
+        let r = parse(&req("REGISTER sip:example.com SIP/2.0", &format!("Contact: {outbound}\r\n"))).unwrap();
+        let Parsed::Message(m) = r else { panic!() };
+        // Accepted and kept verbatim (rsip 0.4's typed Contact cannot read such parameters;
+        // the untyped value is intact for whoever needs it).
+        assert!(m.headers().iter().any(|h| h.to_string() == format!("Contact: {outbound}")));
         let e = parse(&req("OPTIONS sip:b@example.com SIP/2.0", "Date: Sat, 13 Nov 2010 23:29:00 PST\r\n")).unwrap_err();
         assert_eq!(e, ParseError::BadHeader("Date".into()));
         assert!(parse(&req("OPTIONS sip:b@example.com SIP/2.0", "Date: Sat, 13 Nov 2010 23:29:00 GMT\r\n")).is_ok());
