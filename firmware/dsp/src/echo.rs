@@ -75,7 +75,9 @@ const IPMDF_ALPHA: f32 = 0.5;
 /// Step regularisation as a fraction of the mean bin energy (keeps near-empty bins, where
 /// the far end has no energy, from amplifying noise into the filter).
 const REGULARISATION: f32 = 0.1;
-/// Smoothing of the coherence estimates per update (every 2 blocks; ~80 ms memory).
+/// The locator runs every this many blocks.
+const LOCATE_EVERY: u32 = 2;
+/// Smoothing of the coherence estimates per update (~100 ms memory).
 const COHERENCE_SMOOTHING: f32 = 0.81;
 /// Robust error clip, in units of the running error scale.
 const HUBER_K: f32 = 4.0;
@@ -385,8 +387,8 @@ impl EchoCanceller {
         let mut z = pair_spectra(&ya, &yb);
         fft::inverse(&mut z);
         let near = self.near_blk;
-        // The echo-path locator runs every other block (it needs 100 ms to settle anyway).
-        if self.enabled && !self.disabled && self.blocks % 2 == 1 {
+        // The echo-path locator runs every 4th block (it needs 100 ms to settle anyway).
+        if self.enabled && !self.disabled && self.blocks % LOCATE_EVERY == 1 {
             self.locate(&near);
         }
         self.d_prev = near;
@@ -585,7 +587,9 @@ impl EchoCanceller {
         // Hysteresis: stay while the peak sits in the window's interior.
         let ws = self.win_start;
         let inside = (m > ws && m + 2 <= ws + self.win_len) || start == ws;
-        if inside || self.coh[m] < 0.1 {
+        // ... and while the window still holds nearly as much coherence as the peak.
+        let held = self.coh[ws..ws + self.win_len].iter().fold(0.0f32, |a, &b| a.max(b));
+        if inside || self.coh[m] < 0.1 || held > 0.8 * self.coh[m] {
             self.move_votes = 0;
         } else if start == self.move_cand {
             self.move_votes += 1;

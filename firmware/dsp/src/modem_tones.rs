@@ -4,7 +4,7 @@
 //!
 //! # Method
 //! Each tone is demodulated to baseband: the input is multiplied by a unit phasor rotating
-//! at `-f0` and summed over blocks of [`BLOCK`] = 40 samples (5 ms). A tone near `f0`
+//! at `-f0` (tabulated: both tones are multiples of 100 Hz) and summed over blocks of [`BLOCK`] = 40 samples (5 ms). A tone near `f0`
 //! gives block values `z_k` of steady magnitude whose phase drifts by `2 pi df * 5 ms`
 //! per block; noise and speech give magnitudes that do not carry most of the block energy.
 //!
@@ -21,7 +21,7 @@
 //!   (200 ms, three modulation periods); a modulation index above 10 % marks ANSam.
 //! - **CNG** (T.30 5.3.1: 1100 Hz, 0.5 s on, 3 s off) is reported after 350 ms of tone.
 //!
-//! Per sample cost: two complex multiply-adds and a rotator update per tone.
+//! Per sample cost: one complex multiply-add per tone (table phasors).
 
 use crate::{DBM0_PEAK, SAMPLE_RATE};
 
@@ -76,11 +76,28 @@ pub enum ModemToneEvent {
     Ended(ModemTone),
 }
 
+/// Both tones sit on exact multiples of 100 Hz = 8000/80, so their baseband phasors repeat
+/// every 80 samples: tables instead of a recursive oscillator (no drift, no renormalising,
+/// no serial dependency between samples).
+const PERIOD: usize = 80;
+
+const fn phasor_table(freq: f64) -> [(f32, f32); PERIOD] {
+    let mut t = [(0.0f32, 0.0f32); PERIOD];
+    let mut n = 0;
+    while n < PERIOD {
+        let w = -2.0 * crate::cmath::PI * freq * n as f64 / SAMPLE_RATE as f64;
+        t[n] = (crate::cmath::cos(w) as f32, crate::cmath::sin(w) as f32);
+        n += 1;
+    }
+    t
+}
+
+static PHASOR_2100: [(f32, f32); PERIOD] = phasor_table(2100.0);
+static PHASOR_1100: [(f32, f32); PERIOD] = phasor_table(1100.0);
+
 /// Baseband demodulator and presence tracker for one frequency.
 #[derive(Clone, Debug)]
 struct ToneTrack {
-    rot_step: (f32, f32),
-    rot: (f32, f32),
     acc: (f32, f32),
     /// Last three block values, newest first.
     z: [(f32, f32); 3],
@@ -91,11 +108,8 @@ struct ToneTrack {
 }
 
 impl ToneTrack {
-    const fn new(freq: f32) -> Self {
-        let w = -2.0 * crate::cmath::PI * freq as f64 / SAMPLE_RATE as f64;
+    const fn new() -> Self {
         ToneTrack {
-            rot_step: (crate::cmath::cos(w) as f32, crate::cmath::sin(w) as f32),
-            rot: (1.0, 0.0),
             acc: (0.0, 0.0),
             z: [(0.0, 0.0); 3],
             present_blocks: 0,
@@ -105,19 +119,21 @@ impl ToneTrack {
         }
     }
 
+    /// Mix a block (at most one table period) down to baseband; `phase` is the table index
+    /// of the first sample.
     #[inline]
-    fn update(&mut self, x: f32) {
-        self.acc.0 += x * self.rot.0;
-        self.acc.1 += x * self.rot.1;
-        let (c, s) = self.rot_step;
-        self.rot = (self.rot.0 * c - self.rot.1 * s, self.rot.0 * s + self.rot.1 * c);
+    fn mix(&mut self, xs: &[f32], table: &[(f32, f32); PERIOD], phase: usize) {
+        let (mut re, mut im) = self.acc;
+        for (i, &x) in xs.iter().enumerate() {
+            let (c, s) = table[(phase + i) % PERIOD];
+            re += x * c;
+            im += x * s;
+        }
+        self.acc = (re, im);
     }
 
     /// Close a block: returns (present, magnitude of z as a peak amplitude).
     fn end_block(&mut self, energy: f32) -> (bool, f32) {
-        // Renormalise the rotator once per block so rounding never accumulates.
-        let m = libm::sqrtf(self.rot.0 * self.rot.0 + self.rot.1 * self.rot.1);
-        self.rot = (self.rot.0 / m, self.rot.1 / m);
         let z = core::mem::replace(&mut self.acc, (0.0, 0.0));
         self.z = [z, self.z[0], self.z[1]];
         let p = z.0 * z.0 + z.1 * z.1;
@@ -166,6 +182,9 @@ fn wrap_pi(x: f32) -> f32 {
 pub struct ModemToneDetector {
     ans: ToneTrack,
     cng: ToneTrack,
+    /// Table index of the next sample.
+    phase: usize,
+    buf: [f32; BLOCK],
     n: usize,
     energy: f32,
     env: [f32; AM_WINDOW],
@@ -187,8 +206,10 @@ impl Default for ModemToneDetector {
 impl ModemToneDetector {
     pub const fn new() -> Self {
         ModemToneDetector {
-            ans: ToneTrack::new(2100.0),
-            cng: ToneTrack::new(1100.0),
+            ans: ToneTrack::new(),
+            cng: ToneTrack::new(),
+            phase: 0,
+            buf: [0.0; BLOCK],
             n: 0,
             energy: 0.0,
             env: [0.0; AM_WINDOW],
@@ -231,13 +252,16 @@ impl ModemToneDetector {
         for &s in samples {
             let x = s as f32;
             self.energy += x * x;
-            self.ans.update(x);
-            if self.cng_enabled {
-                self.cng.update(x);
-            }
+            self.buf[self.n] = x;
             self.n += 1;
             if self.n == BLOCK {
                 self.n = 0;
+                let buf = self.buf;
+                self.ans.mix(&buf, &PHASOR_2100, self.phase);
+                if self.cng_enabled {
+                    self.cng.mix(&buf, &PHASOR_1100, self.phase);
+                }
+                self.phase = (self.phase + BLOCK) % PERIOD;
                 let e = core::mem::replace(&mut self.energy, 0.0);
                 self.block(e);
             }
