@@ -587,9 +587,11 @@ impl EchoCanceller {
         // Hysteresis: stay while the peak sits in the window's interior.
         let ws = self.win_start;
         let inside = (m > ws && m + 2 <= ws + self.win_len) || start == ws;
-        // ... and while the window still holds nearly as much coherence as the peak.
+        // ... and, once cancelling well, while the window still holds nearly as much
+        // coherence as the peak (speech correlates with itself over tens of ms).
         let held = self.coh[ws..ws + self.win_len].iter().fold(0.0f32, |a, &b| a.max(b));
-        if inside || self.coh[m] < 0.1 || held > 0.8 * self.coh[m] {
+        let settled = self.erle_db > 15.0 && held > 0.8 * self.coh[m];
+        if inside || self.coh[m] < 0.1 || settled {
             self.move_votes = 0;
         } else if start == self.move_cand {
             self.move_votes += 1;
