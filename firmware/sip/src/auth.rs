@@ -202,7 +202,7 @@ impl Challenge {
     /// word may be present or already stripped.
     pub fn parse(header_value: &str) -> Result<Self, AuthError> {
         let v = header_value.trim();
-        let params = match v.split_once(|c: char| c == ' ' || c == '\t') {
+        let params = match v.split_once([' ', '\t']) {
             Some((scheme, rest)) if !scheme.contains('=') => {
                 if !scheme.eq_ignore_ascii_case("Digest") {
                     return Err(AuthError::NotDigest);

@@ -247,7 +247,7 @@ impl Normalized {
             let mut mf = self.values("Max-Forwards");
             if let Some(v) = mf.next() {
                 let n = v.trim_start_matches('0');
-                if mf.next().is_some() || !is_digits(v) || n.len() > 3 || n.parse::<u16>().map_or(false, |n| n > 255) {
+                if mf.next().is_some() || !is_digits(v) || n.len() > 3 || n.parse::<u16>().is_ok_and(|n| n > 255) {
                     return Err(ParseError::BadHeader("Max-Forwards".into()));
                 }
             }
@@ -329,7 +329,7 @@ fn is_token(s: &str) -> bool {
 /// `CSeq = 1*DIGIT LWS Method` (RFC 3261 §20.16); the number must fit 32 bits (§8.1.1.5).
 fn parse_cseq(v: &str) -> Result<(u32, &str), ParseError> {
     let bad = || ParseError::BadHeader("CSeq".into());
-    let (num, method) = v.split_once(|c: char| c == ' ' || c == '\t').ok_or_else(bad)?;
+    let (num, method) = v.split_once([' ', '\t']).ok_or_else(bad)?;
     let method = method.trim();
     if !is_digits(num) || !is_token(method) {
         return Err(bad());
@@ -564,7 +564,7 @@ fn parse_headers(lines: &[&str], lenient: bool) -> Result<Vec<(String, String)>,
             return Err(ParseError::BadHeader(format!("no colon in {:?}", truncate(line))));
         };
         // HCOLON = *( SP / HTAB ) ":" SWS (RFC 3261 §25.1)
-        let name = name.trim_end_matches(|c| c == ' ' || c == '\t');
+        let name = name.trim_end_matches([' ', '\t']);
         if !is_token(name) {
             if lenient {
                 continue;
