@@ -460,6 +460,19 @@ impl SessionDescription {
         Ok(SessionDescription { session_id, session_version, origin_addr, connection, media })
     }
 
+    /// A new offer in the same session (RFC 3264 §8): same id, version plus one.
+    pub fn next_version(&self) -> SessionDescription {
+        SessionDescription { session_version: self.session_version.wrapping_add(1), ..self.clone() }
+    }
+
+    /// Set the direction of every audio stream, e.g. `SendOnly` to put the far end on hold
+    /// and `SendRecv` to resume (RFC 3264 §8.4). Combine with [`Self::next_version`].
+    pub fn set_audio_direction(&mut self, direction: Direction) {
+        for m in self.media.iter_mut().filter(|m| m.media.eq_ignore_ascii_case("audio")) {
+            m.direction = direction;
+        }
+    }
+
     /// The address media of `m` goes to: media-level `c=`, else session-level.
     fn connection_of(&self, m: &MediaDescription) -> Option<IpAddr> {
         m.connection.or(self.connection)
@@ -930,6 +943,41 @@ mod tests {
             SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 0\r\na=ptime:zero\r\n")),
             Err(SdpError::BadAttribute { line: 6 })
         );
+    }
+
+    #[test]
+    fn rfc4317_audio_only_accepted() {
+        // RFC 4317 §2.2: the answerer takes audio (listing two codecs) and rejects video.
+        let o = SessionDescription::parse(RFC4317_2_1_OFFER).unwrap();
+        let a = SessionDescription::parse(
+            "v=0\r\no=bob 2808844564 2808844564 IN IP4 192.0.2.20\r\ns=\r\nc=IN IP4 192.0.2.20\r\n\
+             t=0 0\r\nm=audio 49172 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+             m=video 0 RTP/AVP 31\r\na=rtpmap:31 H261/90000\r\n",
+        )
+        .unwrap();
+        let n = accept_answer(&o, &a).unwrap();
+        // The answer's order is the answerer's preference (RFC 3264 §6.1).
+        assert_eq!((n.codec, n.payload_type), (Codec::Pcma, 8));
+        assert_eq!(n.remote, "192.0.2.20:49172".parse().unwrap());
+    }
+
+    #[test]
+    fn hold_and_resume() {
+        // RFC 3264 §8.4 / RFC 4317 §3.1: re-offer sendonly, the answer is recvonly.
+        let first = make_offer(ip("192.0.2.2"), 2000, &[Codec::Pcmu], Some(101), 77);
+        let mut hold = first.next_version();
+        hold.set_audio_direction(Direction::SendOnly);
+        assert_eq!((hold.session_id, hold.session_version), (77, 78));
+        let text = hold.to_string();
+        assert!(text.contains("o=- 77 78 IN IP4 192.0.2.2\r\n") && text.contains("a=sendonly\r\n"), "{text}");
+        let (ans, far) = answer(&SessionDescription::parse(&text).unwrap(), ip("192.0.2.9"), 3000, &[Codec::Pcmu], 5).unwrap();
+        assert_eq!(far.direction, Direction::RecvOnly);
+        assert_eq!(ans.media[0].direction, Direction::RecvOnly);
+        assert_eq!(accept_answer(&hold, &ans).unwrap().direction, Direction::SendOnly);
+        let mut resume = hold.next_version();
+        resume.set_audio_direction(Direction::SendRecv);
+        let (ans, _) = answer(&resume, ip("192.0.2.9"), 3000, &[Codec::Pcmu], 5).unwrap();
+        assert_eq!(accept_answer(&resume, &ans).unwrap().direction, Direction::SendRecv);
     }
 
     #[test]
