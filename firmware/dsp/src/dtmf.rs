@@ -643,4 +643,23 @@ mod tests {
         let expect = 2.0 * (22826.0f64 * 10f64.powf(-7.0 / 20.0)).powi(2) / 2.0;
         assert!((10.0 * (p / expect).log10()).abs() < 0.2, "{p} vs {expect}");
     }
+
+    /// Talk-off (Q.24 section 4.2.6): speech must not produce digits. Three talkers, two
+    /// levels, 40 s each (the benchmark runs 10 minutes).
+    #[test]
+    fn no_talk_off_on_speech() {
+        for seed in [11u64, 12, 13] {
+            for level in [-10.0, -25.0] {
+                let mut src = crate::testsig::SpeechLike::new(seed, level);
+                let mut det = DtmfDetector::new();
+                let mut frame = [0i16; 80];
+                for _ in 0..4000 {
+                    src.fill(&mut frame);
+                    if let Some(e) = det.process(&frame) {
+                        panic!("talk-off: {e:?} from talker {seed} at {level} dBm0");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -475,4 +475,17 @@ mod tests {
         let ev = events(&x);
         assert_eq!(ev.iter().map(|e| e.1).collect::<Vec<_>>(), std::vec![ModemToneEvent::Detected(ModemTone::Cng), ModemToneEvent::Ended(ModemTone::Cng)]);
     }
+
+    #[test]
+    fn no_false_detection_on_speech() {
+        for seed in [21u64, 22] {
+            let mut src = crate::testsig::SpeechLike::new(seed, -12.0);
+            let mut d = ModemToneDetector::new();
+            let mut frame = [0i16; 80];
+            for _ in 0..3000 {
+                src.fill(&mut frame);
+                assert_eq!(d.process(&frame), None, "talker {seed}");
+            }
+        }
+    }
 }
