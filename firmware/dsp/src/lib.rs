@@ -19,6 +19,10 @@
 //! - [`goertzel`]: single-bin DFT used by every tone detector.
 //! - [`dtmf`]: DTMF (ITU-T Q.23) generation and detection to the ITU-T Q.24 limits.
 //! - [`tones`]: call-progress tone generation with country profiles (ITU-T E.180 Suppl. 2).
+//! - [`plc`]: G.711 packet loss concealment (G.711 Appendix I style).
+//! - [`cng`]: voice activity detection and RFC 3389 comfort noise.
+//! - [`g722`]: ITU-T G.722 wideband SB-ADPCM codec (bit-exact with SpanDSP).
+//! - [`resample`]: 8 <-> 16 kHz polyphase FIR resamplers.
 //!
 //! Levels follow the SpanDSP convention: a sine with peak [`DBM0_PEAK`] is 0 dBm0, and a
 //! full-scale sine is +3.14 dBm0 (the G.711 overload point).
@@ -37,6 +41,10 @@ pub mod goertzel;
 pub mod testsig;
 pub mod modem_tones;
 pub mod tones;
+pub mod plc;
+pub mod cng;
+pub mod g722;
+pub mod resample;
 
 mod cmath;
 pub mod fft;

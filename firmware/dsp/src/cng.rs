@@ -1,0 +1,1 @@
+//! Voice activity detection and comfort noise (RFC 3389).
