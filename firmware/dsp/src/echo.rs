@@ -516,7 +516,7 @@ impl EchoCanceller {
 
         // 8. Echo delay: strongest tap of the foreground, two partitions per inverse FFT,
         // every other block.
-        if self.blocks % 2 == 0 {
+        if self.blocks.is_multiple_of(2) {
             let j = self.fg_start + (self.blocks as usize / 2 * 2) % wl;
             let j2 = if j + 1 < self.fg_start + wl { j + 1 } else { j };
             let zero = [C32::ZERO; BINS];
@@ -702,15 +702,6 @@ impl EchoCanceller {
 
 fn mean_sq(x: &[f32; BLOCK]) -> f32 {
     x.iter().map(|v| v * v).sum::<f32>() / BLOCK as f32
-}
-
-/// Complete a spectrum whose bins 0..=N/2 are set, assuming a real signal.
-fn hermitian_fill(z: &mut [C32; N]) {
-    for k in 1..N / 2 {
-        z[N - k] = C32::new(z[k].re, -z[k].im);
-    }
-    z[0].im = 0.0;
-    z[N / 2].im = 0.0;
 }
 
 /// The spectrum of `a + j b` for two real signals given by their bins 0..=N/2:

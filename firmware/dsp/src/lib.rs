@@ -34,6 +34,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod callerid;
 pub mod dtmf;
 pub mod echo;
 pub mod g711;

@@ -33,6 +33,16 @@ impl Osc {
         self.amp * libm::sinf(angle)
     }
 
+    /// The phase increment (frequency) of this oscillator.
+    pub(crate) fn inc(&self) -> u32 {
+        self.inc
+    }
+
+    /// Change frequency, keeping the phase (continuous-phase FSK).
+    pub(crate) fn set_freq(&mut self, inc: u32) {
+        self.inc = inc;
+    }
+
     /// Advance without producing output (keeps phase continuity through silences).
     #[inline]
     pub(crate) fn skip(&mut self, n: u32) {
