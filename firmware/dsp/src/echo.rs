@@ -1038,4 +1038,41 @@ mod tests {
         ec.reset();
         assert_eq!(ec.stats(), EchoStats::default());
     }
+
+    /// Full-scale abuse (clipped square waves, full-scale noise, DC, silence) must not
+    /// poison the state: afterwards the canceller converges as usual.
+    #[test]
+    fn survives_full_scale_abuse() {
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        ec.set_nlp(false);
+        let mut n = crate::testsig::Noise::new(5);
+        let mut out = [0i16; 80];
+        for f in 0..600 {
+            let mut far = [0i16; 80];
+            let mut near = [0i16; 80];
+            for k in 0..80 {
+                let i = f * 80 + k;
+                far[k] = match f / 100 {
+                    0 => if (i / 20) % 2 == 0 { i16::MAX } else { i16::MIN },
+                    1 => (n.uniform() * 65535.0 - 32768.0) as i16,
+                    2 => i16::MIN,
+                    3 => 0,
+                    _ => (n.uniform() * 65535.0 - 32768.0) as i16,
+                };
+                near[k] = match f / 100 {
+                    3 => i16::MAX,
+                    4 => far[k],
+                    _ => (n.uniform() * 65535.0 - 32768.0) as i16,
+                };
+            }
+            ec.process(&far, &near, &mut out);
+        }
+        let st = ec.stats();
+        assert!(st.erle_db.is_finite() && st.erl_db.is_finite());
+        let ms = models();
+        let mut paths = [EchoPath::new(&ms[0].1, 200, 6.0)];
+        let r = simulate(&mut ec, 4.0, -16.0, &mut paths, usize::MAX, |_| 0);
+        let e = erle(&r, 20_000, 32_000 - LATENCY);
+        assert!(e >= 25.0, "ERLE {e:.1} after abuse");
+    }
 }
