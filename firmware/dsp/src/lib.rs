@@ -18,6 +18,8 @@
 //! - [`g711`]: A-law and µ-law (ITU-T G.711) through the `audio-codec-algorithms` crate.
 //! - [`goertzel`]: single-bin DFT used by every tone detector.
 //! - [`dtmf`]: DTMF (ITU-T Q.23) generation and detection to the ITU-T Q.24 limits.
+//! - [`callerid_line`]: caller ID timing (GR-30, EN 300 659-1), CPE alerting signal and
+//!   the FXO receiver (FSK and DTMF CLIP).
 //! - [`tones`]: call-progress tone generation with country profiles (ITU-T E.180 Suppl. 2).
 //! - [`plc`]: G.711 packet loss concealment (G.711 Appendix I style).
 //! - [`cng`]: voice activity detection and RFC 3389 comfort noise.
@@ -35,6 +37,7 @@
 extern crate std;
 
 pub mod callerid;
+pub mod callerid_line;
 pub mod dtmf;
 pub mod echo;
 pub mod g711;
