@@ -15,3 +15,648 @@
 //!
 //! The sample count is the clock: every call that consumes or produces audio advances
 //! time by that many samples at 8 kHz.
+//!
+//! # Driving the sender
+//!
+//! ```text
+//! let mut tx = CallerIdSender::new(Procedure::Gr30, FskStandard::Bell202, &msg, -13.0)?;
+//! every 10 ms tick:
+//!     tx.fill(&mut line_out_frame);          // audio (silence while the line rings)
+//!     while let Some(step) = tx.poll_event() // then the line steps due in that frame:
+//!         { RingOn / RingOff / ReversePolarity / AckReceived / AckTimeout / Done }
+//!     tx.on_dtmf(key)                        // call waiting only: the ACK from the CPE
+//! ```
+//!
+//! Steps are reported in the frame in which they fall due; [`CallerIdSender::now`] gives
+//! the exact sample, and [`CallerIdSender::poll_timeout`] the sample of the next step.
+//!
+//! # Timing (defaults; each is a named constant below)
+//!
+//! | procedure | sequence |
+//! |---|---|
+//! | GR-30 (GR-30-CORE 3.1.1 / 5.2) | ring 2 s, >= 500 ms silence, seizure 300 + mark 180 bits, message, >= 200 ms before the next ring |
+//! | EN 300 659-1 5.3.1 (DT-AS) | line reversal, T0 >= 100 ms, DT-AS 100 ms, T2 45..500 ms, seizure + mark + message, >= 200 ms before the first ring |
+//! | EN 300 659-1 5.3.2 (RP-AS) | ring burst 200..300 ms, 500..2000 ms, seizure + mark + message, >= 200 ms before the first ring |
+//! | EN 300 659-1 5.2 (after first ring) | like GR-30 with V.23 |
+//! | DTMF CLIP (EN 300 659-1 annex B / ES 200 778-1 annex) | optional line reversal, 100 ms, digits 70 ms on / 70 ms off ("A...C"), >= 200 ms before the first ring |
+//! | call waiting (GR-30 5.2.2 / EN 300 659-2) | CAS 80 ms, ACK window 160 ms for DTMF 'A' or 'D', 100 ms, mark 80 bits + message |
+//!
+//! The call-waiting tone (SAS) before the CAS and the muting of the far end while the
+//! CAS and data are sent belong to the line layer and the tone generator.
+
+use crate::callerid::{CallerIdError, FskEvent, FskDemodulator, FskModulator, FskStandard, CallerId, AbsenceReason};
+use crate::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
+use crate::goertzel::Goertzel;
+use crate::osc::Osc;
+use crate::{dbm0_to_peak, sat16, SAMPLE_RATE};
+
+const fn ms(v: u32) -> u32 {
+    v * 8
+}
+
+/// GR-30: first ring of the US cadence (2 s on, 4 s off).
+pub const FIRST_RING_MS: u32 = 2000;
+/// GR-30 / EN 300 659-1 5.2: data starts at least 500 ms after the end of the first ring.
+pub const RING_TO_DATA_MS: u32 = 500;
+/// GR-30 / EN 300 659-1: the first (next) ring comes at least 200 ms after the data.
+pub const DATA_TO_RING_MS: u32 = 200;
+/// EN 300 659-1 5.3.1, T0: line reversal to DT-AS, at least 100 ms.
+pub const REVERSAL_TO_ALERT_MS: u32 = 100;
+/// EN 300 659-1 5.3.1: DT-AS duration, 100 ms +- 10 ms.
+pub const DT_AS_MS: u32 = 100;
+/// EN 300 659-1 5.3.1, T2: end of DT-AS to start of data, 45..500 ms.
+pub const ALERT_TO_DATA_MS: u32 = 100;
+/// EN 300 659-1 5.3.2: RP-AS ring burst, 200..300 ms.
+pub const RP_AS_MS: u32 = 250;
+/// EN 300 659-1 5.3.2: end of RP-AS to start of data, 500..2000 ms.
+pub const RP_AS_TO_DATA_MS: u32 = 500;
+/// GR-30 5.2.2 / EN 300 659-2: CPE alerting signal (CAS) duration, 75..85 ms.
+pub const CAS_MS: u32 = 80;
+/// GR-30 5.2.2: the CPE answers the CAS with a DTMF ACK within 160 ms of its end.
+pub const ACK_WINDOW_MS: u32 = 160;
+/// GR-30 5.2.2: data starts 50..500 ms after the ACK.
+pub const ACK_TO_DATA_MS: u32 = 100;
+/// Mark bits before the message: GR-30 on-hook 180, ETSI 80 +- 25, call waiting 80.
+pub const GR30_MARK_BITS: u16 = 180;
+pub const ETSI_MARK_BITS: u16 = 80;
+pub const CIDCW_MARK_BITS: u16 = 80;
+/// Channel seizure, alternating bits (GR-30, EN 300 659-1: 300 bits; none off-hook).
+pub const SEIZURE_BITS: u16 = 300;
+/// DTMF CLIP digit timing (tone on / pause) and level per tone.
+pub const CLIP_DIGIT_ON_MS: u32 = 70;
+pub const CLIP_DIGIT_OFF_MS: u32 = 70;
+pub const CLIP_DIGIT_LEVEL_DBM0: f32 = -7.0;
+/// Dual-tone alerting signal (DT-AS / CAS) frequencies (EN 300 659-1 5.3.1, GR-30 5.2.2).
+pub const ALERT_FREQS: (f32, f32) = (2130.0, 2750.0);
+/// DT-AS / CAS level per tone.
+pub const ALERT_LEVEL_DBM0: f32 = -13.0;
+
+/// Which delivery to perform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Procedure {
+    /// Telcordia GR-30-CORE on-hook: data between the first and second ring.
+    Gr30,
+    /// EN 300 659-1 5.2: data after the first ring (as GR-30; V.23 in Europe).
+    EtsiAfterFirstRing,
+    /// EN 300 659-1 5.3.1: line reversal, dual-tone alerting signal, data, then ringing.
+    EtsiDtAs,
+    /// EN 300 659-1 5.3.2: a short ring burst (RP-AS), data, then ringing.
+    EtsiRpAs,
+    /// ETSI DTMF CLIP before the first ring, after a line reversal.
+    DtmfClip,
+    /// Caller ID on call waiting (off-hook, "type 2"): CAS, ACK, data.
+    CallWaiting,
+}
+
+/// What the line layer must do, or what happened, at a point of the delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineStep {
+    /// Reverse the line polarity (EN 300 659-1 line reversal before data).
+    ReversePolarity,
+    /// Apply ringing voltage (the first ring, or the RP-AS burst).
+    RingOn,
+    /// Remove ringing voltage.
+    RingOff,
+    /// The CPE acknowledged the CAS with this DTMF key ('A' or 'D').
+    AckReceived(u8),
+    /// No ACK within the window: the CPE cannot take caller ID on call waiting. The
+    /// delivery ends without data.
+    AckTimeout,
+    /// The delivery is over. On-hook: normal ringing may start now. Off-hook: restore the
+    /// far-end audio.
+    Done,
+}
+
+/// Why a sender cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderError {
+    /// The message is not valid caller ID (from [`crate::callerid`]).
+    Message(CallerIdError),
+    /// DTMF CLIP needs a digit string of `0-9 * # A-D`, at most [`MAX_CLIP_DIGITS`].
+    BadDigits,
+    /// [`Procedure::DtmfClip`] was given to [`CallerIdSender::new`] (use
+    /// [`CallerIdSender::dtmf_clip`]), or an FSK procedure to `dtmf_clip`.
+    WrongProcedure,
+}
+
+/// Longest DTMF CLIP string (start, 20 digits, end, margin).
+pub const MAX_CLIP_DIGITS: usize = 24;
+
+/// One step of a delivery script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seg {
+    /// Report a line step (takes no time).
+    Step(LineStep),
+    /// Silence for this many samples.
+    Silence(u32),
+    /// The dual-tone alerting signal for this many samples.
+    Alert(u32),
+    /// The FSK modem until it has sent everything.
+    Fsk,
+    /// The DTMF digits.
+    Dtmf,
+    /// Silence until the ACK arrives or the window (samples) closes.
+    AckWait(u32),
+}
+
+const MAX_SEGS: usize = 10;
+
+/// Produces one caller ID delivery (audio and line steps), sample-count timed.
+#[derive(Clone, Debug)]
+pub struct CallerIdSender {
+    script: [Seg; MAX_SEGS],
+    n_segs: usize,
+    /// Index of the running segment, and the samples it has run.
+    seg: usize,
+    seg_pos: u32,
+    now: u64,
+    fsk: Option<FskModulator>,
+    digits: [u8; MAX_CLIP_DIGITS],
+    n_digits: usize,
+    digit: usize,
+    dtmf: Option<DtmfGenerator>,
+    alert: (Osc, Osc),
+    ack: Option<u8>,
+    events: [LineStep; 4],
+    n_events: usize,
+    done: bool,
+}
+
+impl CallerIdSender {
+    /// An FSK delivery of `msg` (a whole message from [`crate::callerid::encode_sdmf`] /
+    /// [`crate::callerid::encode_mdmf`]) by `procedure`, at `level_dbm0`.
+    pub fn new(procedure: Procedure, standard: FskStandard, msg: &[u8], level_dbm0: f32) -> Result<Self, SenderError> {
+        // Refuse what a CPE would reject anyway, so that a bad message shows up here.
+        crate::callerid::decode(msg).map_err(SenderError::Message)?;
+        let (seizure, mark) = match procedure {
+            Procedure::Gr30 => (SEIZURE_BITS, GR30_MARK_BITS),
+            Procedure::EtsiAfterFirstRing | Procedure::EtsiDtAs | Procedure::EtsiRpAs => (SEIZURE_BITS, ETSI_MARK_BITS),
+            Procedure::CallWaiting => (0, CIDCW_MARK_BITS),
+            Procedure::DtmfClip => return Err(SenderError::WrongProcedure),
+        };
+        let fsk = FskModulator::new(standard, level_dbm0, msg, seizure, mark).map_err(SenderError::Message)?;
+        use LineStep::*;
+        use Seg::*;
+        let script: &[Seg] = match procedure {
+            Procedure::Gr30 | Procedure::EtsiAfterFirstRing => &[
+                Step(RingOn),
+                Silence(ms(FIRST_RING_MS)),
+                Step(RingOff),
+                Silence(ms(RING_TO_DATA_MS)),
+                Fsk,
+                Silence(ms(DATA_TO_RING_MS)),
+                Step(Done),
+            ],
+            Procedure::EtsiDtAs => &[
+                Step(ReversePolarity),
+                Silence(ms(REVERSAL_TO_ALERT_MS)),
+                Alert(ms(DT_AS_MS)),
+                Silence(ms(ALERT_TO_DATA_MS)),
+                Fsk,
+                Silence(ms(DATA_TO_RING_MS)),
+                Step(Done),
+            ],
+            Procedure::EtsiRpAs => &[
+                Step(RingOn),
+                Silence(ms(RP_AS_MS)),
+                Step(RingOff),
+                Silence(ms(RP_AS_TO_DATA_MS)),
+                Fsk,
+                Silence(ms(DATA_TO_RING_MS)),
+                Step(Done),
+            ],
+            Procedure::CallWaiting => &[
+                Alert(ms(CAS_MS)),
+                AckWait(ms(ACK_WINDOW_MS)),
+                Silence(ms(ACK_TO_DATA_MS)),
+                Fsk,
+                Step(Done),
+            ],
+            Procedure::DtmfClip => return Err(SenderError::WrongProcedure),
+        };
+        let mut s = Self::empty(script);
+        s.fsk = Some(fsk);
+        Ok(s)
+    }
+
+    /// A DTMF CLIP delivery of `digits` (e.g. from [`crate::callerid::dtmf_clip`]:
+    /// "A0123456789C"), preceded by a line reversal when `reversal` is true.
+    pub fn dtmf_clip(digits: &[u8], reversal: bool) -> Result<Self, SenderError> {
+        if digits.is_empty() || digits.len() > MAX_CLIP_DIGITS || digits.iter().any(|&d| crate::dtmf::digit_freqs(d).is_none()) {
+            return Err(SenderError::BadDigits);
+        }
+        use LineStep::*;
+        use Seg::*;
+        let with: &[Seg] = &[Step(ReversePolarity), Silence(ms(REVERSAL_TO_ALERT_MS)), Dtmf, Silence(ms(DATA_TO_RING_MS)), Step(Done)];
+        let mut s = Self::empty(if reversal { with } else { &with[1..] });
+        s.digits[..digits.len()].copy_from_slice(digits);
+        s.n_digits = digits.len();
+        Ok(s)
+    }
+
+    fn empty(script: &[Seg]) -> Self {
+        let mut sc = [Seg::Silence(0); MAX_SEGS];
+        sc[..script.len()].copy_from_slice(script);
+        let a = dbm0_to_peak(ALERT_LEVEL_DBM0);
+        CallerIdSender {
+            script: sc,
+            n_segs: script.len(),
+            seg: 0,
+            seg_pos: 0,
+            now: 0,
+            fsk: None,
+            digits: [0; MAX_CLIP_DIGITS],
+            n_digits: 0,
+            digit: 0,
+            dtmf: None,
+            alert: (Osc::new(ALERT_FREQS.0, a), Osc::new(ALERT_FREQS.1, a)),
+            ack: None,
+            events: [LineStep::Done; 4],
+            n_events: 0,
+            done: false,
+        }
+    }
+
+    /// Samples produced so far: the sender's clock.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// True once [`LineStep::Done`] has been reached.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The sample count at which the running timed step ends, if it has a fixed length
+    /// (the FSK and DTMF phases end when their data is out; `None` then and when done).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.seg >= self.n_segs {
+            return None;
+        }
+        match &self.script[self.seg] {
+            Seg::Silence(n) | Seg::Alert(n) | Seg::AckWait(n) => Some(self.now + (*n - self.seg_pos.min(*n)) as u64),
+            Seg::Step(_) => Some(self.now),
+            Seg::Fsk | Seg::Dtmf => None,
+        }
+    }
+
+    /// The next line step that fell due in the audio produced so far.
+    pub fn poll_event(&mut self) -> Option<LineStep> {
+        if self.n_events == 0 {
+            return None;
+        }
+        let e = self.events[0];
+        self.events.copy_within(1..self.n_events, 0);
+        self.n_events -= 1;
+        Some(e)
+    }
+
+    /// A DTMF key detected on the line (call waiting ACK). 'A' (ADSI CPE) and 'D'
+    /// (caller ID CPE) are ACKs; anything else, or a key outside the window, is ignored.
+    pub fn on_dtmf(&mut self, key: u8) {
+        if let Some(Seg::AckWait(_)) = self.script.get(self.seg) {
+            if self.seg < self.n_segs && (key == b'A' || key == b'D') && self.ack.is_none() {
+                self.ack = Some(key);
+            }
+        }
+    }
+
+    fn emit(&mut self, e: LineStep) {
+        // Never more than two steps fall in one call without a poll in between; keep the
+        // newest if the line layer forgets to poll.
+        if self.n_events == self.events.len() {
+            self.events.copy_within(1.., 0);
+            self.n_events -= 1;
+        }
+        self.events[self.n_events] = e;
+        self.n_events += 1;
+    }
+
+    fn next_seg(&mut self) {
+        self.seg += 1;
+        self.seg_pos = 0;
+    }
+
+    /// Produce the next `out.len()` samples of line audio (zero while ringing, waiting or
+    /// after the end) and advance time by as much.
+    pub fn fill(&mut self, out: &mut [i16]) {
+        let mut i = 0;
+        while i < out.len() {
+            if self.seg >= self.n_segs {
+                out[i..].fill(0);
+                self.now += (out.len() - i) as u64;
+                return;
+            }
+            let rest = &mut out[i..];
+            let produced = match self.script[self.seg] {
+                Seg::Step(e) => {
+                    if e == LineStep::Done {
+                        self.done = true;
+                    }
+                    self.emit(e);
+                    self.next_seg();
+                    0
+                }
+                Seg::Silence(n) => {
+                    let k = ((n - self.seg_pos) as usize).min(rest.len());
+                    rest[..k].fill(0);
+                    self.advance(k, n)
+                }
+                Seg::Alert(n) => {
+                    let k = ((n - self.seg_pos) as usize).min(rest.len());
+                    for o in rest[..k].iter_mut() {
+                        *o = sat16(self.alert.0.next() + self.alert.1.next());
+                    }
+                    self.advance(k, n)
+                }
+                Seg::AckWait(n) => {
+                    if let Some(key) = self.ack {
+                        self.emit(LineStep::AckReceived(key));
+                        self.next_seg();
+                        0
+                    } else if self.seg_pos >= n {
+                        self.emit(LineStep::AckTimeout);
+                        self.emit(LineStep::Done);
+                        self.done = true;
+                        self.seg = self.n_segs;
+                        0
+                    } else {
+                        // One sample at a time is not needed: the ACK arrives between
+                        // calls, so wait out the rest of this call at most.
+                        let k = ((n - self.seg_pos) as usize).min(rest.len());
+                        rest[..k].fill(0);
+                        self.seg_pos += k as u32;
+                        k
+                    }
+                }
+                Seg::Fsk => {
+                    let m = self.fsk.as_mut().expect("FSK script has a modulator");
+                    // The modulator reports the end of its data after the call that sent
+                    // the last bit; count only what it produced, one sample at a time at
+                    // the boundary.
+                    let mut k = 0;
+                    let mut more = true;
+                    while k < rest.len() && more {
+                        more = m.fill(&mut rest[k..k + 1]);
+                        k += 1;
+                    }
+                    if !more {
+                        self.next_seg();
+                    }
+                    k
+                }
+                Seg::Dtmf => {
+                    if self.dtmf.is_none() {
+                        if self.digit >= self.n_digits {
+                            self.next_seg();
+                            continue;
+                        }
+                        let d = self.digits[self.digit];
+                        self.digit += 1;
+                        self.dtmf = DtmfGenerator::new(d, CLIP_DIGIT_LEVEL_DBM0, CLIP_DIGIT_ON_MS, CLIP_DIGIT_OFF_MS);
+                    }
+                    let g = self.dtmf.as_mut().expect("set above");
+                    let mut k = 0;
+                    let mut more = true;
+                    while k < rest.len() && more {
+                        more = g.fill(&mut rest[k..k + 1]);
+                        k += 1;
+                    }
+                    if !more {
+                        self.dtmf = None;
+                    }
+                    k
+                }
+            };
+            i += produced;
+            self.now += produced as u64;
+        }
+    }
+
+    fn advance(&mut self, k: usize, n: u32) -> usize {
+        self.seg_pos += k as u32;
+        if self.seg_pos >= n {
+            self.next_seg();
+        }
+        k
+    }
+}
+
+/// A DTMF CLIP string ends at 'C' or after this long without a digit.
+pub const CLIP_END_TIMEOUT_MS: u32 = 500;
+/// Shortest dual-tone alerting signal the receiver reports (CAS is 75..85 ms).
+pub const MIN_ALERT_MS: u32 = 60;
+/// Weakest alerting tone the receiver hears, per tone.
+pub const MIN_ALERT_LEVEL_DBM0: f32 = -40.0;
+
+/// What the receiver found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    /// An FSK message with a good checksum, parsed.
+    CallerId(CallerId),
+    /// An FSK message that failed its checksum or could not be parsed.
+    BadMessage(CallerIdError),
+    /// An ETSI DTMF CLIP string: the number, or the reason it is absent.
+    DtmfClip(CallerId),
+    /// A 2130 + 2750 Hz dual-tone alerting signal (DT-AS on-hook, CAS off-hook) ended
+    /// after this many ms. Off-hook, the FXO side answers a CAS with DTMF 'D' within
+    /// [`ACK_WINDOW_MS`] if it wants the data that follows.
+    AlertingSignal { duration_ms: u32 },
+}
+
+/// The 2130 + 2750 Hz detector: 10 ms Goertzel blocks; a block is a hit when both tones
+/// are above the minimum level, within 10 dB of each other, and carry at least 80 % of
+/// the block's energy (speech and the FSK carriers do not).
+#[derive(Clone, Copy, Debug)]
+struct AlertDetector {
+    lo: Goertzel,
+    hi: Goertzel,
+    energy: f32,
+    run: u32,
+}
+
+const ALERT_BLOCK: u32 = 80;
+/// Energy in one block of a tone at the minimum level: (A^2 / 2) * N.
+fn min_alert_energy() -> f32 {
+    let a = dbm0_to_peak(MIN_ALERT_LEVEL_DBM0);
+    0.5 * a * a * ALERT_BLOCK as f32
+}
+
+impl AlertDetector {
+    const fn new() -> Self {
+        AlertDetector {
+            lo: Goertzel::new(ALERT_FREQS.0, SAMPLE_RATE),
+            hi: Goertzel::new(ALERT_FREQS.1, SAMPLE_RATE),
+            energy: 0.0,
+            run: 0,
+        }
+    }
+
+    /// One sample; returns the duration (ms) of an alerting signal that just ended.
+    fn update(&mut self, x: f32) -> Option<u32> {
+        self.lo.update(x);
+        self.hi.update(x);
+        self.energy += x * x;
+        if self.lo.len() < ALERT_BLOCK {
+            return None;
+        }
+        // Tone energy over the block from its DFT value: |X|^2 = (A N / 2)^2.
+        let n = ALERT_BLOCK as f32;
+        let (el, eh) = (2.0 * self.lo.power() / n, 2.0 * self.hi.power() / n);
+        let min = min_alert_energy();
+        let hit = el > min && eh > min && el < 10.0 * eh && eh < 10.0 * el && el + eh > 0.8 * self.energy;
+        self.lo.reset();
+        self.hi.reset();
+        self.energy = 0.0;
+        if hit {
+            self.run += 1;
+            return None;
+        }
+        let run = core::mem::take(&mut self.run);
+        let dur = run * (ALERT_BLOCK / 8);
+        (dur >= MIN_ALERT_MS).then_some(dur)
+    }
+}
+
+/// The caller ID receiver of an FXO port: FSK (Bell 202 or V.23) messages, ETSI DTMF
+/// CLIP and the dual-tone alerting signal, all from the same line audio.
+///
+/// Feed every received frame to [`CallerIdReceiver::process`], then drain
+/// [`CallerIdReceiver::poll_event`].
+#[derive(Clone, Debug)]
+pub struct CallerIdReceiver {
+    fsk: FskDemodulator,
+    dtmf: DtmfDetector,
+    alert: AlertDetector,
+    clip: [u8; MAX_CLIP_DIGITS],
+    clip_len: usize,
+    last_digit_at: u64,
+    now: u64,
+    events: [Option<ReceiverEvent>; 4],
+    dropped: u32,
+}
+
+impl CallerIdReceiver {
+    /// A receiver for FSK caller ID of `standard`; DTMF CLIP and alerting signals are
+    /// always listened for.
+    pub fn new(standard: FskStandard) -> Self {
+        CallerIdReceiver {
+            fsk: FskDemodulator::new(standard),
+            dtmf: DtmfDetector::new(),
+            alert: AlertDetector::new(),
+            clip: [0; MAX_CLIP_DIGITS],
+            clip_len: 0,
+            last_digit_at: 0,
+            now: 0,
+            events: [None; 4],
+            dropped: 0,
+        }
+    }
+
+    /// Samples processed so far: the receiver's clock.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Events lost because nobody polled (the queue holds four).
+    pub fn dropped_events(&self) -> u32 {
+        self.dropped
+    }
+
+    /// The sample count at which a DTMF CLIP string without its end digit is closed.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        (self.clip_len > 0).then(|| self.last_digit_at + ms(CLIP_END_TIMEOUT_MS) as u64)
+    }
+
+    /// Next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        let e = self.events[0].take();
+        self.events.rotate_left(1);
+        e
+    }
+
+    fn push(&mut self, e: ReceiverEvent) {
+        match self.events.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(e),
+            None => self.dropped += 1,
+        }
+    }
+
+    /// Feed received line audio (any length; 80-sample frames in the rt loop).
+    pub fn process(&mut self, samples: &[i16]) {
+        for &x in samples {
+            if let Some(d) = self.alert.update(x as f32) {
+                self.push(ReceiverEvent::AlertingSignal { duration_ms: d });
+            }
+        }
+        let mut ev = self.fsk.process(samples);
+        while let Some(e) = ev {
+            let r = match e {
+                FskEvent::Message { .. } => match e.decode() {
+                    Some(Ok(c)) => ReceiverEvent::CallerId(c),
+                    Some(Err(err)) => ReceiverEvent::BadMessage(err),
+                    None => ReceiverEvent::BadMessage(CallerIdError::BadChecksum),
+                },
+                FskEvent::BadChecksum => ReceiverEvent::BadMessage(CallerIdError::BadChecksum),
+            };
+            self.push(r);
+            ev = self.fsk.process(&[]);
+        }
+        let end = self.now + samples.len() as u64;
+        let mut d = self.dtmf.process(samples);
+        while let Some(e) = d {
+            if let DtmfEvent::Start(key) = e {
+                self.clip_digit(key, end);
+            }
+            d = self.dtmf.process(&[]);
+        }
+        self.now = end;
+        if self.clip_len > 0 && self.now >= self.last_digit_at + ms(CLIP_END_TIMEOUT_MS) as u64 {
+            self.clip_end();
+        }
+    }
+
+    fn clip_digit(&mut self, key: u8, at: u64) {
+        let start = key == b'A' || key == b'D';
+        if start {
+            // A start digit always begins a new string (a lost 'C' must not glue two).
+            self.clip_len = 0;
+        } else if self.clip_len == 0 {
+            return; // digits outside a CLIP string are not caller ID
+        }
+        self.last_digit_at = at;
+        if key == b'C' {
+            self.clip_end();
+            return;
+        }
+        if self.clip_len == MAX_CLIP_DIGITS {
+            self.clip_len = 0; // too long: not CLIP
+            return;
+        }
+        self.clip[self.clip_len] = key;
+        self.clip_len += 1;
+    }
+
+    /// EN 300 659-1 annex B style strings: 'A' number 'C'; or 'D' and a code when there
+    /// is no number ("D1" private, other codes unavailable).
+    fn clip_end(&mut self) {
+        let s = &self.clip[..self.clip_len];
+        self.clip_len = 0;
+        let mut cid = CallerId::new();
+        match s.split_first() {
+            Some((b'A', digits)) if !digits.is_empty() => {
+                if cid.set_number(digits).is_err() {
+                    return;
+                }
+            }
+            Some((b'D', code)) => {
+                cid.number_absent = Some(match code.first() {
+                    Some(b'1') => AbsenceReason::Private,
+                    _ => AbsenceReason::Unavailable,
+                });
+            }
+            _ => return,
+        }
+        self.push(ReceiverEvent::DtmfClip(cid));
+    }
+}
