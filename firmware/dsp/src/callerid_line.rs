@@ -431,6 +431,14 @@ impl CallerIdSender {
             i += produced;
             self.now += produced as u64;
         }
+        // Steps due exactly at the end of this audio belong to this call.
+        while let Some(Seg::Step(e)) = self.script[..self.n_segs].get(self.seg).copied() {
+            if e == LineStep::Done {
+                self.done = true;
+            }
+            self.emit(e);
+            self.next_seg();
+        }
     }
 
     fn advance(&mut self, k: usize, n: u32) -> usize {
@@ -658,5 +666,276 @@ impl CallerIdReceiver {
             _ => return,
         }
         self.push(ReceiverEvent::DtmfClip(cid));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callerid::{encode_mdmf, encode_sdmf, dtmf_clip};
+    use std::vec::Vec;
+
+    fn cid() -> CallerId {
+        let mut c = CallerId::new();
+        c.set_datetime(11, 23, 1, 33).unwrap();
+        c.set_number(b"0612345678").unwrap();
+        c.set_name(b"DOE JANE").unwrap();
+        c
+    }
+
+    fn mdmf() -> ([u8; 64], usize) {
+        let mut b = [0u8; 64];
+        let n = encode_mdmf(&cid(), &mut b).unwrap();
+        (b, n)
+    }
+
+    /// Runs a sender in 80-sample frames to the end (or `limit` samples); returns the
+    /// audio and each step with the sample count of the frame end it was polled at.
+    fn run(tx: &mut CallerIdSender, limit: usize, mut on_frame: impl FnMut(&mut CallerIdSender, u64)) -> (Vec<i16>, Vec<(LineStep, u64)>) {
+        let mut audio = Vec::new();
+        let mut steps = Vec::new();
+        let mut f = [0i16; 80];
+        while !tx.is_done() && audio.len() < limit {
+            on_frame(tx, tx.now());
+            tx.fill(&mut f);
+            audio.extend_from_slice(&f);
+            while let Some(s) = tx.poll_event() {
+                steps.push((s, tx.now()));
+            }
+        }
+        (audio, steps)
+    }
+
+    /// First and last sample index with a magnitude above `thr` in `x[from..to]`.
+    fn span(x: &[i16], from: usize, to: usize, thr: i16) -> Option<(usize, usize)> {
+        let first = (from..to).find(|&i| x[i].unsigned_abs() > thr as u16)?;
+        let last = (from..to).rev().find(|&i| x[i].unsigned_abs() > thr as u16)?;
+        Some((first, last))
+    }
+
+    fn receive(x: &[i16], std: FskStandard) -> Vec<ReceiverEvent> {
+        let mut rx = CallerIdReceiver::new(std);
+        let mut ev = Vec::new();
+        for f in x.chunks(80) {
+            rx.process(f);
+            while let Some(e) = rx.poll_event() {
+                ev.push(e);
+            }
+        }
+        // Let a pending DTMF CLIP time out.
+        for _ in 0..100 {
+            rx.process(&[0; 80]);
+            while let Some(e) = rx.poll_event() {
+                ev.push(e);
+            }
+        }
+        ev
+    }
+
+    /// FSK length in samples: bits * 20/3, rounded up (the modulator's bit clock).
+    fn fsk_samples(bits: u32) -> usize {
+        (bits as usize * 20).div_ceil(3)
+    }
+
+    #[test]
+    fn gr30_rings_then_sends_500_ms_after_the_ring() {
+        let (m, n) = mdmf();
+        let mut tx = CallerIdSender::new(Procedure::Gr30, FskStandard::Bell202, &m[..n], -13.0).unwrap();
+        assert_eq!(tx.poll_timeout(), Some(0));
+        let (x, steps) = run(&mut tx, 1_000_000, |_, _| {});
+        let ring_end = ms(FIRST_RING_MS) as u64;
+        let data = ring_end as usize + ms(RING_TO_DATA_MS) as usize;
+        let bits = 300 + 180 + 10 * n as u32 + 2;
+        let fsk_end = data + fsk_samples(bits);
+        assert_eq!(steps[0], (LineStep::RingOn, 80));
+        assert_eq!(steps[1], (LineStep::RingOff, ring_end));
+        // Silence during the ring and the 500 ms gap; the carrier starts right after.
+        let (first, last) = span(&x, 0, x.len(), 100).unwrap();
+        assert!((data..data + 3).contains(&first), "data starts at {first}, expected {data}");
+        assert!(last < fsk_end && last + 8 >= fsk_end, "data ends at {last}, expected {fsk_end}");
+        // Done 200 ms after the data, to the frame.
+        let (done, at) = steps[2];
+        assert_eq!(done, LineStep::Done);
+        assert_eq!(at, ((fsk_end + ms(DATA_TO_RING_MS) as usize) as u64).next_multiple_of(80));
+        assert_eq!(steps.len(), 3);
+        assert_eq!(receive(&x, FskStandard::Bell202), [ReceiverEvent::CallerId(cid())]);
+    }
+
+    #[test]
+    fn etsi_dt_as_reversal_alert_then_data() {
+        let (m, n) = mdmf();
+        let mut tx = CallerIdSender::new(Procedure::EtsiDtAs, FskStandard::V23, &m[..n], -13.0).unwrap();
+        let (x, steps) = run(&mut tx, 1_000_000, |_, _| {});
+        assert_eq!(steps[0], (LineStep::ReversePolarity, 80));
+        let t0 = ms(REVERSAL_TO_ALERT_MS) as usize;
+        let (a0, a1) = span(&x, 0, t0 + ms(DT_AS_MS) as usize + 100, 100).unwrap();
+        assert!(a0 >= t0 && a0 < t0 + 3, "DT-AS at {a0}");
+        assert!(a1 < t0 + ms(DT_AS_MS) as usize && a1 + 3 >= t0 + ms(DT_AS_MS) as usize, "DT-AS ends {a1}");
+        let data = t0 + ms(DT_AS_MS + ALERT_TO_DATA_MS) as usize;
+        let (d0, _) = span(&x, a1 + 1, x.len(), 100).unwrap();
+        assert!((data..data + 3).contains(&d0), "data at {d0}, expected {data}");
+        assert_eq!(steps.last().unwrap().0, LineStep::Done);
+        let ev = receive(&x, FskStandard::V23);
+        assert_eq!(ev, [ReceiverEvent::AlertingSignal { duration_ms: 100 }, ReceiverEvent::CallerId(cid())]);
+    }
+
+    #[test]
+    fn etsi_rp_as_burst_then_data() {
+        let mut b = [0u8; 64];
+        let mut c = cid();
+        c.number_absent = None;
+        let n = encode_sdmf(&c, &mut b).unwrap();
+        let mut tx = CallerIdSender::new(Procedure::EtsiRpAs, FskStandard::V23, &b[..n], -20.0).unwrap();
+        let (x, steps) = run(&mut tx, 1_000_000, |_, _| {});
+        assert_eq!(&steps[..2], &[(LineStep::RingOn, 80), (LineStep::RingOff, ms(RP_AS_MS) as u64)]);
+        let data = ms(RP_AS_MS + RP_AS_TO_DATA_MS) as usize;
+        let (d0, _) = span(&x, 0, x.len(), 30).unwrap();
+        assert!((data..data + 3).contains(&d0), "data at {d0}, expected {data}");
+        let ev = receive(&x, FskStandard::V23);
+        let mut sdmf = CallerId::new();
+        sdmf.datetime = c.datetime;
+        sdmf.set_number(c.number()).unwrap();
+        assert_eq!(ev, [ReceiverEvent::CallerId(sdmf)]);
+    }
+
+    #[test]
+    fn call_waiting_cas_ack_data() {
+        let (m, n) = mdmf();
+        for key in [b'D', b'A'] {
+            let mut tx = CallerIdSender::new(Procedure::CallWaiting, FskStandard::Bell202, &m[..n], -13.0).unwrap();
+            // The CPE answers 50 ms after the CAS ends; a wrong key first is ignored.
+            let ack_at = ms(CAS_MS + 50) as u64;
+            let (x, steps) = run(&mut tx, 1_000_000, |tx, now| {
+                if now == ack_at - 80 {
+                    tx.on_dtmf(b'5');
+                }
+                if now == ack_at {
+                    tx.on_dtmf(key);
+                }
+            });
+            let (c0, c1) = span(&x, 0, 1000, 100).unwrap();
+            assert!(c0 < 3 && c1 + 3 >= ms(CAS_MS) as usize && c1 < ms(CAS_MS) as usize, "CAS {c0}..{c1}");
+            assert_eq!(steps[0], (LineStep::AckReceived(key), ack_at + 80));
+            let data = ack_at as usize + ms(ACK_TO_DATA_MS) as usize;
+            let (d0, d1) = span(&x, c1 + 1, x.len(), 100).unwrap();
+            assert!((data..data + 3).contains(&d0), "data at {d0}, expected {data}");
+            // No seizure: 80 marks and the message.
+            let bits = CIDCW_MARK_BITS as u32 + 10 * n as u32 + 2;
+            assert!(d1 + 8 >= data + fsk_samples(bits) && d1 < data + fsk_samples(bits));
+            assert_eq!(steps[1].0, LineStep::Done);
+            let ev = receive(&x, FskStandard::Bell202);
+            assert_eq!(ev, [ReceiverEvent::AlertingSignal { duration_ms: 80 }, ReceiverEvent::CallerId(cid())]);
+        }
+    }
+
+    #[test]
+    fn call_waiting_without_ack_times_out_silently() {
+        let (m, n) = mdmf();
+        let mut tx = CallerIdSender::new(Procedure::CallWaiting, FskStandard::Bell202, &m[..n], -13.0).unwrap();
+        let (x, steps) = run(&mut tx, 1_000_000, |tx, now| {
+            if now == ms(CAS_MS + ACK_WINDOW_MS + 20) as u64 {
+                tx.on_dtmf(b'D'); // too late: the sender has given up
+            }
+        });
+        let window_end = ms(CAS_MS + ACK_WINDOW_MS) as u64;
+        assert_eq!(steps, [(LineStep::AckTimeout, window_end + 80), (LineStep::Done, window_end + 80)]);
+        assert!(x[ms(CAS_MS) as usize..].iter().all(|&s| s == 0));
+        assert!(tx.is_done());
+        assert_eq!(tx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn dtmf_clip_round_trip_number_and_private() {
+        let mut digits = [0u8; 32];
+        let n = dtmf_clip(&cid(), &mut digits).unwrap();
+        let mut tx = CallerIdSender::dtmf_clip(&digits[..n], true).unwrap();
+        let (x, steps) = run(&mut tx, 1_000_000, |_, _| {});
+        assert_eq!(steps.first(), Some(&(LineStep::ReversePolarity, 80)));
+        let per = ms(CLIP_DIGIT_ON_MS + CLIP_DIGIT_OFF_MS) as usize;
+        let end = ms(REVERSAL_TO_ALERT_MS) as usize + n * per + ms(DATA_TO_RING_MS) as usize;
+        assert_eq!(steps.last(), Some(&(LineStep::Done, (end as u64).next_multiple_of(80))));
+        let mut want = CallerId::new();
+        want.set_number(b"0612345678").unwrap();
+        assert_eq!(receive(&x, FskStandard::V23), [ReceiverEvent::DtmfClip(want)]);
+
+        // "D1" has no end digit: the receiver closes it after CLIP_END_TIMEOUT_MS.
+        let mut p = CallerId::new();
+        p.number_absent = Some(AbsenceReason::Private);
+        let n = dtmf_clip(&p, &mut digits).unwrap();
+        let mut tx = CallerIdSender::dtmf_clip(&digits[..n], false).unwrap();
+        let (x, steps) = run(&mut tx, 1_000_000, |_, _| {});
+        assert_eq!(steps.len(), 1);
+        assert_eq!(receive(&x, FskStandard::V23), [ReceiverEvent::DtmfClip(p)]);
+    }
+
+    #[test]
+    fn receiver_ignores_stray_digits_and_restarts_on_a_new_start() {
+        let mut x = Vec::new();
+        for d in b"12A99A555C7".iter() {
+            let mut g = DtmfGenerator::new(*d, -7.0, 70, 70).unwrap();
+            let mut f = [0i16; 80];
+            while g.fill(&mut f) {
+                x.extend_from_slice(&f);
+            }
+            x.extend_from_slice(&f);
+        }
+        let mut want = CallerId::new();
+        want.set_number(b"555").unwrap();
+        assert_eq!(receive(&x, FskStandard::V23), [ReceiverEvent::DtmfClip(want)]);
+    }
+
+    #[test]
+    fn alerting_detector_rejects_single_tones_short_bursts_and_speech() {
+        let a = dbm0_to_peak(-13.0);
+        let tone = |f1: f32, f2: Option<f32>, n: usize| -> Vec<i16> {
+            let (mut o1, mut o2) = (Osc::new(f1, a), Osc::new(f2.unwrap_or(0.0), if f2.is_some() { a } else { 0.0 }));
+            let mut v = std::vec![0i16; 400];
+            v.extend((0..n).map(|_| sat16(o1.next() + o2.next())));
+            v.extend(std::iter::repeat_n(0i16, 400));
+            v
+        };
+        let alerts = |x: &[i16]| receive(x, FskStandard::Bell202).iter().filter(|e| matches!(e, ReceiverEvent::AlertingSignal { .. })).count();
+        assert_eq!(alerts(&tone(2130.0, Some(2750.0), 640)), 1);
+        assert_eq!(alerts(&tone(2130.0, None, 2000)), 0);
+        assert_eq!(alerts(&tone(2750.0, None, 2000)), 0);
+        assert_eq!(alerts(&tone(2130.0, Some(2750.0), 400)), 0); // 50 ms: too short
+        assert_eq!(alerts(&tone(1800.0, Some(2400.0), 2000)), 0);
+        let mut s = crate::testsig::SpeechLike::new(9, -10.0);
+        let mut y = std::vec![0i16; 8000 * 20];
+        s.fill(&mut y);
+        assert!(receive(&y, FskStandard::Bell202).is_empty());
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let (mut m, n) = mdmf();
+        m[4] ^= 0x20;
+        assert_eq!(
+            CallerIdSender::new(Procedure::Gr30, FskStandard::Bell202, &m[..n], -13.0).err(),
+            Some(SenderError::Message(CallerIdError::BadChecksum))
+        );
+        let (m, n) = mdmf();
+        assert_eq!(CallerIdSender::new(Procedure::DtmfClip, FskStandard::V23, &m[..n], -13.0).err(), Some(SenderError::WrongProcedure));
+        assert_eq!(CallerIdSender::dtmf_clip(b"A12X4C", true).err(), Some(SenderError::BadDigits));
+        assert_eq!(CallerIdSender::dtmf_clip(b"", true).err(), Some(SenderError::BadDigits));
+        assert_eq!(CallerIdSender::dtmf_clip(&[b'1'; 25], true).err(), Some(SenderError::BadDigits));
+    }
+
+    #[test]
+    fn fill_in_odd_chunks_gives_the_same_audio() {
+        let (m, n) = mdmf();
+        let mut a = CallerIdSender::new(Procedure::EtsiDtAs, FskStandard::V23, &m[..n], -13.0).unwrap();
+        let mut b = a.clone();
+        let (xa, _) = run(&mut a, 1_000_000, |_, _| {});
+        let mut xb = Vec::new();
+        let mut k = 1;
+        while !b.is_done() {
+            let mut f = std::vec![0i16; k];
+            b.fill(&mut f);
+            xb.extend_from_slice(&f);
+            k = k % 97 + 13;
+        }
+        assert_eq!(&xb[..xa.len().min(xb.len())], &xa[..xa.len().min(xb.len())]);
+        assert!(xb.len() + 200 >= xa.len());
     }
 }
