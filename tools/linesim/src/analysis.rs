@@ -412,6 +412,23 @@ pub fn dtmf(digits: &str, on_ms: u32, off_ms: u32, level_dbm0: f32) -> Result<Ve
     Ok(out)
 }
 
+/// Level in dBm0 of the sine at `freq_hz` in `x` (the rest of the signal
+/// does not count): the Hann-windowed DTFT magnitude at that frequency,
+/// converted to a sine amplitude. Needs 100 ms or more to reject neighbours
+/// 40 Hz away; -120 for silence or fewer than 80 samples.
+pub fn tone_level_dbm0(x: &[i16], freq_hz: f64) -> f32 {
+    if x.len() < FRAME {
+        return -120.0;
+    }
+    let xw = hann(x);
+    // A sine of amplitude A gives |X| = A * N / 4 under a Hann window.
+    let amp = 4.0 * goertzel(&xw, freq_hz).sqrt() / x.len() as f64;
+    if amp <= 0.0 {
+        return -120.0;
+    }
+    (20.0 * (amp / DBM0_PEAK).log10()).max(-120.0) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,5 +549,23 @@ mod tests {
         assert!(x[640..1280].iter().all(|&s| s == 0));
         assert_eq!(dtmf("12x", 80, 80, -7.0), Err('x'));
         assert_eq!(dtmf("a,", 80, 80, -7.0).unwrap().len(), 1280 + 4000);
+    }
+
+    #[test]
+    fn tone_level_ignores_other_signals() {
+        let t = tone(&[1004.0], -20.0, 1000);
+        assert!((tone_level_dbm0(&t, 1004.0) + 20.0).abs() < 0.1, "{}", tone_level_dbm0(&t, 1004.0));
+        // The same tone under a louder tone 400 Hz away and under noise.
+        let other = tone(&[1404.0], -10.0, 1000);
+        let mut g = crate::signals::Noise::new(9);
+        let mix: Vec<i16> = t
+            .iter()
+            .zip(&other)
+            .map(|(&a, &b)| (f64::from(a) + f64::from(b) + 300.0 * g.gaussian()).round() as i16)
+            .collect();
+        assert!(level_dbm0(&mix) > -11.0);
+        assert!((tone_level_dbm0(&mix, 1004.0) + 20.0).abs() < 0.3, "{}", tone_level_dbm0(&mix, 1004.0));
+        assert!(tone_level_dbm0(&other, 1004.0) < -60.0);
+        assert_eq!(tone_level_dbm0(&[0; 800], 1004.0), -120.0);
     }
 }

@@ -75,6 +75,8 @@ pub enum Command {
     Play(usize, PathBuf, bool),
     Record(usize, Duration, PathBuf),
     Measure(usize, Duration),
+    /// Line echo on a port (`None`: off).
+    Echo(usize, Option<crate::EchoPath>),
     Wait(usize, WaitFor, Duration),
     Status,
     Sleep(Duration),
@@ -90,6 +92,9 @@ tone P HZ DBM0 | stop P               send a steady tone / silence
 play P FILE.wav [loop]                send an 8 kHz mono 16-bit WAV
 record P SECONDS FILE.wav             record what the phone hears
 measure P SECONDS                     dominant frequency, level, second tone
+echo P MODEL DELAY_MS ERL_DB | echo P off
+                                      line echo: G.168 hybrid model 1..8 (or d2..d9),
+                                      bulk delay 0..100 ms, echo return loss in dB
 wait P dial|ringback|busy|reorder|ringing|ringstop [SECS]
 status | sleep MS | help | quit";
 
@@ -179,6 +184,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             arity(2, 2)?;
             Command::Measure(port(a.first())?, seconds(a.get(1))?)
         }
+        "echo" => {
+            arity(2, 4)?;
+            let p = port(a.first())?;
+            if a.len() == 2 && a[1].eq_ignore_ascii_case("off") {
+                Command::Echo(p, None)
+            } else if a.len() == 4 {
+                let model: crate::HybridModel = a[1].parse().map_err(|e| format!("echo: {e}"))?;
+                let delay_ms: u32 = number(a.get(2), "delay (ms)")?;
+                let erl_db: f32 = number(a.get(3), "ERL (dB)")?;
+                let path = crate::EchoPath { delay_ms, erl_db, model };
+                path.validate().map_err(|e| format!("echo: {e}"))?;
+                Command::Echo(p, Some(path))
+            } else {
+                return Err("echo: expected 'echo P MODEL DELAY_MS ERL_DB' or 'echo P off'".into());
+            }
+        }
         "wait" => {
             arity(2, 3)?;
             let what = match a[1].to_ascii_lowercase().as_str() {
@@ -252,6 +273,14 @@ pub fn execute(sim: &Linesim, cmd: &Command, tones: Tones, out: &mut dyn Write) 
             let second = m.second_freq_hz.map_or(String::new(), |f| format!(" second {f:.1} Hz"));
             writeln!(out, "FXS {}: {:.1} Hz {:.1} dBm0{second}", p + 1, m.freq_hz, m.level_dbm0).map_err(io_err)?;
         }
+        Command::Echo(p, path) => {
+            ph(*p)?.set_echo(*path)?;
+            match path {
+                Some(e) => writeln!(out, "FXS {}: echo {e}", p + 1),
+                None => writeln!(out, "FXS {}: echo off", p + 1),
+            }
+            .map_err(io_err)?;
+        }
         Command::Wait(p, what, t) => {
             let phone = ph(*p)?;
             match what {
@@ -289,7 +318,8 @@ pub fn execute(sim: &Linesim, cmd: &Command, tones: Tones, out: &mut dyn Write) 
                     HookState::OffHook => "off-hook",
                 };
                 let ring = if phone.is_ringing() { " RINGING" } else { "" };
-                writeln!(out, "FXS {}: {hook}, feed {:?}{ring}", p + 1, phone.feed()).map_err(io_err)?;
+                let echo = phone.echo().map_or(String::new(), |e| format!(", echo {e}"));
+                writeln!(out, "FXS {}: {hook}, feed {:?}{ring}{echo}", p + 1, phone.feed()).map_err(io_err)?;
             }
         }
         Command::Sleep(d) => std::thread::sleep(*d),
@@ -328,6 +358,7 @@ pub fn run_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{EchoPath, HybridModel};
 
     #[test]
     fn parses_every_command_with_one_based_ports() {
@@ -343,6 +374,9 @@ mod tests {
             ("play 1 a.wav loop", Command::Play(0, "a.wav".into(), true)),
             ("record 1 2.5 out.wav", Command::Record(0, s(2.5), "out.wav".into())),
             ("measure 2 1", Command::Measure(1, s(1.0))),
+            ("echo 1 1 20 6", Command::Echo(0, Some(EchoPath { delay_ms: 20, erl_db: 6.0, model: HybridModel::D2 }))),
+            ("echo 2 d5 50 10.5", Command::Echo(1, Some(EchoPath { delay_ms: 50, erl_db: 10.5, model: HybridModel::D5 }))),
+            ("echo 3 OFF", Command::Echo(2, None)),
             ("wait 1 dial", Command::Wait(0, WaitFor::Dial, DEFAULT_WAIT)),
             ("wait 1 ringing 8", Command::Wait(0, WaitFor::Ringing, s(8.0))),
             ("wait 2 reorder 3", Command::Wait(1, WaitFor::Reorder, s(3.0))),
@@ -369,6 +403,11 @@ mod tests {
             ("wait 1 music", "unknown"),
             ("measure 1 -1", "not in"),
             ("play 1 a.wav twice", "loop"),
+            ("echo 1 9 20 6", "unknown hybrid model"),
+            ("echo 1 1 101 6", "bulk delay"),
+            ("echo 1 1 20 -3", "ERL"),
+            ("echo 1 1 20", "expected"),
+            ("echo 1 on", "expected"),
             ("jump 1", "unknown command"),
         ] {
             let e = parse(line).unwrap_err();

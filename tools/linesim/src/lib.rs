@@ -26,6 +26,8 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod echo;
+pub mod signals;
 pub mod wav;
 
 use std::collections::VecDeque;
@@ -40,6 +42,7 @@ use gw_hal::sim::wire::{self, Message};
 pub use gw_hal::{HookState, LineFeed};
 
 pub use analysis::{plans, Measurement, ToneDetector, TonePlan, ToneReport};
+pub use echo::{EchoLine, EchoPath, EchoPathError, HybridModel};
 pub use wav::{read_wav, write_wav};
 
 /// Samples per 10 ms frame.
@@ -71,6 +74,8 @@ pub enum LinesimError {
     BadDigit(char),
     /// A WAV file is unreadable or not 8 kHz mono 16-bit.
     Wav(String),
+    /// An echo path out of range (see [`EchoPath`]).
+    EchoPath(EchoPathError),
     Io(io::Error),
 }
 
@@ -82,12 +87,19 @@ impl std::fmt::Display for LinesimError {
             LinesimError::NoSuchPort(i) => write!(f, "the card has no port {i}"),
             LinesimError::BadDigit(c) => write!(f, "{c:?} is not a DTMF key"),
             LinesimError::Wav(m) => write!(f, "WAV: {m}"),
+            LinesimError::EchoPath(e) => write!(f, "echo path: {e}"),
             LinesimError::Io(e) => write!(f, "I/O: {e}"),
         }
     }
 }
 
 impl std::error::Error for LinesimError {}
+
+impl From<EchoPathError> for LinesimError {
+    fn from(e: EchoPathError) -> Self {
+        LinesimError::EchoPath(e)
+    }
+}
 
 impl From<io::Error> for LinesimError {
     fn from(e: io::Error) -> Self {
@@ -126,6 +138,8 @@ struct Port {
     done_gen: u64,
     /// Open listeners (record, measure, wait_for_tone): id -> samples heard.
     taps: Vec<(u64, Vec<i16>)>,
+    /// Line echo added to what the phone sends ([`Phone::set_echo`]).
+    echo: Option<EchoLine>,
 }
 
 impl Port {
@@ -140,6 +154,7 @@ impl Port {
             play_gen: 0,
             done_gen: 0,
             taps: Vec::new(),
+            echo: None,
         }
     }
 
@@ -148,6 +163,16 @@ impl Port {
         self.play_gen += 1;
         self.source = s;
         self.play_gen
+    }
+
+    /// The answer to one received frame: the phone's own next 10 ms plus,
+    /// when an echo path is set, the line echo of what it just heard.
+    fn respond(&mut self, heard: &[i16]) -> [i16; FRAME] {
+        let mut out = self.next_frame();
+        if let Some(e) = self.echo.as_mut() {
+            e.add_echo(heard, &mut out);
+        }
+        out
     }
 
     /// The next 10 ms the phone sends.
@@ -391,7 +416,7 @@ fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
                 for (_, t) in p.taps.iter_mut() {
                     t.extend_from_slice(&samples);
                 }
-                let out = p.next_frame();
+                let out = p.respond(&samples);
                 wire::encode_audio(reply, port, &out);
             }
         }
@@ -517,6 +542,21 @@ impl Phone {
     /// Back to silence.
     pub fn stop_playback(&self) {
         let _ = self.with_port(|p| p.set_source(Source::Silence));
+    }
+
+    /// Simulates line echo on this port (`None`: a perfect line, the
+    /// default): from the next received frame on, the echo of what the phone
+    /// hears through `path` is added to what it sends (see [`echo`]). Setting
+    /// a path starts it with silence in its delay line. Independent of
+    /// playback: the echo goes on under tones, files and silence.
+    pub fn set_echo(&self, path: Option<EchoPath>) -> Result<(), LinesimError> {
+        let line = path.map(EchoLine::new).transpose()?;
+        self.with_port(|p| p.echo = line)
+    }
+
+    /// The echo path set on this port, if any.
+    pub fn echo(&self) -> Option<EchoPath> {
+        self.with_port(|p| p.echo.as_ref().map(EchoLine::path)).ok().flatten()
     }
 
     /// Opens a listener; returns its id.
@@ -648,5 +688,45 @@ impl Phone {
         self.inner.wait(Instant::now() + timeout, |st| {
             (st.ports.as_ref()?.get(idx)?.feed == feed).then_some(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_frames_carry_the_line_echo_on_top_of_the_playback() {
+        let path = EchoPath { delay_ms: 20, erl_db: 6.0, model: HybridModel::D3 };
+        let mut port = Port::new();
+        port.play_gen = 0;
+        port.set_source(Source::Tone { step: 0.3, phase: 0.0, amp: 1000.0 });
+        port.echo = Some(EchoLine::new(path).unwrap());
+        // The same phone without echo, and the echo alone.
+        let mut dry = Port::new();
+        dry.set_source(Source::Tone { step: 0.3, phase: 0.0, amp: 1000.0 });
+        let mut line = EchoLine::new(path).unwrap();
+        let mut noise = signals::Noise::new(4);
+        let mut echoed = 0;
+        for f in 0..20 {
+            let heard: Vec<i16> = (0..FRAME).map(|_| (noise.gaussian() * 4000.0) as i16).collect();
+            let got = port.respond(&heard);
+            let own = dry.respond(&heard);
+            for n in 0..FRAME {
+                let e = line.push(heard[n]);
+                let want = (f64::from(own[n]) + e).round().clamp(-32768.0, 32767.0) as i16;
+                assert_eq!(got[n], want, "frame {f} sample {n}");
+                echoed += usize::from(got[n] != own[n]);
+            }
+            // 20 ms bulk delay: the first two replies carry no echo yet.
+            if f < 2 {
+                assert_eq!(got, own, "frame {f}");
+            }
+        }
+        assert!(echoed > 1000, "{echoed} samples changed by echo");
+        // Removing the path: replies are the playback alone again.
+        port.echo = None;
+        let heard = [5000i16; FRAME];
+        assert_eq!(port.respond(&heard), dry.respond(&heard));
     }
 }

@@ -301,3 +301,35 @@ fn linesim_binary_runs_a_script() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
 }
+
+#[test]
+fn line_echo_of_what_the_phone_hears_reaches_the_card() {
+    let rig = Rig::new();
+    let sim = rig.linesim();
+    let phone = sim.phone(0);
+    // Silent phone on a perfect line: the card hears nothing.
+    let quiet = rig.listen(0, 300);
+    assert!(analysis::level_dbm0(&quiet[800..]) < -100.0);
+
+    let path = linesim::EchoPath { delay_ms: 30, erl_db: 6.0, model: linesim::HybridModel::D2 };
+    phone.set_echo(Some(path)).unwrap();
+    assert_eq!(phone.echo(), Some(path));
+    let heard = rig.listen(0, 700);
+    // Skip the start (delay line filling, frames in flight).
+    let tail = &heard[heard.len() - 3200..];
+    let want = f64::from(TONE_DBM0) - path.loss_at(TONE_HZ);
+    let got = f64::from(analysis::tone_level_dbm0(tail, TONE_HZ));
+    assert!((got - want).abs() < 0.5, "echo of the {TONE_HZ} Hz tone at {got:.2} dBm0, want {want:.2}");
+    // Port 1 has no echo path: its phone still sends silence.
+    assert!(analysis::level_dbm0(&rig.listen(1, 200)) < -100.0);
+
+    // Out-of-range paths are refused and leave the echo as it was.
+    let bad = linesim::EchoPath { delay_ms: 500, ..path };
+    assert!(matches!(phone.set_echo(Some(bad)), Err(LinesimError::EchoPath(_))));
+    assert_eq!(phone.echo(), Some(path));
+
+    phone.set_echo(None).unwrap();
+    assert_eq!(phone.echo(), None);
+    let after = rig.listen(0, 400);
+    assert!(analysis::level_dbm0(&after[after.len() - 1600..]) < -100.0);
+}
