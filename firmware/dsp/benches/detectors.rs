@@ -143,8 +143,13 @@ fn main() {
                                 total += 1;
                                 if ours_dtmf(&x) == vec![k] {
                                     ours_ok += 1;
-                                } else if ours_miss_example.is_none() {
-                                    ours_miss_example = Some((k as char, low, high, dl, dh, ms));
+                                } else {
+                                    if std::env::var("MISSES").is_ok() {
+                                        println!("miss {} low {low} high {high} dl {dl} dh {dh} {ms} ms lead {lead}: {:?}", k as char, ours_dtmf(&x));
+                                    }
+                                    if ours_miss_example.is_none() {
+                                        ours_miss_example = Some((k as char, low, high, dl, dh, ms));
+                                    }
                                 }
                                 if spandsp_dtmf(&x) == vec![k] {
                                     sp_ok += 1;
@@ -174,6 +179,9 @@ fn main() {
         }
     }
     let (a, b) = (ours_dtmf(&x), spandsp_dtmf(&x));
+    if std::env::var("MISSES").is_ok() {
+        println!("false keys: {:?}", String::from_utf8_lossy(&a));
+    }
     println!("DTMF talk-off, {} min of speech-like signal: gw-dsp {} false keys, SpanDSP {} false keys", x.len() / 8000 / 60, a.len(), b.len());
 
     // /ANS at 10 dB SNR.

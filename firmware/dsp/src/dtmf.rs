@@ -2,10 +2,10 @@
 //!
 //! # Detector design
 //!
-//! The signal is cut into windows of [`WINDOW`] = 102 samples (12.75 ms) that overlap by
-//! half: a window is evaluated every [`HOP`] = 51 samples. 102 samples put the DFT nulls of
-//! each DTMF bin close to its neighbours (the low group is spaced 73-89 Hz, the bin width
-//! is 78 Hz), so the eight Goertzel bins separate the keys cleanly.
+//! The signal is cut into Hann-windowed frames of [`WINDOW`] = 102 samples (12.75 ms),
+//! one evaluated every [`HOP`] = 34 samples. Only the strongest bin of each group matters,
+//! so the Hann main lobe (wider than the 73-89 Hz spacing of the low group) does no harm,
+//! while its low sidelobes keep a strong tone of one group out of the other group's bins.
 //!
 //! Each window is a *hit* for a key when all of these hold:
 //! 1. **Frequency** (Q.24 section 4.2.1: operate within 1.5 %, reject beyond 3.5 %). The
@@ -24,6 +24,10 @@
 //!    energy. Speech and noise fail this and the frequency test; a tone that covers only
 //!    part of a window fails it too, which makes the hit count a duration measurement.
 //!
+//! 5. **Stability** (talk-off, Q.24 section 4.2.6): over the hits that make a key, each
+//!    tone's measured frequency stays within [`MAX_DRIFT_HZ`]; voiced speech whose
+//!    harmonics happen to land on a row and a column glides with its pitch.
+//!
 //! A key is reported (`Start`) after [`START_HITS`] consecutive hits: a 40 ms tone always
 //! produces them, a 23 ms tone never does (Q.24 section 4.2.4: operate at >= 40 ms,
 //! non-operate at <= 23 ms, checked by the tests over every alignment). It ends (`End`)
@@ -32,7 +36,7 @@
 //!
 //! Cost: 8 Goertzel bins over each window, i.e. 16 multiply-adds per input sample.
 
-use crate::goertzel::{dirichlet_gain, Goertzel};
+use crate::goertzel::Goertzel;
 use crate::osc::Osc;
 use crate::{dbm0_to_peak, sat16, DBM0_PEAK, SAMPLE_RATE};
 
@@ -60,9 +64,11 @@ pub const NORMAL_TWIST_DB: f32 = 10.0;
 /// Largest accepted high-group excess over the low group.
 pub const REVERSE_TWIST_DB: f32 = 6.5;
 /// Fraction of a window's energy the two tones must carry.
-pub const MIN_TONE_FRACTION: f32 = 0.70;
+pub const MIN_TONE_FRACTION: f32 = 0.8;
+/// Largest spread of a tone's measured frequency over the hits that make a key (Hz).
+pub const MAX_DRIFT_HZ: f32 = 20.0;
 /// Consecutive hits that make a key.
-pub const START_HITS: u8 = 6;
+pub const START_HITS: u8 = 7;
 /// Consecutive misses that end a key.
 pub const END_MISSES: u8 = 6;
 
@@ -105,6 +111,38 @@ const fn bank() -> [Goertzel; 8] {
 
 const BANK: [Goertzel; 8] = bank();
 
+/// Hann window over the analysis window. Its sidelobes fall fast, so a strong tone of one
+/// group does not leak into the other group's bins (268 Hz away at least) and bend the
+/// phase the frequency measurement relies on; the rectangular window's -13 dB sidelobes
+/// did, at high twist.
+const fn hann() -> [f32; WINDOW] {
+    let mut w = [0.0f32; WINDOW];
+    let mut n = 0;
+    while n < WINDOW {
+        let a = 2.0 * crate::cmath::PI * (n + 1) as f64 / (WINDOW + 1) as f64;
+        w[n] = (0.5 - 0.5 * crate::cmath::cos(a)) as f32;
+        n += 1;
+    }
+    w
+}
+
+static HANN: [f32; WINDOW] = hann();
+/// Sum of the window: the DFT gain for a tone on a bin centre.
+const HANN_SUM: f32 = (WINDOW + 1) as f32 / 2.0;
+
+/// Hann-window gain for a tone `delta` bins off centre: `sinc(d) / (1 - d^2)`.
+fn hann_gain(delta: f32) -> f32 {
+    let d = libm::fabsf(delta);
+    if d < 1e-4 {
+        return 1.0;
+    }
+    if libm::fabsf(d - 1.0) < 1e-4 {
+        return 0.5;
+    }
+    let x = core::f32::consts::PI * d;
+    libm::fabsf(libm::sinf(x) / x / (1.0 - d * d))
+}
+
 /// Streaming DTMF receiver for one channel.
 #[derive(Clone, Debug)]
 pub struct DtmfDetector {
@@ -119,6 +157,9 @@ pub struct DtmfDetector {
     run_digit: u8,
     run_len: u8,
     run_first_mid: u32,
+    /// Measured deviation (Hz) of the last hit's tones, and the run's (min, max) of each.
+    hit_df: (f32, f32),
+    run_df: [f32; 4],
     current: u8,
     current_first_mid: u32,
     last_hit_mid: u32,
@@ -149,6 +190,8 @@ impl DtmfDetector {
             run_digit: 0,
             run_len: 0,
             run_first_mid: 0,
+            hit_df: (0.0, 0.0),
+            run_df: [0.0; 4],
             current: 0,
             current_first_mid: 0,
             last_hit_mid: 0,
@@ -218,12 +261,31 @@ impl DtmfDetector {
     /// Run the hit/miss sequence through the duration rules (module docs).
     fn track(&mut self, hit: Option<u8>) {
         let mid = self.clock.wrapping_sub((WINDOW / 2) as u32);
+        // Frequency stability: a key's tones hold their frequency; speech harmonics that
+        // happen to sit on a row and a column glide with the pitch. A run whose measured
+        // frequencies spread by more than MAX_DRIFT_HZ starts over.
+        let (dr, dc) = self.hit_df;
+        let stable = |lo: f32, hi: f32, v: f32| v.max(hi) - v.min(lo) <= MAX_DRIFT_HZ;
         match hit {
-            Some(d) if d == self.run_digit => self.run_len = self.run_len.saturating_add(1),
+            // The first hit of a run is usually a window the tone only partly fills, whose
+            // frequency reading is biased: the spread is measured from the second on.
+            Some(d) if d == self.run_digit && self.run_len == 1 => {
+                self.run_len = 2;
+                self.run_df = [dr, dr, dc, dc];
+            }
+            Some(d)
+                if d == self.run_digit
+                    && stable(self.run_df[0], self.run_df[1], dr)
+                    && stable(self.run_df[2], self.run_df[3], dc) =>
+            {
+                self.run_len = self.run_len.saturating_add(1);
+                self.run_df = [self.run_df[0].min(dr), self.run_df[1].max(dr), self.run_df[2].min(dc), self.run_df[3].max(dc)];
+            }
             Some(d) => {
                 self.run_digit = d;
                 self.run_len = 1;
                 self.run_first_mid = mid;
+                self.run_df = [dr, dr, dc, dc];
             }
             None => {
                 self.run_digit = 0;
@@ -258,11 +320,12 @@ impl DtmfDetector {
         let mut g = BANK;
         let mut energy = 0.0f32;
         let (older, newer) = self.ring.split_at(self.wr);
-        for &s in newer.iter().chain(older.iter()) {
+        for (&s, &w) in newer.iter().chain(older.iter()).zip(HANN.iter()) {
             let x = s as f32;
             energy += x * x;
+            let xw = x * w;
             for b in g.iter_mut() {
-                b.update(x);
+                b.update(xw);
             }
         }
         let mut y = [(0.0f32, 0.0f32); 8];
@@ -287,7 +350,7 @@ impl DtmfDetector {
         let c = best(4..8);
         let freq = |i: usize| if i < 4 { ROW_FREQS[i] } else { COL_FREQS[i - 4] };
         // Measured deviation and corrected amplitude of bin i.
-        let measure = |i: usize| -> Option<f32> {
+        let measure = |i: usize| -> Option<(f32, f32)> {
             let (yr, yi) = y[i];
             let (pr, pi) = prev[i];
             let re = yr * pr + yi * pi;
@@ -300,11 +363,11 @@ impl DtmfDetector {
             if libm::fabsf(df) > MAX_FREQ_DEVIATION * f0 {
                 return None;
             }
-            let gain = dirichlet_gain(df * WINDOW as f32 / SAMPLE_RATE, WINDOW as f32);
-            Some(2.0 * libm::sqrtf(g[i].power().max(0.0)) / WINDOW as f32 / gain)
+            let gain = hann_gain(df * WINDOW as f32 / SAMPLE_RATE);
+            Some((2.0 * libm::sqrtf(g[i].power().max(0.0)) / HANN_SUM / gain, df))
         };
-        let ar = measure(r)?;
-        let ac = measure(c)?;
+        let (ar, dfr) = measure(r)?;
+        let (ac, dfc) = measure(c)?;
         let min_amp = DBM0_PEAK * MIN_LEVEL_AMP_RATIO;
         if ar < min_amp || ac < min_amp {
             return None;
@@ -317,13 +380,14 @@ impl DtmfDetector {
         if tone_power < MIN_TONE_FRACTION * mean_power {
             return None;
         }
+        self.hit_df = (dfr, dfc);
         Some(KEYS[r][c - 4])
     }
 }
 
 /// Added to the span between the first and last hit-window centres to estimate the
 /// tone's duration (a window is a hit while the tone fills most of it).
-const DURATION_BIAS: u32 = 70;
+const DURATION_BIAS: u32 = 30;
 // 10^(x/20) for the limits above, precomputed because powf is not const.
 const MIN_LEVEL_AMP_RATIO: f32 = 0.015_848_932; // -36 dB
 const NORMAL_TWIST_RATIO: f32 = 3.162_277_7; // 10 dB
