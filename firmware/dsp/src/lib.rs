@@ -10,7 +10,7 @@
 //! feeds every 10 ms tick ([`FRAME`] samples) through them in order:
 //!
 //! ```text
-//! line in  -> echo canceller -> DtmfDetector::process -> g711::encode_frame -> RTP
+//! line in  -> EchoCanceller::process -> DtmfDetector / ModemToneDetector -> g711 -> RTP
 //! RTP      -> g711::decode_frame -> ToneGenerator / DtmfGenerator::fill -> line out
 //! ```
 //!
@@ -18,6 +18,12 @@
 //! - [`g711`]: A-law and µ-law (ITU-T G.711) through the `audio-codec-algorithms` crate.
 //! - [`goertzel`]: single-bin DFT used by every tone detector.
 //! - [`dtmf`]: DTMF (ITU-T Q.23) generation and detection to the ITU-T Q.24 limits.
+//! - [`echo`]: G.168 line echo canceller (partitioned frequency-domain, two-path, NLP and
+//!   comfort noise, 2100 Hz tone disable); see its docs for the algorithm choice.
+//! - [`modem_tones`]: CNG, ANS/CED, /ANS, ANSam, /ANSam detection (V.25, V.8, G.164/G.165).
+//! - [`callerid`]: caller ID messages (SDMF/MDMF) and the Bell 202 / V.23 FSK modem.
+//! - [`fft`]: the 128-point transforms of the echo canceller (via `microfft`).
+//! - [`testsig`]: deterministic speech-like and noise sources for tests and benchmarks.
 //! - [`callerid_line`]: caller ID timing (GR-30, EN 300 659-1), CPE alerting signal and
 //!   the FXO receiver (FSK and DTMF CLIP).
 //! - [`tones`]: call-progress tone generation with country profiles (ITU-T E.180 Suppl. 2).
