@@ -102,6 +102,34 @@ fn sipp_call_to_the_far_end_is_answered_and_its_audio_recorded() {
 }
 
 #[test]
+fn recording_is_of_the_last_call_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(free_udp_port(), PASSWORD).unwrap();
+    let far = FarEnd::start(k.addr(), "2000", PASSWORD, &tone_file(dir.path(), "far.wav", 697.0)).unwrap();
+    with_logs(&k, Some(&far), || {
+        far.wait_registered(T).unwrap();
+        assert_eq!(far.recording().unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        for freq in [1004.0f32, 1633.0] {
+            let ulaw = dir.path().join("audio.ul");
+            write_ulaw(&ulaw, &tone(freq, -10.0, 2.0).unwrap()).unwrap();
+            let (rtp, _) = free_udp_port_range(4);
+            let args = [
+                "-m", "1", "-i", "127.0.0.1", "-p", &free_udp_port().to_string(), "-mp", &rtp.to_string(), "-s",
+                "2000", "-au", "1001", "-ap", PASSWORD, "-key", "caller", "1001", "-d", "1500",
+                &k.addr().to_string(),
+            ];
+            let call = Sipp::spawn(&sipp_scenario("uac_call.xml"), &args, &[("audio.ul", &ulaw)]).unwrap();
+            far.wait_incoming_answered(T).unwrap();
+            far.wait_call_closed(T).unwrap();
+            let outcome = call.wait(T);
+            assert!(outcome.success(), "{}\n{}", outcome.messages, outcome.log);
+            let f = dominant_frequency(&far.recording().unwrap());
+            assert!((f - freq).abs() < 1.0, "call with {freq} Hz recorded as {f} Hz");
+        }
+    });
+}
+
+#[test]
 fn far_end_dials_a_sipp_uas_and_hears_its_own_tone_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let k = Kamailio::start(free_udp_port(), PASSWORD).unwrap();
