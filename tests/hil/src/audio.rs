@@ -28,11 +28,11 @@ pub fn tone(freq_hz: f32, level_dbm0: f32, seconds: f32) -> io::Result<Vec<i16>>
     if !(freq_hz > 0.0 && freq_hz < RATE as f32 / 2.0) {
         return Err(invalid(format!("tone frequency {freq_hz} Hz outside 0..4000 Hz")));
     }
-    if !(seconds >= 0.0 && seconds <= 3600.0) {
+    if !(0.0..=3600.0).contains(&seconds) {
         return Err(invalid(format!("tone length {seconds} s outside 0..3600 s")));
     }
     let peak = DBM0_PEAK as f64 * 10f64.powf(level_dbm0 as f64 / 20.0);
-    if !(peak <= 32767.0) {
+    if peak.is_nan() || peak > 32767.0 {
         return Err(invalid(format!("tone level {level_dbm0} dBm0 clips 16-bit PCM")));
     }
     let n = (seconds as f64 * RATE as f64).round() as usize;

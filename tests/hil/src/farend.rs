@@ -317,7 +317,7 @@ impl FarEnd {
                 continue;
             }
             let modified = fs::metadata(&path)?.modified()?;
-            if best.as_ref().map_or(true, |(t, p)| (modified, &path) > (*t, p)) {
+            if !matches!(&best, Some((t, p)) if (modified, &path) <= (*t, p)) {
                 best = Some((modified, path));
             }
         }
