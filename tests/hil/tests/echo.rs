@@ -1,0 +1,348 @@
+//! Line echo cancellation end to end (issue 3, "The DSP suite"): gatewayd on
+//! the sim board, Kamailio as the carrier, baresip as the far-end talker.
+//!
+//! The far end talks (a seeded speech-like signal, `linesim::signals`, at
+//! -15 dBm0); the phone on FXS port 1 is silent but its line has a hybrid:
+//! linesim adds the echo of everything the phone hears (ITU-T G.168 Annex D
+//! hybrid model, bulk delay, 6 dB ERL) to what it sends. The far end records
+//! what comes back. The same calls are made twice, once with gatewayd's
+//! canceller on and once with it off (`[media] echo_canceller = false`); the
+//! ERLE (G.168 section 3.9, echo return loss enhancement) is the difference of
+//! the returned echo levels over the same stretch of far-end single talk,
+//! measured in the far end's recordings. Then double talk: the phone also
+//! sends a 1004 Hz tone at -20 dBm0 while the far end keeps talking; the far
+//! end must receive that tone at its frequency and level (the canceller must
+//! not eat or distort near-end speech; G.168 section 6.4.2.4 tests the same
+//! property with speech).
+//!
+//! The canceller's tail is set to 128 ms: the echo the canceller sees is the
+//! bulk delay plus the sim link's own round trip (a few 10 ms frames) plus
+//! the hybrid's dispersion, which for a 50 ms bulk delay exceeds the default
+//! 64 ms tail (G.168 section 3.12: the tail must cover the echo path delay).
+//!
+//! Run: `tools/test --hil-test echo` (inside `unshare -n`), or by hand with
+//! `cargo build -p gatewayd && cargo test -p hil --test echo -- --nocapture`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hil::{dominant_frequency, free_tcp_port, free_udp_port, free_udp_port_range, gatewayd_binary, FarEnd, Kamailio};
+use linesim::analysis::{level_dbm0, tone_level_dbm0};
+use linesim::{EchoPath, HybridModel, Linesim, Phone};
+
+const PASSWORD: &str = "s3cret-hil";
+/// The far end's talker.
+const SPEECH_SEED: u64 = 0x0168;
+const SPEECH_DBM0: f32 = -15.0;
+const SPEECH_SECONDS: f32 = 20.0;
+/// Echo return loss of the simulated line.
+const ERL_DB: f32 = 6.0;
+/// Far-end single talk from the answer on, and the stretch of it (seconds
+/// into the far end's recording) where the echo is measured: after 2 s of
+/// speech, so the canceller has had that long to converge.
+const SINGLE_TALK_S: f32 = 4.5;
+const MEASURE_S: (f32, f32) = (2.5, 4.3);
+/// Double talk: the phone's tone, sent after the single talk.
+const NEAR_TONE_HZ: f32 = 1004.0;
+const NEAR_TONE_DBM0: f32 = -20.0;
+const DOUBLE_TALK_S: f32 = 2.5;
+/// What the test demands.
+const MIN_ERLE_DB: f32 = 20.0;
+const TONE_FREQ_TOL_HZ: f32 = 10.0;
+const TONE_LEVEL_TOL_DB: f32 = 3.0;
+
+/// The scenarios: G.168 model 1 (D.2) behind 20 ms, model 4 (D.5, the
+/// longest and most dispersive table) behind 50 ms.
+const SCENARIOS: [(HybridModel, u32); 2] = [(HybridModel::D2, 20), (HybridModel::D5, 50)];
+
+/// A running gatewayd with one FXS port (1001); killed on drop.
+struct Gatewayd {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    sim: SocketAddr,
+    http: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Gatewayd {
+    fn start(proxy: SocketAddr, echo_canceller: bool) -> Gatewayd {
+        let dir = tempfile::Builder::new().prefix("hil-echo-gw-").tempdir().unwrap();
+        let sip = free_udp_port();
+        let (rtp_lo, rtp_hi) = free_udp_port_range(16);
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let console: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let sim: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let config = format!(
+            r#"
+[system]
+country = "US"
+
+[sip]
+listen = "127.0.0.1:{sip}"
+proxy = "{proxy}"
+domain = "127.0.0.1"
+register_expires = 600
+register_retry_base_s = 2
+register_retry_max_s = 60
+password = "{PASSWORD}"
+
+[media]
+rtp_ip = "127.0.0.1"
+rtp_port_min = {rtp_lo}
+rtp_port_max = {rtp_hi}
+codecs = ["PCMU"]
+telephone_event = 101
+ptime_ms = 20
+jitter_ms = 60
+echo_canceller = {echo_canceller}
+echo_tail_ms = 128
+
+[dialplan]
+patterns = ["2xxx"]
+first_digit_timeout_ms = 15000
+inter_digit_timeout_ms = 4000
+
+[management]
+http_listen = "{http}"
+console_listen = "{console}"
+
+[[fxs]]
+port = 1
+number = "1001"
+"#
+        );
+        let path = dir.path().join("gatewayd.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(gatewayd_binary())
+            .arg("--config")
+            .arg(&path)
+            .arg("--sim-listen")
+            .arg(sim.to_string())
+            .env("GATEWAYD_LOG", "info,gatewayd=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gatewayd starts (build it first: cargo build -p gatewayd)");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let gw = Gatewayd { child, log, sim, http, _dir: dir };
+        gw.wait_until("the status server answers", Duration::from_secs(10), || gw.status().is_some());
+        gw
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET /api/status, parsed.
+    fn status(&self) -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect(self.http).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET /api/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        serde_json::from_str(body.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    fn port_state(&self) -> String {
+        self.status().map(|st| st["ports"][0]["state"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + timeout;
+        while !f() {
+            if Instant::now() > end {
+                panic!("timed out waiting for {what}\n--- gatewayd log ---\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gatewayd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- gatewayd log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Kamailio, a gatewayd and the far end (user 2000, talking), registered.
+struct World {
+    kamailio: Kamailio,
+    gw: Gatewayd,
+    far: FarEnd,
+    sim: Linesim,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn start(echo_canceller: bool) -> World {
+        let dir = tempfile::Builder::new().prefix("hil-echo-").tempdir().unwrap();
+        let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
+        let gw = Gatewayd::start(kamailio.addr(), echo_canceller);
+        let wav = dir.path().join("talker.wav");
+        hil::write_wav(&wav, &speech(), hil::RATE).unwrap();
+        let far = FarEnd::start(kamailio.addr(), "2000", PASSWORD, &wav).expect("baresip starts");
+        far.wait_registered(Duration::from_secs(10)).expect("far end registers");
+        gw.wait_until("1001 registered", Duration::from_secs(10), || {
+            let Some(st) = gw.status() else { return false };
+            st["registrations"].as_array().is_some_and(|regs| {
+                regs.iter().any(|r| r["user"] == "1001" && r["state"].as_str().is_some_and(|s| s.starts_with("registered")))
+            })
+        });
+        let sim = Linesim::connect(gw.sim).expect("linesim attaches to the sim link");
+        World { kamailio, gw, far, sim, _dir: dir }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- kamailio log ---\n{}", self.kamailio.log());
+            eprintln!("--- far end log ---\n{}", self.far.log());
+        }
+    }
+}
+
+fn speech() -> Vec<i16> {
+    linesim::signals::speech_like(SPEECH_SEED, SPEECH_SECONDS, SPEECH_DBM0)
+}
+
+/// Samples `a..b` seconds into `x` (clamped).
+fn span(x: &[i16], a: f32, b: f32) -> &[i16] {
+    let at = |s: f32| ((s * 8000.0) as usize).min(x.len());
+    &x[at(a)..at(b)]
+}
+
+/// What one call gave.
+struct CallResult {
+    /// Echo level returned to the far end during single talk (dBm0).
+    echo_dbm0: f32,
+    /// Double talk: frequency and level of the strongest 1 s of near-end tone.
+    tone: Option<(f32, f32)>,
+    /// gatewayd's own figures for port 1 at the end of the single talk.
+    status: serde_json::Value,
+}
+
+/// The far end calls 1001; the phone answers on a line with `path`, stays
+/// silent for the single talk, then (if `double_talk`) sends the tone; the far
+/// end hangs up and its recording is measured.
+fn call(w: &World, path: EchoPath, double_talk: bool) -> CallResult {
+    let phone: Phone = w.sim.phone(0);
+    phone.set_echo(Some(path)).unwrap();
+    w.far.dial("1001").unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !phone.is_ringing() {
+        assert!(Instant::now() < end, "port 1 does not ring");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    phone.off_hook();
+    w.far.wait_established(Duration::from_secs(5)).expect("call established");
+    std::thread::sleep(Duration::from_secs_f32(SINGLE_TALK_S));
+    let status = w.gw.status().map(|s| s["ports"][0]["echo"].clone()).unwrap_or_default();
+    if double_talk {
+        phone.play_tone(NEAR_TONE_HZ, NEAR_TONE_DBM0);
+        std::thread::sleep(Duration::from_secs_f32(DOUBLE_TALK_S));
+        phone.stop_playback();
+    }
+    w.far.hangup().unwrap();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call closes");
+    phone.on_hook();
+    phone.set_echo(None).unwrap();
+    w.gw.wait_until("port 1 idle", Duration::from_secs(5), || w.gw.port_state() == "Idle");
+
+    let rec = w.far.recording().expect("far-end recording");
+    assert!(
+        rec.len() as f32 >= (SINGLE_TALK_S + if double_talk { DOUBLE_TALK_S } else { 0.0 } - 0.5) * 8000.0,
+        "recording too short: {} samples",
+        rec.len()
+    );
+    let echo_dbm0 = level_dbm0(span(&rec, MEASURE_S.0, MEASURE_S.1));
+    // The tone's best second: 1 s windows every 100 ms from the end of the
+    // measured single talk on (the recording's start is only known to within
+    // a few frames, so the tone is searched rather than cut out).
+    let tone = double_talk.then(|| {
+        let from = (MEASURE_S.1 * 8000.0) as usize;
+        let (at, level) = (from..rec.len().saturating_sub(8000))
+            .step_by(800)
+            .map(|s| (s, tone_level_dbm0(&rec[s..s + 8000], f64::from(NEAR_TONE_HZ))))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("a second of recording after the single talk");
+        (dominant_frequency(&rec[at..at + 8000]), level)
+    });
+    CallResult { echo_dbm0, tone, status }
+}
+
+#[test]
+fn canceller_removes_line_echo_and_keeps_near_end_speech() {
+    let started = Instant::now();
+    let talker = speech();
+    let talker_dbm0 = level_dbm0(span(&talker, MEASURE_S.0, MEASURE_S.1));
+
+    // Reference: the echo as the far end hears it without a canceller.
+    let off: Vec<CallResult> = {
+        let w = World::start(false);
+        SCENARIOS
+            .iter()
+            .map(|&(model, delay_ms)| call(&w, EchoPath { delay_ms, erl_db: ERL_DB, model }, false))
+            .collect()
+    };
+    let on: Vec<CallResult> = {
+        let w = World::start(true);
+        SCENARIOS
+            .iter()
+            .map(|&(model, delay_ms)| call(&w, EchoPath { delay_ms, erl_db: ERL_DB, model }, true))
+            .collect()
+    };
+
+    let mut failures = Vec::new();
+    for (((model, delay_ms), off), on) in SCENARIOS.iter().zip(&off).zip(&on) {
+        let erle = off.echo_dbm0 - on.echo_dbm0;
+        let (freq, tone_dbm0) = on.tone.expect("double talk measured");
+        eprintln!(
+            "{model}, bulk {delay_ms} ms, ERL {ERL_DB} dB: talker {talker_dbm0:.1} dBm0 | echo at the far end \
+             {:.1} dBm0 without canceller (ERL measured {:.1} dB), {:.1} dBm0 with: ERLE {erle:.1} dB | \
+             double talk: near-end tone {freq:.1} Hz at {tone_dbm0:.1} dBm0 | gatewayd: {}",
+            off.echo_dbm0,
+            talker_dbm0 - off.echo_dbm0,
+            on.echo_dbm0,
+            on.status
+        );
+        // Without a canceller the echo must really be there, or the ERLE means nothing.
+        if talker_dbm0 - off.echo_dbm0 > ERL_DB + 6.0 {
+            failures.push(format!("{model}/{delay_ms} ms: no echo without the canceller ({:.1} dBm0)", off.echo_dbm0));
+        }
+        if erle < MIN_ERLE_DB {
+            failures.push(format!("{model}/{delay_ms} ms: ERLE {erle:.1} dB < {MIN_ERLE_DB} dB"));
+        }
+        if (freq - NEAR_TONE_HZ).abs() > TONE_FREQ_TOL_HZ {
+            failures.push(format!("{model}/{delay_ms} ms: near-end tone at {freq:.1} Hz, want {NEAR_TONE_HZ} Hz"));
+        }
+        if (tone_dbm0 - NEAR_TONE_DBM0).abs() > TONE_LEVEL_TOL_DB {
+            failures.push(format!(
+                "{model}/{delay_ms} ms: near-end tone at {tone_dbm0:.1} dBm0, want {NEAR_TONE_DBM0} ± {TONE_LEVEL_TOL_DB} dB"
+            ));
+        }
+        if on.status["enabled"] != true {
+            failures.push(format!("{model}/{delay_ms} ms: gatewayd reports the canceller off: {}", on.status));
+        }
+    }
+    eprintln!("echo test took {:.1} s", started.elapsed().as_secs_f32());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
