@@ -234,6 +234,8 @@ fn span(x: &[i16], a: f32, b: f32) -> &[i16] {
 struct CallResult {
     /// Echo level returned to the far end during single talk (dBm0).
     echo_dbm0: f32,
+    /// The same, per half second from the answer on (for the convergence curve).
+    curve: Vec<f32>,
     /// Double talk: frequency and level of the strongest 1 s of near-end tone.
     tone: Option<(f32, f32)>,
     /// gatewayd's own figures for port 1 at the end of the single talk.
@@ -274,6 +276,7 @@ fn call(w: &World, path: EchoPath, double_talk: bool) -> CallResult {
         rec.len()
     );
     let echo_dbm0 = level_dbm0(span(&rec, MEASURE_S.0, MEASURE_S.1));
+    let curve = (0..(MEASURE_S.1 * 2.0) as usize).map(|i| level_dbm0(span(&rec, i as f32 / 2.0, (i + 1) as f32 / 2.0))).collect();
     // The tone's best second: 1 s windows every 100 ms from the end of the
     // measured single talk on (the recording's start is only known to within
     // a few frames, so the tone is searched rather than cut out).
@@ -286,7 +289,7 @@ fn call(w: &World, path: EchoPath, double_talk: bool) -> CallResult {
             .expect("a second of recording after the single talk");
         (dominant_frequency(&rec[at..at + 8000]), level)
     });
-    CallResult { echo_dbm0, tone, status }
+    CallResult { echo_dbm0, curve, tone, status }
 }
 
 #[test]
@@ -324,6 +327,8 @@ fn canceller_removes_line_echo_and_keeps_near_end_speech() {
             on.echo_dbm0,
             on.status
         );
+        let curve: Vec<f32> = off.curve.iter().zip(&on.curve).map(|(a, b)| a - b).collect();
+        eprintln!("  ERLE per 0.5 s from the answer: {curve:.1?}");
         // Without a canceller the echo must really be there, or the ERLE means nothing.
         if talker_dbm0 - off.echo_dbm0 > ERL_DB + 6.0 {
             failures.push(format!("{model}/{delay_ms} ms: no echo without the canceller ({:.1} dBm0)", off.echo_dbm0));
