@@ -20,6 +20,11 @@
 //! AUDIO frames; [`Linesim`] and [`Phone`] handles share its state behind a
 //! mutex and a condition variable, so calls block the caller only.
 //!
+//! Line echo: [`Phone::set_echo`] gives a port a simulated hybrid (G.168
+//! Annex D models, bulk delay, ERL; see [`echo`]), so the gateway's echo
+//! canceller can be tested end to end; [`signals::speech_like`] is a
+//! talker for such tests.
+//!
 //! The signal analysis ([`analysis`]) is linesim's own and does not use the
 //! firmware's DSP crate, so a DSP bug cannot hide itself.
 #![forbid(unsafe_code)]
