@@ -257,32 +257,47 @@ impl Band {
     }
 }
 
-/// Circular 12-tap QMF history: `pos` is the oldest slot (next to overwrite).
+/// 12-tap QMF history, newest last. Each sample is stored twice (at `pos` and
+/// `pos + 12`) so the last 12 are always contiguous at `pos + 1..pos + 13`.
 #[derive(Debug, Clone, Copy)]
 struct QmfHistory {
-    x: [i16; 12],
-    y: [i16; 12],
+    x: [i16; 24],
+    y: [i16; 24],
     pos: usize,
 }
 
+/// QMF coefficients in the order they meet the history in the reversed filter.
+const QMF_H_REV: [i32; 12] = {
+    let mut r = [0; 12];
+    let mut i = 0;
+    while i < 12 {
+        r[i] = QMF_H[11 - i];
+        i += 1;
+    }
+    r
+};
+
 impl QmfHistory {
     const fn new() -> Self {
-        QmfHistory { x: [0; 12], y: [0; 12], pos: 0 }
+        QmfHistory { x: [0; 24], y: [0; 24], pos: 0 }
     }
 
     fn push(&mut self, x: i16, y: i16) {
-        self.x[self.pos] = x;
-        self.y[self.pos] = y;
         self.pos = if self.pos == 11 { 0 } else { self.pos + 1 };
+        self.x[self.pos] = x;
+        self.x[self.pos + 12] = x;
+        self.y[self.pos] = y;
+        self.y[self.pos + 12] = y;
     }
 
-    /// Sum of `hist[oldest + i] * h[i]` (`reversed`: `h[11 - i]`).
-    fn dot(&self, hist: &[i16; 12], reversed: bool) -> i32 {
+    /// Sum over the last 12 samples, oldest first, times `h`. |sum| <= 32768 * 6491
+    /// (the sum of |h|), far inside an i32.
+    #[inline]
+    fn dot(&self, hist: &[i16; 24], h: &[i32; 12]) -> i32 {
+        let w = &hist[self.pos + 1..self.pos + 13];
         let mut acc: i32 = 0;
-        for i in 0..12 {
-            let k = if reversed { 11 - i } else { i };
-            let j = (self.pos + i) % 12;
-            acc = acc.wrapping_add(hist[j] as i32 * QMF_H[k]);
+        for (&s, &c) in w.iter().zip(h) {
+            acc += s as i32 * c;
         }
         acc
     }
@@ -340,19 +355,27 @@ impl Encoder {
     pub fn encode_pair(&mut self, first: i16, second: i16) -> u8 {
         // Transmit QMF (§3.1): 4096 DC gain per filter, two filters summed, 15-bit core.
         self.qmf.push(first, second);
-        let odd = self.qmf.dot(&self.qmf.x, false);
-        let even = self.qmf.dot(&self.qmf.y, true);
-        let xl = (even.wrapping_add(odd) >> 14) as i16;
-        let xh = (even.wrapping_sub(odd) >> 14) as i16;
+        let odd = self.qmf.dot(&self.qmf.x, &QMF_H);
+        let even = self.qmf.dot(&self.qmf.y, &QMF_H_REV);
+        let xl = ((even + odd) >> 14) as i16;
+        let xh = ((even - odd) >> 14) as i16;
 
         // Lower band. SUBTRA, QUANTL (§3.3): find the interval of |el| among Q6 * det.
         let el = xl.saturating_sub(self.low.s);
         let mag = if el >= 0 { el as i32 } else { !(el as i32) };
         let det = self.low.det as i32;
-        let mut i = 1;
-        while i < 30 && mag >= (Q6[i] * det) >> 12 {
-            i += 1;
+        // First interval i in 1..30 with mag < Q6[i] * det >> 12, else 30. The thresholds
+        // rise with i, so a binary search finds the same i as the linear scan of §3.3.
+        let (mut lo, mut hi) = (1usize, 30usize);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if mag < (Q6[mid] * det) >> 12 {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
         }
+        let i = lo;
         let il = if el < 0 { ILN[i] } else { ILP[i] };
         // INVQAL (§3.4) with the 4-bit truncated code, LOGSCL/SCALEL, block 4.
         let ril = (il >> 2) as usize;
@@ -439,8 +462,8 @@ impl Decoder {
         // Receive QMF (§4.4): 4096 DC gain, less one bit for the 15-bit core. Overflow
         // saturates (SpanDSP 0.0.6 wraps here instead; see the module docs).
         self.qmf.push(sat16(rl as i32 + rh as i32), sat16(rl as i32 - rh as i32));
-        let first = sat16(self.qmf.dot(&self.qmf.y, true) >> 11);
-        let second = sat16(self.qmf.dot(&self.qmf.x, false) >> 11);
+        let first = sat16(self.qmf.dot(&self.qmf.y, &QMF_H_REV) >> 11);
+        let second = sat16(self.qmf.dot(&self.qmf.x, &QMF_H) >> 11);
         [first, second]
     }
 

@@ -204,3 +204,37 @@ fn decoder_matches_spandsp_on_random_codes() {
         assert!(overflowed * 10 < masked.len(), "{mode:?}: {overflowed}");
     }
 }
+
+/// Speed against SpanDSP on the same 20 s of speech-like audio. Not a pass/fail test:
+/// `cargo test --release -p gw-dsp --test g722_spandsp -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn speed_against_spandsp() {
+    use std::time::Instant;
+    let n = 16000 * 20;
+    let mut speech = SpeechLike::new(5, -15.0);
+    let mut pcm = vec![0i16; n];
+    speech.fill(&mut pcm);
+    let ns_per_sample = |f: &mut dyn FnMut()| {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            f();
+            best = best.min(t.elapsed().as_nanos() as f64 / n as f64);
+        }
+        best
+    };
+    let mut codes = Vec::new();
+    let ours_enc = ns_per_sample(&mut || codes = std::hint::black_box(ours_encode(Mode::Kbps64, &pcm)));
+    let theirs_enc = ns_per_sample(&mut || {
+        std::hint::black_box(spandsp_encode(Mode::Kbps64, &pcm));
+    });
+    let ours_dec = ns_per_sample(&mut || {
+        std::hint::black_box(ours_decode(Mode::Kbps64, &codes));
+    });
+    let theirs_dec = ns_per_sample(&mut || {
+        std::hint::black_box(spandsp_decode(Mode::Kbps64, &codes));
+    });
+    eprintln!("G.722 64k encode: ours {ours_enc:.1} ns/sample, SpanDSP {theirs_enc:.1} ns/sample ({:.2}x)", theirs_enc / ours_enc);
+    eprintln!("G.722 64k decode: ours {ours_dec:.1} ns/sample, SpanDSP {theirs_dec:.1} ns/sample ({:.2}x)", theirs_dec / ours_dec);
+}
