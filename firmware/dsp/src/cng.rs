@@ -94,7 +94,12 @@ impl Vad {
 
     /// A detector that has heard nothing yet.
     pub const fn new() -> Self {
-        Vad { floor: 0.0, hang: 0, active: false, frames: 0 }
+        Vad {
+            floor: 0.0,
+            hang: 0,
+            active: false,
+            frames: 0,
+        }
     }
 
     /// Classify one frame (any length, normally 10 ms); true while speech is active
@@ -168,7 +173,11 @@ pub struct CnParams {
 impl CnParams {
     /// White noise at `level_dbov`.
     pub const fn white(level_dbov: f32) -> Self {
-        CnParams { level_dbov, order: 0, reflection: [0.0; MAX_ORDER] }
+        CnParams {
+            level_dbov,
+            order: 0,
+            reflection: [0.0; MAX_ORDER],
+        }
     }
 
     /// The level byte: -dBov rounded, 0..=127, most significant bit 0 (§3.1).
@@ -181,7 +190,10 @@ impl CnParams {
         let order = self.order.min(MAX_ORDER);
         let needed = 1 + order;
         if out.len() < needed {
-            return Err(CnError::BufferTooShort { needed, got: out.len() });
+            return Err(CnError::BufferTooShort {
+                needed,
+                got: out.len(),
+            });
         }
         out[0] = self.level_byte();
         for (o, &k) in out[1..needed].iter_mut().zip(&self.reflection[..order]) {
@@ -200,18 +212,24 @@ impl CnParams {
             // 255 is outside the mapping; treat it like 254.
             *k = (n.min(254) as f32 - 127.0) / 128.0;
         }
-        Ok(CnParams { level_dbov: -((level & 0x7f) as f32), order, reflection })
+        Ok(CnParams {
+            level_dbov: -((level & 0x7f) as f32),
+            order,
+            reflection,
+        })
     }
 
     /// True when `other` describes audibly different noise: level apart by more than
     /// `level_db`, or the spectral model changed (any coefficient by more than 0.1).
     /// The transmitter sends a new CN packet then (RFC 3389 §4).
     pub fn differs_from(&self, other: &CnParams, level_db: f32) -> bool {
-        if libm::fabsf(self.level_dbov - other.level_dbov) > level_db || self.order != other.order
-        {
+        if libm::fabsf(self.level_dbov - other.level_dbov) > level_db || self.order != other.order {
             return true;
         }
-        self.reflection.iter().zip(&other.reflection).any(|(a, b)| libm::fabsf(a - b) > 0.1)
+        self.reflection
+            .iter()
+            .zip(&other.reflection)
+            .any(|(a, b)| libm::fabsf(a - b) > 0.1)
     }
 }
 
@@ -243,7 +261,11 @@ impl CnEstimator {
 
     /// An estimator with no noise learnt yet.
     pub const fn new() -> Self {
-        CnEstimator { r: [0.0; MAX_ORDER + 1], tail: [0.0; MAX_ORDER], frames: 0 }
+        CnEstimator {
+            r: [0.0; MAX_ORDER + 1],
+            tail: [0.0; MAX_ORDER],
+            frames: 0,
+        }
     }
 
     /// Number of frames analysed so far.
@@ -284,7 +306,11 @@ impl CnEstimator {
             self.tail[j] = x(i);
         }
         self.frames = self.frames.saturating_add(1);
-        let w = if self.frames <= Self::WARMUP { 1.0 / self.frames as f32 } else { Self::ALPHA };
+        let w = if self.frames <= Self::WARMUP {
+            1.0 / self.frames as f32
+        } else {
+            Self::ALPHA
+        };
         for (acc, v) in self.r.iter_mut().zip(r) {
             *acc += w * (v - *acc);
         }
@@ -407,7 +433,11 @@ impl ComfortNoise {
         }
         self.a = step_up(&k, order);
         self.order = order;
-        let power = if p.level_dbov <= MIN_DBOV { 0.0 } else { dbov_to_power(p.level_dbov) };
+        let power = if p.level_dbov <= MIN_DBOV {
+            0.0
+        } else {
+            dbov_to_power(p.level_dbov)
+        };
         self.target_gain = libm::sqrtf(power * pred_gain);
     }
 
@@ -507,9 +537,15 @@ mod tests {
             assert!(libm::fabsf(q.reflection[i] - p.reflection[i]) <= 1.0 / 256.0 + 1e-6);
         }
         // Level-only payload (the RFC 1890 draft form) and bad input.
-        assert_eq!(CnParams::decode(&[0x80 | 70]).unwrap(), CnParams::white(-70.0));
+        assert_eq!(
+            CnParams::decode(&[0x80 | 70]).unwrap(),
+            CnParams::white(-70.0)
+        );
         assert_eq!(CnParams::decode(&[]), Err(CnError::EmptyPayload));
-        assert_eq!(p.encode(&mut buf[..2]), Err(CnError::BufferTooShort { needed: 4, got: 2 }));
+        assert_eq!(
+            p.encode(&mut buf[..2]),
+            Err(CnError::BufferTooShort { needed: 4, got: 2 })
+        );
         let long = [30u8; 20];
         assert_eq!(CnParams::decode(&long).unwrap().order, MAX_ORDER);
         assert_eq!(CnParams::white(-200.0).level_byte(), 127);
@@ -518,7 +554,13 @@ mod tests {
 
     #[test]
     fn level_round_trips_within_1_db() {
-        for (dbov, pole) in [(-30.0, 0.0), (-45.0, 0.0), (-60.0, 0.7), (-25.0, 0.9), (-70.0, -0.5)] {
+        for (dbov, pole) in [
+            (-30.0, 0.0),
+            (-45.0, 0.0),
+            (-60.0, 0.7),
+            (-25.0, 0.9),
+            (-70.0, -0.5),
+        ] {
             let x = noise(5, dbov, pole, 8000);
             let mut est = CnEstimator::new();
             for f in x.chunks(FRAME) {
@@ -535,7 +577,10 @@ mod tests {
             }
             let got = level(&out[800..]);
             let sent = level(&x);
-            assert!(libm::fabsf(got - sent) < 1.0, "{dbov}/{pole}: sent {sent:.2}, got {got:.2}");
+            assert!(
+                libm::fabsf(got - sent) < 1.0,
+                "{dbov}/{pole}: sent {sent:.2}, got {got:.2}"
+            );
         }
     }
 
@@ -547,7 +592,11 @@ mod tests {
             est.analyse(f);
         }
         let p = est.params(4);
-        assert!(p.reflection[0] < -0.6, "low-pass noise has k1 < 0: {:?}", p.reflection);
+        assert!(
+            p.reflection[0] < -0.6,
+            "low-pass noise has k1 < 0: {:?}",
+            p.reflection
+        );
         let mut buf = [0u8; 5];
         est.params(4).encode(&mut buf).unwrap();
         let mut cn = ComfortNoise::new();
@@ -560,7 +609,10 @@ mod tests {
         white.fill(&mut flat);
         let (lx, ls, lw) = (low_fraction(&x), low_fraction(&shaped), low_fraction(&flat));
         assert!(libm::fabsf(lx - ls) < 0.1, "input {lx:.2} shaped {ls:.2}");
-        assert!(lw < lx - 0.2, "white {lw:.2} should differ from input {lx:.2}");
+        assert!(
+            lw < lx - 0.2,
+            "white {lw:.2} should differ from input {lx:.2}"
+        );
     }
 
     #[test]
@@ -580,8 +632,7 @@ mod tests {
         let mut vad = Vad::new();
         let decisions: Vec<bool> = sig.chunks(FRAME).map(|f| vad.process(f)).collect();
         // Noise only (after 0.5 s to learn, away from bursts and hangovers): never active.
-        let noise_frames: Vec<usize> =
-            (50..400).chain(560..800).chain(1000..1200).collect();
+        let noise_frames: Vec<usize> = (50..400).chain(560..800).chain(1000..1200).collect();
         let false_alarms = noise_frames.iter().filter(|&&k| decisions[k]).count();
         assert_eq!(false_alarms, 0);
         // Inside each burst, speech is detected for most frames (SpeechLike has pauses,
@@ -611,7 +662,10 @@ mod tests {
         }
         let d: Vec<bool> = loud.chunks(FRAME).map(|f| vad.process(f)).collect();
         assert!(d[0], "a 25 dB step is activity at first");
-        assert!(d[d.len() - 200..].iter().all(|&a| !a), "then learnt as noise");
+        assert!(
+            d[d.len() - 200..].iter().all(|&a| !a),
+            "then learnt as noise"
+        );
         // Hangover: a single loud frame keeps the VAD active for HANGOVER_FRAMES more.
         let burst = noise(4, -10.0, 0.0, FRAME);
         assert!(vad.process(&burst));

@@ -29,6 +29,9 @@
 //! SpanDSP 0.0.6 that Debian ships wraps around (a full-scale click). The test reproduces
 //! the wrap in a model QMF fed by [`Decoder::decode_bands`] to stay bit-exact there too.
 //!
+//! For 8 kHz lines there is also SpanDSP's narrowband shortcut ([`Encoder::encode_8k`],
+//! [`Decoder::decode_8k`]): the lower band alone, one code per 8 kHz sample.
+//!
 //! How to drive it: one [`Encoder`] and one [`Decoder`] per call, created with the
 //! negotiated [`Mode`]; feed 10 ms frames with [`Encoder::encode_frame`] (160 samples ->
 //! 80 bytes) and [`Decoder::decode_frame`] (80 bytes -> 160 samples), or any even-sized
@@ -114,15 +117,15 @@ const QM4: [i16; 16] = [
 ];
 const QM5: [i16; 32] = [
     -280, -280, -23352, -17560, -14120, -11664, -9752, -8184, -6864, -5712, -4696, -3784, -2960,
-    -2208, -1520, -880, 23352, 17560, 14120, 11664, 9752, 8184, 6864, 5712, 4696, 3784, 2960,
-    2208, 1520, 880, 280, -280,
+    -2208, -1520, -880, 23352, 17560, 14120, 11664, 9752, 8184, 6864, 5712, 4696, 3784, 2960, 2208,
+    1520, 880, 280, -280,
 ];
 const QM6: [i16; 64] = [
-    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192,
-    -10232, -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168,
-    -2776, -2400, -2032, -1688, -1360, -1040, -728, 24808, 21904, 19008, 16704, 14984, 13512,
-    12280, 11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008, 3576, 3168,
-    2776, 2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
+    -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192, -10232,
+    -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168, -2776,
+    -2400, -2032, -1688, -1360, -1040, -728, 24808, 21904, 19008, 16704, 14984, 13512, 12280,
+    11192, 10232, 9360, 8576, 7856, 7192, 6576, 6000, 5456, 4944, 4464, 4008, 3576, 3168, 2776,
+    2400, 2032, 1688, 1360, 1040, 728, 432, 136, -432, -136,
 ];
 /// Higher band inverse quantizer (Table 9, QQ2).
 const QM2: [i16; 4] = [-7408, -1616, 7408, 1616];
@@ -136,9 +139,8 @@ const RH2: [usize; 4] = [2, 1, 2, 1];
 
 /// Antilog table for SCALEL/SCALEH (Table 14, ILB).
 const ILB: [i32; 32] = [
-    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774,
-    2834, 2896, 2960, 3025, 3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838,
-    3922, 4008,
+    2048, 2093, 2139, 2186, 2233, 2282, 2332, 2383, 2435, 2489, 2543, 2599, 2656, 2714, 2774, 2834,
+    2896, 2960, 3025, 3091, 3158, 3228, 3298, 3371, 3444, 3520, 3597, 3676, 3756, 3838, 3922, 4008,
 ];
 
 /// Upper limits of the log scale factor (§3.5: 18432 lower band, 22528 higher band).
@@ -196,7 +198,17 @@ struct Band {
 
 impl Band {
     const fn new(det: i16) -> Self {
-        Band { nb: 0, det, s: 0, sz: 0, r1: 0, p: [0; 2], a: [0; 2], b: [0; 6], d: [0; 7] }
+        Band {
+            nb: 0,
+            det,
+            s: 0,
+            sz: 0,
+            r1: 0,
+            p: [0; 2],
+            a: [0; 2],
+            b: [0; 6],
+            d: [0; 7],
+        }
     }
 
     /// LOGSCL/LOGSCH then SCALEL/SCALEH (§3.5, §3.6): adapt `nb` with the multiplier `w`,
@@ -219,12 +231,24 @@ impl Band {
 
         // UPPOL2: second pole coefficient, limited to +-12288.
         let a1x4 = sat16((self.a[0] as i32) << 2) as i32;
-        let f = if opposite_signs(p, self.p[0]) { a1x4 } else { (-a1x4).min(32767) };
-        let sg2 = if opposite_signs(p, self.p[1]) { -128 } else { 128 };
+        let f = if opposite_signs(p, self.p[0]) {
+            a1x4
+        } else {
+            (-a1x4).min(32767)
+        };
+        let sg2 = if opposite_signs(p, self.p[1]) {
+            -128
+        } else {
+            128
+        };
         let a2 = (sg2 + (f >> 7) + mul15(self.a[1], 32512)).clamp(-12288, 12288) as i16;
 
         // UPPOL1: first pole coefficient, limited to +-(15360 - a2) (stability, §3.6.3).
-        let sg1: i16 = if opposite_signs(p, self.p[0]) { -192 } else { 192 };
+        let sg1: i16 = if opposite_signs(p, self.p[0]) {
+            -192
+        } else {
+            192
+        };
         let mut a1 = add16(sg1, mul15(self.a[0], 32640) as i16);
         let lim = 15360i16.saturating_sub(a2);
         if (a1 as i32).abs() > lim as i32 {
@@ -245,7 +269,11 @@ impl Band {
         self.d[0] = dq;
         let mut sz: i32 = 0;
         for i in (0..6).rev() {
-            let g = if opposite_signs(self.d[i + 1], dq) { -step } else { step };
+            let g = if opposite_signs(self.d[i + 1], dq) {
+                -step
+            } else {
+                step
+            };
             self.b[i] = add16(g, mul15(self.b[i], 32640) as i16);
             sz += mul15(self.b[i], add16(self.d[i], self.d[i]) as i32);
             self.d[i + 1] = self.d[i];
@@ -279,7 +307,11 @@ const QMF_H_REV: [i32; 12] = {
 
 impl QmfHistory {
     const fn new() -> Self {
-        QmfHistory { x: [0; 24], y: [0; 24], pos: 0 }
+        QmfHistory {
+            x: [0; 24],
+            y: [0; 24],
+            pos: 0,
+        }
     }
 
     fn push(&mut self, x: i16, y: i16) {
@@ -315,7 +347,12 @@ pub struct Encoder {
 impl Encoder {
     /// Encoder in its reset state (G.722 §3.6 initial values: DETL = 32, DETH = 8).
     pub const fn new(mode: Mode) -> Self {
-        Encoder { mode, qmf: QmfHistory::new(), low: Band::new(32), high: Band::new(8) }
+        Encoder {
+            mode,
+            qmf: QmfHistory::new(),
+            low: Band::new(32),
+            high: Band::new(8),
+        }
     }
 
     /// The mode this encoder produces.
@@ -343,7 +380,10 @@ impl Encoder {
         }
         let needed = pcm.len() / 2;
         if out.len() < needed {
-            return Err(G722Error::OutputTooShort { needed, got: out.len() });
+            return Err(G722Error::OutputTooShort {
+                needed,
+                got: out.len(),
+            });
         }
         for (pair, code) in pcm.chunks_exact(2).zip(out.iter_mut()) {
             *code = self.encode_pair(pair[0], pair[1]);
@@ -360,7 +400,47 @@ impl Encoder {
         let xl = ((even + odd) >> 14) as i16;
         let xh = ((even - odd) >> 14) as i16;
 
-        // Lower band. SUBTRA, QUANTL (§3.3): find the interval of |el| among Q6 * det.
+        let il = self.encode_low(xl);
+
+        // Higher band. SUBTRA, QUANTH (§3.7): two magnitudes around 564 * det.
+        let eh = xh.saturating_sub(self.high.s);
+        let mag = if eh >= 0 { eh as i32 } else { !(eh as i32) };
+        let big = mag >= (564 * self.high.det as i32) >> 12;
+        let ih: u8 = match (eh < 0, big) {
+            (true, false) => 1,
+            (true, true) => 0,
+            (false, false) => 3,
+            (false, true) => 2,
+        };
+        let dh = mul15(self.high.det, QM2[ih as usize] as i32) as i16;
+        self.high.scale(WH[RH2[ih as usize]], NB_MAX_HIGH, 10);
+        self.high.adapt(dh);
+
+        (((ih as u32) << 6 | il as u32) >> (8 - self.mode.bits())) as u8
+    }
+
+    /// Narrowband input: encode 8 kHz samples straight into the lower band, one code per
+    /// sample, without the QMF (SpanDSP's `G722_SAMPLE_RATE_8000`). The higher-band bits
+    /// are sent as 11 (the smallest positive step), so a wideband decoder hears silence
+    /// above 4 kHz. Cheaper than [`crate::resample::Upsampler`] + [`Encoder::encode`];
+    /// use one or the other for the life of an encoder.
+    pub fn encode_8k(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, G722Error> {
+        if out.len() < pcm.len() {
+            return Err(G722Error::OutputTooShort {
+                needed: pcm.len(),
+                got: out.len(),
+            });
+        }
+        for (&x, code) in pcm.iter().zip(out.iter_mut()) {
+            let il = self.encode_low(x >> 1);
+            *code = ((0xC0 | il as u32) >> (8 - self.mode.bits())) as u8;
+        }
+        Ok(pcm.len())
+    }
+
+    /// Lower-band ADPCM of one 15-bit sample; returns the 6-bit code IL.
+    fn encode_low(&mut self, xl: i16) -> u8 {
+        // SUBTRA, QUANTL (§3.3): find the interval of |el| among Q6 * det.
         let el = xl.saturating_sub(self.low.s);
         let mag = if el >= 0 { el as i32 } else { !(el as i32) };
         let det = self.low.det as i32;
@@ -382,22 +462,7 @@ impl Encoder {
         let dl = mul15(self.low.det, QM4[ril] as i32) as i16;
         self.low.scale(WL[RL42[ril]], NB_MAX_LOW, 8);
         self.low.adapt(dl);
-
-        // Higher band. SUBTRA, QUANTH (§3.7): two magnitudes around 564 * det.
-        let eh = xh.saturating_sub(self.high.s);
-        let mag = if eh >= 0 { eh as i32 } else { !(eh as i32) };
-        let big = mag >= (564 * self.high.det as i32) >> 12;
-        let ih: u8 = match (eh < 0, big) {
-            (true, false) => 1,
-            (true, true) => 0,
-            (false, false) => 3,
-            (false, true) => 2,
-        };
-        let dh = mul15(self.high.det, QM2[ih as usize] as i32) as i16;
-        self.high.scale(WH[RH2[ih as usize]], NB_MAX_HIGH, 10);
-        self.high.adapt(dh);
-
-        (((ih as u32) << 6 | il as u32) >> (8 - self.mode.bits())) as u8
+        il
     }
 }
 
@@ -413,7 +478,12 @@ pub struct Decoder {
 impl Decoder {
     /// Decoder in its reset state.
     pub const fn new(mode: Mode) -> Self {
-        Decoder { mode, qmf: QmfHistory::new(), low: Band::new(32), high: Band::new(8) }
+        Decoder {
+            mode,
+            qmf: QmfHistory::new(),
+            low: Band::new(32),
+            high: Band::new(8),
+        }
     }
 
     /// The mode this decoder expects.
@@ -445,7 +515,10 @@ impl Decoder {
     pub fn decode(&mut self, data: &[u8], out: &mut [i16]) -> Result<usize, G722Error> {
         let needed = data.len() * 2;
         if out.len() < needed {
-            return Err(G722Error::OutputTooShort { needed, got: out.len() });
+            return Err(G722Error::OutputTooShort {
+                needed,
+                got: out.len(),
+            });
         }
         for (&code, pair) in data.iter().zip(out.chunks_exact_mut(2)) {
             let [a, b] = self.decode_code(code);
@@ -455,13 +528,31 @@ impl Decoder {
         Ok(needed)
     }
 
+    /// Narrowband output: one 8 kHz sample per code, the lower band alone without the
+    /// QMF (SpanDSP's `G722_SAMPLE_RATE_8000`); any G.722 stream can be decoded this way.
+    /// Returns the samples written. Use one of this and [`Decoder::decode`] per stream.
+    pub fn decode_8k(&mut self, data: &[u8], out: &mut [i16]) -> Result<usize, G722Error> {
+        if out.len() < data.len() {
+            return Err(G722Error::OutputTooShort {
+                needed: data.len(),
+                got: out.len(),
+            });
+        }
+        for (&code, o) in data.iter().zip(out.iter_mut()) {
+            // RL is limited to 15 bits (block 6L), so doubling it cannot overflow.
+            *o = self.decode_bands(code).0 << 1;
+        }
+        Ok(data.len())
+    }
+
     /// Two output samples (older first) from one code (right-aligned, `mode.bits()` wide;
     /// higher bits are ignored).
     pub fn decode_code(&mut self, code: u8) -> [i16; 2] {
         let (rl, rh) = self.decode_bands(code);
         // Receive QMF (§4.4): 4096 DC gain, less one bit for the 15-bit core. Overflow
         // saturates (SpanDSP 0.0.6 wraps here instead; see the module docs).
-        self.qmf.push(sat16(rl as i32 + rh as i32), sat16(rl as i32 - rh as i32));
+        self.qmf
+            .push(sat16(rl as i32 + rh as i32), sat16(rl as i32 - rh as i32));
         let first = sat16(self.qmf.dot(&self.qmf.y, &QMF_H_REV) >> 11);
         let second = sat16(self.qmf.dot(&self.qmf.x, &QMF_H) >> 11);
         [first, second]
@@ -499,7 +590,9 @@ mod tests {
     use core::f32::consts::PI;
 
     fn tone(freq: f32, amp: f32, n: usize) -> std::vec::Vec<i16> {
-        (0..n).map(|i| (amp * libm::sinf(2.0 * PI * freq * i as f32 / 16000.0)) as i16).collect()
+        (0..n)
+            .map(|i| (amp * libm::sinf(2.0 * PI * freq * i as f32 / 16000.0)) as i16)
+            .collect()
     }
 
     fn snr_db(reference: &[i16], decoded: &[i16], delay: usize) -> f32 {
@@ -515,13 +608,9 @@ mod tests {
 
     /// Best-aligned SNR over a few delays (the QMF pair delays by 22 samples, §1.3).
     fn best_snr(reference: &[i16], decoded: &[i16]) -> (usize, f32) {
-        (0..40).map(|d| (d, snr_db(reference, decoded, d))).fold((0, -99.0), |b, x| {
-            if x.1 > b.1 {
-                x
-            } else {
-                b
-            }
-        })
+        (0..40)
+            .map(|d| (d, snr_db(reference, decoded, d)))
+            .fold((0, -99.0), |b, x| if x.1 > b.1 { x } else { b })
     }
 
     fn round_trip(mode: Mode, pcm: &[i16]) -> std::vec::Vec<i16> {
@@ -536,7 +625,11 @@ mod tests {
 
     #[test]
     fn tones_survive_each_mode_with_the_qmf_delay() {
-        for (mode, min_snr) in [(Mode::Kbps64, 25.0), (Mode::Kbps56, 20.0), (Mode::Kbps48, 14.0)] {
+        for (mode, min_snr) in [
+            (Mode::Kbps64, 25.0),
+            (Mode::Kbps56, 20.0),
+            (Mode::Kbps48, 14.0),
+        ] {
             for f in [300.0, 1000.0, 3000.0, 5500.0] {
                 let pcm = tone(f, 10000.0, 4000);
                 let out = round_trip(mode, &pcm);
@@ -612,9 +705,48 @@ mod tests {
     }
 
     #[test]
+    fn narrowband_mode_round_trips_and_interworks_with_wideband() {
+        let pcm8: std::vec::Vec<i16> = (0..4000)
+            .map(|i| (9000.0 * libm::sinf(2.0 * PI * 800.0 * i as f32 / 8000.0)) as i16)
+            .collect();
+        let mut enc = Encoder::new(Mode::Kbps64);
+        let mut codes = std::vec![0u8; 4000];
+        assert_eq!(enc.encode_8k(&pcm8, &mut codes), Ok(4000));
+        assert!(codes.iter().all(|c| c >> 6 == 3), "higher band sent as 11");
+        let mut out8 = std::vec![0i16; 4000];
+        assert_eq!(
+            Decoder::new(Mode::Kbps64).decode_8k(&codes, &mut out8),
+            Ok(4000)
+        );
+        assert!(snr_db(&pcm8, &out8, 0) > 25.0);
+        // A wideband decoder plays it as an 800 Hz tone at 16 kHz, nothing above 4 kHz.
+        let mut out16 = std::vec![0i16; 8000];
+        Decoder::new(Mode::Kbps64)
+            .decode(&codes, &mut out16)
+            .unwrap();
+        let at = |f: f32| {
+            let (mut c, mut s) = (0f32, 0f32);
+            for (i, &v) in out16[1000..].iter().enumerate() {
+                let ph = 2.0 * PI * f * i as f32 / 16000.0;
+                c += v as f32 * libm::cosf(ph);
+                s += v as f32 * libm::sinf(ph);
+            }
+            libm::sqrtf(c * c + s * s)
+        };
+        assert!(at(800.0) > 100.0 * at(7200.0));
+        assert_eq!(
+            enc.encode_8k(&pcm8[..10], &mut [0; 9]),
+            Err(G722Error::OutputTooShort { needed: 10, got: 9 })
+        );
+    }
+
+    #[test]
     fn bad_sizes_are_errors_not_panics() {
         let mut e = Encoder::new(Mode::Kbps56);
-        assert_eq!(e.encode(&[0; 3], &mut [0; 8]), Err(G722Error::OddSampleCount));
+        assert_eq!(
+            e.encode(&[0; 3], &mut [0; 8]),
+            Err(G722Error::OddSampleCount)
+        );
         assert_eq!(
             e.encode(&[0; 8], &mut [0; 3]),
             Err(G722Error::OutputTooShort { needed: 4, got: 3 })
@@ -630,8 +762,9 @@ mod tests {
 
     #[test]
     fn full_scale_square_and_random_codes_do_not_overflow() {
-        let pcm: std::vec::Vec<i16> =
-            (0..4000).map(|i| if (i / 7) % 2 == 0 { i16::MAX } else { i16::MIN }).collect();
+        let pcm: std::vec::Vec<i16> = (0..4000)
+            .map(|i| if (i / 7) % 2 == 0 { i16::MAX } else { i16::MIN })
+            .collect();
         let out = round_trip(Mode::Kbps64, &pcm);
         assert!(out.iter().any(|&s| s > 20000));
         let mut d = Decoder::new(Mode::Kbps64);

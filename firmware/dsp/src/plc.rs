@@ -112,7 +112,9 @@ impl Plc {
         let mut merge_len = 0;
         if self.erased > 0 {
             let extra_frames = (self.erased - 1) / TEN_MS;
-            merge_len = (self.overlap + extra_frames * 32).min(TEN_MS).min(frame.len());
+            merge_len = (self.overlap + extra_frames * 32)
+                .min(TEN_MS)
+                .min(frame.len());
             merge_left = merge_len;
         }
         for chunk in frame.chunks_mut(CHUNK) {
@@ -290,7 +292,10 @@ mod tests {
     fn voiced_frac(period: f32, n: usize) -> Vec<i16> {
         let res = |f: f32, bw: f32| {
             let r = libm::expf(-core::f32::consts::PI * bw / 8000.0);
-            (2.0 * r * libm::cosf(2.0 * core::f32::consts::PI * f / 8000.0), -r * r)
+            (
+                2.0 * r * libm::cosf(2.0 * core::f32::consts::PI * f / 8000.0),
+                -r * r,
+            )
         };
         let (a1, a2) = res(700.0, 90.0);
         let (b1, b2) = res(1200.0, 110.0);
@@ -339,7 +344,10 @@ mod tests {
     }
 
     fn err_energy(a: &[i16], b: &[i16]) -> f64 {
-        a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+            .sum()
     }
 
     #[test]
@@ -372,7 +380,10 @@ mod tests {
             let e_silence = energy(&sig[span]); // error of playing zeros
             let gain_db = 10.0 * (e_silence / e_plc).log10();
             std::eprintln!("plc period {period}: {gain_db:.1} dB better than silence");
-            assert!(gain_db > 6.0, "period {period}: only {gain_db:.1} dB better than silence");
+            assert!(
+                gain_db > 6.0,
+                "period {period}: only {gain_db:.1} dB better than silence"
+            );
         }
     }
 
@@ -381,12 +392,16 @@ mod tests {
         let sig = voiced(67, 2400);
         let lost: Vec<usize> = (10..20).collect(); // 100 ms
         let out = run(&sig, &lost);
-        let frame_e: Vec<f64> =
-            (10..20).map(|k| energy(&out[k * FRAME..(k + 1) * FRAME])).collect();
+        let frame_e: Vec<f64> = (10..20)
+            .map(|k| energy(&out[k * FRAME..(k + 1) * FRAME]))
+            .collect();
         let orig_e = energy(&sig[9 * FRAME..10 * FRAME]);
         assert!(frame_e[0] > 0.5 * orig_e, "first lost frame at full level");
         for k in 1..6 {
-            assert!(frame_e[k] < frame_e[k - 1], "frame {k} not quieter: {frame_e:?}");
+            assert!(
+                frame_e[k] < frame_e[k - 1],
+                "frame {k} not quieter: {frame_e:?}"
+            );
         }
         for k in 6..10 {
             assert_eq!(frame_e[k], 0.0, "frame {k} after 60 ms not silent");
@@ -402,20 +417,27 @@ mod tests {
         let sig: Vec<i16> = (0..2400)
             .map(|i| {
                 ph += 2.0 * core::f32::consts::PI * (110.0 + 60.0 * i as f32 / 2400.0) / 8000.0;
-                (5000.0 * libm::sinf(ph) + 3000.0 * libm::sinf(2.0 * ph + 0.5)
+                (5000.0 * libm::sinf(ph)
+                    + 3000.0 * libm::sinf(2.0 * ph + 0.5)
                     + 1500.0 * libm::sinf(3.0 * ph + 1.0)) as i16
             })
             .collect();
         // A click is a jump in slope: measure the largest second difference.
         let max_step = |x: &[i16]| {
-            x.windows(3).map(|w| (w[2] as i32 - 2 * w[1] as i32 + w[0] as i32).abs()).max().unwrap()
+            x.windows(3)
+                .map(|w| (w[2] as i32 - 2 * w[1] as i32 + w[0] as i32).abs())
+                .max()
+                .unwrap()
         };
         let clean_step = max_step(&sig);
         let out = run(&sig, &[10, 11, 12]);
         let around = &out[10 * FRAME - 20..13 * FRAME + 60];
         let step = max_step(around);
         std::eprintln!("plc max step {step} vs clean {clean_step}");
-        assert!(step as f32 <= 1.5 * clean_step as f32, "step {step} vs clean {clean_step}");
+        assert!(
+            step as f32 <= 1.5 * clean_step as f32,
+            "step {step} vs clean {clean_step}"
+        );
     }
 
     #[test]
@@ -429,7 +451,10 @@ mod tests {
         let reference = energy(&sig[start..start + 10]);
         assert!(first < 0.5 * reference, "{first} {reference}");
         // And by the end of the 10 ms merge the output is the input.
-        assert_eq!(&out[start + FRAME..start + 2 * FRAME], &sig[start + FRAME..start + 2 * FRAME]);
+        assert_eq!(
+            &out[start + FRAME..start + 2 * FRAME],
+            &sig[start + FRAME..start + 2 * FRAME]
+        );
     }
 
     #[test]

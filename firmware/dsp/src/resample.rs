@@ -65,7 +65,7 @@ const H_EVEN: [f32; 36] = [
     4.405780895e-04,
     -2.123491016e-04,
     8.436105573e-05,
-    -2.127074417e-05
+    -2.127074417e-05,
 ];
 const TAPS: usize = H_EVEN.len();
 /// Odd-phase delay in low-rate samples: the centre tap sits 17.5 low-rate samples back.
@@ -92,7 +92,10 @@ struct Line<const N: usize, const N2: usize> {
 
 impl<const N: usize, const N2: usize> Line<N, N2> {
     const fn new() -> Self {
-        Line { buf: [0.0; N2], pos: 0 }
+        Line {
+            buf: [0.0; N2],
+            pos: 0,
+        }
     }
 
     fn push(&mut self, v: f32) {
@@ -162,7 +165,10 @@ impl Upsampler {
     pub fn process(&mut self, input: &[i16], out: &mut [i16]) -> Result<usize, ResampleError> {
         let needed = input.len() * 2;
         if out.len() < needed {
-            return Err(ResampleError::OutputTooShort { needed, got: out.len() });
+            return Err(ResampleError::OutputTooShort {
+                needed,
+                got: out.len(),
+            });
         }
         for (x, o) in input.iter().zip(out.chunks_exact_mut(2)) {
             o.copy_from_slice(&self.push(*x));
@@ -191,7 +197,11 @@ impl Default for Downsampler {
 impl Downsampler {
     /// A decimator with silent history.
     pub const fn new() -> Self {
-        Downsampler { even: Line::new(), odd: Line::new(), odd_next: false }
+        Downsampler {
+            even: Line::new(),
+            odd: Line::new(),
+            odd_next: false,
+        }
     }
 
     /// Back to silent history.
@@ -229,7 +239,10 @@ impl Downsampler {
     pub fn process(&mut self, input: &[i16], out: &mut [i16]) -> Result<usize, ResampleError> {
         let needed = (input.len() + usize::from(!self.odd_next)) / 2;
         if out.len() < needed {
-            return Err(ResampleError::OutputTooShort { needed, got: out.len() });
+            return Err(ResampleError::OutputTooShort {
+                needed,
+                got: out.len(),
+            });
         }
         let mut n = 0;
         for &x in input {
@@ -299,7 +312,11 @@ mod tests {
             let image = level_at(win, 8000.0 - f, 16000.0) - amp;
             assert!(libm::fabsf(pass) < 0.05, "{f} Hz: passband {pass} dB");
             std::eprintln!("up {f} Hz: pass {pass:.3} dB, image {image:.1} dB");
-            assert!(image < -70.0, "{f} Hz: image at {} Hz {image} dB", 8000.0 - f);
+            assert!(
+                image < -70.0,
+                "{f} Hz: image at {} Hz {image} dB",
+                8000.0 - f
+            );
         }
     }
 
@@ -315,7 +332,11 @@ mod tests {
             let y = down(&tone(f, 16000.0, 16000.0, 16000));
             let alias = level_at(&y[4000..8000], 8000.0 - f, 8000.0) - 20.0 * libm::log10f(16000.0);
             std::eprintln!("down {f} Hz: alias {alias:.1} dB");
-            assert!(alias < -70.0, "{f} Hz aliases to {} Hz at {alias} dB", 8000.0 - f);
+            assert!(
+                alias < -70.0,
+                "{f} Hz aliases to {} Hz at {alias} dB",
+                8000.0 - f
+            );
         }
     }
 
@@ -374,7 +395,10 @@ mod tests {
         );
         assert_eq!(
             Upsampler::new().process(&x[..10], &mut [0; 19]),
-            Err(ResampleError::OutputTooShort { needed: 20, got: 19 })
+            Err(ResampleError::OutputTooShort {
+                needed: 20,
+                got: 19
+            })
         );
     }
 }

@@ -28,6 +28,31 @@ fn rate(mode: Mode) -> c_int {
     }
 }
 
+/// SpanDSP with `G722_SAMPLE_RATE_8000`: 8 kHz samples, one code each.
+fn spandsp_8k(mode: Mode, pcm: &[i16]) -> (Vec<u8>, Vec<i16>) {
+    let mut codes = vec![0u8; pcm.len()];
+    let mut out = vec![0i16; pcm.len()];
+    unsafe {
+        let e = g722_encode_init(std::ptr::null_mut(), rate(mode), 1);
+        let d = g722_decode_init(std::ptr::null_mut(), rate(mode), 1);
+        assert!(!e.is_null() && !d.is_null());
+        for (i, block) in pcm.chunks(80).enumerate() {
+            let n = g722_encode(
+                e,
+                codes[i * 80..].as_mut_ptr(),
+                block.as_ptr(),
+                block.len() as c_int,
+            );
+            assert_eq!(n as usize, block.len());
+            let m = g722_decode(d, out[i * 80..].as_mut_ptr(), codes[i * 80..].as_ptr(), n);
+            assert_eq!(m, n);
+        }
+        g722_encode_free(e);
+        g722_decode_free(d);
+    }
+    (codes, out)
+}
+
 /// SpanDSP encode of `pcm` in 160-sample blocks (so its state carries across calls).
 fn spandsp_encode(mode: Mode, pcm: &[i16]) -> Vec<u8> {
     let mut out = vec![0u8; pcm.len() / 2];
@@ -35,7 +60,12 @@ fn spandsp_encode(mode: Mode, pcm: &[i16]) -> Vec<u8> {
         let s = g722_encode_init(std::ptr::null_mut(), rate(mode), 0);
         assert!(!s.is_null());
         for (i, block) in pcm.chunks(160).enumerate() {
-            let n = g722_encode(s, out[i * 80..].as_mut_ptr(), block.as_ptr(), block.len() as c_int);
+            let n = g722_encode(
+                s,
+                out[i * 80..].as_mut_ptr(),
+                block.as_ptr(),
+                block.len() as c_int,
+            );
             assert_eq!(n as usize, block.len() / 2);
         }
         g722_encode_free(s);
@@ -49,7 +79,12 @@ fn spandsp_decode(mode: Mode, codes: &[u8]) -> Vec<i16> {
         let s = g722_decode_init(std::ptr::null_mut(), rate(mode), 0);
         assert!(!s.is_null());
         for (i, block) in codes.chunks(80).enumerate() {
-            let n = g722_decode(s, out[i * 160..].as_mut_ptr(), block.as_ptr(), block.len() as c_int);
+            let n = g722_decode(
+                s,
+                out[i * 160..].as_mut_ptr(),
+                block.as_ptr(),
+                block.len() as c_int,
+            );
             assert_eq!(n as usize, block.len() * 2);
         }
         g722_decode_free(s);
@@ -78,7 +113,6 @@ fn ours_decode(mode: Mode, codes: &[u8]) -> Vec<i16> {
     }
     out
 }
-
 
 /// SpanDSP 0.0.6's receive QMF, which wraps on overflow, fed by our ADPCM band outputs.
 /// Returns the samples and, per sample, whether an overflow (wrap) fed into it.
@@ -125,7 +159,10 @@ fn check_decoder(mode: Mode, name: &str, codes: &[u8]) -> usize {
     let ours = ours_decode(mode, codes);
     for i in 0..ours.len() {
         if !tainted[i] {
-            assert_eq!(ours[i], theirs[i], "{mode:?} {name}: decoder differs at sample {i}");
+            assert_eq!(
+                ours[i], theirs[i],
+                "{mode:?} {name}: decoder differs at sample {i}"
+            );
         }
     }
     tainted.iter().filter(|&&t| t).count()
@@ -136,12 +173,25 @@ const N: usize = 16000 * 4; // 4 s at 16 kHz
 fn signals() -> Vec<(&'static str, Vec<i16>)> {
     let tau = 2.0 * std::f64::consts::PI;
     let mut v = Vec::new();
-    for (f, a) in [(200.0, 30000.0), (1000.0, 10000.0), (3400.0, 3000.0), (6000.0, 20000.0), (7900.0, 500.0)] {
-        let s = (0..N).map(|i| (a * (tau * f * i as f64 / 16000.0).sin()) as i16).collect();
+    for (f, a) in [
+        (200.0, 30000.0),
+        (1000.0, 10000.0),
+        (3400.0, 3000.0),
+        (6000.0, 20000.0),
+        (7900.0, 500.0),
+    ] {
+        let s = (0..N)
+            .map(|i| (a * (tau * f * i as f64 / 16000.0).sin()) as i16)
+            .collect();
         v.push(("tone", s));
     }
     let mut noise = Noise::new(7);
-    v.push(("noise", (0..N).map(|_| (noise.gauss() * 6000.0).clamp(-32768.0, 32767.0) as i16).collect()));
+    v.push((
+        "noise",
+        (0..N)
+            .map(|_| (noise.gauss() * 6000.0).clamp(-32768.0, 32767.0) as i16)
+            .collect(),
+    ));
     // Linear chirp 50 Hz -> 7950 Hz with a level sweep.
     let chirp = (0..N)
         .map(|i| {
@@ -161,7 +211,12 @@ fn signals() -> Vec<(&'static str, Vec<i16>)> {
     let mut s = vec![0i16; N];
     loud.fill(&mut s);
     v.push(("speech+3dBm0", s));
-    v.push(("square", (0..N).map(|i| if (i / 9) % 2 == 0 { 32767 } else { -32768 }).collect()));
+    v.push((
+        "square",
+        (0..N)
+            .map(|i| if (i / 9) % 2 == 0 { 32767 } else { -32768 })
+            .collect(),
+    ));
     v.push(("silence", vec![0; N]));
     v
 }
@@ -174,7 +229,10 @@ fn encoder_and_decoder_match_spandsp_bit_for_bit() {
             let theirs = spandsp_encode(mode, &pcm);
             let ours = ours_encode(mode, &pcm);
             if let Some(i) = ours.iter().zip(&theirs).position(|(a, b)| a != b) {
-                panic!("{mode:?} {name}: encoder differs at code {i}: ours {:#x} spandsp {:#x}", ours[i], theirs[i]);
+                panic!(
+                    "{mode:?} {name}: encoder differs at code {i}: ours {:#x} spandsp {:#x}",
+                    ours[i], theirs[i]
+                );
             }
             let overflowed = check_decoder(mode, name, &theirs);
             eprintln!("{mode:?} {name}: {} codes, {} samples bit-exact, {overflowed} in SpanDSP QMF overflow windows", ours.len(), 2 * ours.len() - overflowed);
@@ -199,7 +257,10 @@ fn decoder_matches_spandsp_on_random_codes() {
         })
         .collect();
     for mode in [Mode::Kbps64, Mode::Kbps56, Mode::Kbps48] {
-        let masked: Vec<u8> = codes.iter().map(|c| c & ((1u16 << mode.bits()) - 1) as u8).collect();
+        let masked: Vec<u8> = codes
+            .iter()
+            .map(|c| c & ((1u16 << mode.bits()) - 1) as u8)
+            .collect();
         let overflowed = check_decoder(mode, "random", &masked);
         assert!(overflowed * 10 < masked.len(), "{mode:?}: {overflowed}");
     }
@@ -225,7 +286,8 @@ fn speed_against_spandsp() {
         best
     };
     let mut codes = Vec::new();
-    let ours_enc = ns_per_sample(&mut || codes = std::hint::black_box(ours_encode(Mode::Kbps64, &pcm)));
+    let ours_enc =
+        ns_per_sample(&mut || codes = std::hint::black_box(ours_encode(Mode::Kbps64, &pcm)));
     let theirs_enc = ns_per_sample(&mut || {
         std::hint::black_box(spandsp_encode(Mode::Kbps64, &pcm));
     });
@@ -237,4 +299,26 @@ fn speed_against_spandsp() {
     });
     eprintln!("G.722 64k encode: ours {ours_enc:.1} ns/sample, SpanDSP {theirs_enc:.1} ns/sample ({:.2}x)", theirs_enc / ours_enc);
     eprintln!("G.722 64k decode: ours {ours_dec:.1} ns/sample, SpanDSP {theirs_dec:.1} ns/sample ({:.2}x)", theirs_dec / ours_dec);
+}
+
+#[test]
+fn narrowband_mode_matches_spandsp_8k_option() {
+    for mode in [Mode::Kbps64, Mode::Kbps56, Mode::Kbps48] {
+        for (name, pcm16) in signals() {
+            // Use the first half of each signal as if it were 8 kHz audio.
+            let pcm = &pcm16[..pcm16.len() / 2];
+            let (theirs_codes, theirs_pcm) = spandsp_8k(mode, pcm);
+            let mut enc = Encoder::new(mode);
+            let mut codes = vec![0u8; pcm.len()];
+            enc.encode_8k(pcm, &mut codes).unwrap();
+            assert!(
+                codes == theirs_codes,
+                "{mode:?} {name}: 8 kHz encoder differs"
+            );
+            let mut dec = Decoder::new(mode);
+            let mut out = vec![0i16; pcm.len()];
+            dec.decode_8k(&codes, &mut out).unwrap();
+            assert!(out == theirs_pcm, "{mode:?} {name}: 8 kHz decoder differs");
+        }
+    }
 }
