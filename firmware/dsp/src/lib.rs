@@ -20,6 +20,7 @@
 //! - [`dtmf`]: DTMF (ITU-T Q.23) generation and detection to the ITU-T Q.24 limits.
 //! - [`echo`]: G.168 line echo canceller (partitioned frequency-domain, two-path, NLP and
 //!   comfort noise, 2100 Hz tone disable); see its docs for the algorithm choice.
+//! - [`progress`]: call-progress tone detection per country profile (busy/reorder for FXO).
 //! - [`modem_tones`]: CNG, ANS/CED, /ANS, ANSam, /ANSam detection (V.25, V.8, G.164/G.165).
 //! - [`callerid`]: caller ID messages (SDMF/MDMF) and the Bell 202 / V.23 FSK modem.
 //! - [`fft`]: the 128-point transforms of the echo canceller (via `microfft`).
@@ -51,6 +52,7 @@ pub mod goertzel;
 pub mod testsig;
 pub mod modem_tones;
 pub mod tones;
+pub mod progress;
 pub mod plc;
 pub mod cng;
 pub mod g722;
