@@ -388,7 +388,10 @@ impl EchoCanceller {
         fft::inverse(&mut z);
         let near = self.near_blk;
         // The echo-path locator runs every 4th block (it needs 100 ms to settle anyway).
-        if self.enabled && !self.disabled && self.blocks % LOCATE_EVERY == 1 {
+        // Once cancelling well it runs half as often: it is then only watching for a
+        // path change.
+        let every = if self.erle_db > 20.0 { 2 * LOCATE_EVERY } else { LOCATE_EVERY };
+        if self.enabled && !self.disabled && self.blocks % every == 1 {
             self.locate(&near);
         }
         self.d_prev = near;
