@@ -401,7 +401,7 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             if (x >> 16) % 100 < 7 {
                 lost.push(k);
-                if (x >> 8) % 3 == 0 {
+                if (x >> 8).is_multiple_of(3) {
                     lost.push(k + 1);
                 }
                 k += 3;
