@@ -111,6 +111,8 @@ const TONE_RELEASE_BLOCKS: u32 = 31;
 const NEAR_MIN: f32 = dbm0_power(-50.0);
 /// Double talk: residual/echo-estimate ratio this far above its reference.
 const DT_MARGIN_DB: f32 = 12.0;
+/// Ratio of the noise tracker's settling point to the mean noise power.
+const NOISE_BIAS: f32 = 1.25;
 /// Double-talk hangover, blocks (40 ms).
 const DT_HANGOVER: u32 = 5;
 
@@ -492,11 +494,13 @@ impl EchoCanceller {
             }
         }
         if !far_active {
-            // Minimum tracking of the near-end background noise.
+            // Near-end background noise: follows the block power down quickly and up
+            // slowly, so speech barely lifts it; this settles near the lower third of
+            // the noise's block powers, which NOISE_BIAS brings back to its mean.
             if pe_fg < self.noise {
-                self.noise = 0.7 * self.noise + 0.3 * pe_fg;
+                self.noise = 0.8 * self.noise + 0.2 * pe_fg;
             } else {
-                self.noise *= 1.01;
+                self.noise = (0.98 * self.noise + 0.02 * pe_fg).min(self.noise * 1.05);
             }
         }
 
@@ -504,7 +508,7 @@ impl EchoCanceller {
         let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk;
         let target = if nlp { 0.0 } else { 1.0 };
         let g0 = self.nlp_gain;
-        let cn_amp = libm::sqrtf(self.noise.min(dbm0_power(-50.0)) * 3.0);
+        let cn_amp = libm::sqrtf((self.noise * NOISE_BIAS).min(dbm0_power(-45.0)) * 3.0);
         for k in 0..BLOCK {
             let g = g0 + (target - g0) * (k + 1) as f32 / BLOCK as f32;
             let v = if !cancelling {
@@ -1077,5 +1081,25 @@ mod tests {
         let r = simulate(&mut ec, 4.0, -16.0, &mut paths, usize::MAX, |_| 0);
         let e = erle(&r, 20_000, 32_000 - LATENCY);
         assert!(e >= 25.0, "ERLE {e:.1} after abuse");
+    }
+
+    /// G.168 test 2 with background noise, and the comfort noise level: near-end noise at
+    /// -50 dBm0 during the echo; the NLP's comfort noise matches it within 3 dB, so the far
+    /// end hears no level change when the NLP switches.
+    #[test]
+    fn converges_in_near_end_noise_and_comfort_noise_matches_it() {
+        let ms = models();
+        let mut ec = Box::new(EchoCanceller::new(512));
+        let mut paths = [EchoPath::new(&ms[3].1, 160, 6.0)];
+        let mut n = crate::testsig::Noise::new(42);
+        let sigma = DBM0_PEAK / core::f32::consts::SQRT_2 * 10f32.powf(-50.0 / 20.0);
+        let r = simulate(&mut ec, 8.0, -16.0, &mut paths, usize::MAX, |_| (sigma * n.gauss()) as i16);
+        let nlp_frames: Vec<usize> = (400..r.stats.len()).filter(|&f| r.stats[f].nlp_active).collect();
+        assert!(nlp_frames.len() > 100, "NLP active in {} frames", nlp_frames.len());
+        let out: Vec<f32> = nlp_frames.iter().flat_map(|&f| r.out[f * 80 + 20..f * 80 + 80].iter().copied()).collect();
+        let noise_db = 10.0 * (sigma * sigma).log10();
+        let cn_db = 10.0 * pow(&out).log10();
+        assert!((cn_db - noise_db).abs() <= 3.0, "comfort noise {cn_db:.1} dB vs line noise {noise_db:.1} dB");
+        assert!(ec.stats().erle_db > 10.0, "{:?}", ec.stats());
     }
 }
