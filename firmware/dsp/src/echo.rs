@@ -81,6 +81,8 @@ const LOCATE_EVERY: u32 = 2;
 const COHERENCE_SMOOTHING: f32 = 0.81;
 /// Robust error clip, in units of the running error scale.
 const HUBER_K: f32 = 4.0;
+/// Least far/near coherence in the window for a background-to-foreground copy.
+const COPY_MIN_COHERENCE: f32 = 0.25;
 /// Copy margin in double talk.
 const DT_COPY_MARGIN: f32 = 0.25;
 /// Mean power of a 0 dBm0 sine.
@@ -168,6 +170,8 @@ pub struct EchoCanceller {
     /// Residual / echo estimate, dB, short-term and its slow reference (double talk).
     ratio_db: f32,
     ratio_ref_db: f32,
+    /// Smoothed power of the foreground echo estimate.
+    py_smooth: f32,
     noise: f32,
     erle_db: f32,
     erl_db: f32,
@@ -237,6 +241,7 @@ impl EchoCanceller {
             pd: 0.0,
             ratio_db: 0.0,
             ratio_ref_db: 0.0,
+            py_smooth: 0.0,
             noise: dbm0_power(-70.0),
             erle_db: 0.0,
             erl_db: 0.0,
@@ -435,7 +440,12 @@ impl EchoCanceller {
             // In double talk the background can look better by partly cancelling the
             // near-end talker; demand a much larger margin then.
             let margin = if self.double_talk { DT_COPY_MARGIN } else { 0.5 };
-            if self.pe_bg < margin * self.pe_fg && pe_bg < pe_fg {
+            // And only if the far end measurably explains the near end where the
+            // background filter sits: a fast filter can also fit near-end speech that
+            // merely resembles the far end (coherence ~0.1), which is no echo.
+            let ws = self.win_start;
+            let window_coh = self.coh[ws..ws + wl].iter().fold(0.0f32, |a, &b| a.max(b));
+            if self.pe_bg < margin * self.pe_fg && pe_bg < pe_fg && window_coh > COPY_MIN_COHERENCE {
                 let ws = self.win_start;
                 self.w_fg[ws..ws + wl].copy_from_slice(&self.w_bg[ws..ws + wl]);
                 self.fg_start = ws;
@@ -505,7 +515,11 @@ impl EchoCanceller {
         }
 
         // 7. Output: residual, or comfort noise when the NLP suppresses it.
-        let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk;
+        // Only where there is echo to hide: with no echo path (an open line, an
+        // echo-free digital port) the NLP must not touch the near end (G.168 test 5).
+        self.py_smooth = 0.7 * self.py_smooth + 0.3 * py;
+        let echo_there = self.py_smooth > (0.1 * NEAR_MIN).max(2.0 * NOISE_BIAS * self.noise);
+        let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there;
         let target = if nlp { 0.0 } else { 1.0 };
         let g0 = self.nlp_gain;
         let cn_amp = libm::sqrtf((self.noise * NOISE_BIAS).min(dbm0_power(-45.0)) * 3.0);
@@ -1101,5 +1115,21 @@ mod tests {
         let cn_db = 10.0 * pow(&out).log10();
         assert!((cn_db - noise_db).abs() <= 3.0, "comfort noise {cn_db:.1} dB vs line noise {noise_db:.1} dB");
         assert!(ec.stats().erle_db > 10.0, "{:?}", ec.stats());
+    }
+
+    /// G.168 test 5 in spirit: no echo path at all. The canceller must leave the near end
+    /// alone while the far end talks, NLP included.
+    #[test]
+    fn no_echo_path_leaves_the_near_end_alone() {
+        let mut ec = Box::new(EchoCanceller::new(512));
+        let mut paths = [EchoPath { h: std::vec![0.0], delay: 0, hist: std::vec![0.0; 4096], pos: 0 }];
+        let mut near = SpeechLike::new(5, -35.0);
+        let r = simulate(&mut ec, 4.0, -10.0, &mut paths, usize::MAX, |_| near.sample());
+        let (a, b) = (8000, 32_000 - LATENCY);
+        let dist: Vec<f32> = (a..b).map(|i| r.out[i + LATENCY] - r.near_in[i]).collect();
+        let sdr = 10.0 * (pow(&r.speech[a..b]) / pow(&dist)).log10();
+        let nlp = r.stats.iter().filter(|s| s.nlp_active).count();
+        assert!(sdr >= 30.0, "near end changed: SDR {sdr:.1} dB; {:?}, NLP in {nlp} frames", ec.stats());
+        assert!(r.stats[100..].iter().all(|s| !s.nlp_active));
     }
 }
