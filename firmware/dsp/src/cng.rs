@@ -1,6 +1,8 @@
 //! Voice activity detection and comfort noise per RFC 3389 (RTP payload for comfort noise).
 //!
-//! Transmit side, per channel, every 10 ms frame after the echo canceller:
+//! Transmit side, per channel, every 10 ms frame after the echo canceller: [`Dtx`] does
+//! all of the following and answers [`TxFrame::Audio`], [`TxFrame::Cn`] or
+//! [`TxFrame::Silent`]; by hand it is:
 //!
 //! ```text
 //! active = vad.process(frame)
@@ -13,10 +15,11 @@
 //! Receive side: `ComfortNoise::set_params(&CnParams::decode(payload)?)` on each CN packet,
 //! then `ComfortNoise::fill(frame)` for every 10 ms tick until audio packets resume.
 //!
-//! - [`Vad`]: frame energy against a tracked noise floor (falls fast, rises about 3 dB/s),
-//!   speech when the energy exceeds the floor by [`Vad::THRESHOLD_DB`], held for a
-//!   hangover of [`Vad::HANGOVER_FRAMES`] frames so word endings and short pauses are not
-//!   clipped. Stationary noise of any level is not speech once the floor has found it.
+//! - [`Vad`]: frame energy against a noise floor found by minimum statistics (the
+//!   quietest frame of the last 1.6 s), speech when the energy exceeds the floor by
+//!   [`Vad::THRESHOLD_DB`], held for a hangover of [`Vad::HANGOVER_FRAMES`] frames so word
+//!   endings and short pauses are not clipped. Stationary noise of any level is not speech
+//!   once it has lasted 1.6 s.
 //! - [`CnEstimator`]: smoothed autocorrelation of the noise, level in dBov and reflection
 //!   coefficients by Levinson-Durbin (an all-pole model of the spectral envelope).
 //! - [`CnParams`]: the RFC 3389 §3 payload. Byte 0 is the noise level in -dBov (§3.1;
@@ -63,15 +66,20 @@ fn frame_power(frame: &[i16]) -> f32 {
 // VAD
 // ------------------------------------------------------------------------------------
 
-/// Energy voice activity detector with noise floor tracking and hangover.
+/// Energy voice activity detector with a minimum-statistics noise floor and hangover.
 #[derive(Debug, Clone)]
 pub struct Vad {
-    /// Tracked noise floor (mean square); 0 until the first frame.
-    floor: f32,
+    /// Minimum frame energy of each of the last [`Vad::SUB_WINDOWS`] completed
+    /// sub-windows (`f32::INFINITY` while unfilled).
+    sub_min: [f32; Vad::SUB_WINDOWS],
+    /// Next slot of `sub_min` to overwrite.
+    sub_idx: usize,
+    /// Minimum of the sub-window being filled, and its frame count.
+    cur_min: f32,
+    cur_count: u32,
     /// Frames of hangover left.
     hang: u32,
     active: bool,
-    frames: u32,
 }
 
 impl Default for Vad {
@@ -87,38 +95,45 @@ impl Vad {
     pub const HANGOVER_FRAMES: u32 = 20;
     /// Frames below this level (dBov) are never speech (idle channel noise).
     pub const ABSOLUTE_FLOOR_DBOV: f32 = -60.0;
-    /// Floor rise per frame (x1.0069 = 0.03 dB, 3 dB/s at 10 ms frames).
-    const RISE: f32 = 1.006_932_6;
-    /// Floor fall: one-pole towards a quieter frame, fast.
-    const FALL: f32 = 0.5;
+    /// The floor is the quietest frame of the last `SUB_WINDOWS * SUB_FRAMES` frames
+    /// (1.6 s): speech always pauses within that, and a new stationary noise is learnt
+    /// within it.
+    const SUB_WINDOWS: usize = 8;
+    const SUB_FRAMES: u32 = 20;
 
     /// A detector that has heard nothing yet.
     pub const fn new() -> Self {
         Vad {
-            floor: 0.0,
+            sub_min: [f32::INFINITY; Vad::SUB_WINDOWS],
+            sub_idx: 0,
+            cur_min: f32::INFINITY,
+            cur_count: 0,
             hang: 0,
             active: false,
-            frames: 0,
         }
+    }
+
+    fn floor(&self) -> f32 {
+        self.sub_min.iter().fold(self.cur_min, |m, &v| m.min(v))
     }
 
     /// Classify one frame (any length, normally 10 ms); true while speech is active
     /// (including the hangover).
     pub fn process(&mut self, frame: &[i16]) -> bool {
         let e = frame_power(frame);
-        if self.frames == 0 {
-            self.floor = e;
+        // Minimum statistics: this frame joins the window before the decision, so a
+        // quieter frame lowers the floor at once and the first frame is its own floor.
+        self.cur_min = self.cur_min.min(e);
+        self.cur_count += 1;
+        let floor = self.floor().max(1.0);
+        if self.cur_count == Self::SUB_FRAMES {
+            self.sub_min[self.sub_idx] = self.cur_min;
+            self.sub_idx = (self.sub_idx + 1) % Self::SUB_WINDOWS;
+            self.cur_min = f32::INFINITY;
+            self.cur_count = 0;
         }
-        self.frames = self.frames.saturating_add(1);
-        let threshold = self.floor * libm::powf(10.0, Self::THRESHOLD_DB / 10.0);
+        let threshold = floor * libm::powf(10.0, Self::THRESHOLD_DB / 10.0);
         let loud = e > threshold && power_to_dbov(e) > Self::ABSOLUTE_FLOOR_DBOV;
-        // Floor tracking: quickly down to quieter frames, slowly up otherwise (so that a
-        // stationary noise is learnt in a few seconds and speech barely moves it).
-        if e < self.floor {
-            self.floor = Self::FALL * self.floor + (1.0 - Self::FALL) * e;
-        } else {
-            self.floor = (self.floor * Self::RISE).min(e).max(1.0);
-        }
         if loud {
             self.hang = Self::HANGOVER_FRAMES;
             self.active = true;
@@ -135,9 +150,10 @@ impl Vad {
         self.active
     }
 
-    /// The tracked noise floor in dBov.
+    /// The noise floor in dBov: the quietest 10 ms of the last 1.6 s (for stationary
+    /// noise about 2 dB below its mean level).
     pub fn noise_floor_dbov(&self) -> f32 {
-        power_to_dbov(self.floor)
+        power_to_dbov(self.floor())
     }
 }
 
@@ -220,7 +236,8 @@ impl CnParams {
     }
 
     /// True when `other` describes audibly different noise: level apart by more than
-    /// `level_db`, or the spectral model changed (any coefficient by more than 0.1).
+    /// `level_db`, or the spectral model changed (any coefficient by more than 0.2, well
+    /// above the estimation noise of stationary noise).
     /// The transmitter sends a new CN packet then (RFC 3389 §4).
     pub fn differs_from(&self, other: &CnParams, level_db: f32) -> bool {
         if libm::fabsf(self.level_dbov - other.level_dbov) > level_db || self.order != other.order {
@@ -229,7 +246,7 @@ impl CnParams {
         self.reflection
             .iter()
             .zip(&other.reflection)
-            .any(|(a, b)| libm::fabsf(a - b) > 0.1)
+            .any(|(a, b)| libm::fabsf(a - b) > 0.2)
     }
 }
 
@@ -380,6 +397,82 @@ fn step_up(k: &[f32; MAX_ORDER], order: usize) -> [f32; MAX_ORDER + 1] {
         a[m] = k[m - 1];
     }
     a
+}
+
+// ------------------------------------------------------------------------------------
+// Discontinuous transmission
+// ------------------------------------------------------------------------------------
+
+/// What to send for one transmit frame (the output of [`Dtx::process`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TxFrame {
+    /// Speech (or its hangover): send the frame as audio.
+    Audio,
+    /// Silence, and the far end needs (new) noise parameters: send a CN packet.
+    Cn(CnParams),
+    /// Silence, nothing changed: send nothing.
+    Silent,
+}
+
+/// Transmit-side silence suppression: [`Vad`] + [`CnEstimator`] + the RFC 3389 §4 rule
+/// of when to send a CN packet (at the start of every silence period, when the noise
+/// changes, and every [`Dtx::REFRESH_FRAMES`] so a late joiner or a lost packet heals).
+#[derive(Debug, Clone)]
+pub struct Dtx {
+    vad: Vad,
+    est: CnEstimator,
+    order: usize,
+    last_sent: Option<CnParams>,
+    since_sent: u32,
+}
+
+impl Dtx {
+    /// Frames between CN packets while the noise stays the same (5 s).
+    pub const REFRESH_FRAMES: u32 = 500;
+    /// Level change that triggers a new CN packet, in dB.
+    pub const LEVEL_STEP_DB: f32 = 2.0;
+
+    /// Silence suppression sending a spectral model of `order` (0 for level only; clamped
+    /// to [`MAX_ORDER`]).
+    pub const fn new(order: usize) -> Self {
+        Dtx {
+            vad: Vad::new(),
+            est: CnEstimator::new(),
+            order: if order > MAX_ORDER { MAX_ORDER } else { order },
+            last_sent: None,
+            since_sent: 0,
+        }
+    }
+
+    /// The voice activity detector (for its state and figures).
+    pub fn vad(&self) -> &Vad {
+        &self.vad
+    }
+
+    /// Decide what to send for this frame.
+    pub fn process(&mut self, frame: &[i16]) -> TxFrame {
+        if self.vad.process(frame) {
+            self.last_sent = None;
+            return TxFrame::Audio;
+        }
+        self.est.analyse(frame);
+        let now = self.est.params(self.order);
+        self.since_sent = self.since_sent.saturating_add(1);
+        let send = match &self.last_sent {
+            None => true,
+            Some(prev) => {
+                self.since_sent >= Self::REFRESH_FRAMES
+                    || now.differs_from(prev, Self::LEVEL_STEP_DB)
+            }
+        };
+        if send {
+            self.last_sent = Some(now);
+            self.since_sent = 0;
+            TxFrame::Cn(now)
+        } else {
+            TxFrame::Silent
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------
@@ -617,54 +710,76 @@ mod tests {
 
     #[test]
     fn vad_ignores_stationary_noise_and_finds_speech_bursts() {
-        let bg = noise(3, -50.0, 0.3, 8000 * 12);
-        let mut speech = SpeechLike::new(21, -20.0); // about -26 dBov
-        let mut sig = bg.clone();
-        let mut clean = std::vec![0i16; bg.len()];
-        // Speech bursts at 4-5 s and 8-9.5 s.
-        let bursts = [(4 * 8000, 5 * 8000), (8 * 8000, 9 * 8000 + 4000)];
-        for &(a, b) in &bursts {
-            for i in a..b {
-                clean[i] = speech.sample();
-                sig[i] = sig[i].saturating_add(clean[i]);
+        // (noise dBov, noise colour, speech dBm0): white, pinkish and strongly low-pass
+        // backgrounds, speech 15 to 24 dB above them.
+        for (noise_dbov, pole, speech_dbm0) in [
+            (-50.0, 0.3, -20.0),
+            (-40.0, 0.0, -10.0),
+            (-32.0, 0.8, -3.0),
+            (-58.0, 0.5, -30.0),
+        ] {
+            let case = std::format!("noise {noise_dbov} dBov/{pole}, speech {speech_dbm0} dBm0");
+            let bg = noise(3, noise_dbov, pole, 8000 * 12);
+            let mut speech = SpeechLike::new(21, speech_dbm0);
+            let mut sig = bg.clone();
+            let mut clean = std::vec![0i16; bg.len()];
+            // Speech bursts at 4-5 s and 8-9.5 s.
+            let bursts = [(4 * 8000, 5 * 8000), (8 * 8000, 9 * 8000 + 4000)];
+            for &(a, b) in &bursts {
+                for i in a..b {
+                    clean[i] = speech.sample();
+                    sig[i] = sig[i].saturating_add(clean[i]);
+                }
             }
+            let mut vad = Vad::new();
+            let decisions: Vec<bool> = sig.chunks(FRAME).map(|f| vad.process(f)).collect();
+            // Noise only (after 0.5 s, away from bursts and hangovers): never active.
+            let noise_frames: Vec<usize> = (50..400).chain(560..800).chain(1000..1200).collect();
+            let false_alarms = noise_frames.iter().filter(|&&k| decisions[k]).count();
+            assert_eq!(false_alarms, 0, "{case}");
+            // Inside each burst, speech is detected for most frames (SpeechLike has
+            // pauses, which the hangover bridges).
+            for &(a, b) in &bursts {
+                let frames = a / FRAME..b / FRAME;
+                let hits = frames.clone().filter(|&k| decisions[k]).count();
+                assert!(
+                    hits * 10 >= frames.len() * 8,
+                    "{case}: {hits}/{}",
+                    frames.len()
+                );
+                // Onset: detected by the first frame where speech is 12 dB above noise.
+                let first_loud = frames
+                    .clone()
+                    .find(|&k| level(&clean[k * FRAME..(k + 1) * FRAME]) > noise_dbov + 12.0)
+                    .unwrap();
+                assert!(
+                    decisions[first_loud],
+                    "{case}: onset at frame {first_loud} missed"
+                );
+            }
+            let floor = vad.noise_floor_dbov();
+            assert!(
+                (noise_dbov - 5.0..noise_dbov).contains(&floor),
+                "{case}: floor {floor}"
+            );
         }
-        let mut vad = Vad::new();
-        let decisions: Vec<bool> = sig.chunks(FRAME).map(|f| vad.process(f)).collect();
-        // Noise only (after 0.5 s to learn, away from bursts and hangovers): never active.
-        let noise_frames: Vec<usize> = (50..400).chain(560..800).chain(1000..1200).collect();
-        let false_alarms = noise_frames.iter().filter(|&&k| decisions[k]).count();
-        assert_eq!(false_alarms, 0);
-        // Inside each burst, speech is detected for most frames (SpeechLike has pauses,
-        // which the hangover bridges).
-        for &(a, b) in &bursts {
-            let frames = a / FRAME..b / FRAME;
-            let hits = frames.clone().filter(|&k| decisions[k]).count();
-            assert!(hits * 10 >= frames.len() * 8, "{hits}/{}", frames.len());
-            // Onset: detected by the first frame where speech is 12 dB above the noise.
-            let first_loud = frames
-                .clone()
-                .find(|&k| level(&clean[k * FRAME..(k + 1) * FRAME]) > -50.0 + 12.0)
-                .unwrap();
-            assert!(decisions[first_loud], "onset at frame {first_loud} missed");
-        }
-        let floor = vad.noise_floor_dbov();
-        assert!((-53.0..-48.0).contains(&floor), "floor {floor}");
     }
 
     #[test]
     fn vad_learns_a_noise_step_and_hangover_ends() {
         let mut vad = Vad::new();
         let quiet = noise(1, -65.0, 0.0, 8000);
-        let loud = noise(2, -40.0, 0.0, 8000 * 15);
+        let loud = noise(2, -40.0, 0.0, 8000 * 4);
         for f in quiet.chunks(FRAME) {
             assert!(!vad.process(f));
         }
         let d: Vec<bool> = loud.chunks(FRAME).map(|f| vad.process(f)).collect();
         assert!(d[0], "a 25 dB step is activity at first");
+        // Learnt as noise within the 1.6 s window plus the hangover.
+        let learnt = d.iter().rposition(|&a| a).unwrap() + 1;
         assert!(
-            d[d.len() - 200..].iter().all(|&a| !a),
-            "then learnt as noise"
+            (150..=190).contains(&learnt),
+            "learnt after {learnt} frames"
         );
         // Hangover: a single loud frame keeps the VAD active for HANGOVER_FRAMES more.
         let burst = noise(4, -10.0, 0.0, FRAME);
@@ -673,6 +788,60 @@ mod tests {
         let d: Vec<bool> = tail.chunks(FRAME).map(|f| vad.process(f)).collect();
         let held = d.iter().take_while(|&&a| a).count();
         assert_eq!(held as u32, Vad::HANGOVER_FRAMES);
+    }
+
+    #[test]
+    fn dtx_sends_cn_at_silence_start_on_change_and_periodically() {
+        let mut dtx = Dtx::new(4);
+        let quiet = noise(7, -55.0, 0.5, 8000 * 12);
+        let mut frames = quiet.chunks(FRAME);
+        // First frame: silence from the start, CN at once.
+        match dtx.process(frames.next().unwrap()) {
+            TxFrame::Cn(p) => assert!((-57.0..-53.0).contains(&p.level_dbov), "{p:?}"),
+            other => panic!("{other:?}"),
+        }
+        // Then mostly silence: no chatter (at most one correction once the estimate has
+        // settled, beyond the refreshes), and never more than REFRESH_FRAMES between two.
+        let mut cn_at = std::vec![0];
+        for (k, f) in frames.enumerate() {
+            if let TxFrame::Cn(_) = dtx.process(f) {
+                cn_at.push(k + 1);
+            }
+        }
+        let late = cn_at.iter().filter(|&&k| k > 50).count();
+        assert!(late <= 1 + 1200 / 500, "{cn_at:?}");
+        assert!(cn_at.windows(2).all(|w| w[1] - w[0] <= 500), "{cn_at:?}");
+        assert!(1200 - cn_at.last().unwrap() <= 500, "{cn_at:?}");
+        // Speech: audio; after speech and the hangover, a CN packet starts the silence.
+        let mut speech = SpeechLike::new(2, -15.0);
+        let mut talk = std::vec![0i16; 8000];
+        speech.fill(&mut talk);
+        // The same background noise goes on under the speech.
+        for (t, n) in talk.iter_mut().zip(&quiet[8000..]) {
+            *t = t.saturating_add(*n);
+        }
+        let kinds: Vec<TxFrame> = talk.chunks(FRAME).map(|f| dtx.process(f)).collect();
+        assert!(kinds.iter().filter(|k| **k == TxFrame::Audio).count() > 80);
+        let after: Vec<TxFrame> = quiet[16000..24000]
+            .chunks(FRAME)
+            .map(|f| dtx.process(f))
+            .collect();
+        let first_silent = after.iter().position(|k| *k != TxFrame::Audio).unwrap();
+        assert!(first_silent <= Vad::HANGOVER_FRAMES as usize + 1);
+        assert!(matches!(after[first_silent], TxFrame::Cn(_)));
+        // A noise level step of 10 dB: after at most 1.6 s of "speech" the VAD learns it,
+        // and CN packets follow the estimate up to the new level in a few 2 dB steps.
+        let louder = noise(8, -45.0, 0.5, 8000 * 4);
+        let sent: Vec<CnParams> = louder
+            .chunks(FRAME)
+            .filter_map(|f| match dtx.process(f) {
+                TxFrame::Cn(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let last = sent.last().expect("CN after the step");
+        assert!((-47.0..-43.0).contains(&last.level_dbov), "{sent:?}");
+        assert!(sent.len() <= 8, "{sent:?}");
     }
 
     #[test]
