@@ -1132,4 +1132,61 @@ mod tests {
         assert!(sdr >= 30.0, "near end changed: SDR {sdr:.1} dB; {:?}, NLP in {nlp} frames", ec.stats());
         assert!(r.stats[100..].iter().all(|s| !s.nlp_active));
     }
+
+    /// Narrowband far end (a converged canceller then 3 s of DTMF and a 1 kHz tone): the
+    /// filter must not diverge (G.168 test 11 in spirit); speech afterwards is still
+    /// cancelled.
+    #[test]
+    fn narrowband_far_end_does_not_break_the_filter() {
+        let ms = models();
+        let mut ec = Box::new(EchoCanceller::new(512));
+        ec.set_nlp(false);
+        let mut path = EchoPath::new(&ms[1].1, 240, 6.0);
+        let mut speech = SpeechLike::new(1, -16.0);
+        let mut out = [0i16; 80];
+        let mut run = |ec: &mut EchoCanceller, far: &[i16; 80]| -> (f32, f32) {
+            let mut near = [0i16; 80];
+            for k in 0..80 {
+                near[k] = law(path.run(far[k]));
+            }
+            ec.process(far, &near, &mut out);
+            let p = |x: &[i16]| x.iter().map(|&v| (v as f32).powi(2)).sum::<f32>();
+            (p(&near), p(&out))
+        };
+        for _ in 0..300 {
+            let mut f = [0i16; 80];
+            speech.fill(&mut f);
+            run(&mut ec, &f);
+        }
+        let before = ec.stats().erle_db;
+        let mut gen = crate::dtmf::DtmfGenerator::new(b'5', -10.0, 100_000, 0).unwrap();
+        let mut tone = crate::tones::ToneGenerator::new(&crate::tones::ToneSpec::new(&[1000.0], -10.0, &[]));
+        let (mut pin, mut pout) = (0.0, 0.0);
+        for i in 0..300 {
+            let mut f = [0i16; 80];
+            if i < 150 {
+                gen.fill(&mut f);
+            } else {
+                tone.fill(&mut f);
+            }
+            let (a, b) = run(&mut ec, &f);
+            if i >= 20 {
+                pin += a;
+                pout += b;
+            }
+        }
+        assert!(pout < pin * 0.1, "tones: output {:.1} dB re input", 10.0 * (pout / pin).log10());
+        let (mut pin, mut pout) = (0.0, 0.0);
+        for i in 0..300 {
+            let mut f = [0i16; 80];
+            speech.fill(&mut f);
+            let (a, b) = run(&mut ec, &f);
+            if i >= 100 {
+                pin += a;
+                pout += b;
+            }
+        }
+        let after = 10.0 * (pin / pout).log10();
+        assert!(after >= 25.0, "speech after tones: ERLE {after:.1} dB (before: {before:.1})");
+    }
 }
