@@ -142,7 +142,8 @@ pub struct EchoStats {
     pub tone_disable_events: u32,
 }
 
-/// One channel's echo canceller. About 30 KB; keep it in a static or a fixed array.
+/// One channel's echo canceller. About 40 KB; keep it in a static or a fixed array (not on a
+/// small stack).
 #[derive(Clone)]
 pub struct EchoCanceller {
     parts: usize,
@@ -1188,5 +1189,13 @@ mod tests {
         }
         let after = 10.0 * (pin / pout).log10();
         assert!(after >= 25.0, "speech after tones: ERLE {after:.1} dB (before: {before:.1})");
+    }
+
+    #[test]
+    fn state_fits_a_fixed_per_channel_array() {
+        // 30 channels (an E1) must fit comfortably in the rt thread's static state.
+        let sz = core::mem::size_of::<EchoCanceller>();
+        std::println!("EchoCanceller: {sz} bytes");
+        assert!(sz < 48 * 1024, "{sz} bytes");
     }
 }
