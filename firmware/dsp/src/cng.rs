@@ -26,7 +26,9 @@
 //!   0 dBov is a full-scale square wave, i.e. RMS 32767 here, so a 0 dBm0 sine is
 //!   -6.15 dBov); bytes 1..=M are the reflection coefficients (§3.2) in ascending order,
 //!   each mapped linearly to 8 bits as `N = round(128 k) + 127` (0..=254), the mapping
-//!   WebRTC's CNG uses. Sign convention: `A(z) = 1 + sum a_i z^-i`, `k_m = a_m` of the
+//!   WebRTC's CNG uses (except its order-12 payloads, which it sends without the 127
+//!   offset; we model at most order 10, so those arrive truncated and misread).
+//!   Sign convention, also WebRTC's: `A(z) = 1 + sum a_i z^-i`, `k_m = a_m` of the
 //!   order-m predictor, so low-pass noise has `k_1 < 0`.
 //! - [`ComfortNoise`]: Gaussian white excitation through the all-pole synthesis filter,
 //!   scaled so the output level is the transmitted level (the excitation power is the
