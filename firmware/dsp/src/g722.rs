@@ -422,8 +422,9 @@ impl Encoder {
     /// Narrowband input: encode 8 kHz samples straight into the lower band, one code per
     /// sample, without the QMF (SpanDSP's `G722_SAMPLE_RATE_8000`). The higher-band bits
     /// are sent as 11 (the smallest positive step), so a wideband decoder hears silence
-    /// above 4 kHz. Cheaper than [`crate::resample::Upsampler`] + [`Encoder::encode`];
-    /// use one or the other for the life of an encoder.
+    /// above 4 kHz. Cheaper than [`crate::resample::Upsampler`] + [`Encoder::encode`]
+    /// but noisier (about 15 dB SNR on speech against 23 dB, `tests/g722_chain.rs`); use
+    /// one or the other for the life of an encoder.
     pub fn encode_8k(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, G722Error> {
         if out.len() < pcm.len() {
             return Err(G722Error::OutputTooShort {
