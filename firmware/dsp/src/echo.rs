@@ -47,8 +47,11 @@
 //!
 //! # Driving it
 //! Call [`EchoCanceller::process`] every tick with the far-end frame (what is being sent to
-//! the line) and the near-end frame (what came back from the line). The output lags the
-//! near-end input by [`LATENCY`] samples (one block, 8 ms): the price of block processing.
+//! the line) and the near-end frame (what came back from the line). The output is aligned
+//! with the input ([`LATENCY`] = 0): the foreground estimate for a block is prepared at the
+//! previous block boundary from the partitions that only need past far-end blocks, and
+//! the first partition (echo delays under 8 ms) runs as a 64-tap time-domain filter.
+//! Adaptation still works on whole blocks.
 
 use crate::fft::{self, C32};
 use crate::modem_tones::{ModemToneDetector, ModemToneEvent};
@@ -60,8 +63,9 @@ pub const BLOCK: usize = 64;
 pub const MAX_TAPS: usize = 1024;
 /// Shortest tail (16 ms).
 pub const MIN_TAPS: usize = 128;
-/// Output delay relative to the near-end input, in samples.
-pub const LATENCY: usize = BLOCK;
+/// Output delay relative to the near-end input, in samples: none. (The adaptation works
+/// on 64-sample blocks, but the output is made sample by sample.)
+pub const LATENCY: usize = 0;
 
 const PARTS: usize = MAX_TAPS / BLOCK;
 /// Partitions the adaptive window spans (32 ms of echo dispersion).
@@ -157,7 +161,16 @@ pub struct EchoCanceller {
     x_prev: [f32; BLOCK],
     far_blk: [f32; BLOCK],
     near_blk: [f32; BLOCK],
-    out_blk: [i16; BLOCK],
+    /// Foreground estimate for the current block from partitions >= 1, and partition
+    /// 0's time-domain taps (used when the window starts at partition 0).
+    y_next: [f32; BLOCK],
+    h0: [f32; BLOCK],
+    h0_active: bool,
+    /// Far end: previous block, then the current one as it arrives.
+    xbuf: [f32; 2 * BLOCK],
+    e_fg_blk: [f32; BLOCK],
+    y_fg_blk: [f32; BLOCK],
+    nlp_target: f32,
     pos: usize,
     blocks: u32,
     /// Far-end block powers, ring of `PARTS`.
@@ -232,7 +245,13 @@ impl EchoCanceller {
             x_prev: [0.0; BLOCK],
             far_blk: [0.0; BLOCK],
             near_blk: [0.0; BLOCK],
-            out_blk: [0; BLOCK],
+            y_next: [0.0; BLOCK],
+            h0: [0.0; BLOCK],
+            h0_active: false,
+            xbuf: [0.0; 2 * BLOCK],
+            e_fg_blk: [0.0; BLOCK],
+            y_fg_blk: [0.0; BLOCK],
+            nlp_target: 1.0,
             pos: 0,
             blocks: 0,
             far_pow: [0.0; PARTS],
@@ -294,7 +313,7 @@ impl EchoCanceller {
         self.nlp_enabled = nlp;
     }
 
-    /// Switch cancellation on or off (off: `out` is `near_end` delayed by [`LATENCY`]).
+    /// Switch cancellation on or off (off: `out` is `near_end`).
     pub fn set_enabled(&mut self, on: bool) {
         self.enabled = on;
     }
@@ -311,17 +330,50 @@ impl EchoCanceller {
 
     /// Cancel echo. `far_end`: received from the network and sent to the line (Rin);
     /// `near_end`: received from the line (Sin); `out`: sent to the network (Sout).
-    /// Processes `min(far_end.len(), near_end.len(), out.len())` samples; `out` lags
-    /// `near_end` by [`LATENCY`] samples.
+    /// Processes `min(far_end.len(), near_end.len(), out.len())` samples; `out[i]` is
+    /// `near_end[i]` with the echo removed (no latency).
     pub fn process(&mut self, far_end: &[i16], near_end: &[i16], out: &mut [i16]) {
         let n = far_end.len().min(near_end.len()).min(out.len());
         let mut i = 0;
         while i < n {
             let take = (BLOCK - self.pos).min(n - i);
+            let cancelling = self.enabled && !self.disabled;
+            let cn_amp = libm::sqrtf((self.noise * NOISE_BIAS).min(dbm0_power(-45.0)) * 3.0);
             for k in 0..take {
-                self.far_blk[self.pos + k] = far_end[i + k] as f32;
-                self.near_blk[self.pos + k] = near_end[i + k] as f32;
-                out[i + k] = self.out_blk[self.pos + k];
+                let pos = self.pos + k;
+                let (x, d) = (far_end[i + k] as f32, near_end[i + k] as f32);
+                self.far_blk[pos] = x;
+                self.near_blk[pos] = d;
+                // Echo estimate: the partitions that only need past far-end blocks were
+                // prepared at the last block boundary; partition 0 (echo delays under
+                // 8 ms) runs in the time domain, so there is no block latency.
+                self.xbuf[BLOCK + pos] = x;
+                let mut y = self.y_next[pos];
+                if self.h0_active {
+                    // h0 is stored reversed, so this is one contiguous dot product.
+                    y += dot(&self.h0, &self.xbuf[pos + 1..pos + 1 + BLOCK]);
+                }
+                let e = d - y;
+                self.e_fg_blk[pos] = e;
+                self.y_fg_blk[pos] = y;
+                // NLP crossfade over one block towards the last decision.
+                let step = 1.0 / BLOCK as f32;
+                self.nlp_gain = if self.nlp_target > self.nlp_gain {
+                    (self.nlp_gain + step).min(self.nlp_target)
+                } else {
+                    (self.nlp_gain - step).max(self.nlp_target)
+                };
+                let v = if cancelling {
+                    let g = self.nlp_gain;
+                    if g >= 1.0 {
+                        e
+                    } else {
+                        g * e + (1.0 - g) * cn_amp * self.uniform()
+                    }
+                } else {
+                    d
+                };
+                out[i + k] = sat16(v);
             }
             // Tone detectors see every sample in both directions.
             for ev in [self.far_tone.process(&far_end[i..i + take]), self.near_tone.process(&near_end[i..i + take])] {
@@ -370,19 +422,10 @@ impl EchoCanceller {
             *p = 0.8 * *p + 0.2 * buf[k].norm_sqr();
         }
 
-        // 2. Both filters' echo estimates; one inverse FFT for the two (y_fg + j y_bg).
-        let mut ya = [C32::ZERO; BINS];
+        // 2. The background filter's echo estimate for this block (the foreground's was
+        // made sample by sample in `process`).
         let mut yb = [C32::ZERO; BINS];
         let wl = self.win_len;
-        for p in self.fg_start..self.fg_start + wl {
-            let x = &self.xs[(self.x_head + p) % PARTS];
-            let wf = &self.w_fg[p];
-            for k in 0..BINS {
-                let a = wf[k].cmul(x[k]);
-                ya[k].re += a.re;
-                ya[k].im += a.im;
-            }
-        }
         for p in self.win_start..self.win_start + wl {
             let x = &self.xs[(self.x_head + p) % PARTS];
             let wb = &self.w_bg[p];
@@ -392,7 +435,8 @@ impl EchoCanceller {
                 yb[k].im += b.im;
             }
         }
-        let mut z = pair_spectra(&ya, &yb);
+        let zero = [C32::ZERO; BINS];
+        let mut z = pair_spectra(&yb, &zero);
         fft::inverse(&mut z);
         let near = self.near_blk;
         // The echo-path locator runs every 4th block (it needs 100 ms to settle anyway).
@@ -403,14 +447,12 @@ impl EchoCanceller {
             self.locate(&near);
         }
         self.d_prev = near;
-        let mut e_fg = [0.0f32; BLOCK];
+        let e_fg = self.e_fg_blk;
         let mut e_bg = [0.0f32; BLOCK];
         let mut y_fg_p = 0.0;
         for k in 0..BLOCK {
-            let y = z[BLOCK + k];
-            e_fg[k] = near[k] - y.re;
-            e_bg[k] = near[k] - y.im;
-            y_fg_p += y.re * y.re;
+            e_bg[k] = near[k] - z[BLOCK + k].re;
+            y_fg_p += self.y_fg_blk[k] * self.y_fg_blk[k];
         }
         let (pe_fg, pe_bg, pd) = (mean_sq(&e_fg), mean_sq(&e_bg), mean_sq(&near));
         self.pe_fg = 0.7 * self.pe_fg + 0.3 * pe_fg;
@@ -521,20 +563,31 @@ impl EchoCanceller {
         self.py_smooth = 0.7 * self.py_smooth + 0.3 * py;
         let echo_there = self.py_smooth > (0.1 * NEAR_MIN).max(2.0 * NOISE_BIAS * self.noise);
         let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there;
-        let target = if nlp { 0.0 } else { 1.0 };
-        let g0 = self.nlp_gain;
-        let cn_amp = libm::sqrtf((self.noise * NOISE_BIAS).min(dbm0_power(-45.0)) * 3.0);
-        for k in 0..BLOCK {
-            let g = g0 + (target - g0) * (k + 1) as f32 / BLOCK as f32;
-            let v = if !cancelling {
-                near[k]
-            } else {
-                let cn = cn_amp * self.uniform();
-                g * e_fg[k] + (1.0 - g) * cn
-            };
-            self.out_blk[k] = sat16(v);
+        self.nlp_target = if nlp { 0.0 } else { 1.0 };
+
+        // Prepare the foreground's estimate for the next block: every partition but 0
+        // needs only far-end blocks up to this one (partition p of block b+1 uses X_{b+1-p}).
+        let fs = self.fg_start;
+        let mut ya = [C32::ZERO; BINS];
+        for p in fs.max(1)..fs + wl {
+            let x = &self.xs[(self.x_head + p - 1) % PARTS];
+            let wf = &self.w_fg[p];
+            for k in 0..BINS {
+                let a = wf[k].cmul(x[k]);
+                ya[k].re += a.re;
+                ya[k].im += a.im;
+            }
         }
-        self.nlp_gain = target;
+        self.h0_active = fs == 0;
+        let mut z = pair_spectra(&ya, if fs == 0 { &self.w_fg[0] } else { &zero });
+        fft::inverse(&mut z);
+        for k in 0..BLOCK {
+            self.y_next[k] = z[BLOCK + k].re;
+            // Partition 0's taps, reversed, for the time-domain part.
+            self.h0[BLOCK - 1 - k] = z[k].im;
+        }
+        // The far-end history for the time-domain part: this block becomes the past.
+        self.xbuf.copy_within(BLOCK.., 0);
 
         // 8. Echo delay: strongest tap of the foreground, two partitions per inverse FFT,
         // every other block.
@@ -720,6 +773,19 @@ impl EchoCanceller {
             }
         }
     }
+}
+
+/// Dot product of two equal-length slices, in eight independent lanes so that the
+/// compiler vectorises it.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    acc.iter().sum()
 }
 
 fn mean_sq(x: &[f32; BLOCK]) -> f32 {
@@ -1197,5 +1263,22 @@ mod tests {
         let sz = core::mem::size_of::<EchoCanceller>();
         std::println!("EchoCanceller: {sz} bytes");
         assert!(sz < 48 * 1024, "{sz} bytes");
+    }
+
+    /// A local FXS hybrid: bulk delays of 0-12 ms, where the echo lies in the first
+    /// partition(s) and the output must still come without block latency.
+    #[test]
+    fn short_local_echo_paths_without_latency() {
+        let ms = models();
+        for (i, delay) in [0usize, 16, 40, 96].into_iter().enumerate() {
+            let (name, m) = &ms[i * 2];
+            let mut ec = Box::new(EchoCanceller::new(256));
+            ec.set_nlp(false);
+            let mut paths = [EchoPath::new(m, delay, 10.0)];
+            let r = simulate(&mut ec, 3.0, -16.0, &mut paths, usize::MAX, |_| 0);
+            let e = erle(&r, 12_000, 24_000);
+            assert!(e >= 25.0, "{name} at {delay} samples: ERLE {e:.1} dB");
+        }
+        assert_eq!(LATENCY, 0);
     }
 }
