@@ -19,6 +19,9 @@
 //!
 //! `unsafe` appears only here, for the FFI calls into libspandsp.
 
+// The matcher walks parallel message arrays by index.
+#![allow(clippy::needless_range_loop)]
+
 use gw_dsp::callerid::{FskDemodulator, FskEvent, FskModulator, FskStandard, MARK_BITS, MDMF_CALLER_ID, SEIZURE_BITS};
 use std::ffi::{c_int, c_void};
 use std::time::Instant;
@@ -234,7 +237,7 @@ fn run_point(std: FskStandard, snr_db: f64, bits_wanted: u64, seed: u64) -> (u64
 fn fmt_ber(b: Option<f64>) -> String {
     match b {
         None => "all lost".to_string(),
-        Some(b) if b == 0.0 => "0".to_string(),
+        Some(0.0) => "0".to_string(),
         Some(b) => format!("{b:.1e}"),
     }
 }
