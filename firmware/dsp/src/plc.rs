@@ -24,28 +24,22 @@
 //!
 //! Without losses the output is the input delayed by [`DELAY`] samples, bit for bit.
 //! Frames may be any length (the rt loop uses [`crate::FRAME`] = 80); state is fixed-size.
+//! [`PlcWb`] is the same at 16 kHz (G.722 trunks), every length doubled.
 
-/// Output delay in samples (3.75 ms, Appendix I's `POVERLAPMAX`).
+/// Output delay of [`Plc`] in samples (3.75 ms, Appendix I's `POVERLAPMAX`).
 pub const DELAY: usize = 30;
 
-/// Shortest and longest pitch period searched, in samples (200 Hz and 66.7 Hz).
-const PITCH_MIN: usize = 40;
-const PITCH_MAX: usize = 120;
-/// History length: three longest periods plus a quarter period (`HISTORYLEN`).
-const HIST: usize = 3 * PITCH_MAX + PITCH_MAX / 4;
-/// Correlation window for the pitch search (20 ms, `CORRLEN`).
-const CORR_LEN: usize = 160;
-/// Samples per 10 ms: the unit of the widening and attenuation schedule.
-const TEN_MS: usize = 80;
-/// Attenuation per sample after the first 10 ms: 20 % per 10 ms.
-const ATTEN_PER_SAMPLE: f32 = 0.2 / TEN_MS as f32;
-/// Work in chunks no longer than this (so the delayed output is still in the history).
-const CHUNK: usize = TEN_MS;
+/// G.711 Appendix I style concealer at 8 kHz (one per receive channel).
+pub type Plc = PlcAt<1, 390>;
+/// The same algorithm at 16 kHz (for G.722 or other wideband audio): every length in
+/// samples doubles, times stay the same; output delay 60 samples.
+pub type PlcWb = PlcAt<2, 780>;
 
-/// G.711 Appendix I style packet loss concealer (one per receive channel).
+/// The concealer at `S` times 8 kHz; `HIST` must be `390 * S` (three longest pitch
+/// periods plus a quarter, Appendix I's `HISTORYLEN`). Use [`Plc`] or [`PlcWb`].
 #[derive(Debug, Clone)]
-pub struct Plc {
-    /// The signal as reconstructed so far, oldest first; the last [`DELAY`] samples are
+pub struct PlcAt<const S: usize, const HIST: usize> {
+    /// The signal as reconstructed so far, oldest first; the last `DELAY_SAMPLES` are
     /// not yet played.
     hist: [f32; HIST],
     /// Snapshot of `hist` when the current loss began (never modified).
@@ -66,23 +60,39 @@ pub struct Plc {
     erased: usize,
 }
 
-impl Default for Plc {
+impl<const S: usize, const HIST: usize> Default for PlcAt<S, HIST> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Plc {
+/// Longest chunk handled at once (10 ms at 16 kHz).
+const MAX_CHUNK: usize = 160;
+
+impl<const S: usize, const HIST: usize> PlcAt<S, HIST> {
+    /// Output delay in samples: 3.75 ms.
+    pub const DELAY_SAMPLES: usize = 30 * S;
+    /// Longest pitch period searched (66.7 Hz; the search itself is in `find_pitch`).
+    const PITCH_MAX: usize = 120 * S;
+    /// Samples per 10 ms: the unit of the widening and attenuation schedule, and the
+    /// chunk size (so the delayed output is still in the history).
+    const TEN_MS: usize = 80 * S;
+    /// Attenuation per sample after the first 10 ms: 20 % per 10 ms.
+    const ATTEN_PER_SAMPLE: f32 = 0.2 / (80 * S) as f32;
+    /// Compile-time check of the parameters.
+    const VALID: () = assert!(HIST == 390 * S && S >= 1 && 80 * S <= MAX_CHUNK);
+
     /// A concealer with silent history.
     pub const fn new() -> Self {
-        Plc {
+        let () = Self::VALID;
+        PlcAt {
             hist: [0.0; HIST],
             snap: [0.0; HIST],
-            pitch: PITCH_MAX,
-            overlap: PITCH_MAX / 4,
-            cycle: PITCH_MAX,
+            pitch: Self::PITCH_MAX,
+            overlap: Self::PITCH_MAX / 4,
+            cycle: Self::PITCH_MAX,
             pos: 0,
-            old_cycle: PITCH_MAX,
+            old_cycle: Self::PITCH_MAX,
             old_pos: 0,
             fade_left: 0,
             erased: 0,
@@ -105,20 +115,20 @@ impl Plc {
     }
 
     /// A frame arrived: record it and replace it, in place, with the output to play
-    /// ([`DELAY`] samples late; the first frame after a loss is merged with the
+    /// ([`DELAY`] samples late at 8 kHz; the first frame after a loss is merged with the
     /// continuation of the synthetic signal).
     pub fn good_frame(&mut self, frame: &mut [i16]) {
         let mut merge_left = 0;
         let mut merge_len = 0;
         if self.erased > 0 {
-            let extra_frames = (self.erased - 1) / TEN_MS;
-            merge_len = (self.overlap + extra_frames * 32)
-                .min(TEN_MS)
+            let extra_frames = (self.erased - 1) / Self::TEN_MS;
+            merge_len = (self.overlap + extra_frames * 32 * S)
+                .min(Self::TEN_MS)
                 .min(frame.len());
             merge_left = merge_len;
         }
-        for chunk in frame.chunks_mut(CHUNK) {
-            let mut new = [0f32; CHUNK];
+        for chunk in frame.chunks_mut(Self::TEN_MS) {
+            let mut new = [0f32; MAX_CHUNK];
             for (k, s) in chunk.iter().enumerate() {
                 let real = *s as f32;
                 new[k] = if merge_left > 0 {
@@ -140,8 +150,8 @@ impl Plc {
         if self.erased == 0 {
             self.start_loss();
         }
-        for chunk in out.chunks_mut(CHUNK) {
-            let mut new = [0f32; CHUNK];
+        for chunk in out.chunks_mut(Self::TEN_MS) {
+            let mut new = [0f32; MAX_CHUNK];
             for v in new[..chunk.len()].iter_mut() {
                 *v = self.next_synthetic();
             }
@@ -154,7 +164,7 @@ impl Plc {
         let n = new.len();
         self.hist.copy_within(n.., 0);
         self.hist[HIST - n..].copy_from_slice(new);
-        let start = HIST - DELAY - n;
+        let start = HIST - Self::DELAY_SAMPLES - n;
         for (o, &v) in out.iter_mut().zip(&self.hist[start..start + n]) {
             *o = crate::sat16(v);
         }
@@ -163,7 +173,7 @@ impl Plc {
     /// Loss begins: find the pitch, snapshot the history, and blend the unplayed tail of
     /// the history into the first replayed period (§I.2.2).
     fn start_loss(&mut self) {
-        self.pitch = find_pitch(&self.hist);
+        self.pitch = find_pitch(&self.hist, S);
         self.overlap = self.pitch / 4;
         self.snap = self.hist;
         self.cycle = self.pitch;
@@ -193,7 +203,7 @@ impl Plc {
     fn next_synthetic(&mut self) -> f32 {
         let n = self.erased;
         // Widen to two periods at 10 ms and three at 20 ms (§I.2.4).
-        if (n == TEN_MS || n == 2 * TEN_MS) && self.cycle < 3 * self.pitch {
+        if (n == Self::TEN_MS || n == 2 * Self::TEN_MS) && self.cycle < 3 * self.pitch {
             self.old_cycle = self.cycle;
             self.old_pos = self.pos;
             self.cycle += self.pitch;
@@ -211,24 +221,26 @@ impl Plc {
         self.pos = (self.pos + 1) % self.cycle;
         self.erased = self.erased.saturating_add(1);
         // Attenuation from 10 ms on, silence from 60 ms (§I.2.5).
-        let gain = if n < TEN_MS {
+        let gain = if n < Self::TEN_MS {
             1.0
         } else {
-            (1.0 - ATTEN_PER_SAMPLE * (n + 1 - TEN_MS) as f32).max(0.0)
+            (1.0 - Self::ATTEN_PER_SAMPLE * (n + 1 - Self::TEN_MS) as f32).max(0.0)
         };
         v * gain
     }
 }
 
-/// Pitch period of the end of `hist` in samples (§I.2.3): maximise the normalized
-/// cross-correlation between the last [`CORR_LEN`] samples and the same length `lag`
-/// earlier; coarse at every second lag and sample, then refined around the best.
-fn find_pitch(hist: &[f32; HIST]) -> usize {
-    let end = HIST - CORR_LEN;
+/// Pitch period of the end of `hist` in samples at `s` times 8 kHz (§I.2.3): maximise
+/// the normalized cross-correlation between the last 20 ms and the same length `lag`
+/// earlier, 5 to 15 ms; coarse at every second lag using every second sample, then
+/// refined around the best.
+fn find_pitch(hist: &[f32], s: usize) -> usize {
+    let (pitch_min, pitch_max, corr_len) = (40 * s, 120 * s, 160 * s);
+    let end = hist.len() - corr_len;
     let score = |lag: usize, step: usize| -> f32 {
         let (mut xy, mut yy) = (0f32, 0f32);
         let mut i = 0;
-        while i < CORR_LEN {
+        while i < corr_len {
             let x = hist[end + i];
             let y = hist[end - lag + i];
             xy += x * y;
@@ -240,35 +252,35 @@ fn find_pitch(hist: &[f32; HIST]) -> usize {
         }
         xy / libm::sqrtf(yy)
     };
-    let mut best = PITCH_MAX;
+    let mut best = pitch_max;
     let mut best_score = f32::NEG_INFINITY;
-    let mut lag = PITCH_MIN;
-    while lag <= PITCH_MAX {
-        let s = score(lag, 2);
-        if s > best_score {
-            best_score = s;
+    let mut lag = pitch_min;
+    while lag <= pitch_max {
+        let sc = score(lag, 2);
+        if sc > best_score {
+            best_score = sc;
             best = lag;
         }
         lag += 2;
     }
     let refine = |coarse: usize| -> (usize, f32) {
         let mut best = (coarse, f32::NEG_INFINITY);
-        for lag in coarse.saturating_sub(1).max(PITCH_MIN)..=(coarse + 1).min(PITCH_MAX) {
-            let s = score(lag, 1);
-            if s > best.1 {
-                best = (lag, s);
+        for lag in coarse.saturating_sub(1).max(pitch_min)..=(coarse + 1).min(pitch_max) {
+            let sc = score(lag, 1);
+            if sc > best.1 {
+                best = (lag, sc);
             }
         }
         best
     };
-    let (lag, s) = refine(best);
+    let (lag, best_score) = refine(best);
     // A periodic signal matches itself at every multiple of its period, and the coarse
     // grid can favour a multiple; prefer a submultiple that scores nearly as well.
     for k in [3usize, 2] {
         let sub = (lag + k / 2) / k;
-        if sub >= PITCH_MIN {
-            let (sub_lag, sub_s) = refine(sub);
-            if sub_s >= 0.85 * s {
+        if sub >= pitch_min {
+            let (sub_lag, sub_score) = refine(sub);
+            if sub_score >= 0.85 * best_score {
                 return sub_lag;
             }
         }
@@ -360,12 +372,20 @@ mod tests {
     #[test]
     fn pitch_is_found() {
         for period in [45usize, 64, 80, 100, 118] {
-            let sig = voiced(period, HIST + 200);
-            let mut h = [0f32; HIST];
+            let sig = voiced(period, 390 + 200);
+            let mut h = [0f32; 390];
             for (d, s) in h.iter_mut().zip(&sig[200..]) {
                 *d = *s as f32;
             }
-            assert_eq!(find_pitch(&h), period);
+            assert_eq!(find_pitch(&h, 1), period);
+        }
+        for period in [85usize, 146, 201, 236] {
+            let sig = voiced(period, 780 + 400);
+            let mut h = [0f32; 780];
+            for (d, s) in h.iter_mut().zip(&sig[400..]) {
+                *d = *s as f32;
+            }
+            assert_eq!(find_pitch(&h, 2), period, "16 kHz");
         }
     }
 
@@ -519,6 +539,41 @@ mod tests {
             &out[start + FRAME..start + 2 * FRAME],
             &sig[start + FRAME..start + 2 * FRAME]
         );
+    }
+
+    #[test]
+    fn wideband_variant_conceals_at_16_khz() {
+        // Voiced signal with a 146-sample period at 16 kHz (110 Hz), 20 ms lost.
+        let sig = voiced(146, 16000);
+        let mut plc = PlcWb::new();
+        let mut out = Vec::new();
+        let lost = [20usize, 21];
+        let mut long = Vec::new();
+        for (k, frame) in sig.chunks(160).enumerate() {
+            let mut f = [0i16; 160];
+            f.copy_from_slice(frame);
+            if lost.contains(&k) || (60..70).contains(&k) {
+                plc.conceal(&mut f);
+            } else {
+                plc.good_frame(&mut f);
+            }
+            if (60..70).contains(&k) {
+                long.push(energy(&f));
+            }
+            out.extend_from_slice(&f);
+        }
+        assert_eq!(PlcWb::DELAY_SAMPLES, 60);
+        assert_eq!(plc.pitch(), 146);
+        out.drain(..PlcWb::DELAY_SAMPLES);
+        assert_eq!(&out[..3000], &sig[..3000], "transparent without loss");
+        let span = 20 * 160..22 * 160;
+        let e = err_energy(&out[span.clone()], &sig[span.clone()]);
+        let gain_db = 10.0 * (energy(&sig[span]) / e).log10();
+        assert!(gain_db > 6.0, "{gain_db}");
+        // The 100 ms loss: decays, silent from 60 ms (the played frames lag by 60
+        // samples, so the first silent one is the 7th).
+        assert!(long[1] < long[0] && long[5] < long[4]);
+        assert!(long[7..].iter().all(|&e| e == 0.0), "{long:?}");
     }
 
     #[test]
