@@ -156,8 +156,6 @@ pub struct EchoCanceller {
     x_head: usize,
     w_fg: [[C32; BINS]; PARTS],
     w_bg: [[C32; BINS]; PARTS],
-    /// Smoothed far-end power per bin.
-    px: [f32; BINS],
     x_prev: [f32; BLOCK],
     far_blk: [f32; BLOCK],
     near_blk: [f32; BLOCK],
@@ -241,7 +239,6 @@ impl EchoCanceller {
             x_head: 0,
             w_fg: [[C32::ZERO; BINS]; PARTS],
             w_bg: [[C32::ZERO; BINS]; PARTS],
-            px: [0.0; BINS],
             x_prev: [0.0; BLOCK],
             far_blk: [0.0; BLOCK],
             near_blk: [0.0; BLOCK],
@@ -407,19 +404,10 @@ impl EchoCanceller {
         self.x_prev = self.far_blk;
         let far_p = mean_sq(&self.far_blk);
         self.far_pow[self.blocks as usize % PARTS] = far_p;
-        let far_recent = self.far_pow[..parts.min(PARTS)].iter().fold(0.0f32, |a, &b| a.max(b));
-        let far_recent = if parts < PARTS {
-            // Only the last `parts` blocks matter for this tail.
-            let mut m = 0.0f32;
-            for j in 0..parts {
-                m = m.max(self.far_pow[(self.blocks as usize + PARTS - j) % PARTS]);
-            }
-            m
-        } else {
-            far_recent
-        };
-        for (k, p) in self.px.iter_mut().enumerate() {
-            *p = 0.8 * *p + 0.2 * buf[k].norm_sqr();
+        // Loudest far-end block within the tail: what can still be echoing back.
+        let mut far_recent = 0.0f32;
+        for j in 0..parts {
+            far_recent = far_recent.max(self.far_pow[(self.blocks as usize + PARTS - j) % PARTS]);
         }
 
         // 2. The background filter's echo estimate for this block (the foreground's was
