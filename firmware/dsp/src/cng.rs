@@ -165,6 +165,7 @@ impl Vad {
 
 /// Why a CN payload could not be built or parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CnError {
     /// A CN payload has at least the level byte (RFC 3389 §3).
     EmptyPayload,

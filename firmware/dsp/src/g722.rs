@@ -77,6 +77,7 @@ impl Mode {
 
 /// Why an encode or decode call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum G722Error {
     /// The encoder works on sample pairs; the input had an odd number of samples.
     OddSampleCount,

@@ -19,7 +19,7 @@
 
 /// Group delay of either resampler, in 16 kHz samples.
 pub const DELAY_16K: usize = 35;
-/// Samples in 10 ms at 8 kHz and at 16 kHz.
+/// Samples in 10 ms at 8 kHz.
 pub const NB_FRAME: usize = 80;
 /// Samples in 10 ms at 16 kHz.
 pub const WB_FRAME: usize = 160;
@@ -73,6 +73,7 @@ const ODD_DELAY: usize = 17;
 
 /// Why a resampler call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResampleError {
     /// The output buffer is smaller than the input needs.
     OutputTooShort {
