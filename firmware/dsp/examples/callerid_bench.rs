@@ -23,6 +23,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use gw_dsp::callerid::{FskDemodulator, FskEvent, FskModulator, FskStandard, MARK_BITS, MDMF_CALLER_ID, SEIZURE_BITS};
+use gw_dsp::callerid_line::{FskReceiver, FskRxEvent};
 use std::ffi::{c_int, c_void};
 use std::time::Instant;
 
@@ -179,7 +180,15 @@ extern "C" fn spandsp_put_msg(user: *mut c_void, msg: *const u8, len: c_int) {
     m.next += 1;
 }
 
-fn run_point(std: FskStandard, snr_db: f64, bits_wanted: u64, seed: u64) -> (u64, Score, Score, f64, f64) {
+struct Point {
+    bits: u64,
+    demod: Score,
+    rx: Score,
+    spandsp: Score,
+    ns: [f64; 3],
+}
+
+fn run_point(std: FskStandard, snr_db: f64, bits_wanted: u64, seed: u64) -> Point {
     let n_msgs = bits_wanted.div_ceil((MSG_LEN * 8) as u64) as usize;
     let mut rng = Awgn::new(seed);
     let mut noise = Awgn::new(seed ^ 0xABCD_EF01);
@@ -211,6 +220,21 @@ fn run_point(std: FskStandard, snr_db: f64, bits_wanted: u64, seed: u64) -> (u64
     let ns_ours = t.elapsed().as_nanos() as f64 / x.len() as f64;
     let ours = score(&sent, &got);
 
+    // Ours, with timing recovery (callerid_line::FskReceiver).
+    let t = Instant::now();
+    let mut r = FskReceiver::new(std);
+    let mut got = Vec::new();
+    for f in x.chunks(80) {
+        r.process(f);
+        while let Some(e) = r.poll_event() {
+            if let FskRxEvent::Message { bytes, len } = e {
+                got.push(bytes[..len].to_vec());
+            }
+        }
+    }
+    let ns_rx = t.elapsed().as_nanos() as f64 / x.len() as f64;
+    let rx = score(&sent, &got);
+
     // SpanDSP.
     let t = Instant::now();
     let mut m = Matcher { sent: &sent, next: 0, got: Vec::new() };
@@ -231,7 +255,7 @@ fn run_point(std: FskStandard, snr_db: f64, bits_wanted: u64, seed: u64) -> (u64
     let ns_span = t.elapsed().as_nanos() as f64 / x.len() as f64;
     let _ = (m.sent.len(), m.next);
     let spandsp = score(&sent, &m.got);
-    ((n_msgs * MSG_LEN * 8) as u64, ours, spandsp, ns_ours, ns_span)
+    Point { bits: (n_msgs * MSG_LEN * 8) as u64, demod: ours, rx, spandsp, ns: [ns_ours, ns_rx, ns_span] }
 }
 
 fn fmt_ber(b: Option<f64>) -> String {
@@ -247,37 +271,41 @@ fn main() {
     let start = Instant::now();
     println!("Caller ID FSK receivers, {bits_wanted} payload bits per point, signal {LEVEL_DBM0} dBm0, AWGN 0-4 kHz");
     println!("MER = failed or lost 255-byte messages; BER = 1 - (1 - MER)^(1/2040) (independent errors);");
-    println!("0 = no error seen in the bits counted; ratio = SpanDSP BER / ours");
+    println!("0 = no error seen in the bits counted; span/rx = SpanDSP BER / FskReceiver BER");
+    println!("demod = callerid::FskDemodulator, rx = callerid_line::FskReceiver, span = SpanDSP adsi_rx");
     for std in [FskStandard::Bell202, FskStandard::V23] {
         println!();
         println!("{std:?}");
         println!(
-            "{:>6} {:>10} | {:>9} {:>9} | {:>9} {:>9} | {:>10} | {:>7} {:>7}",
-            "SNR dB", "bits", "ours MER", "ours BER", "span MER", "span BER", "BER ratio", "ns ours", "ns span"
+            "{:>6} {:>9} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>9} | {:>5} {:>5} {:>5}",
+            "SNR dB", "bits", "demod ME", "BER", "rx MER", "BER", "span MER", "BER", "span/rx", "ns dm", "rx", "span"
         );
         for snr in 6..=16 {
-            let (bits, o, s, no, ns) = run_point(std, snr as f64, bits_wanted, 1000 + snr as u64);
-            let n_msgs = bits / (MSG_LEN * 8) as u64;
+            let p = run_point(std, snr as f64, bits_wanted, 1000 + snr as u64);
+            let n_msgs = p.bits / (MSG_LEN * 8) as u64;
             let n = n_msgs as f64;
-            let (ob, sb) = (o.ber(n_msgs), s.ber(n_msgs));
-            let ratio = match (ob, sb) {
+            let (db, rb, sb) = (p.demod.ber(n_msgs), p.rx.ber(n_msgs), p.spandsp.ber(n_msgs));
+            let ratio = match (rb, sb) {
                 (Some(o), Some(s)) if o > 0.0 => format!("{:.1}", s / o),
-                (Some(o), None) if o > 0.0 => ">".to_string() + &format!("{:.1}", 1e-3 / o),
-                (Some(_), Some(s)) if s > 0.0 => "ours 0".to_string(),
-                (Some(_), None) => "ours 0".to_string(),
+                (Some(o), None) if o > 0.0 => format!(">{:.1}", 1e-3 / o),
+                (Some(_), Some(s)) if s > 0.0 => "rx 0".to_string(),
+                (Some(_), None) => "rx 0".to_string(),
                 _ => "-".to_string(),
             };
             println!(
-                "{:>6} {:>10} | {:>9.4} {:>9} | {:>9.4} {:>9} | {:>10} | {:>7.1} {:>7.1}",
+                "{:>6} {:>9} | {:>8.4} {:>8} | {:>8.4} {:>8} | {:>8.4} {:>8} | {:>9} | {:>5.1} {:>5.1} {:>5.1}",
                 snr,
-                bits,
-                o.failed as f64 / n,
-                fmt_ber(ob),
-                s.failed as f64 / n,
+                p.bits,
+                p.demod.failed as f64 / n,
+                fmt_ber(db),
+                p.rx.failed as f64 / n,
+                fmt_ber(rb),
+                p.spandsp.failed as f64 / n,
                 fmt_ber(sb),
                 ratio,
-                no,
-                ns
+                p.ns[0],
+                p.ns[1],
+                p.ns[2]
             );
         }
     }
