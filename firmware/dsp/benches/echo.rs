@@ -11,6 +11,9 @@
 //! against the same stretch without double talk, the near end's signal-to-distortion
 //! ratio during double talk, and ns per sample (best of 5); then the means and ratios.
 //!
+//! The last two rows ("rec") use recorded synthetic speech from `testdata/` (espeak-ng,
+//! see `testdata/README.md`) for both talkers instead of `SpeechLike`.
+//!
 //! Run: `cargo bench -p gw-dsp --bench echo` (needs libspeexdsp installed).
 #![allow(unsafe_code)] // FFI to speexdsp, benchmark only
 
@@ -33,6 +36,8 @@ extern "C" {
     fn speex_echo_ctl(st: *mut SpeexEchoState, request: c_int, ptr: *mut std::ffi::c_void) -> c_int;
 }
 const SPEEX_ECHO_SET_SAMPLING_RATE: c_int = 24;
+
+static RECORDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Speex(*mut SpeexEchoState);
 impl Speex {
@@ -87,10 +92,20 @@ struct Signals {
     speech: Vec<f32>,
 }
 
+/// Recorded (synthetic) speech from testdata, 8 kHz µ-law.
+fn recorded(file: &[u8]) -> Vec<i16> {
+    file.iter().map(|&b| g711::decode(Law::Ulaw, b)).collect()
+}
+
 fn signals(model: &[f32], delay: usize, erl_db: f32, secs: f32, dt_from: Option<usize>) -> Signals {
     let n = (secs * 8000.0) as usize;
-    let mut src = SpeechLike::new(1, -16.0);
-    let far: Vec<i16> = (0..n).map(|_| law(src.sample() as f32)).collect();
+    let rec = RECORDED.load(std::sync::atomic::Ordering::Relaxed);
+    let far: Vec<i16> = if rec {
+        recorded(include_bytes!("../testdata/speech_en_m.ulaw"))[..n].to_vec()
+    } else {
+        let mut src = SpeechLike::new(1, -16.0);
+        (0..n).map(|_| law(src.sample() as f32)).collect()
+    };
     let conv = |i: usize| -> f32 {
         let mut y = 0.0;
         for (k, h) in model.iter().enumerate() {
@@ -106,8 +121,14 @@ fn signals(model: &[f32], delay: usize, erl_db: f32, secs: f32, dt_from: Option<
     let pe: f64 = raw.iter().map(|&v| (v as f64).powi(2)).sum();
     let g = ((pf / pe) * 10f64.powf(-erl_db as f64 / 10.0)).sqrt() as f32;
     let echo: Vec<f32> = raw.iter().map(|v| v * g).collect();
-    let mut talker = SpeechLike::new(2, -16.0 - erl_db + 6.0);
-    let speech: Vec<f32> = (0..n).map(|i| if dt_from.is_some_and(|s| i >= s) { talker.sample() as f32 } else { 0.0 }).collect();
+    let speech: Vec<f32> = if rec {
+        // The other talker at the far end's level: 6 dB above the echo at ERL 6 dB.
+        let t = recorded(include_bytes!("../testdata/speech_en_f.ulaw"));
+        (0..n).map(|i| match dt_from { Some(s) if i >= s => t[i - s] as f32, _ => 0.0 }).collect()
+    } else {
+        let mut talker = SpeechLike::new(2, -16.0 - erl_db + 6.0);
+        (0..n).map(|i| if dt_from.is_some_and(|s| i >= s) { talker.sample() as f32 } else { 0.0 }).collect()
+    };
     let near = (0..n).map(|i| law(echo[i] + speech[i])).collect();
     Signals { far, near, echo, speech }
 }
@@ -216,9 +237,13 @@ fn main() {
     let mut count = 0.0;
     // The eight Annex D models at 20-55 ms, then D2 at 2 ms (a local FXS hybrid: the echo
     // sits in the first partition, which runs in the time domain).
-    let cases: Vec<(usize, usize)> = (0..ms.len()).map(|i| (i, (20 + 5 * i) * 8)).chain([(0, 16)]).collect();
-    for (i, delay) in cases {
+    // Last, two models on recorded (synthetic) speech from testdata ("rec" rows).
+    let cases: Vec<(usize, usize, bool)> =
+        (0..ms.len()).map(|i| (i, (20 + 5 * i) * 8, false)).chain([(0, 16, false), (1, 280, true), (4, 400, true)]).collect();
+    for (i, delay, rec) in cases {
+        RECORDED.store(rec, std::sync::atomic::Ordering::Relaxed);
         let (name, m) = &ms[i];
+        let name = if rec { format!("rec{}", &name[1..]) } else { name.clone() };
         let ours = || -> Runner {
             let mut ec = Box::new(EchoCanceller::new(1024));
             ec.set_nlp(false);

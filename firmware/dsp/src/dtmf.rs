@@ -726,4 +726,18 @@ mod tests {
             }
         }
     }
+
+    /// Talk-off on (synthetic) recorded speech, `testdata/speech_en_*.ulaw`: 81 s of two
+    /// talkers at three levels.
+    #[test]
+    fn no_talk_off_on_recorded_speech() {
+        for file in [&include_bytes!("../testdata/speech_en_m.ulaw")[..], &include_bytes!("../testdata/speech_en_f.ulaw")[..]] {
+            let pcm: Vec<i16> = file.iter().map(|&b| crate::g711::decode(crate::g711::Law::Ulaw, b)).collect();
+            for gain in [1.0f32, 0.3, 0.1] {
+                let x: Vec<i16> = pcm.iter().map(|&v| (v as f32 * gain) as i16).collect();
+                let evs = run(&mut DtmfDetector::new(), &x);
+                assert!(evs.is_empty(), "gain {gain}: {evs:?}");
+            }
+        }
+    }
 }

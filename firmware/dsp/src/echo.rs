@@ -1269,4 +1269,61 @@ mod tests {
         }
         assert_eq!(LATENCY, 0);
     }
+
+    fn recorded(file: &[u8]) -> Vec<i16> {
+        file.iter().map(|&b| g711::decode(Law::Ulaw, b)).collect()
+    }
+
+    /// The same battery on recorded (synthetic) speech, `testdata/speech_en_*.ulaw`: far
+    /// end one talker, near end the other 6 dB above the echo from second 8 on.
+    #[test]
+    fn recorded_speech_single_and_double_talk() {
+        let far = recorded(include_bytes!("../testdata/speech_en_m.ulaw"));
+        let talker = recorded(include_bytes!("../testdata/speech_en_f.ulaw"));
+        let ms = models();
+        for (name, m) in ms.iter().filter(|m| ["d3", "d6"].contains(&m.0.as_str())) {
+            // Echo at ERL 6 dB of this far end (measured, as G.168 does).
+            let mut probe = EchoPath { h: m.clone(), delay: 0, hist: std::vec![0.0; 4096], pos: 0 };
+            let (mut pf, mut pe) = (0.0f64, 0.0f64);
+            for &v in &far[..80_000] {
+                let e = probe.run(v);
+                pf += (v as f64).powi(2);
+                pe += (e as f64).powi(2);
+            }
+            let g = ((pf / pe) * 10f64.powf(-0.6)).sqrt() as f32;
+            let mut path = EchoPath { h: m.iter().map(|v| v * g).collect(), delay: 280, hist: std::vec![0.0; 4096], pos: 0 };
+            let mut ec = Box::new(EchoCanceller::new(1024));
+            ec.set_nlp(false);
+            let n = 12 * 8000;
+            let start = 8 * 8000;
+            let near_gain = 10f32.powf((6.0 - 6.0) / 20.0); // talker level equals far: +6 dB over the echo
+            let (mut echo, mut speech, mut near_in, mut out) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut o = [0i16; 80];
+            for f in 0..n / 80 {
+                let mut fr = [0i16; 80];
+                let mut nr = [0i16; 80];
+                for k in 0..80 {
+                    let i = f * 80 + k;
+                    fr[k] = far[i];
+                    let e = path.run(fr[k]);
+                    let sp = if i >= start { talker[i - start] as f32 * near_gain } else { 0.0 };
+                    nr[k] = law(e + sp);
+                    echo.push(e);
+                    speech.push(sp);
+                    near_in.push(nr[k] as f32);
+                }
+                ec.process(&fr, &nr, &mut o);
+                out.extend(o.iter().map(|&v| v as f32));
+            }
+            let r = Run { echo, near_in, speech, out, stats: Vec::new() };
+            let st = erle(&r, 4 * 8000, start);
+            assert!(st >= 25.0, "{name}: single-talk ERLE {st:.1} dB on recorded speech");
+            let before = erle_linear(&r, 4 * 8000, start);
+            let during = erle_linear(&r, start + 4000, n);
+            assert!(during >= before - 6.0, "{name}: ERLE {before:.1} -> {during:.1} in double talk");
+            let dist: Vec<f32> = (start + 4000..n).map(|i| r.out[i] - r.speech[i]).collect();
+            let sdr = 10.0 * (pow(&r.speech[start + 4000..n]) / pow(&dist)).log10();
+            assert!(sdr >= 25.0, "{name}: near-end SDR {sdr:.1} dB");
+        }
+    }
 }

@@ -488,4 +488,12 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn no_false_detection_on_recorded_speech() {
+        for file in [&include_bytes!("../testdata/speech_en_m.ulaw")[..], &include_bytes!("../testdata/speech_en_f.ulaw")[..]] {
+            let pcm: Vec<i16> = file.iter().map(|&b| crate::g711::decode(crate::g711::Law::Ulaw, b)).collect();
+            assert!(events(&pcm).is_empty());
+        }
+    }
 }
