@@ -220,6 +220,7 @@ fn time_ns(mut run: impl FnMut(&[i16], &[i16], &mut [i16]), s: &Signals) -> f64 
 fn main() {
     if std::env::var("PROFILE_OURS").is_ok() {
         let ms = models();
+        RECORDED.store(true, std::sync::atomic::Ordering::Relaxed);
         let s = signals(&ms[0].1, 240, 6.0, 10.0, None);
         let mut ec = Box::new(EchoCanceller::new(1024));
         let mut out = vec![0i16; 80];

@@ -61,11 +61,18 @@ pub fn forward(x: &mut [C32; N]) {
     from_mf(&y, x);
 }
 
-/// In-place inverse DFT, scaled by `1/N`.
+/// In-place inverse DFT, scaled by `1/N`: `conj(DFT(conj(X))) / N`, with the
+/// conjugations and the scaling folded into the copies (no division per element).
 pub fn inverse(x: &mut [C32; N]) {
-    let mut y = to_mf(x);
-    let _ = microfft::inverse::ifft_128(&mut y);
-    from_mf(&y, x);
+    let mut y = [microfft::Complex32::new(0.0, 0.0); N];
+    for (o, v) in y.iter_mut().zip(x.iter()) {
+        *o = microfft::Complex32::new(v.re, -v.im);
+    }
+    let _ = microfft::complex::cfft_128(&mut y);
+    let s = 1.0 / N as f32;
+    for (o, v) in x.iter_mut().zip(y.iter()) {
+        *o = C32::new(v.re * s, -v.im * s);
+    }
 }
 
 /// DFT of a real signal: bins `0..=N/2` (the rest are their conjugates).

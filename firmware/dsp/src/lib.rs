@@ -87,7 +87,8 @@ pub fn peak_to_dbm0(peak: f32) -> f32 {
 /// Saturate an `f32` to the 16-bit linear range (rounding to nearest).
 #[inline]
 pub(crate) fn sat16(x: f32) -> i16 {
-    let r = libm::roundf(x);
+    // Round half away from zero; `as` truncates toward zero (and maps NaN to 0).
+    let r = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
     if r >= 32767.0 {
         32767
     } else if r <= -32768.0 {

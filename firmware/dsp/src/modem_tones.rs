@@ -122,10 +122,11 @@ impl ToneTrack {
     /// Mix a block (at most one table period) down to baseband; `phase` is the table index
     /// of the first sample.
     #[inline]
-    fn mix(&mut self, xs: &[f32], table: &[(f32, f32); PERIOD], phase: usize) {
+    fn mix(&mut self, xs: &[f32; BLOCK], table: &[(f32, f32); PERIOD], phase: usize) {
+        // Blocks start at phase 0 or 40 of the 80-sample period: one contiguous slice.
+        let t = &table[phase..phase + BLOCK];
         let (mut re, mut im) = self.acc;
-        for (i, &x) in xs.iter().enumerate() {
-            let (c, s) = table[(phase + i) % PERIOD];
+        for (&x, &(c, s)) in xs.iter().zip(t.iter()) {
             re += x * c;
             im += x * s;
         }
