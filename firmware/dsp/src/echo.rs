@@ -117,6 +117,31 @@ const TONE_RELEASE_BLOCKS: u32 = 31;
 const NEAR_MIN: f32 = dbm0_power(-50.0);
 /// Double talk: residual/echo-estimate ratio this far above its reference.
 const DT_MARGIN_DB: f32 = 12.0;
+const fn phasors() -> [(f32, f32); 256] {
+    let mut t = [(0.0f32, 0.0f32); 256];
+    let mut i = 0;
+    while i < 256 {
+        let a = 2.0 * crate::cmath::PI * i as f64 / 256.0;
+        t[i] = (crate::cmath::cos(a) as f32, crate::cmath::sin(a) as f32);
+        i += 1;
+    }
+    t
+}
+/// Random phases for comfort noise.
+static PHASORS: [(f32, f32); 256] = phasors();
+
+const fn sine_window() -> [f32; N] {
+    let mut w = [0.0f32; N];
+    let mut n = 0;
+    while n < N {
+        w[n] = crate::cmath::sin(crate::cmath::PI * (n as f64 + 0.5) / N as f64) as f32;
+        n += 1;
+    }
+    w
+}
+/// Sine window: its square overlap-adds to 1 at 50 % overlap, so noise power is steady.
+static SINE_WINDOW: [f32; N] = sine_window();
+
 /// Ratio of the noise tracker's settling point to the mean noise power.
 const NOISE_BIAS: f32 = 1.25;
 /// Double-talk hangover, blocks (40 ms).
@@ -169,6 +194,13 @@ pub struct EchoCanceller {
     e_fg_blk: [f32; BLOCK],
     y_fg_blk: [f32; BLOCK],
     nlp_target: f32,
+    /// Near-end noise spectrum (shape) and the comfort noise: this block's, the next
+    /// block's, and the overlap-add tail.
+    noise_psd: [f32; BINS],
+    cn_cur: [f32; BLOCK],
+    cn_next: [f32; BLOCK],
+    cn_tail: [f32; BLOCK],
+    cn_gain: f32,
     pos: usize,
     blocks: u32,
     /// Far-end block powers, ring of `PARTS`.
@@ -249,6 +281,11 @@ impl EchoCanceller {
             e_fg_blk: [0.0; BLOCK],
             y_fg_blk: [0.0; BLOCK],
             nlp_target: 1.0,
+            noise_psd: [1.0; BINS],
+            cn_cur: [0.0; BLOCK],
+            cn_next: [0.0; BLOCK],
+            cn_tail: [0.0; BLOCK],
+            cn_gain: 0.0,
             pos: 0,
             blocks: 0,
             far_pow: [0.0; PARTS],
@@ -335,7 +372,6 @@ impl EchoCanceller {
         while i < n {
             let take = (BLOCK - self.pos).min(n - i);
             let cancelling = self.enabled && !self.disabled;
-            let cn_amp = libm::sqrtf((self.noise * NOISE_BIAS).min(dbm0_power(-45.0)) * 3.0);
             for k in 0..take {
                 let pos = self.pos + k;
                 let (x, d) = (far_end[i + k] as f32, near_end[i + k] as f32);
@@ -365,7 +401,7 @@ impl EchoCanceller {
                     if g >= 1.0 {
                         e
                     } else {
-                        g * e + (1.0 - g) * cn_amp * self.uniform()
+                        g * e + (1.0 - g) * self.cn_cur[pos]
                     }
                 } else {
                     d
@@ -543,6 +579,15 @@ impl EchoCanceller {
             } else {
                 self.noise = (0.98 * self.noise + 0.02 * pe_fg).min(self.noise * 1.05);
             }
+            // Its spectral shape, from blocks that look like noise (not near speech).
+            if pe_fg < 2.0 * NOISE_BIAS * self.noise {
+                let mut t = [0.0f32; N];
+                t[BLOCK..].copy_from_slice(&e_fg);
+                let spec = fft::forward_real(&t);
+                for k in 0..BINS {
+                    self.noise_psd[k] = 0.9 * self.noise_psd[k] + 0.1 * spec[k].norm_sqr();
+                }
+            }
         }
 
         // 7. Output: residual, or comfort noise when the NLP suppresses it.
@@ -552,6 +597,10 @@ impl EchoCanceller {
         let echo_there = self.py_smooth > (0.1 * NEAR_MIN).max(2.0 * NOISE_BIAS * self.noise);
         let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there;
         self.nlp_target = if nlp { 0.0 } else { 1.0 };
+        self.cn_cur = self.cn_next;
+        if nlp || self.nlp_gain < 1.0 {
+            self.comfort_noise();
+        }
 
         // Prepare the foreground's estimate for the next block: every partition but 0
         // needs only far-end blocks up to this one (partition p of block b+1 uses X_{b+1-p}).
@@ -679,10 +728,34 @@ impl EchoCanceller {
         self.move_votes = 0;
     }
 
-    /// Uniform noise in [-1, 1) (LCG; quality is irrelevant for comfort noise).
-    fn uniform(&mut self) -> f32 {
-        self.rng = self.rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (self.rng >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    /// Comfort noise for the next block (G.168 7.2.4.2, RFC 3389 in spirit): the
+    /// near-end noise's spectral shape with random phases, synthesised in 128-sample
+    /// frames under a sine window and overlap-added, at the tracked noise level.
+    fn comfort_noise(&mut self) {
+        let mut spec = [C32::ZERO; BINS];
+        for k in 1..BINS - 1 {
+            self.rng = self.rng.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let (c, s) = PHASORS[(self.rng >> 24) as usize];
+            let m = libm::sqrtf(self.noise_psd[k]);
+            spec[k] = C32::new(m * c, m * s);
+        }
+        let zero = [C32::ZERO; BINS];
+        let mut z = pair_spectra(&spec, &zero);
+        fft::inverse(&mut z);
+        let mut next = [0.0f32; BLOCK];
+        for k in 0..BLOCK {
+            next[k] = self.cn_tail[k] + z[k].re * SINE_WINDOW[k];
+            self.cn_tail[k] = z[BLOCK + k].re * SINE_WINDOW[BLOCK + k];
+        }
+        // Level: the tracked noise power (shape only from the spectrum), smoothed so
+        // blocks do not step.
+        let want = (self.noise * NOISE_BIAS).min(dbm0_power(-45.0));
+        let have = mean_sq(&next).max(1e-6);
+        let g = libm::sqrtf(want / have);
+        self.cn_gain = if self.cn_gain == 0.0 { g } else { 0.8 * self.cn_gain + 0.2 * g };
+        for (o, v) in self.cn_next.iter_mut().zip(next.iter()) {
+            *o = v * self.cn_gain;
+        }
     }
 
     fn adapt(&mut self, e_bg: &[f32; BLOCK]) {
@@ -1325,5 +1398,39 @@ mod tests {
             let sdr = 10.0 * (pow(&r.speech[start + 4000..n]) / pow(&dist)).log10();
             assert!(sdr >= 25.0, "{name}: near-end SDR {sdr:.1} dB");
         }
+    }
+
+    /// Comfort noise takes the line noise's spectral shape: low-pass (hum-like) line noise
+    /// gives low-pass comfort noise, not a hiss. Tilt measured as the power of the first
+    /// difference over the power of the signal (2 for white noise, small for low-pass).
+    #[test]
+    fn comfort_noise_has_the_line_noise_spectrum() {
+        let ms = models();
+        let mut ec = Box::new(EchoCanceller::new(512));
+        let mut paths = [EchoPath::new(&ms[3].1, 160, 6.0)];
+        let mut n = crate::testsig::Noise::new(43);
+        let mut lp = 0.0f32;
+        let sigma = DBM0_PEAK / core::f32::consts::SQRT_2 * 10f32.powf(-50.0 / 20.0);
+        let r = simulate(&mut ec, 8.0, -16.0, &mut paths, usize::MAX, |_| {
+            lp = 0.9 * lp + n.gauss();
+            // A one-pole low-pass of unit-variance noise has variance 1/(1-0.81).
+            (sigma * lp * (1.0f32 - 0.81).sqrt()) as i16
+        });
+        let tilt = |x: &[f32]| {
+            let d: f32 = x.windows(2).map(|w| (w[1] - w[0]).powi(2)).sum();
+            d / x.iter().map(|v| v * v).sum::<f32>()
+        };
+        let line: Vec<f32> = r.speech[8000..40000].to_vec();
+        let nlp_frames: Vec<usize> = (400..r.stats.len()).filter(|&f| r.stats[f].nlp_active).collect();
+        assert!(nlp_frames.len() > 100);
+        let mut cn_tilts = Vec::new();
+        for &f in &nlp_frames {
+            cn_tilts.push(tilt(&r.out[f * 80 + 16..f * 80 + 80]));
+        }
+        cn_tilts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let cn = cn_tilts[cn_tilts.len() / 2];
+        let ln = tilt(&line);
+        assert!(ln < 0.5, "line noise tilt {ln}");
+        assert!(cn < 1.5 * ln && cn > ln / 1.5, "comfort noise tilt {cn:.3} vs line noise {ln:.3}");
     }
 }
