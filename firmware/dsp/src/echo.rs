@@ -36,9 +36,10 @@
 //! estimate rises 12 dB above its slowly tracked reference (the cancellation the filter
 //! currently achieves).
 //!
-//! **NLP and comfort noise** (G.168 section 7.2.4): while the far end talks and there is
-//! no double talk, the residual is replaced by comfort noise at the level of the measured
-//! near-end background noise, with a one-block crossfade so switching is inaudible.
+//! **NLP and comfort noise** (G.168 section 7.2.4): while the far end talks, there is an
+//! echo to hide and no double talk, the residual is replaced by comfort noise with the
+//! level and spectral shape of the measured near-end background noise, crossfaded over
+//! one block so switching is inaudible.
 //!
 //! **Tone disable** (G.165 section 3.4, G.168 section 9): a 2100 Hz tone with phase
 //! reversals in either direction ([`crate::modem_tones`]) disables cancellation (the
