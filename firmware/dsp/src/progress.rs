@@ -477,6 +477,13 @@ mod tests {
             s.fill(&mut x);
             assert!(run(&mut ProgressDetector::new(p), &x).is_empty(), "{}", p.code);
         }
+        // Recorded (synthetic) speech, both talkers.
+        for file in [&include_bytes!("../testdata/speech_en_m.ulaw")[..], &include_bytes!("../testdata/speech_en_f.ulaw")[..]] {
+            let x: Vec<i16> = file.iter().map(|&b| crate::g711::decode(crate::g711::Law::Ulaw, b)).collect();
+            for p in PROFILES.iter() {
+                assert!(run(&mut ProgressDetector::new(p), &x).is_empty(), "{} on recorded speech", p.code);
+            }
+        }
         // US busy at -45 dBm0 per tone is below the detector's floor.
         let p = profile("US").unwrap();
         let weak = ToneSpec::new(&[480.0, 620.0], -45.0, &[500, 500]);
