@@ -227,8 +227,8 @@ fn run_point(std: FskStandard, snr_db: f64, bits_wanted: u64, seed: u64) -> Poin
     for f in x.chunks(80) {
         r.process(f);
         while let Some(e) = r.poll_event() {
-            if let FskRxEvent::Message { bytes, len } = e {
-                got.push(bytes[..len].to_vec());
+            if e == FskRxEvent::Message {
+                got.push(r.last_message().to_vec());
             }
         }
     }

@@ -44,7 +44,7 @@
 //! The call-waiting tone (SAS) before the CAS and the muting of the far end while the
 //! CAS and data are sent belong to the line layer and the tone generator.
 
-use crate::callerid::{CallerIdError, FskEvent, FskDemodulator, FskModulator, FskStandard, CallerId, AbsenceReason};
+use crate::callerid::{AbsenceReason, CallerId, CallerIdError, FskModulator, FskStandard};
 use crate::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
 use crate::goertzel::Goertzel;
 use crate::osc::Osc;
@@ -526,14 +526,15 @@ impl AlertDetector {
     }
 }
 
-/// The caller ID receiver of an FXO port: FSK (Bell 202 or V.23) messages, ETSI DTMF
-/// CLIP and the dual-tone alerting signal, all from the same line audio.
+/// The caller ID receiver of an FXO port: FSK (Bell 202 or V.23) messages through
+/// [`FskReceiver`], ETSI DTMF CLIP and the dual-tone alerting signal, all from the same
+/// line audio.
 ///
 /// Feed every received frame to [`CallerIdReceiver::process`], then drain
 /// [`CallerIdReceiver::poll_event`].
 #[derive(Clone, Debug)]
 pub struct CallerIdReceiver {
-    fsk: FskDemodulator,
+    fsk: FskReceiver,
     dtmf: DtmfDetector,
     alert: AlertDetector,
     clip: [u8; MAX_CLIP_DIGITS],
@@ -549,7 +550,7 @@ impl CallerIdReceiver {
     /// always listened for.
     pub fn new(standard: FskStandard) -> Self {
         CallerIdReceiver {
-            fsk: FskDemodulator::new(standard),
+            fsk: FskReceiver::new(standard),
             dtmf: DtmfDetector::new(),
             alert: AlertDetector::new(),
             clip: [0; MAX_CLIP_DIGITS],
@@ -597,18 +598,17 @@ impl CallerIdReceiver {
                 self.push(ReceiverEvent::AlertingSignal { duration_ms: d });
             }
         }
-        let mut ev = self.fsk.process(samples);
-        while let Some(e) = ev {
+        self.fsk.process(samples);
+        while let Some(e) = self.fsk.poll_event() {
             let r = match e {
-                FskEvent::Message { .. } => match e.decode() {
-                    Some(Ok(c)) => ReceiverEvent::CallerId(c),
-                    Some(Err(err)) => ReceiverEvent::BadMessage(err),
-                    None => ReceiverEvent::BadMessage(CallerIdError::BadChecksum),
+                FskRxEvent::Message => match crate::callerid::decode(self.fsk.last_message()) {
+                    Ok(c) => ReceiverEvent::CallerId(c),
+                    Err(err) => ReceiverEvent::BadMessage(err),
                 },
-                FskEvent::BadChecksum => ReceiverEvent::BadMessage(CallerIdError::BadChecksum),
+                FskRxEvent::BadChecksum => ReceiverEvent::BadMessage(CallerIdError::BadChecksum),
+                FskRxEvent::Char { .. } | FskRxEvent::Seizure => continue,
             };
             self.push(r);
-            ev = self.fsk.process(&[]);
         }
         let end = self.now + samples.len() as u64;
         let mut d = self.dtmf.process(samples);
@@ -705,8 +705,20 @@ const TIMING_GAIN_ACQUIRE: f32 = 0.25;
 const TIMING_GAIN_TRACK: f32 = 0.06;
 /// Transitions after which the loop counts as locked.
 const LOCK_TRANSITIONS: u32 = 24;
-/// Mark bits that arm the character framer (GR-30 / EN 300 659-1 send 80..180).
-const ARM_MARK_BITS: u32 = 10;
+/// Consecutive clear, steady mark bits that arm the character framer. GR-30 sends 180
+/// marks, EN 300 659-1 80 +- 25, call waiting 80; noise makes 40 clear marks in a row
+/// with a probability far below 1e-12 per bit, and speech rarely holds a formant that
+/// steady on the mark tone for 33 ms.
+const ARM_MARK_BITS: u32 = 40;
+/// A mark is clear when the normalised decision exceeds this (+1 is a pure mark) and
+/// the tone purity exceeds [`MIN_PURITY`].
+const CLEAR_MARK: f32 = 0.3;
+const MIN_PURITY: f32 = 0.75;
+/// Sum of the tap weights.
+const TAP_SUM: f32 = 6.6666;
+/// For a pure tone, |correlation|^2 / (windowed energy * TAP_SUM) (about 0.52): scales
+/// the purity so that a clean carrier reads 1.
+const TONE_SHARE: f32 = 0.5217;
 /// Mark bits between characters after which a message is abandoned (GR-30 allows up
 /// to 10 between characters of a message).
 const MAX_GAP_BITS: u32 = 30;
@@ -722,9 +734,9 @@ pub enum FskRxEvent {
     Char { byte: u8, framing_ok: bool },
     /// A channel seizure (at least 20 alternating bits) was seen.
     Seizure,
-    /// A whole message with a correct checksum: `bytes[..len]` (type, length, body,
-    /// checksum).
-    Message { bytes: [u8; crate::callerid::MAX_MESSAGE], len: usize },
+    /// A whole message with a correct checksum; read it with
+    /// [`FskReceiver::last_message`] before feeding more audio.
+    Message,
     /// A message whose checksum failed.
     BadChecksum,
 }
@@ -758,6 +770,9 @@ pub struct FskReceiver {
     transitions: u32,
     carrier: bool,
     level: f32,
+    purity: f32,
+    run_lo: f32,
+    run_hi: f32,
     min_power: f32,
     last_bit: bool,
     alternations: u32,
@@ -765,6 +780,8 @@ pub struct FskReceiver {
     msg: [u8; crate::callerid::MAX_MESSAGE],
     msg_len: usize,
     in_message: bool,
+    done: [u8; crate::callerid::MAX_MESSAGE],
+    done_len: usize,
     events: [Option<FskRxEvent>; 4],
     dropped: u32,
 }
@@ -787,6 +804,9 @@ impl FskReceiver {
             transitions: 0,
             carrier: false,
             level: 0.0,
+            purity: 0.0,
+            run_lo: 0.0,
+            run_hi: 0.0,
             // |correlation|^2 of a tone at the minimum level: (A W / 2)^2.
             min_power: (a * w / 2.0) * (a * w / 2.0),
             last_bit: true,
@@ -795,9 +815,17 @@ impl FskReceiver {
             msg: [0; crate::callerid::MAX_MESSAGE],
             msg_len: 0,
             in_message: false,
+            done: [0; crate::callerid::MAX_MESSAGE],
+            done_len: 0,
             events: [None; 4],
             dropped: 0,
         }
+    }
+
+    /// The last message with a good checksum (type, length, body, checksum); empty
+    /// before the first.
+    pub fn last_message(&self) -> &[u8] {
+        &self.done[..self.done_len]
     }
 
     /// True while a carrier above [`FSK_MIN_LEVEL_DBM0`] is present.
@@ -829,7 +857,7 @@ impl FskReceiver {
     pub fn process(&mut self, samples: &[i16]) {
         for &s in samples {
             self.ring[(self.n % TAPS as u64) as usize] = s as f32;
-            let (mut mr, mut mi, mut sr, mut si) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+            let (mut mr, mut mi, mut sr, mut si, mut e) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
             for k in 0..TAPS {
                 let t = self.n.wrapping_sub(k as u64);
                 let x = self.ring[(t % TAPS as u64) as usize] * TAP_W[k];
@@ -840,6 +868,7 @@ impl FskReceiver {
                 mi += x * ms;
                 sr += x * sc;
                 si += x * ss;
+                e += x * x;
             }
             self.n += 1;
             let (pm, ps) = (mr * mr + mi * mi, sr * sr + si * si);
@@ -856,6 +885,11 @@ impl FskReceiver {
             // Normalised decision: +1 pure mark, -1 pure space; level-independent, so
             // crossings are placed the same at -5 and -40 dBm0.
             let d = (pm - ps) / (pm + ps + 1e-9);
+            // Tone purity: the share of the window's energy in the two correlators,
+            // 1 for a clean carrier, about 0.3 for white noise; speech that happens to
+            // put a formant on the mark tone stays well below a modem's carrier.
+            let p = (pm + ps) / (e * TAP_SUM * TONE_SHARE + 1e-9);
+            self.purity += (p - self.purity) * (1.0 / 16.0);
             self.to_sample -= 1.0;
             if (d > 0.0) != (self.prev_d > 0.0) && self.prev_d != 0.0 {
                 // The crossing lies `f` samples before now; the window straddles the bit
@@ -868,7 +902,13 @@ impl FskReceiver {
                 } else if err < -SPB / 2.0 {
                     err += SPB;
                 }
-                let g = if self.transitions < LOCK_TRANSITIONS { TIMING_GAIN_ACQUIRE } else { TIMING_GAIN_TRACK };
+                // The first transition after carrier-on sets the clock outright (call
+                // waiting data starts with marks only, so its first edge is the start bit).
+                let g = match self.transitions {
+                    0 => 1.0,
+                    t if t < LOCK_TRANSITIONS => TIMING_GAIN_ACQUIRE,
+                    _ => TIMING_GAIN_TRACK,
+                };
                 self.to_sample += g * err;
                 self.transitions = self.transitions.saturating_add(1);
             }
@@ -877,7 +917,7 @@ impl FskReceiver {
                 let frac = -self.to_sample; // samples past the instant
                 let v = d + (self.prev_d - d) * frac.min(1.0);
                 self.to_sample += SPB;
-                self.bit(v > 0.0);
+                self.bit(v > 0.0, v > CLEAR_MARK && self.purity > MIN_PURITY, pm + ps);
             }
             self.prev_d = d;
         }
@@ -892,7 +932,7 @@ impl FskReceiver {
         self.msg_len = 0;
     }
 
-    fn bit(&mut self, mark: bool) {
+    fn bit(&mut self, mark: bool, clear_mark: bool, power: f32) {
         // Channel seizure: alternating bits.
         if mark != self.last_bit {
             self.alternations += 1;
@@ -905,7 +945,21 @@ impl FskReceiver {
         self.last_bit = mark;
         self.framer = match self.framer {
             Framer::Idle { marks } => {
-                let marks = if mark { marks + 1 } else { 0 };
+                // A modem's mark is steady; speech that lands on the mark tone swings
+                // with every pitch pulse and syllable. The run restarts when the bit
+                // power leaves a 6 dB range.
+                let steady = marks == 0 || (power < 4.0 * self.run_lo && power > 0.25 * self.run_hi);
+                let marks = match (clear_mark, steady) {
+                    (true, true) => marks + 1,
+                    (true, false) => 1,
+                    (false, _) => 0,
+                };
+                if marks == 1 {
+                    (self.run_lo, self.run_hi) = (power, power);
+                } else {
+                    self.run_lo = self.run_lo.min(power);
+                    self.run_hi = self.run_hi.max(power);
+                }
                 if marks >= ARM_MARK_BITS {
                     Framer::Armed { marks }
                 } else {
@@ -955,7 +1009,13 @@ impl FskReceiver {
         if self.msg_len >= 2 && self.msg_len == self.msg[1] as usize + 3 {
             let len = self.msg_len;
             let sum = self.msg[..len].iter().fold(0u8, |a, &x| a.wrapping_add(x));
-            let e = if sum == 0 { FskRxEvent::Message { bytes: self.msg, len } } else { FskRxEvent::BadChecksum };
+            let e = if sum == 0 {
+                self.done[..len].copy_from_slice(&self.msg[..len]);
+                self.done_len = len;
+                FskRxEvent::Message
+            } else {
+                FskRxEvent::BadChecksum
+            };
             self.push(e);
             self.in_message = false;
             self.msg_len = 0;
@@ -1234,4 +1294,146 @@ mod tests {
         assert_eq!(&xb[..xa.len().min(xb.len())], &xa[..xa.len().min(xb.len())]);
         assert!(xb.len() + 200 >= xa.len());
     }
+
+    /// Independent FSK source for the receiver tests: f64 phase, any bit rate, any bit
+    /// pattern (not the crate's modulator).
+    fn fsk_wave(bits: &[bool], std: FskStandard, bit_rate: f64, dbm0: f64) -> Vec<i16> {
+        let (fm, fs) = match std {
+            FskStandard::Bell202 => (1200.0, 2200.0),
+            FskStandard::V23 => (1300.0, 2100.0),
+        };
+        let amp = 22_826.0 * 10f64.powf(dbm0 / 20.0);
+        let spb = 8000.0 / bit_rate;
+        let n = (bits.len() as f64 * spb) as usize;
+        let mut ph = 0.3f64;
+        let mut x = std::vec![0i16; 400];
+        for i in 0..n {
+            let b = bits[((i as f64 + 0.5) / spb) as usize];
+            ph += std::f64::consts::TAU * if b { fm } else { fs } / 8000.0;
+            x.push((amp * ph.sin()).round() as i16);
+        }
+        x.extend(std::iter::repeat_n(0i16, 400));
+        x
+    }
+
+    /// Seizure, marks, then the bytes as 8N1 characters with `gap` extra mark bits
+    /// between characters.
+    fn frame(bytes: &[u8], seizure: usize, marks: usize, gap: usize) -> Vec<bool> {
+        let mut v: Vec<bool> = (0..seizure).map(|i| i % 2 == 1).collect();
+        v.extend(std::iter::repeat_n(true, marks));
+        for &b in bytes {
+            v.push(false);
+            v.extend((0..8).map(|k| b >> k & 1 == 1));
+            v.push(true);
+            v.extend(std::iter::repeat_n(true, gap));
+        }
+        v.extend(std::iter::repeat_n(true, 4));
+        v
+    }
+
+    fn rx_events(std: FskStandard, x: &[i16]) -> Vec<FskRxEvent> {
+        let mut r = FskReceiver::new(std);
+        let mut ev = Vec::new();
+        for f in x.chunks(80) {
+            r.process(f);
+            while let Some(e) = r.poll_event() {
+                ev.push(e);
+            }
+        }
+        assert_eq!(r.dropped_events(), 0);
+        ev
+    }
+
+    /// The events, with each message's bytes.
+    fn rx_events_msgs(std: FskStandard, x: &[i16]) -> (Vec<FskRxEvent>, Vec<Vec<u8>>) {
+        let mut r = FskReceiver::new(std);
+        let (mut ev, mut msgs) = (Vec::new(), Vec::new());
+        for f in x.chunks(80) {
+            r.process(f);
+            while let Some(e) = r.poll_event() {
+                if e == FskRxEvent::Message {
+                    msgs.push(r.last_message().to_vec());
+                }
+                ev.push(e);
+            }
+        }
+        assert_eq!(r.dropped_events(), 0);
+        (ev, msgs)
+    }
+
+    fn messages(std: FskStandard, x: &[i16]) -> Vec<Vec<u8>> {
+        rx_events_msgs(std, x).1
+    }
+
+    #[test]
+    fn fsk_receiver_levels_bit_rate_offsets_and_gaps() {
+        let (m, n) = mdmf();
+        for std in [FskStandard::Bell202, FskStandard::V23] {
+            // GR-30 5.1: 1200 bit/s +- 1 %; levels from the hot end to the weakest.
+            for (rate, level, gap) in [(1200.0, -13.0, 0), (1212.0, -5.0, 0), (1188.0, -36.0, 0), (1200.0, -20.0, 10)] {
+                let x = fsk_wave(&frame(&m[..n], 300, 180, gap), std, rate, level);
+                let (ev, msgs) = rx_events_msgs(std, &x);
+                assert_eq!(msgs, [m[..n].to_vec()], "{std:?} {rate} bit/s {level} dBm0 gap {gap}");
+                assert_eq!(ev.iter().filter(|e| **e == FskRxEvent::Seizure).count(), 1);
+                // Every character of the message is reported, in order, framed.
+                let chars: Vec<u8> = ev.iter().filter_map(|e| match e {
+                    FskRxEvent::Char { byte, framing_ok: true } => Some(*byte),
+                    _ => None,
+                }).collect();
+                assert!(chars.ends_with(&m[..n]), "{chars:?}");
+            }
+            // Call waiting: marks only, the clock comes from the first start bit.
+            let x = fsk_wave(&frame(&m[..n], 0, 80, 0), std, 1200.0, -13.0);
+            let (ev, msgs) = rx_events_msgs(std, &x);
+            assert_eq!(msgs, [m[..n].to_vec()]);
+            assert!(!ev.contains(&FskRxEvent::Seizure));
+        }
+    }
+
+    #[test]
+    fn fsk_receiver_flags_bad_checksums_and_framing() {
+        let (mut m, n) = mdmf();
+        m[6] ^= 0x04;
+        let x = fsk_wave(&frame(&m[..n], 300, 180, 0), FskStandard::Bell202, 1200.0, -13.0);
+        let (ev, msgs) = rx_events_msgs(FskStandard::Bell202, &x);
+        assert!(msgs.is_empty());
+        assert_eq!(ev.iter().filter(|e| **e == FskRxEvent::BadChecksum).count(), 1);
+        // A space where the stop bit belongs is a framing error.
+        let mut bits = frame(&[0x80, 0x01, 0xAA], 0, 60, 0);
+        let stop = 60 + 9;
+        bits[stop] = false;
+        let ev = rx_events(FskStandard::V23, &fsk_wave(&bits, FskStandard::V23, 1200.0, -13.0));
+        assert_eq!(ev.first(), Some(&FskRxEvent::Char { byte: 0x80, framing_ok: false }));
+    }
+
+    #[test]
+    fn fsk_receiver_needs_a_mark_preamble_and_ignores_noise() {
+        // Seizure straight into data, without marks: not a message.
+        let (m, n) = mdmf();
+        let x = fsk_wave(&frame(&m[..n], 300, 0, 0), FskStandard::Bell202, 1200.0, -13.0);
+        assert!(messages(FskStandard::Bell202, &x).is_empty());
+        // Ten seconds of loud noise and of speech: no characters at all.
+        let mut noise = crate::testsig::Noise::new(3);
+        let y: Vec<i16> = (0..80_000).map(|_| sat16(3000.0 * noise.gauss())).collect();
+        for std in [FskStandard::Bell202, FskStandard::V23] {
+            assert_eq!(rx_events(std, &y), []);
+            for (seed, level) in [(2, -10.0), (5, -20.0), (8, -3.0)] {
+                let mut sp = crate::testsig::SpeechLike::new(seed, level);
+                let mut z = std::vec![0i16; 80_000];
+                sp.fill(&mut z);
+                // Loud synthetic vowels can hold a steady formant on the mark tone for
+                // 40 bits: a stray character may come out, never a message.
+                let ev = rx_events(std, &z);
+                let chars = ev.iter().filter(|e| matches!(e, FskRxEvent::Char { .. })).count();
+                assert!(chars <= 2, "{std:?} speech {seed}: {ev:?}");
+                assert!(!ev.iter().any(|e| matches!(e, FskRxEvent::Message | FskRxEvent::BadChecksum)), "{std:?} speech {seed}: {ev:?}");
+            }
+        }
+        // Below the minimum level nothing is heard.
+        let x = fsk_wave(&frame(&m[..n], 300, 180, 0), FskStandard::V23, 1200.0, -46.0);
+        let mut r = FskReceiver::new(FskStandard::V23);
+        r.process(&x[..4000]);
+        assert!(!r.carrier());
+    }
+
 }

@@ -69,9 +69,9 @@ fn send(tx: &mut CallerIdSender) -> Vec<i16> {
     x
 }
 
-const SNR_DB: f64 = 15.0;
+const SNR_DB: f64 = 10.0;
 
-/// Every procedure, both formats, both modems, three levels, noise at 15 dB SNR: the
+/// Every procedure, both formats, both modems, three levels, noise at 10 dB SNR: the
 /// receiver gets exactly the message that was sent.
 #[test]
 fn messages_decoded_from_noisy_sender_waveforms() {
@@ -129,6 +129,7 @@ fn dtmf_clip_through_noise() {
 /// errors. The curve must fall with SNR, reach zero by 16 dB, and meet the issue's
 /// operating points (Bell 202 at 10 dB, V.23 at 12 dB) to within what 80 000 bits can
 /// show; `cargo run --release -p gw-dsp --example callerid_bench` counts 1e6 bits a point.
+/// The receiver is `callerid_line::CallerIdReceiver` (that is, `FskReceiver`).
 #[test]
 fn error_rate_against_snr() {
     const MSGS: usize = 40;
@@ -174,10 +175,11 @@ fn error_rate_against_snr() {
         }
         assert_eq!(curve.last().unwrap().1, 0.0, "{std:?}: errors at 16 dB");
         let at = |s: f64| curve.iter().find(|c| c.0 == s).unwrap().1;
+        // The operating points (BER <= 1e-5, i.e. a 2 % message error rate): no
+        // failure in these 40 messages.
         match std {
-            // 1e-5 BER is a 2 % message error rate; allow two failures in 40.
-            FskStandard::Bell202 => assert!(at(10.0) <= 0.05, "Bell 202 MER at 10 dB {}", at(10.0)),
-            FskStandard::V23 => assert!(at(12.0) <= 0.05, "V.23 MER at 12 dB {}", at(12.0)),
+            FskStandard::Bell202 => assert_eq!(at(10.0), 0.0, "Bell 202 MER at 10 dB"),
+            FskStandard::V23 => assert_eq!(at(12.0), 0.0, "V.23 MER at 12 dB"),
         }
     }
 }
