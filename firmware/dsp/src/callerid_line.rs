@@ -4,14 +4,16 @@
 //! Builds on [`crate::callerid`] (message coding and the 1200 bit/s FSK modem). This module
 //! owns the procedures around the modem:
 //!
-//! - `CallerIdSender`: a sans-IO state machine that produces the whole waveform of one
+//! - [`CallerIdSender`]: a sans-IO state machine that produces the whole waveform of one
 //!   caller ID delivery and tells the line layer when to ring or reverse polarity:
 //!   Telcordia GR-30-CORE (data between the first and second ring), ETSI EN 300 659-1
 //!   (data before the first ring after a line reversal with DT-AS, or after an RP-AS ring
 //!   burst), ETSI DTMF CLIP, and caller ID on call waiting (GR-30 / SR-3004 off-hook:
 //!   the CPE alerting signal 2130 + 2750 Hz, then the ACK wait for DTMF 'A' or 'D').
-//! - `CallerIdReceiver`: FSK demodulation plus message decoding, and ETSI DTMF CLIP
-//!   decoding ("A1234567C").
+//! - [`FskReceiver`]: a Bell 202 / V.23 receiver with timing recovery (below), reporting
+//!   characters, the channel seizure and whole messages.
+//! - [`CallerIdReceiver`]: what an FXO port runs: [`FskReceiver`] plus message decoding,
+//!   ETSI DTMF CLIP decoding ("A1234567C") and the 2130 + 2750 Hz alerting signal.
 //!
 //! The sample count is the clock: every call that consumes or produces audio advances
 //! time by that many samples at 8 kHz.
@@ -43,6 +45,34 @@
 //!
 //! The call-waiting tone (SAS) before the CAS and the muting of the far end while the
 //! CAS and data are sent belong to the line layer and the tone generator.
+//!
+//! # FSK receiver
+//!
+//! Per sample, the last bit's worth of audio (7 taps, the outer two weighted 5/6 so the
+//! window is 6.67 samples) is correlated with the mark and the space tone; the
+//! normalised difference of the two powers is the soft decision. That is the matched
+//! detector for non-coherent FSK. Bits are decided on a clock driven by a timing loop:
+//! each zero crossing of the decision says where the bit boundary is, the first one sets
+//! the clock, the channel seizure (a transition every bit) pulls it in quickly, and after
+//! 24 transitions it only tracks gently, so noise barely moves it while the +-1 % bit rate
+//! of GR-30 is followed. Deciding at the right instant, not at a crossing-relative guess
+//! per character, is where the gain over a per-character start-bit receiver comes from.
+//! Characters are framed from the bit stream after 40 clear, steady mark bits (tone
+//! purity and a 6 dB level range: noise and speech do not arm it).
+//!
+//! Measured (`cargo run --release -p gw-dsp --example callerid_bench`, 1e6 bits per
+//! point as 255-byte messages, AWGN over 0-4 kHz, BER inferred from the message error
+//! rate; 0 = no failed message):
+//!
+//! | SNR | Bell 202 ours | Bell 202 SpanDSP | V.23 ours | V.23 SpanDSP |
+//! |---|---|---|---|---|
+//! | 8 dB | 1.3e-5 | all lost | 1.6e-3 | all lost |
+//! | 9 dB | 1.0e-6 | all lost | 1.8e-5 | all lost |
+//! | 10 dB | 0 | 1.6e-3 | 0 | all lost |
+//! | 12 dB | 0 | 1.1e-5 | 0 | 3.4e-4 |
+//! | 14 dB | 0 | 0 | 0 | 5.0e-6 |
+//!
+//! About 22 ns per sample on this machine (SpanDSP's `adsi_rx`: about 17).
 
 use crate::callerid::{AbsenceReason, CallerId, CallerIdError, FskModulator, FskStandard};
 use crate::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
