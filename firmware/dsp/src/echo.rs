@@ -1434,4 +1434,43 @@ mod tests {
         assert!(ln < 0.5, "line noise tilt {ln}");
         assert!(cn < 1.5 * ln && cn > ln / 1.5, "comfort noise tilt {cn:.3} vs line noise {ln:.3}");
     }
+
+    /// Near-end DTMF dialled over far-end dial tone, NLP on: on an echo-free line and on
+    /// a line with a strong short echo, the digit reaches the detector after the
+    /// canceller. (The integrator's `digits_survive_the_nlp` scenario.)
+    #[test]
+    fn digits_over_dial_tone_survive_the_nlp() {
+        use crate::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
+        let us = crate::tones::profile("US").unwrap();
+        for (gain, delay) in [(0.0f32, 40usize), (0.4, 40), (0.5, 200)] {
+            for start in [20usize, 150] {
+                let mut ec = Box::new(EchoCanceller::new(512));
+                let mut tone = crate::tones::ToneGenerator::new(&us.dial);
+                let mut digit = DtmfGenerator::new(b'7', -7.0, 100, 100).unwrap();
+                let mut det = DtmfDetector::new();
+                let mut line = std::vec![0i16; delay];
+                let mut got = std::vec::Vec::new();
+                for t in 0..start + 40 {
+                    let mut far = [0i16; 80];
+                    tone.fill(&mut far);
+                    let mut near = [0i16; 80];
+                    let mut d = [0i16; 80];
+                    if t >= start {
+                        digit.fill(&mut d);
+                    }
+                    for k in 0..80 {
+                        line.push(far[k]);
+                        let echo = line.remove(0) as f32 * gain;
+                        near[k] = crate::sat16(echo + d[k] as f32);
+                    }
+                    let mut out = [0i16; 80];
+                    ec.process(&far, &near, &mut out);
+                    if let Some(DtmfEvent::Start(k)) = det.process(&out) {
+                        got.push(k);
+                    }
+                }
+                assert_eq!(got, std::vec![b'7'], "echo gain {gain} delay {delay}, digit at frame {start}: {:?}", ec.stats());
+            }
+        }
+    }
 }
