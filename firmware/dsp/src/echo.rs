@@ -17,19 +17,33 @@
 //!   eigenvalue of the speech autocorrelation, i.e. seconds; per-bin normalisation
 //!   converges in well under a second on speech.
 //!
-//! The gradient constraint (zeroing the circular-convolution half of each partition) is
-//! applied to partition 0 every block and to one other partition in rotation (the
-//! "alternately unconstrained" MDF), which keeps the cost at two extra FFTs per block.
+//! A plain MDF over 16 partitions still converges slowly on speech, because successive
+//! blocks of speech are correlated; a 2-partition MDF converges in a fraction of a second.
+//! Line echo is a bulk delay plus a few ms of dispersion (the G.168 Annex D hybrids are
+//! at most 16 ms long), so the canceller finds the delay and adapts only there:
+//! - **Echo-path locator**: a per-partition coherence between the near end and the far
+//!   end delayed by `p` blocks (one complex multiply-add per bin and partition, every
+//!   other block) finds the echo within ~100 ms of far-end speech.
+//! - **Adaptive window**: the filters use a window of [`WINDOW_PARTS`] = 4 partitions
+//!   (32 ms) placed around the located delay, anywhere inside the full tail; it moves
+//!   when the coherence peak leaves it (with hysteresis once converged).
+//! - **Proportionate step** (IPMDF, Khong & Naylor 2006) inside the window, per-bin
+//!   normalisation by the window's gain-weighted far-end energy, regularised at 10 % of
+//!   the mean bin energy so empty bins do not amplify noise.
+//! - **Gradient constraint** (zeroing the circular half) on the window's first partition
+//!   every block and on one other in rotation ("alternately unconstrained" MDF): two
+//!   128-point FFTs per block.
 //!
 //! **Two filters** (the two-path model, Ochiai et al. 1977): a *background* filter adapts
 //! all the time; a *foreground* filter, which produces the output, is only ever a copy of
-//! the background taken when the background cancels measurably better. Double talk can
-//! make the background diverge, but never the foreground, so near-end speech stays clean
-//! and the canceller needs no fragile adapt/freeze decision; after an echo-path change the
-//! background re-converges and is copied within a few blocks. The background update also
-//! uses a **robust (Huber) error** (Gänsler et al. 2000): errors larger than 1.5x a running
-//! scale estimate are clipped, which slows divergence at the onset of double talk before
-//! the scale catches up.
+//! the background, taken when the background cancels at least 3 dB better (6 dB in double
+//! talk) *and* the far end measurably explains the near end in the window (coherence
+//! above 0.25: a fast filter can also fit near-end speech that merely resembles the far
+//! end). Double talk can make the background diverge, never the foreground, so near-end
+//! speech stays clean without a fragile adapt/freeze decision; after an echo-path change
+//! the background re-converges and is copied. The background update uses a **robust
+//! (Huber) error** (Gänsler et al. 2000): errors beyond 4x a running scale are clipped,
+//! which slows divergence at the onset of double talk before the scale catches up.
 //!
 //! **Double-talk detector** (for the NLP and the statistics, not for adaptation): near-end
 //! speech is declared when the ratio of the foreground residual to the foreground echo
