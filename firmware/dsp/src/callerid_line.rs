@@ -12,6 +12,9 @@
 //!   the CPE alerting signal 2130 + 2750 Hz, then the ACK wait for DTMF 'A' or 'D').
 //! - [`FskReceiver`]: a Bell 202 / V.23 receiver with timing recovery (below), reporting
 //!   characters, the channel seizure and whole messages.
+//! - [`MessageWriter`] and [`parameters`]: any MDMF-structured message (ETSI call set-up
+//!   with call type, message waiting, advice of charge) built and read parameter by
+//!   parameter (EN 300 659-3 5.2 / table 3); [`crate::callerid`] keeps the caller ID view.
 //! - [`CallerIdReceiver`]: what an FXO port runs: [`FskReceiver`] plus message decoding,
 //!   ETSI DTMF CLIP decoding ("A1234567C") and the 2130 + 2750 Hz alerting signal.
 //!
@@ -1055,6 +1058,142 @@ impl FskReceiver {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Any MDMF / ETSI message: parameter writer and reader
+// ---------------------------------------------------------------------------------------
+
+/// Message types beyond caller ID (GR-30-CORE 5.3, EN 300 659-3 table 2).
+pub mod msg_type {
+    /// GR-30 SDMF message waiting indicator.
+    pub const SDMF_MWI: u8 = 0x06;
+    /// MDMF caller ID / ETSI call set-up.
+    pub const CALL_SETUP: u8 = 0x80;
+    /// MDMF / ETSI message waiting indicator.
+    pub const MWI: u8 = 0x82;
+    /// ETSI advice of charge.
+    pub const ADVICE_OF_CHARGE: u8 = 0x86;
+    /// ETSI short message service.
+    pub const SMS: u8 = 0x89;
+}
+
+/// ETSI EN 300 659-3 table 3 parameter types (the GR-30 ones share their codes).
+pub mod etsi_param {
+    pub const DATE_TIME: u8 = 0x01;
+    pub const CALLING_LINE: u8 = 0x02;
+    pub const CALLED_LINE: u8 = 0x03;
+    pub const CALLING_LINE_ABSENT: u8 = 0x04;
+    pub const CALLING_NAME: u8 = 0x07;
+    pub const CALLING_NAME_ABSENT: u8 = 0x08;
+    /// Message waiting: 0x00 off, 0xFF on (GR-30 visual message waiting indicator).
+    pub const VISUAL_INDICATOR: u8 = 0x0B;
+    pub const MESSAGE_ID: u8 = 0x0D;
+    /// 0x01 voice call, 0x02 ring-back-when-free call, 0x81 message waiting call.
+    pub const CALL_TYPE: u8 = 0x11;
+    pub const FIRST_CALLED_LINE: u8 = 0x12;
+    pub const NETWORK_MESSAGE_STATUS: u8 = 0x13;
+    pub const FORWARDED_CALL_TYPE: u8 = 0x15;
+    pub const CALLING_USER_TYPE: u8 = 0x16;
+    pub const REDIRECTING_NUMBER: u8 = 0x1A;
+}
+
+/// Builds any MDMF-structured message (type, length, parameters, checksum) in a caller
+/// buffer, e.g. an ETSI call set-up with a call type, or a message waiting indicator.
+#[derive(Debug)]
+pub struct MessageWriter<'a> {
+    out: &'a mut [u8],
+    n: usize,
+}
+
+impl<'a> MessageWriter<'a> {
+    /// Starts a message of `msg_type` in `out`.
+    pub fn new(msg_type: u8, out: &'a mut [u8]) -> Result<Self, CallerIdError> {
+        if out.len() < 3 {
+            return Err(CallerIdError::TooLong);
+        }
+        out[0] = msg_type;
+        out[1] = 0;
+        Ok(MessageWriter { out, n: 2 })
+    }
+
+    /// Appends one parameter. The body of a message is at most 255 bytes.
+    pub fn param(&mut self, ptype: u8, value: &[u8]) -> Result<&mut Self, CallerIdError> {
+        let end = self.n + 2 + value.len();
+        if value.len() > 255 || end > self.out.len() - 1 || end - 2 > 255 {
+            return Err(CallerIdError::TooLong);
+        }
+        self.out[self.n] = ptype;
+        self.out[self.n + 1] = value.len() as u8;
+        self.out[self.n + 2..end].copy_from_slice(value);
+        self.n = end;
+        Ok(self)
+    }
+
+    /// Writes the length and checksum; returns the message length.
+    pub fn finish(self) -> usize {
+        let n = self.n;
+        self.out[1] = (n - 2) as u8;
+        self.out[n] = self.out[..n].iter().fold(0u8, |a, &x| a.wrapping_add(x)).wrapping_neg();
+        n + 1
+    }
+}
+
+/// The parameters of an MDMF-structured message, after its checksum and length are
+/// checked. Yields `(type, value)`; a parameter running past the end is an error.
+#[derive(Clone, Debug)]
+pub struct Parameters<'a> {
+    msg_type: u8,
+    rest: &'a [u8],
+}
+
+/// Checks `msg` (type, length, body, checksum) and walks its parameters.
+pub fn parameters(msg: &[u8]) -> Result<Parameters<'_>, CallerIdError> {
+    if msg.len() < 3 {
+        return Err(CallerIdError::Truncated);
+    }
+    let len = msg[1] as usize;
+    if msg.len() < len + 3 {
+        return Err(CallerIdError::Truncated);
+    }
+    if msg[..len + 3].iter().fold(0u8, |a, &x| a.wrapping_add(x)) != 0 {
+        return Err(CallerIdError::BadChecksum);
+    }
+    if msg[0] & 0x80 == 0 {
+        // SDMF messages have no parameter structure.
+        return Err(CallerIdError::UnknownType(msg[0]));
+    }
+    Ok(Parameters { msg_type: msg[0], rest: &msg[2..len + 2] })
+}
+
+impl<'a> Parameters<'a> {
+    /// The message type byte.
+    pub fn msg_type(&self) -> u8 {
+        self.msg_type
+    }
+
+    /// The value of the first parameter of `ptype`, if the message is well formed up to it.
+    pub fn get(&self, ptype: u8) -> Option<&'a [u8]> {
+        self.clone().map_while(Result::ok).find(|(t, _)| *t == ptype).map(|(_, v)| v)
+    }
+}
+
+impl<'a> Iterator for Parameters<'a> {
+    type Item = Result<(u8, &'a [u8]), CallerIdError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        if self.rest.len() < 2 || self.rest.len() < 2 + self.rest[1] as usize {
+            self.rest = &[];
+            return Some(Err(CallerIdError::Truncated));
+        }
+        let (t, l) = (self.rest[0], self.rest[1] as usize);
+        let v = &self.rest[2..2 + l];
+        self.rest = &self.rest[2 + l..];
+        Some(Ok((t, v)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1464,6 +1603,50 @@ mod tests {
         let mut r = FskReceiver::new(FskStandard::V23);
         r.process(&x[..4000]);
         assert!(!r.carrier());
+    }
+
+
+    #[test]
+    fn etsi_call_setup_with_call_type_round_trip_and_errors() {
+        let mut buf = [0u8; 64];
+        let mut w = MessageWriter::new(msg_type::CALL_SETUP, &mut buf).unwrap();
+        w.param(etsi_param::DATE_TIME, b"11230133").unwrap().param(etsi_param::CALLING_LINE, b"0612345678").unwrap();
+        w.param(etsi_param::CALL_TYPE, &[0x01]).unwrap();
+        let n = w.finish();
+        assert_eq!(n, 2 + 10 + 12 + 3 + 1);
+        assert_eq!(buf[1] as usize, n - 3);
+        // The caller ID view of the same message ignores the call type (GR-30: unknown
+        // parameters are skipped) ...
+        let c = crate::callerid::decode(&buf[..n]).unwrap();
+        assert_eq!(c.number(), b"0612345678");
+        // ... the parameter view shows everything, in order.
+        let p = parameters(&buf[..n]).unwrap();
+        assert_eq!(p.msg_type(), msg_type::CALL_SETUP);
+        assert_eq!(p.get(etsi_param::CALL_TYPE), Some(&[0x01][..]));
+        assert_eq!(p.get(etsi_param::CALLED_LINE), None);
+        let types: Vec<u8> = p.map(|r| r.unwrap().0).collect();
+        assert_eq!(types, [0x01, 0x02, 0x11]);
+        // Through the modem: a message waiting indicator.
+        let mut mwi = [0u8; 8];
+        let mut w = MessageWriter::new(msg_type::MWI, &mut mwi).unwrap();
+        w.param(etsi_param::VISUAL_INDICATOR, &[0xFF]).unwrap();
+        let k = w.finish();
+        let x = fsk_wave(&frame(&mwi[..k], 300, 180, 0), FskStandard::V23, 1200.0, -13.0);
+        let got = messages(FskStandard::V23, &x);
+        assert_eq!(parameters(&got[0]).unwrap().get(etsi_param::VISUAL_INDICATOR), Some(&[0xFF][..]));
+        // Errors.
+        let mut bad = buf;
+        bad[5] ^= 1;
+        assert_eq!(parameters(&bad[..n]).err(), Some(CallerIdError::BadChecksum));
+        assert_eq!(parameters(&buf[..n - 1]).err(), Some(CallerIdError::Truncated));
+        assert_eq!(parameters(&[0x04, 0x00, 0xFC]).err(), Some(CallerIdError::UnknownType(0x04)));
+        let mut short = [0x80, 0x03, 0x02, 0x05, b'1', 0x00];
+        short[5] = short[..5].iter().fold(0u8, |a, &x| a.wrapping_add(x)).wrapping_neg();
+        assert_eq!(parameters(&short).unwrap().next(), Some(Err(CallerIdError::Truncated)));
+        let mut tiny = [0u8; 8];
+        let mut w = MessageWriter::new(0x80, &mut tiny).unwrap();
+        assert_eq!(w.param(0x02, b"123456").err(), Some(CallerIdError::TooLong));
+        assert_eq!(MessageWriter::new(0x80, &mut [0u8; 2]).err(), Some(CallerIdError::TooLong));
     }
 
 }
