@@ -35,7 +35,7 @@
 //! Steps are reported in the frame in which they fall due; [`CallerIdSender::now`] gives
 //! the exact sample, and [`CallerIdSender::poll_timeout`] the sample of the next step.
 //!
-//! # Timing (defaults; each is a named constant below)
+//! # Timing (defaults; each is a named constant below, and [`Timing`] overrides them)
 //!
 //! | procedure | sequence |
 //! |---|---|
@@ -170,6 +170,102 @@ pub enum SenderError {
     /// [`Procedure::DtmfClip`] was given to [`CallerIdSender::new`] (use
     /// [`CallerIdSender::dtmf_clip`]), or an FSK procedure to `dtmf_clip`.
     WrongProcedure,
+    /// A [`Timing`] value outside the range its specification allows.
+    TimingOutOfRange,
+}
+
+/// The timing of one delivery, in ms (and bits for the preamble). Which fields a
+/// procedure uses:
+///
+/// | field | GR-30 / after first ring | DT-AS | RP-AS | call waiting |
+/// |---|---|---|---|---|
+/// | `first_ring_ms` | first ring | - | RP-AS burst (200..300) | - |
+/// | `ring_to_data_ms` | >= 500 | - | 500..2000 | - |
+/// | `reversal_to_alert_ms` | - | T0 >= 100 | - | - |
+/// | `alert_ms` | - | DT-AS 80..120 | - | CAS 75..85 |
+/// | `alert_to_data_ms` | - | T2 45..500 | - | ACK to data 50..500 |
+/// | `ack_window_ms` | - | - | - | <= 160 after the CAS |
+/// | `data_to_ring_ms` | >= 200 | >= 200 | >= 200 | - |
+/// | `seizure_bits`, `mark_bits` | 300, 180 (ETSI: 80 +- 25 marks) | 300, 80 | 300, 80 | 0, 80 |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub first_ring_ms: u32,
+    pub ring_to_data_ms: u32,
+    pub reversal_to_alert_ms: u32,
+    pub alert_ms: u32,
+    pub alert_to_data_ms: u32,
+    pub ack_window_ms: u32,
+    pub data_to_ring_ms: u32,
+    pub seizure_bits: u16,
+    pub mark_bits: u16,
+}
+
+impl Timing {
+    /// The defaults of each procedure (the constants above).
+    pub const fn default_for(p: Procedure) -> Self {
+        let base = Timing {
+            first_ring_ms: FIRST_RING_MS,
+            ring_to_data_ms: RING_TO_DATA_MS,
+            reversal_to_alert_ms: REVERSAL_TO_ALERT_MS,
+            alert_ms: DT_AS_MS,
+            alert_to_data_ms: ALERT_TO_DATA_MS,
+            ack_window_ms: ACK_WINDOW_MS,
+            data_to_ring_ms: DATA_TO_RING_MS,
+            seizure_bits: SEIZURE_BITS,
+            mark_bits: ETSI_MARK_BITS,
+        };
+        match p {
+            Procedure::Gr30 => Timing { mark_bits: GR30_MARK_BITS, ..base },
+            Procedure::EtsiRpAs => Timing { first_ring_ms: RP_AS_MS, ring_to_data_ms: RP_AS_TO_DATA_MS, ..base },
+            Procedure::CallWaiting => Timing {
+                alert_ms: CAS_MS,
+                alert_to_data_ms: ACK_TO_DATA_MS,
+                seizure_bits: 0,
+                mark_bits: CIDCW_MARK_BITS,
+                ..base
+            },
+            Procedure::EtsiAfterFirstRing | Procedure::EtsiDtAs | Procedure::DtmfClip => base,
+        }
+    }
+
+    /// The specification's limits for the fields `p` uses.
+    fn check(&self, p: Procedure) -> Result<(), SenderError> {
+        let bad = SenderError::TimingOutOfRange;
+        let within = |v: u32, lo: u32, hi: u32| if (lo..=hi).contains(&v) { Ok(()) } else { Err(bad) };
+        // Preamble: at least enough marks for a receiver to arm (EN 300 659-1: 55);
+        // a seizure, when sent, is 96..315 bits (EN 300 659-1 5.3).
+        if self.mark_bits < 55 || self.mark_bits > 400 || (self.seizure_bits != 0 && !(96..=315).contains(&self.seizure_bits)) {
+            return Err(bad);
+        }
+        match p {
+            Procedure::Gr30 | Procedure::EtsiAfterFirstRing => {
+                within(self.first_ring_ms, 200, 3000)?;
+                within(self.ring_to_data_ms, 500, 4000)?;
+                within(self.data_to_ring_ms, 200, 10_000)
+            }
+            Procedure::EtsiDtAs => {
+                within(self.reversal_to_alert_ms, 100, 10_000)?;
+                within(self.alert_ms, 80, 120)?;
+                within(self.alert_to_data_ms, 45, 500)?;
+                within(self.data_to_ring_ms, 200, 10_000)
+            }
+            Procedure::EtsiRpAs => {
+                within(self.first_ring_ms, 200, 300)?;
+                within(self.ring_to_data_ms, 500, 2000)?;
+                within(self.data_to_ring_ms, 200, 10_000)
+            }
+            Procedure::CallWaiting => {
+                within(self.alert_ms, 75, 85)?;
+                within(self.ack_window_ms, 100, 160)?;
+                within(self.alert_to_data_ms, 50, 500)?;
+                if self.seizure_bits != 0 {
+                    return Err(bad);
+                }
+                Ok(())
+            }
+            Procedure::DtmfClip => Ok(()),
+        }
+    }
 }
 
 /// Longest DTMF CLIP string (start, 20 digits, end, margin).
@@ -217,51 +313,61 @@ pub struct CallerIdSender {
 
 impl CallerIdSender {
     /// An FSK delivery of `msg` (a whole message from [`crate::callerid::encode_sdmf`] /
-    /// [`crate::callerid::encode_mdmf`]) by `procedure`, at `level_dbm0`.
+    /// [`crate::callerid::encode_mdmf`]) by `procedure`, at `level_dbm0`, with the
+    /// default [`Timing`] of the procedure.
     pub fn new(procedure: Procedure, standard: FskStandard, msg: &[u8], level_dbm0: f32) -> Result<Self, SenderError> {
+        Self::with_timing(procedure, standard, msg, level_dbm0, Timing::default_for(procedure))
+    }
+
+    /// Like [`CallerIdSender::new`] with explicit timing (a country's ring cadence, a
+    /// longer T2, fewer mark bits...). Values outside the specification's ranges are
+    /// refused with [`SenderError::TimingOutOfRange`].
+    pub fn with_timing(procedure: Procedure, standard: FskStandard, msg: &[u8], level_dbm0: f32, t: Timing) -> Result<Self, SenderError> {
+        if procedure == Procedure::DtmfClip {
+            return Err(SenderError::WrongProcedure);
+        }
         // Refuse what a CPE would reject anyway, so that a bad message shows up here.
-        crate::callerid::decode(msg).map_err(SenderError::Message)?;
-        let (seizure, mark) = match procedure {
-            Procedure::Gr30 => (SEIZURE_BITS, GR30_MARK_BITS),
-            Procedure::EtsiAfterFirstRing | Procedure::EtsiDtAs | Procedure::EtsiRpAs => (SEIZURE_BITS, ETSI_MARK_BITS),
-            Procedure::CallWaiting => (0, CIDCW_MARK_BITS),
-            Procedure::DtmfClip => return Err(SenderError::WrongProcedure),
-        };
-        let fsk = FskModulator::new(standard, level_dbm0, msg, seizure, mark).map_err(SenderError::Message)?;
+        // SDMF and MDMF caller ID decode as such; other MDMF-structured messages
+        // (message waiting, ETSI call set-up with more parameters) need only be well formed.
+        if crate::callerid::decode(msg).is_err() {
+            parameters(msg).map_err(SenderError::Message)?.try_for_each(|p| p.map(|_| ())).map_err(SenderError::Message)?;
+        }
+        t.check(procedure)?;
+        let fsk = FskModulator::new(standard, level_dbm0, msg, t.seizure_bits, t.mark_bits).map_err(SenderError::Message)?;
         use LineStep::*;
         use Seg::*;
         let script: &[Seg] = match procedure {
             Procedure::Gr30 | Procedure::EtsiAfterFirstRing => &[
                 Step(RingOn),
-                Silence(ms(FIRST_RING_MS)),
+                Silence(ms(t.first_ring_ms)),
                 Step(RingOff),
-                Silence(ms(RING_TO_DATA_MS)),
+                Silence(ms(t.ring_to_data_ms)),
                 Fsk,
-                Silence(ms(DATA_TO_RING_MS)),
+                Silence(ms(t.data_to_ring_ms)),
                 Step(Done),
             ],
             Procedure::EtsiDtAs => &[
                 Step(ReversePolarity),
-                Silence(ms(REVERSAL_TO_ALERT_MS)),
-                Alert(ms(DT_AS_MS)),
-                Silence(ms(ALERT_TO_DATA_MS)),
+                Silence(ms(t.reversal_to_alert_ms)),
+                Alert(ms(t.alert_ms)),
+                Silence(ms(t.alert_to_data_ms)),
                 Fsk,
-                Silence(ms(DATA_TO_RING_MS)),
+                Silence(ms(t.data_to_ring_ms)),
                 Step(Done),
             ],
             Procedure::EtsiRpAs => &[
                 Step(RingOn),
-                Silence(ms(RP_AS_MS)),
+                Silence(ms(t.first_ring_ms)),
                 Step(RingOff),
-                Silence(ms(RP_AS_TO_DATA_MS)),
+                Silence(ms(t.ring_to_data_ms)),
                 Fsk,
-                Silence(ms(DATA_TO_RING_MS)),
+                Silence(ms(t.data_to_ring_ms)),
                 Step(Done),
             ],
             Procedure::CallWaiting => &[
-                Alert(ms(CAS_MS)),
-                AckWait(ms(ACK_WINDOW_MS)),
-                Silence(ms(ACK_TO_DATA_MS)),
+                Alert(ms(t.alert_ms)),
+                AckWait(ms(t.ack_window_ms)),
+                Silence(ms(t.alert_to_data_ms)),
                 Fsk,
                 Step(Done),
             ],
@@ -1647,6 +1753,50 @@ mod tests {
         let mut w = MessageWriter::new(0x80, &mut tiny).unwrap();
         assert_eq!(w.param(0x02, b"123456").err(), Some(CallerIdError::TooLong));
         assert_eq!(MessageWriter::new(0x80, &mut [0u8; 2]).err(), Some(CallerIdError::TooLong));
+    }
+
+
+    #[test]
+    fn custom_timing_moves_the_data_and_bad_timing_is_refused() {
+        let (m, n) = mdmf();
+        // A UK-style short first ring and a later start of data.
+        let t = Timing { first_ring_ms: 400, ring_to_data_ms: 800, mark_bits: 100, ..Timing::default_for(Procedure::EtsiAfterFirstRing) };
+        let mut tx = CallerIdSender::with_timing(Procedure::EtsiAfterFirstRing, FskStandard::V23, &m[..n], -13.0, t).unwrap();
+        let (x, steps) = run(&mut tx, 1_000_000, |_, _| {});
+        assert_eq!(steps[1], (LineStep::RingOff, ms(400) as u64));
+        let (d0, d1) = span(&x, 0, x.len(), 100).unwrap();
+        assert!((ms(1200) as usize..ms(1200) as usize + 3).contains(&d0), "data at {d0}");
+        let bits = 300 + 100 + 10 * n as u32 + 2;
+        assert!(d1 < ms(1200) as usize + fsk_samples(bits) && d1 + 8 >= ms(1200) as usize + fsk_samples(bits));
+        assert_eq!(receive(&x, FskStandard::V23), [ReceiverEvent::CallerId(cid())]);
+
+        let bad = |p: Procedure, t: Timing| CallerIdSender::with_timing(p, FskStandard::V23, &m[..n], -13.0, t).err();
+        let d = Timing::default_for;
+        assert_eq!(bad(Procedure::Gr30, Timing { ring_to_data_ms: 400, ..d(Procedure::Gr30) }), Some(SenderError::TimingOutOfRange));
+        assert_eq!(bad(Procedure::EtsiRpAs, Timing { first_ring_ms: 350, ..d(Procedure::EtsiRpAs) }), Some(SenderError::TimingOutOfRange));
+        assert_eq!(bad(Procedure::EtsiDtAs, Timing { alert_to_data_ms: 40, ..d(Procedure::EtsiDtAs) }), Some(SenderError::TimingOutOfRange));
+        assert_eq!(bad(Procedure::CallWaiting, Timing { ack_window_ms: 200, ..d(Procedure::CallWaiting) }), Some(SenderError::TimingOutOfRange));
+        assert_eq!(bad(Procedure::CallWaiting, Timing { seizure_bits: 300, ..d(Procedure::CallWaiting) }), Some(SenderError::TimingOutOfRange));
+        assert_eq!(bad(Procedure::Gr30, Timing { mark_bits: 20, ..d(Procedure::Gr30) }), Some(SenderError::TimingOutOfRange));
+        // Every default is within its own limits.
+        for p in [Procedure::Gr30, Procedure::EtsiAfterFirstRing, Procedure::EtsiDtAs, Procedure::EtsiRpAs, Procedure::CallWaiting] {
+            assert!(bad(p, d(p)).is_none(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn sender_takes_other_mdmf_messages() {
+        let mut mwi = [0u8; 8];
+        let mut w = MessageWriter::new(msg_type::MWI, &mut mwi).unwrap();
+        w.param(etsi_param::VISUAL_INDICATOR, &[0xFF]).unwrap();
+        let k = w.finish();
+        let mut tx = CallerIdSender::new(Procedure::EtsiDtAs, FskStandard::V23, &mwi[..k], -13.0).unwrap();
+        let (x, _) = run(&mut tx, 1_000_000, |_, _| {});
+        assert_eq!(messages(FskStandard::V23, &x), [mwi[..k].to_vec()]);
+        let mut broken = mwi;
+        broken[1] = 7;
+        broken[k - 1] = broken[..k - 1].iter().fold(0u8, |a, &x| a.wrapping_add(x)).wrapping_neg();
+        assert!(CallerIdSender::new(Procedure::EtsiDtAs, FskStandard::V23, &broken[..k], -13.0).is_err());
     }
 
 }
