@@ -571,12 +571,23 @@ impl CallerIdSender {
             self.now += produced as u64;
         }
         // Steps due exactly at the end of this audio belong to this call.
-        while let Some(Seg::Step(e)) = self.script[..self.n_segs].get(self.seg).copied() {
-            if e == LineStep::Done {
-                self.done = true;
+        loop {
+            match self.script[..self.n_segs].get(self.seg).copied() {
+                Some(Seg::Step(e)) => {
+                    if e == LineStep::Done {
+                        self.done = true;
+                    }
+                    self.emit(e);
+                    self.next_seg();
+                }
+                Some(Seg::AckWait(n)) if self.seg_pos >= n && self.ack.is_none() => {
+                    self.emit(LineStep::AckTimeout);
+                    self.emit(LineStep::Done);
+                    self.done = true;
+                    self.seg = self.n_segs;
+                }
+                _ => break,
             }
-            self.emit(e);
-            self.next_seg();
         }
     }
 
@@ -1469,7 +1480,7 @@ mod tests {
             }
         });
         let window_end = ms(CAS_MS + ACK_WINDOW_MS) as u64;
-        assert_eq!(steps, [(LineStep::AckTimeout, window_end + 80), (LineStep::Done, window_end + 80)]);
+        assert_eq!(steps, [(LineStep::AckTimeout, window_end), (LineStep::Done, window_end)]);
         assert!(x[ms(CAS_MS) as usize..].iter().all(|&s| s == 0));
         assert!(tx.is_done());
         assert_eq!(tx.poll_timeout(), None);
