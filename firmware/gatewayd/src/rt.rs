@@ -240,15 +240,7 @@ impl<P: PcmBus> RtEngine<P> {
         assert!(stats.channels.len() >= n, "RtStats sized for fewer channels than the PCM bus");
         let channels = (0..n)
             .map(|_| Channel {
-                echo: config.echo_tail.map(|t| {
-                    let mut ec = Box::new(EchoCanceller::new(t));
-                    // The NLP still mutes near-end DTMF dialled over dial tone
-                    // on a line with no echo (see the ignored test
-                    // `digits_survive_the_nlp`); linear cancellation only
-                    // until it is fixed.
-                    ec.set_nlp(false);
-                    ec
-                }),
+                echo: config.echo_tail.map(|t| Box::new(EchoCanceller::new(t))),
                 dtmf: DtmfDetector::new(),
                 tone: None,
                 media: None,
@@ -705,11 +697,9 @@ mod tests {
         assert_eq!(ctl.events.dequeue(), Some(RtEvent::LineDigit { channel: 0, digit: b'7' }));
     }
 
-    /// Known failure: with the NLP on, near-end DTMF over far-end dial tone is
-    /// replaced by comfort noise when the line has no echo. Out of CI until
-    /// the NLP's double-talk decision is fixed.
+    /// Near-end DTMF over far-end dial tone must survive the NLP on a line
+    /// with no echo (it once replaced the digit with comfort noise).
     #[test]
-    #[ignore = "NLP mutes near-end DTMF over dial tone on an echo-free line"]
     fn digits_survive_the_nlp() {
         let digit_frames = dtmf_frames(b'7');
         let mut ec = EchoCanceller::new(512);
