@@ -3,7 +3,8 @@
 //! Every 10 ms tick ([`RtEngine::tick`]):
 //! 1. apply commands from the control plane (tones, media start/stop);
 //! 2. take RTP packets from the media I/O thread into each call's jitter buffer;
-//! 3. build the frame for each line: a tone, decoded RTP, or silence;
+//! 3. build the frame for each line: a tone, decoded RTP (concealed over
+//!    gaps), or silence;
 //! 4. exchange one frame per channel with the PCM bus;
 //! 5. run the DTMF detector on what the line sent, turn digits into events
 //!    (and RFC 4733 packets during a call), encode and packetize the audio.
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
 use gw_dsp::echo::EchoCanceller;
+use gw_dsp::plc::Plc;
 use gw_dsp::g711::{self, Law};
 use gw_dsp::tones::{ToneGenerator, ToneSpec};
 use gw_hal::{Frame, PcmBus, FRAME_SAMPLES};
@@ -206,6 +208,7 @@ pub fn make_queues() -> (RtQueues, ControlQueues) {
 struct Media {
     session: RtpSession,
     law: Law,
+    plc: Plc,
 }
 
 struct Channel {
@@ -289,7 +292,7 @@ impl<P: PcmBus> RtEngine<P> {
                         if let Some(ec) = ch.echo.as_mut() {
                             ec.reset();
                         }
-                        ch.media = Some(Media { session: RtpSession::new(session), law });
+                        ch.media = Some(Media { session: RtpSession::new(session), law, plc: Plc::new() });
                     }
                 }
                 RtCommand::StopMedia { channel } => {
@@ -333,10 +336,13 @@ impl<P: PcmBus> RtEngine<P> {
                     m.session.pull_frame(&mut encoded);
                 }
             } else if let Some(m) = ch.media.as_mut() {
+                // G.711 Appendix I concealment over jitter-buffer gaps
+                // (it delays the audio by 30 samples to blend the edges).
                 if m.session.pull_frame(&mut encoded) {
                     g711::decode_frame(m.law, &encoded, out);
+                    m.plc.good_frame(out);
                 } else {
-                    out.fill(0);
+                    m.plc.conceal(out);
                 }
             } else {
                 out.fill(0);
@@ -718,5 +724,47 @@ mod tests {
             }
         }
         assert_eq!(got, Some(b'7'));
+    }
+
+    #[test]
+    fn gaps_in_the_rtp_stream_are_concealed_then_faded() {
+        let line = |_t: u64, _ch: usize, f: &mut Frame| *f = [0; FRAME_SAMPLES];
+        let pcm = LoopPcm { n: 1, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 1] };
+        let (rtq, mut ctl) = make_queues();
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: None });
+        ctl.commands
+            .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
+            .unwrap();
+        let mut energy = Vec::new();
+        let mut phase = 0f32;
+        for t in 0..60u32 {
+            if t % 2 == 0 && t < 20 {
+                // 20 ms of a 500 Hz tone per packet, 10 packets, then silence on the wire.
+                let mut pkt = Packet::empty();
+                let n = t / 2;
+                let hdr = gw_media::rtp::RtpHeader {
+                    marker: n == 0,
+                    payload_type: 0,
+                    sequence: n as u16,
+                    timestamp: n * 160,
+                    ssrc: 9,
+                };
+                let h = hdr.emit(&mut pkt.data);
+                for k in 0..160 {
+                    let v = (phase.sin() * 8000.0) as i16;
+                    phase += 2.0 * std::f32::consts::PI * 500.0 / 8000.0;
+                    pkt.data[h + k] = g711::encode(Law::Ulaw, v);
+                }
+                pkt.len = (h + 160) as u16;
+                ctl.packets_in.enqueue(pkt).ok().unwrap();
+            }
+            engine.tick();
+            energy.push(engine.pcm.last_tx[0].iter().map(|&x| (x as i64).abs()).sum::<i64>());
+        }
+        let last_audio = energy.iter().rposition(|&e| e > 80 * 4000).expect("audio played");
+        // The frame after the stream ran dry is concealed, not silent...
+        assert!(energy[last_audio + 1] > 0, "gap not concealed: {energy:?}");
+        // ...and concealment fades to silence within about 60 ms.
+        assert!(energy[last_audio + 9..].iter().all(|&e| e == 0), "no fade-out: {energy:?}");
     }
 }
