@@ -7,190 +7,19 @@
 //! order; `tools/test` runs them one at a time so that audio timing is not
 //! starved on a 2-core machine.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hil::{dominant_frequency, free_tcp_port, free_udp_port, free_udp_port_range, gatewayd_binary, FarEnd, Kamailio};
-use linesim::{plans, Linesim, Phone};
+use common::{Gatewayd, GwOptions, PASSWORD};
+use hil::{dominant_frequency, free_udp_port, FarEnd, Kamailio};
+use linesim::{plans, Phone};
 
-const PASSWORD: &str = "s3cret-hil";
 /// The far end sends this tone in every call; the phone measures it.
 const FAR_TONE_HZ: f32 = 1400.0;
 /// The phone sends this tone; the far end measures it.
 const PHONE_TONE_HZ: f32 = 1004.0;
-
-/// A running gatewayd; killed on drop.
-struct Gatewayd {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    sim: SocketAddr,
-    http: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-struct GwOptions {
-    password: String,
-    register_expires: u32,
-    retry_base_s: u64,
-}
-
-impl Default for GwOptions {
-    fn default() -> Self {
-        GwOptions { password: PASSWORD.into(), register_expires: 600, retry_base_s: 2 }
-    }
-}
-
-impl Gatewayd {
-    fn start(proxy: SocketAddr, opts: GwOptions) -> Gatewayd {
-        let dir = tempfile::Builder::new().prefix("hil-gw-").tempdir().unwrap();
-        let sip = free_udp_port();
-        let (rtp_lo, rtp_hi) = free_udp_port_range(16);
-        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let console: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let sim: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let config = format!(
-            r#"
-[system]
-country = "US"
-
-[sip]
-listen = "127.0.0.1:{sip}"
-proxy = "{proxy}"
-domain = "127.0.0.1"
-register_expires = {expires}
-register_retry_base_s = {retry}
-register_retry_max_s = 60
-password = "{password}"
-
-[media]
-rtp_ip = "127.0.0.1"
-rtp_port_min = {rtp_lo}
-rtp_port_max = {rtp_hi}
-codecs = ["PCMU", "PCMA"]
-telephone_event = 101
-ptime_ms = 20
-jitter_ms = 60
-
-[dialplan]
-patterns = ["1xxx", "2xxx", "3xxx"]
-first_digit_timeout_ms = 15000
-inter_digit_timeout_ms = 4000
-
-[management]
-http_listen = "{http}"
-console_listen = "{console}"
-
-[[fxs]]
-port = 1
-number = "1001"
-
-[[fxs]]
-port = 2
-number = "1002"
-
-[[fxs]]
-port = 3
-number = "1003"
-
-[[fxs]]
-port = 4
-number = "1004"
-"#,
-            expires = opts.register_expires,
-            retry = opts.retry_base_s,
-            password = opts.password,
-        );
-        let path = dir.path().join("gatewayd.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(gatewayd_binary())
-            .arg("--config")
-            .arg(&path)
-            .arg("--sim-listen")
-            .arg(sim.to_string())
-            .env("GATEWAYD_LOG", "info,gatewayd=debug,gatewayd::sip=trace")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gatewayd starts (build it first: cargo build -p gatewayd)");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        let gw = Gatewayd { child, log, sim, http, _dir: dir };
-        gw.wait_until("the status server answers", Duration::from_secs(10), || gw.status().is_some());
-        gw
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn count_log(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// GET /api/status, parsed.
-    fn status(&self) -> Option<serde_json::Value> {
-        let mut s = TcpStream::connect(self.http).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET /api/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        let json = body.split_once("\r\n\r\n")?.1;
-        serde_json::from_str(json).ok()
-    }
-
-    fn port_state(&self, port: usize) -> String {
-        let st = self.status().expect("status");
-        st["ports"][port - 1]["state"].as_str().unwrap_or_default().to_string()
-    }
-
-    fn wait_until(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-        let end = Instant::now() + timeout;
-        while !f() {
-            if Instant::now() > end {
-                panic!("timed out waiting for {what}\n--- gatewayd log ---\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_registered(&self, users: &[&str]) {
-        self.wait_until("registrations", Duration::from_secs(10), || {
-            let Some(st) = self.status() else { return false };
-            let regs = st["registrations"].as_array().cloned().unwrap_or_default();
-            users.iter().all(|u| {
-                regs.iter().any(|r| r["user"] == *u && r["state"].as_str().is_some_and(|s| s.starts_with("registered")))
-            })
-        });
-    }
-
-    fn attach(&self) -> Linesim {
-        Linesim::connect(self.sim).expect("linesim attaches to the sim link")
-    }
-}
-
-impl Drop for Gatewayd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- gatewayd log ---\n{}", self.log());
-        }
-    }
-}
 
 struct World {
     _kamailio: Kamailio,

@@ -23,17 +23,15 @@
 //! Run: `tools/test --hil-test echo` (inside `unshare -n`), or by hand with
 //! `cargo build -p gatewayd && cargo test -p hil --test echo -- --nocapture`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use hil::{dominant_frequency, free_tcp_port, free_udp_port, free_udp_port_range, gatewayd_binary, FarEnd, Kamailio};
+use common::{Gatewayd, GwOptions, PASSWORD};
+use hil::{dominant_frequency, free_udp_port, FarEnd, Kamailio};
 use linesim::analysis::{level_dbm0, tone_level_dbm0};
 use linesim::{EchoPath, HybridModel, Linesim, Phone};
 
-const PASSWORD: &str = "s3cret-hil";
 /// The far end's talker.
 const SPEECH_SEED: u64 = 0x0168;
 const SPEECH_DBM0: f32 = -15.0;
@@ -58,130 +56,6 @@ const TONE_LEVEL_TOL_DB: f32 = 3.0;
 /// longest and most dispersive table) behind 50 ms.
 const SCENARIOS: [(HybridModel, u32); 2] = [(HybridModel::D2, 20), (HybridModel::D5, 50)];
 
-/// A running gatewayd with one FXS port (1001); killed on drop.
-struct Gatewayd {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    sim: SocketAddr,
-    http: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Gatewayd {
-    fn start(proxy: SocketAddr, echo_canceller: bool) -> Gatewayd {
-        let dir = tempfile::Builder::new().prefix("hil-echo-gw-").tempdir().unwrap();
-        let sip = free_udp_port();
-        let (rtp_lo, rtp_hi) = free_udp_port_range(16);
-        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let console: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let sim: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let config = format!(
-            r#"
-[system]
-country = "US"
-
-[sip]
-listen = "127.0.0.1:{sip}"
-proxy = "{proxy}"
-domain = "127.0.0.1"
-register_expires = 600
-register_retry_base_s = 2
-register_retry_max_s = 60
-password = "{PASSWORD}"
-
-[media]
-rtp_ip = "127.0.0.1"
-rtp_port_min = {rtp_lo}
-rtp_port_max = {rtp_hi}
-codecs = ["PCMU"]
-telephone_event = 101
-ptime_ms = 20
-jitter_ms = 60
-echo_canceller = {echo_canceller}
-echo_tail_ms = 128
-
-[dialplan]
-patterns = ["2xxx"]
-first_digit_timeout_ms = 15000
-inter_digit_timeout_ms = 4000
-
-[management]
-http_listen = "{http}"
-console_listen = "{console}"
-
-[[fxs]]
-port = 1
-number = "1001"
-"#
-        );
-        let path = dir.path().join("gatewayd.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(gatewayd_binary())
-            .arg("--config")
-            .arg(&path)
-            .arg("--sim-listen")
-            .arg(sim.to_string())
-            .env("GATEWAYD_LOG", "info,gatewayd=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gatewayd starts (build it first: cargo build -p gatewayd)");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            }
-        });
-        let gw = Gatewayd { child, log, sim, http, _dir: dir };
-        gw.wait_until("the status server answers", Duration::from_secs(10), || gw.status().is_some());
-        gw
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// GET /api/status, parsed.
-    fn status(&self) -> Option<serde_json::Value> {
-        let mut s = TcpStream::connect(self.http).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET /api/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        serde_json::from_str(body.split_once("\r\n\r\n")?.1).ok()
-    }
-
-    fn port_state(&self) -> String {
-        self.status().map(|st| st["ports"][0]["state"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
-    }
-
-    fn wait_until(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-        let end = Instant::now() + timeout;
-        while !f() {
-            if Instant::now() > end {
-                panic!("timed out waiting for {what}\n--- gatewayd log ---\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Gatewayd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- gatewayd log ---\n{}", self.log());
-        }
-    }
-}
-
 /// Kamailio, a gatewayd and the far end (user 2000, talking), registered.
 struct World {
     kamailio: Kamailio,
@@ -195,17 +69,15 @@ impl World {
     fn start(echo_canceller: bool) -> World {
         let dir = tempfile::Builder::new().prefix("hil-echo-").tempdir().unwrap();
         let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
-        let gw = Gatewayd::start(kamailio.addr(), echo_canceller);
+        let gw = Gatewayd::start(
+            kamailio.addr(),
+            GwOptions { codecs: &["PCMU"], echo_canceller, echo_tail_ms: 128, fxs_ports: 1, ..Default::default() },
+        );
         let wav = dir.path().join("talker.wav");
         hil::write_wav(&wav, &speech(), hil::RATE).unwrap();
         let far = FarEnd::start(kamailio.addr(), "2000", PASSWORD, &wav).expect("baresip starts");
         far.wait_registered(Duration::from_secs(10)).expect("far end registers");
-        gw.wait_until("1001 registered", Duration::from_secs(10), || {
-            let Some(st) = gw.status() else { return false };
-            st["registrations"].as_array().is_some_and(|regs| {
-                regs.iter().any(|r| r["user"] == "1001" && r["state"].as_str().is_some_and(|s| s.starts_with("registered")))
-            })
-        });
+        gw.wait_registered(&["1001"]);
         let sim = Linesim::connect(gw.sim).expect("linesim attaches to the sim link");
         World { kamailio, gw, far, sim, _dir: dir }
     }
@@ -267,7 +139,7 @@ fn call(w: &World, path: EchoPath, double_talk: bool) -> CallResult {
     w.far.wait_call_closed(Duration::from_secs(5)).expect("call closes");
     phone.on_hook();
     phone.set_echo(None).unwrap();
-    w.gw.wait_until("port 1 idle", Duration::from_secs(5), || w.gw.port_state() == "Idle");
+    w.gw.wait_until("port 1 idle", Duration::from_secs(5), || w.gw.port_state(1) == "Idle");
 
     let rec = w.far.recording().expect("far-end recording");
     assert!(
