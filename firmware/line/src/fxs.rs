@@ -7,6 +7,17 @@
 //! disconnect pulse, GR-506 section 9.3) until the phone goes on-hook.
 //! Inbound calls ring the phone with the configured cadence.
 //!
+//! On-hook caller ID ([`FxsConfig::caller_id`]): the port asks for a delivery
+//! ([`Action::SendCallerId`]) instead of ringing at once; the DSP's sender
+//! then reports its line steps ([`FxsLine::handle_caller_id`]): ring on/off
+//! for a first ring or an RP-AS burst, a line reversal before DT-AS or DTMF
+//! CLIP, and the end of the data. Normal ringing starts then: at once after a
+//! delivery before the first ring (ETSI EN 300 659-1 5.3), or where the
+//! cadence's second ring falls after a delivery between the first and second
+//! ring (Telcordia GR-30, EN 300 659-1 5.2). A guard timer starts ringing if
+//! the sender never reports its end, so a lost event cannot leave a call
+//! unannounced.
+//!
 //! Driving it (sans-IO): feed hook events, DTMF digits (already detected by
 //! the DSP), call signals from the call router and timeouts, each with
 //! `now`; after every input drain [`FxsLine::poll_action`] until `None`, then
@@ -55,12 +66,32 @@ pub enum Action {
     ConnectMedia,
     /// Disconnect the voice path.
     DisconnectMedia,
+    /// Start an on-hook caller ID delivery for the incoming call. `None`
+    /// fields mean withheld or unavailable; the sender's steps come back
+    /// through [`FxsLine::handle_caller_id`].
+    SendCallerId { number: Option<String>, name: Option<String> },
+    /// Abort the caller ID delivery in progress (answered or cancelled).
+    StopCallerId,
+}
+
+/// Line steps of a caller ID delivery, as the DSP's sender reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerIdStep {
+    /// Reverse the line polarity (before DT-AS or DTMF CLIP).
+    ReversePolarity,
+    /// Ringing voltage on (a first ring, or an RP-AS burst).
+    RingOn,
+    RingOff,
+    /// The delivery is over (or could not be made): ring normally.
+    Done,
 }
 
 /// What the call router tells the port about its call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallSignal {
-    Incoming { caller: Option<String> },
+    /// `caller` is the calling number, `name` the calling name (both for
+    /// caller ID; `None` when withheld or unknown).
+    Incoming { caller: Option<String>, name: Option<String> },
     RemoteRinging,
     RemoteAnswered,
     RemoteReleased,
@@ -84,6 +115,8 @@ pub struct FxsConfig {
     pub reorder_timeout: Duration,
     /// Open-loop disconnect pulse on far-end release, in ms; `None` = off.
     pub disconnect_open_ms: Option<u32>,
+    /// Send on-hook caller ID before or between the rings of an incoming call.
+    pub caller_id: bool,
 }
 
 impl FxsConfig {
@@ -96,6 +129,7 @@ impl FxsConfig {
             inter_digit_timeout: Duration::from_secs(4),
             reorder_timeout: Duration::from_secs(30),
             disconnect_open_ms: None,
+            caller_id: false,
         }
     }
 }
@@ -134,6 +168,23 @@ enum Timer {
     Reorder,
     /// End of the open-loop disconnect pulse.
     OpenLoop,
+    /// Caller ID delivered between rings: the second ring falls due.
+    ResumeRinging,
+    /// Caller ID sender silent for too long: ring anyway.
+    CallerIdGuard,
+}
+
+/// Longest a caller ID delivery may take before the port rings anyway (the
+/// longest, a GR-30 delivery of a full MDMF message after a 3 s first ring,
+/// takes about 6 s).
+pub const CALLER_ID_GUARD: Duration = Duration::from_secs(10);
+
+/// Where a caller ID delivery is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CidState {
+    None,
+    /// Sender running; `first_ring` is when its first ring began, if it rang.
+    Sending { first_ring: Option<Instant>, reversed: bool },
 }
 
 /// Longest number collected; more digits give reorder.
@@ -150,6 +201,10 @@ pub struct FxsLine {
     /// Last hook event seen while the loop was open (the SLIC cannot tell
     /// then); applied when the feed is restored.
     hook_while_open: Option<FxsEvent>,
+    cid: CidState,
+    /// Whether ringing voltage is asked for: `SetRinging` goes out only on a
+    /// change.
+    ringing: bool,
     actions: VecDeque<Action>,
 }
 
@@ -162,6 +217,8 @@ impl FxsLine {
             timer: None,
             tone: None,
             hook_while_open: None,
+            cid: CidState::None,
+            ringing: false,
             actions: VecDeque::new(),
         }
     }
@@ -209,7 +266,8 @@ impl FxsLine {
                 self.enter(State::DialTone, now, Some(Timer::FirstDigit));
             }
             (FxsEvent::OffHook, State::Ringing) => {
-                self.push(Action::SetRinging(None));
+                self.stop_caller_id();
+                self.ring(false);
                 self.push(Action::AnswerCall);
                 self.push(Action::ConnectMedia);
                 self.enter(State::Connected, now, None);
@@ -249,13 +307,20 @@ impl FxsLine {
 
     pub fn handle_call(&mut self, now: Instant, sig: CallSignal) {
         match (sig, self.state) {
-            (CallSignal::Incoming { .. }, State::Idle) => {
-                self.push(Action::SetRinging(Some(self.config.ring_cadence)));
-                self.enter(State::Ringing, now, None);
+            (CallSignal::Incoming { caller, name }, State::Idle) => {
+                if self.config.caller_id {
+                    self.push(Action::SendCallerId { number: caller, name });
+                    self.cid = CidState::Sending { first_ring: None, reversed: false };
+                    self.enter(State::Ringing, now, Some(Timer::CallerIdGuard));
+                } else {
+                    self.ring(true);
+                    self.enter(State::Ringing, now, None);
+                }
             }
             (CallSignal::Incoming { .. }, _) => self.push(Action::RejectCall { busy: true }),
             (CallSignal::Cancelled | CallSignal::RemoteReleased | CallSignal::Failed { .. }, State::Ringing) => {
-                self.push(Action::SetRinging(None));
+                self.stop_caller_id();
+                self.ring(false);
                 self.enter(State::Idle, now, None);
             }
             (CallSignal::RemoteRinging, State::Proceeding) => {
@@ -292,6 +357,28 @@ impl FxsLine {
         }
     }
 
+    /// A line step of the caller ID delivery in progress. Steps for a port
+    /// that is no longer ringing with a delivery (answered, cancelled) are
+    /// stale and change nothing.
+    pub fn handle_caller_id(&mut self, now: Instant, step: CallerIdStep) {
+        let CidState::Sending { first_ring, reversed } = self.cid else { return };
+        if self.state != State::Ringing {
+            return;
+        }
+        match step {
+            CallerIdStep::ReversePolarity => {
+                self.push(Action::SetLineFeed(LineFeed::Reverse));
+                self.cid = CidState::Sending { first_ring, reversed: true };
+            }
+            CallerIdStep::RingOn => {
+                self.ring(true);
+                self.cid = CidState::Sending { first_ring: first_ring.or(Some(now)), reversed };
+            }
+            CallerIdStep::RingOff => self.ring(false),
+            CallerIdStep::Done => self.caller_id_done(now),
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some((timer, at)) = self.timer else { return };
         if now < at {
@@ -316,6 +403,39 @@ impl FxsLine {
                     _ => self.reorder(now),
                 }
             }
+            Timer::ResumeRinging => self.ring(true),
+            Timer::CallerIdGuard => {
+                self.stop_caller_id();
+                self.ring(true);
+            }
+        }
+    }
+
+    /// The delivery ended: restore the polarity and ring. After a first
+    /// ring, the next ring comes where the cadence puts it (its first on and
+    /// off periods after the first ring's start), or now if the data ran past.
+    fn caller_id_done(&mut self, now: Instant) {
+        let CidState::Sending { first_ring, reversed } = std::mem::replace(&mut self.cid, CidState::None) else {
+            return;
+        };
+        if reversed {
+            self.push(Action::SetLineFeed(LineFeed::Forward));
+        }
+        self.timer = None;
+        let cycle: u32 = self.config.ring_cadence.periods().iter().take(2).map(|&p| u32::from(p)).sum();
+        match first_ring.map(|t| t + Duration::from_millis(cycle.into())) {
+            Some(at) if at > now => self.timer = Some((Timer::ResumeRinging, at)),
+            _ => self.ring(true),
+        }
+    }
+
+    /// Abort a delivery in progress (answer, cancel, guard timeout).
+    fn stop_caller_id(&mut self) {
+        if let CidState::Sending { reversed, .. } = std::mem::replace(&mut self.cid, CidState::None) {
+            self.push(Action::StopCallerId);
+            if reversed {
+                self.push(Action::SetLineFeed(LineFeed::Forward));
+            }
         }
     }
 
@@ -323,6 +443,13 @@ impl FxsLine {
 
     fn push(&mut self, a: Action) {
         self.actions.push_back(a);
+    }
+
+    fn ring(&mut self, on: bool) {
+        if self.ringing != on {
+            self.ringing = on;
+            self.push(Action::SetRinging(on.then_some(self.config.ring_cadence)));
+        }
     }
 
     fn play(&mut self, t: Tone) {
@@ -344,6 +471,8 @@ impl FxsLine {
                 Timer::InterDigit => self.config.inter_digit_timeout,
                 Timer::Reorder => self.config.reorder_timeout,
                 Timer::OpenLoop => Duration::from_millis(self.config.disconnect_open_ms.unwrap_or(0).into()),
+                Timer::CallerIdGuard => CALLER_ID_GUARD,
+                Timer::ResumeRinging => Duration::ZERO, // set directly, never through here
             };
             (t, now + d)
         });
@@ -632,12 +761,111 @@ mod tests {
         assert_eq!(r.line.state(), State::Idle);
     }
 
+    fn cid_rig() -> Rig {
+        rig_with(|c| c.caller_id = true)
+    }
+
+    impl Rig {
+        fn cid(&mut self, step: CallerIdStep) -> Vec<Action> {
+            self.line.handle_caller_id(self.now, step);
+            self.actions()
+        }
+    }
+
+    fn incoming(number: &str, name: &str) -> CallSignal {
+        CallSignal::Incoming { caller: Some(number.into()), name: Some(name.into()) }
+    }
+
+    #[test]
+    fn caller_id_between_first_and_second_ring_keeps_the_cadence() {
+        let mut r = cid_rig();
+        assert_eq!(
+            r.call(incoming("5551234", "ALICE")),
+            [SendCallerId { number: Some("5551234".into()), name: Some("ALICE".into()) }],
+            "no ringing before the sender's first ring"
+        );
+        assert_eq!(r.line.state(), State::Ringing);
+        r.at(10);
+        assert_eq!(r.cid(CallerIdStep::RingOn), [SetRinging(Some(cadence()))]);
+        r.at(2010);
+        assert_eq!(r.cid(CallerIdStep::RingOff), [SetRinging(None)]);
+        r.at(3400);
+        assert_eq!(r.cid(CallerIdStep::Done), [], "the second ring waits for its place in the cadence");
+        assert_eq!(r.at(6009), []);
+        assert_eq!(r.at(6010), [SetRinging(Some(cadence()))], "first ring began at 10 ms; 2 s on + 4 s off");
+        assert_eq!(r.line.poll_timeout(), None);
+        assert_eq!(r.hook(OffHook), [SetRinging(None), AnswerCall, ConnectMedia], "nothing left to stop");
+    }
+
+    #[test]
+    fn caller_id_running_past_the_second_ring_rings_at_once() {
+        let mut r = cid_rig();
+        r.call(incoming("5551234", "ALICE"));
+        r.cid(CallerIdStep::RingOn);
+        r.at(2000);
+        r.cid(CallerIdStep::RingOff);
+        r.at(7000);
+        assert_eq!(r.cid(CallerIdStep::Done), [SetRinging(Some(cadence()))]);
+    }
+
+    #[test]
+    fn caller_id_before_first_ring_with_line_reversal() {
+        let mut r = cid_rig();
+        r.call(CallSignal::Incoming { caller: None, name: None });
+        assert_eq!(r.cid(CallerIdStep::ReversePolarity), [SetLineFeed(LineFeed::Reverse)]);
+        r.at(900);
+        assert_eq!(r.cid(CallerIdStep::Done), [SetLineFeed(LineFeed::Forward), SetRinging(Some(cadence()))]);
+        assert_eq!(r.cid(CallerIdStep::RingOn), [], "stale step after the delivery");
+    }
+
+    #[test]
+    fn answer_during_caller_id_stops_it_and_restores_polarity() {
+        let mut r = cid_rig();
+        r.call(incoming("5551234", "ALICE"));
+        r.cid(CallerIdStep::ReversePolarity);
+        assert_eq!(
+            r.hook(OffHook),
+            [StopCallerId, SetLineFeed(LineFeed::Forward), AnswerCall, ConnectMedia]
+        );
+        assert_eq!(r.cid(CallerIdStep::Done), [], "the sender's late steps change nothing");
+        assert_eq!(r.line.state(), State::Connected);
+    }
+
+    #[test]
+    fn cancel_during_caller_id_stops_it() {
+        let mut r = cid_rig();
+        r.call(incoming("5551234", "ALICE"));
+        r.cid(CallerIdStep::RingOn);
+        assert_eq!(r.call(CallSignal::Cancelled), [StopCallerId, SetRinging(None)]);
+        assert_eq!(r.line.state(), State::Idle);
+        assert_eq!(r.line.poll_timeout(), None);
+        assert_eq!(r.at(20_000), []);
+    }
+
+    #[test]
+    fn silent_caller_id_sender_still_rings_after_the_guard() {
+        let mut r = cid_rig();
+        r.call(incoming("5551234", "ALICE"));
+        let guard = CALLER_ID_GUARD.as_millis() as u64;
+        assert_eq!(r.at(guard - 1), []);
+        assert_eq!(r.at(guard), [StopCallerId, SetRinging(Some(cadence()))]);
+        assert_eq!(r.cid(CallerIdStep::Done), []);
+        assert_eq!(r.line.state(), State::Ringing);
+    }
+
+    #[test]
+    fn caller_id_off_rings_at_once() {
+        let mut r = rig();
+        assert_eq!(r.call(incoming("5551234", "ALICE")), [SetRinging(Some(cadence()))]);
+        assert_eq!(r.cid(CallerIdStep::Done), [], "no delivery to end");
+    }
+
     #[test]
     fn incoming_call_rings_and_is_answered() {
         let mut r = rig();
-        assert_eq!(r.call(CallSignal::Incoming { caller: Some("5551234".into()) }), [SetRinging(Some(cadence()))]);
+        assert_eq!(r.call(CallSignal::Incoming { caller: Some("5551234".into()), name: None }), [SetRinging(Some(cadence()))]);
         assert_eq!(r.line.state(), State::Ringing);
-        assert_eq!(r.call(CallSignal::Incoming { caller: None }), [RejectCall { busy: true }]);
+        assert_eq!(r.call(CallSignal::Incoming { caller: None, name: None }), [RejectCall { busy: true }]);
         assert_eq!(r.line.state(), State::Ringing);
         assert_eq!(r.hook(OffHook), [SetRinging(None), AnswerCall, ConnectMedia]);
         assert_eq!(r.line.state(), State::Connected);
@@ -647,7 +875,7 @@ mod tests {
     #[test]
     fn incoming_call_cancelled() {
         let mut r = rig();
-        r.call(CallSignal::Incoming { caller: None });
+        r.call(CallSignal::Incoming { caller: None, name: None });
         assert_eq!(r.call(CallSignal::Cancelled), [SetRinging(None)]);
         assert_eq!(r.line.state(), State::Idle);
         assert_eq!(r.hook(OffHook), [PlayTone(Tone::Dial)], "next off-hook is a new call");
@@ -659,11 +887,11 @@ mod tests {
         r.hook(OffHook);
         for (state, prep) in [(State::DialTone, ""), (State::Collecting, "9"), (State::Proceeding, "11")] {
             r.dial(prep);
-            assert_eq!(r.call(CallSignal::Incoming { caller: None }), [RejectCall { busy: true }]);
+            assert_eq!(r.call(CallSignal::Incoming { caller: None, name: None }), [RejectCall { busy: true }]);
             assert_eq!(r.line.state(), state);
         }
         r.call(CallSignal::RemoteAnswered);
-        assert_eq!(r.call(CallSignal::Incoming { caller: None }), [RejectCall { busy: true }]);
+        assert_eq!(r.call(CallSignal::Incoming { caller: None, name: None }), [RejectCall { busy: true }]);
         assert_eq!(r.line.state(), State::Connected);
     }
 
@@ -702,6 +930,7 @@ mod tests {
         Digit(u8),
         Call(CallSignal),
         Wait(u64),
+        CallerId(CallerIdStep),
     }
 
     fn input() -> impl proptest::strategy::Strategy<Value = Input> {
@@ -710,7 +939,7 @@ mod tests {
             prop_oneof![Just(OffHook), Just(OnHook), Just(HookFlash)].prop_map(Input::Hook),
             proptest::sample::select(b"0123456789*#A".to_vec()).prop_map(Input::Digit),
             prop_oneof![
-                Just(CallSignal::Incoming { caller: None }),
+                Just(CallSignal::Incoming { caller: None, name: None }),
                 Just(CallSignal::RemoteRinging),
                 Just(CallSignal::RemoteAnswered),
                 Just(CallSignal::RemoteReleased),
@@ -719,6 +948,13 @@ mod tests {
             ]
             .prop_map(Input::Call),
             (0u64..40_000).prop_map(Input::Wait),
+            prop_oneof![
+                Just(CallerIdStep::ReversePolarity),
+                Just(CallerIdStep::RingOn),
+                Just(CallerIdStep::RingOff),
+                Just(CallerIdStep::Done),
+            ]
+            .prop_map(Input::CallerId),
         ]
     }
 
@@ -727,8 +963,10 @@ mod tests {
         /// hardware and the rt thread stays consistent with its state.
         #[test]
         fn outputs_stay_consistent_with_state(open in proptest::option::of(100u32..1000),
+                                              caller_id in proptest::bool::ANY,
                                               script in proptest::collection::vec(input(), 0..80)) {
-            let mut r = rig_with(|c| c.disconnect_open_ms = open);
+            let mut r = rig_with(|c| { c.disconnect_open_ms = open; c.caller_id = caller_id });
+            let mut sending = false;
             let (mut tone, mut media, mut ringing, mut feed_open) = (false, false, false, false);
             let mut off_hook = false;
             for inp in script {
@@ -740,6 +978,12 @@ mod tests {
                     Input::Digit(d) => r.dial(std::str::from_utf8(&[d]).unwrap()),
                     Input::Call(sig) => r.call(sig),
                     Input::Wait(ms) => { let t = r.elapsed_ms() + ms; r.at(t) }
+                    Input::CallerId(step) => {
+                        if step == CallerIdStep::Done {
+                            sending = false; // the sender finished by itself
+                        }
+                        r.cid(step)
+                    }
                 };
                 for a in acts {
                     match a {
@@ -749,12 +993,22 @@ mod tests {
                         DisconnectMedia => { proptest::prop_assert!(media); media = false }
                         SetRinging(c) => { proptest::prop_assert_eq!(c.is_some(), !ringing); ringing = c.is_some() }
                         SetLineFeed(f) => feed_open = f == LineFeed::Open,
+                        SendCallerId { .. } => { proptest::prop_assert!(caller_id && !sending); sending = true }
+                        StopCallerId => { proptest::prop_assert!(sending); sending = false }
                         _ => {}
                     }
                 }
                 let st = r.line.state();
                 proptest::prop_assert_eq!(media, st == State::Connected);
-                proptest::prop_assert_eq!(ringing, st == State::Ringing);
+                if ringing {
+                    proptest::prop_assert_eq!(st, State::Ringing);
+                }
+                if st == State::Ringing && !caller_id {
+                    proptest::prop_assert!(ringing);
+                }
+                if st != State::Ringing {
+                    proptest::prop_assert!(!sending, "caller ID left running in {:?}", st);
+                }
                 proptest::prop_assert_eq!(tone, r.line.tone().is_some());
                 if st == State::Connected || st == State::Idle || st == State::Ringing {
                     proptest::prop_assert!(!tone, "tone in {:?}", st);

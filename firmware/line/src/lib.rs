@@ -15,4 +15,4 @@ pub mod dialplan;
 pub mod fxs;
 
 pub use dialplan::{DialPlan, DialPlanError, DialPlanErrorReason, Match};
-pub use fxs::{Action, CallSignal, FxsConfig, FxsLine, State, Tone, MAX_DIGITS};
+pub use fxs::{Action, CallSignal, CallerIdStep, FxsConfig, FxsLine, State, Tone, CALLER_ID_GUARD, MAX_DIGITS};
