@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod callerid;
 pub mod cli;
 pub mod echo;
 pub mod signals;
