@@ -25,6 +25,87 @@ pub struct Config {
     pub management: Management,
     #[serde(default)]
     pub fxs: Vec<FxsPortConfig>,
+    #[serde(default)]
+    pub caller_id: CallerIdConfig,
+}
+
+/// On-hook caller ID to the phones (Telcordia GR-30, ETSI EN 300 659).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerIdConfig {
+    #[serde(default)]
+    pub mode: CallerIdMode,
+    /// FSK message layout: MDMF carries the name, SDMF only the number.
+    #[serde(default)]
+    pub format: CallerIdFormat,
+    /// FSK and DT-AS level per tone, -25..-3 dBm0 (GR-30 and EN 300 659: -13.5 nominal).
+    #[serde(default = "default_cid_level")]
+    pub level_dbm0: f32,
+    /// Local time offset from UTC for the message's date and time, in minutes.
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
+}
+
+impl Default for CallerIdConfig {
+    fn default() -> Self {
+        CallerIdConfig {
+            mode: CallerIdMode::default(),
+            format: CallerIdFormat::default(),
+            level_dbm0: default_cid_level(),
+            utc_offset_minutes: 0,
+        }
+    }
+}
+
+fn default_cid_level() -> f32 {
+    -13.0
+}
+
+/// How caller ID is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallerIdMode {
+    /// The usual procedure of `system.country` (see [`CallerIdMode::resolve`]).
+    #[default]
+    Auto,
+    Off,
+    /// Bell 202 FSK between the first and second ring (Telcordia GR-30).
+    Bell202,
+    /// V.23 FSK after the first ring (EN 300 659-1 5.2).
+    EtsiFsk,
+    /// Line reversal, DT-AS, V.23 FSK, then ringing (EN 300 659-1 5.3.1).
+    EtsiDtas,
+    /// Short ring burst, V.23 FSK, then ringing (EN 300 659-1 5.3.2).
+    EtsiRpas,
+    /// Line reversal and DTMF digits before the first ring (ETSI DTMF CLIP).
+    Dtmf,
+}
+
+impl CallerIdMode {
+    /// The concrete procedure: `Auto` becomes the country's usual one (US:
+    /// Bell 202; UK: DT-AS as in BT SIN 227; NL: DTMF; DE, FR, IT, AU: V.23
+    /// after the first ring; JP: off, its own ITU-T V.23 procedure with a
+    /// CAR signal is not implemented).
+    pub fn resolve(self, country: &str) -> CallerIdMode {
+        match self {
+            CallerIdMode::Auto => match country {
+                "US" => CallerIdMode::Bell202,
+                "UK" => CallerIdMode::EtsiDtas,
+                "NL" => CallerIdMode::Dtmf,
+                "DE" | "FR" | "IT" | "AU" => CallerIdMode::EtsiFsk,
+                _ => CallerIdMode::Off,
+            },
+            m => m,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallerIdFormat {
+    #[default]
+    Mdmf,
+    Sdmf,
 }
 
 /// Where installers reach the box. Local addresses only by default.
@@ -247,6 +328,14 @@ impl Config {
             return Err(ConfigError::new("media.echo_tail_ms", "must be within 16..128"));
         }
 
+        let c = &self.caller_id;
+        if !(-25.0..=-3.0).contains(&c.level_dbm0) {
+            return Err(ConfigError::new("caller_id.level_dbm0", "must be within -25..-3 dBm0"));
+        }
+        if c.utc_offset_minutes.abs() > 14 * 60 {
+            return Err(ConfigError::new("caller_id.utc_offset_minutes", "must be within -840..840"));
+        }
+
         let d = &self.dialplan;
         if d.patterns.is_empty() {
             return Err(ConfigError::new("dialplan.patterns", "at least one pattern is needed"));
@@ -383,6 +472,47 @@ mod tests {
             fxs[1].as_table_mut().unwrap().insert("number".into(), "1001".into());
         });
         assert_eq!(err(&text).field, "fxs[1].number");
+    }
+
+    #[test]
+    fn caller_id_defaults_follow_the_country() {
+        let c = Config::default_sim();
+        assert_eq!(c.caller_id.mode, CallerIdMode::Auto);
+        assert_eq!(c.caller_id.mode.resolve("US"), CallerIdMode::Bell202);
+        assert_eq!(c.caller_id.mode.resolve("UK"), CallerIdMode::EtsiDtas);
+        assert_eq!(c.caller_id.mode.resolve("JP"), CallerIdMode::Off);
+        assert_eq!(CallerIdMode::Dtmf.resolve("US"), CallerIdMode::Dtmf, "explicit modes stay");
+        let text = with(|t| {
+            let mut cid = toml::Table::new();
+            cid.insert("mode".into(), "etsi-rpas".into());
+            cid.insert("format".into(), "sdmf".into());
+            t.insert("caller_id".into(), cid.into());
+        });
+        let c = Config::from_toml(&text, 4).unwrap();
+        assert_eq!((c.caller_id.mode, c.caller_id.format), (CallerIdMode::EtsiRpas, CallerIdFormat::Sdmf));
+    }
+
+    #[test]
+    fn bad_caller_id_settings_are_refused() {
+        let text = with(|t| {
+            let mut cid = toml::Table::new();
+            cid.insert("mode".into(), "bell203".into());
+            t.insert("caller_id".into(), cid.into());
+        });
+        let e = err(&text);
+        assert!(e.reason.contains("bell203"), "{e}");
+        let text = with(|t| {
+            let mut cid = toml::Table::new();
+            cid.insert("level_dbm0".into(), 0.0.into());
+            t.insert("caller_id".into(), cid.into());
+        });
+        assert_eq!(err(&text).field, "caller_id.level_dbm0");
+        let text = with(|t| {
+            let mut cid = toml::Table::new();
+            cid.insert("utc_offset_minutes".into(), 900.into());
+            t.insert("caller_id".into(), cid.into());
+        });
+        assert_eq!(err(&text).field, "caller_id.utc_offset_minutes");
     }
 
     #[test]

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use gw_dsp::g711::Law;
 use gw_dsp::tones::{CountryProfile, ToneKind};
 use gw_hal::{FxsPort, RingCadence};
-use gw_line::{Action, CallSignal, DialPlan, FxsConfig, FxsLine, Tone};
+use gw_dsp::callerid_line::LineStep;
+use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
 use gw_sip::{Account, CallHandle, EndReason, Event, Transmit, UaConfig, UserAgent};
@@ -27,7 +28,7 @@ use heapless::spsc::Producer;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{CallerIdMode, Config};
 use crate::media_io::{MediaIo, RtpPorts};
 use crate::rt::{RtCommand, RtEvent};
 
@@ -85,11 +86,15 @@ pub struct CallCounters {
     pub failed: u64,
     pub rejected_busy: u64,
     pub rejected_unknown: u64,
+    /// On-hook caller ID deliveries started, and ones that could not be built.
+    pub caller_id_sent: u64,
+    pub caller_id_failed: u64,
 }
 
 pub struct Gateway {
     config: Config,
     profile: &'static CountryProfile,
+    cadence: RingCadence,
     ua: UserAgent,
     ports: Vec<Port>,
     calls: HashMap<CallHandle, usize>,
@@ -124,6 +129,7 @@ impl Gateway {
             inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
             reorder_timeout: Duration::from_secs(30),
             disconnect_open_ms: None,
+            caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
         };
 
         let mut hal_ports: Vec<Option<Box<dyn FxsPort + Send>>> = hal_ports.into_iter().map(Some).collect();
@@ -162,6 +168,7 @@ impl Gateway {
         Gateway {
             config,
             profile,
+            cadence,
             ua,
             ports,
             calls: HashMap::new(),
@@ -229,6 +236,21 @@ impl Gateway {
             }
             RtEvent::RemoteDigit { channel, digit } => {
                 debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end");
+            }
+            RtEvent::CallerId { channel, step } => {
+                let step = match step {
+                    LineStep::ReversePolarity => CallerIdStep::ReversePolarity,
+                    LineStep::RingOn => CallerIdStep::RingOn,
+                    LineStep::RingOff => CallerIdStep::RingOff,
+                    LineStep::Done => CallerIdStep::Done,
+                    // Off-hook (call waiting) steps: not used on-hook.
+                    LineStep::AckReceived(_) | LineStep::AckTimeout => return,
+                };
+                if let Some(i) = self.port_by_channel(channel) {
+                    debug!(port = self.ports[i].label, ?step, "caller ID step");
+                    self.ports[i].line.handle_caller_id(now, step);
+                    self.drain_line(now, i);
+                }
             }
         }
     }
@@ -354,6 +376,35 @@ impl Gateway {
                     self.stop_media(channel, &call);
                 }
             }
+            Action::SendCallerId { number, name } => {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let built = crate::callerid::sender(
+                    &self.config.caller_id,
+                    &self.config.system.country,
+                    &self.cadence,
+                    number.as_deref(),
+                    name.as_deref(),
+                    unix,
+                );
+                match built {
+                    Ok(Some(sender)) => {
+                        info!(port = label, ?number, ?name, "sending caller ID");
+                        self.counters.caller_id_sent += 1;
+                        self.rt_command(RtCommand::StartCallerId { channel, sender });
+                    }
+                    other => {
+                        // The port rings without it; never lose the call over caller ID.
+                        if let Err(e) = other {
+                            warn!(port = label, %e, "caller ID not sent");
+                            self.counters.caller_id_failed += 1;
+                        }
+                        self.ports[i].line.handle_caller_id(now, CallerIdStep::Done);
+                    }
+                }
+            }
+            Action::StopCallerId => self.rt_command(RtCommand::StopCallerId { channel }),
             Action::ConnectMedia => self.connect_media(i),
             Action::DisconnectMedia => {
                 if let Some(call) = self.ports[i].call.as_mut() {
@@ -629,8 +680,8 @@ impl Gateway {
             media: None,
             media_running: false,
         });
-        let caller = Some(from_display.unwrap_or(from_user));
-        self.ports[i].line.handle_call(now, CallSignal::Incoming { caller });
+        let sig = CallSignal::Incoming { caller: Some(from_user), name: from_display };
+        self.ports[i].line.handle_call(now, sig);
         self.drain_line(now, i);
         if self.ports[i].call.is_some() {
             let _ = self.ua.ringing(now, call);

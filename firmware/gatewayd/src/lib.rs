@@ -4,12 +4,14 @@
 //! - [`media_io`]: the thread that moves RTP between sockets and the rt queues;
 //! - [`gateway`]: the call router joining line machines, SIP and the rt thread;
 //! - [`driver`]: the tokio task that owns the SIP socket and the clock;
+//! - [`callerid`]: the caller ID delivery for an incoming call;
 //! - [`config`]: the validated TOML configuration;
 //! - [`status`]: status over HTTP and the local console.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
 #![deny(unsafe_code)]
 
+pub mod callerid;
 pub mod config;
 pub mod driver;
 pub mod gateway;

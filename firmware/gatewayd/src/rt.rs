@@ -3,8 +3,8 @@
 //! Every 10 ms tick ([`RtEngine::tick`]):
 //! 1. apply commands from the control plane (tones, media start/stop);
 //! 2. take RTP packets from the media I/O thread into each call's jitter buffer;
-//! 3. build the frame for each line: a tone, decoded RTP (concealed over
-//!    gaps), or silence;
+//! 3. build the frame for each line: caller ID (with its line steps sent
+//!    back as events), a tone, decoded RTP (concealed over gaps), or silence;
 //! 4. exchange one frame per channel with the PCM bus;
 //! 5. run the DTMF detector on what the line sent, turn digits into events
 //!    (and RFC 4733 packets during a call), encode and packetize the audio.
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gw_dsp::callerid_line::{CallerIdSender, LineStep};
 use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
 use gw_dsp::echo::EchoCanceller;
 use gw_dsp::plc::Plc;
@@ -58,10 +59,17 @@ impl Packet {
 }
 
 /// Control plane -> rt thread.
-#[derive(Clone, Copy, Debug)]
+// By value, not boxed: the rt thread must not free what the control plane
+// allocated. 64 slots of about 600 bytes is a fixed 38 KB.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
 pub enum RtCommand {
     PlayTone { channel: u8, spec: ToneSpec },
     StopTone { channel: u8 },
+    /// Play an on-hook caller ID delivery (built whole by the control
+    /// plane); its line steps come back as [`RtEvent::CallerId`].
+    StartCallerId { channel: u8, sender: CallerIdSender },
+    StopCallerId { channel: u8 },
     StartMedia { channel: u8, session: SessionConfig, law: Law },
     StopMedia { channel: u8 },
 }
@@ -73,6 +81,9 @@ pub enum RtEvent {
     LineDigit { channel: u8, digit: u8 },
     /// An RFC 4733 event started in the RTP from the far end.
     RemoteDigit { channel: u8, digit: u8 },
+    /// A line step of the caller ID delivery on the channel, in the frame
+    /// it falls due.
+    CallerId { channel: u8, step: LineStep },
 }
 
 /// Per-channel echo canceller figures, published by the rt thread every tick.
@@ -216,6 +227,8 @@ struct Channel {
     echo: Option<Box<EchoCanceller>>,
     dtmf: DtmfDetector,
     tone: Option<ToneGenerator>,
+    /// On-hook caller ID in progress: its audio replaces tones and media.
+    caller_id: Option<CallerIdSender>,
     media: Option<Media>,
 }
 
@@ -246,6 +259,7 @@ impl<P: PcmBus> RtEngine<P> {
                 echo: config.echo_tail.map(|t| Box::new(EchoCanceller::new(t))),
                 dtmf: DtmfDetector::new(),
                 tone: None,
+                caller_id: None,
                 media: None,
             })
             .collect();
@@ -283,6 +297,16 @@ impl<P: PcmBus> RtEngine<P> {
                 RtCommand::StopTone { channel } => {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
                         ch.tone = None;
+                    }
+                }
+                RtCommand::StartCallerId { channel, sender } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.caller_id = Some(sender);
+                    }
+                }
+                RtCommand::StopCallerId { channel } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.caller_id = None;
                     }
                 }
                 RtCommand::StartMedia { channel, session, law } => {
@@ -328,8 +352,19 @@ impl<P: PcmBus> RtEngine<P> {
 
     fn build_line_frames(&mut self) {
         let mut encoded = [0u8; FRAME_SAMPLES];
-        for (ch, out) in self.channels.iter_mut().zip(self.tx.iter_mut()) {
-            if let Some(tone) = ch.tone.as_mut() {
+        for (i, (ch, out)) in self.channels.iter_mut().zip(self.tx.iter_mut()).enumerate() {
+            if let Some(cid) = ch.caller_id.as_mut() {
+                cid.fill(out);
+                while let Some(step) = cid.poll_event() {
+                    let ev = RtEvent::CallerId { channel: i as u8, step };
+                    if self.queues.events.enqueue(ev).is_err() {
+                        self.stats.event_overruns.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if cid.is_done() {
+                    ch.caller_id = None;
+                }
+            } else if let Some(tone) = ch.tone.as_mut() {
                 tone.fill(out);
                 // Keep the jitter buffer draining while a tone covers the audio.
                 if let Some(m) = ch.media.as_mut() {
@@ -648,6 +683,112 @@ mod tests {
         ctl.commands.enqueue(RtCommand::StopTone { channel: 1 }).unwrap();
         engine.tick();
         assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0));
+    }
+
+    /// A silent line that keeps everything sent to channel `keep`.
+    struct Capture {
+        n: usize,
+        keep: usize,
+        sent: Vec<i16>,
+    }
+    impl PcmBus for Capture {
+        fn channels(&self) -> usize {
+            self.n
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            self.sent.extend_from_slice(&tx[self.keep]);
+            rx.iter_mut().for_each(|f| f.fill(0));
+            PcmStats::default()
+        }
+    }
+
+    #[test]
+    fn caller_id_plays_on_its_channel_and_reports_its_steps_in_time() {
+        use gw_dsp::callerid::{self, CallerId, FskStandard};
+        use gw_dsp::callerid_line::{CallerIdReceiver, Procedure, ReceiverEvent};
+        let mut cid = CallerId::new();
+        cid.set_number(b"5551234").unwrap();
+        cid.set_name(b"ALICE").unwrap();
+        cid.set_datetime(12, 3, 8, 45).unwrap();
+        let mut msg = [0u8; 64];
+        let n = callerid::encode_mdmf(&cid, &mut msg).unwrap();
+        let sender = CallerIdSender::new(Procedure::Gr30, FskStandard::Bell202, &msg[..n], -13.0).unwrap();
+
+        let (rtq, mut ctl) = make_queues();
+        // Room made before counting: only the engine's own allocations count.
+        let pcm = Capture { n: 2, keep: 1, sent: Vec::with_capacity(500 * FRAME_SAMPLES) };
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(2)), RtConfig { echo_tail: Some(512) });
+        let us = gw_dsp::tones::profile("US").unwrap();
+        // A tone asked for meanwhile does not cut into the delivery.
+        ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
+        ctl.commands.enqueue(RtCommand::StartCallerId { channel: 1, sender }).unwrap();
+        let mut steps = Vec::with_capacity(8);
+        COUNTING.with(|c| c.set(true));
+        for tick in 0..500u32 {
+            engine.tick();
+            while let Some(ev) = ctl.events.dequeue() {
+                if steps.len() < 8 {
+                    steps.push((tick, ev));
+                }
+            }
+        }
+        COUNTING.with(|c| c.set(false));
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+        let ev = |step| RtEvent::CallerId { channel: 1, step };
+        assert_eq!(steps[0], (0, ev(LineStep::RingOn)));
+        assert_eq!(steps[1], (199, ev(LineStep::RingOff)), "first ring 2 s, reported in the frame it ends");
+        assert_eq!(steps[2].1, ev(LineStep::Done));
+        assert_eq!(steps.len(), 3);
+        let done_ms = steps[2].0 * 10;
+        assert!((2700..4000).contains(&done_ms), "done at {done_ms} ms");
+
+        // Silence while the phone rings, the message after, then the tone
+        // that was asked for (still playing: the control plane stops it).
+        let sent = &engine.pcm.sent;
+        assert!(sent[..2000 * 8].iter().all(|&s| s == 0), "audio during the ring");
+        let mut rx = CallerIdReceiver::new(FskStandard::Bell202);
+        let mut got = None;
+        for f in sent[..(done_ms as usize) * 8].chunks(FRAME_SAMPLES) {
+            rx.process(f);
+            while let Some(e) = rx.poll_event() {
+                if let ReceiverEvent::CallerId(c) = e {
+                    got = Some(c);
+                }
+            }
+        }
+        assert_eq!(got, Some(cid));
+        let after: i64 = sent[(done_ms as usize + 20) * 8..].iter().map(|&s| i64::from(s).abs()).sum();
+        assert!(after > 0, "the tone resumes after the delivery");
+    }
+
+    #[test]
+    fn stopped_caller_id_goes_silent_at_once() {
+        use gw_dsp::callerid_line::Procedure;
+        let msg = {
+            let mut cid = gw_dsp::callerid::CallerId::new();
+            cid.set_number(b"5551234").unwrap();
+            let mut m = [0u8; 64];
+            let n = gw_dsp::callerid::encode_mdmf(&cid, &mut m).unwrap();
+            m[..n].to_vec()
+        };
+        let sender =
+            CallerIdSender::new(Procedure::EtsiDtAs, gw_dsp::callerid::FskStandard::V23, &msg, -13.0).unwrap();
+        let (rtq, mut ctl) = make_queues();
+        let pcm = Capture { n: 1, keep: 0, sent: Vec::new() };
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: None });
+        ctl.commands.enqueue(RtCommand::StartCallerId { channel: 0, sender }).unwrap();
+        for _ in 0..30 {
+            engine.tick();
+        }
+        assert!(engine.pcm.sent.iter().any(|&s| s != 0), "DT-AS and data under way");
+        assert_eq!(ctl.events.dequeue(), Some(RtEvent::CallerId { channel: 0, step: LineStep::ReversePolarity }));
+        ctl.commands.enqueue(RtCommand::StopCallerId { channel: 0 }).unwrap();
+        engine.pcm.sent.clear();
+        for _ in 0..200 {
+            engine.tick();
+        }
+        assert!(engine.pcm.sent.iter().all(|&s| s == 0));
+        assert_eq!(ctl.events.dequeue(), None, "no Done for a stopped delivery");
     }
 
     /// A line that returns `gain` x what it was sent, `delay` samples later.
