@@ -219,7 +219,9 @@ fn discriminate(x: &[i16]) -> Discriminated {
         .map(|n| {
             let (mut re, mut im) = (0.0, 0.0);
             for (k, &hk) in h.iter().enumerate() {
-                let Some(i) = (n + k).checked_sub(FIR_HALF) else { continue };
+                let Some(i) = (n + k).checked_sub(FIR_HALF) else {
+                    continue;
+                };
                 if let Some(&(a, b)) = mixed.get(i) {
                     re += hk * a;
                     im += hk * b;
@@ -318,7 +320,9 @@ fn measure_tones(d: &Discriminated, chars: &[Char], bit_samples: f64) -> (f64, f
             bits[i + 1] = (c.byte >> i) & 1 == 1;
         }
         for k in 0..10 {
-            let Some(f) = bit_freq(d, c.start + (k as f64 + 0.5) * bit_samples) else { continue };
+            let Some(f) = bit_freq(d, c.start + (k as f64 + 0.5) * bit_samples) else {
+                continue;
+            };
             let steady = k > 0 && k < 9 && bits[k - 1] == bits[k] && bits[k + 1] == bits[k];
             if bits[k] {
                 m_all += f;
@@ -588,7 +592,8 @@ fn runs<T: PartialEq + Copy>(
 pub fn dtmf_keys(samples: &[i16]) -> Vec<DtmfKey> {
     const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
     const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    const KEYS: [[char; 4]; 4] = [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+    const KEYS: [[char; 4]; 4] =
+        [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
     let best = |s: &[f64]| -> Option<(usize, f64)> {
         let mut idx: Vec<usize> = (0..s.len()).collect();
         idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
@@ -687,7 +692,7 @@ pub fn decode(samples: &[i16]) -> Vec<Message> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::analysis::{push_tones, DBM0_PEAK};
     use crate::signals::Noise;
@@ -696,7 +701,7 @@ mod tests {
     const LEAD: usize = 1600;
 
     /// A message with its type, length and checksum.
-    fn message(kind: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn message(kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut m = vec![kind, payload.len() as u8];
         m.extend_from_slice(payload);
         let sum = m.iter().fold(0u8, |a, &b| a.wrapping_add(b));
@@ -704,11 +709,11 @@ mod tests {
         m
     }
 
-    fn sdmf(date_time: &str, number: &str) -> Vec<u8> {
+    pub(crate) fn sdmf(date_time: &str, number: &str) -> Vec<u8> {
         message(SDMF, format!("{date_time}{number}").as_bytes())
     }
 
-    fn mdmf(params: &[(u8, &str)]) -> Vec<u8> {
+    pub(crate) fn mdmf(params: &[(u8, &str)]) -> Vec<u8> {
         let mut p = Vec::new();
         for (t, v) in params {
             p.push(*t);
@@ -746,15 +751,21 @@ mod tests {
             .collect()
     }
 
+    /// The FSK alone: 300 bits of channel seizure, 180 marks, the message,
+    /// 4 marks, at -13 dBm0.
+    pub(crate) fn burst(msg: &[u8], std: FskStandard, rate: f64) -> Vec<i16> {
+        let mut bits: Vec<bool> = (0..300).map(|i| i % 2 == 1).collect();
+        bits.extend(std::iter::repeat_n(true, 180));
+        bits.extend(framed(msg));
+        bits.extend([true; 4]);
+        modulate(&bits, std, rate, -13.0)
+    }
+
     /// A whole transmission: LEAD silence, 300 bits of channel seizure, 180
     /// marks, the message, 4 marks, 200 ms silence. Returns the samples and
     /// the carrier's [start, end).
     fn transmission(msg: &[u8], std: FskStandard, rate: f64) -> (Vec<i16>, usize, usize) {
-        let mut bits: Vec<bool> = (0..300).map(|i| i % 2 == 1).collect();
-        bits.extend(std::iter::repeat(true).take(180));
-        bits.extend(framed(msg));
-        bits.extend([true; 4]);
-        let fsk = modulate(&bits, std, rate, -13.0);
+        let fsk = burst(msg, std, rate);
         let mut x = vec![0i16; LEAD];
         x.extend_from_slice(&fsk);
         x.resize(x.len() + 1600, 0);
@@ -793,11 +804,8 @@ mod tests {
         let m = &got[0];
         assert_eq!((m.standard, m.kind), (Standard::Bell202, MessageType::Sdmf));
         assert_eq!(m.raw, msg);
-        let want = CallerId {
-            date_time: Some("01021530".into()),
-            number: Some("5551234".into()),
-            ..CallerId::default()
-        };
+        let want =
+            CallerId { date_time: Some("01021530".into()), number: Some("5551234".into()), ..CallerId::default() };
         assert_eq!(m.fields, want);
         let (mark, space) = m.mark_space_hz.unwrap();
         assert!((mark - 1200.0).abs() < 5.0 && (space - 2200.0).abs() < 5.0, "{mark} {space}");
@@ -820,11 +828,7 @@ mod tests {
 
     #[test]
     fn mdmf_in_both_standards_with_noise_and_rate_offsets() {
-        let msg = mdmf(&[
-            (PARAM_DATE_TIME, "12251030"),
-            (PARAM_NUMBER, "0123456789"),
-            (PARAM_NAME, "DOE JOHN"),
-        ]);
+        let msg = mdmf(&[(PARAM_DATE_TIME, "12251030"), (PARAM_NUMBER, "0123456789"), (PARAM_NAME, "DOE JOHN")]);
         let mut seed = 1;
         for std in [FskStandard::Bell202, FskStandard::V23] {
             for rate in [0.99, 1.0, 1.01] {
@@ -858,7 +862,11 @@ mod tests {
         x.extend(y);
         let frames = decode_fsk_frames(&x, FskStandard::V23);
         assert!(
-            frames.contains(&Err(Rejected { reason: RejectReason::Checksum, raw: bad.clone(), at: frames_at(&frames) })),
+            frames.contains(&Err(Rejected {
+                reason: RejectReason::Checksum,
+                raw: bad.clone(),
+                at: frames_at(&frames)
+            })),
             "{frames:?}"
         );
         let got = decode_fsk(&x, FskStandard::V23);

@@ -48,6 +48,7 @@ use gw_hal::sim::wire::{self, Message};
 pub use gw_hal::{HookState, LineFeed};
 
 pub use analysis::{plans, Measurement, ToneDetector, TonePlan, ToneReport};
+pub use callerid::{CallerId, MessageType, Standard};
 pub use echo::{EchoLine, EchoPath, EchoPathError, HybridModel};
 pub use wav::{read_wav, write_wav};
 
@@ -63,8 +64,19 @@ pub const DTMF_LEVEL_DBM0: f32 = -7.0;
 /// compare with means the ringing has stopped (longer than any common
 /// cadence's off period, 4 s in the US).
 const RING_STOP_DEFAULT_MS: u64 = 5000;
-/// Ring edges kept per port.
+/// Ring edges (and feed changes) kept per port.
 const RING_LOG: usize = 64;
+/// After a caller ID message, [`Phone::wait_caller_id`] listens this long
+/// (frame time) for the next ring (longer than the 4 s off period of the
+/// US cadence).
+const CALLER_ID_NEXT_RING_MS: u64 = 4500;
+/// [`Phone::wait_caller_id`] decodes what it heard every 100 ms of frame time.
+const CALLER_ID_DECODE_EVERY: usize = 800;
+/// ... the last 8 s (frame time) of it: longer than a DT-AS, the gap and the
+/// longest message (an MDMF of 255 bytes takes 2.6 s with its preamble).
+const CALLER_ID_WINDOW: usize = 64_000;
+/// Samples no larger than this (about -57 dBm0) are an idle line.
+const CALLER_ID_QUIET: u16 = 32;
 
 /// Why a linesim call failed.
 #[derive(Debug)]
@@ -120,6 +132,51 @@ pub struct RingReport {
     pub off_ms: u32,
 }
 
+/// The dual-tone alerting signal before a caller ID ([`CallerIdReport::dt_as`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DtAsReport {
+    pub duration_ms: f64,
+    /// From the end of the DT-AS to the start of the data.
+    pub end_to_data_ms: f64,
+}
+
+/// An on-hook caller ID as heard by [`Phone::wait_caller_id`]: the message
+/// and its timing against the ringing and the line feed.
+///
+/// Times are frame time (the card's 10 ms ticks, sample-exact for the
+/// audio, to the frame for ring and feed edges). `data_*` is the data
+/// signal: the FSK carrier from the channel seizure to the last mark, or
+/// the DTMF CLIP keys from the first tone's start to the last one's end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerIdReport {
+    pub standard: Standard,
+    pub kind: MessageType,
+    /// Number, name, date/time `MMDDHHMM`, reasons for absence.
+    pub fields: CallerId,
+    /// FSK: type, length, parameters, checksum. DTMF: the keys, `A`/`D` to `C`.
+    pub raw: Vec<u8>,
+    /// FSK: mark and space frequencies measured over the message.
+    pub mark_space_hz: Option<(f32, f32)>,
+    /// Data start and end on the port's clock (ms since the card's first frame).
+    pub data_start_ms: f64,
+    pub data_end_ms: f64,
+    /// From the end of the last ring burst before the data to the data start
+    /// (GR-30: >= 500 ms; ETSI ring-first: 500..2000 ms). `None`: no ring before.
+    pub ring_end_to_data_ms: Option<f64>,
+    /// Length of that ring burst (tells a short ring-pulse alert from a ring).
+    pub ring_before_ms: Option<f64>,
+    /// From the data end to the start of the next ring burst (GR-30: >= 200 ms).
+    /// `None`: no ring within 4.5 s (frame time) or before the timeout.
+    pub data_end_to_ring_ms: Option<f64>,
+    /// The last DT-AS heard before the data, if any.
+    pub dt_as: Option<DtAsReport>,
+    /// From the last change of the feed to reverse polarity (before the data
+    /// start, since attaching) to the data start. `None`: no such change.
+    pub reversal_to_data_ms: Option<f64>,
+    /// The feed applied when the data started.
+    pub feed_at_data: LineFeed,
+}
+
 /// What a phone sends towards the gateway.
 #[derive(Debug)]
 enum Source {
@@ -137,6 +194,8 @@ struct Port {
     frames: u64,
     /// Ring voltage edges: (frame count at the edge, on).
     ring_log: VecDeque<(u64, bool)>,
+    /// Feed changes: (frame count at the change, new feed).
+    feed_log: VecDeque<(u64, LineFeed)>,
     source: Source,
     /// Playback generation: bumped by every play/stop; `done_gen` catches up
     /// when a non-repeating playback ends or is replaced.
@@ -156,6 +215,7 @@ impl Port {
             feed: LineFeed::Forward,
             frames: 0,
             ring_log: VecDeque::new(),
+            feed_log: VecDeque::new(),
             source: Source::Silence,
             play_gen: 0,
             done_gen: 0,
@@ -413,6 +473,12 @@ fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
         }
         Message::Feed { port, feed } => {
             if let Some(p) = port_mut(st, port) {
+                if p.feed != feed {
+                    if p.feed_log.len() == RING_LOG {
+                        p.feed_log.pop_front();
+                    }
+                    p.feed_log.push_back((p.frames, feed));
+                }
                 p.feed = feed;
             }
         }
@@ -567,6 +633,12 @@ impl Phone {
 
     /// Opens a listener; returns its id.
     fn open_tap(&self) -> Result<u64, LinesimError> {
+        self.open_tap_at().map(|t| t.0)
+    }
+
+    /// Opens a listener; returns its id and the port's frame count (the
+    /// listener's first sample is that frame's first sample).
+    fn open_tap_at(&self) -> Result<(u64, u64), LinesimError> {
         let mut st = self.inner.lock();
         let id = st.next_tap;
         st.next_tap += 1;
@@ -576,7 +648,7 @@ impl Phone {
             .and_then(|p| p.get_mut(self.index))
             .ok_or(LinesimError::NoSuchPort(self.index))?;
         p.taps.push((id, Vec::new()));
-        Ok(id)
+        Ok((id, p.frames))
     }
 
     fn close_tap(&self, id: u64) {
@@ -687,6 +759,66 @@ impl Phone {
         })
     }
 
+    /// Listens like an on-hook display phone until a complete caller ID
+    /// (Bell 202 or V.23 FSK SDMF/MDMF with a good checksum, or DTMF CLIP)
+    /// has been heard, then on until the next ring starts (at most 4.5 s of
+    /// frame time, or the timeout), and reports it with its timing against
+    /// the ring edges, the feed changes and a preceding DT-AS.
+    /// Only audio heard after this call counts; ring and feed edges from
+    /// before it do. `Timeout` if no caller ID came within `timeout` (wall).
+    pub fn wait_caller_id(&self, timeout: Duration) -> Result<CallerIdReport, LinesimError> {
+        let deadline = Instant::now() + timeout;
+        let (id, since) = self.open_tap_at()?;
+        let r = self.listen_caller_id(id, since, deadline);
+        self.close_tap(id);
+        r
+    }
+
+    fn listen_caller_id(&self, id: u64, since: u64, deadline: Instant) -> Result<CallerIdReport, LinesimError> {
+        let base = since as usize * FRAME;
+        let mut heard: Vec<i16> = Vec::new();
+        let mut decoded_len = 0;
+        // Where the decoding window began, and the absolute sample where the
+        // data seemed to end, when a caller ID was first decoded.
+        let mut found: Option<(usize, usize)> = None;
+        loop {
+            // The card may send faster than real time: the deadline counts
+            // even while audio keeps coming.
+            let r = if Instant::now() >= deadline { Err(LinesimError::Timeout) } else { self.drain_tap(id, deadline) };
+            match r {
+                Ok(s) => heard.extend(s),
+                Err(LinesimError::Timeout) if found.is_some() => break,
+                Err(e) => return Err(e),
+            }
+            match found {
+                None if heard.len() - decoded_len >= CALLER_ID_DECODE_EVERY => {
+                    decoded_len = heard.len();
+                    let from = heard.len().saturating_sub(CALLER_ID_WINDOW);
+                    let window = &heard[from..];
+                    // An idle line: nothing to decode.
+                    if window.iter().any(|&v| v.unsigned_abs() > CALLER_ID_QUIET) {
+                        found = callerid::decode(window).first().map(|m| (from, base + from + m.signal_end));
+                    }
+                }
+                None => {}
+                Some((_, end)) => {
+                    let rang = self.with_port(|p| p.ring_log.iter().any(|&(f, on)| on && f as usize * FRAME >= end))?;
+                    let waited = base + heard.len() - end.min(base + heard.len());
+                    if rang || waited >= CALLER_ID_NEXT_RING_MS as usize * 8 {
+                        break;
+                    }
+                }
+            }
+        }
+        // Decode again with the whole tail (the carrier end is now heard).
+        let Some((from, _)) = found else { return Err(LinesimError::Timeout) };
+        let heard = &heard[from..];
+        let Some(m) = callerid::decode(heard).into_iter().next() else { return Err(LinesimError::Timeout) };
+        let dt_as = callerid::detect_dt_as(&heard[..m.signal_start]).last().copied();
+        let (rings, feeds) = self.with_port(|p| (p.ring_log.clone(), p.feed_log.clone()))?;
+        Ok(caller_id_report(&m, base + from, dt_as, &rings, &feeds))
+    }
+
     /// Waits until the card applies `feed`.
     pub fn wait_feed(&self, feed: LineFeed, timeout: Duration) -> Result<(), LinesimError> {
         let idx = self.index;
@@ -694,6 +826,47 @@ impl Phone {
         self.inner.wait(Instant::now() + timeout, |st| {
             (st.ports.as_ref()?.get(idx)?.feed == feed).then_some(())
         })
+    }
+}
+
+/// Puts a decoded caller ID (positions from sample `base` of the port's
+/// clock) together with the ring and feed edges around it.
+fn caller_id_report(
+    m: &callerid::Message,
+    base: usize,
+    dt_as: Option<callerid::Burst>,
+    rings: &VecDeque<(u64, bool)>,
+    feeds: &VecDeque<(u64, LineFeed)>,
+) -> CallerIdReport {
+    let ms = |samples: usize| samples as f64 / 8.0;
+    let edge = |frame: u64| frame as usize * FRAME;
+    let (start, end) = (base + m.signal_start, base + m.signal_end);
+    // The last completed ring burst (on, off) before the data.
+    let before: Vec<(u64, bool)> = rings.iter().filter(|e| edge(e.0) <= start).copied().collect();
+    let burst = match before.as_slice() {
+        [.., (on, true), (off, false)] => Some((edge(*on), edge(*off))),
+        _ => None,
+    };
+    let next_ring = rings.iter().find(|e| e.1 && edge(e.0) >= end).map(|e| edge(e.0));
+    let reversal = feeds.iter().rev().find(|e| e.1 == LineFeed::Reverse && edge(e.0) <= start);
+    let feed_at_data = feeds.iter().rev().find(|e| edge(e.0) <= start).map_or(LineFeed::Forward, |e| e.1);
+    CallerIdReport {
+        standard: m.standard,
+        kind: m.kind,
+        fields: m.fields.clone(),
+        raw: m.raw.clone(),
+        mark_space_hz: m.mark_space_hz,
+        data_start_ms: ms(start),
+        data_end_ms: ms(end),
+        ring_end_to_data_ms: burst.map(|(_, off)| ms(start - off)),
+        ring_before_ms: burst.map(|(on, off)| ms(off - on)),
+        data_end_to_ring_ms: next_ring.map(|r| ms(r - end)),
+        dt_as: dt_as.map(|b| DtAsReport {
+            duration_ms: b.duration_ms(),
+            end_to_data_ms: ms(m.signal_start - b.end.min(m.signal_start)),
+        }),
+        reversal_to_data_ms: reversal.map(|e| ms(start - edge(e.0))),
+        feed_at_data,
     }
 }
 
@@ -734,5 +907,136 @@ mod tests {
         port.echo = None;
         let heard = [5000i16; FRAME];
         assert_eq!(port.respond(&heard), dry.respond(&heard));
+    }
+
+    /// What the fake card does at one frame: control messages, then audio.
+    enum Step {
+        Ring(bool),
+        Feed(LineFeed),
+    }
+
+    /// A one-port card on loopback that plays `audio` (one AUDIO frame per
+    /// 0.5 ms of wall time, after 30 ms) with `steps` at their frames, then
+    /// silence until linesim goes away.
+    fn fake_card(audio: Vec<i16>, steps: Vec<(usize, Step)>) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut rx = s.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while matches!(rx.read(&mut b), Ok(n) if n > 0) {}
+            });
+            let mut buf = Vec::new();
+            Message::Hello { version: wire::VERSION, ports: 1 }.encode(&mut buf);
+            if s.write_all(&buf).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            for f in 0..audio.len().div_ceil(FRAME) + 20_000 {
+                buf.clear();
+                for (_, step) in steps.iter().filter(|st| st.0 == f) {
+                    match step {
+                        Step::Ring(on) => Message::Ring { port: 0, on: *on }.encode(&mut buf),
+                        Step::Feed(feed) => Message::Feed { port: 0, feed: *feed }.encode(&mut buf),
+                    }
+                }
+                let mut frame = [0i16; FRAME];
+                for (i, v) in frame.iter_mut().enumerate() {
+                    *v = audio.get(f * FRAME + i).copied().unwrap_or(0);
+                }
+                wire::encode_audio(&mut buf, 0, &frame);
+                if s.write_all(&buf).is_err() {
+                    return;
+                }
+                if f % 2 == 1 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        addr
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn caller_id_between_the_first_and_second_ring_gr30() {
+        use callerid::tests::{burst, mdmf};
+        use callerid::{FskStandard, PARAM_DATE_TIME, PARAM_NAME, PARAM_NUMBER};
+        let msg = mdmf(&[(PARAM_DATE_TIME, "11301745"), (PARAM_NUMBER, "2125551234"), (PARAM_NAME, "SMITH ANN")]);
+        let fsk = burst(&msg, FskStandard::Bell202, 1.0);
+        // Ring 2 s from frame 10; data 650 ms (and 37 samples) after the ring
+        // ends; the second ring 400 ms (to the frame) after the data.
+        let data_at = 260 * FRAME + 37;
+        let mut audio = vec![0i16; data_at];
+        audio.extend(&fsk);
+        let data_end = audio.len();
+        let ring2 = data_end.div_ceil(FRAME) + 40;
+        let steps = vec![(10, Step::Ring(true)), (210, Step::Ring(false)), (ring2, Step::Ring(true))];
+        let sim = Linesim::connect(fake_card(audio, steps)).unwrap();
+        let r = sim.phone(0).wait_caller_id(Duration::from_secs(20)).unwrap();
+        assert_eq!((r.standard, r.kind), (Standard::Bell202, MessageType::Mdmf));
+        assert_eq!(r.raw, msg);
+        assert_eq!(r.fields.number.as_deref(), Some("2125551234"));
+        assert_eq!(r.fields.name.as_deref(), Some("SMITH ANN"));
+        assert_eq!(r.fields.date_time.as_deref(), Some("11301745"));
+        assert!(close(r.data_start_ms, data_at as f64 / 8.0, 1.0), "{r:?}");
+        assert!(close(r.data_end_ms, data_end as f64 / 8.0, 1.0), "{r:?}");
+        assert!(close(r.ring_end_to_data_ms.unwrap(), (data_at - 210 * FRAME) as f64 / 8.0, 1.0), "{r:?}");
+        assert_eq!(r.ring_before_ms, Some(2000.0));
+        let gap = (ring2 * FRAME - data_end) as f64 / 8.0;
+        assert!(close(r.data_end_to_ring_ms.unwrap(), gap, 1.0), "{r:?} want {gap}");
+        assert_eq!((r.dt_as, r.reversal_to_data_ms, r.feed_at_data), (None, None, LineFeed::Forward));
+    }
+
+    #[test]
+    fn caller_id_before_ringing_etsi_reversal_dt_as_v23() {
+        use callerid::tests::{burst, mdmf};
+        use callerid::{FskStandard, DT_AS_HZ, PARAM_NUMBER_ABSENCE};
+        let msg = mdmf(&[(PARAM_NUMBER_ABSENCE, "P")]);
+        // Reversal at frame 100, DT-AS 100 ms from frame 120, data 70 ms after it.
+        let mut audio = vec![0i16; 120 * FRAME];
+        analysis::push_tones(&mut audio, &[(DT_AS_HZ[0], -18.0), (DT_AS_HZ[1], -18.0)], 100);
+        audio.resize(audio.len() + 560, 0);
+        let data_at = audio.len();
+        audio.extend(burst(&msg, FskStandard::V23, 1.01));
+        let data_end = audio.len();
+        let ring = data_end.div_ceil(FRAME) + 25;
+        let steps = vec![(100, Step::Feed(LineFeed::Reverse)), (ring, Step::Ring(true))];
+        let sim = Linesim::connect(fake_card(audio, steps)).unwrap();
+        let r = sim.phone(0).wait_caller_id(Duration::from_secs(20)).unwrap();
+        assert_eq!((r.standard, r.kind), (Standard::V23, MessageType::Mdmf));
+        assert_eq!(r.fields.number_absence.as_deref(), Some("P"));
+        assert_eq!(r.fields.number, None);
+        assert!(close(r.data_start_ms, data_at as f64 / 8.0, 1.0), "{r:?}");
+        let dt = r.dt_as.expect("DT-AS");
+        assert!(close(dt.duration_ms, 100.0, 1.0) && close(dt.end_to_data_ms, 70.0, 1.0), "{dt:?}");
+        assert!(close(r.reversal_to_data_ms.unwrap(), (data_at - 100 * FRAME) as f64 / 8.0, 1.0), "{r:?}");
+        assert_eq!(r.feed_at_data, LineFeed::Reverse);
+        assert_eq!((r.ring_end_to_data_ms, r.ring_before_ms), (None, None));
+        assert!(close(r.data_end_to_ring_ms.unwrap(), (ring * FRAME - data_end) as f64 / 8.0, 1.0), "{r:?}");
+    }
+
+    #[test]
+    fn dtmf_clip_without_a_following_ring_and_a_timeout_without_caller_id() {
+        let mut audio = vec![0i16; 150 * FRAME];
+        let data_at = audio.len();
+        audio.extend(analysis::dtmf("A0612345678C", 60, 60, -12.0).unwrap());
+        let steps = vec![(120, Step::Feed(LineFeed::Reverse)), (140, Step::Feed(LineFeed::OnHookTransmission))];
+        let sim = Linesim::connect(fake_card(audio, steps)).unwrap();
+        let r = sim.phone(0).wait_caller_id(Duration::from_secs(20)).unwrap();
+        assert_eq!((r.standard, r.kind), (Standard::DtmfClip, MessageType::DtmfClip));
+        assert_eq!(r.fields.number.as_deref(), Some("0612345678"));
+        assert_eq!(r.raw, b"A0612345678C");
+        assert!(close(r.data_start_ms, data_at as f64 / 8.0, 1.0), "{r:?}");
+        assert_eq!(r.data_end_to_ring_ms, None);
+        assert!(close(r.reversal_to_data_ms.unwrap(), 300.0, 1.0), "{r:?}");
+        assert_eq!(r.feed_at_data, LineFeed::OnHookTransmission);
+        // Nothing more comes: silence is no caller ID.
+        let e = sim.phone(0).wait_caller_id(Duration::from_millis(400)).unwrap_err();
+        assert!(matches!(e, LinesimError::Timeout), "{e}");
     }
 }
