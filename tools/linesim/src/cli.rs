@@ -4,7 +4,7 @@
 //! ```text
 //! offhook P | onhook P | flash P | dial P DIGITS | tone P HZ DBM0 | stop P
 //! play P FILE.wav [loop] | record P SECONDS FILE.wav | measure P SECONDS
-//! wait P dial|ringback|busy|reorder|ringing|ringstop [SECS]
+//! wait P dial|ringback|busy|reorder|ringing|ringstop|callerid [SECS]
 //! status | sleep MS | help | quit
 //! ```
 
@@ -45,6 +45,8 @@ pub enum WaitFor {
     Reorder,
     Ringing,
     RingStop,
+    /// An on-hook caller ID ([`crate::Phone::wait_caller_id`]).
+    CallerId,
 }
 
 impl WaitFor {
@@ -58,7 +60,7 @@ impl WaitFor {
             (WaitFor::Ringback, Tones::De) => plans::DE_RINGBACK,
             // Germany uses the busy tone for congestion too.
             (WaitFor::Busy | WaitFor::Reorder, Tones::De) => plans::DE_BUSY,
-            (WaitFor::Ringing | WaitFor::RingStop, _) => return None,
+            (WaitFor::Ringing | WaitFor::RingStop | WaitFor::CallerId, _) => return None,
         })
     }
 }
@@ -95,7 +97,8 @@ measure P SECONDS                     dominant frequency, level, second tone
 echo P MODEL DELAY_MS ERL_DB | echo P off
                                       line echo: G.168 hybrid model 1..8 (or d2..d9),
                                       bulk delay 0..100 ms, echo return loss in dB
-wait P dial|ringback|busy|reorder|ringing|ringstop [SECS]
+wait P dial|ringback|busy|reorder|ringing|ringstop|callerid [SECS]
+                                      callerid: FSK (Bell 202, V.23) or DTMF CLIP with its timing
 status | sleep MS | help | quit";
 
 fn port(arg: Option<&&str>) -> Result<usize, String> {
@@ -209,7 +212,12 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 "reorder" => WaitFor::Reorder,
                 "ringing" => WaitFor::Ringing,
                 "ringstop" => WaitFor::RingStop,
-                x => return Err(format!("wait: unknown {x:?} (dial, ringback, busy, reorder, ringing, ringstop)")),
+                "callerid" => WaitFor::CallerId,
+                x => {
+                    return Err(format!(
+                        "wait: unknown {x:?} (dial, ringback, busy, reorder, ringing, ringstop, callerid)"
+                    ))
+                }
             };
             let t = if a.len() == 3 { seconds(a.get(2))? } else { DEFAULT_WAIT };
             Command::Wait(port(a.first())?, what, t)
@@ -228,6 +236,37 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         _ => return Err(format!("unknown command {verb:?} (try help)")),
     };
     Ok(Some(cmd))
+}
+
+/// One line for a caller ID: the fields present, then the timing.
+pub fn caller_id_line(r: &crate::CallerIdReport) -> String {
+    let f = &r.fields;
+    let mut parts = vec![format!("caller ID {:?} {:?}", r.standard, r.kind)];
+    let fields = [
+        ("number", &f.number),
+        ("name", &f.name),
+        ("date", &f.date_time),
+        ("number absent", &f.number_absence),
+        ("name absent", &f.name_absence),
+    ];
+    for (what, v) in fields {
+        if let Some(v) = v {
+            parts.push(format!("{what} {v:?}"));
+        }
+    }
+    let raw: Vec<String> = r.raw.iter().map(|b| format!("{b:02x}")).collect();
+    parts.push(format!("raw {}", raw.join(" ")));
+    let ms = |what: &str, v: Option<f64>| v.map(|v| format!("{what} {v:.1} ms"));
+    let timing = [
+        ms("ring end to data", r.ring_end_to_data_ms),
+        ms("data", Some(r.data_end_ms - r.data_start_ms)),
+        ms("data end to ring", r.data_end_to_ring_ms),
+        r.dt_as.map(|d| format!("DT-AS {:.1} ms, {:.1} ms before data", d.duration_ms, d.end_to_data_ms)),
+        ms("reversal to data", r.reversal_to_data_ms),
+    ];
+    parts.extend(timing.into_iter().flatten());
+    parts.push(format!("feed {:?}", r.feed_at_data));
+    parts.join(", ")
 }
 
 /// Whether to go on after a command.
@@ -291,6 +330,10 @@ pub fn execute(sim: &Linesim, cmd: &Command, tones: Tones, out: &mut dyn Write) 
                 WaitFor::RingStop => {
                     phone.wait_ring_stop(*t)?;
                     writeln!(out, "FXS {}: ringing stopped", p + 1).map_err(io_err)?;
+                }
+                WaitFor::CallerId => {
+                    let r = phone.wait_caller_id(*t)?;
+                    writeln!(out, "FXS {}: {}", p + 1, caller_id_line(&r)).map_err(io_err)?;
                 }
                 tone => {
                     let plan = tone.plan(tones).ok_or(LinesimError::Timeout)?;
@@ -380,6 +423,7 @@ mod tests {
             ("wait 1 dial", Command::Wait(0, WaitFor::Dial, DEFAULT_WAIT)),
             ("wait 1 ringing 8", Command::Wait(0, WaitFor::Ringing, s(8.0))),
             ("wait 2 reorder 3", Command::Wait(1, WaitFor::Reorder, s(3.0))),
+            ("wait 1 callerid 20", Command::Wait(0, WaitFor::CallerId, s(20.0))),
             ("status", Command::Status),
             ("sleep 250", Command::Sleep(Duration::from_millis(250))),
             ("quit", Command::Quit),
@@ -416,11 +460,40 @@ mod tests {
     }
 
     #[test]
+    fn caller_id_line_lists_the_fields_present_and_the_timing() {
+        let r = crate::CallerIdReport {
+            standard: crate::Standard::Bell202,
+            kind: crate::MessageType::Sdmf,
+            fields: crate::CallerId {
+                date_time: Some("01021530".into()),
+                number_absence: Some("P".into()),
+                ..Default::default()
+            },
+            raw: vec![0x04, 0x09, 0xab],
+            mark_space_hz: Some((1200.0, 2200.0)),
+            data_start_ms: 2600.0,
+            data_end_ms: 3100.5,
+            ring_end_to_data_ms: Some(600.0),
+            ring_before_ms: Some(2000.0),
+            data_end_to_ring_ms: None,
+            dt_as: None,
+            reversal_to_data_ms: None,
+            feed_at_data: crate::LineFeed::Forward,
+        };
+        assert_eq!(
+            caller_id_line(&r),
+            "caller ID Bell202 Sdmf, date \"01021530\", number absent \"P\", raw 04 09 ab, \
+             ring end to data 600.0 ms, data 500.5 ms, feed Forward"
+        );
+    }
+
+    #[test]
     fn tone_sets_map_to_plans() {
         assert_eq!(WaitFor::Busy.plan(Tones::Us), Some(plans::US_BUSY));
         assert_eq!(WaitFor::Reorder.plan(Tones::De), Some(plans::DE_BUSY));
         assert_eq!(WaitFor::Dial.plan(Tones::De), Some(plans::DE_DIAL));
         assert_eq!(WaitFor::Ringing.plan(Tones::Us), None);
+        assert_eq!(WaitFor::CallerId.plan(Tones::De), None);
         assert_eq!("DE".parse::<Tones>(), Ok(Tones::De));
         assert!("fr".parse::<Tones>().is_err());
     }
