@@ -169,6 +169,15 @@ pub struct Media {
     /// Echo tail covered by the canceller, 16..=128 ms.
     #[serde(default = "default_echo_tail")]
     pub echo_tail_ms: u32,
+    /// Fax or modem tone during a call: voice-band data for the rest of it
+    /// (echo canceller and in-band DTMF detection off).
+    #[serde(default = "default_true")]
+    pub modem_bypass: bool,
+    /// Hang up a call when the far end's audio carries the country's busy,
+    /// reorder or congestion tone (a PSTN far end that has gone without
+    /// signalling it).
+    #[serde(default = "default_true")]
+    pub disconnect_on_busy_tone: bool,
 }
 
 fn default_true() -> bool {

@@ -93,9 +93,11 @@ impl Driver {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.ports = self.gateway.port_status();
         for p in &mut s.ports {
+            let channel = self.rt_stats.channels.get(p.port - 1);
             if self.echo_enabled {
-                p.echo = self.rt_stats.channels.get(p.port - 1).map(|c| c.snapshot());
+                p.echo = channel.map(|c| c.snapshot());
             }
+            p.signals = channel.map(|c| c.signals());
         }
         s.registrations = self.gateway.registration_status();
         s.calls = self.gateway.counters();

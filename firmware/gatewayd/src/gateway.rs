@@ -20,6 +20,8 @@ use gw_dsp::g711::Law;
 use gw_dsp::tones::{CountryProfile, ToneKind};
 use gw_hal::{FxsPort, RingCadence};
 use gw_dsp::callerid_line::LineStep;
+use gw_dsp::modem_tones::ModemToneEvent;
+use gw_dsp::progress::ProgressEvent;
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
@@ -70,6 +72,8 @@ pub struct PortStatus {
     pub call: Option<String>,
     /// Filled in from the rt thread's figures by the driver.
     pub echo: Option<crate::rt::EchoStatus>,
+    /// Fax/modem and call-progress tones on the channel, from the rt thread.
+    pub signals: Option<crate::rt::SignalStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,6 +93,10 @@ pub struct CallCounters {
     /// On-hook caller ID deliveries started, and ones that could not be built.
     pub caller_id_sent: u64,
     pub caller_id_failed: u64,
+    /// Fax/modem tones recognised (either direction).
+    pub modem_tones: u64,
+    /// Calls hung up because the far end's audio carried busy or reorder.
+    pub disconnected_on_tone: u64,
 }
 
 pub struct Gateway {
@@ -252,6 +260,34 @@ impl Gateway {
                     self.drain_line(now, i);
                 }
             }
+            RtEvent::ModemTone { channel, from_line, event } => {
+                let from = if from_line { "line" } else { "far end" };
+                if let ModemToneEvent::Detected(tone) = event {
+                    self.counters.modem_tones += 1;
+                    info!(channel, ?tone, from, "fax/modem tone");
+                } else {
+                    debug!(channel, ?event, from, "fax/modem tone");
+                }
+            }
+            RtEvent::Progress { channel, event } => {
+                debug!(channel, ?event, "call-progress tone from the far end");
+                let ProgressEvent::Detected(kind) = event else { return };
+                if !matches!(kind, ToneKind::Busy | ToneKind::Reorder | ToneKind::Congestion)
+                    || !self.config.media.disconnect_on_busy_tone
+                {
+                    return;
+                }
+                let Some(i) = self.port_by_channel(channel) else { return };
+                let Some(handle) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| c.handle) else {
+                    return;
+                };
+                info!(port = self.ports[i].label, call = handle.0, ?kind, "far end plays a disconnect tone: hanging up");
+                self.counters.disconnected_on_tone += 1;
+                let _ = self.ua.hangup(now, handle);
+                self.release_port_call(i);
+                self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
+                self.drain_line(now, i);
+            }
         }
     }
 
@@ -278,6 +314,7 @@ impl Gateway {
                     format!("{} {}", if c.incoming { "from" } else { "to" }, c.remote_party)
                 }),
                 echo: None,
+                signals: None,
             })
             .collect()
     }

@@ -87,6 +87,8 @@ fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<Socke
     // The engine is built (and allocates) here, before the rt thread starts.
     let rt_config = RtConfig {
         echo_tail: config.media.echo_canceller.then_some(config.media.echo_tail_ms as usize * 8),
+        profile: gw_dsp::tones::profile(&config.system.country).expect("validated country"),
+        modem_bypass: config.media.modem_bypass,
     };
     let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone(), rt_config);
     let stop = Arc::new(AtomicBool::new(false));

@@ -19,12 +19,15 @@
 //! SCHED_FIFO and locks memory. Where the system refuses (a container, CI),
 //! the thread runs anyway and the refusal is reported in the log and status.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gw_dsp::callerid_line::{CallerIdSender, LineStep};
 use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
+use gw_dsp::modem_tones::{ModemTone, ModemToneDetector, ModemToneEvent};
+use gw_dsp::progress::{ProgressDetector, ProgressEvent};
+use gw_dsp::tones::{CountryProfile, ToneKind};
 use gw_dsp::echo::EchoCanceller;
 use gw_dsp::plc::Plc;
 use gw_dsp::g711::{self, Law};
@@ -84,6 +87,12 @@ pub enum RtEvent {
     /// A line step of the caller ID delivery on the channel, in the frame
     /// it falls due.
     CallerId { channel: u8, step: LineStep },
+    /// A fax or modem tone (CNG, CED/ANS, /ANS, ANSam, /ANSam) from the line
+    /// (`from_line`) or in the far end's audio.
+    ModemTone { channel: u8, from_line: bool, event: ModemToneEvent },
+    /// A call-progress tone of the country profile in the far end's audio
+    /// during a call (busy or reorder: the far end is gone).
+    Progress { channel: u8, event: ProgressEvent },
 }
 
 /// Per-channel echo canceller figures, published by the rt thread every tick.
@@ -98,6 +107,54 @@ pub struct ChannelStats {
     pub double_talk_events: AtomicU32,
     pub disabled_by_tone: AtomicBool,
     pub tone_disable_events: AtomicU32,
+    /// Voice-band data: a fax or modem tone was heard during this call.
+    pub vbd: AtomicBool,
+    /// Modem tone present from the line / from the far end ([`tone_code`]).
+    pub line_modem_tone: AtomicU8,
+    pub network_modem_tone: AtomicU8,
+    /// Call-progress tone present in the far end's audio ([`tone_code`]).
+    pub network_progress: AtomicU8,
+}
+
+/// Per-channel signal detection figures for the status output.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct SignalStatus {
+    /// Voice-band data mode: echo canceller and DTMF relay off for this call.
+    pub vbd: bool,
+    pub line_modem_tone: Option<&'static str>,
+    pub network_modem_tone: Option<&'static str>,
+    pub network_progress_tone: Option<&'static str>,
+}
+
+const MODEM_TONES: [(ModemTone, &str); 5] = [
+    (ModemTone::Cng, "CNG"),
+    (ModemTone::Ans, "ANS"),
+    (ModemTone::AnsPhaseReversal, "/ANS"),
+    (ModemTone::AnsAm, "ANSam"),
+    (ModemTone::AnsAmPhaseReversal, "/ANSam"),
+];
+
+const PROGRESS_TONES: [(ToneKind, &str); 7] = [
+    (ToneKind::Dial, "dial"),
+    (ToneKind::Ringback, "ringback"),
+    (ToneKind::Busy, "busy"),
+    (ToneKind::Reorder, "reorder"),
+    (ToneKind::Congestion, "congestion"),
+    (ToneKind::CallWaiting, "call-waiting"),
+    (ToneKind::SpecialInformation, "SIT"),
+];
+
+/// 1-based index of a modem tone in [`MODEM_TONES`] (0 = none).
+fn modem_code(t: ModemTone) -> u8 {
+    MODEM_TONES.iter().position(|m| m.0 == t).map_or(0, |i| i as u8 + 1)
+}
+
+fn progress_code(t: ToneKind) -> u8 {
+    PROGRESS_TONES.iter().position(|m| m.0 == t).map_or(0, |i| i as u8 + 1)
+}
+
+fn code_name<T>(table: &[(T, &'static str)], code: u8) -> Option<&'static str> {
+    code.checked_sub(1).and_then(|i| table.get(i as usize)).map(|e| e.1)
 }
 
 /// Echo canceller status of one channel, for the status output.
@@ -125,6 +182,16 @@ impl ChannelStats {
             double_talk_events: self.double_talk_events.load(r),
             disabled_by_tone: self.disabled_by_tone.load(r),
             tone_disables: self.tone_disable_events.load(r),
+        }
+    }
+
+    pub fn signals(&self) -> SignalStatus {
+        let r = Ordering::Relaxed;
+        SignalStatus {
+            vbd: self.vbd.load(r),
+            line_modem_tone: code_name(&MODEM_TONES, self.line_modem_tone.load(r)),
+            network_modem_tone: code_name(&MODEM_TONES, self.network_modem_tone.load(r)),
+            network_progress_tone: code_name(&PROGRESS_TONES, self.network_progress.load(r)),
         }
     }
 }
@@ -230,6 +297,13 @@ struct Channel {
     /// On-hook caller ID in progress: its audio replaces tones and media.
     caller_id: Option<CallerIdSender>,
     media: Option<Media>,
+    /// Fax/modem tones from the line and in the far end's audio.
+    line_tones: ModemToneDetector,
+    network_tones: ModemToneDetector,
+    /// Busy/reorder in the far end's audio.
+    progress: ProgressDetector,
+    /// Voice-band data for the rest of the call (see [`RtConfig::modem_bypass`]).
+    vbd: bool,
 }
 
 /// What the rt engine is built with.
@@ -237,6 +311,22 @@ struct Channel {
 pub struct RtConfig {
     /// Echo canceller tail in samples, or `None` for no echo cancellation.
     pub echo_tail: Option<usize>,
+    /// Whose call-progress tones to recognise in the far end's audio.
+    pub profile: &'static CountryProfile,
+    /// On a fax or modem tone during a call, switch the channel to voice-band
+    /// data (V.152 in spirit, over the G.711 already negotiated): the echo
+    /// canceller is bypassed (fax and V.17 would otherwise meet an NLP and a
+    /// filter adapting to their signal) and in-band DTMF is no longer
+    /// detected (modem signals can talk off a digit, and an RFC 4733 event
+    /// would replace their audio).
+    pub modem_bypass: bool,
+}
+
+impl RtConfig {
+    /// No echo canceller, US tones, modem bypass on (unit tests, tools).
+    pub fn plain() -> Self {
+        RtConfig { echo_tail: None, profile: gw_dsp::tones::profile("US").expect("US profile"), modem_bypass: true }
+    }
 }
 
 /// Everything the rt thread owns. Sized once in [`RtEngine::new`].
@@ -248,6 +338,8 @@ pub struct RtEngine<P: PcmBus> {
     tx: Vec<Frame>,
     rx: Vec<Frame>,
     scratch: Packet,
+    modem_bypass: bool,
+    profile: &'static CountryProfile,
 }
 
 impl<P: PcmBus> RtEngine<P> {
@@ -261,6 +353,10 @@ impl<P: PcmBus> RtEngine<P> {
                 tone: None,
                 caller_id: None,
                 media: None,
+                line_tones: ModemToneDetector::new(),
+                network_tones: ModemToneDetector::new(),
+                progress: ProgressDetector::new(config.profile),
+                vbd: false,
             })
             .collect();
         RtEngine {
@@ -271,6 +367,8 @@ impl<P: PcmBus> RtEngine<P> {
             tx: vec![[0; FRAME_SAMPLES]; n],
             rx: vec![[0; FRAME_SAMPLES]; n],
             scratch: Packet::empty(),
+            modem_bypass: config.modem_bypass,
+            profile: config.profile,
         }
     }
 
@@ -287,6 +385,7 @@ impl<P: PcmBus> RtEngine<P> {
     }
 
     fn apply_commands(&mut self) {
+        let profile = self.profile;
         while let Some(cmd) = self.queues.commands.dequeue() {
             match cmd {
                 RtCommand::PlayTone { channel, spec } => {
@@ -317,11 +416,15 @@ impl<P: PcmBus> RtEngine<P> {
                             ec.reset();
                         }
                         ch.media = Some(Media { session: RtpSession::new(session), law, plc: Plc::new() });
+                        ch.network_tones.reset();
+                        ch.progress = ProgressDetector::new(profile);
+                        ch.vbd = false;
                     }
                 }
                 RtCommand::StopMedia { channel } => {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
                         ch.media = None;
+                        ch.vbd = false;
                     }
                 }
             }
@@ -353,13 +456,12 @@ impl<P: PcmBus> RtEngine<P> {
     fn build_line_frames(&mut self) {
         let mut encoded = [0u8; FRAME_SAMPLES];
         for (i, (ch, out)) in self.channels.iter_mut().zip(self.tx.iter_mut()).enumerate() {
+            let channel = i as u8;
+            let cs = &self.stats.channels[i];
             if let Some(cid) = ch.caller_id.as_mut() {
                 cid.fill(out);
                 while let Some(step) = cid.poll_event() {
-                    let ev = RtEvent::CallerId { channel: i as u8, step };
-                    if self.queues.events.enqueue(ev).is_err() {
-                        self.stats.event_overruns.fetch_add(1, Ordering::Relaxed);
-                    }
+                    push(&mut self.queues.events, &self.stats, RtEvent::CallerId { channel, step });
                 }
                 if cid.is_done() {
                     ch.caller_id = None;
@@ -379,9 +481,33 @@ impl<P: PcmBus> RtEngine<P> {
                 } else {
                     m.plc.conceal(out);
                 }
+                // What the far end sends: fax/modem answer tones, and its
+                // network's busy or reorder tone once it has gone.
+                if let Some(event) = ch.network_tones.process(out) {
+                    let code = match event {
+                        ModemToneEvent::Detected(t) => modem_code(t),
+                        ModemToneEvent::Ended(_) => 0,
+                    };
+                    cs.network_modem_tone.store(code, Ordering::Relaxed);
+                    if matches!(event, ModemToneEvent::Detected(_)) && self.modem_bypass {
+                        ch.vbd = true;
+                    }
+                    push(&mut self.queues.events, &self.stats, RtEvent::ModemTone { channel, from_line: false, event });
+                }
+                if !ch.vbd {
+                    if let Some(event) = ch.progress.process(out) {
+                        let code = match event {
+                            ProgressEvent::Detected(k) => progress_code(k),
+                            ProgressEvent::Ended(_) => 0,
+                        };
+                        cs.network_progress.store(code, Ordering::Relaxed);
+                        push(&mut self.queues.events, &self.stats, RtEvent::Progress { channel, event });
+                    }
+                }
             } else {
                 out.fill(0);
             }
+            cs.vbd.store(ch.vbd, Ordering::Relaxed);
         }
     }
 
@@ -391,15 +517,28 @@ impl<P: PcmBus> RtEngine<P> {
         for i in 0..self.channels.len() {
             let channel = i as u8;
             let ch = &mut self.channels[i];
-            // What the line sent, less the echo of what we sent it.
+            // What the line sent, less the echo of what we sent it (not in
+            // voice-band data: the modems cancel their own echo).
             match ch.echo.as_mut() {
-                Some(ec) => {
+                Some(ec) if !ch.vbd => {
                     ec.process(&self.tx[i], &self.rx[i], &mut clean);
                     publish_echo(&self.stats.channels[i], ec);
                 }
-                None => clean = self.rx[i],
+                _ => clean = self.rx[i],
             }
-            let digit = ch.dtmf.process(&clean);
+            if let Some(event) = ch.line_tones.process(&clean) {
+                let code = match event {
+                    ModemToneEvent::Detected(t) => modem_code(t),
+                    ModemToneEvent::Ended(_) => 0,
+                };
+                self.stats.channels[i].line_modem_tone.store(code, Ordering::Relaxed);
+                if matches!(event, ModemToneEvent::Detected(_)) && self.modem_bypass && ch.media.is_some() {
+                    ch.vbd = true;
+                }
+                push(&mut self.queues.events, &self.stats, RtEvent::ModemTone { channel, from_line: true, event });
+            }
+            // In voice-band data a digit would be talk-off from the modem.
+            let digit = if ch.vbd { None } else { ch.dtmf.process(&clean) };
             if let Some(m) = ch.media.as_mut() {
                 match digit {
                     Some(DtmfEvent::Start(d)) => {
@@ -426,9 +565,14 @@ impl<P: PcmBus> RtEngine<P> {
     }
 
     fn push_event(&mut self, ev: RtEvent) {
-        if self.queues.events.enqueue(ev).is_err() {
-            self.stats.event_overruns.fetch_add(1, Ordering::Relaxed);
-        }
+        push(&mut self.queues.events, &self.stats, ev);
+    }
+}
+
+/// Queues an event for the control plane; a full queue drops it and counts.
+fn push(events: &mut Producer<'static, RtEvent>, stats: &RtStats, ev: RtEvent) {
+    if events.enqueue(ev).is_err() {
+        stats.event_overruns.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -630,7 +774,7 @@ mod tests {
         let pcm = LoopPcm { n: 4, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 4] };
         let (rtq, mut ctl) = make_queues();
         let stats = Arc::new(RtStats::new(4));
-        let mut engine = RtEngine::new(pcm, rtq, stats.clone(), RtConfig { echo_tail: Some(512) });
+        let mut engine = RtEngine::new(pcm, rtq, stats.clone(), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands
             .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
@@ -672,7 +816,7 @@ mod tests {
         let line = |_t: u64, _ch: usize, f: &mut Frame| *f = [0; FRAME_SAMPLES];
         let pcm = LoopPcm { n: 2, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 2] };
         let (rtq, mut ctl) = make_queues();
-        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(2)), RtConfig { echo_tail: None });
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(2)), RtConfig::plain());
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
         engine.tick();
@@ -717,7 +861,7 @@ mod tests {
         let (rtq, mut ctl) = make_queues();
         // Room made before counting: only the engine's own allocations count.
         let pcm = Capture { n: 2, keep: 1, sent: Vec::with_capacity(500 * FRAME_SAMPLES) };
-        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(2)), RtConfig { echo_tail: Some(512) });
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(2)), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
         let us = gw_dsp::tones::profile("US").unwrap();
         // A tone asked for meanwhile does not cut into the delivery.
         ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
@@ -775,7 +919,7 @@ mod tests {
             CallerIdSender::new(Procedure::EtsiDtAs, gw_dsp::callerid::FskStandard::V23, &msg, -13.0).unwrap();
         let (rtq, mut ctl) = make_queues();
         let pcm = Capture { n: 1, keep: 0, sent: Vec::new() };
-        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: None });
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig::plain());
         ctl.commands.enqueue(RtCommand::StartCallerId { channel: 0, sender }).unwrap();
         for _ in 0..30 {
             engine.tick();
@@ -789,6 +933,142 @@ mod tests {
         }
         assert!(engine.pcm.sent.iter().all(|&s| s == 0));
         assert_eq!(ctl.events.dequeue(), None, "no Done for a stopped delivery");
+    }
+
+    /// 20 ms PCMU packets of `audio` for channel 0.
+    fn rtp_packets(audio: &[i16]) -> Vec<Packet> {
+        audio
+            .chunks(160)
+            .enumerate()
+            .map(|(k, chunk)| {
+                let mut pkt = Packet::empty();
+                let hdr = gw_media::rtp::RtpHeader {
+                    marker: k == 0,
+                    payload_type: 0,
+                    sequence: k as u16,
+                    timestamp: (k * 160) as u32,
+                    ssrc: 9,
+                };
+                let n = hdr.emit(&mut pkt.data);
+                g711::encode_frame(Law::Ulaw, chunk, &mut pkt.data[n..n + chunk.len()]);
+                pkt.len = (n + chunk.len()) as u16;
+                pkt
+            })
+            .collect()
+    }
+
+    fn tone_samples(spec: &ToneSpec, ms: usize) -> Vec<i16> {
+        let mut g = ToneGenerator::new(spec);
+        let mut v = vec![0i16; ms * 8];
+        g.fill(&mut v);
+        v
+    }
+
+    fn sine(freq: f32, dbm0: f32, ms: usize) -> Vec<i16> {
+        let a = 32768.0 * 10f32.powf((dbm0 - 3.17) / 20.0) * std::f32::consts::SQRT_2;
+        (0..ms * 8).map(|n| (a * (2.0 * std::f32::consts::PI * freq * n as f32 / 8000.0).sin()) as i16).collect()
+    }
+
+    /// Runs `ticks` ticks of an engine on channel 0 in a call, feeding the far
+    /// end's `net` audio as RTP (one packet every other tick) and `line`
+    /// audio from the phone; returns the events.
+    fn run_call(config: RtConfig, net: &[i16], line: Vec<i16>, ticks: usize) -> (Vec<RtEvent>, Arc<RtStats>) {
+        let pcm = LoopPcm {
+            n: 1,
+            tick: 0,
+            line: move |t: u64, _ch: usize, f: &mut Frame| {
+                let at = t as usize * FRAME_SAMPLES;
+                for (k, s) in f.iter_mut().enumerate() {
+                    *s = line.get(at + k).copied().unwrap_or(0);
+                }
+            },
+            last_tx: vec![[0; FRAME_SAMPLES]; 1],
+        };
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(1));
+        let mut engine = RtEngine::new(pcm, rtq, stats.clone(), config);
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw }).unwrap();
+        let packets = rtp_packets(net);
+        let mut events = Vec::new();
+        for t in 0..ticks {
+            if t % 2 == 0 {
+                if let Some(p) = packets.get(t / 2) {
+                    assert!(ctl.packets_in.enqueue(p.clone()).is_ok());
+                }
+            }
+            engine.tick();
+            while ctl.packets_out.dequeue().is_some() {}
+            while let Some(ev) = ctl.events.dequeue() {
+                events.push(ev);
+            }
+        }
+        (events, stats)
+    }
+
+    #[test]
+    fn far_end_busy_tone_is_reported() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let busy = tone_samples(&us.busy, 4000);
+        let (events, stats) = run_call(RtConfig::plain(), &busy, Vec::new(), 600);
+        assert!(
+            events.contains(&RtEvent::Progress { channel: 0, event: ProgressEvent::Detected(ToneKind::Busy) }),
+            "{events:?}"
+        );
+        assert_eq!(stats.channels[0].signals().network_progress_tone, None, "ended with the audio");
+        // Reorder is told apart by its cadence.
+        let reorder = tone_samples(&us.reorder, 4000);
+        let (events, _) = run_call(RtConfig::plain(), &reorder, Vec::new(), 300);
+        assert!(events.contains(&RtEvent::Progress { channel: 0, event: ProgressEvent::Detected(ToneKind::Reorder) }));
+        assert!(!events.iter().any(|e| matches!(e, RtEvent::Progress { event: ProgressEvent::Detected(ToneKind::Busy), .. })));
+    }
+
+    #[test]
+    fn fax_tone_from_the_line_switches_to_voice_band_data() {
+        // The phone side (a fax machine) sends CNG, 0.5 s of 1100 Hz, then a
+        // DTMF digit that must not be taken for one any more.
+        let mut line = sine(1100.0, -10.0, 500);
+        line.extend(vec![0; 800]);
+        for f in dtmf_frames(b'7') {
+            line.extend_from_slice(&f);
+        }
+        let (events, stats) = run_call(RtConfig { echo_tail: Some(256), ..RtConfig::plain() }, &[], line.clone(), 150);
+        assert!(
+            events.contains(&RtEvent::ModemTone { channel: 0, from_line: true, event: ModemToneEvent::Detected(ModemTone::Cng) }),
+            "{events:?}"
+        );
+        assert!(!events.iter().any(|e| matches!(e, RtEvent::LineDigit { .. })), "DTMF relayed in voice-band data: {events:?}");
+        assert!(stats.channels[0].signals().vbd);
+
+        // Without modem bypass the same line keeps voice handling: the digit counts.
+        let cfg = RtConfig { echo_tail: Some(256), modem_bypass: false, ..RtConfig::plain() };
+        let (events, stats) = run_call(cfg, &[], line, 150);
+        assert!(events.contains(&RtEvent::LineDigit { channel: 0, digit: b'7' }), "{events:?}");
+        assert!(!stats.channels[0].signals().vbd);
+    }
+
+    #[test]
+    fn far_end_answer_tone_is_reported_and_switches_to_voice_band_data() {
+        let ans = sine(2100.0, -12.0, 1500);
+        let (events, stats) = run_call(RtConfig::plain(), &ans, Vec::new(), 100);
+        assert!(
+            events.contains(&RtEvent::ModemTone { channel: 0, from_line: false, event: ModemToneEvent::Detected(ModemTone::Ans) }),
+            "{events:?}"
+        );
+        let g = stats.channels[0].signals();
+        assert!(g.vbd);
+        assert_eq!(g.network_modem_tone, Some("ANS"));
+    }
+
+    #[test]
+    fn speech_from_the_far_end_is_no_tone() {
+        let mut talk = vec![0i16; 6 * 8000];
+        gw_dsp::testsig::SpeechLike::new(40, -16.0).fill(&mut talk);
+        let (events, stats) = run_call(RtConfig::plain(), &talk, talk.clone(), 600);
+        assert!(
+            !events.iter().any(|e| matches!(e, RtEvent::ModemTone { .. } | RtEvent::Progress { .. })),
+            "{events:?}"
+        );
+        assert!(!stats.channels[0].signals().vbd);
     }
 
     /// A line that returns `gain` x what it was sent, `delay` samples later.
@@ -814,7 +1094,7 @@ mod tests {
         let line = EchoLine { delay_line: vec![0; 40], gain: 0.4 };
         let (rtq, mut ctl) = make_queues();
         let stats = Arc::new(RtStats::new(1));
-        let mut engine = RtEngine::new(line, rtq, stats.clone(), RtConfig { echo_tail: Some(256) });
+        let mut engine = RtEngine::new(line, rtq, stats.clone(), RtConfig { echo_tail: Some(256), ..RtConfig::plain() });
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands.enqueue(RtCommand::PlayTone { channel: 0, spec: us.dial }).unwrap();
         for _ in 0..300 {
@@ -835,7 +1115,7 @@ mod tests {
         };
         let pcm = LoopPcm { n: 1, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 1] };
         let (rtq, mut ctl) = make_queues();
-        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: Some(512) });
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands.enqueue(RtCommand::PlayTone { channel: 0, spec: us.dial }).unwrap();
         for _ in 0..60 {
@@ -872,7 +1152,7 @@ mod tests {
         let line = |_t: u64, _ch: usize, f: &mut Frame| *f = [0; FRAME_SAMPLES];
         let pcm = LoopPcm { n: 1, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 1] };
         let (rtq, mut ctl) = make_queues();
-        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: None });
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig::plain());
         ctl.commands
             .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
             .unwrap();

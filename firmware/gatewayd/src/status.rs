@@ -115,12 +115,26 @@ impl Status {
                     if e.double_talk { "now" } else { "no" }, e.double_talk_events, e.tone_disables
                 );
             }
+            if let Some(g) = p.signals.filter(|g| {
+                g.vbd || g.line_modem_tone.is_some() || g.network_modem_tone.is_some() || g.network_progress_tone.is_some()
+            }) {
+                let _ = writeln!(
+                    s,
+                    "        signals: {}line {}, far end {} {}",
+                    if g.vbd { "voice-band data; " } else { "" },
+                    g.line_modem_tone.unwrap_or("-"),
+                    g.network_modem_tone.unwrap_or("-"),
+                    g.network_progress_tone.unwrap_or("-"),
+                );
+            }
         }
         let c = &self.calls;
         let _ = writeln!(
             s,
-            "Calls: out {} in {} answered {} failed {} busy {} unknown {}",
-            c.outgoing, c.incoming, c.answered, c.failed, c.rejected_busy, c.rejected_unknown
+            "Calls: out {} in {} answered {} failed {} busy {} unknown {}; caller ID sent {} failed {}; \
+             fax/modem tones {}; hung up on far-end busy tone {}",
+            c.outgoing, c.incoming, c.answered, c.failed, c.rejected_busy, c.rejected_unknown,
+            c.caller_id_sent, c.caller_id_failed, c.modem_tones, c.disconnected_on_tone
         );
         let rt = &self.rt;
         let _ = writeln!(
