@@ -326,10 +326,10 @@ impl Config {
         if m.telephone_event != 0 && !(96..=127).contains(&m.telephone_event) {
             return Err(ConfigError::new("media.telephone_event", "must be 0 or a dynamic payload type 96..127"));
         }
-        if !(10..=60).contains(&m.ptime_ms) || m.ptime_ms % 10 != 0 {
+        if !(10..=60).contains(&m.ptime_ms) || !m.ptime_ms.is_multiple_of(10) {
             return Err(ConfigError::new("media.ptime_ms", "must be 10, 20, 30, 40, 50 or 60"));
         }
-        if !(20..=200).contains(&m.jitter_ms) || m.jitter_ms % 10 != 0 {
+        if !(20..=200).contains(&m.jitter_ms) || !m.jitter_ms.is_multiple_of(10) {
             return Err(ConfigError::new("media.jitter_ms", "must be a multiple of 10 within 20..200"));
         }
 

@@ -117,21 +117,17 @@ fn run(
         }
         for (ch, slot) in slots.iter().enumerate() {
             let Some(slot) = slot else { continue };
-            loop {
-                match slot.socket.recv_from(&mut pkt.data[..MAX_PACKET]) {
-                    Ok((n, from)) => {
-                        if !same_host(from.ip(), slot.remote.ip()) {
-                            stats.foreign_source.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        stats.received.fetch_add(1, Ordering::Relaxed);
-                        pkt.channel = ch as u8;
-                        pkt.len = n as u16;
-                        if packets_in.enqueue(pkt.clone()).is_err() {
-                            stats.in_overruns.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => break, // WouldBlock, or an ICMP error surfaced: try next tick
+            // Until WouldBlock, or an ICMP error surfaced: try next tick.
+            while let Ok((n, from)) = slot.socket.recv_from(&mut pkt.data[..MAX_PACKET]) {
+                if !same_host(from.ip(), slot.remote.ip()) {
+                    stats.foreign_source.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                pkt.channel = ch as u8;
+                pkt.len = n as u16;
+                if packets_in.enqueue(pkt.clone()).is_err() {
+                    stats.in_overruns.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
