@@ -449,14 +449,17 @@ fn fsk_frames(samples: &[i16], want: Option<FskStandard>) -> Vec<Result<Message,
         let at = chars[i].start.round() as usize;
         let Some(len) = chars.get(i + 1).map(|c| usize::from(c.byte)) else {
             out.push(Err(Rejected { reason: RejectReason::Truncated, raw: vec![chars[i].byte], at }));
-            break;
+            i += 1;
+            continue;
         };
         let frame = &chars[i..chars.len().min(i + len + 3)];
         let raw: Vec<u8> = frame.iter().map(|c| c.byte).collect();
         let reject = |reason| Err(Rejected { reason, raw: raw.clone(), at });
         if frame.len() < len + 3 {
+            // Maybe noise that looked like a type byte: a real message may follow.
             out.push(reject(RejectReason::Truncated));
-            break;
+            i += 1;
+            continue;
         }
         if frame.windows(2).any(|w| w[1].start - w[0].end > MAX_CHAR_GAP_BITS * bit) {
             out.push(reject(RejectReason::Gap));
@@ -949,5 +952,37 @@ pub(crate) mod tests {
         assert!(detect_dt_as(&single).is_empty());
         assert!(detect_dt_as(&crate::analysis::dtmf("A123C", 80, 80, -10.0).unwrap()).is_empty());
         assert!(dtmf_keys(&x).is_empty());
+    }
+
+    #[test]
+    fn a_false_header_with_a_long_length_does_not_hide_the_message_after_it() {
+        // What noise can look like: a type byte and a length past the end.
+        let mut bits = vec![true; 40];
+        bits.extend(framed(&[MDMF, 0xf0, 0x11]));
+        bits.extend([true; 40]);
+        let mut x = modulate(&bits, FskStandard::Bell202, 1.0, -20.0);
+        let msg = sdmf("02291200", "O");
+        let (y, _, _) = transmission(&msg, FskStandard::Bell202, 1.0);
+        x.extend(y);
+        let frames = decode_fsk_frames(&x, FskStandard::Bell202);
+        assert!(matches!(frames.first(), Some(Err(Rejected { reason: RejectReason::Truncated, .. }))), "{frames:?}");
+        let got = decode_fsk(&x, FskStandard::Bell202);
+        assert_eq!(got.len(), 1, "{frames:?}");
+        assert_eq!(got[0].fields.number_absence.as_deref(), Some("O"));
+    }
+
+    #[test]
+    fn decodes_at_ten_db_snr() {
+        let msg = mdmf(&[(PARAM_NUMBER, "0123456789"), (PARAM_NAME, "DOE JOHN Q PUBLIC")]);
+        for std in [FskStandard::Bell202, FskStandard::V23] {
+            for seed in 0..8 {
+                let (mut x, _, _) = transmission(&msg, std, 1.0);
+                // -13 dBm0 FSK, -23 dBm0 white noise over the whole band.
+                add_noise(&mut x, -23.0, 50 + seed);
+                let got = decode_fsk(&x, std);
+                assert_eq!(got.len(), 1, "{std:?} seed {seed}");
+                assert_eq!(got[0].raw, msg, "{std:?} seed {seed}");
+            }
+        }
     }
 }
