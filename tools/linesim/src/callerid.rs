@@ -151,7 +151,7 @@ pub enum RejectReason {
     Checksum,
     /// The samples end before the length byte's count of bytes.
     Truncated,
-    /// More than [`MAX_CHAR_GAP_BITS`] between characters.
+    /// More than 15 idle bit times between two characters.
     Gap,
     /// An MDMF parameter runs past the message, or SDMF is too short.
     Malformed,

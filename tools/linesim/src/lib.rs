@@ -25,8 +25,13 @@
 //! canceller can be tested end to end; [`signals::speech_like`] is a
 //! talker for such tests.
 //!
-//! The signal analysis ([`analysis`]) is linesim's own and does not use the
-//! firmware's DSP crate, so a DSP bug cannot hide itself.
+//! Caller ID: [`Phone::wait_caller_id`] is an on-hook display phone: it
+//! decodes Bell 202 / V.23 FSK (SDMF, MDMF) and ETSI DTMF CLIP with
+//! [`callerid`], and times the data against the ring edges, the feed
+//! reversal and a DT-AS ([`CallerIdReport`]).
+//!
+//! The signal analysis ([`analysis`], [`callerid`]) is linesim's own and
+//! does not use the firmware's DSP crate, so a DSP bug cannot hide itself.
 #![forbid(unsafe_code)]
 
 pub mod analysis;
@@ -161,7 +166,7 @@ pub struct CallerIdReport {
     pub data_start_ms: f64,
     pub data_end_ms: f64,
     /// From the end of the last ring burst before the data to the data start
-    /// (GR-30: >= 500 ms; ETSI ring-first: 500..2000 ms). `None`: no ring before.
+    /// (GR-30: >= 500 ms after the first ring). `None`: no ring before.
     pub ring_end_to_data_ms: Option<f64>,
     /// Length of that ring burst (tells a short ring-pulse alert from a ring).
     pub ring_before_ms: Option<f64>,
