@@ -1044,4 +1044,23 @@ mod tests {
         let e = sim.phone(0).wait_caller_id(Duration::from_millis(400)).unwrap_err();
         assert!(matches!(e, LinesimError::Timeout), "{e}");
     }
+
+    #[test]
+    fn caller_id_with_a_bad_checksum_is_not_reported_the_repeat_is() {
+        use callerid::tests::{burst, sdmf};
+        use callerid::FskStandard;
+        let good = sdmf("06151200", "5550100");
+        let mut bad = good.clone();
+        bad[5] ^= 0x01;
+        let mut audio = vec![0i16; 50 * FRAME];
+        audio.extend(burst(&bad, FskStandard::Bell202, 1.0));
+        audio.resize(audio.len() + 4000, 0);
+        let data_at = audio.len();
+        audio.extend(burst(&good, FskStandard::Bell202, 1.0));
+        let sim = Linesim::connect(fake_card(audio, Vec::new())).unwrap();
+        let r = sim.phone(0).wait_caller_id(Duration::from_secs(20)).unwrap();
+        assert_eq!(r.raw, good);
+        assert_eq!(r.fields.number.as_deref(), Some("5550100"));
+        assert!(close(r.data_start_ms, data_at as f64 / 8.0, 1.0), "{r:?}");
+    }
 }
