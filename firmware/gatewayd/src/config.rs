@@ -88,7 +88,8 @@ impl CallerIdMode {
     /// CAR signal is not implemented).
     pub fn resolve(self, country: &str) -> CallerIdMode {
         match self {
-            CallerIdMode::Auto => match country {
+            // The profile's own code: "gb" and "uk" are "UK".
+            CallerIdMode::Auto => match gw_dsp::tones::profile(country).map_or("", |p| p.code) {
                 "US" => CallerIdMode::Bell202,
                 "UK" => CallerIdMode::EtsiDtas,
                 "NL" => CallerIdMode::Dtmf,
@@ -489,6 +490,7 @@ mod tests {
         assert_eq!(c.caller_id.mode, CallerIdMode::Auto);
         assert_eq!(c.caller_id.mode.resolve("US"), CallerIdMode::Bell202);
         assert_eq!(c.caller_id.mode.resolve("UK"), CallerIdMode::EtsiDtas);
+        assert_eq!(c.caller_id.mode.resolve("gb"), CallerIdMode::EtsiDtas);
         assert_eq!(c.caller_id.mode.resolve("JP"), CallerIdMode::Off);
         assert_eq!(CallerIdMode::Dtmf.resolve("US"), CallerIdMode::Dtmf, "explicit modes stay");
         let text = with(|t| {

@@ -33,6 +33,12 @@ pub struct GwOptions {
     pub echo_tail_ms: u32,
     /// FXS ports 1..=fxs_ports get numbers 1001, 1002, ...
     pub fxs_ports: usize,
+    /// `system.country`: tones, ring cadence, caller ID procedure.
+    pub country: &'static str,
+    /// `caller_id.mode`.
+    pub caller_id: &'static str,
+    /// `media.disconnect_on_busy_tone`.
+    pub disconnect_on_busy_tone: bool,
 }
 
 impl Default for GwOptions {
@@ -45,6 +51,9 @@ impl Default for GwOptions {
             echo_canceller: true,
             echo_tail_ms: 64,
             fxs_ports: 4,
+            country: "US",
+            caller_id: "auto",
+            disconnect_on_busy_tone: true,
         }
     }
 }
@@ -63,7 +72,7 @@ impl Gatewayd {
         let config = format!(
             r#"
 [system]
-country = "US"
+country = "{country}"
 
 [sip]
 listen = "127.0.0.1:{sip}"
@@ -84,6 +93,10 @@ ptime_ms = 20
 jitter_ms = 60
 echo_canceller = {echo}
 echo_tail_ms = {tail}
+disconnect_on_busy_tone = {busy_hangup}
+
+[caller_id]
+mode = "{caller_id}"
 
 [dialplan]
 patterns = ["1xxx", "2xxx", "3xxx"]
@@ -100,6 +113,9 @@ console_listen = "{console}"
             codecs = opts.codecs,
             echo = opts.echo_canceller,
             tail = opts.echo_tail_ms,
+            country = opts.country,
+            caller_id = opts.caller_id,
+            busy_hangup = opts.disconnect_on_busy_tone,
         );
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, config).unwrap();

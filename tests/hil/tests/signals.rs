@@ -1,0 +1,141 @@
+//! Signal detection and generation end to end: caller ID to the phones, the
+//! far end's busy tone ending a call, fax tones switching a call to
+//! voice-band data. gatewayd on the sim board, linesim phones, Kamailio as
+//! the carrier, baresip as the far end, all on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Gatewayd, GwOptions, PASSWORD};
+use hil::{free_udp_port, FarEnd, Kamailio};
+use linesim::plans;
+
+struct World {
+    kamailio: Kamailio,
+    gw: Gatewayd,
+    far: FarEnd,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- kamailio log ---\n{}", self.kamailio.log());
+            eprintln!("--- far end log ---\n{}", self.far.log());
+        }
+    }
+}
+
+/// Kamailio, gatewayd with `opts`, and far end 2000 sending `far_audio`.
+fn world(opts: GwOptions, far_audio: &[i16]) -> World {
+    let dir = tempfile::Builder::new().prefix("hil-signals-").tempdir().unwrap();
+    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
+    let ports: Vec<String> = (1..=opts.fxs_ports).map(|p| (1000 + p).to_string()).collect();
+    let gw = Gatewayd::start(kamailio.addr(), opts);
+    let wav = dir.path().join("far.wav");
+    hil::write_wav(&wav, far_audio, hil::RATE).unwrap();
+    let far = FarEnd::start(kamailio.addr(), "2000", PASSWORD, &wav).expect("baresip starts");
+    far.wait_registered(Duration::from_secs(10)).expect("far end registers");
+    gw.wait_registered(&ports.iter().map(String::as_str).collect::<Vec<_>>());
+    World { kamailio, gw, far, _dir: dir }
+}
+
+/// `seconds` of a cadenced dual tone: `on_ms` of `f1 + f2` (each at `dbm0`),
+/// `off_ms` of silence.
+fn cadenced(f1: f32, f2: f32, dbm0: f32, on_ms: usize, off_ms: usize, seconds: f32) -> Vec<i16> {
+    let a = hil::tone(f1, dbm0, seconds).unwrap();
+    let b = hil::tone(f2, dbm0, seconds).unwrap();
+    let period = (on_ms + off_ms) * 8;
+    a.iter()
+        .zip(&b)
+        .enumerate()
+        .map(|(n, (x, y))| if n % period < on_ms * 8 { x.saturating_add(*y) } else { 0 })
+        .collect()
+}
+
+fn silence(seconds: f32) -> Vec<i16> {
+    vec![0; (seconds * 8000.0) as usize]
+}
+
+fn counter(gw: &Gatewayd, name: &str) -> u64 {
+    gw.status().and_then(|s| s["calls"][name].as_u64()).unwrap_or(0)
+}
+
+/// The phone calls the far end, which answers.
+fn connect(w: &World, phone: &linesim::Phone) {
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("2000").unwrap();
+    w.far.wait_established(Duration::from_secs(10)).expect("far end answers");
+    w.gw.wait_until("port 1 connected", Duration::from_secs(5), || w.gw.port_state(1) == "Connected");
+}
+
+#[test]
+fn far_end_busy_tone_hangs_up_the_call() {
+    // A far end that answers, talks (a 1 s 1004 Hz tone) then plays the US
+    // busy tone forever instead of sending BYE: an old PSTN gateway whose
+    // caller hung up.
+    let mut audio = hil::tone(1004.0, -15.0, 1.0).unwrap();
+    audio.extend(cadenced(480.0, 620.0, -20.0, 500, 500, 20.0));
+    let w = world(GwOptions::default(), &audio);
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    connect(&w, &phone);
+
+    let reason = w.far.wait_call_closed(Duration::from_secs(15)).expect("gatewayd hangs up on the busy tone");
+    assert!(reason.contains("peer") || reason.contains("BYE"), "close reason: {reason}");
+    phone.wait_for_tone(&plans::US_REORDER, Duration::from_secs(5)).expect("the phone gets reorder");
+    assert_eq!(counter(&w.gw, "disconnected_on_tone"), 1);
+    assert!(w.gw.log().contains("far end plays a disconnect tone"), "{}", w.gw.log());
+    phone.on_hook();
+    w.gw.wait_until("port 1 idle", Duration::from_secs(5), || w.gw.port_state(1) == "Idle");
+}
+
+#[test]
+fn busy_tone_hang_up_can_be_turned_off() {
+    let audio = cadenced(480.0, 620.0, -20.0, 500, 500, 20.0);
+    let w = world(GwOptions { disconnect_on_busy_tone: false, ..GwOptions::default() }, &audio);
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    connect(&w, &phone);
+    // The phone hears the busy tone through, and the call stays up.
+    phone.wait_for_tone(&plans::US_BUSY, Duration::from_secs(8)).expect("busy tone passed through");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.gw.port_state(1), "Connected");
+    assert_eq!(counter(&w.gw, "disconnected_on_tone"), 0);
+    let st = w.gw.status().unwrap();
+    assert_eq!(st["ports"][0]["signals"]["network_progress_tone"], "busy", "{st}");
+    phone.on_hook();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call ends on the phone's hang-up");
+}
+
+#[test]
+fn fax_tones_switch_the_call_to_voice_band_data() {
+    // The far end is a fax answering: CED (2100 Hz) for 3 s, then silence.
+    let mut audio = hil::tone(2100.0, -12.0, 3.0).unwrap();
+    audio.extend(silence(10.0));
+    let w = world(GwOptions::default(), &audio);
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    // The phone side is a fax calling: CNG, 0.5 s of 1100 Hz every 3.5 s.
+    let mut cng = hil::tone(1100.0, -10.0, 0.5).unwrap();
+    cng.extend(silence(3.0));
+    connect(&w, &phone);
+    phone.play_samples(cng, true);
+
+    w.gw.wait_until("both fax tones recognised", Duration::from_secs(10), || {
+        let log = w.gw.log();
+        log.contains("fax/modem tone") && log.contains("tone=Cng") && log.contains("tone=Ans")
+    });
+    let st = w.gw.status().unwrap();
+    assert_eq!(st["ports"][0]["signals"]["vbd"], true, "{st}");
+    assert!(counter(&w.gw, "modem_tones") >= 2);
+    // Voice-band data ends with the call.
+    phone.stop_playback();
+    phone.on_hook();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call ends");
+    w.gw.wait_until("voice-band data cleared", Duration::from_secs(5), || {
+        w.gw.status().is_some_and(|s| s["ports"][0]["signals"]["vbd"] == false)
+    });
+}
