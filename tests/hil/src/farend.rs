@@ -110,7 +110,22 @@ impl FarEnd {
     /// Auto-answer is on. Returns once its control port is connected; use
     /// [`FarEnd::wait_registered`] before expecting calls.
     pub fn start(kamailio: SocketAddr, user: &str, password: &str, play_wav: &Path) -> io::Result<FarEnd> {
+        Self::start_as(kamailio, None, user, password, play_wav)
+    }
+
+    /// Like [`FarEnd::start`], with a display name in its From header (what
+    /// the gateway sends as the caller ID name).
+    pub fn start_as(
+        kamailio: SocketAddr,
+        display: Option<&str>,
+        user: &str,
+        password: &str,
+        play_wav: &Path,
+    ) -> io::Result<FarEnd> {
         let bad = |s: &str| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && !"<>;\"\\@:,".contains(c));
+        if display.is_some_and(|d| d.is_empty() || !d.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "display name: letters, digits and spaces only"));
+        }
         if bad(user) || bad(password) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -170,8 +185,9 @@ impl FarEnd {
         fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:{user}@{kamailio}>;auth_pass={password};answermode=manual;\
-                 audio_codecs=PCMU/8000/1,PCMA/8000/1;ptime=20;regint=600\n"
+                "{name}<sip:{user}@{kamailio}>;auth_pass={password};answermode=manual;\
+                 audio_codecs=PCMU/8000/1,PCMA/8000/1;ptime=20;regint=600\n",
+                name = display.map(|d| format!("\"{d}\" ")).unwrap_or_default(),
             ),
         )?;
         fs::write(dir.path().join("contacts"), "")?;

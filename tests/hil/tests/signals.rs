@@ -29,13 +29,17 @@ impl Drop for World {
 
 /// Kamailio, gatewayd with `opts`, and far end 2000 sending `far_audio`.
 fn world(opts: GwOptions, far_audio: &[i16]) -> World {
+    world_as(opts, None, far_audio)
+}
+
+fn world_as(opts: GwOptions, far_name: Option<&str>, far_audio: &[i16]) -> World {
     let dir = tempfile::Builder::new().prefix("hil-signals-").tempdir().unwrap();
     let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
     let ports: Vec<String> = (1..=opts.fxs_ports).map(|p| (1000 + p).to_string()).collect();
     let gw = Gatewayd::start(kamailio.addr(), opts);
     let wav = dir.path().join("far.wav");
     hil::write_wav(&wav, far_audio, hil::RATE).unwrap();
-    let far = FarEnd::start(kamailio.addr(), "2000", PASSWORD, &wav).expect("baresip starts");
+    let far = FarEnd::start_as(kamailio.addr(), far_name, "2000", PASSWORD, &wav).expect("baresip starts");
     far.wait_registered(Duration::from_secs(10)).expect("far end registers");
     gw.wait_registered(&ports.iter().map(String::as_str).collect::<Vec<_>>());
     World { kamailio, gw, far, _dir: dir }
@@ -138,4 +142,95 @@ fn fax_tones_switch_the_call_to_voice_band_data() {
     w.gw.wait_until("voice-band data cleared", Duration::from_secs(5), || {
         w.gw.status().is_some_and(|s| s["ports"][0]["signals"]["vbd"] == false)
     });
+}
+
+/// Month and day of now (UTC), as caller ID's "MMDD".
+fn utc_mmdd() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{m:02}{d:02}")
+}
+
+#[test]
+fn caller_id_bell202_between_first_and_second_ring() {
+    let w = world_as(GwOptions::default(), Some("Alice Example"), &silence(1.0));
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    w.far.dial("1001").unwrap();
+    let cid = phone.wait_caller_id(Duration::from_secs(15)).expect("caller ID on the line");
+    eprintln!("caller ID: {cid:?}");
+    assert_eq!(cid.standard, linesim::Standard::Bell202);
+    assert_eq!(cid.kind, linesim::MessageType::Mdmf);
+    assert_eq!(cid.fields.number.as_deref(), Some("2000"));
+    assert_eq!(cid.fields.name.as_deref(), Some("Alice Example"));
+    let dt = cid.fields.date_time.clone().expect("date and time");
+    assert_eq!(dt.len(), 8);
+    let today = utc_mmdd();
+    assert!(dt.starts_with(&today) || dt.ends_with("2359") || dt.ends_with("0000"), "date {dt}, today {today}");
+    // Telcordia GR-30: after the first ring (the 2 s of the US cadence), at
+    // least 500 ms before the data and 200 ms after it before the second ring.
+    let ring = cid.ring_before_ms.expect("a ring before the data");
+    assert!((1950.0..=2050.0).contains(&ring), "first ring {ring} ms");
+    let before = cid.ring_end_to_data_ms.unwrap();
+    assert!((500.0..=700.0).contains(&before), "ring to data {before} ms");
+    let after = cid.data_end_to_ring_ms.expect("the second ring after the data");
+    assert!(after >= 200.0, "data to ring {after} ms");
+    // The second ring keeps the cadence: 4 s after the first ring ended.
+    let gap = before + (cid.data_end_ms - cid.data_start_ms) + after;
+    assert!((3950.0..=4050.0).contains(&gap), "pause between the rings {gap} ms");
+
+    phone.off_hook();
+    w.far.wait_established(Duration::from_secs(5)).expect("the phone answers after caller ID");
+    assert_eq!(counter(&w.gw, "caller_id_sent"), 1);
+    phone.on_hook();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call ends");
+}
+
+#[test]
+fn caller_id_etsi_dt_as_before_the_first_ring() {
+    let opts = GwOptions { country: "UK", ..GwOptions::default() };
+    let w = world_as(opts, Some("Bob"), &silence(1.0));
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    w.far.dial("1001").unwrap();
+    let cid = phone.wait_caller_id(Duration::from_secs(15)).expect("caller ID on the line");
+    eprintln!("caller ID: {cid:?}");
+    assert_eq!(cid.standard, linesim::Standard::V23);
+    assert_eq!(cid.fields.number.as_deref(), Some("2000"));
+    assert_eq!(cid.fields.name.as_deref(), Some("Bob"));
+    // EN 300 659-1 5.3.1: line reversal, DT-AS (100 ms), data, then the
+    // first ring (>= 200 ms after the data); no ring before it.
+    assert_eq!(cid.ring_before_ms, None, "no ring before the data");
+    let dt_as = cid.dt_as.as_ref().expect("DT-AS before the data");
+    assert!((80.0..=120.0).contains(&dt_as.duration_ms), "DT-AS {} ms", dt_as.duration_ms);
+    assert!((45.0..=500.0).contains(&dt_as.end_to_data_ms), "DT-AS to data {} ms", dt_as.end_to_data_ms);
+    let rev = cid.reversal_to_data_ms.expect("a line reversal before the data");
+    assert!(rev >= 100.0 + dt_as.duration_ms, "reversal to data {rev} ms");
+    let after = cid.data_end_to_ring_ms.expect("ringing after the data");
+    assert!(after >= 200.0, "data to ring {after} ms");
+    assert_eq!(phone.feed(), linesim::LineFeed::Forward, "polarity restored for ringing");
+
+    phone.off_hook();
+    w.far.wait_established(Duration::from_secs(5)).expect("the phone answers");
+    phone.on_hook();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call ends");
+}
+
+#[test]
+fn caller_id_off_rings_at_once() {
+    let w = world(GwOptions { caller_id: "off", ..GwOptions::default() }, &silence(1.0));
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    w.far.dial("1001").unwrap();
+    assert!(phone.wait_caller_id(Duration::from_secs(9)).is_err(), "no caller ID when it is off");
+    let ring = phone.wait_ringing(Duration::from_secs(15)).expect("rings");
+    assert!((3950..=4050).contains(&ring.off_ms), "plain US cadence: {ring:?}");
+    assert_eq!(counter(&w.gw, "caller_id_sent"), 0);
 }
