@@ -22,7 +22,7 @@
 //!   comfort noise, 2100 Hz tone disable); see its docs for the algorithm choice.
 //! - [`progress`]: call-progress tone detection per country profile (busy/reorder for FXO).
 //! - [`modem_tones`]: CNG, ANS/CED, /ANS, ANSam, /ANSam detection (V.25, V.8, G.164/G.165).
-//! - [`callerid`]: caller ID messages (SDMF/MDMF) and the Bell 202 / V.23 FSK modem.
+//! - [`callerid`]: caller ID messages (SDMF/MDMF) and the Bell 202 / V.23 FSK modulator.
 //! - [`fft`]: the 128-point transforms of the echo canceller (via `microfft`).
 //! - [`testsig`]: deterministic speech-like and noise sources for tests and benchmarks.
 //! - [`callerid_line`]: caller ID timing (GR-30, EN 300 659-1), CPE alerting signal and
