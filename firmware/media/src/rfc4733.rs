@@ -1,4 +1,5 @@
-//! RTP payload for DTMF digits as telephone events (RFC 4733 section 2.3).
+//! RTP payload for telephone events (RFC 4733 section 2.3): DTMF digits and
+//! the fax/modem tones of RFC 4734.
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -6,7 +7,11 @@
 //! |     event     |E|R| volume    |          duration             |
 //! ```
 //! Event codes for DTMF are in section 3.2 (table 7): 0-9, `*`=10, `#`=11,
-//! A-D = 12-15.
+//! A-D = 12-15. The modem and fax tones we send and report are the V.25 /
+//! V.8 answer tones and the T.30 calling tone of RFC 4734 section 2 (events
+//! 32-36, carried in the same telephone-event payload type). Unlike DTMF they
+//! are sent alongside the audio, not instead of it (RFC 4733 section 2.2):
+//! the modems at both ends need the tone in-band.
 
 /// The four-byte event payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +84,35 @@ pub fn event_to_digit(e: u8) -> Option<u8> {
     }
 }
 
+/// ANS: 2100 Hz answer tone (V.25, V.8), RFC 4734 section 2.
+pub const ANS: u8 = 32;
+/// /ANS: ANS with phase reversals every 450 ms (V.25, echo cancellers off).
+pub const ANS_REVERSED: u8 = 33;
+/// ANSam: ANS amplitude-modulated at 15 Hz (V.8).
+pub const ANSAM: u8 = 34;
+/// /ANSam: ANSam with phase reversals.
+pub const ANSAM_REVERSED: u8 = 35;
+/// CNG: 1100 Hz fax calling tone (T.30).
+pub const CNG: u8 = 36;
+
+/// True for the RFC 4734 tone events this crate sends and reports
+/// ([`ANS`]..=[`CNG`]); V.21 and the other data events are not.
+pub fn is_modem_tone(e: u8) -> bool {
+    (ANS..=CNG).contains(&e)
+}
+
+/// The RFC 4734 name of a tone event (for logs and the CLI).
+pub fn modem_tone_name(e: u8) -> Option<&'static str> {
+    match e {
+        ANS => Some("ANS"),
+        ANS_REVERSED => Some("/ANS"),
+        ANSAM => Some("ANSam"),
+        ANSAM_REVERSED => Some("/ANSam"),
+        CNG => Some("CNG"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +139,15 @@ mod tests {
         assert_eq!(digit_to_event(b'b'), Some(13));
         assert_eq!(digit_to_event(b'E'), None);
         assert_eq!(event_to_digit(16), None);
+    }
+
+    #[test]
+    fn modem_tone_table() {
+        let named: std::vec::Vec<_> = (0..=255u8).filter_map(|e| modem_tone_name(e).map(|n| (e, n))).collect();
+        assert_eq!(named, [(32, "ANS"), (33, "/ANS"), (34, "ANSam"), (35, "/ANSam"), (36, "CNG")]);
+        let tones: std::vec::Vec<u8> = (0..=255u8).filter(|&e| is_modem_tone(e)).collect();
+        assert_eq!(tones, [32, 33, 34, 35, 36]);
+        assert!((0..=255u8).all(|e| !(is_modem_tone(e) && event_to_digit(e).is_some())), "disjoint from DTMF");
     }
 
     proptest! {

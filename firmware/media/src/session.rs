@@ -1,11 +1,21 @@
-//! One call's media: RTP send/receive for G.711 with RFC 4733 DTMF events.
+//! One call's media: RTP send/receive for G.711 with RFC 4733 DTMF events
+//! and RFC 4734 modem/fax tone events.
 //!
 //! Driven by the rt thread once per 10 ms tick: [`RtpSession::receive`] for
 //! every packet that arrived, [`RtpSession::pull_frame`] once for the line,
-//! [`RtpSession::send_frame`] once with what the line said. The number of
-//! pulls is the session's receive clock (80 timestamp units each), used as
+//! [`RtpSession::send_frame`] once with what the line said, then
+//! [`RtpSession::poll_event_packet`] until it returns `None` (sent after the
+//! `send_frame` packet, so the sequence numbers go out in order). The number
+//! of pulls is the session's receive clock (80 timestamp units each), used as
 //! arrival time for the RFC 3550 A.8 jitter estimate; callers that have a
 //! finer arrival time use [`RtpSession::receive_at`].
+//!
+//! Events: one at a time, in one sequence space with the audio (RFC 4733
+//! section 2.1). A DTMF digit ([`RtpSession::start_dtmf`]) replaces the audio
+//! while it lasts; a modem or fax tone ([`RtpSession::start_tone_event`]) is
+//! sent alongside the audio, which still carries the tone in-band (RFC 4733
+//! section 2.2), and its packets come from `poll_event_packet`. A new event
+//! of either kind ends the current one (three end packets) and follows it.
 //!
 //! Nothing here allocates; the session is one fixed-size value.
 
@@ -42,10 +52,18 @@ pub enum Received {
     DtmfStart(u8),
     /// The event ended: digit and duration in timestamp units (1/8 ms).
     DtmfEnd(u8, u16),
+    /// An RFC 4734 modem/fax tone event began: its code, 32..=36 (see
+    /// [`crate::rfc4733::modem_tone_name`]). Reported like `DtmfStart`, also
+    /// when the start was lost. The audio that carries the tone keeps going
+    /// into the jitter buffer.
+    ToneEventStart(u8),
+    /// The tone event ended: code and duration in timestamp units.
+    ToneEventEnd(u8, u16),
     /// Nothing new: a retransmission (same sequence number), a continuation
     /// or repeated end of an event already reported, or a stale event packet.
     Duplicate,
-    /// Not for us: another payload type (comfort noise, non-DTMF events),
+    /// Not for us: another payload type (comfort noise, events other than
+    /// DTMF and the tones above),
     /// another SSRC while the locked one is live, or an empty payload.
     Ignored,
     /// Audio whose playout time had already passed; dropped and counted.
@@ -78,7 +96,7 @@ pub struct SessionStats {
     pub packets_sent: u64,
     /// Payload octets sent (RTCP SR "sender's octet count").
     pub octets_sent: u64,
-    /// DTMF event packets among `packets_sent`.
+    /// Telephone-event packets (DTMF and tones) among `packets_sent`.
     pub events_sent: u64,
     /// Packets accepted from the locked source (audio and events).
     pub packets_received: u64,
@@ -139,9 +157,22 @@ const MAX_MISORDER: i32 = 100;
 /// this many 10 ms frames (re-INVITE to another media server, transfer).
 pub const SSRC_SWITCH_IDLE_FRAMES: u32 = 20;
 
+/// How an event being sent relates to the audio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventKind {
+    /// A DTMF digit: sent instead of the audio (RFC 4733 section 2.5.1), its
+    /// packets come out of `send_frame`.
+    Dtmf,
+    /// A modem or fax tone (RFC 4734): sent alongside the audio, which still
+    /// carries the tone (RFC 4733 section 2.2); its packets come out of
+    /// `poll_event_packet`.
+    Tone,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct TxEvent {
     event: u8,
+    kind: EventKind,
     ts: u32,
     /// Frames with the tone on so far.
     frames: u32,
@@ -152,10 +183,22 @@ struct TxEvent {
     since_packet: u32,
 }
 
+/// An event waiting for the end packets of the one being sent.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     event: u8,
+    kind: EventKind,
     stopped: bool,
+    /// Timestamp of the frame in which it began.
+    ts: u32,
+}
+
+/// An event packet due, before it gets its sequence number.
+#[derive(Clone, Copy, Debug)]
+struct EventPacket {
+    marker: bool,
+    ts: u32,
+    payload: EventPayload,
 }
 
 /// RFC 3550 A.1 sequence state with a 64-packet duplicate window.
@@ -260,6 +303,8 @@ pub struct RtpSession {
     audio_sent: bool,
     tx_event: Option<TxEvent>,
     pending: Option<Pending>,
+    /// Tone event packet due, for `poll_event_packet`.
+    tone_packet: Option<EventPacket>,
     // --- receive side
     jb: JitterBuffer,
     remote_ssrc: Option<u32>,
@@ -289,6 +334,7 @@ impl RtpSession {
             audio_sent: false,
             tx_event: None,
             pending: None,
+            tone_packet: None,
             jb: JitterBuffer::new(cfg.jitter_depth_ms),
             remote_ssrc: None,
             idle_frames: 0,
@@ -336,16 +382,32 @@ impl RtpSession {
     /// sent, and the frames gathered when the event began are discarded: the
     /// event's timestamp is the time its tone started, and timestamps keep
     /// advancing with the frames fed, so audio resumes on the right timeline.
+    /// A tone event changes nothing here: its packets wait in
+    /// [`RtpSession::poll_event_packet`], to be drained after every call.
     pub fn send_frame(&mut self, encoded: &[u8; 80], out: &mut [u8]) -> Option<usize> {
         let frame_ts = self.clock;
         self.clock = self.clock.wrapping_add(FRAME_TS);
         if self.tx_event.is_none() {
             if let Some(p) = self.pending.take() {
-                self.begin_event(p.event, frame_ts, p.stopped);
+                // DTMF replaces the audio, so its packets start where the
+                // audio stops; a tone runs alongside the audio and keeps the
+                // time it began, its first packet reporting the wait.
+                let ts = if p.kind == EventKind::Tone { p.ts } else { frame_ts };
+                self.begin_event(p.event, p.kind, ts, frame_ts, p.stopped);
             }
         }
-        if self.tx_event.is_some() {
-            return self.event_frame(out);
+        match self.tx_event.map(|ev| ev.kind) {
+            Some(EventKind::Dtmf) => {
+                let pkt = self.event_frame()?;
+                return self.write_event(pkt, out);
+            }
+            Some(EventKind::Tone) => {
+                // A packet nobody polled is superseded by the newer one.
+                if let Some(pkt) = self.event_frame() {
+                    self.tone_packet = Some(pkt);
+                }
+            }
+            None => {}
         }
         if self.acc_frames == 0 {
             self.acc_ts = frame_ts;
@@ -371,6 +433,17 @@ impl RtpSession {
         Some(n)
     }
 
+    /// The tone event packet due, if any: call after every
+    /// [`RtpSession::send_frame`] and send what it writes after the packet
+    /// `send_frame` returned, so that sequence numbers go out in order (one
+    /// sequence space for audio and events, RFC 4733 section 2.1). At most
+    /// one per frame. `out` needs 16 bytes; if it is shorter the packet is
+    /// dropped and `send_errors` counts it.
+    pub fn poll_event_packet(&mut self, out: &mut [u8]) -> Option<usize> {
+        let pkt = self.tone_packet.take()?;
+        self.write_event(pkt, out)
+    }
+
     /// Checks room, writes the header and counts the packet; the caller
     /// writes the payload.
     fn write_packet(&mut self, hdr: &RtpHeader, payload_len: usize, out: &mut [u8]) -> Option<usize> {
@@ -387,12 +460,35 @@ impl RtpSession {
         Some(n)
     }
 
-    fn begin_event(&mut self, event: u8, ts: u32, stopped: bool) {
-        self.acc_frames = 0;
-        self.tx_event = Some(TxEvent { event, ts, frames: 0, start_sent: false, stopping: stopped, ends_sent: 0, since_packet: 0 });
+    fn write_event(&mut self, pkt: EventPacket, out: &mut [u8]) -> Option<usize> {
+        let hdr = RtpHeader {
+            marker: pkt.marker,
+            payload_type: self.cfg.telephone_event.unwrap_or(101),
+            sequence: self.seq,
+            timestamp: pkt.ts,
+            ssrc: self.cfg.ssrc,
+        };
+        let n = self.write_packet(&hdr, EventPayload::LEN, out)?;
+        pkt.payload.emit(&mut out[RtpHeader::LEN..n]);
+        self.stats.events_sent += 1;
+        Some(n)
     }
 
-    fn event_frame(&mut self, out: &mut [u8]) -> Option<usize> {
+    /// Starts sending `event` from timestamp `ts`; `now` is the timestamp of
+    /// the frame being fed (later than `ts` for a tone that waited).
+    fn begin_event(&mut self, event: u8, kind: EventKind, ts: u32, now: u32, stopped: bool) {
+        if kind == EventKind::Dtmf {
+            self.acc_frames = 0;
+        }
+        let waited = (now.wrapping_sub(ts) / FRAME_TS).min(MAX_SEGMENT_FRAMES - 1);
+        self.tx_event =
+            Some(TxEvent { event, kind, ts, frames: waited, start_sent: false, stopping: stopped, ends_sent: 0, since_packet: 0 });
+    }
+
+    /// Advances the event being sent by one frame; returns its packet if one
+    /// is due now. The event advances whether or not the packet can be
+    /// written: the tone is on the line's timeline, not the caller's buffers.
+    fn event_frame(&mut self) -> Option<EventPacket> {
         let fpp = self.frames_per_packet;
         let ev = self.tx_event.as_mut()?;
         ev.since_packet += 1;
@@ -419,24 +515,11 @@ impl RtpSession {
             return None;
         }
         let end = ev.start_sent && ev.stopping;
-        let marker = !ev.start_sent;
-        let payload = EventPayload {
-            event: ev.event,
-            end,
-            volume: EVENT_VOLUME,
-            duration: (ev.frames * FRAME_TS) as u16,
+        let pkt = EventPacket {
+            marker: !ev.start_sent,
+            ts: ev.ts,
+            payload: EventPayload { event: ev.event, end, volume: EVENT_VOLUME, duration: (ev.frames * FRAME_TS) as u16 },
         };
-        let hdr = RtpHeader {
-            marker,
-            payload_type: self.cfg.telephone_event.unwrap_or(101),
-            sequence: self.seq,
-            timestamp: ev.ts,
-            ssrc: self.cfg.ssrc,
-        };
-        let n = self.write_packet(&hdr, EventPayload::LEN, out);
-        // The event advances even if `out` was too small: the tone is on the
-        // line's timeline, not the caller's buffers.
-        let ev = self.tx_event.as_mut()?;
         ev.since_packet = 0;
         ev.start_sent = true;
         if end {
@@ -445,45 +528,93 @@ impl RtpSession {
                 self.tx_event = None;
             }
         }
-        let n = n?;
-        payload.emit(&mut out[RtpHeader::LEN..n]);
-        self.stats.events_sent += 1;
-        Some(n)
+        Some(pkt)
+    }
+
+    /// Starts `event` now, or, if another event is being sent, ends that one
+    /// (its three end packets) and starts `event` after it.
+    fn start_event(&mut self, event: u8, kind: EventKind) {
+        match self.tx_event.as_mut() {
+            None => self.begin_event(event, kind, self.clock, self.clock, false),
+            Some(ev) => {
+                ev.stopping = true;
+                self.pending = Some(Pending { event, kind, stopped: false, ts: self.clock });
+            }
+        }
+    }
+
+    /// The tone or digit of `kind` ended: send the end packets.
+    fn stop_event(&mut self, kind: EventKind) {
+        if let Some(p) = self.pending.as_mut().filter(|p| p.kind == kind) {
+            p.stopped = true;
+        } else if let Some(ev) = self.tx_event.as_mut().filter(|ev| ev.kind == kind) {
+            ev.stopping = true;
+        }
+    }
+
+    fn event_active(&self, kind: EventKind) -> bool {
+        self.tx_event.is_some_and(|ev| ev.kind == kind) || self.pending.is_some_and(|p| p.kind == kind)
     }
 
     /// Starts sending a DTMF event for the ASCII `digit` (`0-9 * # A-D`).
     /// Packets come out of [`RtpSession::send_frame`]: the first at once with
     /// the marker bit, then one every ptime with the growing duration, and
     /// after [`RtpSession::stop_dtmf`] three end packets, all carrying the
-    /// timestamp of the event's start. A digit started while another is still
-    /// on ends the first one and follows it. Returns false (and does nothing)
-    /// if telephone-event was not negotiated or `digit` is not DTMF.
+    /// timestamp of the event's start. A digit started while another event
+    /// (digit or tone) is still on ends that one and follows it; while a
+    /// tone's end packets go out the audio still flows. Returns false (and
+    /// does nothing) if telephone-event was not negotiated or `digit` is not
+    /// DTMF.
     pub fn start_dtmf(&mut self, digit: u8) -> bool {
         let (Some(_), Some(event)) = (self.cfg.telephone_event, rfc4733::digit_to_event(digit)) else {
             return false;
         };
-        match self.tx_event.as_mut() {
-            None => self.begin_event(event, self.clock, false),
-            Some(ev) => {
-                ev.stopping = true;
-                self.pending = Some(Pending { event, stopped: false });
-            }
-        }
+        self.start_event(event, EventKind::Dtmf);
         true
     }
 
     /// The digit's tone ended: send the end packets.
     pub fn stop_dtmf(&mut self) {
-        if let Some(p) = self.pending.as_mut() {
-            p.stopped = true;
-        } else if let Some(ev) = self.tx_event.as_mut() {
-            ev.stopping = true;
-        }
+        self.stop_event(EventKind::Dtmf);
     }
 
-    /// True while event packets (including end repeats) are still to be sent.
+    /// True while DTMF event packets (including end repeats) are still to be
+    /// sent.
     pub fn dtmf_active(&self) -> bool {
-        self.tx_event.is_some() || self.pending.is_some()
+        self.event_active(EventKind::Dtmf)
+    }
+
+    /// Starts sending the RFC 4734 modem/fax tone `event` (32..=36, see
+    /// [`rfc4733::is_modem_tone`]) alongside the audio, which
+    /// [`RtpSession::send_frame`] keeps sending unchanged. The event packets
+    /// (start with the marker at once, an update every ptime, three end
+    /// packets after [`RtpSession::stop_tone_event`], segments of at most
+    /// 65520 units) come out of [`RtpSession::poll_event_packet`]. Starting
+    /// the tone already being sent changes nothing; another tone or a DTMF
+    /// digit on ends that one and the new tone follows it, with the
+    /// timestamp of the frame in which it began. A DTMF digit started during
+    /// a tone likewise ends the tone. Returns false (and does nothing) if
+    /// telephone-event was not negotiated or `event` is not one of these.
+    pub fn start_tone_event(&mut self, event: u8) -> bool {
+        if self.cfg.telephone_event.is_none() || !rfc4733::is_modem_tone(event) {
+            return false;
+        }
+        let current = self.pending.map(|p| (p.event, p.kind, p.stopped)).or(self.tx_event.map(|ev| (ev.event, ev.kind, ev.stopping)));
+        if current != Some((event, EventKind::Tone, false)) {
+            self.start_event(event, EventKind::Tone);
+        }
+        true
+    }
+
+    /// The tone ended: send the tone event's end packets.
+    pub fn stop_tone_event(&mut self) {
+        self.stop_event(EventKind::Tone);
+    }
+
+    /// True while tone event packets (including end repeats) are still to be
+    /// produced.
+    pub fn tone_event_active(&self) -> bool {
+        self.event_active(EventKind::Tone)
     }
 
     // ----------------------------------------------------------- receiving
@@ -494,8 +625,8 @@ impl RtpSession {
     }
 
     /// Takes one received packet that arrived at `arrival` (8 kHz units, any
-    /// origin, wrapping). Audio goes into the jitter buffer; DTMF events are
-    /// reported once per event start and end.
+    /// origin, wrapping). Audio goes into the jitter buffer; DTMF and tone
+    /// events are reported once per event start and end.
     pub fn receive_at(&mut self, packet: &[u8], arrival: u32) -> Result<Received, MediaError> {
         let p = match Packet::new_checked(packet) {
             Ok(p) => p,
@@ -578,7 +709,11 @@ impl RtpSession {
     /// RFC 4733 section 2.5.2: one event per timestamp; report its start once
     /// and its end once however often they are repeated.
     fn receive_event(&mut self, ts: u32, e: EventPayload) -> Received {
-        let Some(digit) = rfc4733::event_to_digit(e.event) else {
+        let (start, end) = if let Some(digit) = rfc4733::event_to_digit(e.event) {
+            (Received::DtmfStart(digit), Received::DtmfEnd(digit, e.duration))
+        } else if rfc4733::is_modem_tone(e.event) {
+            (Received::ToneEventStart(e.event), Received::ToneEventEnd(e.event, e.duration))
+        } else {
             self.stats.ignored += 1;
             return Received::Ignored;
         };
@@ -586,7 +721,7 @@ impl RtpSession {
             Some(cur) if cur.ts == ts => {
                 if e.end && !cur.end_reported {
                     cur.end_reported = true;
-                    Received::DtmfEnd(digit, e.duration)
+                    end
                 } else {
                     Received::Duplicate
                 }
@@ -594,7 +729,7 @@ impl RtpSession {
             Some(cur) if (ts.wrapping_sub(cur.ts) as i32) < 0 => Received::Duplicate,
             _ => {
                 self.rx_event = Some(RxEvent { ts, end_reported: false });
-                Received::DtmfStart(digit)
+                start
             }
         }
     }
@@ -1016,6 +1151,286 @@ mod tests {
         let want: Vec<u8> = (0..heard.len() as u8).collect();
         assert_eq!(heard, want);
         assert!(heard.len() >= 20);
+    }
+
+    // ------------------------------------------------ RFC 4734 tone events
+
+    fn tone(seq: u16, ts: u32, code: u8, end: bool, dur: u16) -> Vec<u8> {
+        rtp(101, seq, ts, false, 7, &EventPayload { event: code, end, volume: 10, duration: dur }.to_bytes())
+    }
+
+    /// Drives `send_frame` `n` times, draining `poll_event_packet` after
+    /// each, as the rt thread does; returns the packets in sending order.
+    fn feed_all(s: &mut RtpSession, n: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut buf = [0u8; 600];
+            if let Some(len) = s.send_frame(&[i as u8; 80], &mut buf) {
+                out.push(buf[..len].to_vec());
+            }
+            while let Some(len) = s.poll_event_packet(&mut buf) {
+                out.push(buf[..len].to_vec());
+            }
+        }
+        out
+    }
+
+    fn parse(b: &[u8]) -> (RtpHeader, Vec<u8>) {
+        let p = Packet::new_checked(b).unwrap();
+        (p.header(), p.payload().to_vec())
+    }
+
+    fn events_of(pkts: &[Vec<u8>]) -> Vec<(RtpHeader, EventPayload)> {
+        pkts.iter().map(|b| parse(b)).filter(|(h, _)| h.payload_type == 101).map(|(h, p)| (h, EventPayload::parse(&p).unwrap())).collect()
+    }
+
+    fn audio_of(pkts: &[Vec<u8>]) -> Vec<(RtpHeader, Vec<u8>)> {
+        pkts.iter().map(|b| parse(b)).filter(|(h, _)| h.payload_type == 0).collect()
+    }
+
+    fn assert_consecutive(pkts: &[Vec<u8>]) {
+        let seqs: Vec<u16> = pkts.iter().map(|b| parse(b).0.sequence).collect();
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0].wrapping_add(1), "sequence numbers {seqs:?}");
+        }
+    }
+
+    #[test]
+    fn tone_event_goes_alongside_unchanged_audio() {
+        let (before, on, after) = (3, 10, 10);
+        let mut s = RtpSession::new(cfg(20));
+        let mut reference = RtpSession::new(cfg(20));
+        let mut pkts = feed_all(&mut s, before);
+        assert!(s.start_tone_event(rfc4733::ANS));
+        assert!(s.tone_event_active() && !s.dtmf_active());
+        pkts.extend(feed_all(&mut s, on));
+        s.stop_tone_event();
+        pkts.extend(feed_all(&mut s, after));
+        assert!(!s.tone_event_active());
+        let plain: Vec<_> = [before, on, after].iter().flat_map(|&n| feed_all(&mut reference, n)).collect();
+
+        // The audio is exactly what it is without the event, bar sequence numbers.
+        let (got, want) = (audio_of(&pkts), audio_of(&plain));
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got.len(), (before + on + after) / 2);
+        for ((gh, gp), (wh, wp)) in got.iter().zip(&want) {
+            assert_eq!((gh.timestamp, gh.marker, gh.ssrc, gp), (wh.timestamp, wh.marker, wh.ssrc, wp));
+        }
+        // One sequence space, no gaps, in sending order.
+        assert_consecutive(&pkts);
+        assert_eq!(parse(&pkts[0]).0.sequence, 65534);
+
+        let ev = events_of(&pkts);
+        let event_ts = 1000 + before as u32 * 80;
+        // Start at once, an update every 20 ms while on, then three ends.
+        let updates = on.div_ceil(2);
+        assert_eq!(ev.len(), updates + 3);
+        for (i, (h, e)) in ev.iter().enumerate() {
+            assert_eq!(h.timestamp, event_ts, "all packets carry the event's start");
+            assert_eq!(h.marker, i == 0, "marker on the start only");
+            assert_eq!((h.ssrc, e.event, e.volume), (0xabcd, rfc4733::ANS, 10));
+            let (end, duration) = if i < updates { (false, (2 * i as u16 + 1) * 80) } else { (true, on as u16 * 80) };
+            assert_eq!((e.end, e.duration), (end, duration), "packet {i}");
+        }
+        // The start goes out in the frame the tone began (frame 3), right
+        // after the audio packet that frame completed.
+        let (h1, h2) = (parse(&pkts[1]).0, parse(&pkts[2]).0);
+        assert_eq!((h1.payload_type, h1.timestamp), (0, 1000 + 2 * 80));
+        assert_eq!((h2.payload_type, h2.marker), (101, true));
+        assert_eq!(s.stats().events_sent, ev.len() as u64);
+        assert_eq!(s.stats().packets_sent, (ev.len() + got.len()) as u64);
+        assert_eq!(s.stats().octets_sent, (ev.len() * 4 + got.len() * 160) as u64);
+    }
+
+    #[test]
+    fn tone_events_need_telephone_event_and_a_tone_code() {
+        let mut s = RtpSession::new(SessionConfig { telephone_event: None, ..cfg(20) });
+        assert!(!s.start_tone_event(rfc4733::CNG));
+        assert!(!s.tone_event_active());
+        assert!(feed_all(&mut s, 4).iter().all(|b| parse(b).0.payload_type == 0));
+        let mut s = RtpSession::new(cfg(20));
+        for code in (0..=255u8).filter(|&c| !(32..=36).contains(&c)) {
+            assert!(!s.start_tone_event(code), "event {code}");
+        }
+        assert!(!s.tone_event_active());
+        for code in 32..=36u8 {
+            let mut s = RtpSession::new(cfg(20));
+            assert!(s.start_tone_event(code));
+            let ev = events_of(&feed_all(&mut s, 1));
+            assert_eq!(ev.len(), 1);
+            assert_eq!(ev[0].1.event, code);
+        }
+    }
+
+    #[test]
+    fn short_buffer_for_tone_packet_is_counted_and_the_event_goes_on() {
+        let mut s = RtpSession::new(cfg(10));
+        s.start_tone_event(rfc4733::CNG);
+        let mut buf = [0u8; 600];
+        assert!(s.send_frame(&[0; 80], &mut buf).is_some());
+        assert_eq!(s.poll_event_packet(&mut [0u8; 15]), None);
+        assert_eq!(s.poll_event_packet(&mut buf), None, "the packet was dropped");
+        assert_eq!(s.stats().send_errors, 1);
+        let ev = events_of(&feed_all(&mut s, 1));
+        assert_eq!((ev[0].0.marker, ev[0].1.duration), (false, 160), "the next update, on the event's timeline");
+    }
+
+    #[test]
+    fn dtmf_during_a_tone_ends_the_tone_and_follows_it() {
+        let mut s = RtpSession::new(cfg(10));
+        s.start_tone_event(rfc4733::CNG);
+        let tone_on = feed_all(&mut s, 3);
+        assert!(s.start_dtmf(b'1'));
+        assert!(s.dtmf_active() && s.tone_event_active());
+        let handover = feed_all(&mut s, 5);
+        assert!(!s.tone_event_active());
+        s.stop_dtmf();
+        let rest = feed_all(&mut s, 5);
+        let all: Vec<_> = [tone_on, handover.clone(), rest].concat();
+        assert_consecutive(&all);
+
+        // The tone's three ends go out alongside audio, then the digit
+        // replaces the audio.
+        let kinds: Vec<(u8, bool)> = handover
+            .iter()
+            .map(|b| {
+                let (h, p) = parse(b);
+                (if h.payload_type == 0 { 255 } else { EventPayload::parse(&p).unwrap().event }, h.marker)
+            })
+            .collect();
+        let cng = rfc4733::CNG;
+        assert_eq!(kinds, [(255, false), (cng, false), (255, false), (cng, false), (255, false), (cng, false), (1, true), (1, false)]);
+        let ev = events_of(&all);
+        let tone: Vec<_> = ev.iter().filter(|(_, e)| e.event == cng).collect();
+        assert!(tone.iter().rev().take(3).all(|(h, e)| e.end && e.duration == 3 * 80 && h.timestamp == 1000));
+        let digit: Vec<_> = ev.iter().filter(|(_, e)| e.event == 1).collect();
+        assert_eq!(digit.len(), 2 + 3, "start, one update, three ends");
+        assert_eq!(digit[0].0.timestamp, 1000 + 6 * 80, "the digit starts where the audio stops");
+        // No audio while the digit is on; it resumes after its ends.
+        let first_digit = all.iter().position(|b| parse(b).0.timestamp == digit[0].0.timestamp).unwrap();
+        let last_digit = all.iter().rposition(|b| parse(b).0.timestamp == digit[0].0.timestamp).unwrap();
+        assert!(all[first_digit..=last_digit].iter().all(|b| parse(b).0.payload_type == 101));
+        assert!(last_digit < all.len() - 1 && parse(&all[last_digit + 1]).0.payload_type == 0);
+        assert!(!s.dtmf_active());
+    }
+
+    #[test]
+    fn tone_change_ends_the_old_tone_and_the_new_keeps_its_start_time() {
+        let mut s = RtpSession::new(cfg(20));
+        s.start_tone_event(rfc4733::ANS);
+        let mut pkts = feed_all(&mut s, 4);
+        assert!(s.start_tone_event(rfc4733::ANS), "the same tone again");
+        pkts.extend(feed_all(&mut s, 2));
+        assert!(events_of(&pkts).iter().all(|(_, e)| !e.end), "repeating the start changed nothing");
+        let reversal_ts = 1000 + 6 * 80;
+        assert!(s.start_tone_event(rfc4733::ANS_REVERSED));
+        pkts.extend(feed_all(&mut s, 10));
+        assert_consecutive(&pkts);
+        assert_eq!(audio_of(&pkts).len(), 8, "audio went on throughout");
+        let ev = events_of(&pkts);
+        let ends: Vec<_> = ev.iter().filter(|(_, e)| e.end).collect();
+        assert_eq!(ends.len(), 3);
+        assert!(ends.iter().all(|(h, e)| e.event == rfc4733::ANS && h.timestamp == 1000 && e.duration == 6 * 80));
+        let rev: Vec<_> = ev.iter().filter(|(_, e)| e.event == rfc4733::ANS_REVERSED).collect();
+        let (h, e) = rev[0];
+        assert!(h.marker);
+        assert_eq!(h.timestamp, reversal_ts, "the time the reversal was detected, not the time it could be sent");
+        // Ends went out on frames 0, 2 and 4 after the change: the new event
+        // starts on frame 5 and its first packet covers frames 0..=5.
+        assert_eq!(e.duration, 6 * 80);
+        assert!(rev[1..].iter().all(|(h, e)| !h.marker && h.timestamp == reversal_ts && e.duration > 6 * 80));
+    }
+
+    #[test]
+    fn long_tone_is_split_into_segments_while_audio_flows() {
+        let mut s = RtpSession::new(cfg(20));
+        s.start_tone_event(rfc4733::ANSAM);
+        let pkts = feed_all(&mut s, 830);
+        assert_eq!(audio_of(&pkts).len(), 415);
+        assert_consecutive(&pkts);
+        let ev: Vec<_> = events_of(&pkts).iter().map(|(h, e)| (h.marker, h.timestamp, e.duration)).collect();
+        let seg2 = ev.iter().position(|&(_, ts, _)| ts != 1000).unwrap();
+        assert_eq!(ev[seg2 - 1], (false, 1000, 65520), "last update of the full segment");
+        assert_eq!(ev[seg2], (false, 1000 + 65520, 80), "new segment: no marker, ts + duration");
+        s.stop_tone_event();
+        let ends = events_of(&feed_all(&mut s, 6));
+        assert_eq!(ends.len(), 3);
+        assert!(ends.iter().all(|(h, e)| e.end && h.timestamp == 1000 + 65520 && e.duration == 11 * 80));
+    }
+
+    #[test]
+    fn tone_event_receive_dedupes_and_audio_keeps_flowing() {
+        let mut s = RtpSession::new(SessionConfig { jitter_depth_ms: 20, ..cfg(10) });
+        let ans = rfc4733::ANS;
+        let ts = 80;
+        let script: [(Vec<u8>, Received); 10] = [
+            (audio(1, 0, 1, 1), Received::Audio),
+            (audio(2, 80, 2, 1), Received::Audio),
+            (tone(3, ts, ans, false, 80), Received::ToneEventStart(ans)),
+            (tone(3, ts, ans, false, 80), Received::Duplicate),
+            (audio(4, 160, 3, 1), Received::Audio),
+            (tone(5, ts, ans, false, 160), Received::Duplicate),
+            (tone(6, ts, ans, true, 240), Received::ToneEventEnd(ans, 240)),
+            (audio(7, 240, 4, 1), Received::Audio),
+            (tone(8, ts, ans, true, 240), Received::Duplicate),
+            (tone(9, ts, ans, true, 240), Received::Duplicate),
+        ];
+        for (i, (pkt, want)) in script.iter().enumerate() {
+            assert_eq!(s.receive(pkt), Ok(*want), "step {i}");
+        }
+        let heard: Vec<_> = (0..4).map(|_| pull(&mut s)).collect();
+        assert_eq!(heard, [Some(1), Some(2), Some(3), Some(4)], "audio interleaved with events plays on");
+        let st = s.stats();
+        assert_eq!((st.lost, st.duplicates, st.packets_received), (0, 1, 9));
+        // The same tone later is a new event; an unknown event is ignored.
+        assert_eq!(s.receive(&tone(10, 8000, ans, false, 80)), Ok(Received::ToneEventStart(ans)));
+        assert_eq!(s.receive(&tone(11, 9000, 37, false, 80)), Ok(Received::Ignored));
+    }
+
+    #[test]
+    fn tone_event_whose_start_was_lost_is_reported_once() {
+        let mut s = RtpSession::new(cfg(20));
+        let cng = rfc4733::CNG;
+        assert_eq!(s.receive(&tone(20, 500, cng, true, 4000)), Ok(Received::ToneEventStart(cng)));
+        assert_eq!(s.receive(&tone(21, 500, cng, true, 4000)), Ok(Received::ToneEventEnd(cng, 4000)));
+        assert_eq!(s.receive(&tone(22, 500, cng, true, 4000)), Ok(Received::Duplicate));
+        assert_eq!(s.receive(&tone(19, 500, cng, false, 3840)), Ok(Received::Duplicate), "a late update");
+    }
+
+    #[test]
+    fn tone_event_between_two_sessions() {
+        let mut a = RtpSession::new(cfg(20));
+        let mut b = RtpSession::new(SessionConfig { jitter_depth_ms: 60, ..cfg(20) });
+        let mut heard = Vec::new();
+        let mut reports = Vec::new();
+        for i in 0..60u8 {
+            match i {
+                10 => assert!(a.start_tone_event(rfc4733::ANSAM_REVERSED)),
+                35 => a.stop_tone_event(),
+                _ => {}
+            }
+            let mut buf = [0u8; 600];
+            let audio = a.send_frame(&[i; 80], &mut buf).map(|n| buf[..n].to_vec());
+            if let Some(p) = audio {
+                assert_eq!(b.receive(&p), Ok(Received::Audio));
+            }
+            while let Some(n) = a.poll_event_packet(&mut buf) {
+                // Lose the start packet: the first update must still report it.
+                if i != 10 {
+                    reports.push(b.receive(&buf[..n]).unwrap());
+                }
+            }
+            if let Some(f) = pull(&mut b) {
+                heard.push(f);
+            }
+        }
+        let code = rfc4733::ANSAM_REVERSED;
+        let news: Vec<_> = reports.iter().filter(|r| **r != Received::Duplicate).collect();
+        assert_eq!(news, [&Received::ToneEventStart(code), &Received::ToneEventEnd(code, 25 * 80)]);
+        assert!(heard.len() >= 50);
+        let want: Vec<u8> = (0..heard.len() as u8).collect();
+        assert_eq!(heard, want, "every audio frame, through the tone");
+        assert_eq!(b.stats().lost, 1, "only the dropped start");
     }
 
     const NTP_T0: u64 = 3_900_000_000 << 32;
