@@ -535,7 +535,12 @@ impl RtpSession {
     /// (its three end packets) and starts `event` after it.
     fn start_event(&mut self, event: u8, kind: EventKind) {
         match self.tx_event.as_mut() {
-            None => self.begin_event(event, kind, self.clock, self.clock, false),
+            None => {
+                // An event still pending (the previous one's last end went
+                // out in the last frame) is superseded, as below.
+                self.pending = None;
+                self.begin_event(event, kind, self.clock, self.clock, false);
+            }
             Some(ev) => {
                 ev.stopping = true;
                 self.pending = Some(Pending { event, kind, stopped: false, ts: self.clock });
@@ -1004,6 +1009,23 @@ mod tests {
         assert!(evs[3].0, "marker on the new event");
         assert_eq!(evs[3].1.event, 2);
         assert!(!evs[3].1.end);
+    }
+
+    #[test]
+    fn digit_started_before_a_pending_one_began_still_ends() {
+        let mut s = RtpSession::new(cfg(10));
+        s.start_dtmf(b'1');
+        feed(&mut s, 1);
+        s.start_dtmf(b'2'); // waits for the three ends of '1'
+        feed(&mut s, 3);
+        s.start_dtmf(b'3'); // '1' is done, '2' not yet begun
+        s.stop_dtmf();
+        let pkts = feed(&mut s, 6);
+        let evs: Vec<_> = events_of(&pkts).into_iter().map(|(_, e)| e).collect();
+        assert_eq!(evs.len(), 4);
+        assert!(evs.iter().all(|e| e.event == 3), "'2' was superseded");
+        assert_eq!(evs.iter().filter(|e| e.end).count(), 3);
+        assert!(!s.dtmf_active());
     }
 
     #[test]
@@ -1506,6 +1528,42 @@ mod tests {
                 let mut f = [0u8; 80];
                 s.pull_frame(&mut f);
             }
+        }
+
+        #[test]
+        fn any_mix_of_tones_and_digits_keeps_one_sequence_space(ops in proptest::collection::vec(0u8..12, 1..300), ptime in 1u32..=6) {
+            let mut s = RtpSession::new(cfg(ptime * 10));
+            let mut pkts = Vec::new();
+            for &op in &ops {
+                match op {
+                    0..=4 => proptest::prop_assert!(s.start_tone_event(rfc4733::ANS + op)),
+                    5 => s.stop_tone_event(),
+                    6 => proptest::prop_assert!(s.start_dtmf(b'7')),
+                    7 => s.stop_dtmf(),
+                    _ => {}
+                }
+                pkts.extend(feed_all(&mut s, 1));
+            }
+            s.stop_tone_event();
+            s.stop_dtmf();
+            pkts.extend(feed_all(&mut s, 40));
+            proptest::prop_assert!(!s.tone_event_active() && !s.dtmf_active());
+            let seqs: Vec<u16> = pkts.iter().map(|b| parse(b).0.sequence).collect();
+            proptest::prop_assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+            // Every event that started ended with three end packets.
+            let ev = events_of(&pkts);
+            let starts = ev.iter().filter(|(h, _)| h.marker).count();
+            let ends = ev.iter().filter(|(_, e)| e.end).count();
+            proptest::prop_assert_eq!(ends, 3 * starts);
+            // The receiver sees each event start and end once.
+            let mut r = RtpSession::new(cfg(20));
+            let news = pkts.iter().filter_map(|p| match r.receive(p) {
+                Ok(Received::DtmfStart(_) | Received::ToneEventStart(_)) => Some(1),
+                Ok(Received::DtmfEnd(..) | Received::ToneEventEnd(..)) => Some(2),
+                _ => None,
+            });
+            let (rs, re) = news.fold((0, 0), |(a, b), k| if k == 1 { (a + 1, b) } else { (a, b + 1) });
+            proptest::prop_assert_eq!((rs, re), (starts, starts));
         }
 
         #[test]
