@@ -50,7 +50,8 @@ pub enum Received {
     /// packet seen of an event is already an end packet (the start was lost);
     /// the end is then reported by the next retransmitted end packet.
     DtmfStart(u8),
-    /// The event ended: digit and duration in timestamp units (1/8 ms).
+    /// The event ended: digit and duration in timestamp units (1/8 ms),
+    /// over all its segments (RFC 4733 section 2.5.1.3), at most 65535.
     DtmfEnd(u8, u16),
     /// An RFC 4734 modem/fax tone event began: its code, 32..=36 (see
     /// [`crate::rfc4733::modem_tone_name`]). Reported like `DtmfStart`, also
@@ -284,8 +285,23 @@ impl SeqState {
 
 #[derive(Clone, Copy, Debug)]
 struct RxEvent {
+    event: u8,
+    /// Timestamp of the current segment.
     ts: u32,
+    /// Timestamp of the first segment (RFC 4733 section 2.5.1.3).
+    origin: u32,
     end_reported: bool,
+}
+
+/// A long event's next segment starts this close below the 16-bit duration
+/// limit (the sender splits when the next update would not fit: at most one
+/// 60 ms packet's worth, 480 units, below it).
+const SEGMENT_MIN_LEN: u32 = u16::MAX as u32 - 480;
+
+impl RxEvent {
+    fn is_next_segment(&self, ts: u32, event: u8) -> bool {
+        !self.end_reported && event == self.event && (SEGMENT_MIN_LEN..=u16::MAX.into()).contains(&ts.wrapping_sub(self.ts))
+    }
 }
 
 /// Per-call media session; see the module docs.
@@ -712,29 +728,37 @@ impl RtpSession {
     }
 
     /// RFC 4733 section 2.5.2: one event per timestamp; report its start once
-    /// and its end once however often they are repeated.
+    /// and its end once however often they are repeated. The next segment of
+    /// a long event (section 2.5.1.3: same event, timestamp one full segment
+    /// later) continues it; the end then reports the whole duration,
+    /// saturated at 65535.
     fn receive_event(&mut self, ts: u32, e: EventPayload) -> Received {
-        let (start, end) = if let Some(digit) = rfc4733::event_to_digit(e.event) {
-            (Received::DtmfStart(digit), Received::DtmfEnd(digit, e.duration))
-        } else if rfc4733::is_modem_tone(e.event) {
-            (Received::ToneEventStart(e.event), Received::ToneEventEnd(e.event, e.duration))
-        } else {
+        let digit = rfc4733::event_to_digit(e.event);
+        if digit.is_none() && !rfc4733::is_modem_tone(e.event) {
             self.stats.ignored += 1;
             return Received::Ignored;
-        };
+        }
         match self.rx_event.as_mut() {
-            Some(cur) if cur.ts == ts => {
+            Some(cur) if cur.ts == ts || cur.is_next_segment(ts, e.event) => {
+                cur.ts = ts;
                 if e.end && !cur.end_reported {
                     cur.end_reported = true;
-                    end
+                    let total = ts.wrapping_sub(cur.origin).saturating_add(e.duration.into()).min(u16::MAX.into()) as u16;
+                    match digit {
+                        Some(d) => Received::DtmfEnd(d, total),
+                        None => Received::ToneEventEnd(e.event, total),
+                    }
                 } else {
                     Received::Duplicate
                 }
             }
             Some(cur) if (ts.wrapping_sub(cur.ts) as i32) < 0 => Received::Duplicate,
             _ => {
-                self.rx_event = Some(RxEvent { ts, end_reported: false });
-                start
+                self.rx_event = Some(RxEvent { event: e.event, ts, origin: ts, end_reported: false });
+                match digit {
+                    Some(d) => Received::DtmfStart(d),
+                    None => Received::ToneEventStart(e.event),
+                }
             }
         }
     }
@@ -1417,6 +1441,42 @@ mod tests {
         assert_eq!(s.receive(&tone(21, 500, cng, true, 4000)), Ok(Received::ToneEventEnd(cng, 4000)));
         assert_eq!(s.receive(&tone(22, 500, cng, true, 4000)), Ok(Received::Duplicate));
         assert_eq!(s.receive(&tone(19, 500, cng, false, 3840)), Ok(Received::Duplicate), "a late update");
+    }
+
+    #[test]
+    fn long_events_are_reported_once_across_segments() {
+        // At 30 ms the last update of a full segment is not on a packet
+        // boundary: the next segment is recognised by its timestamp alone.
+        for (ptime, start) in [(20, true), (30, true), (30, false)] {
+            let mut a = RtpSession::new(cfg(ptime));
+            let mut b = RtpSession::new(SessionConfig { jitter_depth_ms: 60, ..cfg(20) });
+            let frames = 1700; // 17 s: three segments
+            if start {
+                a.start_tone_event(rfc4733::ANS);
+            } else {
+                a.start_dtmf(b'4');
+            }
+            let mut pkts = feed_all(&mut a, frames);
+            a.stop_tone_event();
+            a.stop_dtmf();
+            pkts.extend(feed_all(&mut a, 10));
+            let segments: std::collections::BTreeSet<u32> = events_of(&pkts).iter().map(|(h, _)| h.timestamp).collect();
+            assert_eq!(segments.len(), 3);
+            let news: Vec<_> =
+                pkts.iter().map(|p| b.receive(p).unwrap()).filter(|r| !matches!(r, Received::Audio | Received::Duplicate)).collect();
+            let want = if start {
+                [Received::ToneEventStart(rfc4733::ANS), Received::ToneEventEnd(rfc4733::ANS, u16::MAX)]
+            } else {
+                [Received::DtmfStart(b'4'), Received::DtmfEnd(b'4', u16::MAX)]
+            };
+            assert_eq!(news, want, "ptime {ptime}");
+        }
+        // Ends report the whole duration when it fits.
+        let mut b = RtpSession::new(cfg(20));
+        assert_eq!(b.receive(&tone(1, 0, rfc4733::CNG, false, 65520)), Ok(Received::ToneEventStart(rfc4733::CNG)));
+        assert_eq!(b.receive(&tone(2, 65520, rfc4733::CNG, true, 8)), Ok(Received::ToneEventEnd(rfc4733::CNG, 65528)));
+        // Another event one segment later is a new event.
+        assert_eq!(b.receive(&tone(3, 2 * 65520, rfc4733::ANS, false, 80)), Ok(Received::ToneEventStart(rfc4733::ANS)));
     }
 
     #[test]
