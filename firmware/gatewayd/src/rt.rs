@@ -33,7 +33,7 @@ use gw_dsp::plc::Plc;
 use gw_dsp::g711::{self, Law};
 use gw_dsp::tones::{ToneGenerator, ToneSpec};
 use gw_hal::{Frame, PcmBus, FRAME_SAMPLES};
-use gw_media::{Received, RtpSession, SessionConfig};
+use gw_media::{rfc4733, Received, RtpSession, SessionConfig};
 use heapless::spsc::{Consumer, Producer, Queue};
 
 /// Largest RTP packet the rt thread builds or accepts: 12-byte header plus
@@ -443,6 +443,19 @@ impl<P: PcmBus> RtEngine<P> {
                     self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
                     self.push_event(RtEvent::RemoteDigit { channel, digit });
                 }
+                // The far end signals a fax/modem tone as an RFC 4734 event:
+                // as good as hearing it in its audio.
+                Ok(Received::ToneEventStart(e)) => {
+                    self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(tone) = modem_tone_of_event(e) {
+                        let ch = &mut self.channels[channel as usize];
+                        if self.modem_bypass {
+                            ch.vbd = true;
+                        }
+                        let event = ModemToneEvent::Detected(tone);
+                        self.push_event(RtEvent::ModemTone { channel, from_line: false, event });
+                    }
+                }
                 Ok(_) => {
                     self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
                 }
@@ -535,6 +548,16 @@ impl<P: PcmBus> RtEngine<P> {
                 if matches!(event, ModemToneEvent::Detected(_)) && self.modem_bypass && ch.media.is_some() {
                     ch.vbd = true;
                 }
+                // Also to the far end as an RFC 4734 event, beside the audio
+                // that keeps carrying the tone.
+                if let Some(m) = ch.media.as_mut() {
+                    match event {
+                        ModemToneEvent::Detected(t) => {
+                            m.session.start_tone_event(rfc4734_event(t));
+                        }
+                        ModemToneEvent::Ended(_) => m.session.stop_tone_event(),
+                    }
+                }
                 push(&mut self.queues.events, &self.stats, RtEvent::ModemTone { channel, from_line: true, event });
             }
             // In voice-band data a digit would be talk-off from the modem.
@@ -549,13 +572,12 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 g711::encode_frame(m.law, &clean, &mut encoded);
                 if let Some(n) = m.session.send_frame(&encoded, &mut self.scratch.data) {
-                    self.scratch.channel = channel;
-                    self.scratch.len = n as u16;
-                    if self.queues.packets_out.enqueue(self.scratch.clone()).is_err() {
-                        self.stats.packet_out_overruns.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        self.stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
-                    }
+                    send_packet(&mut self.queues.packets_out, &self.stats, &mut self.scratch, channel, n);
+                }
+                // RFC 4734 tone event packets go after the audio packet of
+                // the frame (one sequence space).
+                while let Some(n) = m.session.poll_event_packet(&mut self.scratch.data) {
+                    send_packet(&mut self.queues.packets_out, &self.stats, &mut self.scratch, channel, n);
                 }
             }
             if let Some(DtmfEvent::Start(d)) = digit {
@@ -567,6 +589,34 @@ impl<P: PcmBus> RtEngine<P> {
     fn push_event(&mut self, ev: RtEvent) {
         push(&mut self.queues.events, &self.stats, ev);
     }
+}
+
+/// Queues the first `len` bytes of `scratch` for the media thread.
+fn send_packet(out: &mut Producer<'static, Packet>, stats: &RtStats, scratch: &mut Packet, channel: u8, len: usize) {
+    scratch.channel = channel;
+    scratch.len = len as u16;
+    if out.enqueue(scratch.clone()).is_err() {
+        stats.packet_out_overruns.fetch_add(1, Ordering::Relaxed);
+    } else {
+        stats.rtp_sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// RFC 4734 event code of a modem tone.
+fn rfc4734_event(t: ModemTone) -> u8 {
+    match t {
+        ModemTone::Ans => rfc4733::ANS,
+        ModemTone::AnsPhaseReversal => rfc4733::ANS_REVERSED,
+        ModemTone::AnsAm => rfc4733::ANSAM,
+        ModemTone::AnsAmPhaseReversal => rfc4733::ANSAM_REVERSED,
+        ModemTone::Cng => rfc4733::CNG,
+    }
+}
+
+fn modem_tone_of_event(e: u8) -> Option<ModemTone> {
+    [ModemTone::Ans, ModemTone::AnsPhaseReversal, ModemTone::AnsAm, ModemTone::AnsAmPhaseReversal, ModemTone::Cng]
+        .into_iter()
+        .find(|&t| rfc4734_event(t) == e)
 }
 
 /// Queues an event for the control plane; a full queue drops it and counts.
@@ -973,6 +1023,17 @@ mod tests {
     /// end's `net` audio as RTP (one packet every other tick) and `line`
     /// audio from the phone; returns the events.
     fn run_call(config: RtConfig, net: &[i16], line: Vec<i16>, ticks: usize) -> (Vec<RtEvent>, Arc<RtStats>) {
+        let (events, stats, _) = run_call_packets(config, &rtp_packets(net), line, ticks);
+        (events, stats)
+    }
+
+    /// [`run_call`] with the far end's packets given, returning what was sent.
+    fn run_call_packets(
+        config: RtConfig,
+        packets: &[Packet],
+        line: Vec<i16>,
+        ticks: usize,
+    ) -> (Vec<RtEvent>, Arc<RtStats>, Vec<Vec<u8>>) {
         let pcm = LoopPcm {
             n: 1,
             tick: 0,
@@ -988,21 +1049,77 @@ mod tests {
         let stats = Arc::new(RtStats::new(1));
         let mut engine = RtEngine::new(pcm, rtq, stats.clone(), config);
         ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw }).unwrap();
-        let packets = rtp_packets(net);
         let mut events = Vec::new();
+        let mut sent = Vec::new();
         for t in 0..ticks {
             if t % 2 == 0 {
                 if let Some(p) = packets.get(t / 2) {
                     assert!(ctl.packets_in.enqueue(p.clone()).is_ok());
                 }
             }
+            // Every detector, event and tone-event path here runs without
+            // allocating (the counting allocator sees only the tick).
+            COUNTING.with(|c| c.set(true));
             engine.tick();
-            while ctl.packets_out.dequeue().is_some() {}
+            COUNTING.with(|c| c.set(false));
+            while let Some(p) = ctl.packets_out.dequeue() {
+                sent.push(p.bytes().to_vec());
+            }
             while let Some(ev) = ctl.events.dequeue() {
                 events.push(ev);
             }
         }
-        (events, stats)
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+        (events, stats, sent)
+    }
+
+    #[test]
+    fn fax_tone_from_the_line_goes_to_the_far_end_as_an_rfc4734_event_beside_the_audio() {
+        let mut line = sine(1100.0, -10.0, 500);
+        line.extend(vec![0; 8000]);
+        let (_, _, sent) = run_call_packets(RtConfig::plain(), &[], line, 150);
+        let (mut audio, mut cng, mut ends, mut seqs) = (0, 0, 0, Vec::new());
+        for p in &sent {
+            let pkt = gw_media::rtp::Packet::new_checked(&p[..]).unwrap();
+            seqs.push(pkt.sequence_number());
+            match pkt.payload_type() {
+                0 => audio += 1,
+                101 => {
+                    let ev = rfc4733::EventPayload::parse(pkt.payload()).unwrap();
+                    assert_eq!(ev.event, rfc4733::CNG);
+                    cng += 1;
+                    ends += usize::from(ev.end);
+                }
+                pt => panic!("payload type {pt}"),
+            }
+        }
+        assert!(cng >= 5, "{cng} CNG event packets");
+        assert_eq!(ends, 3, "three end packets");
+        assert!((74..=76).contains(&audio), "audio kept flowing during the event: {audio} packets in 1.5 s");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "one sequence space: {seqs:?}");
+    }
+
+    #[test]
+    fn far_end_rfc4734_answer_tone_event_switches_to_voice_band_data() {
+        let ev = rfc4733::EventPayload { event: rfc4733::ANS_REVERSED, end: false, volume: 10, duration: 160 };
+        let mut packets = Vec::new();
+        for k in 0..5u16 {
+            let mut pkt = Packet::empty();
+            let hdr = gw_media::rtp::RtpHeader { marker: k == 0, payload_type: 101, sequence: k, timestamp: 0, ssrc: 9 };
+            let n = hdr.emit(&mut pkt.data);
+            let body = rfc4733::EventPayload { duration: 160 * (k + 1), ..ev };
+            let m = body.emit(&mut pkt.data[n..]);
+            pkt.len = (n + m) as u16;
+            packets.push(pkt);
+        }
+        let (events, stats, _) = run_call_packets(RtConfig::plain(), &packets, Vec::new(), 20);
+        let want = RtEvent::ModemTone {
+            channel: 0,
+            from_line: false,
+            event: ModemToneEvent::Detected(ModemTone::AnsPhaseReversal),
+        };
+        assert_eq!(events.iter().filter(|e| **e == want).count(), 1, "{events:?}");
+        assert!(stats.channels[0].signals().vbd);
     }
 
     #[test]
