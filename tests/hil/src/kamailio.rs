@@ -34,6 +34,15 @@ impl Kamailio {
     /// The password must be printable ASCII without `"` or `\` (it is passed
     /// as a config-preprocessor string define).
     pub fn start(port: u16, password: &str) -> io::Result<Kamailio> {
+        Self::start_with_max_expires(port, password, 3600)
+    }
+
+    /// Like [`Kamailio::start`], granting registrations at most
+    /// `max_expires` seconds (the registrar's `max_expires`, at least 10).
+    pub fn start_with_max_expires(port: u16, password: &str, max_expires: u32) -> io::Result<Kamailio> {
+        if max_expires < 10 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "max_expires below the registrar's min_expires (10)"));
+        }
         if password.is_empty() || !password.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -61,6 +70,8 @@ impl Kamailio {
             .arg(rundir)
             .arg("-A")
             .arg(format!("HIL_PASSWORD=\"{password}\""))
+            .arg("-A")
+            .arg(format!("HIL_MAX_EXPIRES={max_expires}"))
             .current_dir(rundir);
         let mut process = PeerProcess::spawn("kamailio", cmd)?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));

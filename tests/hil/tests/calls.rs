@@ -91,6 +91,25 @@ fn registers_with_digest_authentication() {
 }
 
 #[test]
+fn registration_is_refreshed_within_the_granted_expiry() {
+    // The carrier grants 20 s although gatewayd asks for 600: RFC 3261
+    // 10.2.4 says the granted value rules, so the binding must be refreshed
+    // before it lapses (gatewayd refreshes at expires - min(expires/2, 30 s)).
+    let kamailio = Kamailio::start_with_max_expires(free_udp_port(), PASSWORD, 20).expect("kamailio starts");
+    let gw = Gatewayd::start(kamailio.addr(), GwOptions { fxs_ports: 1, ..Default::default() });
+    gw.wait_registered(&["1001"]);
+    std::thread::sleep(Duration::from_secs(25));
+    let klog = kamailio.log();
+    let binds: Vec<&str> = klog.lines().filter(|l| l.contains("REGISTERED 1001")).collect();
+    // At 0, ~10 and ~20 s: three bindings in 25 s, each asking 600 and granted 20.
+    assert!((3..=4).contains(&binds.len()), "{} REGISTERs in 25 s:\n{klog}", binds.len());
+    let st = gw.status().unwrap();
+    let state = st["registrations"][0]["state"].as_str().unwrap_or_default().to_string();
+    assert!(state.starts_with("registered"), "{state}");
+    assert!(state.contains("20"), "granted expiry shown: {state}");
+}
+
+#[test]
 fn wrong_password_backs_off_without_a_tight_loop() {
     let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
     let gw = Gatewayd::start(
