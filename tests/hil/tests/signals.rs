@@ -144,18 +144,11 @@ fn fax_tones_switch_the_call_to_voice_band_data() {
     });
 }
 
-/// Month and day of now (UTC), as caller ID's "MMDD".
+/// Month and day of now (UTC), as caller ID's "MMDD", from the system's `date`
+/// (not from the gateway's own calendar code).
 fn utc_mmdd() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = secs.div_euclid(86_400) + 719_468;
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{m:02}{d:02}")
+    let out = std::process::Command::new("date").args(["-u", "+%m%d"]).output().expect("date runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[test]
