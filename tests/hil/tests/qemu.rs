@@ -1,0 +1,280 @@
+//! The ARM64 appliance image booted in QEMU: the static aarch64 gatewayd on
+//! Debian's arm64 kernel (`image/build`), started by `image/run` on
+//! `qemu-system-aarch64 -M virt` with user networking. The host reaches the
+//! guest only through QEMU's port forwards on 127.0.0.1; the guest reaches
+//! the host's 127.0.0.1 as 10.0.2.2.
+//!
+//! The scenario: boot to a status answer (the boot time is printed), the rt
+//! thread's set-up on the isolated core, registration of the four ports
+//! against Kamailio on the host, then a phone (linesim, through the forwarded
+//! sim link) goes off-hook, hears US dial tone, dials a digit and the dial
+//! tone stops. Also the console through its TCP forward and through the
+//! second serial port.
+//!
+//! Needs the image: `image/build` (tools/test runs it before the hil step).
+//! Without it this test fails, saying so.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hil::{free_tcp_port, free_udp_port, Kamailio};
+use linesim::{plans, Linesim};
+
+/// Power-on to a status answer measured at about 2 s here; software
+/// emulation on a loaded 2-core machine can take much longer.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn workspace() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The cargo target directory whose `image/` holds the image: the one this
+/// test binary was built in (`<target>/<profile>/deps/qemu-*`), else
+/// `$CARGO_TARGET_DIR`, else the workspace's `target/`. The first one with
+/// an image wins; `None` when there is none.
+fn image_target_dir() -> (Option<PathBuf>, Vec<PathBuf>) {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // <target>/<profile>/deps/<exe> or <target>/<triple>/<profile>/deps/<exe>
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        for _ in 0..3 {
+            dir = dir.and_then(|d| d.parent().map(Path::to_path_buf));
+            if let Some(d) = &dir {
+                candidates.push(d.clone());
+            }
+        }
+    }
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(d));
+    }
+    candidates.push(workspace().join("target"));
+    let found = candidates.iter().find(|d| {
+        ["vmlinuz", "initramfs.cpio.gz", "cmdline", "gatewayd.toml"].iter().all(|f| d.join("image").join(f).is_file())
+    });
+    (found.cloned(), candidates)
+}
+
+/// The SIP password of the guest configuration that image/build embedded.
+fn guest_password(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("password"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .next()
+        .unwrap_or_else(|| panic!("no sip password in {}", config.display()))
+}
+
+/// QEMU running the image (image/run execs it); killed on drop.
+struct Qemu {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    http: SocketAddr,
+    sim: SocketAddr,
+    console: SocketAddr,
+    serial: SocketAddr,
+    started: Instant,
+}
+
+impl Qemu {
+    fn boot(target: &Path, proxy_port: u16) -> Qemu {
+        let http: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+        let sim: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+        let console: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+        let serial: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+        let sip = free_udp_port();
+        let started = Instant::now();
+        let mut child = Command::new("bash")
+            .arg(workspace().join("image/run"))
+            .env("CARGO_TARGET_DIR", target)
+            .env("GW_PROXY_PORT", proxy_port.to_string())
+            .env("GW_SIP_PORT", sip.to_string())
+            .env("GW_HTTP_PORT", http.port().to_string())
+            .env("GW_SIM_PORT", sim.port().to_string())
+            .env("GW_CONSOLE_PORT", console.port().to_string())
+            .env("GW_SERIAL_PORT", serial.port().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("image/run starts (needs bash and qemu-system-aarch64)");
+        let log = Arc::new(Mutex::new(String::new()));
+        for out in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&String::from_utf8_lossy(&line));
+                    l.push('\n');
+                }
+            });
+        }
+        Qemu { child, log, http, sim, console, serial, started }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET /api/status through the forward, parsed.
+    fn status(&self) -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        write!(s, "GET /api/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        let json = body.split_once("\r\n\r\n")?.1;
+        serde_json::from_str(json).ok()
+    }
+
+    fn wait_until(&mut self, what: &str, timeout: Duration, mut f: impl FnMut(&Qemu) -> bool) {
+        let end = Instant::now() + timeout;
+        while !f(self) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("QEMU exited ({st}) while waiting for {what}");
+            }
+            assert!(Instant::now() < end, "timed out ({timeout:?}) waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One console command over a TCP stream to the console (directly or
+    /// through the serial bridge); returns the text up to the next prompt.
+    fn console_command(addr: SocketAddr, command: &str, expect: &str) -> Result<String, String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).map_err(|e| e.to_string())?;
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Repeat the command until the answer shows (a serial line drops what
+        // is written before its far end reads).
+        let mut next_send = Instant::now();
+        while Instant::now() < end {
+            if Instant::now() >= next_send {
+                s.write_all(format!("{command}\n").as_bytes()).map_err(|e| e.to_string())?;
+                next_send = Instant::now() + Duration::from_secs(2);
+            }
+            match s.read(&mut buf) {
+                Ok(0) => return Err(format!("closed; got {:?}", String::from_utf8_lossy(&got))),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            let text = String::from_utf8_lossy(&got);
+            if text.contains(expect) {
+                return Ok(text.into_owned());
+            }
+        }
+        Err(format!("no {expect:?} in {:?}", String::from_utf8_lossy(&got)))
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        // image/run execs QEMU, so the child is QEMU itself; its group too.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- QEMU (serial console, gatewayd log) ---\n{}", self.log());
+        }
+    }
+}
+
+#[test]
+fn appliance_boots_registers_and_gives_dial_tone() {
+    let (target, looked) = image_target_dir();
+    let target = target.unwrap_or_else(|| {
+        panic!(
+            "no QEMU image (vmlinuz, initramfs.cpio.gz, gatewayd.toml under <target>/image/; looked in {looked:?}): \
+             run image/build first (with the same CARGO_TARGET_DIR)"
+        )
+    });
+    let image = target.join("image");
+    let password = guest_password(&image.join("gatewayd.toml"));
+    let kamailio = Kamailio::start(free_udp_port(), &password).expect("kamailio starts");
+    let mut qemu = Qemu::boot(&target, kamailio.addr().port());
+    let guard = KamailioLogOnPanic(&kamailio);
+
+    // 1. Boot: the status API answers through the forward.
+    qemu.wait_until("the status API through hostfwd", BOOT_TIMEOUT, |q| q.status().is_some());
+    let boot = qemu.started.elapsed();
+    eprintln!("qemu: power-on to /api/status answering: {:.2} s", boot.as_secs_f64());
+    let st = qemu.status().expect("status");
+    assert_eq!(st["board"], "sim", "{st}");
+    assert_eq!(st["sip_listen"], "10.0.2.15:5062", "{st}");
+
+    // 2. The rt thread: pinned to core 1 (isolcpus=1), SCHED_FIFO, locked.
+    let rt = &st["rt_setup"];
+    assert_eq!(rt["core"], 1, "rt_setup: {rt}");
+    assert!(rt["sched_fifo_priority"].as_i64().is_some_and(|p| p > 0), "rt_setup: {rt}");
+    assert_eq!(rt["memory_locked"], true, "rt_setup: {rt}");
+    assert_eq!(rt["degraded"].as_array().map(Vec::len), Some(0), "rt_setup: {rt}");
+    let log = qemu.log();
+    assert!(log.contains("init: isolated cpus: 1;"), "the kernel did not isolate cpu 1:\n{log}");
+
+    // 3. Registration through QEMU's user network to Kamailio on 127.0.0.1.
+    qemu.wait_until("registrations of 1001..1004", Duration::from_secs(30), |q| {
+        let Some(st) = q.status() else { return false };
+        let regs = st["registrations"].as_array().cloned().unwrap_or_default();
+        ["1001", "1002", "1003", "1004"].iter().all(|u| {
+            regs.iter().any(|r| r["user"] == *u && r["state"].as_str().is_some_and(|s| s.starts_with("registered")))
+        })
+    });
+    eprintln!("qemu: registered after {:.2} s", qemu.started.elapsed().as_secs_f64());
+    assert!(kamailio.log().contains("REGISTER"), "kamailio saw no REGISTER:\n{}", kamailio.log());
+
+    // 4. A phone through the forwarded sim link: dial tone, a digit, silence.
+    let sim = Linesim::connect(qemu.sim).expect("linesim attaches through the forwarded sim port");
+    let phone = sim.phone(0);
+    phone.off_hook();
+    let report = phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(20)).expect("US dial tone");
+    eprintln!("qemu: dial tone {report:?}");
+    let before = phone.measure(Duration::from_millis(500)).unwrap();
+    assert!(before.level_dbm0 > -30.0, "dial tone too weak: {before:?}");
+    phone.dial("1").unwrap();
+    qemu.wait_until("port 1 collecting digits", Duration::from_secs(10), |q| {
+        q.status().is_some_and(|st| st["ports"][0]["state"] == "Collecting")
+    });
+    let after = phone.measure(Duration::from_millis(500)).unwrap();
+    eprintln!("qemu: before the digit {before:?}, after {after:?}");
+    assert!(
+        after.level_dbm0 < before.level_dbm0 - 30.0 && after.freq_hz == 0.0,
+        "the dial tone did not stop after a digit: before {before:?}, after {after:?}"
+    );
+    phone.on_hook();
+
+    // 5. The console: through its TCP forward and the second serial port.
+    let text = Qemu::console_command(qemu.console, "show registrations", "1004 registered")
+        .unwrap_or_else(|e| panic!("console over TCP: {e}"));
+    assert!(text.contains("1001 registered"), "{text}");
+    let text = Qemu::console_command(qemu.serial, "show status", "RT set-up: real-time")
+        .unwrap_or_else(|e| panic!("console over the serial port (ttyS0): {e}"));
+    assert!(text.contains("core Some(1)"), "{text}");
+
+    let rt = &qemu.status().expect("status")["rt"];
+    eprintln!("qemu: rt stats at the end (software emulation, not real-time evidence): {rt}");
+    drop(guard);
+}
+
+/// Prints Kamailio's log when the test panics.
+struct KamailioLogOnPanic<'a>(&'a Kamailio);
+
+impl Drop for KamailioLogOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- kamailio log ---\n{}", self.0.log());
+        }
+    }
+}
