@@ -9,10 +9,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Gatewayd, GwOptions, PASSWORD};
+use common::{Gatewayd, GwOptions, World, PASSWORD};
 use hil::{dominant_frequency, free_udp_port, FarEnd, Kamailio};
 use linesim::{plans, Phone};
 
@@ -21,32 +20,9 @@ const FAR_TONE_HZ: f32 = 1400.0;
 /// The phone sends this tone; the far end measures it.
 const PHONE_TONE_HZ: f32 = 1004.0;
 
-struct World {
-    _kamailio: Kamailio,
-    gw: Gatewayd,
-    far: FarEnd,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- kamailio log ---\n{}", self._kamailio.log());
-            eprintln!("--- far end log ---\n{}", self.far.log());
-        }
-    }
-}
-
 fn world() -> World {
-    let dir = tempfile::Builder::new().prefix("hil-calls-").tempdir().unwrap();
-    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
-    let gw = Gatewayd::start(kamailio.addr(), GwOptions::default());
-    let wav: PathBuf = dir.path().join("far.wav");
-    hil::tone_wav(&wav, FAR_TONE_HZ, -12.0, 2.0).unwrap();
-    let far = FarEnd::start(kamailio.addr(), "2000", PASSWORD, &wav).expect("baresip starts");
-    far.wait_registered(Duration::from_secs(10)).expect("far end registers");
-    gw.wait_registered(&["1001", "1002", "1003", "1004"]);
-    World { _kamailio: kamailio, gw, far, _dir: dir }
+    let far_tone = hil::tone(FAR_TONE_HZ, -12.0, 2.0).unwrap();
+    World::start(GwOptions::default(), None, &far_tone)
 }
 
 fn assert_near(what: &str, got: f32, want: f32, tol: f32) {

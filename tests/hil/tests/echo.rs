@@ -27,8 +27,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Gatewayd, GwOptions, PASSWORD};
-use hil::{dominant_frequency, free_udp_port, FarEnd, Kamailio};
+use common::{GwOptions, World};
+use hil::dominant_frequency;
 use linesim::analysis::{level_dbm0, tone_level_dbm0};
 use linesim::{EchoPath, HybridModel, Linesim, Phone};
 
@@ -56,39 +56,20 @@ const TONE_LEVEL_TOL_DB: f32 = 3.0;
 /// longest and most dispersive table) behind 50 ms.
 const SCENARIOS: [(HybridModel, u32); 2] = [(HybridModel::D2, 20), (HybridModel::D5, 50)];
 
-/// Kamailio, a gatewayd and the far end (user 2000, talking), registered.
-struct World {
-    kamailio: Kamailio,
-    gw: Gatewayd,
-    far: FarEnd,
+/// Kamailio, a gatewayd and the far end (user 2000, talking), registered,
+/// with linesim attached.
+struct EchoWorld {
+    w: World,
     sim: Linesim,
-    _dir: tempfile::TempDir,
 }
 
-impl World {
-    fn start(echo_canceller: bool) -> World {
-        let dir = tempfile::Builder::new().prefix("hil-echo-").tempdir().unwrap();
-        let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
-        let gw = Gatewayd::start(
-            kamailio.addr(),
-            GwOptions { codecs: &["PCMU"], echo_canceller, echo_tail_ms: 128, fxs_ports: 1, ..Default::default() },
-        );
-        let wav = dir.path().join("talker.wav");
-        hil::write_wav(&wav, &speech(), hil::RATE).unwrap();
-        let far = FarEnd::start(kamailio.addr(), "2000", PASSWORD, &wav).expect("baresip starts");
-        far.wait_registered(Duration::from_secs(10)).expect("far end registers");
-        gw.wait_registered(&["1001"]);
-        let sim = Linesim::connect(gw.sim).expect("linesim attaches to the sim link");
-        World { kamailio, gw, far, sim, _dir: dir }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- kamailio log ---\n{}", self.kamailio.log());
-            eprintln!("--- far end log ---\n{}", self.far.log());
-        }
+impl EchoWorld {
+    fn start(echo_canceller: bool) -> EchoWorld {
+        let opts =
+            GwOptions { codecs: &["PCMU"], echo_canceller, echo_tail_ms: 128, fxs_ports: 1, ..Default::default() };
+        let w = World::start(opts, None, &speech());
+        let sim = Linesim::connect(w.gw.sim).expect("linesim attaches to the sim link");
+        EchoWorld { w, sim }
     }
 }
 
@@ -117,8 +98,8 @@ struct CallResult {
 /// The far end calls 1001; the phone answers on a line with `path`, stays
 /// silent for the single talk, then (if `double_talk`) sends the tone; the far
 /// end hangs up and its recording is measured.
-fn call(w: &World, path: EchoPath, double_talk: bool) -> CallResult {
-    let phone: Phone = w.sim.phone(0);
+fn call(ew: &EchoWorld, path: EchoPath, double_talk: bool) -> CallResult {
+    let (w, phone): (&World, Phone) = (&ew.w, ew.sim.phone(0));
     phone.set_echo(Some(path)).unwrap();
     w.far.dial("1001").unwrap();
     let end = Instant::now() + Duration::from_secs(10);
@@ -172,14 +153,14 @@ fn canceller_removes_line_echo_and_keeps_near_end_speech() {
 
     // Reference: the echo as the far end hears it without a canceller.
     let off: Vec<CallResult> = {
-        let w = World::start(false);
+        let w = EchoWorld::start(false);
         SCENARIOS
             .iter()
             .map(|&(model, delay_ms)| call(&w, EchoPath { delay_ms, erl_db: ERL_DB, model }, false))
             .collect()
     };
     let on: Vec<CallResult> = {
-        let w = World::start(true);
+        let w = EchoWorld::start(true);
         SCENARIOS
             .iter()
             .map(|&(model, delay_ms)| call(&w, EchoPath { delay_ms, erl_db: ERL_DB, model }, true))

@@ -7,42 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gatewayd, GwOptions, PASSWORD};
-use hil::{free_udp_port, FarEnd, Kamailio};
+use common::{Gatewayd, GwOptions, World};
 use linesim::plans;
-
-struct World {
-    kamailio: Kamailio,
-    gw: Gatewayd,
-    far: FarEnd,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- kamailio log ---\n{}", self.kamailio.log());
-            eprintln!("--- far end log ---\n{}", self.far.log());
-        }
-    }
-}
 
 /// Kamailio, gatewayd with `opts`, and far end 2000 sending `far_audio`.
 fn world(opts: GwOptions, far_audio: &[i16]) -> World {
-    world_as(opts, None, far_audio)
+    World::start(opts, None, far_audio)
 }
 
 fn world_as(opts: GwOptions, far_name: Option<&str>, far_audio: &[i16]) -> World {
-    let dir = tempfile::Builder::new().prefix("hil-signals-").tempdir().unwrap();
-    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
-    let ports: Vec<String> = (1..=opts.fxs_ports).map(|p| (1000 + p).to_string()).collect();
-    let gw = Gatewayd::start(kamailio.addr(), opts);
-    let wav = dir.path().join("far.wav");
-    hil::write_wav(&wav, far_audio, hil::RATE).unwrap();
-    let far = FarEnd::start_as(kamailio.addr(), far_name, "2000", PASSWORD, &wav).expect("baresip starts");
-    far.wait_registered(Duration::from_secs(10)).expect("far end registers");
-    gw.wait_registered(&ports.iter().map(String::as_str).collect::<Vec<_>>());
-    World { kamailio, gw, far, _dir: dir }
+    World::start(opts, far_name, far_audio)
 }
 
 /// `seconds` of a cadenced dual tone: `on_ms` of `f1 + f2` (each at `dbm0`),

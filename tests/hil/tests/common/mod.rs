@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hil::{free_tcp_port, free_udp_port, free_udp_port_range, gatewayd_binary};
+use hil::{free_tcp_port, free_udp_port, free_udp_port_range, gatewayd_binary, FarEnd, Kamailio};
 use linesim::Linesim;
 
 pub const PASSWORD: &str = "s3cret-hil";
@@ -201,6 +201,41 @@ impl Drop for Gatewayd {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("--- gatewayd log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A carrier (Kamailio), a gatewayd and a far-end phone (baresip, user 2000),
+/// all registered. On a failing test the peers' logs are printed.
+pub struct World {
+    pub kamailio: Kamailio,
+    pub gw: Gatewayd,
+    pub far: FarEnd,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// `far_name`: the far end's display name; `far_audio`: what it sends in
+    /// every call (8 kHz, repeated).
+    pub fn start(opts: GwOptions, far_name: Option<&str>, far_audio: &[i16]) -> World {
+        let dir = tempfile::Builder::new().prefix("hil-world-").tempdir().unwrap();
+        let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
+        let users: Vec<String> = (1..=opts.fxs_ports).map(|p| (1000 + p).to_string()).collect();
+        let gw = Gatewayd::start(kamailio.addr(), opts);
+        let wav = dir.path().join("far.wav");
+        hil::write_wav(&wav, far_audio, hil::RATE).unwrap();
+        let far = FarEnd::start_as(kamailio.addr(), far_name, "2000", PASSWORD, &wav).expect("baresip starts");
+        far.wait_registered(Duration::from_secs(10)).expect("far end registers");
+        gw.wait_registered(&users.iter().map(String::as_str).collect::<Vec<_>>());
+        World { kamailio, gw, far, _dir: dir }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- kamailio log ---\n{}", self.kamailio.log());
+            eprintln!("--- far end log ---\n{}", self.far.log());
         }
     }
 }
