@@ -5,7 +5,9 @@
 //! - [`gateway`]: the call router joining line machines, SIP and the rt thread;
 //! - [`driver`]: the tokio task that owns the SIP socket and the clock;
 //! - [`callerid`]: the caller ID delivery for an incoming call;
-//! - [`config`]: the validated TOML configuration;
+//! - [`config`]: the validated TOML configuration; [`config_store`]: editing,
+//!   saving and rolling it back;
+//! - [`console`]: the installer's console;
 //! - [`status`]: status over HTTP and the local console.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
@@ -13,6 +15,8 @@
 
 pub mod callerid;
 pub mod config;
+pub mod config_store;
+pub mod console;
 pub mod driver;
 pub mod gateway;
 pub mod media_io;

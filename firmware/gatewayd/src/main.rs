@@ -12,6 +12,8 @@ use gatewayd::driver::Driver;
 use gatewayd::gateway::Gateway;
 use gatewayd::media_io::MediaIo;
 use gatewayd::rt::{self, RtConfig, RtEngine, RtStats};
+use gatewayd::config_store::ConfigStore;
+use gatewayd::console;
 use gatewayd::status::{self, Status};
 use gatewayd::BoxedPcm;
 use tracing::{error, info, warn};
@@ -65,7 +67,20 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    match run(config, board_desc, args.sim_listen) {
+    let restart = Arc::new(AtomicBool::new(false));
+    match run(config, board_desc, args.sim_listen, args.config.clone(), restart.clone()) {
+        Ok(()) if restart.load(Ordering::Relaxed) => {
+            // A committed configuration: start again as the same process (same
+            // pid, arguments and inherited stdout/stderr) so that every setting
+            // takes effect together. Sockets are close-on-exec.
+            use std::os::unix::process::CommandExt;
+            info!("restarting with the new configuration");
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+            error!("restart failed: {err}");
+            eprintln!("gatewayd: restart failed: {err}");
+            ExitCode::FAILURE
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -75,7 +90,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<SocketAddr>) -> Result<(), String> {
+fn run(
+    config: Config,
+    board_desc: gw_board::BoardDesc,
+    sim_listen: Option<SocketAddr>,
+    config_path: Option<PathBuf>,
+    restart: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let board_ports = board_desc.ports.len();
     let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
     let channels = board.pcm.channels();
@@ -150,8 +172,21 @@ fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<Socke
         use std::io::Write;
         let _ = std::io::stdout().flush();
 
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
         tokio::spawn(status::serve_http(http, status.clone()));
-        tokio::spawn(status::serve_console(console, status.clone()));
+        let console_ctx = console::Context {
+            status: status.clone(),
+            store: Arc::new(Mutex::new(ConfigStore::new(config_path, board_ports, config.clone()))),
+            restart: Arc::new({
+                let shutdown_tx = shutdown_tx.clone();
+                move || {
+                    restart.store(true, Ordering::Relaxed);
+                    let _ = shutdown_tx.send(true);
+                }
+            }),
+        };
+        tokio::spawn(console::serve(console, console_ctx));
 
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -168,7 +203,6 @@ fn run(config: Config, board_desc: gw_board::BoardDesc, sim_listen: Option<Socke
             status,
             echo_enabled: config.media.echo_canceller,
         };
-        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             info!("shutting down");

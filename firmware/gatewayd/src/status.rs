@@ -2,16 +2,15 @@
 //! served read-only as JSON over HTTP (`GET /api/status`) and as text on the
 //! local console (`show status`).
 //!
-//! This is the seed of the web UI and console CLI (their own issue): what is
-//! here works; configuration editing is not served yet.
+//! The console itself, with configuration editing, is in `console.rs`; the
+//! web page is read-only.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::gateway::{CallCounters, PortStatus, RegistrationStatus};
 use crate::rt::{RtSetupReport, RtStatsSnapshot};
@@ -160,7 +159,7 @@ impl Status {
 
 pub type SharedStatus = Arc<Mutex<Status>>;
 
-fn snapshot(status: &SharedStatus) -> Status {
+pub fn snapshot(status: &SharedStatus) -> Status {
     status.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
@@ -184,60 +183,17 @@ pub async fn serve_http(listener: TcpListener, status: SharedStatus) {
     }
 }
 
-/// The local console: one line per command. The full installer CLI (config
-/// editing) is its own issue; this console answers what is here.
-pub async fn serve_console(listener: TcpListener, status: SharedStatus) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(%e, "console accept failed");
-                continue;
-            }
-        };
-        info!(%peer, "console session opened");
-        let status = status.clone();
-        tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut lines = BufReader::new(r).lines();
-            let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
-            while let Ok(Some(line)) = lines.next_line().await {
-                let reply = console_command(line.trim(), &status);
-                match reply {
-                    None => break,
-                    Some(text) => {
-                        if w.write_all(text.as_bytes()).await.is_err() || w.write_all(b"> ").await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-    }
-}
-
-fn console_command(line: &str, status: &SharedStatus) -> Option<String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    Some(match words.as_slice() {
-        [] => String::new(),
-        ["help"] | ["?"] => "commands: show status | show ports | show registrations | help | quit\n".into(),
-        ["show", "status"] => snapshot(status).to_text(),
-        ["show", "ports"] => {
-            let s = snapshot(status);
-            s.ports.iter().map(|p| format!("FXS {} {} {} {}\n", p.port, p.number, p.hook, p.state)).collect()
-        }
-        ["show", "registrations"] => {
-            let s = snapshot(status);
-            s.registrations.iter().map(|r| format!("{} {}\n", r.user, r.state)).collect()
-        }
-        ["quit"] | ["exit"] => return None,
-        _ => format!("unknown command: {line:?} (try 'help')\n"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn console(status: &SharedStatus, line: &str) -> String {
+        let ctx = crate::console::Context::for_tests(status.clone());
+        match crate::console::Session::default().command(line, &ctx) {
+            crate::console::Reply::Text(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn status() -> SharedStatus {
         let rt = crate::rt::RtStats::new(0).snapshot();
@@ -247,10 +203,9 @@ mod tests {
     #[test]
     fn console_answers_known_and_unknown_commands() {
         let s = status();
-        assert!(console_command("help", &s).unwrap().contains("show status"));
-        assert!(console_command("show status", &s).unwrap().contains("board sim"));
-        assert!(console_command("frobnicate now", &s).unwrap().starts_with("unknown command"));
-        assert_eq!(console_command("quit", &s), None);
+        assert!(console(&s, "help").contains("show status"));
+        assert!(console(&s, "show status").contains("board sim"));
+        assert!(console(&s, "frobnicate now").starts_with("unknown command"));
     }
 
     #[test]
@@ -265,6 +220,6 @@ mod tests {
         assert_eq!(st.degraded.len(), 1);
         let s = status();
         s.lock().unwrap().rt_setup = st;
-        assert!(console_command("show status", &s).unwrap().contains("DEGRADED: SCHED_FIFO"));
+        assert!(console(&s, "show status").contains("DEGRADED: SCHED_FIFO"));
     }
 }

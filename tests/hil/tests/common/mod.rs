@@ -20,6 +20,9 @@ pub struct Gatewayd {
     log: Arc<Mutex<String>>,
     pub sim: SocketAddr,
     http: SocketAddr,
+    pub console: SocketAddr,
+    /// The configuration file gatewayd runs from.
+    pub config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -141,7 +144,7 @@ console_listen = "{console}"
                 }
             }
         });
-        let gw = Gatewayd { child, log, sim, http, _dir: dir };
+        let gw = Gatewayd { child, log, sim, http, console, config_path: path, _dir: dir };
         gw.wait_until("the status server answers", Duration::from_secs(10), || gw.status().is_some());
         gw
     }
@@ -163,6 +166,44 @@ console_listen = "{console}"
         s.read_to_string(&mut body).ok()?;
         let json = body.split_once("\r\n\r\n")?.1;
         serde_json::from_str(json).ok()
+    }
+
+    /// The daemon's process id (a restart keeps it: gatewayd re-executes itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends each line to a new console session and returns the answers
+    /// (the session is read until its next prompt, or until gatewayd closes
+    /// it, as after a commit).
+    pub fn console(&self, lines: &[&str]) -> Vec<String> {
+        let mut s = TcpStream::connect(self.console).expect("console connects");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut read_prompt = |s: &mut TcpStream| {
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"\n> ") && !(got == b"> ") {
+                match s.read(&mut b) {
+                    Ok(1) => got.push(b[0]),
+                    _ => break,
+                }
+            }
+            let text = String::from_utf8_lossy(&got).to_string();
+            text.strip_suffix("> ").unwrap_or(&text).to_string()
+        };
+        read_prompt(&mut s);
+        lines
+            .iter()
+            .map(|l| {
+                writeln!(s, "{l}").unwrap();
+                read_prompt(&mut s)
+            })
+            .collect()
     }
 
     pub fn port_state(&self, port: usize) -> String {

@@ -1,0 +1,272 @@
+//! The installer's console: one line per command, over the local TCP console
+//! (the sim board's stand-in for the serial console; `tools/gwctl` speaks it
+//! over TCP or a serial line).
+//!
+//! Besides `show status|ports|registrations`, it edits the configuration
+//! (`config_store.rs`): each session has its own candidate; `config commit`
+//! validates the whole candidate, saves it (old file kept as `.prev`) and
+//! restarts gatewayd so every setting takes effect together; `config
+//! rollback` brings the previous file back the same way. A refused command
+//! says why and changes nothing.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config_store::{Candidate, ConfigStore};
+use crate::status::{snapshot, SharedStatus};
+
+/// What every console session shares.
+#[derive(Clone)]
+pub struct Context {
+    pub status: SharedStatus,
+    pub store: Arc<Mutex<ConfigStore>>,
+    /// Asks gatewayd to restart (after a commit or rollback).
+    pub restart: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Context {
+    /// A context with the embedded default configuration and no restart.
+    pub fn for_tests(status: SharedStatus) -> Context {
+        let store = ConfigStore::new(None, 4, crate::config::Config::default_sim());
+        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}) }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The answer to one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Text(String),
+    /// Send the text, then gatewayd restarts.
+    Restart(String),
+    Quit,
+}
+
+/// One console session: its candidate configuration, if editing.
+#[derive(Debug, Default)]
+pub struct Session {
+    candidate: Option<Candidate>,
+}
+
+const HELP: &str = "\
+show status | show ports | show registrations
+show config                  the running configuration (secrets masked)
+show candidate               the configuration being edited
+config set PATH VALUE        e.g. config set sip.register_expires 120
+                                  config set fxs[0].number \"2001\"
+config unset PATH            back to the default (or remove a list element)
+config diff                  what the candidate changes
+config commit                validate, save (old file kept as .prev), restart
+config discard               drop the candidate
+config rollback              restore the previous file, restart
+help | quit
+";
+
+impl Session {
+    pub fn command(&mut self, line: &str, ctx: &Context) -> Reply {
+        let line = line.trim();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let text = match words.as_slice() {
+            [] => String::new(),
+            ["help"] | ["?"] => HELP.into(),
+            ["show", "status"] => snapshot(&ctx.status).to_text(),
+            ["show", "ports"] => {
+                let s = snapshot(&ctx.status);
+                s.ports.iter().map(|p| format!("FXS {} {} {} {}\n", p.port, p.number, p.hook, p.state)).collect()
+            }
+            ["show", "registrations"] => {
+                let s = snapshot(&ctx.status);
+                s.registrations.iter().map(|r| format!("{} {}\n", r.user, r.state)).collect()
+            }
+            ["show", "config"] => ctx.store().show_running(),
+            ["show", "candidate"] => match &self.candidate {
+                Some(c) => c.show(),
+                None => "no candidate: 'config set' starts one\n".into(),
+            },
+            ["config", "set", path, _, ..] => {
+                // The value is the rest of the line, spaces and all.
+                let value = line.splitn(4, char::is_whitespace).nth(3).unwrap_or("").trim();
+                let store = ctx.store();
+                let c = self.candidate.get_or_insert_with(|| store.candidate());
+                match c.set(path, value) {
+                    Ok(()) => "ok (in the candidate; 'config commit' applies it)\n".into(),
+                    Err(e) => format!("error: {e}\n"),
+                }
+            }
+            ["config", "unset", path] => {
+                let store = ctx.store();
+                let c = self.candidate.get_or_insert_with(|| store.candidate());
+                match c.unset(path) {
+                    Ok(()) => "ok\n".into(),
+                    Err(e) => format!("error: {e}\n"),
+                }
+            }
+            ["config", "diff"] => match &self.candidate {
+                Some(c) => {
+                    let d = ctx.store().diff(c);
+                    if d.is_empty() {
+                        "no changes\n".into()
+                    } else {
+                        d.join("\n") + "\n"
+                    }
+                }
+                None => "no changes\n".into(),
+            },
+            ["config", "discard"] => {
+                self.candidate = None;
+                "candidate dropped\n".into()
+            }
+            ["config", "commit"] => {
+                let Some(c) = &self.candidate else { return Reply::Text("nothing to commit\n".into()) };
+                let result = ctx.store().commit(c);
+                return match result {
+                    Ok(saved) => {
+                        info!(path = %saved.path.display(), "configuration committed from the console; restarting");
+                        self.candidate = None;
+                        (ctx.restart)();
+                        Reply::Restart(format!(
+                            "saved {} (previous: {}); gatewayd restarts to apply it\n",
+                            saved.path.display(),
+                            saved.previous.display()
+                        ))
+                    }
+                    Err(e) => Reply::Text(format!("error: {e}\n")),
+                };
+            }
+            ["config", "rollback"] => {
+                let result = ctx.store().rollback();
+                return match result {
+                    Ok(saved) => {
+                        info!(path = %saved.path.display(), "configuration rolled back from the console; restarting");
+                        (ctx.restart)();
+                        Reply::Restart(format!("restored the previous configuration into {}; gatewayd restarts\n", saved.path.display()))
+                    }
+                    Err(e) => Reply::Text(format!("error: {e}\n")),
+                };
+            }
+            ["quit"] | ["exit"] => return Reply::Quit,
+            _ => format!("unknown command: {line:?} (try 'help')\n"),
+        };
+        Reply::Text(text)
+    }
+}
+
+/// Serves console sessions on `listener` until the runtime stops.
+pub async fn serve(listener: TcpListener, ctx: Context) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%e, "console accept failed");
+                continue;
+            }
+        };
+        info!(%peer, "console session opened");
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let mut session = Session::default();
+            let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let (text, more) = match session.command(&line, &ctx) {
+                    Reply::Quit => break,
+                    Reply::Text(t) => (t, true),
+                    Reply::Restart(t) => (t, false),
+                };
+                if w.write_all(text.as_bytes()).await.is_err() || !more || w.write_all(b"> ").await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn ctx_with_file(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, std::path::PathBuf) {
+        let path = dir.join("gw.toml");
+        std::fs::write(&path, crate::config::DEFAULT_TOML).unwrap();
+        let running = crate::config::Config::load(&path, 4).unwrap();
+        let restarts = Arc::new(AtomicU32::new(0));
+        let r = restarts.clone();
+        let rt = crate::rt::RtStats::new(0).snapshot();
+        let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "x".into(), None, rt)));
+        let ctx = Context {
+            status,
+            store: Arc::new(Mutex::new(ConfigStore::new(Some(path.clone()), 4, running))),
+            restart: Arc::new(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            }),
+        };
+        (ctx, restarts, path)
+    }
+
+    fn text(r: Reply) -> String {
+        match r {
+            Reply::Text(t) | Reply::Restart(t) => t,
+            Reply::Quit => "<quit>".into(),
+        }
+    }
+
+    #[test]
+    fn edit_commit_restarts_once_and_refusals_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, restarts, path) = ctx_with_file(dir.path());
+        let mut s = Session::default();
+        assert_eq!(text(s.command("config diff", &ctx)), "no changes\n");
+        assert!(text(s.command("config set sip.user_agent Branch GW 7", &ctx)).starts_with("ok"));
+        assert!(text(s.command("config set media.ptime_ms 25", &ctx)).starts_with("ok"));
+        assert_eq!(
+            text(s.command("config diff", &ctx)),
+            "- media.ptime_ms = 20\n+ media.ptime_ms = 25\n- sip.user_agent = \"gatewayd\"\n+ sip.user_agent = \"Branch GW 7\"\n"
+        );
+        let e = text(s.command("config commit", &ctx));
+        assert!(e.starts_with("error: refused, nothing changed: media.ptime_ms"), "{e}");
+        assert_eq!(restarts.load(Ordering::Relaxed), 0);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), crate::config::DEFAULT_TOML);
+        assert!(text(s.command("config unset media.ptime_ms", &ctx)).starts_with("ok"));
+        assert!(text(s.command("config set media.ptime_ms 30", &ctx)).starts_with("ok"));
+        let r = s.command("config commit", &ctx);
+        assert!(matches!(&r, Reply::Restart(t) if t.starts_with("saved")), "{r:?}");
+        assert_eq!(restarts.load(Ordering::Relaxed), 1);
+        let saved = crate::config::Config::load(&path, 4).unwrap();
+        assert_eq!((saved.media.ptime_ms, saved.sip.user_agent.as_str()), (30, "Branch GW 7"));
+        assert_eq!(text(s.command("config commit", &ctx)), "nothing to commit\n", "the candidate went with the commit");
+    }
+
+    #[test]
+    fn sessions_have_their_own_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _, _) = ctx_with_file(dir.path());
+        let (mut a, mut b) = (Session::default(), Session::default());
+        a.command("config set sip.register_expires 120", &ctx);
+        assert_eq!(text(b.command("config diff", &ctx)), "no changes\n");
+        assert!(text(a.command("show candidate", &ctx)).contains("register_expires = 120"));
+        assert!(text(b.command("show config", &ctx)).contains("register_expires = 300"));
+        a.command("config discard", &ctx);
+        assert_eq!(text(a.command("config diff", &ctx)), "no changes\n");
+    }
+
+    #[test]
+    fn bad_lines_get_a_clear_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, restarts, _) = ctx_with_file(dir.path());
+        let mut s = Session::default();
+        assert!(text(s.command("config set", &ctx)).starts_with("unknown command"));
+        assert!(text(s.command("config set sip.register_expires", &ctx)).starts_with("unknown command"));
+        assert!(text(s.command("config set sip.nosuch.x 1", &ctx)).starts_with("error: sip.nosuch.x: no such section"));
+        assert!(text(s.command("config rollback", &ctx)).starts_with("error: no previous configuration"));
+        assert_eq!(s.command("quit", &ctx), Reply::Quit);
+        assert_eq!(restarts.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,62 @@
+//! The installer's console edits the configuration of a running gatewayd:
+//! a refused candidate changes nothing, a commit saves the file (the old one
+//! kept as .prev) and restarts gatewayd in place with it, a rollback brings
+//! the previous file back the same way.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Gatewayd, GwOptions, PASSWORD};
+use hil::{free_udp_port, Kamailio};
+
+fn user_agent(gw: &Gatewayd) -> String {
+    let cfg = gw.console(&["show config"]).remove(0);
+    cfg.lines().find(|l| l.starts_with("user_agent")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn console_commit_restarts_with_the_new_configuration_and_rollback_restores_it() {
+    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
+    let mut gw = Gatewayd::start(kamailio.addr(), GwOptions { fxs_ports: 1, ..Default::default() });
+    gw.wait_registered(&["1001"]);
+    let pid = gw.pid();
+    let original = std::fs::read_to_string(&gw.config_path).unwrap();
+    assert_eq!(user_agent(&gw), "user_agent = \"gatewayd\"");
+
+    // A bad candidate: refused with the field and the reason, nothing changes.
+    let out = gw.console(&["config set media.ptime_ms 25", "config set sip.register_expires soon", "config commit"]);
+    assert!(out[0].starts_with("ok"), "{out:?}");
+    assert_eq!(out[1], "error: sip.register_expires: expected integer, got \"soon\"\n");
+    assert!(out[2].starts_with("error: refused, nothing changed: media.ptime_ms: must be 10, 20"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original);
+    assert!(!gw.log().contains("restarting"));
+
+    // A good one: saved, and gatewayd restarts in place (same pid) with it.
+    let out = gw.console(&["config set sip.user_agent Branch-GW-7", "config diff", "config commit"]);
+    assert_eq!(out[1], "- sip.user_agent = \"gatewayd\"\n+ sip.user_agent = \"Branch-GW-7\"\n");
+    assert!(out[2].starts_with("saved"), "{out:?}");
+    gw.wait_until("the restart", Duration::from_secs(10), || gw.log().contains("restarting with the new configuration"));
+    gw.wait_until("the restarted daemon's console", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(gw.console).is_ok() && user_agent(&gw) == "user_agent = \"Branch-GW-7\""
+    });
+    assert!(gw.alive());
+    assert_eq!(gw.pid(), pid, "restarted in place");
+    gw.wait_registered(&["1001"]);
+    // The carrier sees the new User-Agent on the new registration.
+    gw.wait_until("a REGISTER with the new User-Agent", Duration::from_secs(10), || {
+        gw.log().contains("User-Agent: Branch-GW-7")
+    });
+    let prev = gw.config_path.with_file_name("gatewayd.toml.prev");
+    assert_eq!(std::fs::read_to_string(&prev).unwrap(), original, "the old file kept whole");
+
+    // Rollback: the previous file comes back, and gatewayd runs it.
+    let out = gw.console(&["config rollback"]);
+    assert!(out[0].starts_with("restored"), "{out:?}");
+    gw.wait_until("the rolled-back configuration", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(gw.console).is_ok() && user_agent(&gw) == "user_agent = \"gatewayd\""
+    });
+    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original);
+    assert!(gw.alive());
+    gw.wait_registered(&["1001"]);
+}
