@@ -55,14 +55,31 @@ pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String>
 
 /// Waits for the first prompt, sends `command` and returns the answer.
 pub fn run_command(link: &mut dyn Link, command: &str, timeout: Duration) -> io::Result<String> {
-    if command.contains(['\r', '\n']) {
+    Ok(run_session(link, &[command], timeout)?.remove(0))
+}
+
+/// Runs `commands` in one console session (a configuration candidate lives
+/// as long as its session: `config set ...` then `config commit`) and returns
+/// their answers. Stops early if the console closes (after a commit, the
+/// gateway restarts).
+pub fn run_session(link: &mut dyn Link, commands: &[&str], timeout: Duration) -> io::Result<Vec<String>> {
+    if commands.iter().any(|c| c.contains(['\r', '\n'])) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "one command per line"));
     }
     read_answer(link, timeout)?; // banner + prompt
-    link.write_all(command.as_bytes())?;
-    link.write_all(b"\n")?;
-    link.flush()?;
-    read_answer(link, timeout)
+    let mut answers = Vec::new();
+    for command in commands {
+        link.write_all(command.as_bytes())?;
+        link.write_all(b"\n")?;
+        link.flush()?;
+        answers.push(read_answer(link, timeout)?);
+    }
+    Ok(answers)
+}
+
+/// True for an answer that reports a refusal (`error: ...`, `unknown command`).
+pub fn is_error(answer: &str) -> bool {
+    answer.starts_with("error:") || answer.starts_with("unknown command")
 }
 
 #[cfg(test)]
@@ -97,6 +114,28 @@ mod tests {
         let answer = run_command(&mut *link, "show ports", Duration::from_secs(5)).unwrap();
         assert_eq!(answer, "you said show ports\n");
         drop(console.join().unwrap());
+    }
+
+    #[test]
+    fn several_commands_share_one_session() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let console = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"banner\n> ").unwrap();
+            let mut lines = io::BufRead::lines(io::BufReader::new(s.try_clone().unwrap()));
+            let mut n = 0;
+            while let Some(Ok(line)) = lines.next() {
+                n += 1;
+                s.write_all(format!("{n}: {line}\n> ").as_bytes()).unwrap();
+            }
+        });
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        let answers = run_session(&mut *link, &["config set a 1", "config commit"], Duration::from_secs(5)).unwrap();
+        assert_eq!(answers, ["1: config set a 1\n", "2: config commit\n"], "one session: the count goes on");
+        drop(link);
+        console.join().unwrap();
+        assert!(is_error("error: x") && is_error("unknown command: \"x\"") && !is_error("ok"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `gwctl --tcp 127.0.0.1:5023 show status` or `gwctl --serial /dev/ttyUSB0 show status`.
+//! `gwctl --tcp 127.0.0.1:5023 show status` or `gwctl --serial /dev/ttyUSB0 show status`;
+//! several commands in one session: `gwctl -e 'config set sip.register_expires 120' -e 'config commit'`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -6,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "gwctl", about = "Run one console command on the gateway")]
+#[command(name = "gwctl", about = "Run console commands on the gateway")]
 struct Args {
     /// Serial device of the console (e.g. /dev/ttyUSB0).
     #[arg(long, conflicts_with = "tcp")]
@@ -19,8 +20,11 @@ struct Args {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 5)]
     timeout: u64,
-    /// The command, e.g. `show status`.
-    #[arg(required = true, trailing_var_arg = true)]
+    /// Commands for one session, in order (e.g. `-e 'config set ...' -e 'config commit'`).
+    #[arg(short = 'e', long = "exec")]
+    exec: Vec<String>,
+    /// The command, e.g. `show status` (after the `-e` commands, if any).
+    #[arg(trailing_var_arg = true)]
     command: Vec<String>,
 }
 
@@ -39,10 +43,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match gwctl::run_command(&mut *link, &args.command.join(" "), timeout) {
-        Ok(answer) => {
-            print!("{answer}");
-            ExitCode::SUCCESS
+    let mut commands: Vec<String> = args.exec.clone();
+    if !args.command.is_empty() {
+        commands.push(args.command.join(" "));
+    }
+    if commands.is_empty() {
+        eprintln!("gwctl: no command (e.g. `gwctl show status`)");
+        return ExitCode::from(2);
+    }
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    match gwctl::run_session(&mut *link, &commands, timeout) {
+        Ok(answers) => {
+            answers.iter().for_each(|a| print!("{a}"));
+            // A refused command fails the run, so scripts stop on it.
+            if answers.iter().any(|a| gwctl::is_error(a)) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("gwctl: {e}");
