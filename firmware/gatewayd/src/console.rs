@@ -257,6 +257,41 @@ mod tests {
         assert_eq!(text(a.command("config diff", &ctx)), "no changes\n");
     }
 
+    proptest::proptest! {
+        /// Whatever an installer (or line noise on the serial port) types:
+        /// no panic, every answer is text, and nothing is saved or restarted
+        /// without a `config commit` of a valid candidate.
+        #[test]
+        fn arbitrary_lines_never_panic_or_save(lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[ -~]{0,40}",
+                "(config (set|unset) )(sip|media|fxs\\[[0-9]\\]|caller_id|x)(\\.[a-z_\\[\\]0-9]{0,12})? [ -~]{0,20}",
+                proptest::strategy::Just("config diff".to_string()),
+                proptest::strategy::Just("show candidate".to_string()),
+            ],
+            0..12,
+        )) {
+            let dir = tempfile::tempdir().unwrap();
+            let (ctx, restarts, path) = ctx_with_file(dir.path());
+            let mut s = Session::default();
+            for l in &lines {
+                match s.command(l, &ctx) {
+                    Reply::Text(_) | Reply::Quit => {}
+                    Reply::Restart(t) => proptest::prop_assert!(false, "restart without commit: {}", t),
+                }
+            }
+            proptest::prop_assert_eq!(restarts.load(Ordering::Relaxed), 0);
+            proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), crate::config::DEFAULT_TOML);
+            // A commit of whatever came out is either refused, or saves a
+            // file that loads as a valid configuration.
+            if let Reply::Restart(_) = s.command("config commit", &ctx) {
+                proptest::prop_assert!(crate::config::Config::load(&path, 4).is_ok());
+            } else {
+                proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), crate::config::DEFAULT_TOML);
+            }
+        }
+    }
+
     #[test]
     fn bad_lines_get_a_clear_answer() {
         let dir = tempfile::tempdir().unwrap();
