@@ -174,10 +174,11 @@ fn run(
 
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
-        tokio::spawn(status::serve_http(http, status.clone()));
+        let store = Arc::new(Mutex::new(ConfigStore::new(config_path, board_ports, config.clone())));
+        tokio::spawn(status::serve_http(http, status.clone(), store.clone()));
         let console_ctx = console::Context {
             status: status.clone(),
-            store: Arc::new(Mutex::new(ConfigStore::new(config_path, board_ports, config.clone()))),
+            store,
             restart: Arc::new({
                 let shutdown_tx = shutdown_tx.clone();
                 move || {

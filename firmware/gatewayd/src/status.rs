@@ -163,10 +163,22 @@ pub fn snapshot(status: &SharedStatus) -> Status {
     status.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Serves `GET /api/status` (JSON) and `GET /` (the same as text).
-pub async fn serve_http(listener: TcpListener, status: SharedStatus) {
+/// Serves `GET /api/status` (JSON), `GET /` (the same as text) and
+/// `GET /api/config` (the running configuration as TOML, secrets masked).
+pub async fn serve_http(
+    listener: TcpListener,
+    status: SharedStatus,
+    store: Arc<Mutex<crate::config_store::ConfigStore>>,
+) {
     use axum::routing::get;
     let app = axum::Router::new()
+        .route(
+            "/api/config",
+            get(move || async move {
+                let text = store.lock().unwrap_or_else(|p| p.into_inner()).show_running();
+                ([(axum::http::header::CONTENT_TYPE, "application/toml; charset=utf-8")], text)
+            }),
+        )
         .route(
             "/api/status",
             get({

@@ -47,6 +47,10 @@ fn console_commit_restarts_with_the_new_configuration_and_rollback_restores_it()
     gw.wait_until("a REGISTER with the new User-Agent", Duration::from_secs(10), || {
         gw.log().contains("User-Agent: Branch-GW-7")
     });
+    // The web UI shows the running configuration, secrets masked.
+    let web = gw.http_get("/api/config");
+    assert!(web.contains("user_agent = \"Branch-GW-7\""), "{web}");
+    assert!(web.contains("password = \"********\"") && !web.contains(PASSWORD), "{web}");
     let prev = gw.config_path.with_file_name("gatewayd.toml.prev");
     assert_eq!(std::fs::read_to_string(&prev).unwrap(), original, "the old file kept whole");
 

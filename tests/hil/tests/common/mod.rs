@@ -159,13 +159,21 @@ console_listen = "{console}"
 
     /// GET /api/status, parsed.
     pub fn status(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.try_http_get("/api/status")?).ok()
+    }
+
+    /// The body of `GET path` (panics if the server does not answer).
+    pub fn http_get(&self, path: &str) -> String {
+        self.try_http_get(path).unwrap_or_else(|| panic!("GET {path} failed"))
+    }
+
+    fn try_http_get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(self.http).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET /api/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
-        let json = body.split_once("\r\n\r\n")?.1;
-        serde_json::from_str(json).ok()
+        Some(body.split_once("\r\n\r\n")?.1.to_string())
     }
 
     /// The daemon's process id (a restart keeps it: gatewayd re-executes itself).
