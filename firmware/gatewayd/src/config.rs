@@ -320,7 +320,7 @@ impl Config {
             if parse_codec(c).is_none() {
                 return Err(ConfigError::new(
                     format!("media.codecs[{i}]"),
-                    format!("unknown codec {c:?} (PCMU, PCMA)"),
+                    format!("unknown codec {c:?} (PCMU, PCMA, G722)"),
                 ));
             }
         }
@@ -415,6 +415,7 @@ pub fn parse_codec(name: &str) -> Option<gw_sip::sdp::Codec> {
     match name.to_ascii_uppercase().as_str() {
         "PCMU" => Some(gw_sip::sdp::Codec::Pcmu),
         "PCMA" => Some(gw_sip::sdp::Codec::Pcma),
+        "G722" => Some(gw_sip::sdp::Codec::G722),
         _ => None,
     }
 }

@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{CallerIdMode, Config};
 use crate::media_io::{MediaIo, RtpPorts};
-use crate::rt::{RtCommand, RtEvent};
+use crate::rt::{RtCommand, RtEvent, VoiceCodec};
 
 /// One configured FXS port.
 struct Port {
@@ -542,9 +542,10 @@ impl Gateway {
         } else {
             ptime_default
         };
-        let law = match media.codec {
-            Codec::Pcmu => Law::Ulaw,
-            Codec::Pcma => Law::Alaw,
+        let codec = match media.codec {
+            Codec::Pcmu => VoiceCodec::G711(Law::Ulaw),
+            Codec::Pcma => VoiceCodec::G711(Law::Alaw),
+            Codec::G722 => VoiceCodec::G722,
         };
         let session = SessionConfig {
             payload_type: media.payload_type,
@@ -558,7 +559,7 @@ impl Gateway {
         call.media_running = true;
         info!(port = self.ports[i].label, remote = %media.remote, codec = ?media.codec, ptime, "media connected");
         self.media.open(channel, socket, media.remote);
-        self.rt_command(RtCommand::StartMedia { channel, session, law });
+        self.rt_command(RtCommand::StartMedia { channel, session, codec });
     }
 
     fn stop_media(&mut self, channel: u8, call: &Call) {

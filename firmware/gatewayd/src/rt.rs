@@ -31,6 +31,8 @@ use gw_dsp::tones::{CountryProfile, ToneKind};
 use gw_dsp::echo::EchoCanceller;
 use gw_dsp::plc::Plc;
 use gw_dsp::g711::{self, Law};
+use gw_dsp::g722::{self, WB_FRAME};
+use gw_dsp::resample::{Downsampler, Upsampler};
 use gw_dsp::tones::{ToneGenerator, ToneSpec};
 use gw_hal::{Frame, PcmBus, FRAME_SAMPLES};
 use gw_media::{rfc4733, Received, RtpSession, SessionConfig};
@@ -73,7 +75,7 @@ pub enum RtCommand {
     /// plane); its line steps come back as [`RtEvent::CallerId`].
     StartCallerId { channel: u8, sender: CallerIdSender },
     StopCallerId { channel: u8 },
-    StartMedia { channel: u8, session: SessionConfig, law: Law },
+    StartMedia { channel: u8, session: SessionConfig, codec: VoiceCodec },
     StopMedia { channel: u8 },
 }
 
@@ -283,9 +285,62 @@ pub fn make_queues() -> (RtQueues, ControlQueues) {
     )
 }
 
+/// The negotiated voice codec of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoiceCodec {
+    G711(Law),
+    /// G.722 at 64 kbit/s: the 8 kHz line is resampled to 16 kHz and back,
+    /// 80 code bytes per 10 ms like G.711 (and the same 8000 Hz RTP clock).
+    G722,
+}
+
+/// A voice codec with its state (all inline: made in the rt thread, which
+/// must not allocate; about 1.2 KB per call).
+#[allow(clippy::large_enum_variant)]
+enum Voice {
+    G711(Law),
+    G722 { enc: g722::Encoder, dec: g722::Decoder, up: Upsampler, down: Downsampler },
+}
+
+impl Voice {
+    fn new(codec: VoiceCodec) -> Voice {
+        match codec {
+            VoiceCodec::G711(law) => Voice::G711(law),
+            VoiceCodec::G722 => Voice::G722 {
+                enc: g722::Encoder::new(g722::Mode::Kbps64),
+                dec: g722::Decoder::new(g722::Mode::Kbps64),
+                up: Upsampler::new(),
+                down: Downsampler::new(),
+            },
+        }
+    }
+
+    fn encode(&mut self, pcm: &Frame, out: &mut [u8; FRAME_SAMPLES]) {
+        match self {
+            Voice::G711(law) => g711::encode_frame(*law, pcm, out),
+            Voice::G722 { enc, up, .. } => {
+                let mut wide = [0i16; WB_FRAME];
+                up.process_frame(pcm, &mut wide);
+                enc.encode_frame(&wide, out);
+            }
+        }
+    }
+
+    fn decode(&mut self, data: &[u8; FRAME_SAMPLES], out: &mut Frame) {
+        match self {
+            Voice::G711(law) => g711::decode_frame(*law, data, out),
+            Voice::G722 { dec, down, .. } => {
+                let mut wide = [0i16; WB_FRAME];
+                dec.decode_frame(data, &mut wide);
+                down.process_frame(&wide, out);
+            }
+        }
+    }
+}
+
 struct Media {
     session: RtpSession,
-    law: Law,
+    voice: Voice,
     plc: Plc,
 }
 
@@ -408,14 +463,14 @@ impl<P: PcmBus> RtEngine<P> {
                         ch.caller_id = None;
                     }
                 }
-                RtCommand::StartMedia { channel, session, law } => {
+                RtCommand::StartMedia { channel, session, codec } => {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
                         // A new call: the echo path may differ (another far end's
                         // level), so converge from scratch.
                         if let Some(ec) = ch.echo.as_mut() {
                             ec.reset();
                         }
-                        ch.media = Some(Media { session: RtpSession::new(session), law, plc: Plc::new() });
+                        ch.media = Some(Media { session: RtpSession::new(session), voice: Voice::new(codec), plc: Plc::new() });
                         ch.network_tones.reset();
                         ch.progress = ProgressDetector::new(profile);
                         ch.vbd = false;
@@ -489,7 +544,7 @@ impl<P: PcmBus> RtEngine<P> {
                 // G.711 Appendix I concealment over jitter-buffer gaps
                 // (it delays the audio by 30 samples to blend the edges).
                 if m.session.pull_frame(&mut encoded) {
-                    g711::decode_frame(m.law, &encoded, out);
+                    m.voice.decode(&encoded, out);
                     m.plc.good_frame(out);
                 } else {
                     m.plc.conceal(out);
@@ -570,7 +625,7 @@ impl<P: PcmBus> RtEngine<P> {
                     Some(DtmfEvent::End(..)) => m.session.stop_dtmf(),
                     None => {}
                 }
-                g711::encode_frame(m.law, &clean, &mut encoded);
+                m.voice.encode(&clean, &mut encoded);
                 if let Some(n) = m.session.send_frame(&encoded, &mut self.scratch.data) {
                     send_packet(&mut self.queues.packets_out, &self.stats, &mut self.scratch, channel, n);
                 }
@@ -827,7 +882,7 @@ mod tests {
         let mut engine = RtEngine::new(pcm, rtq, stats.clone(), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
         let us = gw_dsp::tones::profile("US").unwrap();
         ctl.commands
-            .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
+            .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) })
             .unwrap();
         ctl.commands.enqueue(RtCommand::PlayTone { channel: 1, spec: us.dial }).unwrap();
         // An incoming RTP packet for channel 0, prepared before counting.
@@ -1015,7 +1070,7 @@ mod tests {
     }
 
     fn sine(freq: f32, dbm0: f32, ms: usize) -> Vec<i16> {
-        let a = 32768.0 * 10f32.powf((dbm0 - 3.17) / 20.0) * std::f32::consts::SQRT_2;
+        let a = gw_dsp::DBM0_PEAK * 10f32.powf(dbm0 / 20.0);
         (0..ms * 8).map(|n| (a * (2.0 * std::f32::consts::PI * freq * n as f32 / 8000.0).sin()) as i16).collect()
     }
 
@@ -1048,7 +1103,7 @@ mod tests {
         let (rtq, mut ctl) = make_queues();
         let stats = Arc::new(RtStats::new(1));
         let mut engine = RtEngine::new(pcm, rtq, stats.clone(), config);
-        ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw }).unwrap();
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) }).unwrap();
         let mut events = Vec::new();
         let mut sent = Vec::new();
         for t in 0..ticks {
@@ -1188,6 +1243,103 @@ mod tests {
         assert!(!stats.channels[0].signals().vbd);
     }
 
+    /// A line that plays `input` towards the gateway and keeps what it is sent.
+    struct TalkingLine {
+        input: Vec<i16>,
+        pos: usize,
+        sent: Vec<i16>,
+    }
+    impl PcmBus for TalkingLine {
+        fn channels(&self) -> usize {
+            1
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            self.sent.extend_from_slice(&tx[0]);
+            for s in rx[0].iter_mut() {
+                *s = self.input.get(self.pos).copied().unwrap_or(0);
+                self.pos += 1;
+            }
+            PcmStats::default()
+        }
+    }
+
+    /// Level (dBm0) and the strength of `freq` against `other` (dB) in `x`.
+    fn tone_at(x: &[i16], freq: f32, other: f32) -> (f32, f32) {
+        let rms = (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+        let level = 20.0 * (rms / (f64::from(gw_dsp::DBM0_PEAK) / 2f64.sqrt())).log10();
+        let power = |f: f32| {
+            let mut g = gw_dsp::goertzel::Goertzel::new(f, 8000.0);
+            x.iter().for_each(|&v| g.update(f32::from(v)));
+            g.power()
+        };
+        (level as f32, 10.0 * (power(freq) / power(other).max(1e-9)).log10())
+    }
+
+    #[test]
+    fn g722_call_carries_audio_both_ways_through_the_resamplers() {
+        use gw_dsp::g722::{Decoder, Encoder, Mode};
+        // The far end: 1000 Hz at -10 dBm0, G.722 from 16 kHz, 20 ms packets.
+        let far: Vec<i16> = sine(1000.0, -10.0, 1000);
+        let (mut up, mut enc) = (Upsampler::new(), Encoder::new(Mode::Kbps64));
+        let mut packets = Vec::new();
+        for (k, chunk) in far.chunks(160).enumerate() {
+            let mut pkt = Packet::empty();
+            let hdr = gw_media::rtp::RtpHeader {
+                marker: k == 0,
+                payload_type: 9,
+                sequence: k as u16,
+                timestamp: (k * 160) as u32,
+                ssrc: 9,
+            };
+            let n = hdr.emit(&mut pkt.data);
+            for (h, half) in chunk.chunks(80).enumerate() {
+                let (mut wide, mut code) = ([0i16; WB_FRAME], [0u8; 80]);
+                up.process_frame(half.try_into().unwrap(), &mut wide);
+                enc.encode_frame(&wide, &mut code);
+                pkt.data[n + 80 * h..n + 80 * (h + 1)].copy_from_slice(&code);
+            }
+            pkt.len = (n + 160) as u16;
+            packets.push(pkt);
+        }
+        // The phone: 1500 Hz at -10 dBm0.
+        let line = TalkingLine { input: sine(1500.0, -10.0, 1000), pos: 0, sent: Vec::new() };
+        let (rtq, mut ctl) = make_queues();
+        let mut engine = RtEngine::new(line, rtq, Arc::new(RtStats::new(1)), RtConfig::plain());
+        let cmd = RtCommand::StartMedia { channel: 0, session: session(9), codec: VoiceCodec::G722 };
+        ctl.commands.enqueue(cmd).unwrap();
+        let mut sent = Vec::new();
+        for t in 0..100 {
+            if t % 2 == 0 {
+                let _ = ctl.packets_in.enqueue(packets[t / 2].clone());
+            }
+            engine.tick();
+            while let Some(p) = ctl.packets_out.dequeue() {
+                sent.push(p.bytes().to_vec());
+            }
+        }
+        // The phone hears the far end's tone, at its level.
+        let heard = &engine.pcm.sent[4000..8000];
+        let (level, purity) = tone_at(heard, 1000.0, 1500.0);
+        assert!((level + 10.0).abs() < 1.0, "far end at the phone: {level:.2} dBm0");
+        assert!(purity > 30.0, "1000 Hz over 1500 Hz: {purity:.1} dB");
+        // The far end gets the phone's tone as G.722 (PT 9, 160 bytes per 20 ms).
+        let (mut dec, mut down) = (Decoder::new(Mode::Kbps64), Downsampler::new());
+        let mut decoded = Vec::new();
+        for p in &sent {
+            let pkt = gw_media::rtp::Packet::new_checked(&p[..]).unwrap();
+            assert_eq!((pkt.payload_type(), pkt.payload().len()), (9, 160));
+            for code in pkt.payload().chunks(80) {
+                let (mut wide, mut nb) = ([0i16; WB_FRAME], [0i16; FRAME_SAMPLES]);
+                dec.decode_frame(code.try_into().unwrap(), &mut wide);
+                down.process_frame(&wide, &mut nb);
+                decoded.extend_from_slice(&nb);
+            }
+        }
+        let (level, purity) = tone_at(&decoded[2000..6000], 1500.0, 1000.0);
+        assert!((level + 10.0).abs() < 1.0, "phone at the far end: {level:.2} dBm0");
+        assert!(purity > 30.0, "1500 Hz over 1000 Hz: {purity:.1} dB");
+    }
+
     /// A line that returns `gain` x what it was sent, `delay` samples later.
     struct EchoLine {
         delay_line: Vec<i16>,
@@ -1271,7 +1423,7 @@ mod tests {
         let (rtq, mut ctl) = make_queues();
         let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(1)), RtConfig::plain());
         ctl.commands
-            .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), law: Law::Ulaw })
+            .enqueue(RtCommand::StartMedia { channel: 0, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) })
             .unwrap();
         let mut energy = Vec::new();
         let mut phase = 0f32;

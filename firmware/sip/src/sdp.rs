@@ -26,6 +26,9 @@ pub enum Codec {
     Pcmu,
     /// G.711 A-law, static payload type 8.
     Pcma,
+    /// G.722 at 64 kbit/s, static payload type 9. Sampled at 16 kHz, but its
+    /// RTP clock and SDP rate are 8000 (RFC 3551 §4.5.2).
+    G722,
 }
 
 impl Codec {
@@ -34,6 +37,7 @@ impl Codec {
         match self {
             Codec::Pcmu => 0,
             Codec::Pcma => 8,
+            Codec::G722 => 9,
         }
     }
 
@@ -42,6 +46,7 @@ impl Codec {
         match self {
             Codec::Pcmu => "PCMU",
             Codec::Pcma => "PCMA",
+            Codec::G722 => "G722",
         }
     }
 
@@ -52,7 +57,7 @@ impl Codec {
 
     /// The codec an rtpmap describes, if it is one of ours.
     pub fn from_rtpmap(map: &RtpMap) -> Option<Codec> {
-        [Codec::Pcmu, Codec::Pcma].into_iter().find(|c| {
+        [Codec::Pcmu, Codec::Pcma, Codec::G722].into_iter().find(|c| {
             map.encoding.eq_ignore_ascii_case(c.encoding_name()) && map.clock_rate == c.clock_rate()
         })
     }
@@ -943,6 +948,39 @@ mod tests {
             SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 0\r\na=ptime:zero\r\n")),
             Err(SdpError::BadAttribute { line: 6 })
         );
+    }
+
+    #[test]
+    fn g722_is_negotiated_at_its_8000_rtp_rate_with_or_without_rtpmap() {
+        // baresip style: G722/8000 first, then G.711.
+        let o = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 9 0 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n",
+        )
+        .unwrap();
+        let (ans, n) = answer(&o, ip("192.0.2.2"), 2000, &[Codec::G722, Codec::Pcmu], 1).unwrap();
+        assert_eq!((n.codec, n.payload_type), (Codec::G722, 9));
+        assert!(ans.to_string().contains("a=rtpmap:9 G722/8000"), "{ans}");
+        // Without G.722 in our list the same offer gives PCMU.
+        let (_, n) = answer(&o, ip("192.0.2.2"), 2000, &[Codec::Pcmu], 1).unwrap();
+        assert_eq!(n.codec, Codec::Pcmu);
+        // Static payload type 9 without a=rtpmap is G.722 too.
+        let bare = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9\r\n",
+        )
+        .unwrap();
+        assert_eq!(answer(&bare, ip("192.0.2.2"), 2000, &[Codec::G722], 1).unwrap().1.codec, Codec::G722);
+        // A "G722/16000" rtpmap is not RFC 3551's G.722 and is not taken for it.
+        let wrong = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 9\r\na=rtpmap:9 G722/16000\r\n",
+        )
+        .unwrap();
+        assert_eq!(answer(&wrong, ip("192.0.2.2"), 2000, &[Codec::G722], 1).unwrap_err(), SdpError::NoCommonCodec);
+        // Our offer lists it with its rtpmap.
+        let ours = make_offer(ip("192.0.2.2"), 2000, &[Codec::G722, Codec::Pcma], Some(101), 5);
+        assert!(ours.to_string().contains("m=audio 2000 RTP/AVP 9 8 101"), "{ours}");
     }
 
     #[test]

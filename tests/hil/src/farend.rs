@@ -104,6 +104,9 @@ pub struct FarEnd {
     dir: tempfile::TempDir,
 }
 
+/// What a far end offers and accepts unless told otherwise.
+pub const DEFAULT_CODECS: &str = "PCMU/8000/1,PCMA/8000/1";
+
 impl FarEnd {
     /// Starts baresip as `user` at `kamailio` with digest `password`,
     /// sending `play_wav` (8 kHz mono 16-bit PCM, repeated) in every call.
@@ -122,6 +125,23 @@ impl FarEnd {
         password: &str,
         play_wav: &Path,
     ) -> io::Result<FarEnd> {
+        Self::start_with_codecs(kamailio, display, user, password, play_wav, DEFAULT_CODECS)
+    }
+
+    /// Like [`FarEnd::start_as`], offering and accepting only `codecs`
+    /// (baresip's `audio_codecs` account parameter, e.g. `G722/16000/1` or
+    /// `PCMA/8000/1`).
+    pub fn start_with_codecs(
+        kamailio: SocketAddr,
+        display: Option<&str>,
+        user: &str,
+        password: &str,
+        play_wav: &Path,
+        codecs: &str,
+    ) -> io::Result<FarEnd> {
+        if codecs.is_empty() || !codecs.chars().all(|c| c.is_ascii_alphanumeric() || "/,".contains(c)) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "codecs: e.g. G722/16000/1 or PCMU/8000/1,PCMA/8000/1"));
+        }
         let bad = |s: &str| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && !"<>;\"\\@:,".contains(c));
         if display.is_some_and(|d| d.is_empty() || !d.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "display name: letters, digits and spaces only"));
@@ -142,7 +162,18 @@ impl FarEnd {
         let dir = tempfile::Builder::new().prefix("hil-farend-").tempdir()?;
         let play = dir.path().join("play.wav");
         let looped: Vec<i16> = wav.samples.iter().copied().cycle().take(PLAY_SECONDS * RATE as usize).collect();
-        write_wav(&play, &looped, RATE)?;
+        // baresip's aufile wants the codec's own rate: 16 kHz for G.722
+        // (linear interpolation; its images above 4 kHz are far out of band).
+        if codecs.contains("/16000") {
+            let wide: Vec<i16> = looped
+                .iter()
+                .zip(looped.iter().skip(1).chain(std::iter::once(&0)))
+                .flat_map(|(&a, &b)| [a, ((i32::from(a) + i32::from(b)) / 2) as i16])
+                .collect();
+            write_wav(&play, &wide, 2 * RATE)?;
+        } else {
+            write_wav(&play, &looped, RATE)?;
+        }
         let rec = dir.path().join("rec");
         fs::create_dir(&rec)?;
 
@@ -170,6 +201,7 @@ impl FarEnd {
              jitter_buffer_delay 1-4\n\
              module_path {modules}\n\
              module g711.so\n\
+             module g722.so\n\
              module aufile.so\n\
              module sndfile.so\n\
              module_tmp account.so\n\
@@ -186,7 +218,7 @@ impl FarEnd {
             dir.path().join("accounts"),
             format!(
                 "{name}<sip:{user}@{kamailio}>;auth_pass={password};answermode=manual;\
-                 audio_codecs=PCMU/8000/1,PCMA/8000/1;ptime=20;regint=600\n",
+                 audio_codecs={codecs};ptime=20;regint=600\n",
                 name = display.map(|d| format!("\"{d}\" ")).unwrap_or_default(),
             ),
         )?;
@@ -311,17 +343,25 @@ impl FarEnd {
     }
 
     /// The 8 kHz mono samples received (decoded from RTP) during the most
-    /// recent call, as far as recorded so far.
+    /// recent call, as far as recorded so far. A 16 kHz recording (G.722) is
+    /// brought to 8 kHz by averaging sample pairs (a gentle low-pass, enough
+    /// for the tone measurements here).
     pub fn recording(&self) -> io::Result<Vec<i16>> {
         let path = self.last_recording_path()?;
         let wav = read_wav(&path)?;
-        if wav.rate != RATE {
-            return Err(io::Error::new(
+        match wav.rate {
+            RATE => Ok(wav.samples),
+            16_000 => Ok(wav.samples.chunks(2).map(|p| ((i32::from(p[0]) + i32::from(*p.last().unwrap())) / 2) as i16).collect()),
+            rate => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: recorded at {} Hz (a wideband codec?), want 8000", path.display(), wav.rate),
-            ));
+                format!("{}: recorded at {rate} Hz, want 8000 or 16000", path.display()),
+            )),
         }
-        Ok(wav.samples)
+    }
+
+    /// The sample rate of the most recent recording (16000 for G.722).
+    pub fn recording_rate(&self) -> io::Result<u32> {
+        Ok(read_wav(&self.last_recording_path()?)?.rate)
     }
 
     /// The WAV file [`FarEnd::recording`] reads.

@@ -36,7 +36,7 @@ pub use audio::{
     dominant_frequency, level_dbm0, linear_to_ulaw, read_wav, tone, tone_wav, write_ulaw, write_wav, Wav, DBM0_PEAK,
     RATE,
 };
-pub use farend::{Event, FarEnd, PLAY_SECONDS};
+pub use farend::{Event, FarEnd, DEFAULT_CODECS, PLAY_SECONDS};
 pub use kamailio::Kamailio;
 pub use sipp::{sipp_register, sipp_scenario, Sipp, SippOutcome};
 

@@ -142,6 +142,30 @@ fn phone_calls_far_end_audio_both_ways_far_end_hangs_up() {
 }
 
 #[test]
+fn g722_far_end_call_carries_audio_both_ways() {
+    // A wideband far end that takes G.722 only; gatewayd offers G.722 first.
+    let far_tone = hil::tone(FAR_TONE_HZ, -12.0, 2.0).unwrap();
+    let opts = GwOptions { codecs: &["G722", "PCMU"], fxs_ports: 1, ..GwOptions::default() };
+    let w = World::start_with_codecs(opts, None, &far_tone, "G722/16000/1");
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("2000").unwrap();
+    w.far.wait_established(Duration::from_secs(10)).expect("far end answers");
+    wait_state(&w.gw, 1, "Connected");
+    assert!(w.gw.log().contains("codec=G722"), "{}", w.gw.log());
+    phone.play_tone(PHONE_TONE_HZ, -10.0);
+    std::thread::sleep(Duration::from_millis(300));
+    phone_hears_far_end(&phone);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(w.far.recording_rate().unwrap(), 16_000, "the far end decoded G.722");
+    far_end_heard_phone(&w.far);
+    phone.on_hook();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call ends");
+}
+
+#[test]
 fn far_end_calls_phone_rings_with_cadence_phone_hangs_up() {
     let w = world();
     let sim = w.gw.attach();

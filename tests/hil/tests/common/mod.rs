@@ -192,10 +192,10 @@ console_listen = "{console}"
     pub fn console(&self, lines: &[&str]) -> Vec<String> {
         let mut s = TcpStream::connect(self.console).expect("console connects");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut read_prompt = |s: &mut TcpStream| {
+        let read_prompt = |s: &mut TcpStream| {
             let mut got = Vec::new();
             let mut b = [0u8; 1];
-            while !got.ends_with(b"\n> ") && !(got == b"> ") {
+            while !got.ends_with(b"\n> ") && got != b"> " {
                 match s.read(&mut b) {
                     Ok(1) => got.push(b[0]),
                     _ => break,
@@ -267,13 +267,19 @@ impl World {
     /// `far_name`: the far end's display name; `far_audio`: what it sends in
     /// every call (8 kHz, repeated).
     pub fn start(opts: GwOptions, far_name: Option<&str>, far_audio: &[i16]) -> World {
+        Self::start_with_codecs(opts, far_name, far_audio, hil::DEFAULT_CODECS)
+    }
+
+    /// Like [`World::start`], the far end offering and accepting only `far_codecs`.
+    pub fn start_with_codecs(opts: GwOptions, far_name: Option<&str>, far_audio: &[i16], far_codecs: &str) -> World {
         let dir = tempfile::Builder::new().prefix("hil-world-").tempdir().unwrap();
         let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
         let users: Vec<String> = (1..=opts.fxs_ports).map(|p| (1000 + p).to_string()).collect();
         let gw = Gatewayd::start(kamailio.addr(), opts);
         let wav = dir.path().join("far.wav");
         hil::write_wav(&wav, far_audio, hil::RATE).unwrap();
-        let far = FarEnd::start_as(kamailio.addr(), far_name, "2000", PASSWORD, &wav).expect("baresip starts");
+        let far = FarEnd::start_with_codecs(kamailio.addr(), far_name, "2000", PASSWORD, &wav, far_codecs)
+            .expect("baresip starts");
         far.wait_registered(Duration::from_secs(10)).expect("far end registers");
         gw.wait_registered(&users.iter().map(String::as_str).collect::<Vec<_>>());
         World { kamailio, gw, far, _dir: dir }
