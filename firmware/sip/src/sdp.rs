@@ -1,7 +1,8 @@
 //! SDP for the gateway's audio calls: an RFC 4566 subset and RFC 3264 offer/answer.
 //!
 //! The gateway speaks G.711 (PCMU payload type 0, PCMA payload type 8, RFC 3551 §6) plus
-//! RFC 4733 telephone-events on one audio stream. This module
+//! RFC 4733 telephone-events and, when configured, RFC 3389 comfort noise (`CN/8000`,
+//! payload type 13) on one audio stream. This module
 //! - parses and prints session descriptions ([`SessionDescription`], RFC 4566 §5): `v o s c
 //!   t m` lines and the attributes `rtpmap`, `fmtp`, `ptime`, `sendrecv`, `sendonly`,
 //!   `recvonly`, `inactive` (session-level attributes are defaults for every media line,
@@ -180,6 +181,9 @@ pub struct NegotiatedMedia {
     pub codec: Codec,
     pub payload_type: u8,
     pub telephone_event: Option<u8>,
+    /// Payload type of RFC 3389 comfort noise (`CN/8000`, normally the static 13) when both
+    /// sides listed it (RFC 3389 §5): silence may then be suppressed and sent as CN packets.
+    pub comfort_noise: Option<u8>,
     pub ptime_ms: u32,
     pub direction: Direction,
 }
@@ -537,13 +541,37 @@ fn telephone_event(pt: u8) -> RtpMap {
     RtpMap { payload_type: pt, encoding: "telephone-event".into(), clock_rate: 8000, fmtp: Some("0-16".into()) }
 }
 
+/// Static payload type of RFC 3389 comfort noise (RFC 3551 table 4, `CN/8000`).
+pub const CN_PAYLOAD_TYPE: u8 = 13;
+
+fn comfort_noise() -> RtpMap {
+    RtpMap { payload_type: CN_PAYLOAD_TYPE, encoding: "CN".into(), clock_rate: 8000, fmtp: None }
+}
+
 /// Our offer: the codecs in preference order, telephone-event/8000 with `te_pt` (101) "0-16", ptime 20.
+/// No comfort noise; see [`make_offer_with`].
 pub fn make_offer(local_ip: IpAddr, rtp_port: u16, codecs: &[Codec], te_pt: Option<u8>, session_id: u64) -> SessionDescription {
+    make_offer_with(local_ip, rtp_port, codecs, te_pt, false, session_id)
+}
+
+/// [`make_offer`], also offering RFC 3389 comfort noise (`CN/8000`, static payload type 13,
+/// after the codecs) when `comfort_noise` is set.
+pub fn make_offer_with(
+    local_ip: IpAddr,
+    rtp_port: u16,
+    codecs: &[Codec],
+    te_pt: Option<u8>,
+    comfort_noise: bool,
+    session_id: u64,
+) -> SessionDescription {
     let mut formats: Vec<RtpMap> = Vec::new();
     for c in codecs {
         if !formats.iter().any(|f| f.payload_type == c.payload_type()) {
             formats.push(c.rtpmap());
         }
+    }
+    if comfort_noise && !formats.iter().any(|f| f.payload_type == CN_PAYLOAD_TYPE) {
+        formats.push(self::comfort_noise());
     }
     if let Some(pt) = te_pt.filter(|pt| *pt < 128 && !formats.iter().any(|f| f.payload_type == *pt)) {
         formats.push(telephone_event(pt));
@@ -584,11 +612,26 @@ fn rejected(m: &MediaDescription) -> MediaDescription {
 /// single codec (in the offer's order of preference, RFC 3264 §6.1) and the offer's payload
 /// type numbers; every other media line is rejected with port 0. An offer whose audio
 /// address is `0.0.0.0` (RFC 3264 §8.4 legacy hold) gets no sending from us.
+/// Comfort noise is not accepted; see [`answer_with`].
 pub fn answer(
     offer: &SessionDescription,
     local_ip: IpAddr,
     rtp_port: u16,
     codecs: &[Codec],
+    session_id: u64,
+) -> Result<(SessionDescription, NegotiatedMedia), SdpError> {
+    answer_with(offer, local_ip, rtp_port, codecs, false, session_id)
+}
+
+/// [`answer`], also accepting RFC 3389 comfort noise (`CN/8000`, with the offer's payload
+/// type) when `comfort_noise` is set and the offer lists it (RFC 3389 §5); the answer then
+/// lists it too and [`NegotiatedMedia::comfort_noise`] has its payload type.
+pub fn answer_with(
+    offer: &SessionDescription,
+    local_ip: IpAddr,
+    rtp_port: u16,
+    codecs: &[Codec],
+    comfort_noise: bool,
     session_id: u64,
 ) -> Result<(SessionDescription, NegotiatedMedia), SdpError> {
     let mut chosen: Option<NegotiatedMedia> = None;
@@ -612,12 +655,16 @@ pub fn answer(
             continue;
         };
         let te = m.find("telephone-event", 8000).cloned();
+        let cn = m.find("CN", 8000).filter(|_| comfort_noise).cloned();
         let ptime = m.ptime.unwrap_or(DEFAULT_PTIME);
         let mut direction = m.direction.reversed();
         if ip.is_unspecified() {
             direction = direction.without_send();
         }
         let mut formats = vec![fmt.clone()];
+        if let Some(cn) = &cn {
+            formats.push(cn.clone());
+        }
         if let Some(te) = &te {
             formats.push(te.clone());
         }
@@ -635,6 +682,7 @@ pub fn answer(
             codec,
             payload_type: fmt.payload_type,
             telephone_event: te.map(|t| t.payload_type),
+            comfort_noise: cn.map(|c| c.payload_type),
             ptime_ms: ptime,
             direction,
         });
@@ -657,7 +705,8 @@ pub fn answer(
 /// Interpret the answer to our offer (RFC 3264 §7).
 ///
 /// The first audio line we offered with a port that the answer accepted is used; the codec is
-/// the first format of the answer that we offered (by payload type and encoding).
+/// the first format of the answer that we offered (by payload type and encoding). Comfort
+/// noise counts only if both the offer and the answer list `CN/8000` (RFC 3389 §5).
 pub fn accept_answer(offer: &SessionDescription, answer: &SessionDescription) -> Result<NegotiatedMedia, SdpError> {
     if offer.media.len() != answer.media.len() {
         return Err(SdpError::MediaCountMismatch { offer: offer.media.len(), answer: answer.media.len() });
@@ -693,6 +742,8 @@ pub fn accept_answer(offer: &SessionDescription, answer: &SessionDescription) ->
             .find("telephone-event", 8000)
             .filter(|_| o.find("telephone-event", 8000).is_some())
             .map(|t| t.payload_type);
+        // RFC 3389 §5: only when both sides list it.
+        let cn = a.find("CN", 8000).filter(|_| o.find("CN", 8000).is_some()).map(|c| c.payload_type);
         let mut direction = a.direction.reversed();
         if ip.is_unspecified() {
             direction = direction.without_send();
@@ -702,6 +753,7 @@ pub fn accept_answer(offer: &SessionDescription, answer: &SessionDescription) ->
             codec,
             payload_type: fmt.payload_type,
             telephone_event: te,
+            comfort_noise: cn,
             ptime_ms: a.ptime.or(o.ptime).unwrap_or(DEFAULT_PTIME),
             direction,
         });
@@ -1027,6 +1079,63 @@ mod tests {
         let pts: Vec<u8> = o.media[0].formats.iter().map(|f| f.payload_type).collect();
         assert_eq!(pts, vec![8, 0]);
         assert_eq!(SessionDescription::parse(&o.to_string()).unwrap(), o);
+    }
+
+    #[test]
+    fn comfort_noise_is_offered_and_used_only_when_both_sides_list_it() {
+        // Our offer with CN: PT 13 after the codecs, before telephone-event.
+        let ours = make_offer_with(ip("10.0.0.1"), 4000, &[Codec::Pcmu, Codec::Pcma], Some(101), true, 3);
+        let text = ours.to_string();
+        assert!(text.contains("m=audio 4000 RTP/AVP 0 8 13 101\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:13 CN/8000\r\n"), "{text}");
+        assert_eq!(SessionDescription::parse(&text).unwrap(), ours);
+        // Without the flag, no CN (and make_offer is the same as before).
+        let plain = make_offer_with(ip("10.0.0.1"), 4000, &[Codec::Pcmu], Some(101), false, 3);
+        assert!(!plain.to_string().contains("CN/8000"), "{plain}");
+        assert_eq!(plain, make_offer(ip("10.0.0.1"), 4000, &[Codec::Pcmu], Some(101), 3));
+
+        // A far end that takes CN answers with it: both sides know.
+        let (ans, far) = answer_with(&ours, ip("10.0.0.2"), 5000, &[Codec::Pcmu], true, 9).unwrap();
+        assert_eq!(far.comfort_noise, Some(13));
+        assert!(ans.to_string().contains("m=audio 5000 RTP/AVP 0 13 101\r\n"), "{ans}");
+        let near = accept_answer(&ours, &SessionDescription::parse(&ans.to_string()).unwrap()).unwrap();
+        assert_eq!((near.codec, near.comfort_noise), (Codec::Pcmu, Some(13)));
+
+        // A far end that does not: CN is left out of its answer and off for us.
+        let (ans, far) = answer_with(&ours, ip("10.0.0.2"), 5000, &[Codec::Pcmu], false, 9).unwrap();
+        assert_eq!(far.comfort_noise, None);
+        assert!(!ans.to_string().contains("CN"), "{ans}");
+        assert_eq!(accept_answer(&ours, &ans).unwrap().comfort_noise, None);
+        let (_, far) = answer(&ours, ip("10.0.0.2"), 5000, &[Codec::Pcmu], 9).unwrap();
+        assert_eq!(far.comfort_noise, None, "answer() never takes CN");
+
+        // We did not offer CN: an answer listing it anyway does not turn it on.
+        let theirs = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 1000 RTP/AVP 0 13\r\n",
+        )
+        .unwrap();
+        assert_eq!(accept_answer(&plain, &theirs).unwrap().comfort_noise, None);
+        assert_eq!(accept_answer(&ours, &theirs).unwrap().comfort_noise, Some(13), "static 13 without rtpmap is CN");
+
+        // An offer without CN is answered without it even when we would take it.
+        let (ans, far) = answer_with(&plain, ip("10.0.0.2"), 5000, &[Codec::Pcmu], true, 9).unwrap();
+        assert_eq!(far.comfort_noise, None);
+        assert!(!ans.to_string().contains("CN"), "{ans}");
+
+        // CN is never taken for the voice codec: a CN-first offer still picks PCMA.
+        let o = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 1000 RTP/AVP 13 8\r\na=rtpmap:13 CN/8000\r\n",
+        )
+        .unwrap();
+        let (_, n) = answer_with(&o, ip("192.0.2.2"), 2000, &[Codec::Pcmu, Codec::Pcma], true, 1).unwrap();
+        assert_eq!((n.codec, n.payload_type, n.comfort_noise), (Codec::Pcma, 8, Some(13)));
+        // A CN-only offer has no common codec.
+        let o = SessionDescription::parse(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 1000 RTP/AVP 13\r\n",
+        )
+        .unwrap();
+        assert_eq!(answer_with(&o, ip("192.0.2.2"), 2000, &[Codec::Pcmu], true, 1).unwrap_err(), SdpError::NoCommonCodec);
     }
 
     #[test]
