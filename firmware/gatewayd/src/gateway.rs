@@ -550,6 +550,7 @@ impl Gateway {
         let session = SessionConfig {
             payload_type: media.payload_type,
             telephone_event: media.telephone_event,
+            comfort_noise: media.comfort_noise,
             ptime_ms: ptime,
             ssrc,
             initial_seq: seq_ts as u16,

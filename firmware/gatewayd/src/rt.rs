@@ -861,6 +861,7 @@ mod tests {
         SessionConfig {
             payload_type: pt,
             telephone_event: Some(101),
+            comfort_noise: None,
             ptime_ms: 20,
             ssrc: 0x1234,
             initial_seq: 1,

@@ -17,6 +17,17 @@
 //! section 2.2), and its packets come from `poll_event_packet`. A new event
 //! of either kind ends the current one (three end packets) and follows it.
 //!
+//! Comfort noise (RFC 3389), when [`SessionConfig::comfort_noise`] has its
+//! payload type: in silence the caller feeds [`RtpSession::send_cn`] (a SID
+//! frame with the noise parameters) or [`RtpSession::skip_frame`] (nothing)
+//! instead of `send_frame`; the timestamp keeps advancing with the audio
+//! clock, and the first audio packet after the silence has the marker bit
+//! (RFC 3551 section 4.1). On receive a CN packet is
+//! [`Received::ComfortNoise`], its payload is kept for
+//! [`RtpSession::comfort_noise_payload`], and [`RtpSession::cn_active`] tells
+//! the caller that a gap is signalled silence (play comfort noise), not loss
+//! (conceal), until audio sent after the CN packet plays.
+//!
 //! Nothing here allocates; the session is one fixed-size value.
 
 use crate::jitter::{Insert, JitterBuffer, JitterStats, FRAME_BYTES, FRAME_TS, MAX_PACKET_FRAMES};
@@ -31,6 +42,8 @@ pub struct SessionConfig {
     pub payload_type: u8,
     /// Payload type of telephone-event, if the peer accepted it.
     pub telephone_event: Option<u8>,
+    /// Payload type of RFC 3389 comfort noise (13), if the peer accepted it.
+    pub comfort_noise: Option<u8>,
     /// Packetization time, 10..=60 and a multiple of 10 (other values are
     /// rounded down and clamped).
     pub ptime_ms: u32,
@@ -60,14 +73,21 @@ pub enum Received {
     ToneEventStart(u8),
     /// The tone event ended: code and duration in timestamp units.
     ToneEventEnd(u8, u16),
+    /// An RFC 3389 comfort noise packet (SID): the far end went silent. Its
+    /// payload (level and reflection coefficients) is in
+    /// [`RtpSession::comfort_noise_payload`], and [`RtpSession::cn_active`]
+    /// is set until audio sent after it plays.
+    ComfortNoise,
     /// Nothing new: a retransmission (same sequence number), a continuation
     /// or repeated end of an event already reported, or a stale event packet.
     Duplicate,
-    /// Not for us: another payload type (comfort noise, events other than
-    /// DTMF and the tones above),
+    /// Not for us: another payload type (comfort noise when it was not
+    /// negotiated, events other than DTMF and the tones above),
     /// another SSRC while the locked one is live, or an empty payload.
     Ignored,
     /// Audio whose playout time had already passed; dropped and counted.
+    /// Also a comfort noise packet older than audio already received (it
+    /// would start silence in the middle of speech); dropped.
     Late,
 }
 
@@ -123,6 +143,16 @@ pub struct SessionStats {
     pub ssrc_changes: u64,
     /// `send_frame` calls whose output buffer was too small.
     pub send_errors: u64,
+    /// RFC 3389 comfort noise packets sent (among `packets_sent`) and
+    /// received (among `packets_received`).
+    pub cn_sent: u64,
+    pub cn_received: u64,
+    /// 10 ms frames sent as nothing or as CN ([`RtpSession::skip_frame`],
+    /// [`RtpSession::send_cn`]): silence suppressed.
+    pub suppressed: u64,
+    /// 10 ms frames the line got no audio for while comfort noise was
+    /// active (not counted in `concealed`).
+    pub cn_frames: u64,
     /// From the far end's last RTCP report about us: fraction lost (1/256).
     pub remote_fraction_lost: u8,
     /// ... its cumulative loss count.
@@ -154,6 +184,9 @@ const EVENT_VOLUME: u8 = 10;
 /// RFC 3550 A.1 MAX_DROPOUT / MAX_MISORDER.
 const MAX_DROPOUT: i32 = 3000;
 const MAX_MISORDER: i32 = 100;
+/// Longest comfort noise payload kept (level and up to 31 coefficients;
+/// RFC 3389 lets the receiver use fewer, and gw-dsp models at most 10).
+pub const CN_MAX_PAYLOAD: usize = 32;
 /// A new SSRC replaces the locked one after the locked one has been silent
 /// this many 10 ms frames (re-INVITE to another media server, transfer).
 pub const SSRC_SWITCH_IDLE_FRAMES: u32 = 20;
@@ -330,6 +363,15 @@ pub struct RtpSession {
     last_transit: Option<u32>,
     jitter_q4: u32,
     rx_event: Option<RxEvent>,
+    /// Last comfort noise payload received (`cn_len` bytes).
+    cn_payload: [u8; CN_MAX_PAYLOAD],
+    cn_len: usize,
+    /// Timestamp of the last CN packet; set while its silence lasts.
+    cn_ts: Option<u32>,
+    /// Audio sent after that CN packet has arrived (speech resumes when it plays).
+    audio_after_cn: bool,
+    /// End timestamp of the newest audio received.
+    audio_end_ts: Option<u32>,
     /// LSR of the far end's last SR and when it arrived (NTP).
     last_sr: Option<(u32, u64)>,
     sent_since_report: bool,
@@ -359,6 +401,11 @@ impl RtpSession {
             last_transit: None,
             jitter_q4: 0,
             rx_event: None,
+            cn_payload: [0; CN_MAX_PAYLOAD],
+            cn_len: 0,
+            cn_ts: None,
+            audio_after_cn: false,
+            audio_end_ts: None,
             last_sr: None,
             sent_since_report: false,
             stats: SessionStats::default(),
@@ -380,9 +427,9 @@ impl RtpSession {
             lost: self.seqs.lost(),
             late: jb.late,
             jitter: self.jitter_q4 >> 4,
-            concealed: jb.concealed,
             resyncs: jb.resyncs,
             dropped: jb.dropped,
+            concealed: jb.concealed.saturating_sub(self.stats.cn_frames),
             ..self.stats
         }
     }
@@ -401,30 +448,10 @@ impl RtpSession {
     /// A tone event changes nothing here: its packets wait in
     /// [`RtpSession::poll_event_packet`], to be drained after every call.
     pub fn send_frame(&mut self, encoded: &[u8; 80], out: &mut [u8]) -> Option<usize> {
-        let frame_ts = self.clock;
-        self.clock = self.clock.wrapping_add(FRAME_TS);
-        if self.tx_event.is_none() {
-            if let Some(p) = self.pending.take() {
-                // DTMF replaces the audio, so its packets start where the
-                // audio stops; a tone runs alongside the audio and keeps the
-                // time it began, its first packet reporting the wait.
-                let ts = if p.kind == EventKind::Tone { p.ts } else { frame_ts };
-                self.begin_event(p.event, p.kind, ts, frame_ts, p.stopped);
-            }
-        }
-        match self.tx_event.map(|ev| ev.kind) {
-            Some(EventKind::Dtmf) => {
-                let pkt = self.event_frame()?;
-                return self.write_event(pkt, out);
-            }
-            Some(EventKind::Tone) => {
-                // A packet nobody polled is superseded by the newer one.
-                if let Some(pkt) = self.event_frame() {
-                    self.tone_packet = Some(pkt);
-                }
-            }
-            None => {}
-        }
+        let frame_ts = match self.begin_frame() {
+            Ok(ts) => ts,
+            Err(pkt) => return self.write_event(pkt?, out),
+        };
         if self.acc_frames == 0 {
             self.acc_ts = frame_ts;
         }
@@ -447,6 +474,85 @@ impl RtpSession {
         out[RtpHeader::LEN..n].copy_from_slice(&self.acc[..len]);
         self.audio_sent = true;
         Some(n)
+    }
+
+    /// Advances the send timeline by one frame and the event being sent with
+    /// it. `Ok(timestamp of the frame)` when the frame is the caller's to
+    /// send; `Err` when a DTMF event replaces it, with the event packet if
+    /// one is due.
+    fn begin_frame(&mut self) -> Result<u32, Option<EventPacket>> {
+        let frame_ts = self.clock;
+        self.clock = self.clock.wrapping_add(FRAME_TS);
+        if self.tx_event.is_none() {
+            if let Some(p) = self.pending.take() {
+                // DTMF replaces the audio, so its packets start where the
+                // audio stops; a tone runs alongside the audio and keeps the
+                // time it began, its first packet reporting the wait.
+                let ts = if p.kind == EventKind::Tone { p.ts } else { frame_ts };
+                self.begin_event(p.event, p.kind, ts, frame_ts, p.stopped);
+            }
+        }
+        match self.tx_event.map(|ev| ev.kind) {
+            Some(EventKind::Dtmf) => return Err(self.event_frame()),
+            Some(EventKind::Tone) => {
+                // A packet nobody polled is superseded by the newer one.
+                if let Some(pkt) = self.event_frame() {
+                    self.tone_packet = Some(pkt);
+                }
+            }
+            None => {}
+        }
+        Ok(frame_ts)
+    }
+
+    /// One 10 ms frame of silence, sent as an RFC 3389 comfort noise packet
+    /// (a SID frame, section 4) carrying `params` (level byte and reflection
+    /// coefficients, e.g. from `gw_dsp::cng::CnParams::encode`) with this
+    /// frame's timestamp. Call it instead of [`RtpSession::send_frame`] for
+    /// the frame; returns the packet length. Audio frames gathered for a
+    /// packet not yet full (the end of the VAD hangover) are dropped, and
+    /// the next audio packet starts a talkspurt with the marker bit (RFC 3551
+    /// section 4.1). Nothing is sent (`None`, the frame still counts as
+    /// suppressed) if comfort noise was not negotiated, `params` is empty or
+    /// longer than [`CN_MAX_PAYLOAD`], or `out` is too small (`send_errors`).
+    /// While a DTMF event is being sent its packets come out here as from
+    /// `send_frame`.
+    pub fn send_cn(&mut self, params: &[u8], out: &mut [u8]) -> Option<usize> {
+        let frame_ts = match self.begin_frame() {
+            Ok(ts) => ts,
+            Err(pkt) => return self.write_event(pkt?, out),
+        };
+        self.suppress();
+        let pt = self.cfg.comfort_noise?;
+        if params.is_empty() || params.len() > CN_MAX_PAYLOAD {
+            return None;
+        }
+        let hdr = RtpHeader { marker: false, payload_type: pt, sequence: self.seq, timestamp: frame_ts, ssrc: self.cfg.ssrc };
+        let n = self.write_packet(&hdr, params.len(), out)?;
+        out[RtpHeader::LEN..n].copy_from_slice(params);
+        self.stats.cn_sent += 1;
+        Some(n)
+    }
+
+    /// One 10 ms frame of silence sent as nothing (RFC 3389 section 4: the
+    /// far end keeps playing the last comfort noise): the timestamp advances
+    /// as with [`RtpSession::send_frame`], and the next audio packet gets the
+    /// marker bit. Returns a packet only while a DTMF event is being sent
+    /// (its packets, as from `send_frame`).
+    pub fn skip_frame(&mut self, out: &mut [u8]) -> Option<usize> {
+        match self.begin_frame() {
+            Ok(_) => {
+                self.suppress();
+                None
+            }
+            Err(pkt) => self.write_event(pkt?, out),
+        }
+    }
+
+    fn suppress(&mut self) {
+        self.acc_frames = 0;
+        self.audio_sent = false;
+        self.stats.suppressed += 1;
     }
 
     /// The tone event packet due, if any: call after every
@@ -660,7 +766,8 @@ impl RtpSession {
         let payload = p.payload();
         let is_audio = h.payload_type == self.cfg.payload_type;
         let is_event = self.cfg.telephone_event == Some(h.payload_type) && !is_audio;
-        if !(is_audio || is_event) || payload.is_empty() {
+        let is_cn = self.cfg.comfort_noise == Some(h.payload_type) && !is_audio && !is_event;
+        if !(is_audio || is_event || is_cn) || payload.is_empty() {
             self.stats.ignored += 1;
             return Ok(Received::Ignored);
         }
@@ -673,6 +780,8 @@ impl RtpSession {
                     return Err(MediaError::BadEvent);
                 }
             }
+        } else if is_cn {
+            None
         } else {
             if payload.len() > FRAME_BYTES * MAX_PACKET_FRAMES {
                 self.stats.malformed += 1;
@@ -698,6 +807,7 @@ impl RtpSession {
                 self.jb.reset();
                 self.last_transit = None;
                 self.rx_event = None;
+                self.audio_end_ts = None;
             }
             None => self.remote_ssrc = Some(h.ssrc),
         }
@@ -710,14 +820,26 @@ impl RtpSession {
             SeqResult::Restart => {
                 self.jb.reset();
                 self.last_transit = None;
+                self.audio_end_ts = None;
             }
             SeqResult::New => {}
         }
         self.stats.packets_received += 1;
+        if is_cn {
+            return Ok(self.receive_cn(h.timestamp, payload));
+        }
         match event {
             Some(e) => Ok(self.receive_event(h.timestamp, e)),
             None => {
                 self.update_jitter(h.timestamp, arrival);
+                let end = h.timestamp.wrapping_add((payload.len() / FRAME_BYTES) as u32 * FRAME_TS);
+                match self.audio_end_ts {
+                    Some(e) if (end.wrapping_sub(e) as i32) <= 0 => {}
+                    _ => self.audio_end_ts = Some(end),
+                }
+                if self.cn_ts.is_some_and(|cn| (h.timestamp.wrapping_sub(cn) as i32) >= 0) {
+                    self.audio_after_cn = true;
+                }
                 Ok(match self.jb.insert(h.timestamp, h.marker, payload) {
                     Some(Insert::Late) => Received::Late,
                     Some(Insert::Duplicate) => Received::Duplicate,
@@ -725,6 +847,35 @@ impl RtpSession {
                 })
             }
         }
+    }
+
+    /// RFC 3389: a SID frame starts (or updates) the silence from its
+    /// timestamp on, unless audio already received is newer.
+    fn receive_cn(&mut self, ts: u32, payload: &[u8]) -> Received {
+        if self.audio_end_ts.is_some_and(|end| (ts.wrapping_sub(end) as i32) < 0) {
+            return Received::Late;
+        }
+        let n = payload.len().min(CN_MAX_PAYLOAD);
+        self.cn_payload[..n].copy_from_slice(&payload[..n]);
+        self.cn_len = n;
+        self.cn_ts = Some(ts);
+        self.audio_after_cn = false;
+        self.stats.cn_received += 1;
+        Received::ComfortNoise
+    }
+
+    /// The payload of the last comfort noise packet received (at most
+    /// [`CN_MAX_PAYLOAD`] bytes; empty before the first): byte 0 the level in
+    /// -dBov, then the reflection coefficients (RFC 3389 section 3).
+    pub fn comfort_noise_payload(&self) -> &[u8] {
+        &self.cn_payload[..self.cn_len]
+    }
+
+    /// True from a comfort noise packet until audio sent after it is played
+    /// by [`RtpSession::pull_frame`]: a frame missing meanwhile is signalled
+    /// silence (play comfort noise), not loss (conceal).
+    pub fn cn_active(&self) -> bool {
+        self.cn_ts.is_some()
     }
 
     /// RFC 4733 section 2.5.2: one event per timestamp; report its start once
@@ -856,7 +1007,16 @@ impl RtpSession {
     pub fn pull_frame(&mut self, out: &mut [u8; 80]) -> bool {
         self.rx_clock = self.rx_clock.wrapping_add(FRAME_TS);
         self.idle_frames = self.idle_frames.saturating_add(1);
-        self.jb.pull(out)
+        let playing = self.jb.is_playing();
+        let got = self.jb.pull(out);
+        if got && self.audio_after_cn {
+            // Speech resumed.
+            self.cn_ts = None;
+            self.audio_after_cn = false;
+        } else if !got && playing && self.cn_ts.is_some() {
+            self.stats.cn_frames += 1;
+        }
+        got
     }
 }
 
@@ -869,12 +1029,18 @@ mod tests {
         SessionConfig {
             payload_type: 0,
             telephone_event: Some(101),
+            comfort_noise: None,
             ptime_ms: ptime,
             ssrc: 0xabcd,
             initial_seq: 65534,
             initial_ts: 1000,
             jitter_depth_ms: 40,
         }
+    }
+
+    /// [`cfg`] with comfort noise negotiated (PT 13).
+    fn cn_cfg(ptime: u32) -> SessionConfig {
+        SessionConfig { comfort_noise: Some(13), ..cfg(ptime) }
     }
 
     /// Packet from the far end.
@@ -929,6 +1095,129 @@ mod tests {
         }
         assert_eq!(s.stats().packets_sent, 3);
         assert_eq!(s.stats().octets_sent, 480);
+    }
+
+    #[test]
+    fn silence_is_sent_as_cn_then_nothing_and_speech_resumes_with_the_marker() {
+        let mut s = RtpSession::new(cn_cfg(20));
+        let mut pkts = feed(&mut s, 4); // two audio packets, ts 1000 and 1160
+        let mut buf = [0u8; 600];
+        // One frame of a third packet, then silence: that frame is dropped.
+        assert_eq!(s.send_frame(&[9; 80], &mut buf), None);
+        let n = s.send_cn(&[40, 100, 150], &mut buf).expect("SID sent");
+        pkts.push(buf[..n].to_vec());
+        for _ in 0..10 {
+            assert_eq!(s.skip_frame(&mut buf), None, "nothing during silence");
+        }
+        pkts.extend(feed(&mut s, 2));
+        let view: Vec<(u8, bool, u16, u32, usize)> = pkts
+            .iter()
+            .map(|b| {
+                let p = Packet::new_checked(&b[..]).unwrap();
+                (p.payload_type(), p.marker(), p.sequence_number(), p.timestamp(), p.payload().len())
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (0, true, 65534, 1000, 160),
+                (0, false, 65535, 1160, 160),
+                // The SID has the timestamp of its frame (the sixth, 1000 + 5 * 80).
+                (13, false, 0, 1400, 3),
+                // 1 SID frame + 10 skipped: speech resumes 11 frames on, marked.
+                (0, true, 1, 1400 + 11 * 80, 160),
+            ]
+        );
+        assert_eq!(&pkts[2][12..], &[40, 100, 150]);
+        let st = s.stats();
+        assert_eq!((st.cn_sent, st.suppressed, st.packets_sent, st.send_errors), (1, 11, 4, 0));
+        assert_eq!(st.octets_sent, 3 * 160 + 3);
+    }
+
+    #[test]
+    fn cn_is_not_sent_unless_negotiated_and_dtmf_goes_on_during_silence() {
+        let mut s = RtpSession::new(cfg(10));
+        let mut buf = [0u8; 600];
+        assert_eq!(s.send_cn(&[40], &mut buf), None);
+        assert_eq!((s.stats().cn_sent, s.stats().suppressed, s.stats().packets_sent), (0, 1, 0));
+        let p = feed(&mut s, 1);
+        assert_eq!(Packet::new_checked(&p[0][..]).unwrap().timestamp(), 1080, "the timeline advanced");
+        // Bad parameters are not sent.
+        let mut s = RtpSession::new(cn_cfg(10));
+        assert_eq!(s.send_cn(&[], &mut buf), None);
+        assert_eq!(s.send_cn(&[0; CN_MAX_PAYLOAD + 1], &mut buf), None);
+        assert_eq!(s.stats().packets_sent, 0);
+        // A digit being sent is not silenced by the caller's silence.
+        assert!(s.start_dtmf(b'1'));
+        let n = s.skip_frame(&mut buf).expect("DTMF start packet");
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        assert_eq!((p.payload_type(), p.marker()), (101, true));
+        let n = s.send_cn(&[40], &mut buf).expect("DTMF update");
+        assert_eq!(Packet::new_checked(&buf[..n]).unwrap().payload_type(), 101);
+        assert_eq!(s.stats().cn_sent, 0);
+    }
+
+    #[test]
+    fn received_cn_marks_the_gap_as_silence_until_new_speech_plays() {
+        let mut s = RtpSession::new(SessionConfig { jitter_depth_ms: 20, ..cn_cfg(20) });
+        assert_eq!(s.receive(&audio(10, 0, 1, 2)).unwrap(), Received::Audio);
+        assert_eq!(s.receive(&audio(11, 160, 3, 2)).unwrap(), Received::Audio);
+        assert!(!s.cn_active());
+        assert_eq!(s.comfort_noise_payload(), &[] as &[u8]);
+        // The far end goes silent: a SID at the end of its speech.
+        assert_eq!(s.receive(&rtp(13, 12, 320, false, 7, &[45, 120, 130])).unwrap(), Received::ComfortNoise);
+        assert!(s.cn_active());
+        assert_eq!(s.comfort_noise_payload(), &[45, 120, 130]);
+        // The buffered speech still plays, then the gaps are CN, not loss.
+        let got: Vec<_> = (0..4).map(|_| pull(&mut s)).collect();
+        assert_eq!(got, [Some(1), Some(1), Some(3), Some(3)]);
+        for _ in 0..20 {
+            assert_eq!(pull(&mut s), None);
+            assert!(s.cn_active());
+        }
+        let st = s.stats();
+        assert_eq!((st.cn_received, st.cn_frames, st.concealed, st.lost), (1, 20, 0, 0));
+        // A SID update with the next sequence number keeps it going.
+        assert_eq!(s.receive(&rtp(13, 13, 320 + 160 * 8, false, 7, &[50])).unwrap(), Received::ComfortNoise);
+        assert_eq!(s.comfort_noise_payload(), &[50]);
+        // Speech resumes (marker): still CN until that audio plays.
+        let ts = 320 + 24 * 80;
+        assert_eq!(s.receive(&rtp(0, 14, ts, true, 7, &[7; 160])).unwrap(), Received::Audio);
+        assert!(s.cn_active());
+        let mut played = None;
+        for k in 0..6 {
+            if let Some(v) = pull(&mut s) {
+                played = Some((k, v));
+                break;
+            }
+            assert!(s.cn_active(), "CN until the speech plays");
+        }
+        assert_eq!(played.map(|p| p.1), Some(7), "speech played");
+        assert!(!s.cn_active());
+        assert_eq!(s.stats().lost, 0);
+        // A gap now is loss.
+        assert_eq!(pull(&mut s), Some(7));
+        assert_eq!(pull(&mut s), None);
+        assert_eq!(s.stats().concealed, 1);
+    }
+
+    #[test]
+    fn stale_or_unnegotiated_cn_is_not_taken() {
+        let mut s = RtpSession::new(SessionConfig { jitter_depth_ms: 20, ..cn_cfg(20) });
+        assert_eq!(s.receive(&audio(10, 800, 1, 2)).unwrap(), Received::Audio);
+        // Reordered: a SID from before the speech already received.
+        assert_eq!(s.receive(&rtp(13, 9, 640, false, 7, &[45])).unwrap(), Received::Late);
+        assert!(!s.cn_active());
+        assert_eq!(s.stats().cn_received, 0);
+        // Without CN negotiated, PT 13 is ignored.
+        let mut s = RtpSession::new(cfg(20));
+        assert_eq!(s.receive(&rtp(13, 1, 0, false, 7, &[45])).unwrap(), Received::Ignored);
+        assert!(!s.cn_active());
+        // Long payloads are truncated to what is kept.
+        let mut s = RtpSession::new(cn_cfg(20));
+        let long: Vec<u8> = (0..40).collect();
+        assert_eq!(s.receive(&rtp(13, 1, 0, false, 7, &long)).unwrap(), Received::ComfortNoise);
+        assert_eq!(s.comfort_noise_payload(), &long[..CN_MAX_PAYLOAD]);
     }
 
     #[test]

@@ -44,6 +44,7 @@ fn per_packet_paths_do_not_allocate() {
     let cfg = SessionConfig {
         payload_type: 8,
         telephone_event: Some(101),
+        comfort_noise: None,
         ptime_ms: 20,
         ssrc: 1,
         initial_seq: 100,

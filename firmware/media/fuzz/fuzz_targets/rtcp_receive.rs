@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let mut s = RtpSession::new(SessionConfig {
         payload_type: 8,
         telephone_event: None,
+        comfort_noise: None,
         ptime_ms: 20,
         ssrc: 1,
         initial_seq: 0,

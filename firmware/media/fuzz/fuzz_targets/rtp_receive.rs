@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let mut s = RtpSession::new(SessionConfig {
         payload_type: 0,
         telephone_event: Some(101),
+        comfort_noise: Some(13),
         ptime_ms: 20,
         ssrc: 1,
         initial_seq: 0,
