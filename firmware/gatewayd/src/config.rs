@@ -179,6 +179,12 @@ pub struct Media {
     /// signalling it).
     #[serde(default = "default_true")]
     pub disconnect_on_busy_tone: bool,
+    /// Silence suppression with RFC 3389 comfort noise: offer and accept
+    /// `CN/8000`; when the far end takes it, silence on the line is sent as
+    /// CN packets (or nothing) instead of audio. Off by default, as on most
+    /// carrier CPE (some SBCs and lawful-intercept paths mishandle gaps).
+    #[serde(default)]
+    pub silence_suppression: bool,
 }
 
 fn default_true() -> bool {
@@ -547,6 +553,24 @@ mod tests {
             t["media"].as_table_mut().unwrap().insert("ptime_ms".into(), 25.into());
         });
         assert_eq!(err(&text).field, "media.ptime_ms");
+    }
+
+    #[test]
+    fn silence_suppression_is_an_optional_bool_off_by_default() {
+        assert!(!Config::default_sim().media.silence_suppression);
+        let text = with(|t| {
+            t["media"].as_table_mut().unwrap().remove("silence_suppression");
+        });
+        assert!(!Config::from_toml(&text, 4).unwrap().media.silence_suppression, "absent means off");
+        let text = with(|t| {
+            t["media"].as_table_mut().unwrap().insert("silence_suppression".into(), true.into());
+        });
+        assert!(Config::from_toml(&text, 4).unwrap().media.silence_suppression);
+        let text = with(|t| {
+            t["media"].as_table_mut().unwrap().insert("silence_suppression".into(), "yes".into());
+        });
+        let e = err(&text);
+        assert!(e.to_string().contains("bool"), "{e}");
     }
 
     #[test]

@@ -467,7 +467,8 @@ impl Gateway {
         };
         let session_id = self.random() >> 2;
         let te = self.telephone_event();
-        let offer = sdp::make_offer(self.config.media.rtp_ip, rtp_port, &self.config.codecs(), te, session_id);
+        let cn = self.config.media.silence_suppression;
+        let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &self.config.codecs(), te, cn, session_id);
         let from = self.ports[i].number.clone();
         match self.ua.invite(now, &from, &number, offer.clone()) {
             Ok(handle) => {
@@ -498,10 +499,11 @@ impl Gateway {
     fn answer_call(&mut self, now: Instant, i: usize) {
         let codecs = self.config.codecs();
         let ip = self.config.media.rtp_ip;
+        let cn = self.config.media.silence_suppression;
         let session_id = self.random() >> 2;
         let Some(call) = self.ports[i].call.as_mut() else { return };
         let Some(offer) = call.remote_offer.as_ref() else { return };
-        match sdp::answer(offer, ip, call.rtp_port, &codecs, session_id) {
+        match sdp::answer_with(offer, ip, call.rtp_port, &codecs, cn, session_id) {
             Ok((answer, negotiated)) => {
                 call.media = Some(negotiated);
                 let handle = call.handle;

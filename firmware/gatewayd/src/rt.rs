@@ -9,6 +9,12 @@
 //! 5. run the DTMF detector on what the line sent, turn digits into events
 //!    (and RFC 4733 packets during a call), encode and packetize the audio.
 //!
+//! Silence suppression (RFC 3389), on calls that negotiated comfort noise: in
+//! step 5 a [`Dtx`] on the echo-cancelled line audio says whether a frame is
+//! sent as audio, as a CN packet or not at all (never in voice-band data or
+//! while a DTMF event is sent); in step 3 a gap the far end signalled with CN
+//! is filled with [`ComfortNoise`] at its level, not concealed as loss.
+//!
 //! Rules (DESIGN.md rule 2): after [`RtEngine::new`] nothing here allocates,
 //! locks, logs or blocks. The control plane talks to it only through
 //! `heapless::spsc` queues, split once at start-up; a full queue bumps a
@@ -24,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gw_dsp::callerid_line::{CallerIdSender, LineStep};
+use gw_dsp::cng::{CnParams, ComfortNoise, Dtx, TxFrame};
 use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
 use gw_dsp::modem_tones::{ModemTone, ModemToneDetector, ModemToneEvent};
 use gw_dsp::progress::{ProgressDetector, ProgressEvent};
@@ -116,6 +123,14 @@ pub struct ChannelStats {
     pub network_modem_tone: AtomicU8,
     /// Call-progress tone present in the far end's audio ([`tone_code`]).
     pub network_progress: AtomicU8,
+    /// This call negotiated RFC 3389 comfort noise; its counters (reset per call):
+    /// CN packets sent and received, line frames suppressed (sent as CN or
+    /// nothing), frames of comfort noise played to the line.
+    pub cn_negotiated: AtomicBool,
+    pub cn_sent: AtomicU32,
+    pub cn_received: AtomicU32,
+    pub suppressed_frames: AtomicU32,
+    pub cn_played_frames: AtomicU32,
 }
 
 /// Per-channel signal detection figures for the status output.
@@ -126,6 +141,19 @@ pub struct SignalStatus {
     pub line_modem_tone: Option<&'static str>,
     pub network_modem_tone: Option<&'static str>,
     pub network_progress_tone: Option<&'static str>,
+    /// Silence suppression figures of the call, when it negotiated comfort noise.
+    pub silence: Option<SilenceStatus>,
+}
+
+/// Per-call silence suppression (RFC 3389) counters for the status output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SilenceStatus {
+    pub cn_sent: u32,
+    pub cn_received: u32,
+    /// 10 ms line frames not sent as audio.
+    pub suppressed_frames: u32,
+    /// 10 ms frames of comfort noise played to the line.
+    pub cn_played_frames: u32,
 }
 
 const MODEM_TONES: [(ModemTone, &str); 5] = [
@@ -194,6 +222,21 @@ impl ChannelStats {
             line_modem_tone: code_name(&MODEM_TONES, self.line_modem_tone.load(r)),
             network_modem_tone: code_name(&MODEM_TONES, self.network_modem_tone.load(r)),
             network_progress_tone: code_name(&PROGRESS_TONES, self.network_progress.load(r)),
+            silence: self.cn_negotiated.load(r).then(|| SilenceStatus {
+                cn_sent: self.cn_sent.load(r),
+                cn_received: self.cn_received.load(r),
+                suppressed_frames: self.suppressed_frames.load(r),
+                cn_played_frames: self.cn_played_frames.load(r),
+            }),
+        }
+    }
+
+    /// A call starts, with or without comfort noise: counters from zero.
+    fn reset_silence(&self, negotiated: bool) {
+        let r = Ordering::Relaxed;
+        self.cn_negotiated.store(negotiated, r);
+        for c in [&self.cn_sent, &self.cn_received, &self.suppressed_frames, &self.cn_played_frames] {
+            c.store(0, r);
         }
     }
 }
@@ -342,7 +385,14 @@ struct Media {
     session: RtpSession,
     voice: Voice,
     plc: Plc,
+    /// Silence suppression, when the call negotiated comfort noise.
+    dtx: Option<Dtx>,
+    /// The far end's comfort noise, played while it signals silence.
+    cng: ComfortNoise,
 }
+
+/// Order of the spectral model in the CN packets we send (RFC 3389 §3.2).
+const CN_ORDER: usize = gw_dsp::cng::MAX_ORDER;
 
 struct Channel {
     /// Boxed: about 30 KB each, allocated once in `RtEngine::new`.
@@ -470,7 +520,15 @@ impl<P: PcmBus> RtEngine<P> {
                         if let Some(ec) = ch.echo.as_mut() {
                             ec.reset();
                         }
-                        ch.media = Some(Media { session: RtpSession::new(session), voice: Voice::new(codec), plc: Plc::new() });
+                        let dtx = session.comfort_noise.map(|_| Dtx::new(CN_ORDER));
+                        self.stats.channels[channel as usize].reset_silence(dtx.is_some());
+                        ch.media = Some(Media {
+                            session: RtpSession::new(session),
+                            voice: Voice::new(codec),
+                            plc: Plc::new(),
+                            dtx,
+                            cng: ComfortNoise::new(),
+                        });
                         ch.network_tones.reset();
                         ch.progress = ProgressDetector::new(profile);
                         ch.vbd = false;
@@ -480,6 +538,7 @@ impl<P: PcmBus> RtEngine<P> {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
                         ch.media = None;
                         ch.vbd = false;
+                        self.stats.channels[channel as usize].cn_negotiated.store(false, Ordering::Relaxed);
                     }
                 }
             }
@@ -510,6 +569,14 @@ impl<P: PcmBus> RtEngine<P> {
                         let event = ModemToneEvent::Detected(tone);
                         self.push_event(RtEvent::ModemTone { channel, from_line: false, event });
                     }
+                }
+                // The far end went silent: its noise, until its speech plays.
+                Ok(Received::ComfortNoise) => {
+                    self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(p) = CnParams::decode(media.session.comfort_noise_payload()) {
+                        media.cng.set_params(&p);
+                    }
+                    self.stats.channels[channel as usize].cn_received.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {
                     self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
@@ -546,6 +613,12 @@ impl<P: PcmBus> RtEngine<P> {
                 if m.session.pull_frame(&mut encoded) {
                     m.voice.decode(&encoded, out);
                     m.plc.good_frame(out);
+                } else if m.session.cn_active() {
+                    // Signalled silence, not loss (RFC 3389 §4). Through the
+                    // concealer's delay line too, so speech blends in and out.
+                    m.cng.fill(out);
+                    m.plc.good_frame(out);
+                    cs.cn_played_frames.fetch_add(1, Ordering::Relaxed);
                 } else {
                     m.plc.conceal(out);
                 }
@@ -625,8 +698,37 @@ impl<P: PcmBus> RtEngine<P> {
                     Some(DtmfEvent::End(..)) => m.session.stop_dtmf(),
                     None => {}
                 }
-                m.voice.encode(&clean, &mut encoded);
-                if let Some(n) = m.session.send_frame(&encoded, &mut self.scratch.data) {
+                // Silence suppression: never for fax/modem, nor while a digit
+                // or tone event is sent (the event needs its frames).
+                let tx = match m.dtx.as_mut() {
+                    Some(dtx) if !ch.vbd && !m.session.dtmf_active() && !m.session.tone_event_active() => {
+                        dtx.process(&clean)
+                    }
+                    _ => TxFrame::Audio,
+                };
+                let cs = &self.stats.channels[i];
+                let out = &mut self.scratch.data;
+                let sent = match tx {
+                    TxFrame::Audio => {
+                        m.voice.encode(&clean, &mut encoded);
+                        m.session.send_frame(&encoded, out)
+                    }
+                    TxFrame::Cn(p) => {
+                        cs.suppressed_frames.fetch_add(1, Ordering::Relaxed);
+                        let mut payload = [0u8; 1 + CN_ORDER];
+                        let n = p.encode(&mut payload).unwrap_or(0);
+                        let sent = m.session.send_cn(&payload[..n], out);
+                        if sent.is_some() {
+                            cs.cn_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        sent
+                    }
+                    TxFrame::Silent => {
+                        cs.suppressed_frames.fetch_add(1, Ordering::Relaxed);
+                        m.session.skip_frame(out)
+                    }
+                };
+                if let Some(n) = sent {
                     send_packet(&mut self.queues.packets_out, &self.stats, &mut self.scratch, channel, n);
                 }
                 // RFC 4734 tone event packets go after the audio packet of
@@ -1339,6 +1441,157 @@ mod tests {
         let (level, purity) = tone_at(&decoded[2000..6000], 1500.0, 1000.0);
         assert!((level + 10.0).abs() < 1.0, "phone at the far end: {level:.2} dBm0");
         assert!(purity > 30.0, "1500 Hz over 1000 Hz: {purity:.1} dB");
+    }
+
+    /// A call with comfort noise negotiated (PT 13): the far end's `packets`
+    /// (one every other tick) and the phone's `line` audio; returns the
+    /// stats, the RTP sent and what the phone heard. The tick is checked for
+    /// allocations on every CN path.
+    fn run_cn_call(packets: &[Packet], line: Vec<i16>, ticks: usize) -> (Arc<RtStats>, Vec<Vec<u8>>, Vec<i16>) {
+        let pcm = TalkingLine { input: line, pos: 0, sent: Vec::with_capacity(ticks * FRAME_SAMPLES) };
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(1));
+        let mut engine = RtEngine::new(pcm, rtq, stats.clone(), RtConfig::plain());
+        let session = SessionConfig { comfort_noise: Some(13), ..session(0) };
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session, codec: VoiceCodec::G711(Law::Ulaw) }).unwrap();
+        let mut sent = Vec::new();
+        let before = COUNT.with(|n| n.get());
+        for t in 0..ticks {
+            if t % 2 == 0 {
+                if let Some(p) = packets.get(t / 2) {
+                    assert!(ctl.packets_in.enqueue(p.clone()).is_ok());
+                }
+            }
+            COUNTING.with(|c| c.set(true));
+            engine.tick();
+            COUNTING.with(|c| c.set(false));
+            while let Some(p) = ctl.packets_out.dequeue() {
+                sent.push(p.bytes().to_vec());
+            }
+        }
+        assert_eq!(COUNT.with(|n| n.get()), before, "the rt tick allocated");
+        (stats, sent, std::mem::take(&mut engine.pcm.sent))
+    }
+
+    /// White noise at `dbov` (0 dBov: RMS 32767, RFC 3389 section 3.1).
+    fn noise_dbov(seed: u64, dbov: f32, ms: usize) -> Vec<i16> {
+        let mut g = gw_dsp::testsig::Noise::new(seed);
+        let rms = 32767.0 * 10f32.powf(dbov / 20.0);
+        (0..ms * 8).map(|_| (g.gauss() * rms) as i16).collect()
+    }
+
+    fn dbov(x: &[i16]) -> f32 {
+        let p = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64;
+        (10.0 * (p / (32767.0f64 * 32767.0)).log10()) as f32
+    }
+
+    #[test]
+    fn silence_on_the_line_goes_out_as_comfort_noise_and_speech_resumes_marked() {
+        // Phone: 1 s room noise at -55 dBov, 1.5 s talk over it, 2 s noise, 1 s talk.
+        let mut line = noise_dbov(1, -55.0, 5500);
+        let mut talk = vec![0i16; 1500 * 8];
+        gw_dsp::testsig::SpeechLike::new(3, -16.0).fill(&mut talk);
+        for (k, v) in talk.iter().enumerate() {
+            line[1000 * 8 + k] = line[1000 * 8 + k].saturating_add(*v);
+            if k < 1000 * 8 {
+                line[4500 * 8 + k] = line[4500 * 8 + k].saturating_add(*v);
+            }
+        }
+        let (stats, sent, _) = run_cn_call(&[], line, 550);
+        // (tick the packet's first frame belongs to, payload type, marker, payload)
+        let pkts: Vec<(usize, u8, bool, Vec<u8>)> = sent
+            .iter()
+            .map(|b| {
+                let p = gw_media::rtp::Packet::new_checked(&b[..]).unwrap();
+                (p.timestamp() as usize / 80, p.payload_type(), p.marker(), p.payload().to_vec())
+            })
+            .collect();
+        let seqs: Vec<u16> = sent.iter().map(|b| gw_media::rtp::Packet::new_checked(&b[..]).unwrap().sequence_number()).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "one sequence space: {seqs:?}");
+        let audio_in = |from: usize, to: usize| pkts.iter().filter(|p| p.1 == 0 && (from..to).contains(&p.0)).count();
+        let cn_in = |from: usize, to: usize| pkts.iter().filter(|p| p.1 == 13 && (from..to).contains(&p.0)).collect::<Vec<_>>();
+
+        // Room noise alone: a SID at once, then nothing (no audio at all).
+        let first = cn_in(0, 100);
+        assert!(!first.is_empty() && first[0].0 < 5, "SID at the start: {first:?}");
+        assert_eq!(audio_in(0, 100), 0);
+        // Talk: audio, its first packet marked as a talkspurt.
+        let talk1: Vec<_> = pkts.iter().filter(|p| p.1 == 0 && (100..250).contains(&p.0)).collect();
+        assert!(talk1.len() > 50, "{} audio packets in 1.5 s of talk", talk1.len());
+        assert!(talk1[0].2 && talk1[0].0 <= 102, "talkspurt starts at once, marked: {:?}", (talk1[0].0, talk1[0].2));
+        // Silence after the hangover (200 ms): one SID, then no audio for 1.7 s,
+        // and no more than a couple of SID updates.
+        assert_eq!(audio_in(280, 450), 0, "audio sent in silence");
+        let sids = cn_in(250, 450);
+        assert!((1..=3).contains(&sids.len()), "{} SIDs in 2 s of silence: {sids:?}", sids.len());
+        assert!(sids[0].0 <= 280, "SID right after the hangover: tick {}", sids[0].0);
+        // The SID carries the room noise level (byte 0 = -dBov) and a spectral model.
+        let level = -f32::from(sids[0].3[0]);
+        assert!((level + 55.0).abs() <= 3.0, "SID level {level} dBov");
+        assert_eq!(sids[0].3.len(), 1 + CN_ORDER);
+        // Talk again: marker bit on the first packet, timestamps on the audio clock.
+        let talk2: Vec<_> = pkts.iter().filter(|p| p.1 == 0 && p.0 >= 450).collect();
+        assert!(talk2.len() > 30);
+        assert!(talk2[0].2 && talk2[0].0 <= 452, "resumed at {} marked {}", talk2[0].0, talk2[0].2);
+        assert_eq!(pkts.iter().filter(|p| p.2).count(), pkts.iter().filter(|p| p.1 == 0 && p.2).count(), "SIDs unmarked");
+
+        let sil = stats.channels[0].signals().silence.expect("CN negotiated");
+        let cn_sent = pkts.iter().filter(|p| p.1 == 13).count();
+        assert_eq!(sil.cn_sent as usize, cn_sent);
+        assert!(sil.suppressed_frames >= 250, "100 + 170 frames of silence at least: {sil:?}");
+        assert_eq!(stats.snapshot().rtp_sent as usize, sent.len());
+    }
+
+    #[test]
+    fn fax_calls_are_never_silence_suppressed() {
+        // A fax machine's CNG (0.5 s of 1100 Hz), then its quiet line: voice-band
+        // data from the tone on, so every frame after it goes out as audio.
+        let mut line = sine(1100.0, -10.0, 500);
+        line.extend(noise_dbov(2, -55.0, 2500));
+        let (stats, sent, _) = run_cn_call(&[], line, 300);
+        assert!(stats.channels[0].signals().vbd);
+        let late: Vec<(u32, u8)> = sent
+            .iter()
+            .map(|b| gw_media::rtp::Packet::new_checked(&b[..]).unwrap())
+            .map(|p| (p.timestamp() / 80, p.payload_type()))
+            .filter(|p| p.0 >= 60)
+            .collect();
+        assert!(late.iter().all(|p| p.1 == 0 || p.1 == 101), "suppressed in voice-band data: {late:?}");
+        assert!(late.iter().filter(|p| p.1 == 0).count() >= 115, "audio every 20 ms");
+    }
+
+    #[test]
+    fn comfort_noise_from_the_far_end_is_played_at_its_level_not_concealed() {
+        // 0.5 s of a 500 Hz tone, then the far end goes silent with one SID
+        // (-42 dBov, a low-pass model) and sends nothing for 1.5 s.
+        let mut packets = rtp_packets(&sine(500.0, -10.0, 500));
+        let n = packets.len();
+        let mut sid = Packet::empty();
+        let hdr = gw_media::rtp::RtpHeader { marker: false, payload_type: 13, sequence: n as u16, timestamp: (n * 160) as u32, ssrc: 9 };
+        let h = hdr.emit(&mut sid.data);
+        let mut model = CnParams::white(-42.0);
+        model.order = 2;
+        model.reflection[0] = -0.6;
+        model.reflection[1] = 0.2;
+        let len = model.encode(&mut sid.data[h..]).unwrap();
+        sid.len = (h + len) as u16;
+        packets.push(sid);
+
+        let (stats, _, heard) = run_cn_call(&packets, Vec::new(), 200);
+        // The tone played, then comfort noise at the signalled level for the
+        // rest of the call (PLC would fade to silence within 60 ms).
+        assert!(dbov(&heard[300 * 8..450 * 8]) > -20.0, "the far end's tone");
+        for (from, to) in [(700, 1000), (1000, 1500), (1500, 2000)] {
+            let l = dbov(&heard[from * 8..to * 8]);
+            assert!((l + 42.0).abs() <= 3.0, "{from}..{to} ms: {l:.1} dBov, want -42");
+        }
+        let sil = stats.channels[0].signals().silence.unwrap();
+        assert_eq!(sil.cn_received, 1);
+        assert!(sil.cn_played_frames >= 140, "{sil:?}");
+
+        // The same stream without the SID is loss: concealed, then silence.
+        let (_, _, heard) = run_cn_call(&packets[..n], Vec::new(), 200);
+        assert!(heard[1000 * 8..].iter().all(|&s| s == 0), "loss is not comfort noise");
     }
 
     /// A line that returns `gain` x what it was sent, `delay` samples later.

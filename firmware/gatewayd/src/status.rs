@@ -126,6 +126,13 @@ impl Status {
                     g.network_progress_tone.unwrap_or("-"),
                 );
             }
+            if let Some(c) = p.signals.and_then(|g| g.silence) {
+                let _ = writeln!(
+                    s,
+                    "        silence suppression: CN sent {} received {}, frames suppressed {}, comfort noise played {}",
+                    c.cn_sent, c.cn_received, c.suppressed_frames, c.cn_played_frames
+                );
+            }
         }
         let c = &self.calls;
         let _ = writeln!(
@@ -233,5 +240,31 @@ mod tests {
         let s = status();
         s.lock().unwrap().rt_setup = st;
         assert!(console(&s, "show status").contains("DEGRADED: SCHED_FIFO"));
+    }
+
+    #[test]
+    fn silence_suppression_counters_are_shown_for_calls_with_comfort_noise() {
+        let rt = crate::rt::RtStats::new(1);
+        let port = |signals| PortStatus {
+            port: 1,
+            number: "1001".into(),
+            hook: "OffHook".into(),
+            state: "Connected".into(),
+            call: Some("to 2000".into()),
+            echo: None,
+            signals: Some(signals),
+        };
+        let s = status();
+        s.lock().unwrap().ports = vec![port(rt.channels[0].signals())];
+        assert!(!console(&s, "show status").contains("silence suppression"), "no CN on this call");
+        let c = &rt.channels[0];
+        c.cn_negotiated.store(true, std::sync::atomic::Ordering::Relaxed);
+        c.cn_sent.store(3, std::sync::atomic::Ordering::Relaxed);
+        c.suppressed_frames.store(250, std::sync::atomic::Ordering::Relaxed);
+        s.lock().unwrap().ports = vec![port(c.signals())];
+        let text = console(&s, "show status");
+        assert!(text.contains("silence suppression: CN sent 3 received 0, frames suppressed 250"), "{text}");
+        let json = serde_json::to_value(&*s.lock().unwrap()).unwrap();
+        assert_eq!(json["ports"][0]["signals"]["silence"]["cn_sent"], 3, "{json}");
     }
 }
