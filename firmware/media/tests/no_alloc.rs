@@ -44,7 +44,7 @@ fn per_packet_paths_do_not_allocate() {
     let cfg = SessionConfig {
         payload_type: 8,
         telephone_event: Some(101),
-        comfort_noise: None,
+        comfort_noise: Some(13),
         ptime_ms: 20,
         ssrc: 1,
         initial_seq: 100,
@@ -101,4 +101,27 @@ fn per_packet_paths_do_not_allocate() {
     // sanity: the same session reports DTMF from the prepared packets
     let mut s2 = RtpSession::new(cfg);
     assert_eq!(s2.receive(&pkts[6][..lens[6]]), Ok(Received::DtmfStart(b'5')));
+
+    // Comfort noise (RFC 3389): SIDs out and in, silent frames, the CN state.
+    let mut cn = [0u8; 512];
+    let cn_len = packet(&mut cn, 13, 100, 20_000, &[45, 120, 130]);
+    ON.with(|c| c.set(true));
+    let mut active = 0;
+    for tick in 0..20usize {
+        if tick == 2 {
+            let _ = s.receive(&cn[..cn_len]);
+        }
+        s.pull_frame(&mut frame);
+        active += usize::from(s.cn_active() && !s.comfort_noise_payload().is_empty());
+        if tick % 10 == 0 {
+            let _ = s.send_cn(&[50, 127], &mut out);
+        } else {
+            let _ = s.skip_frame(&mut out);
+        }
+    }
+    ON.with(|c| c.set(false));
+    assert_eq!(COUNT.with(|n| n.get()), 0, "a comfort noise path allocated");
+    let st = s.stats();
+    assert_eq!((st.cn_sent, st.cn_received, st.suppressed), (2, 1, 20), "{st:?}");
+    assert_eq!(active, 18);
 }
