@@ -1,13 +1,21 @@
 //! The real-time audio thread: the only code that touches samples.
 //!
 //! Every 10 ms tick ([`RtEngine::tick`]):
-//! 1. apply commands from the control plane (tones, media start/stop);
-//! 2. take RTP packets from the media I/O thread into each call's jitter buffer;
+//! 1. apply commands from the control plane (tones, caller ID, media
+//!    start/stop);
+//! 2. take RTP packets from the media I/O thread into each call's jitter
+//!    buffer (RFC 4733 digits and RFC 4734 modem tones become events);
 //! 3. build the frame for each line: caller ID (with its line steps sent
-//!    back as events), a tone, decoded RTP (concealed over gaps), or silence;
+//!    back as events), a tone, decoded RTP (G.711, or G.722 through the
+//!    8 <-> 16 kHz resamplers; concealed over gaps), or silence; the far
+//!    end's audio goes through the modem-tone and call-progress detectors;
 //! 4. exchange one frame per channel with the PCM bus;
-//! 5. run the DTMF detector on what the line sent, turn digits into events
-//!    (and RFC 4733 packets during a call), encode and packetize the audio.
+//! 5. cancel the line echo, run the modem-tone and DTMF detectors on what
+//!    the line sent, turn digits and tones into events (and RFC 4733/4734
+//!    packets during a call), encode and packetize the audio.
+//!
+//! Voice-band data: a fax/modem tone from either side during a call bypasses
+//! the echo canceller and DTMF detection for the rest of the call.
 //!
 //! Silence suppression (RFC 3389), on calls that negotiated comfort noise: in
 //! step 5 a [`Dtx`] on the echo-cancelled line audio says whether a frame is
