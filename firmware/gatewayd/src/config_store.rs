@@ -13,6 +13,14 @@
 //!
 //! The file is rewritten from the table, so comments in a hand-written file
 //! do not survive a commit (the `.prev` file keeps them).
+//!
+//! A configuration can be valid and still fail to start (an address taken
+//! by another process, an interface gone). Commit and rollback therefore
+//! leave a `<file>.pending` marker; gatewayd removes it ([`confirm`]) once
+//! the new configuration is up. If it fails to start while the marker is
+//! there, [`recover_failed_change`] puts the previous file back (the failed
+//! one is kept as `<file>.failed`) and gatewayd starts again with it, so a
+//! bad change cannot leave the box down.
 
 use std::fs;
 use std::io::Write;
@@ -104,6 +112,7 @@ impl ConfigStore {
         let previous = prev_path(path);
         let current = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         write_atomically(&previous, &current)?;
+        write_atomically(&suffixed(path, ".pending"), b"")?;
         write_atomically(path, format!("{header}{text}").as_bytes())?;
         Ok(Saved { path: path.clone(), previous })
     }
@@ -119,9 +128,34 @@ impl ConfigStore {
             .map_err(|e| format!("the previous configuration is not valid, nothing changed: {e}"))?;
         let current = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         write_atomically(&previous, &current)?;
+        write_atomically(&suffixed(path, ".pending"), b"")?;
         write_atomically(path, &old)?;
         Ok(Saved { path: path.clone(), previous })
     }
+}
+
+/// The configuration at `path` is up: a change to it is no longer pending.
+pub fn confirm(path: &Path) {
+    let _ = fs::remove_file(suffixed(path, ".pending"));
+}
+
+/// Called when gatewayd cannot start with the configuration at `path`. If
+/// that configuration is a pending change, puts the previous file back (the
+/// failed one kept as `.failed`), clears the marker and returns `Ok(true)`:
+/// start again. `Ok(false)`: no change was pending, nothing to undo.
+pub fn recover_failed_change(path: &Path) -> Result<bool, String> {
+    let pending = suffixed(path, ".pending");
+    if !pending.exists() {
+        return Ok(false);
+    }
+    // The marker goes first: whatever happens next, this never loops.
+    fs::remove_file(&pending).map_err(|e| format!("cannot remove {}: {e}", pending.display()))?;
+    let previous = prev_path(path);
+    let old = fs::read(&previous).map_err(|e| format!("no previous configuration to go back to: {e}"))?;
+    let failed = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    write_atomically(&suffixed(path, ".failed"), &failed)?;
+    write_atomically(path, &old)?;
+    Ok(true)
 }
 
 impl Candidate {
@@ -192,8 +226,12 @@ fn no_file() -> String {
 }
 
 fn prev_path(path: &Path) -> PathBuf {
+    suffixed(path, ".prev")
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
-    s.push(".prev");
+    s.push(suffix);
     PathBuf::from(s)
 }
 
@@ -478,6 +516,29 @@ mod tests {
         c.set("sip.register_expires", "120").unwrap();
         assert!(store.commit(&c).unwrap_err().contains("--config FILE"));
         assert!(store.rollback().unwrap_err().contains("--config FILE"));
+    }
+
+    #[test]
+    fn a_change_that_fails_to_start_is_undone_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, path) = store_in(dir.path());
+        assert_eq!(recover_failed_change(&path), Ok(false), "nothing pending at first start");
+        let mut c = store.candidate();
+        c.set("management.http_listen", "\"127.0.0.1:1\"").unwrap();
+        store.commit(&c).unwrap();
+        assert!(suffixed(&path, ".pending").exists());
+        let committed = fs::read_to_string(&path).unwrap();
+        // gatewayd could not start with it: back to the previous file.
+        assert_eq!(recover_failed_change(&path), Ok(true));
+        assert_eq!(fs::read_to_string(&path).unwrap(), DEFAULT_TOML);
+        assert_eq!(fs::read_to_string(suffixed(&path, ".failed")).unwrap(), committed);
+        assert!(!suffixed(&path, ".pending").exists());
+        assert_eq!(recover_failed_change(&path), Ok(false), "a second failure is not undone again");
+        // A change that starts is confirmed: nothing to undo later.
+        store.commit(&c).unwrap();
+        confirm(&path);
+        assert_eq!(recover_failed_change(&path), Ok(false));
+        assert_eq!(fs::read_to_string(&path).unwrap(), committed);
     }
 
     #[test]

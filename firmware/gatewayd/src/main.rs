@@ -59,6 +59,9 @@ fn main() -> ExitCode {
             Err(e) => {
                 error!("configuration refused: {e}");
                 eprintln!("gatewayd: configuration {} refused: {e}", path.display());
+                if !args.check_config {
+                    undo_failed_change(path);
+                }
                 return ExitCode::from(2);
             }
         },
@@ -70,23 +73,47 @@ fn main() -> ExitCode {
     let restart = Arc::new(AtomicBool::new(false));
     match run(config, board_desc, args.sim_listen, args.config.clone(), restart.clone()) {
         Ok(()) if restart.load(Ordering::Relaxed) => {
-            // A committed configuration: start again as the same process (same
-            // pid, arguments and inherited stdout/stderr) so that every setting
-            // takes effect together. Sockets are close-on-exec.
-            use std::os::unix::process::CommandExt;
+            // A committed configuration: start again as the same process so
+            // that every setting takes effect together. Sockets are
+            // close-on-exec.
             info!("restarting with the new configuration");
-            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-            let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
-            error!("restart failed: {err}");
-            eprintln!("gatewayd: restart failed: {err}");
-            ExitCode::FAILURE
+            restart_in_place()
         }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             eprintln!("gatewayd: {e}");
+            if let Some(path) = &args.config {
+                undo_failed_change(path);
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Starts this program again as the same process (same pid, arguments and
+/// stdout/stderr). Returns only if that fails.
+fn restart_in_place() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+    error!("restart failed: {err}");
+    eprintln!("gatewayd: restart failed: {err}");
+    ExitCode::FAILURE
+}
+
+/// gatewayd cannot start with the configuration at `path`: if that is a
+/// change committed from the console, go back to the previous file and start
+/// again with it (once; see `config_store::recover_failed_change`).
+fn undo_failed_change(path: &std::path::Path) {
+    match gatewayd::config_store::recover_failed_change(path) {
+        Ok(true) => {
+            error!(path = %path.display(), "the committed configuration did not start: going back to the previous one");
+            eprintln!("gatewayd: the committed configuration did not start; restored the previous one");
+            let _ = restart_in_place();
+        }
+        Ok(false) => {}
+        Err(e) => error!("cannot restore the previous configuration: {e}"),
     }
 }
 
@@ -98,6 +125,7 @@ fn run(
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let board_ports = board_desc.ports.len();
+    let config_path_for_confirm = config_path.clone();
     let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
     let channels = board.pcm.channels();
@@ -188,6 +216,11 @@ fn run(
             }),
         };
         tokio::spawn(console::serve(console, console_ctx));
+        // Everything this configuration needs is bound: a committed change
+        // is no longer pending.
+        if let Some(path) = &config_path_for_confirm {
+            gatewayd::config_store::confirm(path);
+        }
 
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

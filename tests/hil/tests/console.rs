@@ -1,7 +1,8 @@
 //! The installer's console edits the configuration of a running gatewayd:
 //! a refused candidate changes nothing, a commit saves the file (the old one
 //! kept as .prev) and restarts gatewayd in place with it, a rollback brings
-//! the previous file back the same way.
+//! the previous file back the same way, and a valid change that cannot start
+//! is undone by gatewayd itself.
 
 mod common;
 
@@ -16,7 +17,7 @@ fn user_agent(gw: &Gatewayd) -> String {
 }
 
 #[test]
-fn console_commit_restarts_with_the_new_configuration_and_rollback_restores_it() {
+fn console_commit_restarts_with_the_new_configuration_rollback_restores_it_and_a_failed_start_is_undone() {
     let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
     let mut gw = Gatewayd::start(kamailio.addr(), GwOptions { fxs_ports: 1, ..Default::default() });
     gw.wait_registered(&["1001"]);
@@ -63,4 +64,24 @@ fn console_commit_restarts_with_the_new_configuration_and_rollback_restores_it()
     assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original);
     assert!(gw.alive());
     gw.wait_registered(&["1001"]);
+
+    // A valid change that cannot start (the web UI's new address is taken by
+    // another process): gatewayd goes back to the previous file by itself.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap();
+    let out = gw.console(&[&format!("config set management.http_listen {taken}"), "config commit"]);
+    assert!(out[1].starts_with("saved"), "{out:?}");
+    gw.wait_until("the failed start undone", Duration::from_secs(15), || {
+        gw.log().contains("the committed configuration did not start")
+    });
+    gw.wait_until("gatewayd back on the previous configuration", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(gw.console).is_ok() && gw.status().is_some()
+    });
+    assert!(gw.alive());
+    assert_eq!(gw.pid(), pid);
+    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original);
+    let failed = std::fs::read_to_string(gw.config_path.with_file_name("gatewayd.toml.failed")).unwrap();
+    assert!(failed.contains(&taken.to_string()), "the failed file kept for the installer");
+    gw.wait_registered(&["1001"]);
+    drop(squatter);
 }
