@@ -117,6 +117,10 @@ pub struct Management {
     pub http_listen: SocketAddr,
     /// Line-oriented console (the sim board's stand-in for the serial console).
     pub console_listen: SocketAddr,
+    /// Password of the web UI's `admin` user; without it the web UI is
+    /// read-only (configuration is then edited on the console only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_password: Option<String>,
 }
 
 impl Default for Management {
@@ -124,6 +128,7 @@ impl Default for Management {
         Management {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             console_listen: SocketAddr::from(([127, 0, 0, 1], 5023)),
+            web_password: None,
         }
     }
 }
@@ -307,6 +312,12 @@ impl Config {
             return Err(ConfigError::new("sip.user_agent", "must be one line"));
         }
         check_secret("sip.password", &sip.password)?;
+        if let Some(pw) = &self.management.web_password {
+            check_secret("management.web_password", pw)?;
+            if pw.len() < 8 {
+                return Err(ConfigError::new("management.web_password", "must be at least 8 characters"));
+            }
+        }
 
         let m = &self.media;
         if m.rtp_port_min == 0 || m.rtp_port_min > m.rtp_port_max {

@@ -72,6 +72,18 @@ impl ConfigStore {
         Candidate { table: to_table(&self.running) }
     }
 
+    /// A candidate from a whole TOML document (the web UI's form). Secrets
+    /// left as [`SECRET_MASK`] (as `show` printed them) keep their running
+    /// values, so the masked text can be edited and sent back.
+    pub fn candidate_from_text(&self, text: &str) -> Result<Candidate, String> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)).unwrap_or(1);
+            format!("line {line}: {}", e.message())
+        })?;
+        unmask(&mut table, &to_table(&self.running));
+        Ok(Candidate { table })
+    }
+
     /// The changes `candidate` makes to the running configuration, one line
     /// per key: `- path = old` / `+ path = new` (secrets masked).
     pub fn diff(&self, candidate: &Candidate) -> Vec<String> {
@@ -261,8 +273,9 @@ fn to_table(config: &Config) -> toml::Table {
     toml::Table::try_from(config).expect("configuration serializes to TOML")
 }
 
+/// `password`, `web_password`, `fxs[0].password`...
 fn is_secret(key: &str) -> bool {
-    key == "password" || key.ends_with(".password")
+    key.rsplit('.').next().is_some_and(|k| k.ends_with("password"))
 }
 
 fn mask(table: &toml::Table) -> toml::Table {
@@ -285,6 +298,34 @@ fn mask(table: &toml::Table) -> toml::Table {
             (k.clone(), v)
         })
         .collect()
+}
+
+/// Puts back `running`'s value wherever `table` holds the mask of a secret.
+fn unmask(table: &mut toml::Table, running: &toml::Table) {
+    for (k, v) in table.iter_mut() {
+        match v {
+            toml::Value::String(s) if is_secret(k) && s == SECRET_MASK => {
+                if let Some(r) = running.get(k) {
+                    *v = r.clone();
+                }
+            }
+            toml::Value::Table(t) => {
+                if let Some(toml::Value::Table(r)) = running.get(k) {
+                    unmask(t, r);
+                }
+            }
+            toml::Value::Array(a) => {
+                if let Some(toml::Value::Array(r)) = running.get(k) {
+                    for (e, re) in a.iter_mut().zip(r) {
+                        if let (toml::Value::Table(t), toml::Value::Table(rt)) = (e, re) {
+                            unmask(t, rt);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn show(table: &toml::Table) -> String {
@@ -507,6 +548,21 @@ mod tests {
         c.set("fxs[0].password", "\"n3w-secret\"").unwrap();
         assert!(!c.show().contains("n3w-secret"));
         assert!(store.diff(&c).iter().all(|l| !l.contains("n3w-secret")), "{:?}", store.diff(&c));
+    }
+
+    #[test]
+    fn a_whole_document_keeps_masked_secrets_and_reports_syntax_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, path) = store_in(dir.path());
+        let edited = store.show_running().replace("register_expires = 300", "register_expires = 120");
+        let c = store.candidate_from_text(&edited).unwrap();
+        store.commit(&c).unwrap();
+        let saved = Config::load(&path, 4).unwrap();
+        assert_eq!(saved.sip.register_expires, 120);
+        assert_eq!(saved.sip.password, "change-me", "the masked password kept its value");
+        let e = store.candidate_from_text("[sip]\nproxy = \n").unwrap_err();
+        assert!(e.starts_with("line 2"), "{e}");
+        assert!(is_secret("management.web_password") && is_secret("fxs[0].password") && !is_secret("sip.proxy"));
     }
 
     #[test]

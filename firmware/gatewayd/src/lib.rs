@@ -8,7 +8,7 @@
 //! - [`config`]: the validated TOML configuration; [`config_store`]: editing,
 //!   saving and rolling it back;
 //! - [`console`]: the installer's console;
-//! - [`status`]: status over HTTP and the local console.
+//! - [`status`]: the status snapshot; [`web`]: the web UI.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
 #![deny(unsafe_code)]
@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod media_io;
 pub mod rt;
 pub mod status;
+pub mod web;
 
 use gw_hal::{Frame, PcmBus, PcmStats};
 

@@ -13,8 +13,8 @@ use gatewayd::gateway::Gateway;
 use gatewayd::media_io::MediaIo;
 use gatewayd::rt::{self, RtConfig, RtEngine, RtStats};
 use gatewayd::config_store::ConfigStore;
-use gatewayd::console;
-use gatewayd::status::{self, Status};
+use gatewayd::{console, web};
+use gatewayd::status::Status;
 use gatewayd::BoxedPcm;
 use tracing::{error, info, warn};
 
@@ -203,18 +203,16 @@ fn run(
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
         let store = Arc::new(Mutex::new(ConfigStore::new(config_path, board_ports, config.clone())));
-        tokio::spawn(status::serve_http(http, status.clone(), store.clone()));
-        let console_ctx = console::Context {
-            status: status.clone(),
-            store,
-            restart: Arc::new({
-                let shutdown_tx = shutdown_tx.clone();
-                move || {
-                    restart.store(true, Ordering::Relaxed);
-                    let _ = shutdown_tx.send(true);
-                }
-            }),
-        };
+        let request_restart: Arc<dyn Fn() + Send + Sync> = Arc::new({
+            let shutdown_tx = shutdown_tx.clone();
+            move || {
+                restart.store(true, Ordering::Relaxed);
+                let _ = shutdown_tx.send(true);
+            }
+        });
+        let web_ctx = web::WebContext { status: status.clone(), store: store.clone(), restart: request_restart.clone() };
+        tokio::spawn(web::serve(http, web_ctx));
+        let console_ctx = console::Context { status: status.clone(), store, restart: request_restart };
         tokio::spawn(console::serve(console, console_ctx));
         // Everything this configuration needs is bound: a committed change
         // is no longer pending.

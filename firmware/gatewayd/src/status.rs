@@ -9,8 +9,6 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tracing::warn;
 
 use crate::gateway::{CallCounters, PortStatus, RegistrationStatus};
 use crate::rt::{RtSetupReport, RtStatsSnapshot};
@@ -168,38 +166,6 @@ pub type SharedStatus = Arc<Mutex<Status>>;
 
 pub fn snapshot(status: &SharedStatus) -> Status {
     status.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
-/// Serves `GET /api/status` (JSON), `GET /` (the same as text) and
-/// `GET /api/config` (the running configuration as TOML, secrets masked).
-pub async fn serve_http(
-    listener: TcpListener,
-    status: SharedStatus,
-    store: Arc<Mutex<crate::config_store::ConfigStore>>,
-) {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/api/config",
-            get(move || async move {
-                let text = store.lock().unwrap_or_else(|p| p.into_inner()).show_running();
-                ([(axum::http::header::CONTENT_TYPE, "application/toml; charset=utf-8")], text)
-            }),
-        )
-        .route(
-            "/api/status",
-            get({
-                let status = status.clone();
-                move || async move { axum::Json(snapshot(&status)) }
-            }),
-        )
-        .route(
-            "/",
-            get(move || async move { snapshot(&status).to_text() }),
-        );
-    if let Err(e) = axum::serve(listener, app).await {
-        warn!(%e, "status HTTP server stopped");
-    }
 }
 
 #[cfg(test)]

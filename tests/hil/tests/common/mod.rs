@@ -42,6 +42,8 @@ pub struct GwOptions {
     pub caller_id: &'static str,
     /// `media.disconnect_on_busy_tone`.
     pub disconnect_on_busy_tone: bool,
+    /// `management.web_password` (the web UI's admin password), if any.
+    pub web_password: Option<&'static str>,
 }
 
 impl Default for GwOptions {
@@ -57,6 +59,7 @@ impl Default for GwOptions {
             country: "US",
             caller_id: "auto",
             disconnect_on_busy_tone: true,
+            web_password: None,
         }
     }
 }
@@ -109,6 +112,7 @@ inter_digit_timeout_ms = 4000
 [management]
 http_listen = "{http}"
 console_listen = "{console}"
+{web_password}
 {fxs}"#,
             expires = opts.register_expires,
             retry = opts.retry_base_s,
@@ -119,6 +123,7 @@ console_listen = "{console}"
             country = opts.country,
             caller_id = opts.caller_id,
             busy_hangup = opts.disconnect_on_busy_tone,
+            web_password = opts.web_password.map(|p| format!("web_password = \"{p}\"")).unwrap_or_default(),
         );
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, config).unwrap();
@@ -165,6 +170,32 @@ console_listen = "{console}"
     /// The body of `GET path` (panics if the server does not answer).
     pub fn http_get(&self, path: &str) -> String {
         self.try_http_get(path).unwrap_or_else(|| panic!("GET {path} failed"))
+    }
+
+    /// `POST path` with `body` and optional Basic credentials (`user:password`);
+    /// returns the status code and the body.
+    pub fn http_post(&self, path: &str, credentials: Option<&str>, body: &str) -> (u16, String) {
+        use base64::Engine;
+        let mut s = TcpStream::connect(self.http).expect("web UI connects");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let auth = credentials
+            .map(|c| format!("Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(c)))
+            .unwrap_or_default();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n{auth}Content-Type: application/toml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (code, resp.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
+    }
+
+    /// The body of `GET path`, or `None` if the server does not answer.
+    pub fn try_get(&self, path: &str) -> Option<String> {
+        self.try_http_get(path)
     }
 
     fn try_http_get(&self, path: &str) -> Option<String> {

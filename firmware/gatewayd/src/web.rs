@@ -1,0 +1,209 @@
+//! The local web UI: the status and the configuration, and configuration
+//! editing for the `admin` user.
+//!
+//! - `GET /`: a page with the status and the running configuration in a form;
+//! - `GET /api/status`: the status as JSON;
+//! - `GET /api/config`: the running configuration as TOML, secrets masked;
+//! - `POST /api/config`: a whole TOML document (HTTP Basic auth, user `admin`,
+//!   password `management.web_password`). Secrets left masked keep their
+//!   values. It is validated and saved exactly like `config commit` on the
+//!   console (`config_store.rs`): 200 and gatewayd restarts in place, or 422
+//!   with the field and the reason and nothing changed, 401 on a wrong
+//!   password, 403 when no web password is configured (read-only web UI).
+//!
+//! Plain HTTP: the listener is on 127.0.0.1 by default; TLS is not done yet.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config_store::ConfigStore;
+use crate::status::{snapshot, SharedStatus};
+
+/// What the web UI shares with the rest of gatewayd.
+#[derive(Clone)]
+pub struct WebContext {
+    pub status: SharedStatus,
+    pub store: Arc<Mutex<ConfigStore>>,
+    /// Asks gatewayd to restart (after a saved configuration).
+    pub restart: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl WebContext {
+    fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub async fn serve(listener: TcpListener, ctx: WebContext) {
+    let app = axum::Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(|State(ctx): State<WebContext>| async move { axum::Json(snapshot(&ctx.status)) }))
+        .route(
+            "/api/config",
+            get(|State(ctx): State<WebContext>| async move {
+                ([(header::CONTENT_TYPE, "application/toml; charset=utf-8")], ctx.store().show_running())
+            })
+            .post(|State(ctx): State<WebContext>, headers: HeaderMap, body: String| async move {
+                let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                let (code, text) = post_config(&ctx, auth, &body);
+                let mut resp = (code, text).into_response();
+                if code == StatusCode::UNAUTHORIZED {
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"gatewayd\""));
+                }
+                resp
+            }),
+        )
+        .with_state(ctx);
+    if let Err(e) = axum::serve(listener, app).await {
+        warn!(%e, "web UI server stopped");
+    }
+}
+
+/// The POST /api/config decision, apart from HTTP.
+pub fn post_config(ctx: &WebContext, authorization: Option<&str>, body: &str) -> (StatusCode, String) {
+    let Some(password) = ctx.store().running().management.web_password.clone() else {
+        return (StatusCode::FORBIDDEN, "the web UI is read-only: set management.web_password to edit here\n".into());
+    };
+    if !authorized(authorization, &password) {
+        return (StatusCode::UNAUTHORIZED, "user admin and the web password are needed\n".into());
+    }
+    let store = ctx.store();
+    let candidate = match store.candidate_from_text(body) {
+        Ok(c) => c,
+        Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, format!("error: {e}\n")),
+    };
+    match store.commit(&candidate) {
+        Ok(saved) => {
+            info!(path = %saved.path.display(), "configuration saved from the web UI; restarting");
+            drop(store);
+            (ctx.restart)();
+            (StatusCode::OK, format!("saved {}; gatewayd restarts to apply it\n", saved.path.display()))
+        }
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("error: {e}\n")),
+    }
+}
+
+/// HTTP Basic credentials `admin:<password>`, compared without an early exit.
+fn authorized(header: Option<&str>, password: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = header.and_then(|h| h.strip_prefix("Basic ")) else { return false };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
+    let want = format!("admin:{password}");
+    decoded.len() == want.len() && decoded.iter().zip(want.as_bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn page(State(ctx): State<WebContext>) -> Response {
+    let status = snapshot(&ctx.status).to_text();
+    let config = ctx.store().show_running();
+    let editable = ctx.store().running().management.web_password.is_some();
+    let form = if editable {
+        r#"<p><label>admin password <input type="password" id="pw"></label>
+<button onclick="save()">Validate, save and restart</button></p>
+<pre id="result"></pre>
+<script>
+async function save() {
+  const r = await fetch('/api/config', {method: 'POST',
+    headers: {'Authorization': 'Basic ' + btoa('admin:' + document.getElementById('pw').value)},
+    body: document.getElementById('cfg').value});
+  document.getElementById('result').textContent = r.status + ' ' + await r.text();
+}
+</script>"#
+    } else {
+        "<p>Read-only: set <code>management.web_password</code> to edit here (or use the console).</p>"
+    };
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>gatewayd</title></head><body>\
+         <h1>gatewayd</h1><h2>Status</h2><pre>{}</pre><h2>Configuration</h2>\
+         <textarea id=\"cfg\" rows=\"40\" cols=\"100\"{}>{}</textarea>{}</body></html>",
+        escape(&status),
+        if editable { "" } else { " readonly" },
+        escape(&config),
+        form
+    ))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn ctx(dir: &std::path::Path, web_password: Option<&str>) -> (WebContext, Arc<AtomicU32>, std::path::PathBuf) {
+        let path = dir.join("gw.toml");
+        let mut text = crate::config::DEFAULT_TOML.to_string();
+        if let Some(pw) = web_password {
+            text = text.replace("[management]\n", &format!("[management]\nweb_password = \"{pw}\"\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let running = crate::config::Config::load(&path, 4).unwrap();
+        let restarts = Arc::new(AtomicU32::new(0));
+        let r = restarts.clone();
+        let rt = crate::rt::RtStats::new(0).snapshot();
+        let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "x".into(), None, rt)));
+        let ctx = WebContext {
+            status,
+            store: Arc::new(Mutex::new(ConfigStore::new(Some(path.clone()), 4, running))),
+            restart: Arc::new(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            }),
+        };
+        (ctx, restarts, path)
+    }
+
+    fn basic(user_pw: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pw))
+    }
+
+    #[test]
+    fn posting_a_configuration_needs_the_password_and_a_valid_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, restarts, path) = ctx(dir.path(), Some("installer-pw"));
+        let before = std::fs::read_to_string(&path).unwrap();
+        let doc = ctx.store().show_running().replace("register_expires = 300", "register_expires = 120");
+        assert_eq!(post_config(&ctx, None, &doc).0, StatusCode::UNAUTHORIZED);
+        assert_eq!(post_config(&ctx, Some(&basic("admin:wrong-pw!")), &doc).0, StatusCode::UNAUTHORIZED);
+        assert_eq!(post_config(&ctx, Some(&basic("root:installer-pw")), &doc).0, StatusCode::UNAUTHORIZED);
+        assert_eq!(post_config(&ctx, Some("Basic %%%"), &doc).0, StatusCode::UNAUTHORIZED);
+        let auth = basic("admin:installer-pw");
+        let (code, text) = post_config(&ctx, Some(&auth), &doc.replace("ptime_ms = 20", "ptime_ms = 25"));
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(text.contains("media.ptime_ms"), "{text}");
+        let (code, text) = post_config(&ctx, Some(&auth), "[sip\n");
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(text.starts_with("error: line 1"), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "refusals change nothing");
+        assert_eq!(restarts.load(Ordering::Relaxed), 0);
+        let (code, text) = post_config(&ctx, Some(&auth), &doc);
+        assert_eq!(code, StatusCode::OK, "{text}");
+        assert_eq!(restarts.load(Ordering::Relaxed), 1);
+        let saved = crate::config::Config::load(&path, 4).unwrap();
+        assert_eq!(saved.sip.register_expires, 120);
+        assert_eq!(saved.management.web_password.as_deref(), Some("installer-pw"), "masked secrets kept");
+    }
+
+    #[test]
+    fn without_a_web_password_the_web_ui_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, restarts, _) = ctx(dir.path(), None);
+        let doc = ctx.store().show_running();
+        assert_eq!(post_config(&ctx, Some(&basic("admin:")), &doc).0, StatusCode::FORBIDDEN);
+        assert_eq!(restarts.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        assert_eq!(escape("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+    }
+}
