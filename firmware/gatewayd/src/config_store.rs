@@ -25,6 +25,8 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
 
 use crate::config::Config;
 
@@ -443,6 +445,36 @@ fn walk<'a>(root: &'a mut toml::Table, segs: &[Seg], path: &str) -> Result<Slot<
         };
     }
     Ok(slot)
+}
+
+/// What the console and web UI tests run against.
+#[cfg(test)]
+pub(crate) struct Fixture {
+    pub store: Arc<std::sync::Mutex<ConfigStore>>,
+    pub status: crate::status::SharedStatus,
+    /// Counts into `restarts`.
+    pub restart: Arc<dyn Fn() + Send + Sync>,
+    pub restarts: Arc<std::sync::atomic::AtomicU32>,
+    pub path: PathBuf,
+}
+
+/// A configuration file in `dir` holding `text`, its store, a status and a
+/// restart hook that counts.
+#[cfg(test)]
+pub(crate) fn fixture(dir: &Path, text: &str) -> Fixture {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let path = dir.join("gw.toml");
+    fs::write(&path, text).unwrap();
+    let running = Config::load(&path, 4).unwrap();
+    let restarts = Arc::new(AtomicU32::new(0));
+    let r = restarts.clone();
+    let rt = crate::rt::RtStats::new(0).snapshot();
+    let status = Arc::new(std::sync::Mutex::new(crate::status::Status::new("sim".into(), "x".into(), None, rt)));
+    let store = Arc::new(std::sync::Mutex::new(ConfigStore::new(Some(path.clone()), 4, running)));
+    let restart: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        r.fetch_add(1, Ordering::Relaxed);
+    });
+    Fixture { store, status, restart, restarts, path }
 }
 
 #[cfg(test)]

@@ -194,21 +194,8 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn ctx_with_file(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, std::path::PathBuf) {
-        let path = dir.join("gw.toml");
-        std::fs::write(&path, crate::config::DEFAULT_TOML).unwrap();
-        let running = crate::config::Config::load(&path, 4).unwrap();
-        let restarts = Arc::new(AtomicU32::new(0));
-        let r = restarts.clone();
-        let rt = crate::rt::RtStats::new(0).snapshot();
-        let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "x".into(), None, rt)));
-        let ctx = Context {
-            status,
-            store: Arc::new(Mutex::new(ConfigStore::new(Some(path.clone()), 4, running))),
-            restart: Arc::new(move || {
-                r.fetch_add(1, Ordering::Relaxed);
-            }),
-        };
-        (ctx, restarts, path)
+        let f = crate::config_store::fixture(dir, crate::config::DEFAULT_TOML);
+        (Context { status: f.status, store: f.store, restart: f.restart }, f.restarts, f.path)
     }
 
     fn text(r: Reply) -> String {

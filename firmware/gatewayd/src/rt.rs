@@ -1153,6 +1153,12 @@ mod tests {
 
     /// 20 ms PCMU packets of `audio` for channel 0.
     fn rtp_packets(audio: &[i16]) -> Vec<Packet> {
+        rtp_packets_with(0, audio, |pcm, out| g711::encode_frame(Law::Ulaw, pcm, out))
+    }
+
+    /// 20 ms packets of payload type `pt` for channel 0, each 10 ms of
+    /// `audio` encoded by `encode` into 80 bytes.
+    fn rtp_packets_with(pt: u8, audio: &[i16], mut encode: impl FnMut(&[i16], &mut [u8])) -> Vec<Packet> {
         audio
             .chunks(160)
             .enumerate()
@@ -1160,13 +1166,15 @@ mod tests {
                 let mut pkt = Packet::empty();
                 let hdr = gw_media::rtp::RtpHeader {
                     marker: k == 0,
-                    payload_type: 0,
+                    payload_type: pt,
                     sequence: k as u16,
                     timestamp: (k * 160) as u32,
                     ssrc: 9,
                 };
                 let n = hdr.emit(&mut pkt.data);
-                g711::encode_frame(Law::Ulaw, chunk, &mut pkt.data[n..n + chunk.len()]);
+                for (h, half) in chunk.chunks(80).enumerate() {
+                    encode(half, &mut pkt.data[n + 80 * h..n + 80 * h + half.len()]);
+                }
                 pkt.len = (n + chunk.len()) as u16;
                 pkt
             })
@@ -1404,26 +1412,12 @@ mod tests {
         // The far end: 1000 Hz at -10 dBm0, G.722 from 16 kHz, 20 ms packets.
         let far: Vec<i16> = sine(1000.0, -10.0, 1000);
         let (mut up, mut enc) = (Upsampler::new(), Encoder::new(Mode::Kbps64));
-        let mut packets = Vec::new();
-        for (k, chunk) in far.chunks(160).enumerate() {
-            let mut pkt = Packet::empty();
-            let hdr = gw_media::rtp::RtpHeader {
-                marker: k == 0,
-                payload_type: 9,
-                sequence: k as u16,
-                timestamp: (k * 160) as u32,
-                ssrc: 9,
-            };
-            let n = hdr.emit(&mut pkt.data);
-            for (h, half) in chunk.chunks(80).enumerate() {
-                let (mut wide, mut code) = ([0i16; WB_FRAME], [0u8; 80]);
-                up.process_frame(half.try_into().unwrap(), &mut wide);
-                enc.encode_frame(&wide, &mut code);
-                pkt.data[n + 80 * h..n + 80 * (h + 1)].copy_from_slice(&code);
-            }
-            pkt.len = (n + 160) as u16;
-            packets.push(pkt);
-        }
+        let packets = rtp_packets_with(9, &far, |half, out| {
+            let (mut wide, mut code) = ([0i16; WB_FRAME], [0u8; 80]);
+            up.process_frame(half.try_into().unwrap(), &mut wide);
+            enc.encode_frame(&wide, &mut code);
+            out.copy_from_slice(&code);
+        });
         // The phone: 1500 Hz at -10 dBm0.
         let line = TalkingLine { input: sine(1500.0, -10.0, 1000), pos: 0, sent: Vec::new() };
         let (rtq, mut ctl) = make_queues();

@@ -141,25 +141,12 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn ctx(dir: &std::path::Path, web_password: Option<&str>) -> (WebContext, Arc<AtomicU32>, std::path::PathBuf) {
-        let path = dir.join("gw.toml");
         let mut text = crate::config::DEFAULT_TOML.to_string();
         if let Some(pw) = web_password {
             text = text.replace("[management]\n", &format!("[management]\nweb_password = \"{pw}\"\n"));
         }
-        std::fs::write(&path, &text).unwrap();
-        let running = crate::config::Config::load(&path, 4).unwrap();
-        let restarts = Arc::new(AtomicU32::new(0));
-        let r = restarts.clone();
-        let rt = crate::rt::RtStats::new(0).snapshot();
-        let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "x".into(), None, rt)));
-        let ctx = WebContext {
-            status,
-            store: Arc::new(Mutex::new(ConfigStore::new(Some(path.clone()), 4, running))),
-            restart: Arc::new(move || {
-                r.fetch_add(1, Ordering::Relaxed);
-            }),
-        };
-        (ctx, restarts, path)
+        let f = crate::config_store::fixture(dir, &text);
+        (WebContext { status: f.status, store: f.store, restart: f.restart }, f.restarts, f.path)
     }
 
     fn basic(user_pw: &str) -> String {
