@@ -18,7 +18,8 @@ use tracing::{info, warn};
 use crate::config_store::{Candidate, ConfigStore};
 use crate::status::{snapshot, SharedStatus};
 
-/// What every console session shares.
+/// What the installer's interfaces share: every console session and the web
+/// UI (`web.rs`).
 #[derive(Clone)]
 pub struct Context {
     pub status: SharedStatus,
@@ -34,7 +35,7 @@ impl Context {
         Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}) }
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
+    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -90,8 +91,9 @@ impl Session {
                 None => "no candidate: 'config set' starts one\n".into(),
             },
             ["config", "set", path, _, ..] => {
-                // The value is the rest of the line, spaces and all.
-                let value = line.splitn(4, char::is_whitespace).nth(3).unwrap_or("").trim();
+                // The value is the rest of the line after the path, spaces and all.
+                let after_set = line["config".len()..].trim_start()["set".len()..].trim_start();
+                let value = after_set[path.len()..].trim();
                 let store = ctx.store();
                 let c = self.candidate.get_or_insert_with(|| store.candidate());
                 match c.set(path, value) {
@@ -211,7 +213,7 @@ mod tests {
         let (ctx, restarts, path) = ctx_with_file(dir.path());
         let mut s = Session::default();
         assert_eq!(text(s.command("config diff", &ctx)), "no changes\n");
-        assert!(text(s.command("config set sip.user_agent Branch GW 7", &ctx)).starts_with("ok"));
+        assert!(text(s.command("config  set   sip.user_agent  Branch GW 7", &ctx)).starts_with("ok"));
         assert!(text(s.command("config set media.ptime_ms 25", &ctx)).starts_with("ok"));
         assert_eq!(
             text(s.command("config diff", &ctx)),

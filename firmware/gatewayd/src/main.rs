@@ -125,7 +125,6 @@ fn run(
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let board_ports = board_desc.ports.len();
-    let config_path_for_confirm = config_path.clone();
     let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
     let channels = board.pcm.channels();
@@ -202,7 +201,7 @@ fn run(
 
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
-        let store = Arc::new(Mutex::new(ConfigStore::new(config_path, board_ports, config.clone())));
+        let store = Arc::new(Mutex::new(ConfigStore::new(config_path.clone(), board_ports, config.clone())));
         let request_restart: Arc<dyn Fn() + Send + Sync> = Arc::new({
             let shutdown_tx = shutdown_tx.clone();
             move || {
@@ -210,13 +209,12 @@ fn run(
                 let _ = shutdown_tx.send(true);
             }
         });
-        let web_ctx = web::WebContext { status: status.clone(), store: store.clone(), restart: request_restart.clone() };
-        tokio::spawn(web::serve(http, web_ctx));
-        let console_ctx = console::Context { status: status.clone(), store, restart: request_restart };
-        tokio::spawn(console::serve(console, console_ctx));
+        let management = console::Context { status: status.clone(), store, restart: request_restart };
+        tokio::spawn(web::serve(http, management.clone()));
+        tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change
         // is no longer pending.
-        if let Some(path) = &config_path_for_confirm {
+        if let Some(path) = &config_path {
             gatewayd::config_store::confirm(path);
         }
 

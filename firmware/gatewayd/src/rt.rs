@@ -633,14 +633,7 @@ impl<P: PcmBus> RtEngine<P> {
                 // What the far end sends: fax/modem answer tones, and its
                 // network's busy or reorder tone once it has gone.
                 if let Some(event) = ch.network_tones.process(out) {
-                    let code = match event {
-                        ModemToneEvent::Detected(t) => modem_code(t),
-                        ModemToneEvent::Ended(_) => 0,
-                    };
-                    cs.network_modem_tone.store(code, Ordering::Relaxed);
-                    if matches!(event, ModemToneEvent::Detected(_)) && self.modem_bypass {
-                        ch.vbd = true;
-                    }
+                    note_modem_tone(&mut ch.vbd, self.modem_bypass, &cs.network_modem_tone, event);
                     push(&mut self.queues.events, &self.stats, RtEvent::ModemTone { channel, from_line: false, event });
                 }
                 if !ch.vbd {
@@ -676,14 +669,10 @@ impl<P: PcmBus> RtEngine<P> {
                 _ => clean = self.rx[i],
             }
             if let Some(event) = ch.line_tones.process(&clean) {
-                let code = match event {
-                    ModemToneEvent::Detected(t) => modem_code(t),
-                    ModemToneEvent::Ended(_) => 0,
-                };
-                self.stats.channels[i].line_modem_tone.store(code, Ordering::Relaxed);
-                if matches!(event, ModemToneEvent::Detected(_)) && self.modem_bypass && ch.media.is_some() {
-                    ch.vbd = true;
-                }
+                // Voice-band data only during a call (a fax's CNG may start
+                // while it still dials).
+                let bypass = self.modem_bypass && ch.media.is_some();
+                note_modem_tone(&mut ch.vbd, bypass, &self.stats.channels[i].line_modem_tone, event);
                 // Also to the far end as an RFC 4734 event, beside the audio
                 // that keeps carrying the tone.
                 if let Some(m) = ch.media.as_mut() {
@@ -753,6 +742,19 @@ impl<P: PcmBus> RtEngine<P> {
 
     fn push_event(&mut self, ev: RtEvent) {
         push(&mut self.queues.events, &self.stats, ev);
+    }
+}
+
+/// A modem-tone event from one side: its status figure, and voice-band data
+/// for the rest of the call when `bypass`.
+fn note_modem_tone(vbd: &mut bool, bypass: bool, present: &AtomicU8, event: ModemToneEvent) {
+    let code = match event {
+        ModemToneEvent::Detected(t) => modem_code(t),
+        ModemToneEvent::Ended(_) => 0,
+    };
+    present.store(code, Ordering::Relaxed);
+    if bypass && matches!(event, ModemToneEvent::Detected(_)) {
+        *vbd = true;
     }
 }
 

@@ -13,8 +13,6 @@
 //!
 //! Plain HTTP: the listener is on 127.0.0.1 by default; TLS is not done yet.
 
-use std::sync::{Arc, Mutex};
-
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -22,23 +20,8 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config_store::ConfigStore;
-use crate::status::{snapshot, SharedStatus};
-
-/// What the web UI shares with the rest of gatewayd.
-#[derive(Clone)]
-pub struct WebContext {
-    pub status: SharedStatus,
-    pub store: Arc<Mutex<ConfigStore>>,
-    /// Asks gatewayd to restart (after a saved configuration).
-    pub restart: Arc<dyn Fn() + Send + Sync>,
-}
-
-impl WebContext {
-    fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::console::Context as WebContext;
+use crate::status::snapshot;
 
 pub async fn serve(listener: TcpListener, ctx: WebContext) {
     let app = axum::Router::new()
@@ -139,6 +122,7 @@ mod tests {
     use super::*;
     use base64::Engine;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
 
     fn ctx(dir: &std::path::Path, web_password: Option<&str>) -> (WebContext, Arc<AtomicU32>, std::path::PathBuf) {
         let mut text = crate::config::DEFAULT_TOML.to_string();

@@ -164,12 +164,12 @@ console_listen = "{console}"
 
     /// GET /api/status, parsed.
     pub fn status(&self) -> Option<serde_json::Value> {
-        serde_json::from_str(&self.try_http_get("/api/status")?).ok()
+        serde_json::from_str(&self.try_get("/api/status")?).ok()
     }
 
     /// The body of `GET path` (panics if the server does not answer).
     pub fn http_get(&self, path: &str) -> String {
-        self.try_http_get(path).unwrap_or_else(|| panic!("GET {path} failed"))
+        self.try_get(path).unwrap_or_else(|| panic!("GET {path} failed"))
     }
 
     /// `POST path` with `body` and optional Basic credentials (`user:password`);
@@ -195,10 +195,6 @@ console_listen = "{console}"
 
     /// The body of `GET path`, or `None` if the server does not answer.
     pub fn try_get(&self, path: &str) -> Option<String> {
-        self.try_http_get(path)
-    }
-
-    fn try_http_get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(self.http).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
