@@ -1,6 +1,7 @@
 //! Sans-IO SIP for the gateway (RFC 3261 and friends) on `rsip` types.
 //!
 //! Layers, bottom up:
+//! - [`admission`]: per-source rate limits and bans, before any parsing.
 //! - [`message`]: the normalizing layer in front of rsip (framing, unfolding,
 //!   compact forms, extension methods).
 //! - [`auth`]: digest authentication (RFC 2617/7616/8760), never rsip's helper.
@@ -17,6 +18,7 @@
 //! Nothing here reads a clock, opens a socket or sleeps: every input carries `now`.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 pub mod dialog;
 pub mod message;
