@@ -27,6 +27,12 @@ pub struct Config {
     pub fxs: Vec<FxsPortConfig>,
     #[serde(default)]
     pub caller_id: CallerIdConfig,
+    #[serde(default)]
+    pub security: crate::limits::Security,
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
+    #[serde(default)]
+    pub log: crate::limits::Log,
 }
 
 /// On-hook caller ID to the phones (Telcordia GR-30, ETSI EN 300 659).
@@ -229,7 +235,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { field: field.into(), reason: reason.into() }
     }
 }
@@ -378,6 +384,8 @@ impl Config {
         if !(1000..=120_000).contains(&d.first_digit_timeout_ms) {
             return Err(ConfigError::new("dialplan.first_digit_timeout_ms", "must be within 1000..120000"));
         }
+
+        crate::limits::validate(&self.security, &self.limits, &self.log)?;
 
         let mut seen_ports = Vec::new();
         let mut seen_numbers: Vec<&str> = Vec::new();

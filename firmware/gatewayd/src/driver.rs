@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gw_sip::admission::{self, Admission, Verdict};
 use heapless::spsc::Consumer;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -27,6 +28,8 @@ pub struct Driver {
     pub status: Arc<Mutex<Status>>,
     /// Whether the rt engine runs echo cancellers (else no echo figures).
     pub echo_enabled: bool,
+    /// Per-source limits and bans, applied before a datagram is parsed.
+    pub admission: Admission,
 }
 
 impl Driver {
@@ -45,8 +48,17 @@ impl Driver {
             tokio::select! {
                 r = self.sip.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
-                        trace!(target: "gatewayd::sip", %from, "received\n{}", String::from_utf8_lossy(&buf[..n]));
-                        self.gateway.handle_datagram(Instant::now(), from, &buf[..n]);
+                        let now = Instant::now();
+                        match self.admission.check(now, from.ip()) {
+                            Verdict::Admit if admission::plausible_sip(&buf[..n]) => {
+                                trace!(target: "gatewayd::sip", %from, "received\n{}", String::from_utf8_lossy(&buf[..n]));
+                                self.gateway.handle_datagram(now, from, &buf[..n]);
+                            }
+                            // Not SIP: counts against its source, costs no parsing.
+                            Verdict::Admit => self.admission.report_failure(now, from.ip()),
+                            // Counted in the admission stats; no line per packet.
+                            Verdict::Drop(_) => {}
+                        }
                     }
                     // ICMP port unreachable from an earlier send shows up here
                     // on Linux; it is not fatal for a UDP server.
@@ -81,7 +93,16 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
+        let now = Instant::now();
         while let Some(t) = self.gateway.poll_transmit() {
+            let to = t.destination.ip();
+            if !self.admission.may_send(now, to) {
+                continue; // banned: not even a response
+            }
+            // A refused request counts against its sender (487 answers a CANCEL, not a fault).
+            if admission::response_status(&t.payload).is_some_and(|c| c >= 400 && c != 487) {
+                self.admission.report_failure(now, to);
+            }
             trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
@@ -104,6 +125,7 @@ impl Driver {
         s.rt = self.rt_stats.snapshot();
         s.rt_setup = self.rt_setup.clone().into();
         s.rt_command_overruns = self.gateway.rt_command_overruns();
+        s.sip_admission = crate::status::AdmissionStatus::new(&self.admission, Instant::now());
         let m = self.gateway.media_stats();
         use std::sync::atomic::Ordering::Relaxed;
         s.media = crate::status::MediaStatus {

@@ -7,6 +7,7 @@
 //! - [`callerid`]: the caller ID delivery for an incoming call;
 //! - [`config`]: the validated TOML configuration; [`config_store`]: editing,
 //!   saving and rolling it back;
+//! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
 //! - [`console`]: the installer's console;
 //! - [`status`]: the status snapshot; [`web`]: the web UI.
 //!
@@ -19,6 +20,7 @@ pub mod config_store;
 pub mod console;
 pub mod driver;
 pub mod gateway;
+pub mod limits;
 pub mod media_io;
 pub mod rt;
 pub mod status;

@@ -232,6 +232,11 @@ fn run(
             rt_setup,
             status,
             echo_enabled: config.media.echo_canceller,
+            admission: gw_sip::admission::Admission::new(
+                std::time::Instant::now(),
+                config.security.admission(),
+                std::iter::once(config.sip.proxy.ip()).chain(config.security.trusted.iter().copied()),
+            ),
         };
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -52,6 +52,57 @@ pub struct MediaStatus {
     pub in_overruns: u64,
 }
 
+/// The SIP socket's admission counters and the sources banned now.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AdmissionStatus {
+    pub admitted: u64,
+    pub admitted_trusted: u64,
+    pub dropped_banned: u64,
+    pub dropped_source_rate: u64,
+    pub dropped_global_rate: u64,
+    pub failures: u64,
+    pub bans_total: u64,
+    pub suppressed_sends: u64,
+    pub tracked_sources: usize,
+    /// Banned now (at most [`AdmissionStatus::MAX_LISTED`], longest first).
+    pub banned: Vec<BannedSource>,
+    pub banned_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BannedSource {
+    pub addr: String,
+    pub remaining_s: u64,
+    /// 1 for a first ban; each repetition doubles the ban.
+    pub count: u32,
+}
+
+impl AdmissionStatus {
+    pub const MAX_LISTED: usize = 32;
+
+    pub fn new(a: &gw_sip::admission::Admission, now: std::time::Instant) -> Self {
+        let st = a.stats();
+        let all = a.bans(now, usize::MAX);
+        AdmissionStatus {
+            admitted: st.admitted,
+            admitted_trusted: st.admitted_trusted,
+            dropped_banned: st.dropped_banned,
+            dropped_source_rate: st.dropped_source_rate,
+            dropped_global_rate: st.dropped_global_rate,
+            failures: st.failures,
+            bans_total: st.bans,
+            suppressed_sends: st.suppressed_sends,
+            tracked_sources: st.tracked,
+            banned_count: all.len(),
+            banned: all
+                .iter()
+                .take(Self::MAX_LISTED)
+                .map(|b| BannedSource { addr: b.addr.to_string(), remaining_s: b.remaining.as_secs(), count: b.count })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub version: &'static str,
@@ -65,6 +116,7 @@ pub struct Status {
     pub rt_setup: RtSetupStatus,
     pub rt_command_overruns: u64,
     pub media: MediaStatus,
+    pub sip_admission: AdmissionStatus,
 }
 
 impl Status {
@@ -81,6 +133,7 @@ impl Status {
             rt_setup: RtSetupStatus::default(),
             rt_command_overruns: 0,
             media: MediaStatus::default(),
+            sip_admission: AdmissionStatus::default(),
         }
     }
 
@@ -158,6 +211,17 @@ impl Status {
             "RTP: sent {} received {} foreign {} send errors {}",
             m.sent, m.received, m.foreign_source, m.send_errors
         );
+        let a = &self.sip_admission;
+        let _ = writeln!(
+            s,
+            "SIP admission: admitted {} (trusted {}) dropped: banned {} rate {} global {}; failures {} bans {} \
+             suppressed sends {}; {} sources tracked, {} banned now",
+            a.admitted, a.admitted_trusted, a.dropped_banned, a.dropped_source_rate, a.dropped_global_rate,
+            a.failures, a.bans_total, a.suppressed_sends, a.tracked_sources, a.banned_count
+        );
+        for b in &a.banned {
+            let _ = writeln!(s, "  banned {:<40} {} s left (ban #{})", b.addr, b.remaining_s, b.count);
+        }
         s
     }
 }
@@ -191,6 +255,26 @@ mod tests {
         assert!(console(&s, "help").contains("show status"));
         assert!(console(&s, "show status").contains("board sim"));
         assert!(console(&s, "frobnicate now").starts_with("unknown command"));
+    }
+
+    #[test]
+    fn banned_sources_are_shown() {
+        use gw_sip::admission::{Admission, AdmissionConfig};
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut a = Admission::new(t0, AdmissionConfig::default(), ["127.0.0.1".parse().unwrap()]);
+        let bad: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+        for _ in 0..200 {
+            a.check(t0, bad);
+        }
+        let s = status();
+        s.lock().unwrap().sip_admission = AdmissionStatus::new(&a, t0 + Duration::from_secs(1));
+        let text = console(&s, "show status");
+        assert!(text.contains("1 banned now"), "{text}");
+        assert!(text.contains("banned 127.0.0.9"), "{text}");
+        let json = serde_json::to_value(&*s.lock().unwrap()).unwrap();
+        assert_eq!(json["sip_admission"]["banned"][0]["addr"], "127.0.0.9", "{json}");
+        assert_eq!(json["sip_admission"]["banned"][0]["remaining_s"], 59, "{json}");
     }
 
     #[test]
