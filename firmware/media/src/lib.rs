@@ -30,4 +30,4 @@ pub mod rtcp;
 pub mod rtp;
 mod session;
 
-pub use session::{MediaError, Received, RtcpSummary, RtpSession, SessionConfig, SessionStats, SSRC_SWITCH_IDLE_FRAMES};
+pub use session::{MediaError, Received, RtcpSummary, RtpSession, SessionConfig, SessionStats};

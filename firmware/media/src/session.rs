@@ -139,8 +139,10 @@ pub struct SessionStats {
     pub resyncs: u64,
     /// Frames dropped to bring the jitter buffer back to its depth.
     pub dropped: u64,
-    /// Times the remote SSRC changed.
+    /// Times the remote SSRC changed (only after [`RtpSession::accept_new_source`]).
     pub ssrc_changes: u64,
+    /// Packets from an SSRC other than the locked one, dropped (among `ignored`).
+    pub foreign_ssrc: u64,
     /// `send_frame` calls whose output buffer was too small.
     pub send_errors: u64,
     /// RFC 3389 comfort noise packets sent (among `packets_sent`) and
@@ -187,9 +189,6 @@ const MAX_MISORDER: i32 = 100;
 /// Longest comfort noise payload kept (level and up to 31 coefficients;
 /// RFC 3389 lets the receiver use fewer, and gw-dsp models at most 10).
 pub const CN_MAX_PAYLOAD: usize = 32;
-/// A new SSRC replaces the locked one after the locked one has been silent
-/// this many 10 ms frames (re-INVITE to another media server, transfer).
-pub const SSRC_SWITCH_IDLE_FRAMES: u32 = 20;
 
 /// How an event being sent relates to the audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,6 +356,8 @@ pub struct RtpSession {
     // --- receive side
     jb: JitterBuffer,
     remote_ssrc: Option<u32>,
+    /// Set by `accept_new_source`: the next SSRC seen is locked afresh.
+    relock: bool,
     idle_frames: u32,
     seqs: SeqState,
     rx_clock: u32,
@@ -395,6 +396,7 @@ impl RtpSession {
             tone_packet: None,
             jb: JitterBuffer::new(cfg.jitter_depth_ms),
             remote_ssrc: None,
+            relock: false,
             idle_frames: 0,
             seqs: SeqState::default(),
             rx_clock: 0,
@@ -419,6 +421,20 @@ impl RtpSession {
     /// The SSRC we are receiving from, once locked.
     pub fn remote_ssrc(&self) -> Option<u32> {
         self.remote_ssrc
+    }
+
+    /// 10 ms frames since the last packet of the locked source (RTP
+    /// inactivity, for a liveness check).
+    pub fn idle_frames(&self) -> u32 {
+        self.idle_frames
+    }
+
+    /// The far end moved its media (a new SDP): the next SSRC received is
+    /// locked in place of the current one. Nothing else unlocks a session.
+    pub fn accept_new_source(&mut self) {
+        if self.remote_ssrc.take().is_some() {
+            self.relock = true;
+        }
     }
 
     pub fn stats(&self) -> SessionStats {
@@ -795,12 +811,17 @@ impl RtpSession {
         };
         match self.remote_ssrc {
             Some(s) if s == h.ssrc => {}
-            Some(_) if self.idle_frames < SSRC_SWITCH_IDLE_FRAMES => {
+            // Never follow another SSRC on our own, however long the locked
+            // one is quiet: an injected stream would take the call over (a
+            // 200 ms gap was enough). A new SDP answer, a re-INVITE to another
+            // media server, says so through `accept_new_source`.
+            Some(_) => {
                 self.stats.ignored += 1;
+                self.stats.foreign_ssrc += 1;
                 return Ok(Received::Ignored);
             }
-            Some(_) => {
-                // The old source went quiet and a new one speaks: follow it.
+            None if self.relock => {
+                self.relock = false;
                 self.stats.ssrc_changes += 1;
                 self.remote_ssrc = Some(h.ssrc);
                 self.seqs = SeqState { lost_before: self.seqs.lost(), ..SeqState::default() };
@@ -1431,16 +1452,36 @@ mod tests {
     }
 
     #[test]
-    fn new_ssrc_taken_after_old_one_went_quiet() {
+    fn another_ssrc_is_never_followed_on_its_own() {
         let mut s = RtpSession::new(SessionConfig { jitter_depth_ms: 20, ..cfg(20) });
         s.receive(&audio(1, 0, 1, 2)).unwrap();
-        for _ in 0..SSRC_SWITCH_IDLE_FRAMES {
+        // The locked stream goes quiet for 10 s; an injected one speaks throughout.
+        for i in 0..1000u32 {
             pull(&mut s);
+            if i % 2 == 0 {
+                assert_eq!(s.receive(&rtp(0, 5000 + i as u16, 777_777 + i * 80, false, 99, &[8; 160])), Ok(Received::Ignored));
+            }
         }
+        assert_eq!(s.remote_ssrc(), Some(7));
+        assert_eq!(s.stats().ssrc_changes, 0);
+        assert_eq!(s.stats().foreign_ssrc, 500);
+        assert_eq!(s.idle_frames(), 1000);
+        // The real stream comes back and is heard.
+        assert_eq!(s.receive(&audio(2, 160, 3, 2)), Ok(Received::Audio));
+        assert_eq!(s.idle_frames(), 0);
+    }
+
+    #[test]
+    fn new_ssrc_taken_after_the_control_plane_says_so() {
+        let mut s = RtpSession::new(SessionConfig { jitter_depth_ms: 20, ..cfg(20) });
+        s.receive(&audio(1, 0, 1, 2)).unwrap();
+        s.accept_new_source();
         assert_eq!(s.receive(&rtp(0, 5000, 777_777, false, 99, &[8; 160])), Ok(Received::Audio));
         assert_eq!(s.remote_ssrc(), Some(99));
         assert_eq!(pull(&mut s), Some(8));
         assert_eq!(s.stats().ssrc_changes, 1);
+        // ... and locked again: the old one is now the stranger.
+        assert_eq!(s.receive(&audio(2, 160, 3, 2)), Ok(Received::Ignored));
     }
 
     #[test]
