@@ -134,6 +134,7 @@ impl Driver {
             foreign_source: m.foreign_source.load(Relaxed),
             send_errors: m.send_errors.load(Relaxed),
             in_overruns: m.in_overruns.load(Relaxed),
+            rate_limited: m.rate_limited.load(Relaxed),
         };
     }
 }

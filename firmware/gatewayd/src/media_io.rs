@@ -2,9 +2,19 @@
 //! thread's packet queues, so the rt thread never makes a system call.
 //!
 //! One socket per active channel, non-blocking, polled every millisecond.
-//! Packets are accepted only from the negotiated remote IP address (any
-//! port, so a far end behind a port-changing NAT still works); everything
-//! else is counted and dropped.
+//! Packets are accepted only from one source address and port: the
+//! negotiated one, or, when the first packet comes from the negotiated IP
+//! address but another port (a port-changing NAT), that one (symmetric RTP
+//! latching, and we then send there too). The first accepted packet locks the
+//! source for the rest of the call and `connect`s the socket to it, so the
+//! kernel itself drops every other source before it costs us anything; a
+//! stream never moves to another source on its own. Everything else is
+//! counted and dropped.
+//!
+//! A flood into one socket cannot starve the others or the send path: each
+//! socket is read at most [`READ_BUDGET`] packets per round, and each channel
+//! may put at most its share of the rt thread's packet queue in it per 10 ms
+//! (a far end that floods its own call does not silence the others).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +41,8 @@ pub struct MediaStats {
     pub foreign_source: AtomicU64,
     pub send_errors: AtomicU64,
     pub in_overruns: AtomicU64,
+    /// Accepted packets dropped because their channel went over its share.
+    pub rate_limited: AtomicU64,
 }
 
 pub struct MediaIo {
@@ -40,9 +52,44 @@ pub struct MediaIo {
     pub stats: Arc<MediaStats>,
 }
 
+/// Packets read from one socket per round (1 ms): 64,000 packets/s per
+/// channel, far above any real stream (50/s) and bounded under a flood.
+pub const READ_BUDGET: usize = 64;
+
 struct Slot {
     socket: UdpSocket,
+    /// From the SDP.
     remote: SocketAddr,
+    /// The source locked by the first accepted packet (we send there too).
+    latched: Option<SocketAddr>,
+    /// Packets queued for the rt thread in the current 10 ms window.
+    queued: usize,
+}
+
+impl Slot {
+    /// Whether a packet from `from` belongs to the stream; locks the source
+    /// on the first one.
+    fn accept(&mut self, from: SocketAddr) -> bool {
+        match self.latched {
+            Some(l) => l == from,
+            None => {
+                let negotiated = from == self.remote
+                    || (from.port() == self.remote.port() && same_host(from.ip(), self.remote.ip()));
+                // A NAT may change the port, never the address.
+                let nat = from.ip() == self.remote.ip();
+                if negotiated || nat {
+                    self.latched = Some(from);
+                    // From now on the kernel drops other sources for us.
+                    let _ = self.socket.connect(from);
+                }
+                negotiated || nat
+            }
+        }
+    }
+
+    fn destination(&self) -> SocketAddr {
+        self.latched.unwrap_or(self.remote)
+    }
 }
 
 impl MediaIo {
@@ -90,13 +137,23 @@ fn run(
 ) {
     let mut slots: Vec<Option<Slot>> = (0..channels).map(|_| None).collect();
     let mut pkt = Packet::empty();
+    // Each channel's share of the rt queue per 10 ms tick (at least 4: a
+    // 10 ms stream with a late burst still fits).
+    let share = ((crate::rt::PACKET_QUEUE - 1) / channels.max(1)).max(4);
+    let mut window = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if window.elapsed() >= Duration::from_millis(10) {
+            window = std::time::Instant::now();
+            for slot in slots.iter_mut().flatten() {
+                slot.queued = 0;
+            }
+        }
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
                 MediaCommand::Open { channel, socket, remote } => {
                     if let Some(slot) = slots.get_mut(channel as usize) {
                         if socket.set_nonblocking(true).is_ok() {
-                            *slot = Some(Slot { socket, remote });
+                            *slot = Some(Slot { socket, remote, latched: None, queued: 0 });
                         }
                     }
                 }
@@ -109,20 +166,27 @@ fn run(
         }
         while let Some(out) = packets_out.dequeue() {
             if let Some(Some(slot)) = slots.get(out.channel as usize) {
-                match slot.socket.send_to(out.bytes(), slot.remote) {
+                match slot.socket.send_to(out.bytes(), slot.destination()) {
                     Ok(_) => stats.sent.fetch_add(1, Ordering::Relaxed),
                     Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
                 };
             }
         }
-        for (ch, slot) in slots.iter().enumerate() {
+        for (ch, slot) in slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
-            // Until WouldBlock, or an ICMP error surfaced: try next tick.
-            while let Ok((n, from)) = slot.socket.recv_from(&mut pkt.data[..MAX_PACKET]) {
-                if !same_host(from.ip(), slot.remote.ip()) {
+            // Until WouldBlock, an ICMP error surfaced or the budget is
+            // spent: try next round.
+            for _ in 0..READ_BUDGET {
+                let Ok((n, from)) = slot.socket.recv_from(&mut pkt.data[..MAX_PACKET]) else { break };
+                if !slot.accept(from) {
                     stats.foreign_source.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                if slot.queued >= share {
+                    stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                slot.queued += 1;
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 pkt.channel = ch as u8;
                 pkt.len = n as u16;
@@ -211,5 +275,117 @@ mod tests {
         let got = got.expect("packet relayed to the rt queue");
         assert_eq!((got.channel, got.bytes()), (1, &b"xyz"[..]));
         assert_eq!(io.stats.received.load(Ordering::Relaxed), 1);
+    }
+
+    fn wait_for(rtq: &mut crate::rt::RtQueues, ms: u64) -> Vec<Packet> {
+        let mut got = Vec::new();
+        for _ in 0..ms / 5 {
+            std::thread::sleep(Duration::from_millis(5));
+            while let Some(p) = rtq.packets_in.dequeue() {
+                got.push(p);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn only_the_negotiated_or_latched_source_is_heard() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(1, ctl.packets_out, ctl.packets_in).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let same_ip_other_port = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        io.open(0, ours, far.local_addr().unwrap());
+        far.send_to(b"real", ours_addr).unwrap();
+        let got = wait_for(&mut rtq, 100);
+        assert_eq!(got.len(), 1);
+        // Locked: the same host from another port is a stranger now, and so
+        // is another loopback address with the negotiated port's neighbour.
+        for _ in 0..50 {
+            same_ip_other_port.send_to(b"fake", ours_addr).unwrap();
+        }
+        far.send_to(b"real", ours_addr).unwrap();
+        let got = wait_for(&mut rtq, 100);
+        assert_eq!(got.iter().map(|p| p.bytes()).collect::<Vec<_>>(), vec![&b"real"[..]]);
+    }
+
+    #[test]
+    fn a_nat_changed_port_is_latched_and_answered() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(1, ctl.packets_out, ctl.packets_in).unwrap();
+        let nat = UdpSocket::bind("127.0.0.1:0").unwrap();
+        nat.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        // The SDP names a port nobody sends from.
+        io.open(0, ours, "127.0.0.1:9".parse().unwrap());
+        nat.send_to(b"hi", ours_addr).unwrap();
+        assert_eq!(wait_for(&mut rtq, 100).len(), 1);
+        let mut p = Packet::empty();
+        p.data[..2].copy_from_slice(b"yo");
+        p.len = 2;
+        rtq.packets_out.enqueue(p).ok().unwrap();
+        let mut buf = [0u8; 8];
+        let (n, _) = nat.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"yo");
+    }
+
+    #[test]
+    fn another_address_is_never_latched() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(1, ctl.packets_out, ctl.packets_in).unwrap();
+        let Ok(stranger) = UdpSocket::bind("127.0.0.2:0") else { return }; // no 127/8 here
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        io.open(0, ours, "127.0.0.1:9".parse().unwrap());
+        for _ in 0..20 {
+            stranger.send_to(b"fake", ours_addr).unwrap();
+        }
+        assert!(wait_for(&mut rtq, 100).is_empty());
+        assert_eq!(io.stats.foreign_source.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn a_flood_into_one_channel_does_not_starve_another() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(2, ctl.packets_out, ctl.packets_in).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        io.open(0, a, flooder.local_addr().unwrap()); // the flooder is channel 0's own peer
+        io.open(1, b, far.local_addr().unwrap());
+        far.send_to(b"voice", b_addr).unwrap();
+        flooder.send_to(b"x", a_addr).unwrap();
+        wait_for(&mut rtq, 50);
+        let stop = Arc::new(AtomicBool::new(false));
+        let t = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
+                    let _ = flooder.send_to(&[0u8; 172], a_addr);
+                    let _ = stranger.send_to(&[0u8; 172], b_addr);
+                    n += 1;
+                }
+            }
+        });
+        let mut heard = 0;
+        for _ in 0..50 {
+            far.send_to(b"voice", b_addr).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            while let Some(p) = rtq.packets_in.dequeue() {
+                if p.channel == 1 {
+                    heard += 1;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        assert!(io.stats.rate_limited.load(Ordering::Relaxed) > 0);
+        assert_eq!(io.stats.in_overruns.load(Ordering::Relaxed), 0);
+        assert!(heard >= 48, "channel 1 heard {heard} of 50");
     }
 }

@@ -50,6 +50,8 @@ pub struct MediaStatus {
     pub foreign_source: u64,
     pub send_errors: u64,
     pub in_overruns: u64,
+    /// Packets over their channel's share of the rt queue (a flooding far end).
+    pub rate_limited: u64,
 }
 
 /// The SIP socket's admission counters and the sources banned now.
@@ -208,8 +210,8 @@ impl Status {
         let m = &self.media;
         let _ = writeln!(
             s,
-            "RTP: sent {} received {} foreign {} send errors {}",
-            m.sent, m.received, m.foreign_source, m.send_errors
+            "RTP: sent {} received {} foreign {} over rate {} send errors {}",
+            m.sent, m.received, m.foreign_source, m.rate_limited, m.send_errors
         );
         let a = &self.sip_admission;
         let _ = writeln!(
