@@ -125,9 +125,12 @@ impl Dialog {
         let call_id = wire::value(&request.headers, "Call-ID").ok_or(DialogError::MissingHeader("Call-ID"))?;
         let from = wire::value(&request.headers, "From").ok_or(DialogError::MissingHeader("From"))?;
         let to = wire::value(&request.headers, "To").ok_or(DialogError::MissingHeader("To"))?;
-        let remote_tag = wire::param(&from, "tag").filter(|t| !t.is_empty()).ok_or(DialogError::MissingTag)?;
+        // §12.1.1: a request without a From tag (RFC 2543) has a null remote tag.
+        let remote_tag = wire::param(&from, "tag").unwrap_or_default();
         let remote_seq = wire::cseq(&request.headers).ok_or(DialogError::MissingHeader("CSeq"))?.0;
-        let remote_target = contact_uri(&request.headers).ok_or(DialogError::MissingHeader("Contact"))?;
+        // RFC 2543 made Contact optional: requests then go to the From URI
+        // (RFC 4475 §3.4.1 `inv2543` has neither tag nor Contact).
+        let remote_target = contact_uri(&request.headers).unwrap_or_else(|| wire::uri_of(&from));
         Ok(Dialog {
             id: DialogId { call_id, local_tag: local_tag.to_string(), remote_tag },
             state: DialogState::Early,
@@ -145,7 +148,7 @@ impl Dialog {
         Some(DialogId {
             call_id: wire::value(&req.headers, "Call-ID")?,
             local_tag: wire::tag(&req.headers, "To")?,
-            remote_tag: wire::tag(&req.headers, "From")?,
+            remote_tag: wire::tag(&req.headers, "From").unwrap_or_default(),
         })
     }
 

@@ -403,7 +403,15 @@ impl SessionDescription {
                             let pt = pt.parse::<u8>().map_err(|_| bad.clone())?;
                             let mut parts = rest.trim().split('/');
                             let enc = parts.next().filter(|e| !e.is_empty()).ok_or(bad.clone())?;
-                            let rate = parts.next().and_then(|r| r.parse::<u32>().ok()).ok_or(bad.clone())?;
+                            let rate = match parts.next().and_then(|r| r.parse::<u32>().ok()) {
+                                Some(r) => r,
+                                // A static payload type keeps its RFC 3551 mapping
+                                // when its rtpmap lacks the clock rate (RFC 4475
+                                // `longreq` has `a=rtpmap:31 LPC`); a dynamic one
+                                // has nothing to fall back on.
+                                None if pt < 96 => continue,
+                                None => return Err(bad),
+                            };
                             if let Some(p) = media.last_mut() {
                                 p.rtpmap.push((pt, enc.to_string(), rate));
                             }
@@ -996,6 +1004,13 @@ mod tests {
             SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 0\r\na=rtpmap:0\r\n")),
             Err(SdpError::BadAttribute { line: 6 })
         );
+        assert_eq!(
+            SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 101\r\na=rtpmap:101 telephone-event\r\n")),
+            Err(SdpError::BadAttribute { line: 6 })
+        );
+        let lpc = SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 0\r\nm=video 9 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n"))
+            .expect("a static payload type without clock rate keeps its static mapping");
+        assert_eq!(lpc.media[1].formats[0].payload_type, 31);
         assert_eq!(
             SessionDescription::parse(&format!("{head}m=audio 9 RTP/AVP 0\r\na=ptime:zero\r\n")),
             Err(SdpError::BadAttribute { line: 6 })

@@ -84,8 +84,27 @@ impl TransactionKey {
     }
 
     /// Key of a request (client side when we send it, server side when we receive it).
+    ///
+    /// A request whose top Via has no branch comes from an RFC 2543
+    /// element (RFC 4475 §3.1.1.7 `longreq`, §3.4.1 `inv2543`); §17.2.3 then
+    /// matches transactions on the Request-URI, From tag, Call-ID, CSeq
+    /// number and top Via, which together stand in for the branch. (The To
+    /// tag is left out so that the ACK of a non-2xx final, which carries our
+    /// tag, finds its INVITE.)
     pub fn from_request(req: &rsip::Request) -> Option<Self> {
-        Self::build(&req.headers, &req.method.to_string())
+        let method = req.method.to_string();
+        if let Some(k) = Self::build(&req.headers, &method) {
+            return Some(k);
+        }
+        let via = wire::list(&req.headers, "Via").into_iter().next()?;
+        let call_id = wire::value(&req.headers, "Call-ID")?;
+        let (seq, _) = wire::cseq(&req.headers)?;
+        let from_tag = wire::tag(&req.headers, "From").unwrap_or_default();
+        let sent_by = wire::top_sent_by(&req.headers).unwrap_or_default();
+        let method = method.to_ascii_uppercase();
+        let method = if method == "ACK" { "INVITE".to_string() } else { method };
+        let branch = format!("rfc2543|{}|{}|{}|{}|{}", req.uri, from_tag, call_id.trim(), seq, via.trim());
+        Some(TransactionKey { branch, sent_by, method })
     }
 
     /// Key of a response: branch of the top Via plus the CSeq method (§17.1.3).

@@ -1319,10 +1319,9 @@ impl UserAgent {
         }
         let offer = parse_sdp(&req.body);
         let local_tag = self.token();
-        if wire::param(&from_v, "tag").map(|t| t.is_empty()).unwrap_or(true)
-            || wire::list(&req.headers, "Contact").is_empty()
-        {
-            // Cannot form a dialog (§12.1.1 needs a From tag and a Contact).
+        if wire::uri_of(&from_v).is_empty() {
+            // Cannot form a dialog: no remote URI to send to. (A missing From
+            // tag or Contact is RFC 2543 and fine, §12.1.1 and RFC 4475 §3.4.1.)
             let mut resp = wire::response_for(&req, 400, Some(&local_tag));
             resp.headers.push(wire::hdr("Content-Length", "0"));
             tx.send_response(now, &resp);
@@ -2228,6 +2227,53 @@ mod tests {
         let out = inject(&mut ua, now, "INVITE sip:2000@x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKq\r\nCSeq: banana\r\n\r\n");
         assert!(out.iter().all(|o| o.starts_with("SIP/2.0 400")), "{:?}", out);
         assert!(ua.poll_event().is_none());
+    }
+
+    #[test]
+    fn rfc4475_inv2543_and_longreq_are_taken_as_calls() {
+        // RFC 4475 §3.1.1.7 and §3.4.1: no branch (RFC 2543 transaction
+        // matching), no From tag, no Contact, no Max-Forwards.
+        for (name, bytes) in [
+            ("inv2543", &include_bytes!("../testdata/rfc4475/inv2543.dat")[..]),
+            ("longreq", &include_bytes!("../testdata/rfc4475/longreq.dat")[..]),
+        ] {
+            let mut ua = UserAgent::new(config("10.0.0.2:5060", "2000", "x", 0, 5));
+            let now = Instant::now();
+            let text = std::str::from_utf8(bytes).unwrap();
+            let out = inject(&mut ua, now, text);
+            assert!(out.iter().all(|o| o.starts_with("SIP/2.0 100")), "{name}: {out:?}");
+            let Some(Event::IncomingCall { call, .. }) = ua.poll_event() else { panic!("{name}: no call") };
+            // The retransmission is absorbed by the same transaction.
+            let again = inject(&mut ua, now, text);
+            assert!(again.iter().all(|o| o.starts_with("SIP/2.0 100")), "{name}: {again:?}");
+            assert!(ua.poll_event().is_none(), "{name}: a retransmission is not a new call");
+            ua.reject(now, call, 486).unwrap();
+            let out: Vec<String> = std::iter::from_fn(|| ua.poll_transmit()).map(|t| String::from_utf8_lossy(&t.payload).to_string()).collect();
+            assert!(out.iter().any(|o| o.starts_with("SIP/2.0 486")), "{name}: {out:?}");
+            let tag = out[0].lines().find(|l| l.starts_with("To:") || l.starts_with("t:")).and_then(|l| l.split(";tag=").nth(1)).unwrap().to_string();
+            // The RFC 2543 ACK (same Via, no branch) ends the transaction: no more 486.
+            let ack = format!(
+                "ACK {} SIP/2.0\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                text.lines().next().unwrap().split(' ').nth(1).unwrap(),
+                text.lines()
+                    .filter(|l| l.starts_with("Via") || l.starts_with("From:") || l.starts_with("Call-ID:") || l.starts_with("To:"))
+                    .map(|l| if l.starts_with("To:") { format!("{l};tag={tag}") } else { l.to_string() })
+                    .chain([format!("CSeq: {} ACK", text.lines().find(|l| l.starts_with("CSeq:")).unwrap().split_whitespace().nth(1).unwrap())])
+                    .collect::<Vec<_>>()
+                    .join("\r\n"),
+            );
+            if name == "inv2543" {
+                assert!(inject(&mut ua, now, &ack).is_empty(), "{name}");
+                let mut t = now;
+                let mut resent = 0;
+                for _ in 0..40 {
+                    t += Duration::from_millis(500);
+                    ua.handle_timeout(t);
+                    resent += std::iter::from_fn(|| ua.poll_transmit()).count();
+                }
+                assert_eq!(resent, 0, "{name}: the ACK matched, no 486 retransmission");
+            }
+        }
     }
 
     #[test]

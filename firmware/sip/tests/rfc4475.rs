@@ -185,3 +185,44 @@ fn whitespace_torture_is_normalized_for_typed_access() {
     assert_eq!(from.tag().map(|t| t.to_string()).as_deref(), Some("98asjd8"));
     assert_eq!(r.body.len(), 150);
 }
+
+/// §3.1.1 and §3.4: the valid requests get no 400 from the user agent either
+/// (`inv2543` and `longreq` have no Via branch, `inv2543` no From tag and no
+/// Contact: RFC 2543 compatibility); and admission's cheap pre-check lets
+/// every one of them through to the parser.
+#[test]
+fn valid_requests_are_not_answered_400_by_the_ua() {
+    use gw_sip::{Account, TimerConfig, UaConfig, UserAgent};
+    use std::time::{Duration, Instant};
+    let config = UaConfig {
+        local_addr: "192.0.2.1:5060".parse().unwrap(),
+        proxy: "192.0.2.100:5060".parse().unwrap(),
+        domain: "example.com".into(),
+        user_agent: "t".into(),
+        accounts: vec![Account { user: "user".into(), auth_user: "user".into(), password: "x".into() }],
+        register_expires: 0,
+        register_retry_base: Duration::from_secs(1),
+        register_retry_max: Duration::from_secs(4),
+        timers: TimerConfig::default(),
+        rng_seed: 1,
+    };
+    let mut wrong = Vec::new();
+    for (name, expect, bytes) in CASES {
+        assert!(
+            *expect != Ok || gw_sip::admission::plausible_sip(bytes),
+            "{name}: refused by the admission pre-check"
+        );
+        let is_request = !bytes.starts_with(b"SIP/2.0");
+        if *expect != Ok || !is_request {
+            continue;
+        }
+        let mut ua = UserAgent::new(config.clone());
+        ua.handle_datagram(Instant::now(), "192.0.2.100:5060".parse().unwrap(), bytes);
+        while let Some(t) = ua.poll_transmit() {
+            if t.payload.starts_with(b"SIP/2.0 400") {
+                wrong.push(format!("{name}: {}", String::from_utf8_lossy(&t.payload).lines().next().unwrap_or("")));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
