@@ -138,6 +138,8 @@ impl Gateway {
             reorder_timeout: Duration::from_secs(30),
             disconnect_open_ms: None,
             caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
+            no_answer_timeout: (config.limits.no_answer_timeout_s > 0)
+                .then(|| Duration::from_secs(config.limits.no_answer_timeout_s)),
         };
 
         let mut hal_ports: Vec<Option<Box<dyn FxsPort + Send>>> = hal_ports.into_iter().map(Some).collect();

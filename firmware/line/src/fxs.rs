@@ -117,6 +117,11 @@ pub struct FxsConfig {
     pub disconnect_open_ms: Option<u32>,
     /// Send on-hook caller ID before or between the rings of an incoming call.
     pub caller_id: bool,
+    /// An incoming call nobody answers is refused after this long
+    /// (`RejectCall { busy: false }`: SIP 480, Q.850 cause 19 "no answer
+    /// from user"), so a caller that never cancels cannot ring the phone
+    /// forever. `None` rings until the caller gives up.
+    pub no_answer_timeout: Option<Duration>,
 }
 
 impl FxsConfig {
@@ -130,6 +135,7 @@ impl FxsConfig {
             reorder_timeout: Duration::from_secs(30),
             disconnect_open_ms: None,
             caller_id: false,
+            no_answer_timeout: Some(NO_ANSWER_TIMEOUT),
         }
     }
 }
@@ -187,6 +193,9 @@ enum CidState {
     Sending { first_ring: Option<Instant>, reversed: bool },
 }
 
+/// Default no-answer timeout of ringing (two minutes, as most exchanges).
+pub const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Longest number collected; more digits give reorder.
 pub const MAX_DIGITS: usize = 32;
 
@@ -205,6 +214,9 @@ pub struct FxsLine {
     /// Whether ringing voltage is asked for: `SetRinging` goes out only on a
     /// change.
     ringing: bool,
+    /// When the incoming call ringing now is given up (runs beside `timer`,
+    /// which the caller ID delivery uses while ringing).
+    no_answer_at: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -219,6 +231,7 @@ impl FxsLine {
             hook_while_open: None,
             cid: CidState::None,
             ringing: false,
+            no_answer_at: None,
             actions: VecDeque::new(),
         }
     }
@@ -241,7 +254,10 @@ impl FxsLine {
 
     /// When [`FxsLine::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timer.map(|(_, at)| at)
+        match (self.timer.map(|(_, at)| at), self.no_answer_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Next action to carry out, in order.
@@ -380,6 +396,16 @@ impl FxsLine {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.no_answer_at.is_some_and(|at| now >= at) {
+            self.no_answer_at = None;
+            if self.state == State::Ringing {
+                self.stop_caller_id();
+                self.ring(false);
+                self.push(Action::RejectCall { busy: false });
+                self.enter(State::Idle, now, None);
+                return;
+            }
+        }
         let Some((timer, at)) = self.timer else { return };
         if now < at {
             return;
@@ -464,6 +490,11 @@ impl FxsLine {
     }
 
     fn enter(&mut self, state: State, now: Instant, timer: Option<Timer>) {
+        if state == State::Ringing && self.state != State::Ringing {
+            self.no_answer_at = self.config.no_answer_timeout.map(|d| now + d);
+        } else if state != State::Ringing {
+            self.no_answer_at = None;
+        }
         self.state = state;
         self.timer = timer.map(|t| {
             let d = match t {
@@ -595,6 +626,41 @@ mod tests {
         assert_eq!(r.dial("123"), [], "digits in a call go as RFC 4733, not here");
         assert_eq!(r.hook(OnHook), [DisconnectMedia, ReleaseCall]);
         assert_eq!(r.line.state(), State::Idle);
+    }
+
+    #[test]
+    fn unanswered_ringing_gives_up_with_no_answer() {
+        let mut r = rig();
+        assert_eq!(r.call(CallSignal::Incoming { caller: None, name: None }), [SetRinging(Some(cadence()))]);
+        assert_eq!(r.line.poll_timeout(), Some(r.t0 + NO_ANSWER_TIMEOUT));
+        assert_eq!(r.at(119_999), []);
+        assert_eq!(r.line.state(), State::Ringing);
+        assert_eq!(r.at(120_000), [SetRinging(None), RejectCall { busy: false }]);
+        assert_eq!(r.line.state(), State::Idle);
+        assert_eq!(r.line.poll_timeout(), None);
+        // The port takes the next call as usual.
+        assert_eq!(r.call(CallSignal::Incoming { caller: None, name: None }), [SetRinging(Some(cadence()))]);
+        assert_eq!(r.hook(OffHook), [SetRinging(None), AnswerCall, ConnectMedia]);
+        assert_eq!(r.at(400_000), [], "an answered call has no no-answer timer");
+    }
+
+    #[test]
+    fn no_answer_timeout_runs_beside_a_caller_id_delivery_and_is_configurable() {
+        let mut r = rig_with(|c| {
+            c.caller_id = true;
+            c.no_answer_timeout = Some(Duration::from_secs(30));
+        });
+        r.call(CallSignal::Incoming { caller: Some("5551234".into()), name: None });
+        assert_eq!(r.line.poll_timeout(), Some(r.t0 + CALLER_ID_GUARD));
+        // The delivery never reports: the guard rings at 10 s, the call gives up at 30 s.
+        assert_eq!(r.at(10_000), [StopCallerId, SetRinging(Some(cadence()))]);
+        assert_eq!(r.at(30_000), [SetRinging(None), RejectCall { busy: false }]);
+        // None: rings until the caller cancels.
+        let mut r = rig_with(|c| c.no_answer_timeout = None);
+        r.call(CallSignal::Incoming { caller: None, name: None });
+        assert_eq!(r.at(3_600_000), []);
+        assert_eq!(r.line.state(), State::Ringing);
+        assert_eq!(r.call(CallSignal::Cancelled), [SetRinging(None)]);
     }
 
     #[test]
@@ -793,7 +859,7 @@ mod tests {
         assert_eq!(r.cid(CallerIdStep::Done), [], "the second ring waits for its place in the cadence");
         assert_eq!(r.at(6009), []);
         assert_eq!(r.at(6010), [SetRinging(Some(cadence()))], "first ring began at 10 ms; 2 s on + 4 s off");
-        assert_eq!(r.line.poll_timeout(), None);
+        assert_eq!(r.line.poll_timeout(), Some(r.t0 + NO_ANSWER_TIMEOUT), "only the no-answer timer is left");
         assert_eq!(r.hook(OffHook), [SetRinging(None), AnswerCall, ConnectMedia], "nothing left to stop");
     }
 
