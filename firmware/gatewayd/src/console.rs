@@ -11,9 +11,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info};
+
+use crate::conn_limit::{AcceptBackoff, Budget, IdleTimeout, CONSOLE_REFUSAL};
 
 use crate::config_store::{Candidate, ConfigStore};
 use crate::status::{snapshot, SharedStatus};
@@ -160,24 +162,61 @@ impl Session {
 }
 
 /// Serves console sessions on `listener` until the runtime stops.
+/// Limits of the console service (from `[limits]`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleLimits {
+    pub sessions: usize,
+    pub idle: std::time::Duration,
+    pub max_line: usize,
+}
+
+impl ConsoleLimits {
+    pub fn from_config(l: &crate::limits::Limits) -> Self {
+        ConsoleLimits { sessions: l.console_sessions, idle: l.idle_timeout(), max_line: l.max_line_bytes }
+    }
+}
+
 pub async fn serve(listener: TcpListener, ctx: Context) {
+    let limits = ConsoleLimits::from_config(&ctx.store().running().limits);
+    serve_with(listener, ctx, limits).await
+}
+
+/// The console service: at most `limits.sessions` sessions (one more is told
+/// so and closed), each closed after `limits.idle` without a byte or on a
+/// line longer than `limits.max_line`.
+pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimits) {
+    let budget = Budget::new("console", limits.sessions, CONSOLE_REFUSAL);
+    let mut backoff = AcceptBackoff::new("console");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(%e, "console accept failed");
-                continue;
-            }
+        let (stream, peer) = backoff.accept(&listener).await;
+        let Some(slot) = budget.try_take() else {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.refuse(stream).await });
+            continue;
         };
-        info!(%peer, "console session opened");
+        debug!(%peer, "console session opened");
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut lines = BufReader::new(r).lines();
+            let stream = IdleTimeout::new(stream, limits.idle, Some(slot));
+            let (r, mut w) = tokio::io::split(stream);
+            let mut r = BufReader::new(r);
             let mut session = Session::default();
+            let mut buf = Vec::new();
             let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
-            while let Ok(Some(line)) = lines.next_line().await {
-                let (text, more) = match session.command(&line, &ctx) {
+            loop {
+                buf.clear();
+                // Bounded: a line longer than max_line never grows the buffer further.
+                match (&mut r).take(limits.max_line as u64 + 1).read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if buf.len() > limits.max_line && !buf.ends_with(b"\n") => {
+                        let _ = w.write_all(b"line too long; closing\n").await;
+                        break;
+                    }
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&buf);
+                let line = line.trim_end_matches(['\r', '\n']);
+                let (text, more) = match session.command(line, &ctx) {
                     Reply::Quit => break,
                     Reply::Text(t) => (t, true),
                     Reply::Restart(t) => (t, false),
@@ -186,6 +225,7 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
                     break;
                 }
             }
+            debug!(%peer, "console session closed");
         });
     }
 }
@@ -193,6 +233,63 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn read_some(s: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Ok(Err(e)) => format!("<error {e}>"),
+            Err(_) => "<nothing>".into(),
+        }
+    }
+
+    /// Reads until the peer closes (true) or 3 s pass (false).
+    async fn closes(s: &mut tokio::net::TcpStream) -> bool {
+        loop {
+            match read_some(s).await.as_str() {
+                "" => return true,
+                "<nothing>" => return false,
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_are_bounded_timed_out_and_lines_capped() {
+        use std::time::Duration;
+        use tokio::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "-".into(), None, crate::rt::RtStats::new(0).snapshot())));
+        let limits = ConsoleLimits { sessions: 2, idle: Duration::from_millis(400), max_line: 256 };
+        tokio::spawn(serve_with(listener, Context::for_tests(status), limits));
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        assert!(read_some(&mut a).await.contains("gatewayd console"));
+        assert!(read_some(&mut b).await.contains("gatewayd console"));
+        // The third is told and closed; the two sessions still work.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(read_some(&mut c).await.contains("too many sessions"));
+        assert!(closes(&mut c).await);
+        a.write_all(b"help\n").await.unwrap();
+        assert!(read_some(&mut a).await.contains("show status"));
+        // A line past the cap closes the session, whatever follows.
+        b.write_all(&[b'x'; 1000]).await.unwrap();
+        assert!(read_some(&mut b).await.contains("line too long"));
+        assert!(closes(&mut b).await);
+        // Its slot is free again.
+        let mut d = TcpStream::connect(addr).await.unwrap();
+        assert!(read_some(&mut d).await.contains("gatewayd console"));
+        // Idle sessions are closed after 400 ms, freeing their slots.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let t = std::time::Instant::now();
+        assert!(closes(&mut a).await, "idle session closed");
+        assert!(closes(&mut d).await, "idle session closed");
+        assert!(t.elapsed() < Duration::from_secs(1));
+        let mut e = TcpStream::connect(addr).await.unwrap();
+        assert!(read_some(&mut e).await.contains("gatewayd console"));
+    }
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn ctx_with_file(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, std::path::PathBuf) {

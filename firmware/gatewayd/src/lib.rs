@@ -8,7 +8,7 @@
 //! - [`config`]: the validated TOML configuration; [`config_store`]: editing,
 //!   saving and rolling it back;
 //! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
-//! - [`console`]: the installer's console;
+//! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
 //! - [`status`]: the status snapshot; [`web`]: the web UI.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
@@ -17,6 +17,7 @@
 pub mod callerid;
 pub mod config;
 pub mod config_store;
+pub mod conn_limit;
 pub mod console;
 pub mod driver;
 pub mod gateway;

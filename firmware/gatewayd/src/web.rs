@@ -24,6 +24,15 @@ use crate::console::Context as WebContext;
 use crate::status::snapshot;
 
 pub async fn serve(listener: TcpListener, ctx: WebContext) {
+    let limits = ctx.store().running().limits.clone();
+    serve_with(listener, ctx, limits.web_connections, limits.idle_timeout()).await
+}
+
+/// The web UI with at most `connections` connections open (one more gets a
+/// 503 and is closed), each closed after `idle` without traffic.
+pub async fn serve_with(listener: TcpListener, ctx: WebContext, connections: usize, idle: std::time::Duration) {
+    let budget = crate::conn_limit::Budget::new("web", connections, crate::conn_limit::WEB_REFUSAL);
+    let listener = crate::conn_limit::LimitedListener::new(listener, budget, idle);
     let app = axum::Router::new()
         .route("/", get(page))
         .route("/api/status", get(|State(ctx): State<WebContext>| async move { axum::Json(snapshot(&ctx.status)) }))
@@ -123,6 +132,38 @@ mod tests {
     use base64::Engine;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
+
+    #[tokio::test]
+    async fn connections_are_bounded_and_idle_ones_closed() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpStream;
+        async fn read_all(s: &mut TcpStream) -> String {
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _, _) = ctx(dir.path(), None);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_with(listener, ctx, 2, Duration::from_millis(400)));
+        // Two idle connections hold the budget...
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... so a third is answered 503 and closed.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(read_all(&mut c).await.starts_with("HTTP/1.1 503"));
+        // The idle ones are closed after 400 ms, and a request gets through again.
+        let t = std::time::Instant::now();
+        assert_eq!(read_all(&mut a).await, "");
+        assert_eq!(read_all(&mut b).await, "");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let mut d = TcpStream::connect(addr).await.unwrap();
+        d.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        assert!(read_all(&mut d).await.starts_with("HTTP/1.1 200"));
+    }
 
     fn ctx(dir: &std::path::Path, web_password: Option<&str>) -> (WebContext, Arc<AtomicU32>, std::path::PathBuf) {
         let mut text = crate::config::DEFAULT_TOML.to_string();
