@@ -7,6 +7,7 @@
 //! - [`callerid`]: the caller ID delivery for an incoming call;
 //! - [`config`]: the validated TOML configuration; [`config_store`]: editing,
 //!   saving and rolling it back;
+//! - [`logging`]: rate-limited repeats and the size-capped rotating log file;
 //! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
 //! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
 //! - [`status`]: the status snapshot; [`web`]: the web UI.
@@ -22,6 +23,7 @@ pub mod console;
 pub mod driver;
 pub mod gateway;
 pub mod limits;
+pub mod logging;
 pub mod media_io;
 pub mod rt;
 pub mod status;

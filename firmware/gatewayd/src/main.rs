@@ -41,15 +41,6 @@ fn main() -> ExitCode {
         print!("{DEFAULT_TOML}");
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEWAYD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
     let board_desc = gw_board::sim_board();
     let board_ports = board_desc.ports.len();
     let config = match &args.config {
@@ -69,6 +60,11 @@ fn main() -> ExitCode {
     if args.check_config {
         println!("configuration OK");
         return ExitCode::SUCCESS;
+    }
+    // Repeat-limited, and into a size-capped rotating file if configured.
+    if let Err(e) = gatewayd::logging::init(&config.log) {
+        eprintln!("gatewayd: log file: {e}; logging to stderr only");
+        let _ = gatewayd::logging::init(&gatewayd::limits::Log { file: None, ..config.log.clone() });
     }
     let restart = Arc::new(AtomicBool::new(false));
     match run(config, board_desc, args.sim_listen, args.config.clone(), restart.clone()) {
