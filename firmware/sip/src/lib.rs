@@ -25,6 +25,7 @@ pub mod message;
 pub mod sdp;
 pub mod transaction;
 pub mod ua;
+mod tx_table;
 mod wire;
 
 pub use transaction::TimerConfig;

@@ -45,6 +45,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::dialog::{Dialog, DialogId};
+use crate::tx_table::TxTable;
 use crate::transaction::{
     ClientEvent, ClientInviteTransaction, ClientNonInviteTransaction, ServerInviteState,
     ServerInviteTransaction, ServerNonInviteTransaction, TransactionKey,
@@ -53,6 +54,16 @@ pub use crate::transaction::{TimerConfig, Transmit};
 use crate::{auth, message, sdp, wire};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+
+/// Server transactions kept at most for sources other than the proxy; past
+/// it a new request gets a stateless 503 (each keeps its request for up to
+/// 32 s, so a flood would otherwise cost memory in proportion to its rate).
+pub const MAX_SERVER_TRANSACTIONS: usize = 1024;
+/// Calls (any state, lingering ones included) at most for sources other than
+/// the proxy; a new INVITE past it gets 503.
+pub const MAX_CALLS: usize = 128;
+/// The proxy's own reserve above both limits: strangers cannot starve the trunk.
+const TRUNK_RESERVE: usize = 256;
 
 /// One SIP account of the gateway.
 #[derive(Clone, Debug)]
@@ -306,6 +317,15 @@ enum ServerTx {
     NonInvite(ServerNonInviteTransaction),
 }
 
+impl crate::tx_table::Timed for ServerTx {
+    fn poll_timeout(&self) -> Option<Instant> {
+        ServerTx::poll_timeout(self)
+    }
+    fn is_terminated(&self) -> bool {
+        ServerTx::is_terminated(self)
+    }
+}
+
 impl ServerTx {
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
@@ -338,7 +358,11 @@ pub struct UserAgent {
     config: UaConfig,
     rng: SmallRng,
     client_txs: BTreeMap<TransactionKey, (ClientTx, Owner)>,
-    server_txs: BTreeMap<TransactionKey, ServerTx>,
+    /// Indexed (dirty set, timer index): the cost of an event does not grow
+    /// with the number of live server transactions (a flood leaves many).
+    server_txs: TxTable<ServerTx>,
+    /// Requests answered 503 because a table was full.
+    overload_rejects: u64,
     calls: BTreeMap<CallHandle, Call>,
     regs: Vec<Registration>,
     next_call: u32,
@@ -433,7 +457,8 @@ impl UserAgent {
             config,
             rng,
             client_txs: BTreeMap::new(),
-            server_txs: BTreeMap::new(),
+            server_txs: TxTable::new(),
+            overload_rejects: 0,
             calls: BTreeMap::new(),
             regs,
             next_call: 1,
@@ -468,6 +493,11 @@ impl UserAgent {
         self.transmits.pop_front()
     }
 
+    /// Live server transactions and calls, and requests refused for overload.
+    pub fn load(&self) -> (usize, usize, u64) {
+        (self.server_txs.len(), self.calls.len(), self.overload_rejects)
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -475,7 +505,7 @@ impl UserAgent {
     /// The earliest time `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tx = self.client_txs.values().filter_map(|(t, _)| t.poll_timeout());
-        let stx = self.server_txs.values().filter_map(|t| t.poll_timeout());
+        let stx = self.server_txs.next_timeout();
         let regs = self.regs.iter().filter_map(|r| r.next_at);
         let calls = self.calls.values().flat_map(|c| {
             [c.ok_retx.as_ref().map(|o| o.next.min(o.give_up)), c.linger_until]
@@ -1189,6 +1219,21 @@ impl UserAgent {
                 None => {}
             }
         }
+        if req.method != rsip::Method::Ack {
+            let reserve = if from == self.config.proxy { TRUNK_RESERVE } else { 0 };
+            let new_call = req.method == rsip::Method::Invite && wire::tag(&req.headers, "To").is_none();
+            if self.server_txs.len() >= MAX_SERVER_TRANSACTIONS + reserve
+                || (new_call && self.calls.len() >= MAX_CALLS + reserve)
+            {
+                // §21.5.4, stateless: an overload keeps no state for the request.
+                self.overload_rejects += 1;
+                let mut resp = wire::response_for(&req, 503, None);
+                resp.headers.push(wire::hdr("Retry-After", "10"));
+                resp.headers.push(wire::hdr("Content-Length", "0"));
+                self.transmits.push_back(Transmit { destination: from, payload: wire::response_bytes(&resp) });
+                return;
+            }
+        }
         if key.is_none() && req.method != rsip::Method::Ack {
             self.respond_nist(now, from, &req, 400, vec![]);
             return;
@@ -1423,8 +1468,8 @@ impl UserAgent {
                 tx.handle_timeout(now);
             }
         }
-        for tx in self.server_txs.values_mut() {
-            if tx.poll_timeout().map(|d| d <= now).unwrap_or(false) {
+        for key in self.server_txs.due(now) {
+            if let Some(tx) = self.server_txs.visit(&key) {
                 tx.handle_timeout(now);
             }
         }
@@ -1475,7 +1520,8 @@ impl UserAgent {
                     client_events.push((key.clone(), e));
                 }
             }
-            for tx in self.server_txs.values_mut() {
+            for key in self.server_txs.take_dirty() {
+                let Some(tx) = self.server_txs.visit(&key) else { continue };
                 while let Some(t) = tx.poll_transmit() {
                     self.transmits.push_back(t);
                 }
@@ -1484,6 +1530,7 @@ impl UserAgent {
                 if let ServerTx::Invite(t, _) = tx {
                     while t.poll_event().is_some() {}
                 }
+                self.server_txs.settle(&key);
             }
             if client_events.is_empty() {
                 break;
@@ -1494,7 +1541,6 @@ impl UserAgent {
             }
         }
         self.client_txs.retain(|_, (t, _)| !t.is_terminated());
-        self.server_txs.retain(|_, t| !t.is_terminated());
     }
 
     fn on_client_event(&mut self, now: Instant, owner: Owner, ev: ClientEvent) {
@@ -2274,6 +2320,42 @@ mod tests {
                 assert_eq!(resent, 0, "{name}: the ACK matched, no 486 retransmission");
             }
         }
+    }
+
+    #[test]
+    fn tables_are_bounded_and_the_proxy_keeps_a_reserve() {
+        let mut ua = UserAgent::new(config("10.0.0.2:5060", "2000", "x", 0, 5));
+        let now = Instant::now();
+        let stranger: SocketAddr = "10.9.9.9:5060".parse().unwrap();
+        let mut refused = 0;
+        for i in 0..(MAX_SERVER_TRANSACTIONS as u32 + 500) {
+            ua.handle_datagram(now, stranger, req("OPTIONS", None, i, &format!("o{i}")).as_bytes());
+            for t in std::iter::from_fn(|| ua.poll_transmit()) {
+                if t.payload.starts_with(b"SIP/2.0 503") {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(ua.load().0, MAX_SERVER_TRANSACTIONS);
+        assert_eq!((refused, ua.load().2), (500, 500));
+        // The proxy still gets through...
+        let out = inject(&mut ua, now, &req("OPTIONS", None, 999_999, "from-proxy"));
+        assert!(out[0].starts_with("SIP/2.0 200"), "{out:?}");
+        // ... and once the transactions end (Timer J, 32 s), so do strangers.
+        ua.handle_timeout(now + Duration::from_secs(33));
+        while ua.poll_transmit().is_some() {}
+        assert_eq!(ua.load().0, 0);
+        ua.handle_datagram(now, stranger, req("OPTIONS", None, 999_998, "again").as_bytes());
+        assert!(ua.poll_transmit().unwrap().payload.starts_with(b"SIP/2.0 200"));
+        // Calls: past MAX_CALLS, a new INVITE from a stranger gets 503.
+        let mut ua = UserAgent::new(config("10.0.0.2:5060", "2000", "x", 0, 5));
+        let invite = |i: u32| req("INVITE", None, 1, &format!("c{i}")).replace("branch=z9hG4bKINVITE1", &format!("branch=z9hG4bKc{i}"));
+        for i in 0..MAX_CALLS as u32 + 3 {
+            ua.handle_datagram(now, stranger, invite(i).as_bytes());
+        }
+        let out: Vec<_> = std::iter::from_fn(|| ua.poll_transmit()).filter(|t| t.payload.starts_with(b"SIP/2.0 503")).collect();
+        assert_eq!(out.len(), 3);
+        assert_eq!(ua.load().1, MAX_CALLS);
     }
 
     #[test]
