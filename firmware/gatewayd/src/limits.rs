@@ -176,7 +176,7 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { max_repeats_per_s: 5, max_lines_per_s: 200, file: None, file_max_bytes: 4 << 20, file_keep: 2 }
+        Log { max_repeats_per_s: 10, max_lines_per_s: 200, file: None, file_max_bytes: 4 << 20, file_keep: 2 }
     }
 }
 
@@ -211,20 +211,17 @@ mod tests {
 
     #[test]
     fn sections_default_when_absent_and_are_checked() {
-        let c = Config::default_sim();
+        let full = crate::config::DEFAULT_TOML;
+        let without = &full[..full.find("# --- Robustness").expect("the sections are documented in default.toml")];
+        let c = Config::from_toml(without, 4).unwrap();
+        assert_eq!(c, Config::default_sim(), "default.toml shows the defaults");
         assert!(c.security.sip_admission);
         assert_eq!(c.limits.no_answer_timeout_s, 120);
-        let text = format!("{}\n[security]\nsip_rate = 0\n", crate::config::DEFAULT_TOML);
-        let e = Config::from_toml(&text, 4).unwrap_err();
-        assert_eq!(e.field, "security.sip_rate");
-        let text = format!("{}\n[limits]\nno_answer_timeout_s = 3\n", crate::config::DEFAULT_TOML);
-        assert_eq!(Config::from_toml(&text, 4).unwrap_err().field, "limits.no_answer_timeout_s");
-        let text = format!("{}\n[log]\nfile_max_bytes = 10\n", crate::config::DEFAULT_TOML);
-        assert_eq!(Config::from_toml(&text, 4).unwrap_err().field, "log.file_max_bytes");
-        let text = format!(
-            "{}\n[security]\ntrusted = [\"192.0.2.1\"]\nsip_rate = 50\nsip_burst = 100\n",
-            crate::config::DEFAULT_TOML
-        );
+        let bad = |from: &str, to: &str| Config::from_toml(&full.replace(from, to), 4).unwrap_err().field;
+        assert_eq!(bad("sip_rate = 20", "sip_rate = 0"), "security.sip_rate");
+        assert_eq!(bad("no_answer_timeout_s = 120", "no_answer_timeout_s = 3"), "limits.no_answer_timeout_s");
+        assert_eq!(bad("file_max_bytes = 4194304", "file_max_bytes = 10"), "log.file_max_bytes");
+        let text = format!("{without}\n[security]\ntrusted = [\"192.0.2.1\"]\nsip_rate = 50\nsip_burst = 100\n");
         let c = Config::from_toml(&text, 4).unwrap();
         assert_eq!(c.security.trusted, vec!["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]);
         assert_eq!(c.security.admission().rate, 50);

@@ -396,7 +396,7 @@ mod tests {
         let lines = text.lines().filter(|l| l.contains("SIP socket receive error")).count();
         assert!(total <= 3 * 64 * 1024, "{total}");
         let secs = t.elapsed().as_secs() + 1;
-        assert!(lines as u64 <= 5 * secs, "{lines} lines in {secs} s");
+        assert!(lines as u64 <= 10 * secs, "{lines} lines in {secs} s");
         assert!(text.contains("suppressed") && text.contains("similar messages"), "{text}");
         assert!(text.contains("after the flood"));
     }

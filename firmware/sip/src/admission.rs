@@ -70,7 +70,7 @@ impl Default for AdmissionConfig {
             ban_base: Duration::from_secs(60),
             ban_max: Duration::from_secs(24 * 3600),
             forget_after: Duration::from_secs(3600),
-            global_rate: 400,
+            global_rate: 200,
             max_sources: 4096,
         }
     }
