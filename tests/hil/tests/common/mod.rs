@@ -23,6 +23,9 @@ pub struct Gatewayd {
     pub console: SocketAddr,
     /// The configuration file gatewayd runs from.
     pub config_path: std::path::PathBuf,
+    /// Its SIP socket and RTP port range (what a flood aims at).
+    pub sip: SocketAddr,
+    pub rtp_ports: (u16, u16),
     _dir: tempfile::TempDir,
 }
 
@@ -44,6 +47,10 @@ pub struct GwOptions {
     pub disconnect_on_busy_tone: bool,
     /// `management.web_password` (the web UI's admin password), if any.
     pub web_password: Option<&'static str>,
+    /// Appended to the configuration (e.g. a `[security]` section).
+    pub extra_config: String,
+    /// Run gatewayd with this many file descriptors at most (`ulimit -n`).
+    pub fd_limit: Option<u32>,
 }
 
 impl Default for GwOptions {
@@ -60,6 +67,8 @@ impl Default for GwOptions {
             caller_id: "auto",
             disconnect_on_busy_tone: true,
             web_password: None,
+            extra_config: String::new(),
+            fd_limit: None,
         }
     }
 }
@@ -113,7 +122,8 @@ inter_digit_timeout_ms = 4000
 http_listen = "{http}"
 console_listen = "{console}"
 {web_password}
-{fxs}"#,
+{fxs}
+{extra}"#,
             expires = opts.register_expires,
             retry = opts.retry_base_s,
             password = opts.password,
@@ -124,10 +134,20 @@ console_listen = "{console}"
             caller_id = opts.caller_id,
             busy_hangup = opts.disconnect_on_busy_tone,
             web_password = opts.web_password.map(|p| format!("web_password = \"{p}\"")).unwrap_or_default(),
+            extra = opts.extra_config,
         );
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(gatewayd_binary())
+        let mut command = match opts.fd_limit {
+            // The shell execs gatewayd: same pid, with the lower limit.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(gatewayd_binary());
+                c
+            }
+            None => Command::new(gatewayd_binary()),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .arg("--sim-listen")
@@ -149,7 +169,17 @@ console_listen = "{console}"
                 }
             }
         });
-        let gw = Gatewayd { child, log, sim, http, console, config_path: path, _dir: dir };
+        let gw = Gatewayd {
+            child,
+            log,
+            sim,
+            http,
+            console,
+            config_path: path,
+            sip: format!("127.0.0.1:{sip}").parse().unwrap(),
+            rtp_ports: (rtp_lo, rtp_hi),
+            _dir: dir,
+        };
         gw.wait_until("the status server answers", Duration::from_secs(10), || gw.status().is_some());
         gw
     }
@@ -206,6 +236,30 @@ console_listen = "{console}"
     /// The daemon's process id (a restart keeps it: gatewayd re-executes itself).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resident memory, kB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kb(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// CPU time used so far (user + system), in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): state is field 3.
+        let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        num(11) + num(12) // utime, stime (fields 14 and 15)
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
     }
 
     /// Whether the process is still running.
