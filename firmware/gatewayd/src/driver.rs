@@ -71,6 +71,7 @@ impl Driver {
                     while let Some(ev) = self.rt_events.dequeue() {
                         self.gateway.handle_rt_event(now, ev);
                     }
+                    self.gateway.check_media_liveness(now);
                     self.update_status();
                 }
                 _ = shutdown.changed() => {

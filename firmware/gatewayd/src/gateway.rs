@@ -97,6 +97,8 @@ pub struct CallCounters {
     pub modem_tones: u64,
     /// Calls hung up because the far end's audio carried busy or reorder.
     pub disconnected_on_tone: u64,
+    /// Calls hung up because the far end sent no RTP (`limits.rtp_timeout_s`).
+    pub media_timeouts: u64,
 }
 
 pub struct Gateway {
@@ -290,6 +292,31 @@ impl Gateway {
                 self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
                 self.drain_line(now, i);
             }
+        }
+    }
+
+    /// RTP inactivity (`limits.rtp_timeout_s`): hangs up connected calls
+    /// whose far end has sent nothing for that long. Cheap: one atomic read
+    /// per port; call it on the control tick.
+    pub fn check_media_liveness(&mut self, now: Instant) {
+        let timeout = self.config.limits.rtp_timeout_s;
+        if timeout == 0 {
+            return;
+        }
+        for i in 0..self.ports.len() {
+            let Some(handle) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| c.handle) else {
+                continue;
+            };
+            let idle = self.media.rx_idle(self.ports[i].channel).unwrap_or_default();
+            if idle < Duration::from_secs(timeout) {
+                continue;
+            }
+            info!(port = self.ports[i].label, call = handle.0, idle_s = idle.as_secs(), "no RTP from the far end: hanging up");
+            self.counters.media_timeouts += 1;
+            let _ = self.ua.hangup(now, handle);
+            self.release_port_call(i);
+            self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
+            self.drain_line(now, i);
         }
     }
 

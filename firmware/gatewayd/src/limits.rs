@@ -118,6 +118,10 @@ pub struct Limits {
     /// A ringing port that nobody answers gives up after this long (480,
     /// Q.850 cause 19 "no answer from user"); 0 rings until the caller gives up.
     pub no_answer_timeout_s: u64,
+    /// A connected call whose far end has sent no RTP for this long is hung
+    /// up (a crashed far end, a lost network); 0 = never. Off by default: a
+    /// far end that holds the call with `inactive` sends no RTP either.
+    pub rtp_timeout_s: u64,
 }
 
 impl Default for Limits {
@@ -128,6 +132,7 @@ impl Default for Limits {
             idle_timeout_s: 300,
             max_line_bytes: 4096,
             no_answer_timeout_s: 120,
+            rtp_timeout_s: 0,
         }
     }
 }
@@ -148,6 +153,9 @@ impl Limits {
         }
         if self.no_answer_timeout_s != 0 && !(10..=3600).contains(&self.no_answer_timeout_s) {
             return Err(ConfigError::new("limits.no_answer_timeout_s", "must be 0 or within 10..3600"));
+        }
+        if self.rtp_timeout_s != 0 && !(5..=3600).contains(&self.rtp_timeout_s) {
+            return Err(ConfigError::new("limits.rtp_timeout_s", "must be 0 or within 5..3600"));
         }
         Ok(())
     }

@@ -47,6 +47,10 @@ pub struct MediaStats {
 
 pub struct MediaIo {
     commands: mpsc::Sender<MediaCommand>,
+    /// Per channel: when its last packet was accepted (or it was opened),
+    /// in ms since `epoch`, for the RTP inactivity check.
+    last_rx_ms: Arc<Vec<AtomicU64>>,
+    epoch: std::time::Instant,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<MediaStats>,
@@ -101,15 +105,29 @@ impl MediaIo {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(MediaStats::default());
+        let epoch = std::time::Instant::now();
+        let last_rx_ms: Arc<Vec<AtomicU64>> = Arc::new((0..channels).map(|_| AtomicU64::new(0)).collect());
         let thread = std::thread::Builder::new().name("media-io".into()).spawn({
             let stop = stop.clone();
             let stats = stats.clone();
-            move || run(channels, rx, packets_out, packets_in, stop, stats)
+            let activity = Activity { last_rx_ms: last_rx_ms.clone(), epoch };
+            move || run(channels, rx, packets_out, packets_in, stop, stats, activity)
         })?;
-        Ok(MediaIo { commands: tx, stop, thread: Some(thread), stats })
+        Ok(MediaIo { commands: tx, last_rx_ms, epoch, stop, thread: Some(thread), stats })
+    }
+
+    /// How long `channel` has received no packet from its far end (since it
+    /// was opened, if none came); `None` for a channel out of range.
+    pub fn rx_idle(&self, channel: u8) -> Option<Duration> {
+        let last = self.last_rx_ms.get(channel as usize)?.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Some(Duration::from_millis(now.saturating_sub(last)))
     }
 
     pub fn open(&self, channel: u8, socket: UdpSocket, remote: SocketAddr) {
+        if let Some(l) = self.last_rx_ms.get(channel as usize) {
+            l.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
         let _ = self.commands.send(MediaCommand::Open { channel, socket, remote });
     }
 
@@ -127,6 +145,11 @@ impl Drop for MediaIo {
     }
 }
 
+struct Activity {
+    last_rx_ms: Arc<Vec<AtomicU64>>,
+    epoch: std::time::Instant,
+}
+
 fn run(
     channels: usize,
     commands: mpsc::Receiver<MediaCommand>,
@@ -134,6 +157,7 @@ fn run(
     mut packets_in: Producer<'static, Packet>,
     stop: Arc<AtomicBool>,
     stats: Arc<MediaStats>,
+    activity: Activity,
 ) {
     let mut slots: Vec<Option<Slot>> = (0..channels).map(|_| None).collect();
     let mut pkt = Packet::empty();
@@ -172,6 +196,7 @@ fn run(
                 };
             }
         }
+        let now_ms = activity.epoch.elapsed().as_millis() as u64;
         for (ch, slot) in slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             // Until WouldBlock, an ICMP error surfaced or the budget is
@@ -188,6 +213,9 @@ fn run(
                 }
                 slot.queued += 1;
                 stats.received.fetch_add(1, Ordering::Relaxed);
+                if let Some(l) = activity.last_rx_ms.get(ch) {
+                    l.store(now_ms, Ordering::Relaxed);
+                }
                 pkt.channel = ch as u8;
                 pkt.len = n as u16;
                 if packets_in.enqueue(pkt.clone()).is_err() {
@@ -308,6 +336,30 @@ mod tests {
         far.send_to(b"real", ours_addr).unwrap();
         let got = wait_for(&mut rtq, 100);
         assert_eq!(got.iter().map(|p| p.bytes()).collect::<Vec<_>>(), vec![&b"real"[..]]);
+    }
+
+    #[test]
+    fn receive_inactivity_is_measured_per_channel() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(2, ctl.packets_out, ctl.packets_in).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        io.open(1, ours, far.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(io.rx_idle(1).unwrap() >= Duration::from_millis(300), "nothing since the open");
+        far.send_to(b"rtp", ours_addr).unwrap();
+        wait_for(&mut rtq, 50);
+        assert!(io.rx_idle(1).unwrap() < Duration::from_millis(200));
+        // A stranger's packets do not keep a dead call alive.
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..20 {
+            stranger.send_to(b"fake", ours_addr).unwrap();
+        }
+        wait_for(&mut rtq, 50);
+        assert!(io.rx_idle(1).unwrap() >= Duration::from_millis(300));
+        assert_eq!(io.rx_idle(9), None);
     }
 
     #[test]

@@ -329,6 +329,14 @@ impl FarEnd {
 
     /// Hangs up the current call: BYE when established, CANCEL while an
     /// outgoing call rings, a 486 reject for an unanswered incoming call.
+    /// Kills baresip at once (SIGKILL): no BYE, no more RTP, as when the far
+    /// end crashes or its network goes away.
+    pub fn crash(&self) {
+        if let Ok(mut p) = self.process.lock() {
+            p.crash();
+        }
+    }
+
     pub fn hangup(&self) -> io::Result<()> {
         self.command("hangup", "").map(drop)
     }

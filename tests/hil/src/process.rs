@@ -92,6 +92,14 @@ impl PeerProcess {
     }
 
     /// Stops the whole process group (see the module docs). Idempotent.
+    /// SIGKILL to the group at once: the peer vanishes without a word (a crash).
+    pub(crate) fn crash(&mut self) {
+        signal_group(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        if let Ok(status) = self.child.wait() {
+            self.exit = Some(status);
+        }
+    }
+
     pub(crate) fn stop(&mut self) {
         let group = Pid::from_raw(self.child.id() as i32);
         if self.exited().is_none() {

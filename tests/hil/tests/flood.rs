@@ -362,3 +362,45 @@ fn descriptor_budget_keeps_calls_and_the_line_card() {
     drop(conns);
     phone.on_hook();
 }
+
+#[test]
+fn stuck_calls_are_cleared() {
+    let far_tone = hil::tone(FAR_TONE_HZ, -12.0, 2.0).unwrap();
+    let opts = GwOptions {
+        fxs_ports: 1,
+        extra_config: "[limits]\nno_answer_timeout_s = 10\nrtp_timeout_s = 5\n".into(),
+        ..GwOptions::default()
+    };
+    let w = World::start(opts, None, &far_tone);
+    let sim = w.gw.attach();
+    let phone = sim.phone(0);
+
+    // An INVITE nobody answers and nobody cancels: 480 after 10 s.
+    let t = Instant::now();
+    w.far.dial("1001").unwrap();
+    w.gw.wait_until("the port rings", Duration::from_secs(10), || w.gw.port_state(1) == "Ringing");
+    let reason = w.far.wait_call_closed(Duration::from_secs(20)).expect("the call ends");
+    let rang = t.elapsed();
+    eprintln!("unanswered call ended after {rang:?}: {reason}");
+    assert!(reason.contains("480"), "{reason}");
+    assert!(rang >= Duration::from_secs(9) && rang <= Duration::from_secs(14), "{rang:?}");
+    w.gw.wait_until("the port is idle again", Duration::from_secs(3), || w.gw.port_state(1) == "Idle");
+
+    // A far end that dies mid-call (no BYE, no RTP): hung up after 5 s of silence.
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("2000").unwrap();
+    w.far.wait_established(Duration::from_secs(15)).expect("far end answers");
+    w.gw.wait_until("the call connects", Duration::from_secs(10), || w.gw.port_state(1) == "Connected");
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    w.far.crash();
+    phone.wait_for_tone(&plans::US_REORDER, Duration::from_secs(12)).expect("reorder once the dead call is cleared");
+    let cleared = t.elapsed();
+    let st = w.gw.status().unwrap();
+    eprintln!("dead call cleared after {cleared:?}; counters {}", st["calls"]);
+    assert!(cleared >= Duration::from_secs(4), "{cleared:?}");
+    assert_eq!(st["calls"]["media_timeouts"], 1, "{}", st["calls"]);
+    phone.on_hook();
+    w.gw.wait_until("port back to idle", Duration::from_secs(5), || w.gw.port_state(1) == "Idle");
+}
