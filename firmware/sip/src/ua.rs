@@ -1220,7 +1220,8 @@ impl UserAgent {
             }
         }
         if req.method != rsip::Method::Ack {
-            let reserve = if from == self.config.proxy { TRUNK_RESERVE } else { 0 };
+            // The trunk is known by its address (it may send from several ports).
+            let reserve = if from.ip() == self.config.proxy.ip() { TRUNK_RESERVE } else { 0 };
             let new_call = req.method == rsip::Method::Invite && wire::tag(&req.headers, "To").is_none();
             if self.server_txs.len() >= MAX_SERVER_TRANSACTIONS + reserve
                 || (new_call && self.calls.len() >= MAX_CALLS + reserve)
