@@ -12,6 +12,11 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = message::parse(&bytes);
         let _ = message::error_response(&bytes, 400, "Bad Request");
+        // The admission's cheap looks at a datagram, before and after the parser.
+        let _ = gw_sip::admission::plausible_sip(&bytes);
+        if let Some(code) = gw_sip::admission::response_status(&bytes) {
+            prop_assert!(code <= 999);
+        }
     }
 
     #[test]
