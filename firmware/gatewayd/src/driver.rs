@@ -59,6 +59,7 @@ impl Driver {
                             // Counted in the admission stats; no line per packet.
                             Verdict::Drop(_) => {}
                         }
+                        self.end_calls_of_banned(now);
                     }
                     // ICMP port unreachable from an earlier send shows up here
                     // on Linux; it is not fatal for a UDP server.
@@ -104,10 +105,18 @@ impl Driver {
             if admission::response_status(&t.payload).is_some_and(|c| c >= 400 && c != 487) {
                 self.admission.report_failure(now, to);
             }
+            // Ending a banned caller's calls queues more output: this loop sends it.
+            self.end_calls_of_banned(now);
             trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
             }
+        }
+    }
+
+    fn end_calls_of_banned(&mut self, now: Instant) {
+        while let Some(ip) = self.admission.poll_banned() {
+            self.gateway.end_calls_from(now, ip);
         }
     }
 

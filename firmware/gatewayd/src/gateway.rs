@@ -320,6 +320,21 @@ impl Gateway {
         }
     }
 
+    /// Drops every call from `ip` (a source just banned at the SIP socket:
+    /// nothing will be sent to it any more, so its INVITE must not keep a
+    /// phone ringing).
+    pub fn end_calls_from(&mut self, now: Instant, ip: std::net::IpAddr) {
+        for handle in self.ua.calls_from(ip) {
+            let _ = self.ua.hangup(now, handle);
+            let Some(&i) = self.calls.get(&handle) else { continue };
+            info!(port = self.ports[i].label, call = handle.0, %ip, "caller banned at the SIP socket: call dropped");
+            self.release_port_call(i);
+            self.ports[i].line.handle_call(now, CallSignal::Cancelled);
+            self.drain_line(now, i);
+        }
+        self.drain_ua(now);
+    }
+
     // ---- outputs ------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -209,6 +209,9 @@ pub struct Admission {
     global: Bucket,
     last_sweep: Instant,
     stats: AdmissionStats,
+    /// Sources banned since the last [`Admission::poll_banned`] (their calls
+    /// are to be dropped: they will not hear a response any more).
+    newly_banned: Vec<IpAddr>,
 }
 
 impl Admission {
@@ -222,6 +225,7 @@ impl Admission {
             global,
             last_sweep: now,
             stats: AdmissionStats::default(),
+            newly_banned: Vec::new(),
             cfg,
         }
     }
@@ -292,6 +296,7 @@ impl Admission {
                 } else if !s.bucket.take(now, cfg.rate, cfg.burst) {
                     if s.rate_drops.bump(now, cfg.failure_window) >= cfg.max_rate_drops {
                         ban(s, now, cfg, &mut self.stats);
+                        self.newly_banned.push(from);
                     }
                     Verdict::Drop(DropReason::SourceRate)
                 } else {
@@ -341,8 +346,14 @@ impl Admission {
             }
             if s.failures.bump(now, cfg.failure_window) >= cfg.max_failures {
                 ban(s, now, cfg, &mut self.stats);
+                self.newly_banned.push(from);
             }
         }
+    }
+
+    /// A source banned since the last call, once per ban.
+    pub fn poll_banned(&mut self) -> Option<IpAddr> {
+        self.newly_banned.pop()
     }
 
     // --------------------------------------------------------------- mutators
@@ -502,6 +513,7 @@ mod tests {
         let admitted = send(&mut a, &mut t, f, 1000, Duration::from_secs(1));
         assert!(admitted <= 30, "{admitted}");
         assert_eq!(a.stats().bans, 1);
+        assert_eq!((a.poll_banned(), a.poll_banned()), (Some(f), None), "reported once");
         let b = a.bans(t, 10);
         assert_eq!(b.len(), 1);
         assert_eq!((b[0].addr, b[0].count), (f, 1));
@@ -553,6 +565,7 @@ mod tests {
         }
         assert_eq!(a.check(t, s), Verdict::Drop(DropReason::Banned));
         assert_eq!(a.stats().failures, 5);
+        assert_eq!(a.poll_banned(), Some(s));
         // Four failures in a window do nothing (after the ban ended).
         t += Duration::from_secs(61);
         for _ in 0..4 {

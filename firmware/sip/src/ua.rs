@@ -493,6 +493,16 @@ impl UserAgent {
         self.transmits.pop_front()
     }
 
+    /// Calls (not yet ended) whose requests came from `ip`: a source that has
+    /// just been banned leaves no call ringing behind.
+    pub fn calls_from(&self, ip: std::net::IpAddr) -> Vec<CallHandle> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| c.state != CallState::Terminated && c.source.is_some_and(|s| s.ip() == ip))
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
     /// Live server transactions and calls, and requests refused for overload.
     pub fn load(&self) -> (usize, usize, u64) {
         (self.server_txs.len(), self.calls.len(), self.overload_rejects)
@@ -2357,6 +2367,8 @@ mod tests {
         let out: Vec<_> = std::iter::from_fn(|| ua.poll_transmit()).filter(|t| t.payload.starts_with(b"SIP/2.0 503")).collect();
         assert_eq!(out.len(), 3);
         assert_eq!(ua.load().1, MAX_CALLS);
+        assert_eq!(ua.calls_from(stranger.ip()).len(), MAX_CALLS);
+        assert!(ua.calls_from("10.9.9.8".parse().unwrap()).is_empty());
     }
 
     #[test]

@@ -437,6 +437,21 @@ fn stuck_calls_are_cleared() {
     let sim = w.gw.attach();
     let phone = sim.phone(0);
 
+    // A stranger's INVITE rings the phone; once the stranger is banned (it
+    // goes on with garbage) the call is dropped at once, not left ringing.
+    let stranger = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 20), 0)).unwrap();
+    let me = stranger.local_addr().unwrap();
+    stranger.send_to(&sip_datagram(1, 6, me, w.gw.sip), w.gw.sip).unwrap(); // to 1001
+    w.gw.wait_until("the stranger's call rings", Duration::from_secs(5), || w.gw.port_state(1) == "Ringing");
+    let t = Instant::now();
+    for n in 0..30 {
+        stranger.send_to(&sip_datagram(0, n, me, w.gw.sip), w.gw.sip).unwrap();
+    }
+    w.gw.wait_until("the banned caller's call is dropped", Duration::from_secs(3), || w.gw.port_state(1) == "Idle");
+    eprintln!("banned caller's call dropped after {:?}", t.elapsed());
+    let adm = &w.gw.status().unwrap()["sip_admission"];
+    assert_eq!(adm["banned"][0]["addr"], "127.0.0.20", "{adm}");
+
     // An INVITE nobody answers and nobody cancels: 480 after 10 s.
     let t = Instant::now();
     w.far.dial("1001").unwrap();
