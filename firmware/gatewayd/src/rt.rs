@@ -92,6 +92,10 @@ pub enum RtCommand {
     StopCallerId { channel: u8 },
     StartMedia { channel: u8, session: SessionConfig, codec: VoiceCodec },
     StopMedia { channel: u8 },
+    /// TDM cross-connect, one direction: `channel`'s line hears what the
+    /// line of `from` sent (echo-cancelled), one frame later; `None` ends it.
+    /// A local call is two of these. Media and tones on `channel` win over it.
+    Listen { channel: u8, from: Option<u8> },
 }
 
 /// rt thread -> control plane.
@@ -417,6 +421,8 @@ struct Channel {
     progress: ProgressDetector,
     /// Voice-band data for the rest of the call (see [`RtConfig::modem_bypass`]).
     vbd: bool,
+    /// The TDM channel this line hears (a local call), see [`RtCommand::Listen`].
+    hears: Option<u8>,
 }
 
 /// What the rt engine is built with.
@@ -450,6 +456,9 @@ pub struct RtEngine<P: PcmBus> {
     channels: Vec<Channel>,
     tx: Vec<Frame>,
     rx: Vec<Frame>,
+    /// Each line's echo-cancelled audio of the last tick: what a channel
+    /// that [`Channel::hears`] it plays in the next one.
+    clean: Vec<Frame>,
     scratch: Packet,
     modem_bypass: bool,
     profile: &'static CountryProfile,
@@ -470,6 +479,7 @@ impl<P: PcmBus> RtEngine<P> {
                 network_tones: ModemToneDetector::new(),
                 progress: ProgressDetector::new(config.profile),
                 vbd: false,
+                hears: None,
             })
             .collect();
         RtEngine {
@@ -479,6 +489,7 @@ impl<P: PcmBus> RtEngine<P> {
             channels,
             tx: vec![[0; FRAME_SAMPLES]; n],
             rx: vec![[0; FRAME_SAMPLES]; n],
+            clean: vec![[0; FRAME_SAMPLES]; n],
             scratch: Packet::empty(),
             modem_bypass: config.modem_bypass,
             profile: config.profile,
@@ -549,6 +560,20 @@ impl<P: PcmBus> RtEngine<P> {
                         self.stats.channels[channel as usize].cn_negotiated.store(false, Ordering::Relaxed);
                     }
                 }
+                RtCommand::Listen { channel, from } => {
+                    let n = self.channels.len();
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        let from = from.filter(|&f| (f as usize) < n && f != channel);
+                        if from.is_some() && ch.hears != from {
+                            // A new local call: converge on its echo path from scratch.
+                            if let Some(ec) = ch.echo.as_mut() {
+                                ec.reset();
+                            }
+                            ch.vbd = false;
+                        }
+                        ch.hears = from;
+                    }
+                }
             }
         }
     }
@@ -598,6 +623,7 @@ impl<P: PcmBus> RtEngine<P> {
 
     fn build_line_frames(&mut self) {
         let mut encoded = [0u8; FRAME_SAMPLES];
+        let clean = &self.clean;
         for (i, (ch, out)) in self.channels.iter_mut().zip(self.tx.iter_mut()).enumerate() {
             let channel = i as u8;
             let cs = &self.stats.channels[i];
@@ -646,6 +672,10 @@ impl<P: PcmBus> RtEngine<P> {
                         push(&mut self.queues.events, &self.stats, RtEvent::Progress { channel, event });
                     }
                 }
+            } else if let Some(src) = ch.hears {
+                // A local call: the other line's audio of the last tick, no
+                // codec, no jitter buffer (one frame of delay).
+                *out = clean[src as usize];
             } else {
                 out.fill(0);
             }
@@ -668,6 +698,7 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 _ => clean = self.rx[i],
             }
+            self.clean[i] = clean;
             if let Some(event) = ch.line_tones.process(&clean) {
                 // Voice-band data only during a call (a fax's CNG may start
                 // while it still dials).
@@ -1045,6 +1076,60 @@ mod tests {
         ctl.commands.enqueue(RtCommand::StopTone { channel: 1 }).unwrap();
         engine.tick();
         assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn local_call_bridges_two_lines_one_frame_apart_both_ways_without_allocating() {
+        // Line 0 sends a 1004 Hz tone, line 2 a 1400 Hz one; lines 1 and 3 are idle.
+        let tone0 = sine(1004.0, -10.0, 2000);
+        let tone2 = sine(1400.0, -16.0, 2000);
+        let line = move |tick: u64, ch: usize, f: &mut Frame| {
+            let t = tick as usize * FRAME_SAMPLES;
+            match ch {
+                0 => f.copy_from_slice(&tone0[t..t + FRAME_SAMPLES]),
+                2 => f.copy_from_slice(&tone2[t..t + FRAME_SAMPLES]),
+                _ => *f = [0; FRAME_SAMPLES],
+            }
+        };
+        let pcm = LoopPcm { n: 4, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 4] };
+        let (rtq, mut ctl) = make_queues();
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(4)), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
+        ctl.commands.enqueue(RtCommand::Listen { channel: 0, from: Some(2) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 2, from: Some(0) }).unwrap();
+        // Out of range and self-listening are ignored, never a panic.
+        ctl.commands.enqueue(RtCommand::Listen { channel: 1, from: Some(9) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 3, from: Some(3) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 9, from: Some(0) }).unwrap();
+        engine.tick();
+        // Tick 0: what the lines sent is not yet heard anywhere.
+        assert!(engine.pcm.last_tx[0].iter().all(|&s| s == 0));
+        let mut heard0 = Vec::with_capacity(100 * FRAME_SAMPLES);
+        let mut heard2 = Vec::with_capacity(100 * FRAME_SAMPLES);
+        COUNTING.with(|c| c.set(true));
+        for _ in 1..100 {
+            engine.tick();
+            heard0.extend_from_slice(&engine.pcm.last_tx[0]);
+            heard2.extend_from_slice(&engine.pcm.last_tx[2]);
+        }
+        COUNTING.with(|c| c.set(false));
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+        // Exactly one frame of delay: line 2 hears at tick n what line 0 sent at n-1
+        // (the canceller passes the near end unchanged before it has a reference).
+        let tx2_tick1 = &heard2[..FRAME_SAMPLES];
+        let rx0_tick0 = &sine(1004.0, -10.0, 10)[..];
+        let err: i64 = tx2_tick1.iter().zip(rx0_tick0).map(|(&a, &b)| (a as i64 - b as i64).abs()).sum();
+        assert!(err < 80 * 50, "line 2 does not hear line 0 one frame later: error {err}");
+        // Each side hears the other at its level (no codec, no gain), and not itself.
+        let (level, purity) = tone_at(&heard2[4000..], 1004.0, 1400.0);
+        assert!((level + 10.0).abs() < 0.5 && purity > 30.0, "line 2 hears {level:.1} dBm0, {purity:.1} dB pure");
+        let (level, purity) = tone_at(&heard0[4000..], 1400.0, 1004.0);
+        assert!((level + 16.0).abs() < 0.5 && purity > 30.0, "line 0 hears {level:.1} dBm0, {purity:.1} dB pure");
+        assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0) && engine.pcm.last_tx[3].iter().all(|&s| s == 0));
+        // Hang-up: both directions end and the lines go quiet.
+        ctl.commands.enqueue(RtCommand::Listen { channel: 0, from: None }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 2, from: None }).unwrap();
+        engine.tick();
+        assert!(engine.pcm.last_tx[0].iter().all(|&s| s == 0) && engine.pcm.last_tx[2].iter().all(|&s| s == 0));
     }
 
     /// A silent line that keeps everything sent to channel `keep`.
