@@ -44,6 +44,16 @@ struct Port {
     hal: Box<dyn FxsPort + Send>,
     line: FxsLine,
     call: Option<Call>,
+    /// A call to or from another port of this box (no SIP, no RTP).
+    local: Option<LocalCall>,
+}
+
+/// One side of a local call: the other port and who called whom.
+#[derive(Clone, Copy, Debug)]
+struct LocalCall {
+    peer: usize,
+    incoming: bool,
+    answered: bool,
 }
 
 /// The SIP call a port is in.
@@ -90,6 +100,12 @@ pub struct CallCounters {
     pub failed: u64,
     pub rejected_busy: u64,
     pub rejected_unknown: u64,
+    /// Calls between two ports of this box, and the ones that found the
+    /// called port busy.
+    pub local: u64,
+    pub local_busy: u64,
+    /// Calls refused at once because the trunk is down (reorder, not silence).
+    pub trunk_down: u64,
     /// On-hook caller ID deliveries started, and ones that could not be built.
     pub caller_id_sent: u64,
     pub caller_id_failed: u64,
@@ -110,6 +126,8 @@ pub struct Gateway {
     media: MediaIo,
     rtp_ports: RtpPorts,
     registrations: HashMap<String, String>,
+    /// Accounts whose last registration attempt failed: the trunk is down for them.
+    registration_failed: std::collections::HashSet<String>,
     counters: CallCounters,
     rt_overruns: u64,
     rng: u64,
@@ -152,6 +170,7 @@ impl Gateway {
                 hal,
                 line: FxsLine::new(line_config.clone()),
                 call: None,
+                local: None,
             });
             accounts.push(Account {
                 user: p.number.clone(),
@@ -184,6 +203,7 @@ impl Gateway {
             media,
             rtp_ports,
             registrations: HashMap::new(),
+            registration_failed: Default::default(),
             counters: CallCounters::default(),
             rt_overruns: 0,
             rng: seed | 1,
@@ -310,9 +330,17 @@ impl Gateway {
                 number: p.number.clone(),
                 hook: format!("{:?}", p.hal.hook()),
                 state: format!("{:?}", p.line.state()),
-                call: p.call.as_ref().map(|c| {
-                    format!("{} {}", if c.incoming { "from" } else { "to" }, c.remote_party)
-                }),
+                call: p
+                    .call
+                    .as_ref()
+                    .map(|c| format!("{} {}", if c.incoming { "from" } else { "to" }, c.remote_party))
+                    .or_else(|| {
+                        p.local.map(|l| {
+                            let other = &self.ports[l.peer];
+                            let dir = if l.incoming { "from" } else { "to" };
+                            format!("{dir} {} (local, port {})", other.number, other.label)
+                        })
+                    }),
                 echo: None,
                 signals: None,
             })
@@ -397,7 +425,16 @@ impl Gateway {
                 }
             }
             Action::PlaceCall { number } => self.place_call(now, i, number),
+            Action::AnswerCall if self.ports[i].local.is_some() => self.answer_local(now, i),
             Action::AnswerCall => self.answer_call(now, i),
+            Action::RejectCall { busy } if self.ports[i].local.is_some() => {
+                self.end_local(now, i, CallSignal::Failed { busy });
+            }
+            Action::ReleaseCall if self.ports[i].local.is_some() => {
+                info!(port = label, "phone hung up, releasing the local call");
+                let peer_ringing = self.ports[i].local.is_some_and(|l| !l.incoming && !l.answered);
+                self.end_local(now, i, if peer_ringing { CallSignal::Cancelled } else { CallSignal::RemoteReleased });
+            }
             Action::RejectCall { busy } => {
                 // The line refuses the call it was just offered.
                 if let Some(call) = self.ports[i].call.take() {
@@ -442,7 +479,16 @@ impl Gateway {
                 }
             }
             Action::StopCallerId => self.rt_command(RtCommand::StopCallerId { channel }),
+            Action::ConnectMedia if self.ports[i].local.is_some() => {
+                if let Some(l) = self.ports[i].local {
+                    let from = Some(self.ports[l.peer].channel);
+                    self.rt_command(RtCommand::Listen { channel, from });
+                }
+            }
             Action::ConnectMedia => self.connect_media(i),
+            Action::DisconnectMedia if self.ports[i].local.is_some() => {
+                self.rt_command(RtCommand::Listen { channel, from: None });
+            }
             Action::DisconnectMedia => {
                 if let Some(call) = self.ports[i].call.as_mut() {
                     if call.media_running {
@@ -455,8 +501,79 @@ impl Gateway {
         }
     }
 
+    /// Whether port `j` can take a call now.
+    fn port_free(&self, j: usize) -> bool {
+        let p = &self.ports[j];
+        p.call.is_none() && p.local.is_none() && p.line.state() == gw_line::State::Idle
+    }
+
+    /// A number dialled on port `i` that belongs to port `j` of this box:
+    /// ring `j` with `i`'s number as caller ID; the audio is bridged slot to
+    /// slot in the rt thread once `j` answers. Needs no trunk.
+    fn place_local_call(&mut self, now: Instant, i: usize, j: usize) {
+        let (label, to) = (self.ports[i].label, self.ports[j].label);
+        if i == j || !self.port_free(j) {
+            info!(port = label, to_port = to, "local call: the called port is busy");
+            self.counters.local_busy += 1;
+            self.ports[i].line.handle_call(now, CallSignal::Failed { busy: true });
+            return self.drain_line(now, i);
+        }
+        info!(port = label, to_port = to, number = %self.ports[j].number, "local call, ringing");
+        self.counters.local += 1;
+        self.ports[i].local = Some(LocalCall { peer: j, incoming: false, answered: false });
+        self.ports[j].local = Some(LocalCall { peer: i, incoming: true, answered: false });
+        let caller = Some(self.ports[i].number.clone());
+        self.ports[j].line.handle_call(now, CallSignal::Incoming { caller, name: None });
+        self.drain_line(now, j);
+        // Still ours unless the called line refused it at once.
+        if self.ports[i].local.is_some() {
+            self.ports[i].line.handle_call(now, CallSignal::RemoteRinging);
+            self.drain_line(now, i);
+        }
+    }
+
+    /// The called side of a local call answered.
+    fn answer_local(&mut self, now: Instant, j: usize) {
+        let Some(l) = self.ports[j].local.as_mut() else { return };
+        l.answered = true;
+        let i = l.peer;
+        if let Some(li) = self.ports[i].local.as_mut() {
+            li.answered = true;
+        }
+        info!(port = self.ports[j].label, from_port = self.ports[i].label, "local call answered");
+        self.counters.answered += 1;
+        self.ports[i].line.handle_call(now, CallSignal::RemoteAnswered);
+        self.drain_line(now, i);
+    }
+
+    /// Port `i` leaves its local call: both cross-connects end and the other
+    /// port is told `sig`.
+    fn end_local(&mut self, now: Instant, i: usize, sig: CallSignal) {
+        let Some(l) = self.ports[i].local.take() else { return };
+        let j = l.peer;
+        let (ci, cj) = (self.ports[i].channel, self.ports[j].channel);
+        self.rt_command(RtCommand::Listen { channel: ci, from: None });
+        if self.ports[j].local.take().is_some() {
+            self.rt_command(RtCommand::Listen { channel: cj, from: None });
+            self.ports[j].line.handle_call(now, sig);
+            self.drain_line(now, j);
+        }
+    }
+
     fn place_call(&mut self, now: Instant, i: usize, number: String) {
         let label = self.ports[i].label;
+        if let Some(j) = self.ports.iter().position(|p| p.number == number) {
+            return self.place_local_call(now, i, j);
+        }
+        // Never silence: with the port's trunk account known to be down the
+        // caller hears reorder now, not after a 32 s transaction timeout.
+        if self.registration_failed.contains(&self.ports[i].number) {
+            info!(port = label, to = %number, "trunk down (registration failed): reorder");
+            self.counters.trunk_down += 1;
+            self.counters.failed += 1;
+            self.ports[i].line.handle_call(now, CallSignal::Failed { busy: false });
+            return self.drain_line(now, i);
+        }
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
@@ -597,11 +714,13 @@ impl Gateway {
         match ev {
             Event::Registered { user, expires } => {
                 info!(user = %user, expires, "registered");
+                self.registration_failed.remove(&user);
                 self.registrations.insert(user, format!("registered ({expires} s)"));
             }
             Event::RegistrationFailed { user, status, reason, retry_in } => {
                 let status = status.map_or("timeout".to_string(), |s| s.to_string());
                 warn!(user = %user, %status, %reason, retry_in_s = retry_in.as_secs(), "registration failed");
+                self.registration_failed.insert(user.clone());
                 self.registrations
                     .insert(user, format!("failed: {status} {reason}; retry in {} s", retry_in.as_secs()));
             }
@@ -683,7 +802,7 @@ impl Gateway {
             return;
         };
         let label = self.ports[i].label;
-        if self.ports[i].call.is_some() || self.ports[i].line.state() != gw_line::State::Idle {
+        if !self.port_free(i) {
             info!(port = label, from = %from_user, "port busy: 486");
             self.counters.rejected_busy += 1;
             let _ = self.ua.reject(now, call, 486);
@@ -727,5 +846,242 @@ impl Gateway {
         if self.ports[i].call.is_some() {
             let _ = self.ua.ringing(now, call);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router driven in virtual time with fake line hardware; the rt
+    //! command queue is read back. No SIP peer: registration is off.
+    use super::*;
+    use crate::rt::make_queues;
+    use gw_hal::{FxsEvent, HookState, PortError};
+    use heapless::spsc::Consumer;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct FakeLine {
+        events: VecDeque<FxsEvent>,
+        off_hook: bool,
+        ringing: bool,
+    }
+
+    struct FakePort(Arc<Mutex<FakeLine>>);
+
+    impl FxsPort for FakePort {
+        fn hook(&self) -> HookState {
+            if self.0.lock().unwrap().off_hook {
+                HookState::OffHook
+            } else {
+                HookState::OnHook
+            }
+        }
+        fn poll_event(&mut self) -> Option<FxsEvent> {
+            self.0.lock().unwrap().events.pop_front()
+        }
+        fn set_ringing(&mut self, cadence: Option<RingCadence>) -> Result<(), PortError> {
+            self.0.lock().unwrap().ringing = cadence.is_some();
+            Ok(())
+        }
+        fn set_line_feed(&mut self, _feed: gw_hal::LineFeed) -> Result<(), PortError> {
+            Ok(())
+        }
+    }
+
+    struct World {
+        gw: Gateway,
+        lines: Vec<Arc<Mutex<FakeLine>>>,
+        commands: Consumer<'static, RtCommand>,
+        now: Instant,
+    }
+
+    impl World {
+        /// The embedded default with caller ID `mode` and no registration.
+        fn new(mode: CallerIdMode) -> World {
+            let mut config = Config::default_sim();
+            config.caller_id.mode = mode;
+            config.sip.register_expires = 0;
+            Self::with(config)
+        }
+
+        fn with(config: Config) -> World {
+            let (rtq, ctl) = make_queues();
+            let lines: Vec<_> = (0..4).map(|_| Arc::new(Mutex::new(FakeLine::default()))).collect();
+            let hal = lines.iter().map(|l| Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>).collect();
+            let media = MediaIo::start(4, ctl.packets_out, ctl.packets_in).unwrap();
+            let sip: SocketAddr = "127.0.0.1:5999".parse().unwrap();
+            let mut gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);
+            let now = Instant::now();
+            gw.start(now);
+            World { gw, lines, commands: rtq.commands, now }
+        }
+
+        fn advance(&mut self, ms: u64) {
+            let end = self.now + Duration::from_millis(ms);
+            while let Some(t) = self.gw.poll_timeout().filter(|&t| t <= end) {
+                self.now = t.max(self.now);
+                self.gw.handle_timeout(self.now);
+            }
+            self.now = end;
+            self.gw.handle_port_events(self.now);
+        }
+
+        fn hook(&mut self, port: usize, off: bool) {
+            {
+                let mut l = self.lines[port - 1].lock().unwrap();
+                l.off_hook = off;
+                l.events.push_back(if off { FxsEvent::OffHook } else { FxsEvent::OnHook });
+            }
+            self.advance(10);
+        }
+
+        fn dial(&mut self, port: usize, digits: &str) {
+            for d in digits.bytes() {
+                self.gw.handle_rt_event(self.now, RtEvent::LineDigit { channel: (port - 1) as u8, digit: d });
+                self.advance(100);
+            }
+        }
+
+        fn ringing(&self, port: usize) -> bool {
+            self.lines[port - 1].lock().unwrap().ringing
+        }
+
+        fn commands(&mut self) -> Vec<RtCommand> {
+            let mut v = Vec::new();
+            while let Some(c) = self.commands.dequeue() {
+                v.push(c);
+            }
+            v
+        }
+    }
+
+    fn tone_on(cmds: &[RtCommand], channel: u8, spec: &gw_dsp::tones::ToneSpec) -> bool {
+        cmds.iter().any(|c| matches!(c, RtCommand::PlayTone { channel: ch, spec: s } if *ch == channel && s == spec))
+    }
+
+    fn listens(cmds: &[RtCommand]) -> Vec<(u8, Option<u8>)> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                RtCommand::Listen { channel, from } => Some((*channel, *from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn local_call_rings_the_other_port_with_caller_id_bridges_and_either_side_hangs_up() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = World::new(CallerIdMode::Auto);
+        w.hook(1, true);
+        assert!(tone_on(&w.commands(), 0, &us.dial), "no dial tone on port 1");
+        w.dial(1, "1002");
+        w.advance(100);
+        // Caller ID (Bell 202) is sent to port 2 with port 1's number; port 1 hears ringback.
+        let cmds = w.commands();
+        assert!(tone_on(&cmds, 0, &us.ringback), "no ringback on port 1: {cmds:?}");
+        assert!(
+            cmds.iter().any(|c| matches!(c, RtCommand::StartCallerId { channel: 1, .. })),
+            "no caller ID to port 2: {cmds:?}"
+        );
+        let st = w.gw.port_status();
+        assert_eq!(st[1].call.as_deref(), Some("from 1001 (local, port 1)"));
+        assert_eq!(st[0].call.as_deref(), Some("to 1002 (local, port 2)"));
+        // The delivery ends; port 2 rings.
+        w.gw.handle_rt_event(w.now, RtEvent::CallerId { channel: 1, step: LineStep::RingOn });
+        assert!(w.ringing(2));
+        // Port 2 answers: both directions are cross-connected, ringback stops.
+        w.hook(2, true);
+        let cmds = w.commands();
+        assert!(!w.ringing(2));
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StopTone { channel: 0 })), "{cmds:?}");
+        let mut l = listens(&cmds);
+        l.sort();
+        assert_eq!(l, vec![(0, Some(1)), (1, Some(0))]);
+        assert_eq!(w.gw.counters().local, 1);
+        // The called side hangs up: the bridge ends, the caller hears reorder.
+        w.hook(2, false);
+        let cmds = w.commands();
+        let mut l = listens(&cmds);
+        l.sort();
+        l.dedup();
+        assert_eq!(l, vec![(0, None), (1, None)]);
+        assert!(tone_on(&cmds, 0, &us.reorder), "no reorder for the caller: {cmds:?}");
+        w.hook(1, false);
+        assert!(w.gw.port_status().iter().all(|p| p.call.is_none()));
+
+        // Again, and now the caller hangs up first.
+        w.hook(3, true);
+        w.dial(3, "1004");
+        w.advance(100);
+        w.gw.handle_rt_event(w.now, RtEvent::CallerId { channel: 3, step: LineStep::Done });
+        assert!(w.ringing(4));
+        w.hook(4, true);
+        w.commands();
+        w.hook(3, false);
+        let cmds = w.commands();
+        assert!(tone_on(&cmds, 3, &us.reorder), "no reorder for the called side: {cmds:?}");
+        assert!(listens(&cmds).contains(&(2, None)) && listens(&cmds).contains(&(3, None)));
+    }
+
+    #[test]
+    fn caller_hanging_up_while_the_other_port_rings_stops_the_ringing() {
+        let mut w = World::new(CallerIdMode::Off);
+        w.hook(1, true);
+        w.dial(1, "1003");
+        w.advance(100);
+        assert!(w.ringing(3));
+        w.hook(1, false);
+        assert!(!w.ringing(3), "port 3 still rings after the caller hung up");
+        assert!(w.gw.port_status().iter().all(|p| p.call.is_none()));
+        // Port 3 is free again: it can be called.
+        w.hook(2, true);
+        w.dial(2, "1003");
+        w.advance(100);
+        assert!(w.ringing(3));
+    }
+
+    #[test]
+    fn a_busy_port_gives_busy_tone_and_calling_yourself_too() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = World::new(CallerIdMode::Off);
+        w.hook(2, true); // port 2 is off-hook (dial tone)
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "1002");
+        w.advance(100);
+        assert!(tone_on(&w.commands(), 0, &us.busy), "no busy tone calling an off-hook port");
+        assert!(!w.ringing(2));
+        w.hook(1, false);
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "1001");
+        w.advance(100);
+        assert!(tone_on(&w.commands(), 0, &us.busy), "no busy tone calling our own number");
+        assert_eq!(w.gw.counters().local_busy, 2);
+    }
+
+    #[test]
+    fn a_call_on_a_trunk_that_is_down_gets_reorder_at_once_not_silence() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut config = Config::default_sim();
+        config.caller_id.mode = CallerIdMode::Off;
+        let mut w = World::with(config);
+        // Nobody answers the REGISTERs: after timer F (32 s) the account is down.
+        w.advance(33_000);
+        assert!(w.gw.registration_status().iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "2000");
+        w.advance(4_100); // the dial plan's inter-digit timeout ends "2000"
+        let cmds = w.commands();
+        assert!(tone_on(&cmds, 0, &us.reorder), "no reorder for a call to a dead trunk: {cmds:?}");
+        assert_eq!(w.gw.counters().trunk_down, 1);
+        // Local calls still work with the trunk down.
+        w.hook(1, false);
+        w.hook(1, true);
+        w.dial(1, "1002");
+        w.advance(100);
+        assert!(w.ringing(2));
     }
 }
