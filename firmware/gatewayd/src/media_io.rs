@@ -140,25 +140,30 @@ fn same_host(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Hands out even RTP ports from the configured range, round robin, binding
-/// each to prove it is free.
+/// each to prove it is free. Ports are counted in `u32` so that a range
+/// reaching 65535 wraps to its start instead of overflowing (which used to
+/// advertise port 0 in a release build and panic in a debug one).
 pub struct RtpPorts {
     ip: IpAddr,
-    min: u16,
-    max: u16,
-    next: u16,
+    /// First and last even port of the range (`first > last`: none).
+    first: u32,
+    last: u32,
+    next: u32,
 }
 
 impl RtpPorts {
     pub fn new(ip: IpAddr, min: u16, max: u16) -> Self {
-        let min = min + (min % 2);
-        RtpPorts { ip, min, max, next: min }
+        let first = (u32::from(min.max(2)) + 1) & !1;
+        let last = u32::from(max) & !1;
+        RtpPorts { ip, first, last, next: first }
     }
 
     pub fn bind(&mut self) -> std::io::Result<(UdpSocket, u16)> {
-        let span = ((self.max - self.min) / 2 + 1) as usize;
+        let span = if self.first > self.last { 0 } else { (self.last - self.first) / 2 + 1 };
         for _ in 0..span {
             let port = self.next;
-            self.next = if port + 2 > self.max { self.min } else { port + 2 };
+            self.next = if port + 2 > self.last { self.first } else { port + 2 };
+            let Ok(port) = u16::try_from(port) else { continue };
             if let Ok(s) = UdpSocket::bind((self.ip, port)) {
                 return Ok((s, port));
             }
@@ -182,6 +187,24 @@ mod tests {
         assert!(p.bind().is_err());
         drop(_a);
         assert_eq!(p.bind().unwrap().1, 41002);
+    }
+
+    #[test]
+    fn a_range_reaching_65535_wraps_instead_of_overflowing() {
+        let mut p = RtpPorts::new("127.0.0.1".parse().unwrap(), 65531, 65535);
+        let mut got = Vec::new();
+        let mut held = Vec::new();
+        while let Ok((s, port)) = p.bind() {
+            got.push(port);
+            held.push(s);
+        }
+        // Whatever else holds ports on this machine, never port 0 or one outside the range.
+        assert!(got.iter().all(|&p| p % 2 == 0 && (65532..=65534).contains(&p)), "{got:?}");
+        drop(held);
+        let first = p.bind().unwrap().1;
+        assert!((65532..=65534).contains(&first), "after wrapping: {first}");
+        // A range with no even port at all binds nothing.
+        assert!(RtpPorts::new("127.0.0.1".parse().unwrap(), 65535, 65535).bind().is_err());
     }
 
     #[test]
