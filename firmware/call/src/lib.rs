@@ -1,0 +1,8 @@
+//! Call control, sans-IO (docs to come).
+#![forbid(unsafe_code)]
+
+pub mod cause;
+pub mod sip_cause;
+
+pub use cause::{Cause, CauseClass, CauseSet, LocalReason, Location, Release};
+pub use sip_cause::{reason, CauseMap, CauseMapConfig, CauseMapError};
