@@ -100,6 +100,7 @@ impl Driver {
             p.signals = channel.map(|c| c.signals());
         }
         s.registrations = self.gateway.registration_status();
+        s.trunks = self.gateway.trunk_status();
         s.calls = self.gateway.counters();
         s.rt = self.rt_stats.snapshot();
         s.rt_setup = self.rt_setup.clone().into();

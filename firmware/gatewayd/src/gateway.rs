@@ -1,5 +1,5 @@
-//! The call router: joins the FXS line machines, the SIP user agent and the
-//! rt thread.
+//! The call router: joins the FXS line machines, the SIP trunks and the rt
+//! thread, following the routing table.
 //!
 //! [`Gateway`] is driven like the protocol cores it owns: every entry point
 //! takes `now`, SIP datagrams to send are drained with
@@ -8,20 +8,47 @@
 //! sockets and the clock. Port hardware (`FxsPort`) and the rt command queue
 //! are used directly: both are non-blocking.
 //!
-//! Routing (the skeleton's rules): a number dialled on an FXS port goes to
-//! the SIP trunk, from the port's own number; an inbound call for a port's
-//! number rings that port; any other inbound call gets 404.
+//! The decisions are gw-call's: the [`RouteTable`] says where a call goes
+//! (from the port's group or the trunk it came in on), a
+//! [`Routing`] walks the rule's destinations with failover on the listed
+//! causes and a setup timer, [`Limits`] counts calls per rule. Causes are
+//! Q.850 inside; each trunk maps them to and from SIP statuses with its
+//! [`CauseMap`] (RFC 3398, overrides per trunk) and carries them in `Reason`
+//! (RFC 3326).
+//!
+//! SIP trunks: one [`UserAgent`] per trunk (`[sip]` is the trunk `default`,
+//! `[[trunk]]` adds more), all on the one SIP socket. A datagram belongs to
+//! the trunk whose proxy sent it, else to the first trunk whose
+//! `accept_from` holds the source address; a request from anywhere else is
+//! answered 403 here and rings nothing (the same answer for every number:
+//! nothing can be enumerated). One UA per trunk keeps each trunk's
+//! registration, credentials and transactions apart without a multi-trunk
+//! UA, and a trunk's traffic can never be mistaken for another's.
+//!
+//! Trunk health: a trunk is down while its registration has failed (for the
+//! account a call would use) or while its OPTIONS pings go unanswered
+//! (`options_failures` in a row); routing then skips it at once (cause 38),
+//! and a destination that does not even send 100 Trying within its setup
+//! timeout is failed over (cause 102), so a dead trunk costs a caller
+//! seconds, never the 32 s of timer B.
+//!
+//! Local calls (a port's number dialled on another port, or a group
+//! destination) need no trunk: the called port rings with the caller's
+//! number as caller ID and the two lines are cross-connected slot to slot in
+//! the rt thread.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gw_dsp::g711::Law;
-use gw_dsp::tones::{CountryProfile, ToneKind};
-use gw_hal::{FxsPort, RingCadence};
+use gw_call::call::{Limits, Routing, Step, TargetState};
+use gw_call::{Cause, CauseMap, LocalReason, Location, Lookup, Release, RouteMatch, RouteTable, Select, Target};
 use gw_dsp::callerid_line::LineStep;
+use gw_dsp::g711::Law;
 use gw_dsp::modem_tones::ModemToneEvent;
 use gw_dsp::progress::ProgressEvent;
+use gw_dsp::tones::{CountryProfile, ToneKind};
+use gw_hal::{FxsPort, RingCadence};
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
@@ -30,7 +57,7 @@ use heapless::spsc::Producer;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::config::{CallerIdMode, Config};
+use crate::config::{CallerIdMode, Config, IpNet, RegisterMode, TrunkLimits, DEFAULT_TRUNK};
 use crate::media_io::{MediaIo, RtpPorts};
 use crate::rt::{RtCommand, RtEvent, VoiceCodec};
 
@@ -41,11 +68,17 @@ struct Port {
     /// 1-based number on the box.
     label: usize,
     number: String,
+    /// The routing table's source group of the port (`None`: it cannot call out).
+    source: Option<String>,
     hal: Box<dyn FxsPort + Send>,
     line: FxsLine,
     call: Option<Call>,
     /// A call to or from another port of this box (no SIP, no RTP).
     local: Option<LocalCall>,
+    /// The call this port placed, while it is routed and until it ends.
+    out: Option<OutCall>,
+    /// What the last call of the port did (route and attempts), for the installer.
+    last_route: Option<String>,
 }
 
 /// One side of a local call: the other port and who called whom.
@@ -56,13 +89,24 @@ struct LocalCall {
     answered: bool,
 }
 
+/// A call placed by a port: the rule that matched and where it has been tried.
+struct OutCall {
+    route: RouteMatch,
+    routing: Routing,
+    /// The rule's call slot is held until the call ends.
+    limit_held: bool,
+    /// Attempts already counted in the trunk figures.
+    counted: usize,
+}
+
 /// The SIP call a port is in.
 struct Call {
+    trunk: usize,
     handle: CallHandle,
     incoming: bool,
     remote_party: String,
     /// Our RTP socket until media is connected (then the media thread has it).
-    socket: Option<UdpSocket>,
+    socket: Option<std::net::UdpSocket>,
     rtp_port: u16,
     /// Our offer (outgoing calls).
     offer: Option<SessionDescription>,
@@ -70,6 +114,65 @@ struct Call {
     remote_offer: Option<SessionDescription>,
     media: Option<NegotiatedMedia>,
     media_running: bool,
+    /// The rule slot an inbound call holds (outbound ones are in `OutCall`).
+    rule: Option<usize>,
+    /// Cleared at this time (the trunk's `max_duration_s`), once answered.
+    max_until: Option<Instant>,
+}
+
+/// One SIP trunk: its user agent, trust, health, limits and cause map.
+struct Trunk {
+    name: String,
+    ua: UserAgent,
+    proxy: SocketAddr,
+    accept: Vec<IpNet>,
+    register: RegisterMode,
+    /// The account of a `pilot` trunk.
+    pilot: Option<String>,
+    codecs: Vec<Codec>,
+    cause_map: CauseMap,
+    limits: TrunkLimits,
+    options_interval: Option<Duration>,
+    options_failures: u32,
+    /// OPTIONS health: unanswered pings in a row, when the next goes out and
+    /// by when the one in flight must be answered.
+    ping_misses: u32,
+    next_ping: Option<Instant>,
+    ping_deadline: Option<Instant>,
+    options_down: bool,
+    /// Accounts whose last registration attempt failed, and their states.
+    failed_accounts: HashSet<String>,
+    registrations: HashMap<String, String>,
+    active: u32,
+    /// Calls started in the last minute (calls_per_minute).
+    recent: VecDeque<Instant>,
+    counters: TrunkCounters,
+}
+
+/// Per-trunk figures for `show sip`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TrunkCounters {
+    pub calls_in: u64,
+    pub calls_out: u64,
+    pub failed: u64,
+    /// Calls refused by the trunk's limits (simultaneous calls, calls per minute).
+    pub limited: u64,
+    /// Calls that skipped this trunk because it was down.
+    pub skipped_down: u64,
+    pub max_duration_cleared: u64,
+}
+
+/// One trunk in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrunkStatus {
+    pub name: String,
+    pub proxy: String,
+    /// "up", "down: <why>" or "unknown" (nothing heard yet).
+    pub state: String,
+    pub register: String,
+    pub accept_from: Vec<String>,
+    pub active_calls: u32,
+    pub counters: TrunkCounters,
 }
 
 /// Status of one port, for the status API.
@@ -80,6 +183,9 @@ pub struct PortStatus {
     pub hook: String,
     pub state: String,
     pub call: Option<String>,
+    /// The rule and destinations of the port's current or last call, with
+    /// each attempt's cause.
+    pub route: Option<String>,
     /// Filled in from the rt thread's figures by the driver.
     pub echo: Option<crate::rt::EchoStatus>,
     /// Fax/modem and call-progress tones on the channel, from the rt thread.
@@ -104,8 +210,14 @@ pub struct CallCounters {
     /// called port busy.
     pub local: u64,
     pub local_busy: u64,
-    /// Calls refused at once because the trunk is down (reorder, not silence).
+    /// Attempts skipped because their trunk was down.
     pub trunk_down: u64,
+    /// Attempts given up after the destination's setup timeout.
+    pub setup_timeouts: u64,
+    /// Calls refused by a rule's `max_calls`.
+    pub rule_limited: u64,
+    /// Requests from addresses of no trunk, answered 403.
+    pub untrusted: u64,
     /// On-hook caller ID deliveries started, and ones that could not be built.
     pub caller_id_sent: u64,
     pub caller_id_failed: u64,
@@ -119,23 +231,32 @@ pub struct Gateway {
     config: Config,
     profile: &'static CountryProfile,
     cadence: RingCadence,
-    ua: UserAgent,
+    table: RouteTable,
+    limits: Limits,
+    /// Round-robin position per group.
+    round_robin: HashMap<String, usize>,
+    trunks: Vec<Trunk>,
     ports: Vec<Port>,
-    calls: HashMap<CallHandle, usize>,
+    calls: HashMap<(usize, CallHandle), usize>,
+    /// Answers sent by the gateway itself (403 to strangers).
+    transmits: VecDeque<Transmit>,
     rt: Producer<'static, RtCommand>,
     media: MediaIo,
     rtp_ports: RtpPorts,
-    registrations: HashMap<String, String>,
-    /// Accounts whose last registration attempt failed: the trunk is down for them.
-    registration_failed: std::collections::HashSet<String>,
     counters: CallCounters,
     rt_overruns: u64,
     rng: u64,
 }
 
+/// The Q.850 cause of a release we make ourselves.
+fn ours(cause: Cause) -> Release {
+    Release { cause, location: Location::PrivateLocal, local: None }
+}
+
 impl Gateway {
     /// `hal_ports` are the board's FXS ports in channel order; ports without
-    /// a configuration entry stay unused.
+    /// a configuration entry stay unused. `config` is valid (its routing
+    /// table was checked when it was loaded).
     pub fn new(
         config: Config,
         local_sip: SocketAddr,
@@ -146,10 +267,16 @@ impl Gateway {
     ) -> Gateway {
         let profile = gw_dsp::tones::profile(&config.system.country).expect("validated country");
         let cadence = RingCadence::new(profile.ring_cadence_ms).expect("profile cadence is valid");
-        let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
-        let dial_plan = DialPlan::new(&patterns).expect("validated dial plan");
-        let line_config = FxsConfig {
-            dial_plan,
+        let (table, warnings) = config.route_table().expect("validated routing table");
+        for w in &warnings {
+            warn!("routing table: {w}");
+        }
+        let legacy_plan = {
+            let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
+            DialPlan::new(&patterns).expect("validated dial plan")
+        };
+        let line_config = |plan: DialPlan| FxsConfig {
+            dial_plan: plan,
             ring_cadence: cadence,
             first_digit_timeout: Duration::from_millis(config.dialplan.first_digit_timeout_ms),
             inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
@@ -160,50 +287,145 @@ impl Gateway {
 
         let mut hal_ports: Vec<Option<Box<dyn FxsPort + Send>>> = hal_ports.into_iter().map(Some).collect();
         let mut ports = Vec::new();
-        let mut accounts = Vec::new();
         for p in &config.fxs {
             let Some(hal) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
+            let source = table.fxs_source(p.port).map(str::to_string);
+            // Without [[route]] the dial plan is [dialplan]'s, as it always was;
+            // with it, the digits the table can route from the port's group.
+            let plan = if config.route.is_empty() {
+                legacy_plan.clone()
+            } else {
+                source.as_deref().and_then(|g| table.digit_map(g)).unwrap_or_else(|| legacy_plan.clone())
+            };
             ports.push(Port {
                 channel: (p.port - 1) as u8,
                 label: p.port,
                 number: p.number.clone(),
+                source,
                 hal,
-                line: FxsLine::new(line_config.clone()),
+                line: FxsLine::new(line_config(plan)),
                 call: None,
                 local: None,
-            });
-            accounts.push(Account {
-                user: p.number.clone(),
-                auth_user: p.auth_user.clone().unwrap_or_else(|| p.number.clone()),
-                password: p.password.clone().unwrap_or_else(|| config.sip.password.clone()),
+                out: None,
+                last_route: None,
             });
         }
 
-        let ua = UserAgent::new(UaConfig {
-            local_addr: local_sip,
-            proxy: config.sip.proxy,
-            domain: config.sip.domain.clone(),
-            user_agent: config.sip.user_agent.clone(),
-            accounts,
-            register_expires: config.sip.register_expires,
-            register_retry_base: Duration::from_secs(config.sip.register_retry_base_s),
-            register_retry_max: Duration::from_secs(config.sip.register_retry_max_s),
-            timers: Default::default(),
-            rng_seed: seed,
-        });
+        let mut trunks = Vec::new();
+        let sip = &config.sip;
+        let per_number = |password: &str, auth: bool| -> Vec<Account> {
+            config
+                .fxs
+                .iter()
+                .map(|p| Account {
+                    user: p.number.clone(),
+                    auth_user: if auth { p.auth_user.clone().unwrap_or_else(|| p.number.clone()) } else { p.number.clone() },
+                    password: if auth { p.password.clone().unwrap_or_else(|| password.to_string()) } else { password.to_string() },
+                })
+                .collect()
+        };
+        let codecs = config.codecs();
+        let new_trunk = |name: &str, ua: UaConfig, accept: &[String], register, pilot, codecs: Vec<Codec>| Trunk {
+            name: name.to_string(),
+            proxy: ua.proxy,
+            accept: if accept.is_empty() {
+                vec![IpNet::host(ua.proxy.ip())]
+            } else {
+                accept.iter().filter_map(|a| IpNet::parse(a)).collect()
+            },
+            ua: UserAgent::new(ua),
+            register,
+            pilot,
+            codecs,
+            cause_map: CauseMap::default(),
+            limits: TrunkLimits::default(),
+            options_interval: None,
+            options_failures: 2,
+            ping_misses: 0,
+            next_ping: None,
+            ping_deadline: None,
+            options_down: false,
+            failed_accounts: HashSet::new(),
+            registrations: HashMap::new(),
+            active: 0,
+            recent: VecDeque::new(),
+            counters: TrunkCounters::default(),
+        };
+        let mut default = new_trunk(
+            DEFAULT_TRUNK,
+            UaConfig {
+                local_addr: local_sip,
+                proxy: sip.proxy,
+                domain: sip.domain.clone(),
+                user_agent: sip.user_agent.clone(),
+                accounts: per_number(&sip.password, true),
+                register_expires: sip.register_expires,
+                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+                timers: Default::default(),
+                rng_seed: seed,
+            },
+            &sip.accept_from,
+            if sip.register_expires == 0 { RegisterMode::None } else { RegisterMode::PerNumber },
+            None,
+            codecs.clone(),
+        );
+        default.options_interval = (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into()));
+        trunks.push(default);
+        for (k, t) in config.trunk.iter().enumerate() {
+            let password = t.password.clone().unwrap_or_default();
+            let accounts = match t.register {
+                RegisterMode::PerNumber => per_number(&password, false),
+                RegisterMode::Pilot | RegisterMode::None => t
+                    .username
+                    .iter()
+                    .map(|u| Account {
+                        user: u.clone(),
+                        auth_user: t.auth_user.clone().unwrap_or_else(|| u.clone()),
+                        password: password.clone(),
+                    })
+                    .collect(),
+            };
+            let ua = UaConfig {
+                local_addr: local_sip,
+                proxy: t.proxy,
+                domain: t.domain.clone().unwrap_or_else(|| t.proxy.ip().to_string()),
+                user_agent: sip.user_agent.clone(),
+                accounts,
+                register_expires: if t.register == RegisterMode::None { 0 } else { t.register_expires },
+                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+                timers: Default::default(),
+                rng_seed: seed.wrapping_add(k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            };
+            let trunk_codecs = if t.codecs.is_empty() {
+                codecs.clone()
+            } else {
+                t.codecs.iter().filter_map(|c| crate::config::parse_codec(c)).collect()
+            };
+            let pilot = (t.register == RegisterMode::Pilot).then(|| t.username.clone()).flatten();
+            let mut trunk = new_trunk(&t.name, ua, &t.accept_from, t.register, pilot, trunk_codecs);
+            trunk.cause_map = CauseMap::new(&t.cause_map).expect("validated cause map");
+            trunk.limits = t.limits.clone();
+            trunk.options_interval = (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into()));
+            trunk.options_failures = t.options_failures;
+            trunks.push(trunk);
+        }
         let rtp_ports = RtpPorts::new(config.media.rtp_ip, config.media.rtp_port_min, config.media.rtp_port_max);
         Gateway {
             config,
             profile,
             cadence,
-            ua,
+            table,
+            limits: Limits::new(),
+            round_robin: HashMap::new(),
+            trunks,
             ports,
             calls: HashMap::new(),
+            transmits: VecDeque::new(),
             rt,
             media,
             rtp_ports,
-            registrations: HashMap::new(),
-            registration_failed: Default::default(),
             counters: CallCounters::default(),
             rt_overruns: 0,
             rng: seed | 1,
@@ -211,34 +433,77 @@ impl Gateway {
     }
 
     pub fn start(&mut self, now: Instant) {
-        self.ua.start(now);
-        self.drain_ua(now);
+        for t in 0..self.trunks.len() {
+            self.trunks[t].ua.start(now);
+            if self.trunks[t].options_interval.is_some() {
+                self.trunks[t].next_ping = Some(now);
+            }
+            self.drain_ua(now, t);
+        }
+        self.handle_timeout(now);
     }
 
     /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
     pub fn stop(&mut self, now: Instant) {
-        let handles: Vec<CallHandle> = self.calls.keys().copied().collect();
-        for h in handles {
-            let _ = self.ua.hangup(now, h);
+        let calls: Vec<(usize, CallHandle)> = self.calls.keys().copied().collect();
+        for (t, h) in calls {
+            self.trunks[t].ua.set_cause(h, Cause::NORMAL_CLEARING.get());
+            let _ = self.trunks[t].ua.hangup(now, h);
         }
-        self.ua.stop(now);
+        for t in &mut self.trunks {
+            t.ua.stop(now);
+        }
     }
 
     // ---- inputs -------------------------------------------------------
 
+    /// A SIP datagram: to the trunk it belongs to, or 403 when it belongs to
+    /// none (see the module docs).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.ua.handle_datagram(now, from, data);
-        self.drain_ua(now);
+        let trunk = self
+            .trunks
+            .iter()
+            .position(|t| t.proxy == from)
+            .or_else(|| self.trunks.iter().position(|t| t.accept.iter().any(|n| n.contains(from.ip()))));
+        match trunk {
+            Some(t) => {
+                self.trunks[t].ua.handle_datagram(now, from, data);
+                self.drain_ua(now, t);
+            }
+            None => self.refuse_stranger(from, data),
+        }
+    }
+
+    /// A request from an address of no trunk: 403, whatever it asks for
+    /// (never a hint whether a number exists). ACKs and responses are dropped.
+    fn refuse_stranger(&mut self, from: SocketAddr, data: &[u8]) {
+        self.counters.untrusted += 1;
+        let is_request = data.len() > 4 && !data.starts_with(b"SIP/") && !data.starts_with(b"ACK ");
+        // One line per power of two: a scan is visible, a flood does not fill the log.
+        if self.counters.untrusted.is_power_of_two() {
+            warn!(%from, refused = self.counters.untrusted, "SIP request from an address of no trunk: 403");
+        }
+        if !is_request {
+            return;
+        }
+        if let Some(payload) = gw_sip::message::error_response(data, 403, "Forbidden") {
+            self.transmits.push_back(Transmit { destination: from, payload });
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.ua.handle_timeout(now);
-        self.drain_ua(now);
+        for t in 0..self.trunks.len() {
+            self.trunks[t].ua.handle_timeout(now);
+            self.drain_ua(now, t);
+            self.check_ping(now, t);
+        }
         for i in 0..self.ports.len() {
             if self.ports[i].line.poll_timeout().is_some_and(|t| t <= now) {
                 self.ports[i].line.handle_timeout(now);
                 self.drain_line(now, i);
             }
+            self.check_setup_timer(now, i);
+            self.check_max_duration(now, i);
         }
     }
 
@@ -298,12 +563,14 @@ impl Gateway {
                     return;
                 }
                 let Some(i) = self.port_by_channel(channel) else { return };
-                let Some(handle) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| c.handle) else {
+                let Some((t, handle)) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| (c.trunk, c.handle))
+                else {
                     return;
                 };
                 info!(port = self.ports[i].label, call = handle.0, ?kind, "far end plays a disconnect tone: hanging up");
                 self.counters.disconnected_on_tone += 1;
-                let _ = self.ua.hangup(now, handle);
+                self.trunks[t].ua.set_cause(handle, Cause::NORMAL_CLEARING.get());
+                let _ = self.trunks[t].ua.hangup(now, handle);
                 self.release_port_call(i);
                 self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
                 self.drain_line(now, i);
@@ -314,12 +581,22 @@ impl Gateway {
     // ---- outputs ------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.ua.poll_transmit()
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        self.trunks.iter_mut().find_map(|t| t.ua.poll_transmit())
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout());
-        self.ua.poll_timeout().into_iter().chain(lines).min()
+        let setup = self.ports.iter().filter_map(|p| p.out.as_ref().and_then(|o| o.routing.poll_timeout()));
+        let duration = self.ports.iter().filter_map(|p| p.call.as_ref().and_then(|c| c.max_until));
+        let trunks = self
+            .trunks
+            .iter()
+            .flat_map(|t| [t.ua.poll_timeout(), t.next_ping, t.ping_deadline])
+            .flatten();
+        lines.chain(setup).chain(duration).chain(trunks).min()
     }
 
     pub fn port_status(&self) -> Vec<PortStatus> {
@@ -333,7 +610,10 @@ impl Gateway {
                 call: p
                     .call
                     .as_ref()
-                    .map(|c| format!("{} {}", if c.incoming { "from" } else { "to" }, c.remote_party))
+                    .map(|c| {
+                        let dir = if c.incoming { "from" } else { "to" };
+                        format!("{dir} {} (trunk {})", c.remote_party, self.trunks[c.trunk].name)
+                    })
                     .or_else(|| {
                         p.local.map(|l| {
                             let other = &self.ports[l.peer];
@@ -341,6 +621,7 @@ impl Gateway {
                             format!("{dir} {} (local, port {})", other.number, other.label)
                         })
                     }),
+                route: p.out.as_ref().map(describe_route).or_else(|| p.last_route.clone()),
                 echo: None,
                 signals: None,
             })
@@ -349,12 +630,58 @@ impl Gateway {
 
     pub fn registration_status(&self) -> Vec<RegistrationStatus> {
         let mut v: Vec<RegistrationStatus> = self
-            .registrations
+            .trunks
             .iter()
-            .map(|(u, s)| RegistrationStatus { user: u.clone(), state: s.clone() })
+            .flat_map(|t| {
+                t.registrations.iter().map(move |(u, s)| RegistrationStatus {
+                    user: if t.name == DEFAULT_TRUNK { u.clone() } else { format!("{}/{u}", t.name) },
+                    state: s.clone(),
+                })
+            })
             .collect();
         v.sort_by(|a, b| a.user.cmp(&b.user));
         v
+    }
+
+    pub fn trunk_status(&self) -> Vec<TrunkStatus> {
+        self.trunks
+            .iter()
+            .map(|t| TrunkStatus {
+                name: t.name.clone(),
+                proxy: t.proxy.to_string(),
+                state: match self.trunk_health(t, None) {
+                    TargetState::Up => "up".into(),
+                    TargetState::Unknown => "unknown".into(),
+                    TargetState::Down => format!("down: {}", trunk_down_reason(t)),
+                },
+                register: format!("{:?}", t.register).to_lowercase(),
+                accept_from: t.accept.iter().map(ToString::to_string).collect(),
+                active_calls: t.active,
+                counters: t.counters,
+            })
+            .collect()
+    }
+
+    /// What the routing table does with a call from `from` (a group or trunk
+    /// name) to `called`, without placing it (`test route`).
+    pub fn test_route(&self, from: &str, called: &str, calling: Option<&str>) -> String {
+        if !self.table.is_source(from) {
+            let mut sources: Vec<&str> = self.table.groups().iter().map(|g| g.name.as_str()).collect();
+            sources.extend(self.trunks.iter().map(|t| t.name.as_str()));
+            return format!("{from:?} is neither a group nor a trunk (sources: {})", sources.join(", "));
+        }
+        let mut out = self.table.trace(from, called, calling).to_string();
+        if let Lookup::Route(m) = self.table.lookup(from, called, calling) {
+            for (k, d) in m.destinations.iter().enumerate() {
+                let state = match self.target_state(&d.target, &m, None) {
+                    TargetState::Up => "up",
+                    TargetState::Down => "down: would be skipped",
+                    TargetState::Unknown => "state unknown: would be tried",
+                };
+                out.push_str(&format!("\n  now: to[{k}] {} is {state}", d.target));
+            }
+        }
+        out
     }
 
     pub fn counters(&self) -> CallCounters {
@@ -437,18 +764,25 @@ impl Gateway {
             }
             Action::RejectCall { busy } => {
                 // The line refuses the call it was just offered.
-                if let Some(call) = self.ports[i].call.take() {
-                    self.calls.remove(&call.handle);
-                    let _ = self.ua.reject(now, call.handle, if busy { 486 } else { 480 });
+                if let Some(call) = self.forget_call(i) {
+                    let cause = if busy { Cause::USER_BUSY } else { Cause::NO_ANSWER };
+                    let ua = &mut self.trunks[call.trunk].ua;
+                    ua.set_cause(call.handle, cause.get());
+                    let _ = ua.reject(now, call.handle, if busy { 486 } else { 480 });
+                    self.drain_ua(now, call.trunk);
                 }
             }
             Action::ReleaseCall => {
-                if let Some(call) = self.ports[i].call.take() {
-                    self.calls.remove(&call.handle);
+                if let Some(call) = self.forget_call(i) {
                     info!(port = label, call = call.handle.0, "phone hung up, releasing the call");
-                    let _ = self.ua.hangup(now, call.handle);
+                    let ua = &mut self.trunks[call.trunk].ua;
+                    ua.set_cause(call.handle, Cause::NORMAL_CLEARING.get());
+                    let _ = ua.hangup(now, call.handle);
                     self.stop_media(channel, &call);
+                    self.drain_ua(now, call.trunk);
                 }
+                // Gave up while routing (or after): the rule's slot is free.
+                self.end_out(i, None);
             }
             Action::SendCallerId { number, name } => {
                 let unix = std::time::SystemTime::now()
@@ -501,22 +835,362 @@ impl Gateway {
         }
     }
 
+    // ---- routing ------------------------------------------------------
+
     /// Whether port `j` can take a call now.
     fn port_free(&self, j: usize) -> bool {
         let p = &self.ports[j];
         p.call.is_none() && p.local.is_none() && p.line.state() == gw_line::State::Idle
     }
 
+    /// The health of a trunk for a call from `calling` (`None`: the trunk as a whole).
+    fn trunk_health(&self, t: &Trunk, calling: Option<&str>) -> TargetState {
+        if t.options_down {
+            return TargetState::Down;
+        }
+        let account_down = match t.register {
+            RegisterMode::None => false,
+            RegisterMode::Pilot => t.pilot.as_ref().is_some_and(|p| t.failed_accounts.contains(p)),
+            RegisterMode::PerNumber => match calling {
+                Some(n) => t.failed_accounts.contains(n),
+                None => !t.failed_accounts.is_empty() && t.failed_accounts.len() >= t.ua_accounts(),
+            },
+        };
+        if account_down {
+            TargetState::Down
+        } else if t.options_interval.is_some() && t.ping_misses == 0 && t.next_ping.is_some() && t.ping_deadline.is_none()
+            || t.registrations.values().any(|s| s.starts_with("registered"))
+        {
+            TargetState::Up
+        } else {
+            TargetState::Unknown
+        }
+    }
+
+    /// Whether `target` can take a call of `route` from port `from` now.
+    fn target_state(&self, target: &Target, route: &RouteMatch, from: Option<usize>) -> TargetState {
+        match target {
+            Target::Trunk(name) => {
+                let Some(t) = self.trunks.iter().find(|t| &t.name == name) else { return TargetState::Down };
+                let calling = from.map(|i| self.ports[i].number.as_str());
+                self.trunk_health(t, calling)
+            }
+            Target::Owner => match self.ports.iter().position(|p| p.number == route.called) {
+                Some(j) if Some(j) != from && self.port_free(j) => TargetState::Up,
+                // Busy or unknown: tried, so that the caller hears the right cause.
+                _ => TargetState::Unknown,
+            },
+            Target::Group(_) => TargetState::Unknown,
+        }
+    }
+
+    /// A number dialled on port `i`: look it up from the port's group and
+    /// start trying the rule's destinations.
+    fn place_call(&mut self, now: Instant, i: usize, number: String) {
+        let label = self.ports[i].label;
+        let Some(source) = self.ports[i].source.clone() else {
+            info!(port = label, to = %number, "the port is in no group of the routing table: reorder");
+            return self.fail_line(now, i, Release::local(LocalReason::NoRoute));
+        };
+        let calling = self.ports[i].number.clone();
+        let m = match self.table.lookup(&source, &number, Some(&calling)) {
+            Lookup::Route(m) => m,
+            Lookup::NeedMore | Lookup::NoRoute => {
+                info!(port = label, to = %number, from = %source, "no route: reorder");
+                self.ports[i].last_route = Some(format!("{number}: no rule of the routing table matches"));
+                return self.fail_line(now, i, Release::local(LocalReason::NoRoute));
+            }
+        };
+        info!(port = label, to = %number, rule = m.rule, name = ?m.rule_name, called = %m.called, "routing");
+        if !self.limits.try_acquire(m.rule, m.max_calls) {
+            warn!(port = label, rule = m.rule, max = ?m.max_calls, "the rule's call limit is reached: refused");
+            self.counters.rule_limited += 1;
+            self.ports[i].last_route = Some(format!("rule {}: limit of {:?} calls reached", m.rule, m.max_calls));
+            return self.fail_line(now, i, Release::local(LocalReason::LimitReached));
+        }
+        let routing = Routing::new(&m);
+        self.ports[i].out = Some(OutCall { route: m, routing, limit_held: true, counted: 0 });
+        self.route_step(now, i, None);
+    }
+
+    /// Drives port `i`'s routing: `failed` is the release of the attempt
+    /// that just failed (`None`: start). Tries destinations until one takes
+    /// the call or none is left (then the phone hears the cause's tone).
+    fn route_step(&mut self, now: Instant, i: usize, failed: Option<Release>) {
+        let Some(mut out) = self.ports[i].out.take() else { return };
+        let mut step = {
+            let me = &*self;
+            let health = |t: &Target| me.target_state(t, &out.route, Some(i));
+            match failed {
+                None => out.routing.next_attempt(now, &health),
+                Some(r) => out.routing.attempt_failed(now, r, &health),
+            }
+        };
+        loop {
+            match step {
+                Step::GiveUp(release) => {
+                    info!(port = self.ports[i].label, %release, "no destination left");
+                    self.count_skips(&mut out);
+                    self.ports[i].out = Some(out);
+                    self.end_out(i, Some(release));
+                    return self.fail_line(now, i, release);
+                }
+                Step::Try { target, .. } => match self.try_target(now, i, &target, &out.route) {
+                    Ok(local) => {
+                        if local {
+                            // A port of this box: it rings now, no setup timer.
+                            out.routing.progress(now);
+                        }
+                        self.count_skips(&mut out);
+                        self.ports[i].out = Some(out);
+                        return;
+                    }
+                    Err(release) => {
+                        debug!(port = self.ports[i].label, %target, %release, "destination refused the call");
+                        let me = &*self;
+                        let health = |t: &Target| me.target_state(t, &out.route, Some(i));
+                        step = out.routing.attempt_failed(now, release, &health);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Counts the trunks a routing skipped as down (each skip once).
+    fn count_skips(&mut self, out: &mut OutCall) {
+        for a in &out.routing.attempts()[out.counted..] {
+            if let (Target::Trunk(name), Some(r)) = (&a.target, a.result) {
+                if r.local == Some(LocalReason::TrunkDown) {
+                    self.counters.trunk_down += 1;
+                    if let Some(t) = self.trunks.iter_mut().find(|t| &t.name == name) {
+                        t.counters.skipped_down += 1;
+                    }
+                }
+            }
+        }
+        out.counted = out.routing.attempts().len();
+    }
+
+    /// Places port `i`'s call at `target`: `Ok(true)` when a port of this
+    /// box rings, `Ok(false)` when an INVITE went out, `Err` with the cause
+    /// when the target cannot take it.
+    fn try_target(&mut self, now: Instant, i: usize, target: &Target, route: &RouteMatch) -> Result<bool, Release> {
+        match target {
+            Target::Owner => {
+                let j = self.ports.iter().position(|p| p.number == route.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
+                self.place_local_call(now, i, j).map(|()| true)
+            }
+            Target::Group(name) => {
+                let members: Vec<usize> = self.table.group(name).map(|g| g.fxs.clone()).unwrap_or_default();
+                let idx: Vec<usize> =
+                    members.iter().filter_map(|&p| self.ports.iter().position(|x| x.label == p)).filter(|&j| j != i).collect();
+                if idx.is_empty() {
+                    return Err(ours(Cause::NO_ROUTE_TO_DESTINATION));
+                }
+                let select = route.destinations.iter().find(|d| &d.target == target).map_or(Select::First, |d| d.select);
+                let start = match select {
+                    Select::First => 0,
+                    Select::RoundRobin => self.round_robin.get(name).copied().unwrap_or(0),
+                };
+                let pick = (0..idx.len()).map(|k| idx[(start + k) % idx.len()]).find(|&j| self.port_free(j));
+                let Some(j) = pick else { return Err(ours(Cause::USER_BUSY)) };
+                if select == Select::RoundRobin {
+                    let pos = idx.iter().position(|&x| x == j).unwrap_or(0);
+                    self.round_robin.insert(name.clone(), pos + 1);
+                }
+                self.place_local_call(now, i, j).map(|()| true)
+            }
+            Target::Trunk(name) => {
+                let t = self.trunks.iter().position(|t| &t.name == name).ok_or(ours(Cause::NETWORK_OUT_OF_ORDER))?;
+                self.admit_on_trunk(now, t)?;
+                let called = route.called.clone();
+                let calling = route.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
+                self.place_sip_call(now, i, t, &calling, &called).map(|()| false)
+            }
+        }
+    }
+
+    /// The trunk's limits for a new call (either direction): counted when admitted.
+    fn admit_on_trunk(&mut self, now: Instant, t: usize) -> Result<(), Release> {
+        let trunk = &mut self.trunks[t];
+        while trunk.recent.front().is_some_and(|&x| now.saturating_duration_since(x) >= Duration::from_secs(60)) {
+            trunk.recent.pop_front();
+        }
+        if trunk.limits.max_calls.is_some_and(|m| trunk.active >= m) {
+            trunk.counters.limited += 1;
+            warn!(trunk = %trunk.name, max = trunk.limits.max_calls, "trunk call limit reached: call refused");
+            return Err(Release::local(LocalReason::LimitReached));
+        }
+        if trunk.limits.calls_per_minute.is_some_and(|m| trunk.recent.len() >= m as usize) {
+            trunk.counters.limited += 1;
+            warn!(trunk = %trunk.name, per_minute = trunk.limits.calls_per_minute, "trunk calls-per-minute limit reached: call refused");
+            return Err(Release::local(LocalReason::RateLimited));
+        }
+        trunk.recent.push_back(now);
+        if trunk.recent.len() > 10_000 {
+            trunk.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Port `i` calls `called` on trunk `t` from `calling`.
+    fn place_sip_call(&mut self, now: Instant, i: usize, t: usize, calling: &str, called: &str) -> Result<(), Release> {
+        let label = self.ports[i].label;
+        let (socket, rtp_port) = match self.rtp_ports.bind() {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(port = label, %e, "cannot place call: no RTP port");
+                return Err(Release::local(LocalReason::Unavailable));
+            }
+        };
+        let session_id = self.random() >> 2;
+        let te = self.telephone_event();
+        let cn = self.config.media.silence_suppression;
+        let codecs = self.trunks[t].codecs.clone();
+        let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
+        let own = self.ports[i].number.clone();
+        let trunk = &mut self.trunks[t];
+        let placed = match trunk.register {
+            // The port's own account (today's behaviour), from its own number.
+            RegisterMode::PerNumber => trunk.ua.invite(now, &own, called, offer.clone()),
+            RegisterMode::Pilot => {
+                let pilot = trunk.pilot.clone();
+                trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
+            }
+            RegisterMode::None => {
+                // A peer trusted by address; an account, if one is set, answers a challenge.
+                let acct = trunk.ua_first_account();
+                trunk.ua.invite_as(now, calling, called, offer.clone(), acct.as_deref())
+            }
+        };
+        match placed {
+            Ok(handle) => {
+                info!(port = label, trunk = %self.trunks[t].name, from = %calling, to = %called, call = handle.0, "placing call");
+                self.counters.outgoing += 1;
+                self.trunks[t].counters.calls_out += 1;
+                self.trunks[t].active += 1;
+                self.calls.insert((t, handle), i);
+                self.ports[i].call = Some(Call {
+                    trunk: t,
+                    handle,
+                    incoming: false,
+                    remote_party: called.to_string(),
+                    socket: Some(socket),
+                    rtp_port,
+                    offer: Some(offer),
+                    remote_offer: None,
+                    media: None,
+                    media_running: false,
+                    rule: None,
+                    max_until: None,
+                });
+                self.drain_ua(now, t);
+                Ok(())
+            }
+            Err(e) => {
+                warn!(port = label, ?e, "cannot place call");
+                Err(Release::local(LocalReason::Unavailable))
+            }
+        }
+    }
+
+    /// The routing of port `i`'s call is over (`Some`: it gave up with that
+    /// release): the rule's slot is free and the route stays for the status.
+    fn end_out(&mut self, i: usize, release: Option<Release>) {
+        let Some(out) = self.ports[i].out.take() else { return };
+        if out.limit_held {
+            self.limits.release(out.route.rule);
+        }
+        let mut text = describe_route(&out);
+        if let Some(r) = release {
+            text.push_str(&format!("; final: {r}"));
+        }
+        self.ports[i].last_route = Some(text);
+    }
+
+    /// The caller on port `i` hears what `release` means: busy for 17,
+    /// reorder otherwise.
+    fn fail_line(&mut self, now: Instant, i: usize, release: Release) {
+        self.counters.failed += 1;
+        let busy = release.cause == Cause::USER_BUSY;
+        self.ports[i].line.handle_call(now, CallSignal::Failed { busy });
+        self.drain_line(now, i);
+    }
+
+    /// The setup timer of port `i`'s current attempt: a trunk that has not
+    /// even said 100 Trying by then is failed over (cause 102).
+    fn check_setup_timer(&mut self, now: Instant, i: usize) {
+        let Some(due) = self.ports[i].out.as_ref().and_then(|o| o.routing.poll_timeout()) else { return };
+        if due > now {
+            return;
+        }
+        if let Some(c) = self.ports[i].call.as_ref() {
+            if self.trunks[c.trunk].ua.has_provisional(c.handle) {
+                if let Some(o) = self.ports[i].out.as_mut() {
+                    o.routing.progress(now);
+                }
+                return;
+            }
+        }
+        self.counters.setup_timeouts += 1;
+        if let Some(call) = self.forget_call(i) {
+            warn!(port = self.ports[i].label, trunk = %self.trunks[call.trunk].name, "no answer from the trunk within the setup timeout: failing over");
+            let ua = &mut self.trunks[call.trunk].ua;
+            ua.set_cause(call.handle, Cause::RECOVERY_ON_TIMER_EXPIRY.get());
+            let _ = ua.hangup(now, call.handle);
+            self.stop_media(self.ports[i].channel, &call);
+            self.drain_ua(now, call.trunk);
+        }
+        self.route_step(now, i, Some(Release::local(LocalReason::SetupTimeout)));
+    }
+
+    /// The trunk's `max_duration_s`: the call is cleared normally.
+    fn check_max_duration(&mut self, now: Instant, i: usize) {
+        let Some(c) = self.ports[i].call.as_ref().filter(|c| c.max_until.is_some_and(|t| t <= now)) else { return };
+        let (t, handle) = (c.trunk, c.handle);
+        warn!(port = self.ports[i].label, trunk = %self.trunks[t].name, "maximum call duration reached: clearing the call");
+        self.trunks[t].counters.max_duration_cleared += 1;
+        self.trunks[t].ua.set_cause(handle, Cause::NORMAL_CLEARING.get());
+        let _ = self.trunks[t].ua.hangup(now, handle);
+        self.release_port_call(i);
+        self.end_out(i, None);
+        self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
+        self.drain_line(now, i);
+        self.drain_ua(now, t);
+    }
+
+    /// OPTIONS health of trunk `t`: send when due, count a miss when the
+    /// one in flight is late.
+    fn check_ping(&mut self, now: Instant, t: usize) {
+        let trunk = &mut self.trunks[t];
+        let Some(interval) = trunk.options_interval else { return };
+        if trunk.ping_deadline.is_some_and(|d| d <= now) {
+            trunk.ping_deadline = None;
+            trunk.ping_misses += 1;
+            if trunk.ping_misses >= trunk.options_failures && !trunk.options_down {
+                trunk.options_down = true;
+                warn!(trunk = %trunk.name, proxy = %trunk.proxy, misses = trunk.ping_misses, "trunk down: OPTIONS unanswered");
+            }
+        }
+        if trunk.next_ping.is_some_and(|d| d <= now) {
+            // Down: ping more often so that recovery is seen soon.
+            let every = if trunk.options_down { interval.min(Duration::from_secs(5)) } else { interval };
+            trunk.next_ping = Some(now + every);
+            trunk.ping_deadline = Some(now + every.min(Duration::from_secs(2)));
+            trunk.ua.ping(now);
+            self.drain_ua(now, t);
+        }
+    }
+
     /// A number dialled on port `i` that belongs to port `j` of this box:
     /// ring `j` with `i`'s number as caller ID; the audio is bridged slot to
     /// slot in the rt thread once `j` answers. Needs no trunk.
-    fn place_local_call(&mut self, now: Instant, i: usize, j: usize) {
+    fn place_local_call(&mut self, now: Instant, i: usize, j: usize) -> Result<(), Release> {
         let (label, to) = (self.ports[i].label, self.ports[j].label);
         if i == j || !self.port_free(j) {
             info!(port = label, to_port = to, "local call: the called port is busy");
             self.counters.local_busy += 1;
-            self.ports[i].line.handle_call(now, CallSignal::Failed { busy: true });
-            return self.drain_line(now, i);
+            return Err(ours(Cause::USER_BUSY));
         }
         info!(port = label, to_port = to, number = %self.ports[j].number, "local call, ringing");
         self.counters.local += 1;
@@ -530,6 +1204,7 @@ impl Gateway {
             self.ports[i].line.handle_call(now, CallSignal::RemoteRinging);
             self.drain_line(now, i);
         }
+        Ok(())
     }
 
     /// The called side of a local call answered.
@@ -539,6 +1214,9 @@ impl Gateway {
         let i = l.peer;
         if let Some(li) = self.ports[i].local.as_mut() {
             li.answered = true;
+        }
+        if let Some(o) = self.ports[i].out.as_mut() {
+            o.routing.answered(now);
         }
         info!(port = self.ports[j].label, from_port = self.ports[i].label, "local call answered");
         self.counters.answered += 1;
@@ -553,90 +1231,52 @@ impl Gateway {
         let j = l.peer;
         let (ci, cj) = (self.ports[i].channel, self.ports[j].channel);
         self.rt_command(RtCommand::Listen { channel: ci, from: None });
+        // The caller's routing ends with the call; a refusal by the called
+        // line fails the caller over like any cause.
+        let caller = if l.incoming { j } else { i };
+        let refused = match sig {
+            CallSignal::Failed { busy } if l.incoming && !l.answered => {
+                Some(if busy { ours(Cause::USER_BUSY) } else { Release::local(LocalReason::NoAnswer) })
+            }
+            _ => None,
+        };
         if self.ports[j].local.take().is_some() {
             self.rt_command(RtCommand::Listen { channel: cj, from: None });
+            if let Some(r) = refused {
+                return self.route_step(now, j, Some(r));
+            }
             self.ports[j].line.handle_call(now, sig);
             self.drain_line(now, j);
         }
-    }
-
-    fn place_call(&mut self, now: Instant, i: usize, number: String) {
-        let label = self.ports[i].label;
-        if let Some(j) = self.ports.iter().position(|p| p.number == number) {
-            return self.place_local_call(now, i, j);
-        }
-        // Never silence: with the port's trunk account known to be down the
-        // caller hears reorder now, not after a 32 s transaction timeout.
-        if self.registration_failed.contains(&self.ports[i].number) {
-            info!(port = label, to = %number, "trunk down (registration failed): reorder");
-            self.counters.trunk_down += 1;
-            self.counters.failed += 1;
-            self.ports[i].line.handle_call(now, CallSignal::Failed { busy: false });
-            return self.drain_line(now, i);
-        }
-        let (socket, rtp_port) = match self.rtp_ports.bind() {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(port = label, %e, "cannot place call: no RTP port");
-                self.ports[i].line.handle_call(now, CallSignal::Failed { busy: false });
-                return self.drain_line(now, i);
-            }
-        };
-        let session_id = self.random() >> 2;
-        let te = self.telephone_event();
-        let cn = self.config.media.silence_suppression;
-        let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &self.config.codecs(), te, cn, session_id);
-        let from = self.ports[i].number.clone();
-        match self.ua.invite(now, &from, &number, offer.clone()) {
-            Ok(handle) => {
-                info!(port = label, from = %from, to = %number, call = handle.0, "placing call");
-                self.counters.outgoing += 1;
-                self.calls.insert(handle, i);
-                self.ports[i].call = Some(Call {
-                    handle,
-                    incoming: false,
-                    remote_party: number,
-                    socket: Some(socket),
-                    rtp_port,
-                    offer: Some(offer),
-                    remote_offer: None,
-                    media: None,
-                    media_running: false,
-                });
-                self.drain_ua(now);
-            }
-            Err(e) => {
-                warn!(port = label, ?e, "cannot place call");
-                self.ports[i].line.handle_call(now, CallSignal::Failed { busy: false });
-                self.drain_line(now, i);
-            }
-        }
+        self.end_out(caller, None);
     }
 
     fn answer_call(&mut self, now: Instant, i: usize) {
-        let codecs = self.config.codecs();
         let ip = self.config.media.rtp_ip;
         let cn = self.config.media.silence_suppression;
         let session_id = self.random() >> 2;
         let Some(call) = self.ports[i].call.as_mut() else { return };
+        let codecs = self.trunks[call.trunk].codecs.clone();
         let Some(offer) = call.remote_offer.as_ref() else { return };
+        let (t, handle) = (call.trunk, call.handle);
         match sdp::answer_with(offer, ip, call.rtp_port, &codecs, cn, session_id) {
             Ok((answer, negotiated)) => {
                 call.media = Some(negotiated);
-                let handle = call.handle;
+                call.max_until = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
                 info!(port = self.ports[i].label, call = handle.0, "answered");
                 self.counters.answered += 1;
-                let _ = self.ua.answer(now, handle, answer);
-                self.drain_ua(now);
+                let _ = self.trunks[t].ua.answer(now, handle, answer);
+                self.drain_ua(now, t);
             }
             Err(e) => {
                 // Checked when the INVITE came in, so this is unexpected.
                 warn!(?e, "offer cannot be answered");
-                let handle = call.handle;
-                let _ = self.ua.reject(now, handle, 488);
+                self.trunks[t].ua.set_cause(handle, Cause::BEARER_NOT_IMPLEMENTED.get());
+                let _ = self.trunks[t].ua.reject(now, handle, 488);
                 self.release_port_call(i);
                 self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
                 self.drain_line(now, i);
+                self.drain_ua(now, t);
             }
         }
     }
@@ -689,10 +1329,22 @@ impl Gateway {
         }
     }
 
+    /// Takes the port's SIP call out of the books (trunk and rule counts
+    /// included); the caller tells the UA and stops the media.
+    fn forget_call(&mut self, i: usize) -> Option<Call> {
+        let call = self.ports[i].call.take()?;
+        self.calls.remove(&(call.trunk, call.handle));
+        let t = &mut self.trunks[call.trunk];
+        t.active = t.active.saturating_sub(1);
+        if let Some(rule) = call.rule {
+            self.limits.release(rule);
+        }
+        Some(call)
+    }
+
     /// Forgets the port's call (the SIP side is already finished or told).
     fn release_port_call(&mut self, i: usize) {
-        if let Some(call) = self.ports[i].call.take() {
-            self.calls.remove(&call.handle);
+        if let Some(call) = self.forget_call(i) {
             self.stop_media(self.ports[i].channel, &call);
         }
     }
@@ -704,32 +1356,63 @@ impl Gateway {
         }
     }
 
-    fn drain_ua(&mut self, now: Instant) {
-        while let Some(ev) = self.ua.poll_event() {
-            self.apply_ua_event(now, ev);
+    fn drain_ua(&mut self, now: Instant, t: usize) {
+        while let Some(ev) = self.trunks[t].ua.poll_event() {
+            self.apply_ua_event(now, t, ev);
         }
     }
 
-    fn apply_ua_event(&mut self, now: Instant, ev: Event) {
+    /// The Q.850 release of a SIP failure on trunk `t`: the peer's `Reason`
+    /// wins over the status (RFC 3326), mapped by the trunk's table.
+    fn sip_release(&self, t: usize, handle: CallHandle, status: u16) -> Release {
+        let trunk = &self.trunks[t];
+        let reason = trunk.ua.remote_reason(handle).and_then(gw_call::reason::parse);
+        Release { cause: trunk.cause_map.cause_for(status, reason), location: Location::BeyondInterworking, local: None }
+    }
+
+    fn apply_ua_event(&mut self, now: Instant, t: usize, ev: Event) {
         match ev {
             Event::Registered { user, expires } => {
-                info!(user = %user, expires, "registered");
-                self.registration_failed.remove(&user);
-                self.registrations.insert(user, format!("registered ({expires} s)"));
+                let trunk = &mut self.trunks[t];
+                info!(trunk = %trunk.name, user = %user, expires, "registered");
+                trunk.failed_accounts.remove(&user);
+                trunk.registrations.insert(user, format!("registered ({expires} s)"));
             }
             Event::RegistrationFailed { user, status, reason, retry_in } => {
+                let trunk = &mut self.trunks[t];
                 let status = status.map_or("timeout".to_string(), |s| s.to_string());
-                warn!(user = %user, %status, %reason, retry_in_s = retry_in.as_secs(), "registration failed");
-                self.registration_failed.insert(user.clone());
-                self.registrations
+                warn!(trunk = %trunk.name, user = %user, %status, %reason, retry_in_s = retry_in.as_secs(), "registration failed");
+                trunk.failed_accounts.insert(user.clone());
+                trunk
+                    .registrations
                     .insert(user, format!("failed: {status} {reason}; retry in {} s", retry_in.as_secs()));
             }
-            Event::IncomingCall { call, from_user, from_display, to_user, offer } => {
-                self.incoming_call(now, call, from_user, from_display, to_user, offer)
+            Event::PingResult { status } => {
+                let trunk = &mut self.trunks[t];
+                // Any final answer means the trunk is there; a timeout was
+                // already counted by the ping's own deadline.
+                if status.is_some() {
+                    trunk.ping_deadline = None;
+                    trunk.ping_misses = 0;
+                    if trunk.options_down {
+                        trunk.options_down = false;
+                        info!(trunk = %trunk.name, proxy = %trunk.proxy, "trunk up: OPTIONS answered");
+                    }
+                }
             }
-            Event::Ringing { call } => self.signal_line(now, call, CallSignal::RemoteRinging),
+            Event::IncomingCall { call, from_user, from_display, to_user, offer } => {
+                self.incoming_call(now, t, call, from_user, from_display, to_user, offer)
+            }
+            Event::Ringing { call } => {
+                let Some(&i) = self.calls.get(&(t, call)) else { return };
+                if let Some(o) = self.ports[i].out.as_mut() {
+                    o.routing.progress(now);
+                }
+                self.ports[i].line.handle_call(now, CallSignal::RemoteRinging);
+                self.drain_line(now, i);
+            }
             Event::Answered { call, answer } => {
-                let Some(&i) = self.calls.get(&call) else { return };
+                let Some(&i) = self.calls.get(&(t, call)) else { return };
                 let negotiated = match (self.ports[i].call.as_ref().and_then(|c| c.offer.as_ref()), answer) {
                     (Some(offer), Some(answer)) => sdp::accept_answer(offer, &answer).map_err(|e| format!("{e:?}")),
                     _ => Err("2xx without an SDP answer".to_string()),
@@ -738,15 +1421,23 @@ impl Gateway {
                     Ok(m) => {
                         info!(port = self.ports[i].label, call = call.0, "far end answered");
                         self.counters.answered += 1;
+                        let max = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
                         if let Some(c) = self.ports[i].call.as_mut() {
                             c.media = Some(m);
+                            c.max_until = max;
                         }
-                        self.signal_line(now, call, CallSignal::RemoteAnswered);
+                        if let Some(o) = self.ports[i].out.as_mut() {
+                            o.routing.answered(now);
+                        }
+                        self.ports[i].line.handle_call(now, CallSignal::RemoteAnswered);
+                        self.drain_line(now, i);
                     }
                     Err(e) => {
                         warn!(call = call.0, %e, "unusable answer; hanging up");
-                        let _ = self.ua.hangup(now, call);
+                        self.trunks[t].ua.set_cause(call, Cause::BEARER_NOT_IMPLEMENTED.get());
+                        let _ = self.trunks[t].ua.hangup(now, call);
                         self.release_port_call(i);
+                        self.end_out(i, None);
                         self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
                         self.drain_line(now, i);
                     }
@@ -754,19 +1445,23 @@ impl Gateway {
             }
             Event::Confirmed { call } => debug!(call = call.0, "ACK received"),
             Event::Failed { call, status, reason } => {
-                let Some(&i) = self.calls.get(&call) else { return };
-                info!(port = self.ports[i].label, call = call.0, status, %reason, "call failed");
-                self.counters.failed += 1;
+                let Some(&i) = self.calls.get(&(t, call)) else { return };
+                let release = self.sip_release(t, call, status);
+                info!(port = self.ports[i].label, trunk = %self.trunks[t].name, call = call.0, status, %reason, %release, "call failed");
+                self.trunks[t].counters.failed += 1;
                 self.release_port_call(i);
-                let busy = matches!(status, 486 | 600);
-                self.ports[i].line.handle_call(now, CallSignal::Failed { busy });
-                self.drain_line(now, i);
+                if self.ports[i].out.is_some() {
+                    self.route_step(now, i, Some(release));
+                } else {
+                    self.fail_line(now, i, release);
+                }
             }
             Event::Ended { call, reason } => {
-                let Some(&i) = self.calls.get(&call) else { return };
-                info!(port = self.ports[i].label, call = call.0, ?reason, "call ended by the far end");
+                let Some(&i) = self.calls.get(&(t, call)) else { return };
+                info!(port = self.ports[i].label, call = call.0, ?reason, remote_reason = ?self.trunks[t].ua.remote_reason(call), "call ended by the far end");
                 let was_ringing = self.ports[i].call.as_ref().is_some_and(|c| c.incoming && c.media.is_none());
                 self.release_port_call(i);
+                self.end_out(i, None);
                 let sig = if was_ringing || reason == EndReason::Cancelled {
                     CallSignal::Cancelled
                 } else {
@@ -778,16 +1473,18 @@ impl Gateway {
         }
     }
 
-    fn signal_line(&mut self, now: Instant, call: CallHandle, sig: CallSignal) {
-        if let Some(&i) = self.calls.get(&call) {
-            self.ports[i].line.handle_call(now, sig);
-            self.drain_line(now, i);
-        }
+    /// Rejects an inbound call on trunk `t` with `release`, mapped by the trunk.
+    fn reject_incoming(&mut self, now: Instant, t: usize, call: CallHandle, release: Release) {
+        let status = self.trunks[t].cause_map.status_for(release.cause).unwrap_or(480);
+        self.trunks[t].ua.set_cause(call, release.cause.get());
+        let _ = self.trunks[t].ua.reject(now, call, status);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn incoming_call(
         &mut self,
         now: Instant,
+        t: usize,
         call: CallHandle,
         from_user: String,
         from_display: Option<String>,
@@ -795,41 +1492,98 @@ impl Gateway {
         offer: Option<SessionDescription>,
     ) {
         self.counters.incoming += 1;
-        let Some(i) = self.ports.iter().position(|p| p.number == to_user) else {
-            info!(to = %to_user, from = %from_user, "inbound call for an unknown number: 404");
-            self.counters.rejected_unknown += 1;
-            let _ = self.ua.reject(now, call, 404);
-            return;
+        self.trunks[t].counters.calls_in += 1;
+        let trunk_name = self.trunks[t].name.clone();
+        if let Err(release) = self.admit_on_trunk(now, t) {
+            return self.reject_incoming(now, t, call, release);
+        }
+        let m = match self.table.lookup(&trunk_name, &to_user, Some(&from_user)) {
+            Lookup::Route(m) => m,
+            Lookup::NeedMore | Lookup::NoRoute => {
+                info!(trunk = %trunk_name, to = %to_user, from = %from_user, "inbound call matches no rule: 404");
+                self.counters.rejected_unknown += 1;
+                return self.reject_incoming(now, t, call, ours(Cause::UNALLOCATED_NUMBER));
+            }
+        };
+        if !self.limits.try_acquire(m.rule, m.max_calls) {
+            warn!(trunk = %trunk_name, rule = m.rule, max = ?m.max_calls, "the rule's call limit is reached: 503");
+            self.counters.rule_limited += 1;
+            return self.reject_incoming(now, t, call, Release::local(LocalReason::LimitReached));
+        }
+        // The destinations are ports of this box: each answers at once, so
+        // the routing runs to its end here.
+        let mut routing = Routing::new(&m);
+        let mut step = {
+            let me = &*self;
+            routing.next_attempt(now, &|tg: &Target| me.target_state(tg, &m, None))
+        };
+        let port = loop {
+            match step {
+                Step::GiveUp(release) => break Err(release),
+                Step::Try { ref target, .. } => {
+                    let found = match target {
+                        Target::Owner => self.ports.iter().position(|p| p.number == m.called).ok_or(ours(Cause::UNALLOCATED_NUMBER)),
+                        Target::Group(g) => {
+                            let members = self.table.group(g).map(|g| g.fxs.clone()).unwrap_or_default();
+                            members
+                                .iter()
+                                .filter_map(|&p| self.ports.iter().position(|x| x.label == p))
+                                .find(|&j| self.port_free(j))
+                                .ok_or(ours(Cause::USER_BUSY))
+                        }
+                        // Trunk to trunk needs RTP to RTP media, which the rt
+                        // thread does not do yet.
+                        Target::Trunk(_) => Err(ours(Cause::SERVICE_NOT_IMPLEMENTED)),
+                    };
+                    let found = found.and_then(|j| if self.port_free(j) { Ok(j) } else { Err(ours(Cause::USER_BUSY)) });
+                    match found {
+                        Ok(j) => break Ok(j),
+                        Err(r) => {
+                            let me = &*self;
+                            step = routing.attempt_failed(now, r, &|tg: &Target| me.target_state(tg, &m, None));
+                        }
+                    }
+                }
+            }
+        };
+        let route_text = format!("{}; from trunk {trunk_name}", describe_attempts(&m, &routing));
+        let i = match port {
+            Ok(i) => i,
+            Err(release) => {
+                info!(trunk = %trunk_name, to = %m.called, %release, "inbound call refused");
+                self.limits.release(m.rule);
+                if release.cause == Cause::USER_BUSY {
+                    self.counters.rejected_busy += 1;
+                }
+                return self.reject_incoming(now, t, call, release);
+            }
         };
         let label = self.ports[i].label;
-        if !self.port_free(i) {
-            info!(port = label, from = %from_user, "port busy: 486");
-            self.counters.rejected_busy += 1;
-            let _ = self.ua.reject(now, call, 486);
-            return;
-        }
+        self.ports[i].last_route = Some(route_text);
         // Refuse an offer we cannot answer before ringing the phone.
         let Some(offer) = offer else {
             info!(port = label, "INVITE without an SDP offer is not supported: 488");
-            let _ = self.ua.reject(now, call, 488);
-            return;
+            self.limits.release(m.rule);
+            return self.reject_incoming(now, t, call, ours(Cause::BEARER_NOT_IMPLEMENTED));
         };
-        if let Err(e) = sdp::answer(&offer, self.config.media.rtp_ip, 9, &self.config.codecs(), 0) {
+        if let Err(e) = sdp::answer(&offer, self.config.media.rtp_ip, 9, &self.trunks[t].codecs, 0) {
             info!(port = label, ?e, "no acceptable codec in the offer: 488");
-            let _ = self.ua.reject(now, call, 488);
-            return;
+            self.limits.release(m.rule);
+            return self.reject_incoming(now, t, call, ours(Cause::BEARER_NOT_IMPLEMENTED));
         }
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
                 warn!(port = label, %e, "no RTP port for an inbound call: 503");
-                let _ = self.ua.reject(now, call, 503);
-                return;
+                self.limits.release(m.rule);
+                return self.reject_incoming(now, t, call, ours(Cause::RESOURCE_UNAVAILABLE));
             }
         };
-        info!(port = label, from = %from_user, call = call.0, "inbound call, ringing");
-        self.calls.insert(call, i);
+        info!(port = label, trunk = %trunk_name, from = %from_user, call = call.0, rule = m.rule, "inbound call, ringing");
+        self.calls.insert((t, call), i);
+        self.trunks[t].active += 1;
         self.ports[i].call = Some(Call {
+            trunk: t,
             handle: call,
             incoming: true,
             remote_party: from_user.clone(),
@@ -839,14 +1593,58 @@ impl Gateway {
             remote_offer: Some(offer),
             media: None,
             media_running: false,
+            rule: Some(m.rule),
+            max_until: None,
         });
-        let sig = CallSignal::Incoming { caller: Some(from_user), name: from_display };
+        let caller = m.calling.clone().unwrap_or(from_user);
+        let sig = CallSignal::Incoming { caller: Some(caller), name: from_display };
         self.ports[i].line.handle_call(now, sig);
         self.drain_line(now, i);
         if self.ports[i].call.is_some() {
-            let _ = self.ua.ringing(now, call);
+            let _ = self.trunks[t].ua.ringing(now, call);
         }
+        self.drain_ua(now, t);
     }
+}
+
+impl Trunk {
+    fn ua_accounts(&self) -> usize {
+        self.registrations.len().max(1)
+    }
+
+    fn ua_first_account(&self) -> Option<String> {
+        self.pilot.clone()
+    }
+}
+
+fn trunk_down_reason(t: &Trunk) -> String {
+    if t.options_down {
+        format!("{} OPTIONS unanswered", t.ping_misses)
+    } else {
+        let mut failed: Vec<&str> = t.failed_accounts.iter().map(String::as_str).collect();
+        failed.sort_unstable();
+        format!("registration failed for {}", failed.join(", "))
+    }
+}
+
+/// "rule 1 \"trunk\" 2000: trunk \"default\" -> 38 network out of order
+/// (trunk down); trunk \"backup\" (trying)".
+fn describe_route(out: &OutCall) -> String {
+    describe_attempts(&out.route, &out.routing)
+}
+
+fn describe_attempts(m: &RouteMatch, routing: &Routing) -> String {
+    let name = m.rule_name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
+    let tried: Vec<String> = routing
+        .attempts()
+        .iter()
+        .map(|a| match a.result {
+            Some(r) => format!("{} -> {r}", a.target),
+            None if routing.is_answered() => format!("{} (answered)", a.target),
+            None => format!("{} (trying)", a.target),
+        })
+        .collect();
+    format!("rule {}{name} {}: {}", m.rule, m.called, if tried.is_empty() { "nothing tried".into() } else { tried.join("; ") })
 }
 
 #[cfg(test)]

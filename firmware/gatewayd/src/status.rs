@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::gateway::{CallCounters, PortStatus, RegistrationStatus};
+use crate::gateway::{CallCounters, PortStatus, RegistrationStatus, TrunkStatus};
 use crate::rt::{RtSetupReport, RtStatsSnapshot};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -59,6 +59,8 @@ pub struct Status {
     pub sip_listen: String,
     pub sim_link: Option<String>,
     pub registrations: Vec<RegistrationStatus>,
+    /// Every SIP trunk with its health, limits and figures.
+    pub trunks: Vec<TrunkStatus>,
     pub ports: Vec<PortStatus>,
     pub calls: CallCounters,
     pub rt: RtStatsSnapshot,
@@ -75,6 +77,7 @@ impl Status {
             sip_listen,
             sim_link,
             registrations: Vec::new(),
+            trunks: Vec::new(),
             ports: Vec::new(),
             calls: CallCounters::default(),
             rt,
@@ -91,6 +94,10 @@ impl Status {
         let _ = writeln!(s, "Registrations:");
         for r in &self.registrations {
             let _ = writeln!(s, "  {:<12} {}", r.user, r.state);
+        }
+        let _ = writeln!(s, "Trunks:");
+        for t in &self.trunks {
+            let _ = writeln!(s, "  {:<12} {:<22} {} (calls {})", t.name, t.proxy, t.state, t.active_calls);
         }
         let _ = writeln!(s, "Ports:");
         for p in &self.ports {
@@ -217,6 +224,7 @@ mod tests {
             hook: "OffHook".into(),
             state: "Connected".into(),
             call: Some("to 2000".into()),
+            route: None,
             echo: None,
             signals: Some(signals),
         };
