@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::cause::{LocalReason, Release};
-use crate::route::{Destination, RouteMatch, Target};
+use crate::route::{Destination, RouteMatch, Select, Target};
 
 /// What the driver knows about a target right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +231,7 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
     active: BTreeMap<usize, u32>,
+    trunk_active: BTreeMap<String, u32>,
     /// Admission instants within the last [`RATE_WINDOW`], oldest first; at most
     /// `per_minute` per source.
     admitted: BTreeMap<String, VecDeque<Instant>>,
@@ -267,6 +268,35 @@ impl Limits {
         self.active.get(&rule).copied().unwrap_or(0)
     }
 
+    /// [`Limits::try_acquire`] for a trunk's `max_calls` (both directions count).
+    pub fn try_acquire_trunk(&mut self, trunk: &str, max: Option<u32>) -> bool {
+        let n = match self.trunk_active.get_mut(trunk) {
+            Some(n) => n,
+            None => self.trunk_active.entry(trunk.to_string()).or_insert(0),
+        };
+        if max.is_some_and(|m| *n >= m) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives back a slot taken by [`Limits::try_acquire_trunk`]; extra releases are
+    /// ignored.
+    pub fn release_trunk(&mut self, trunk: &str) {
+        if let Some(n) = self.trunk_active.get_mut(trunk) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.trunk_active.remove(trunk);
+            }
+        }
+    }
+
+    /// Calls active on `trunk`.
+    pub fn trunk_active(&self, trunk: &str) -> u32 {
+        self.trunk_active.get(trunk).copied().unwrap_or(0)
+    }
+
     /// Admits a new call from `source` if fewer than `per_minute` were admitted in the
     /// last [`RATE_WINDOW`] (0 = no limit). Refused calls do not count.
     pub fn admit(&mut self, now: Instant, source: &str, per_minute: u32) -> bool {
@@ -299,11 +329,48 @@ impl Limits {
     }
 }
 
+/// Picks the port of a group destination ([`Select`]), remembering the last pick of
+/// each group for round-robin.
+#[derive(Clone, Debug, Default)]
+pub struct Hunt {
+    last: BTreeMap<String, usize>,
+}
+
+impl Hunt {
+    pub fn new() -> Hunt {
+        Hunt::default()
+    }
+
+    /// The port to ring among `ports` (a group's FXS or FXO ports, in configured
+    /// order) for which `idle` holds: the first one, or with round-robin the first
+    /// after the port picked last time for `group`, wrapping. `None` if all are busy.
+    pub fn pick(&mut self, group: &str, ports: &[usize], select: Select, idle: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let start = match select {
+            Select::First => 0,
+            Select::RoundRobin => match self.last.get(group) {
+                Some(last) => ports.iter().position(|p| p == last).map_or(0, |i| i + 1),
+                None => 0,
+            },
+        };
+        let n = ports.len();
+        let port = (0..n).map(|k| ports[(start + k) % n]).find(|&p| idle(p))?;
+        if select == Select::RoundRobin {
+            match self.last.get_mut(group) {
+                Some(l) => *l = port,
+                None => {
+                    self.last.insert(group.to_string(), port);
+                }
+            }
+        }
+        Some(port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cause::{Cause, CauseSet, Location};
-    use crate::route::{Select, DEFAULT_FAILOVER_ON};
+    use crate::route::DEFAULT_FAILOVER_ON;
 
     fn dest(target: Target) -> Destination {
         Destination {
@@ -550,5 +617,37 @@ mod tests {
         assert!(l.admit(t0, "x", 0), "0 = no limit");
         l.expire(t0 + s(200));
         assert!(l.admitted.is_empty());
+    }
+
+    #[test]
+    fn trunk_limits_count_active_calls() {
+        let mut l = Limits::new();
+        assert!(l.try_acquire_trunk("carrier", Some(1)));
+        assert!(!l.try_acquire_trunk("carrier", Some(1)));
+        assert!(l.try_acquire_trunk("backup", Some(1)));
+        assert_eq!(l.trunk_active("carrier"), 1);
+        l.release_trunk("carrier");
+        l.release_trunk("carrier");
+        assert_eq!(l.trunk_active("carrier"), 0);
+        assert!(l.try_acquire_trunk("carrier", Some(1)));
+        assert!(l.try_acquire_trunk("x", None));
+    }
+
+    #[test]
+    fn hunting_first_and_round_robin() {
+        let mut h = Hunt::new();
+        let ports = [3, 1, 2];
+        let all = |_: usize| true;
+        assert_eq!(h.pick("g", &ports, Select::First, &all), Some(3));
+        assert_eq!(h.pick("g", &ports, Select::First, &all), Some(3), "first: always from the top");
+        assert_eq!(h.pick("g", &ports, Select::First, &|p| p != 3), Some(1));
+        assert_eq!(h.pick("g", &ports, Select::RoundRobin, &all), Some(3));
+        assert_eq!(h.pick("g", &ports, Select::RoundRobin, &all), Some(1));
+        assert_eq!(h.pick("g", &ports, Select::RoundRobin, &|p| p != 2), Some(3), "busy 2 skipped, wraps");
+        assert_eq!(h.pick("h", &ports, Select::RoundRobin, &all), Some(3), "per group");
+        assert_eq!(h.pick("g", &ports, Select::RoundRobin, &|_| false), None);
+        assert_eq!(h.pick("g", &[], Select::RoundRobin, &all), None);
+        // The last port left the group (config change): start from the top.
+        assert_eq!(h.pick("g", &[5, 6], Select::RoundRobin, &all), Some(5));
     }
 }

@@ -49,8 +49,8 @@ pub mod cause;
 pub mod route;
 pub mod sip_cause;
 
-pub use call::{Attempt, Limits, Routing, Step, TargetState};
-pub use cause::{Cause, CauseClass, CauseSet, LocalReason, Location, Release};
+pub use call::{Attempt, Hunt, Limits, Routing, Step, TargetState};
+pub use cause::{Cause, CauseClass, CauseSet, LocalReason, Location, Release, ReleaseTone};
 pub use route::{
     Destination, DestinationConfig, GroupConfig, Lookup, Presentation, RouteConfig, RouteError, RouteMatch, RouteTable,
     RouteTrace, RouteWarning, Select, Target,
