@@ -514,6 +514,25 @@ fn the_briefs_example_as_written_is_a_loop() {
 }
 
 #[test]
+fn large_tables_validate_and_shadowing_is_found_among_them() {
+    let groups = vec![GroupConfig { name: "phones".into(), fxs: (1..=24).collect(), fxo: vec![] }];
+    let rule = |called: Vec<String>| RouteConfig {
+        from: vec!["phones".into(), "carrier".into()],
+        called,
+        to: vec![DestinationConfig { owner: true, ..Default::default() }],
+        ..Default::default()
+    };
+    let mut routes: Vec<RouteConfig> = (0..200).map(|n| rule(vec![format!("exact:{}", 10_000 + n)])).collect();
+    routes.push(rule(vec!["x.".into()]));
+    let (t, _) = RouteTable::new(&groups, &trunks(), &routes).unwrap();
+    assert_eq!(route(t.lookup("carrier", "10199", None)).rule, 199);
+    assert_eq!(route(t.lookup("carrier", "10200", None)).rule, 200);
+    routes.swap(0, 200);
+    let e = RouteTable::new(&groups, &trunks(), &routes).map(|_| ()).unwrap_err();
+    assert_eq!(e, RouteError::Shadowed { rule: 1, by: 0 });
+}
+
+#[test]
 fn groups_and_sources() {
     let t = table(EXAMPLE);
     assert_eq!(t.fxs_source(3), Some("phones"));
