@@ -56,6 +56,16 @@ pub struct Attempt {
     pub result: Option<Release>,
 }
 
+impl std::fmt::Display for Attempt {
+    /// `trunk "carrier": 38 network out of order (trunk down)`, or `...: in progress`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.result {
+            Some(r) => write!(f, "{}: {r}", self.target),
+            None => write!(f, "{}: in progress or answered", self.target),
+        }
+    }
+}
+
 /// What the driver should do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -484,6 +494,8 @@ mod tests {
         let rel = a.result.unwrap();
         assert_eq!((rel.cause, rel.local), (Cause::NETWORK_OUT_OF_ORDER, Some(LocalReason::TrunkDown)));
         assert_eq!(rel.to_string(), "38 network out of order (trunk down)");
+        assert_eq!(r.attempts()[0].to_string(), "trunk \"carrier\": 38 network out of order (trunk down)");
+        assert_eq!(r.attempts()[1].to_string(), "group \"pstn\": in progress or answered");
     }
 
     #[test]
