@@ -162,6 +162,30 @@ impl Cause {
     }
 }
 
+impl Cause {
+    /// The tone an analog caller hears for this release (CALL-CONTROL.md 2.3): the
+    /// FXS adapter picks it, so gw-line never sees Q.850.
+    pub const fn release_tone(self) -> ReleaseTone {
+        match self.0 {
+            17 => ReleaseTone::Busy,
+            34 | 38 | 41 | 42 | 47 => ReleaseTone::Congestion,
+            1 | 22 | 28 => ReleaseTone::SitReorder,
+            _ => ReleaseTone::Reorder,
+        }
+    }
+}
+
+/// What an analog caller hears after a failed call; see [`Cause::release_tone`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ReleaseTone {
+    Busy,
+    /// Network congestion ("all circuits busy").
+    Congestion,
+    /// Special information tone, then reorder (number not in service, changed, invalid).
+    SitReorder,
+    Reorder,
+}
+
 impl fmt::Display for Cause {
     /// "17 user busy".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -499,6 +523,21 @@ mod tests {
         assert!(t.contains(Cause::new(63).unwrap()));
         assert_eq!(CauseSet::EMPTY.to_string(), "none");
         assert!(CauseSet::default().is_empty());
+    }
+
+    #[test]
+    fn release_tones_follow_the_cause() {
+        let tone = |v| Cause::new(v).unwrap().release_tone();
+        assert_eq!(tone(17), ReleaseTone::Busy);
+        for v in [34, 38, 41, 42, 47] {
+            assert_eq!(tone(v), ReleaseTone::Congestion, "{v}");
+        }
+        for v in [1, 22, 28] {
+            assert_eq!(tone(v), ReleaseTone::SitReorder, "{v}");
+        }
+        for v in [16, 18, 19, 21, 31, 102, 127, 13] {
+            assert_eq!(tone(v), ReleaseTone::Reorder, "{v}");
+        }
     }
 
     #[test]

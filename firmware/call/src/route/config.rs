@@ -48,7 +48,8 @@ pub struct RouteConfig {
     /// Simultaneous calls through this rule; absent = no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u32>,
-    /// Checked before every other rule; never refused for limits by the table.
+    /// Checked before every other rule, and never shadowed by a non-emergency one;
+    /// the switch should not refuse such a call for limits.
     #[serde(default, skip_serializing_if = "is_false")]
     pub emergency: bool,
     /// Destinations, tried in order.

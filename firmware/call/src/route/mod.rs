@@ -15,6 +15,8 @@
 //! that collects digits one by one (FXS, ISDN overlap) decides when it has enough with
 //! [`RouteTable::digit_map`] (`Complete`: route now; `CompleteOrMore`: wait for the
 //! inter-digit timer or `#`), exactly as the FXS line already does with its dial plan.
+//! A source that sends the number en bloc (SIP) treats `NeedMore` as an incomplete
+//! number: cause 28, which the SIP edge answers with 484 Address Incomplete.
 //!
 //! Validation choices:
 //! - **Shadowed rules are errors.** A rule that can never be chosen is a mistake in
@@ -156,6 +158,8 @@ pub enum RouteError {
     BadNumber { rule: usize, field: &'static str, value: String },
     /// `max_calls = 0`.
     BadLimit { rule: usize },
+    /// `replace` together with `strip` or `prefix` (which it would silently ignore).
+    ReplaceWithStrip { rule: usize },
     /// `to` is empty.
     NoDestination { rule: usize },
     /// Not exactly one of owner/trunk/group, select on a non-group, a failover cause
@@ -184,6 +188,9 @@ impl fmt::Display for RouteError {
                 write!(f, "route[{rule}].{field}: {value:?} may only contain digits, '*' and '#'")
             }
             BadLimit { rule } => write!(f, "route[{rule}].max_calls: 0 would refuse every call; remove the rule instead"),
+            ReplaceWithStrip { rule } => {
+                write!(f, "route[{rule}].replace: replaces the whole number; remove strip and prefix")
+            }
             NoDestination { rule } => write!(f, "route[{rule}].to: no destination"),
             BadDestination { rule, dest, message } => write!(f, "route[{rule}].to[{dest}]: {message}"),
             UnknownDestination { rule, dest, name } => {
@@ -409,6 +416,9 @@ impl RouteTable {
                     return Err(RouteError::BadNumber { rule: ri, field, value: v.clone() });
                 }
             }
+        }
+        if r.replace.is_some() && (r.strip != 0 || !r.prefix.is_empty()) {
+            return Err(RouteError::ReplaceWithStrip { rule: ri });
         }
         if r.max_calls == Some(0) {
             return Err(RouteError::BadLimit { rule: ri });

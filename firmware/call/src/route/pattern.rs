@@ -3,7 +3,7 @@
 //! Three spellings: `exact:1234` (that number only), `prefix:00` (those digits and
 //! any number of further `0-9 *` after them, none included), and everything else in
 //! the dial-plan syntax of [`gw_line::DialPlan`] (`1xxx`, `9.`, `[2-5]x`, ...).
-//! All three compile to one shape, [`Pat`]: a set of symbols per position, then
+//! All three compile to one shape, `Pat`: a set of symbols per position, then
 //! optionally "zero or more of `0-9 *`". That shape is a tiny deterministic
 //! automaton (state = position), so the table can *prove* things about patterns:
 //! that one covers another (shadowing) and that a manipulated number can match again

@@ -344,6 +344,14 @@ fn each_rule_error_names_its_index() {
         err1("from = [\"phones\"]\ncalled = [\"9.\"]\ncalling_prefix = \"4 9\"\nto = [{ owner = true }]"),
         BadNumber { rule: 1, field: "calling_prefix", .. }
     ));
+    assert_eq!(
+        err1("from = [\"phones\"]\ncalled = [\"9.\"]\nreplace = \"1\"\nstrip = 1\nto = [{ owner = true }]"),
+        ReplaceWithStrip { rule: 1 }
+    );
+    assert_eq!(
+        err1("from = [\"phones\"]\ncalled = [\"9.\"]\nreplace = \"1\"\nprefix = \"0\"\nto = [{ owner = true }]"),
+        ReplaceWithStrip { rule: 1 }
+    );
     assert_eq!(err1("from = [\"phones\"]\ncalled = [\"9.\"]\nmax_calls = 0\nto = [{ owner = true }]"), BadLimit { rule: 1 });
     assert_eq!(err1("from = [\"phones\"]\ncalled = [\"9.\"]\nto = []"), NoDestination { rule: 1 });
     let bad_dest = |d: &str| err1(&format!("from = [\"phones\"]\ncalled = [\"9.\"]\nto = [{{ owner = true }}, {d}]"));
@@ -506,6 +514,25 @@ fn the_briefs_example_as_written_is_a_loop() {
 }
 
 #[test]
+fn large_tables_validate_and_shadowing_is_found_among_them() {
+    let groups = vec![GroupConfig { name: "phones".into(), fxs: (1..=24).collect(), fxo: vec![] }];
+    let rule = |called: Vec<String>| RouteConfig {
+        from: vec!["phones".into(), "carrier".into()],
+        called,
+        to: vec![DestinationConfig { owner: true, ..Default::default() }],
+        ..Default::default()
+    };
+    let mut routes: Vec<RouteConfig> = (0..200).map(|n| rule(vec![format!("exact:{}", 10_000 + n)])).collect();
+    routes.push(rule(vec!["x.".into()]));
+    let (t, _) = RouteTable::new(&groups, &trunks(), &routes).unwrap();
+    assert_eq!(route(t.lookup("carrier", "10199", None)).rule, 199);
+    assert_eq!(route(t.lookup("carrier", "10200", None)).rule, 200);
+    routes.swap(0, 200);
+    let e = RouteTable::new(&groups, &trunks(), &routes).map(|_| ()).unwrap_err();
+    assert_eq!(e, RouteError::Shadowed { rule: 1, by: 0 });
+}
+
+#[test]
 fn groups_and_sources() {
     let t = table(EXAMPLE);
     assert_eq!(t.fxs_source(3), Some("phones"));
@@ -561,6 +588,68 @@ proptest! {
                 let _ = t.trace("carrier", n, None).to_string();
             }
             let _ = t.digit_map("phones");
+        }
+    }
+
+    /// Without calling filters, the digit map and the lookup agree on every number,
+    /// and a refused table's shadowing claim holds on every number tried.
+    #[test]
+    fn digit_map_lookup_and_shadowing_agree(
+        rules in proptest::collection::vec(
+            proptest::collection::vec(
+                prop_oneof!["[12x]{1,4}\\.?", "exact:[12]{1,4}", "prefix:[12]{1,3}"],
+                1..3,
+            ),
+            1..5,
+        ),
+    ) {
+        let groups = vec![GroupConfig { name: "phones".into(), fxs: vec![1], fxo: vec![] }];
+        let routes: Vec<RouteConfig> = rules.iter().map(|called| RouteConfig {
+            from: vec!["phones".into()],
+            called: called.clone(),
+            to: vec![DestinationConfig { trunk: Some("carrier".into()), ..Default::default() }],
+            ..Default::default()
+        }).collect();
+        let mut numbers = vec![String::new()];
+        for len in 1..=5 {
+            let mut n = vec![0u8; len];
+            loop {
+                numbers.push(n.iter().map(|&d| char::from(b'1' + d)).collect());
+                let Some(i) = n.iter().rposition(|&d| d < 2) else { break };
+                n[i] += 1;
+                n[i + 1..].iter_mut().for_each(|d| *d = 0);
+            }
+        }
+        let full = |pats: &[String], d: &str| pats.iter().any(|p| NumberPattern::parse(p).unwrap().check(d) == PatMatch::Full);
+        match RouteTable::new(&groups, &["carrier".into()], &routes) {
+            Ok((t, _)) => {
+                let map = t.digit_map("phones").unwrap();
+                for d in &numbers {
+                    let expected = match map.check(d) {
+                        Match::Complete | Match::CompleteOrMore => "route",
+                        Match::Partial => "more",
+                        Match::NoMatch => "none",
+                    };
+                    let got = match t.lookup("phones", d, None) {
+                        Lookup::Route(m) => {
+                            prop_assert!(full(&rules[m.rule], d));
+                            prop_assert!((0..m.rule).all(|i| !full(&rules[i], d)), "an earlier rule matches {}", d);
+                            "route"
+                        }
+                        Lookup::NeedMore => "more",
+                        Lookup::NoRoute => "none",
+                    };
+                    prop_assert_eq!(got, expected, "{}", d);
+                }
+            }
+            Err(RouteError::Shadowed { rule, by }) => {
+                for d in &numbers {
+                    if full(&rules[rule], d) {
+                        prop_assert!(full(&rules[by], d), "route[{}] does not take {}", by, d);
+                    }
+                }
+            }
+            Err(e) => prop_assert!(false, "{}", e),
         }
     }
 }
