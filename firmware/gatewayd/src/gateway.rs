@@ -1687,11 +1687,58 @@ mod tests {
         }
     }
 
+    /// What a far end does with an INVITE.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Policy {
+        /// 180, then 200 with an answer.
+        Answer,
+        /// 180 only.
+        Ring,
+        /// This final status (with this Q.850 cause in Reason, if any).
+        Reject(u16, Option<u8>),
+        /// Never answers anything (a dead trunk).
+        Silent,
+    }
+
+    /// A SIP far end: a real gw-sip user agent whose proxy is the gateway.
+    struct Peer {
+        addr: SocketAddr,
+        ua: UserAgent,
+        policy: Policy,
+        events: Vec<Event>,
+        /// Datagrams the gateway sent here (first lines).
+        received: Vec<String>,
+    }
+
+    const GW_SIP: &str = "127.0.0.1:5999";
+
+    impl Peer {
+        fn new(addr: &str, policy: Policy) -> Peer {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let ua = UserAgent::new(UaConfig {
+                local_addr: addr,
+                proxy: GW_SIP.parse().unwrap(),
+                domain: "127.0.0.1".into(),
+                user_agent: "peer".into(),
+                accounts: vec![Account { user: "2000".into(), auth_user: "2000".into(), password: "x".into() }],
+                register_expires: 0,
+                register_retry_base: Duration::from_secs(1),
+                register_retry_max: Duration::from_secs(4),
+                timers: Default::default(),
+                rng_seed: u64::from(addr.port()),
+            });
+            Peer { addr, ua, policy, events: Vec::new(), received: Vec::new() }
+        }
+    }
+
     struct World {
         gw: Gateway,
         lines: Vec<Arc<Mutex<FakeLine>>>,
         commands: Consumer<'static, RtCommand>,
         now: Instant,
+        peers: Vec<Peer>,
+        /// Datagrams to addresses that are no peer.
+        strays: Vec<Transmit>,
     }
 
     impl World {
@@ -1700,7 +1747,7 @@ mod tests {
             let mut config = Config::default_sim();
             config.caller_id.mode = mode;
             config.sip.register_expires = 0;
-            Self::with(config)
+            Self::with(config).start()
         }
 
         fn with(config: Config) -> World {
@@ -1708,21 +1755,87 @@ mod tests {
             let lines: Vec<_> = (0..4).map(|_| Arc::new(Mutex::new(FakeLine::default()))).collect();
             let hal = lines.iter().map(|l| Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>).collect();
             let media = MediaIo::start(4, ctl.packets_out, ctl.packets_in).unwrap();
-            let sip: SocketAddr = "127.0.0.1:5999".parse().unwrap();
-            let mut gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);
-            let now = Instant::now();
-            gw.start(now);
-            World { gw, lines, commands: rtq.commands, now }
+            let sip: SocketAddr = GW_SIP.parse().unwrap();
+            let gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);
+            World { gw, lines, commands: rtq.commands, now: Instant::now(), peers: Vec::new(), strays: Vec::new() }
+        }
+
+        /// Starts the gateway (after the peers are in place).
+        fn start(mut self) -> World {
+            self.gw.start(self.now);
+            self.pump();
+            self
+        }
+
+        /// Moves datagrams between the gateway and the peers until quiet;
+        /// the peers act on their INVITEs by their policy.
+        fn pump(&mut self) {
+            let gw_addr: SocketAddr = GW_SIP.parse().unwrap();
+            loop {
+                let mut moved = false;
+                while let Some(t) = self.gw.poll_transmit() {
+                    moved = true;
+                    match self.peers.iter_mut().find(|p| p.addr == t.destination) {
+                        Some(p) => {
+                            p.received.push(String::from_utf8_lossy(&t.payload).lines().next().unwrap_or("").to_string());
+                            if p.policy != Policy::Silent {
+                                p.ua.handle_datagram(self.now, gw_addr, &t.payload);
+                            }
+                        }
+                        None => self.strays.push(t),
+                    }
+                }
+                for k in 0..self.peers.len() {
+                    while let Some(e) = self.peers[k].ua.poll_event() {
+                        let p = &mut self.peers[k];
+                        if let Event::IncomingCall { call, offer, .. } = &e {
+                            match p.policy {
+                                Policy::Answer => {
+                                    let _ = p.ua.ringing(self.now, *call);
+                                    let (answer, _) = sdp::answer(offer.as_ref().unwrap(), p.addr.ip(), 7078, &[Codec::Pcmu], 1).unwrap();
+                                    p.ua.answer(self.now, *call, answer).unwrap();
+                                }
+                                Policy::Ring => {
+                                    let _ = p.ua.ringing(self.now, *call);
+                                }
+                                Policy::Reject(status, q850) => {
+                                    if let Some(q) = q850 {
+                                        p.ua.set_cause(*call, q);
+                                    }
+                                    p.ua.reject(self.now, *call, status).unwrap();
+                                }
+                                Policy::Silent => {}
+                            }
+                        }
+                        p.events.push(e);
+                    }
+                    while let Some(t) = self.peers[k].ua.poll_transmit() {
+                        moved = true;
+                        let from = self.peers[k].addr;
+                        self.gw.handle_datagram(self.now, from, &t.payload);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
         }
 
         fn advance(&mut self, ms: u64) {
             let end = self.now + Duration::from_millis(ms);
-            while let Some(t) = self.gw.poll_timeout().filter(|&t| t <= end) {
+            loop {
+                self.pump();
+                let next = self.peers.iter().filter_map(|p| p.ua.poll_timeout()).chain(self.gw.poll_timeout()).min();
+                let Some(t) = next.filter(|&t| t <= end) else { break };
                 self.now = t.max(self.now);
                 self.gw.handle_timeout(self.now);
+                for p in &mut self.peers {
+                    p.ua.handle_timeout(self.now);
+                }
             }
             self.now = end;
             self.gw.handle_port_events(self.now);
+            self.pump();
         }
 
         fn hook(&mut self, port: usize, off: bool) {
@@ -1864,7 +1977,7 @@ mod tests {
         let us = gw_dsp::tones::profile("US").unwrap();
         let mut config = Config::default_sim();
         config.caller_id.mode = CallerIdMode::Off;
-        let mut w = World::with(config);
+        let mut w = World::with(config).start();
         // Nobody answers the REGISTERs: after timer F (32 s) the account is down.
         w.advance(33_000);
         assert!(w.gw.registration_status().iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
@@ -1881,5 +1994,243 @@ mod tests {
         w.dial(1, "1002");
         w.advance(100);
         assert!(w.ringing(2));
+    }
+
+    /// Two trunks, `default` on peer A and `b` on peer B, and a table that
+    /// sends 2xxx to A first, then B.
+    fn two_trunks(a: Policy, b: Policy, extra: &str) -> World {
+        let text = format!(
+            r#"{base}
+[[trunk]]
+name = "b"
+proxy = "127.0.0.1:7002"
+{extra}
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[route]]
+name = "local"
+from = ["phones", "default", "b"]
+called = ["1xxx"]
+to = [{{ owner = true }}]
+
+[[route]]
+name = "out"
+from = ["phones"]
+called = ["2xxx"]
+to = [{{ trunk = "default", setup_timeout_ms = 1000 }}, {{ trunk = "b" }}]
+"#,
+            base = crate::config::DEFAULT_TOML
+                .replace("proxy = \"127.0.0.1:5060\"", "proxy = \"127.0.0.1:7001\"")
+                .replace("register_expires = 300", "register_expires = 0")
+                .replace("mode = \"auto\"", "mode = \"off\""),
+        );
+        let config = Config::from_toml(&text, 4).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut w = World::with(config);
+        w.peers.push(Peer::new("127.0.0.1:7001", a));
+        w.peers.push(Peer::new("127.0.0.1:7002", b));
+        w.start()
+    }
+
+    fn invites(p: &Peer) -> usize {
+        p.received.iter().filter(|l| l.starts_with("INVITE ")).count()
+    }
+
+    #[test]
+    fn an_fxs_call_goes_out_on_the_first_trunk_and_connects_media() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!((invites(&w.peers[0]), invites(&w.peers[1])), (1, 0));
+        let cmds = w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel: 0, .. })), "{cmds:?}");
+        let st = w.gw.port_status();
+        assert_eq!(st[0].call.as_deref(), Some("to 2000 (trunk default)"));
+        let route = st[0].route.as_deref().unwrap();
+        assert!(route.contains("rule 1 \"out\"") && route.contains("answered"), "{route}");
+        // The phone hangs up: a BYE with Reason cause 16 reaches the far end.
+        w.hook(1, false);
+        let far = w.peers[0].events.iter().find_map(|e| match e {
+            Event::Ended { call, .. } => Some(*call),
+            _ => None,
+        });
+        assert_eq!(w.peers[0].ua.remote_reason(far.expect("far end saw the BYE")), Some("Q.850;cause=16"));
+        assert!(w.gw.trunk_status().iter().all(|t| t.active_calls == 0));
+    }
+
+    #[test]
+    fn failover_to_the_next_trunk_on_503_but_not_on_busy() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = two_trunks(Policy::Reject(503, None), Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!((invites(&w.peers[0]), invites(&w.peers[1])), (1, 1), "503 (cause 41) fails over");
+        assert!(tone_on(&w.commands(), 0, &us.ringback));
+        let route = w.gw.port_status()[0].route.clone().unwrap();
+        assert!(route.contains("trunk \"default\" -> 41") && route.contains("trunk \"b\" (trying)"), "{route}");
+        w.hook(1, false);
+
+        // 486 with Reason cause 17: busy tone, no failover.
+        let mut w = two_trunks(Policy::Reject(486, Some(17)), Policy::Ring, "");
+        w.hook(2, true);
+        w.dial(2, "2001");
+        w.advance(100);
+        assert_eq!((invites(&w.peers[0]), invites(&w.peers[1])), (1, 0));
+        assert!(tone_on(&w.commands(), 1, &us.busy), "busy tone for 486");
+
+        // A Reason header wins over the status: 480 with cause 34 fails over.
+        let mut w = two_trunks(Policy::Reject(480, Some(34)), Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 1, "Reason: Q.850;cause=34 fails over");
+    }
+
+    #[test]
+    fn a_silent_trunk_is_failed_over_after_its_setup_timeout_not_timer_b() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = two_trunks(Policy::Silent, Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(800); // the INVITE left 100 ms ago
+        assert_eq!(invites(&w.peers[1]), 0, "not before the 1 s setup timeout");
+        w.commands();
+        w.advance(200);
+        assert_eq!(invites(&w.peers[1]), 1, "trunk b tried 1 s after the dead one");
+        assert!(tone_on(&w.commands(), 0, &us.ringback));
+        assert_eq!(w.gw.counters().setup_timeouts, 1);
+        // The abandoned INVITE is cancelled once... it never answers: nothing rings twice.
+        w.advance(40_000);
+        assert_eq!(w.gw.port_status()[0].state, "Ringback", "{:?} {:?}", w.gw.port_status()[0].route, w.peers[1].events);
+
+        // Both silent: reorder after the two setup timeouts (1 + 3 s), never 32 s of silence.
+        let mut w = two_trunks(Policy::Silent, Policy::Silent, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.commands();
+        w.advance(4_100);
+        assert!(tone_on(&w.commands(), 0, &us.reorder), "reorder once every destination timed out");
+    }
+
+    #[test]
+    fn a_trunk_down_by_options_is_skipped_at_once() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        // Trunk "default" pings every 5 s... here only "b" pings (default interval 30 s,
+        // 2 misses): make b silent and let its pings go unanswered.
+        w.peers[1].policy = Policy::Silent;
+        w.advance(62_500);
+        let b = w.gw.trunk_status().into_iter().find(|t| t.name == "b").unwrap();
+        assert!(b.state.starts_with("down: 2 OPTIONS unanswered"), "{}", b.state);
+        // Route 2xxx to b first now: a call skips it without an INVITE.
+        w.peers[0].policy = Policy::Reject(503, None);
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 0, "no INVITE to a trunk that is down");
+        let route = w.gw.port_status()[0].route.clone().unwrap();
+        assert!(route.contains("trunk \"b\" -> 38 network out of order (trunk down)"), "{route}");
+        assert_eq!(w.gw.counters().trunk_down, 1);
+        // b answers again: up after the next ping (every 5 s while down).
+        w.hook(1, false);
+        w.peers[1].policy = Policy::Answer;
+        w.advance(5_100);
+        let b = w.gw.trunk_status().into_iter().find(|t| t.name == "b").unwrap();
+        assert_eq!(b.state, "up");
+    }
+
+    /// An INVITE as a SIP peer would send it, from `from`, for `to`.
+    fn invite_bytes(from: &str, to: &str, branch: &str) -> Vec<u8> {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        format!(
+            "INVITE sip:{to}@127.0.0.1:5999 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:666@{from}>;tag=a{branch}\r\nTo: <sip:{to}@127.0.0.1>\r\nCall-ID: {branch}@x\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:666@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_invite_from_an_address_of_no_trunk_gets_403_and_rings_nothing() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        for (k, number) in ["1001", "1999", "2000"].iter().enumerate() {
+            w.gw.handle_datagram(w.now, "127.0.0.9:5060".parse().unwrap(), &invite_bytes("127.0.0.9:5060", number, &k.to_string()));
+            w.pump();
+        }
+        assert!(!w.ringing(1));
+        // The same answer for a known and an unknown number: nothing to enumerate.
+        let answers: Vec<String> =
+            w.strays.iter().map(|t| String::from_utf8_lossy(&t.payload).lines().next().unwrap().to_string()).collect();
+        assert_eq!(answers, vec!["SIP/2.0 403 Forbidden"; 3]);
+        assert!(w.strays.iter().all(|t| t.destination == "127.0.0.9:5060".parse().unwrap()));
+        assert_eq!(w.gw.counters().untrusted, 3);
+        // The same INVITE from the trunk's address rings port 1.
+        w.gw.handle_datagram(w.now, "127.0.0.1:7001".parse().unwrap(), &invite_bytes("127.0.0.1:7001", "1001", "t"));
+        w.pump();
+        assert!(w.ringing(1));
+    }
+
+    #[test]
+    fn a_trunk_reaches_only_what_the_table_lets_it() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        // From trunk b to a 2xxx number (trunk to trunk): no rule, 404; no INVITE to A.
+        w.gw.handle_datagram(w.now, "127.0.0.1:7002".parse().unwrap(), &invite_bytes("127.0.0.1:7002", "2000", "tt"));
+        w.pump();
+        let b = &w.peers[1];
+        assert!(b.received.iter().any(|l| l == "SIP/2.0 404 Not Found"), "{:?}", b.received);
+        assert_eq!(invites(&w.peers[0]), 0);
+        assert!((1..=4).all(|p| !w.ringing(p)));
+    }
+
+    #[test]
+    fn the_rules_call_limit_answers_503_to_the_call_beyond_it() {
+        let text = crate::config::DEFAULT_TOML.replace("register_expires = 300", "register_expires = 0").to_string()
+            + r#"
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[route]]
+from = ["default"]
+called = ["1xxx"]
+max_calls = 1
+to = [{ owner = true }]
+"#;
+        let config = Config::from_toml(&text, 4).unwrap();
+        let mut w = World::with(config);
+        w.peers.push(Peer::new("127.0.0.1:5060", Policy::Answer));
+        let mut w = w.start();
+        let proxy: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        w.gw.handle_datagram(w.now, proxy, &invite_bytes("127.0.0.1:5060", "1001", "c1"));
+        w.gw.handle_datagram(w.now, proxy, &invite_bytes("127.0.0.1:5060", "1002", "c2"));
+        w.pump();
+        let st = w.gw.port_status();
+        assert_eq!((st[0].state.as_str(), st[1].state.as_str()), ("Ringing", "Idle"));
+        assert!(w.peers[0].received.iter().any(|l| l == "SIP/2.0 503 Service Unavailable"), "{:?}", w.peers[0].received);
+        assert_eq!(w.gw.counters().rule_limited, 1);
+    }
+
+    #[test]
+    fn a_bad_routing_table_is_refused_whole_with_the_rule_index() {
+        let base = crate::config::DEFAULT_TOML.to_string();
+        let bad = [
+            ("[[route]]\nfrom = [\"nowhere\"]\ncalled = [\"1xxx\"]\nto = [{ owner = true }]\n", "route[0].from"),
+            (
+                "[[group]]\nname = \"phones\"\nfxs = [1]\n[[route]]\nfrom = [\"phones\"]\ncalled = [\"x.\"]\nto = [{ owner = true }]\n\
+                 [[route]]\nfrom = [\"phones\"]\ncalled = [\"1xxx\"]\nto = [{ trunk = \"default\" }]\n",
+                "route[1]",
+            ),
+            ("[[group]]\nname = \"phones\"\nfxs = [9]\n", "group[0].fxs[0]"),
+            ("[[trunk]]\nname = \"default\"\nproxy = \"127.0.0.1:7000\"\n", "trunk[0].name"),
+            ("[[trunk]]\nname = \"x\"\nproxy = \"127.0.0.1:7000\"\naccept_from = [\"10.0.0.0/33\"]\n", "trunk[0].accept_from[0]"),
+        ];
+        for (extra, field) in bad {
+            let e = Config::from_toml(&format!("{base}\n{extra}"), 4).unwrap_err();
+            assert!(e.field.starts_with(field), "{extra}: got {e}");
+        }
     }
 }

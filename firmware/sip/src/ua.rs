@@ -871,6 +871,11 @@ impl UserAgent {
         headers.push(wire::hdr("Content-Length", "0"));
         let req = rsip::Request { method: rsip::Method::Cancel, uri: inv.uri.clone(), version: rsip::Version::V2, headers, body: Vec::new() };
         self.start_client_nict(now, req, Owner::Cancel(handle));
+        // No 487 within 64*T1: the INVITE transaction gives up (and the call ends).
+        let key = self.calls.get(&handle).and_then(|c| c.invite_key.clone());
+        if let Some((ClientTx::Invite(tx), _)) = key.and_then(|k| self.client_txs.get_mut(&k)) {
+            tx.expect_final_within(now);
+        }
     }
 
     fn send_bye(&mut self, now: Instant, handle: CallHandle) {
