@@ -44,6 +44,8 @@ pub struct GwOptions {
     pub disconnect_on_busy_tone: bool,
     /// `management.web_password` (the web UI's admin password), if any.
     pub web_password: Option<&'static str>,
+    /// More TOML at the end of the document (`[[trunk]]`, `[[group]]`, `[[route]]`).
+    pub extra: String,
 }
 
 impl Default for GwOptions {
@@ -60,6 +62,7 @@ impl Default for GwOptions {
             caller_id: "auto",
             disconnect_on_busy_tone: true,
             web_password: None,
+            extra: String::new(),
         }
     }
 }
@@ -113,7 +116,8 @@ inter_digit_timeout_ms = 4000
 http_listen = "{http}"
 console_listen = "{console}"
 {web_password}
-{fxs}"#,
+{fxs}
+{extra}"#,
             expires = opts.register_expires,
             retry = opts.retry_base_s,
             password = opts.password,
@@ -124,6 +128,7 @@ console_listen = "{console}"
             caller_id = opts.caller_id,
             busy_hangup = opts.disconnect_on_busy_tone,
             web_password = opts.web_password.map(|p| format!("web_password = \"{p}\"")).unwrap_or_default(),
+            extra = opts.extra,
         );
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, config).unwrap();
