@@ -765,7 +765,8 @@ fn main() {
     let min_corr = |f: &[Found]| f.iter().map(|x| x.ncc).fold(f32::MAX, f32::min);
     println!("added latency (4-channel engine, same configuration; 20 ms noise bursts found by cross-correlation)");
     println!("  clock: tick t runs at 10t ms; its rx frame was captured in [10t-10, 10t), its tx frame plays in [10t+10, 10t+20)");
-    println!("  (a double-buffered 10 ms PCM bus); the tick's own run time (above) comes on top of every figure.");
+    println!("  (a double-buffered 10 ms PCM bus, which also absorbs the tick's run time); packets go out at the end of their tick,");
+    println!("  so the tick's run time (above) adds to 'line -> RTP', and a packet waits 0-10 ms more for the next tick than assumed here.");
     println!(
         "  local call, line A -> line B: engine {} (rx frame t -> tx frame t+1); mouth-to-ear added {} = 10 ms capture frame + engine + 10 ms playout frame [{} bursts at frame phases 0-79, min corr {:.3}]",
         stats_line(&engine(&lat.local)),
@@ -787,9 +788,14 @@ fn main() {
         min_corr(&lat.to_rtp),
     );
     println!(
-        "  RTP packet in -> line: packet queued before tick ta -> its first sample handed to the PCM bus: {} (jitter buffer {} ms + PLC delay {:.2} ms);",
+        "  RTP packet in -> line: packet queued just before tick ta -> its first sample handed to the PCM bus: {} = jitter buffer {} ms",
         stats_line(&engine(&lat.from_rtp)),
+        setup.jitter_ms - setup.ptime_ms,
+    );
+    println!(
+        "      (playout starts once {} ms are held, the arriving {} ms packet included) + PLC delay line {:.2} ms;",
         setup.jitter_ms,
+        setup.ptime_ms,
         gw_dsp::plc::DELAY as f64 / 8.0,
     );
     println!(
