@@ -523,7 +523,7 @@ fn run_latency(setup: &Setup) -> LatencyResult {
         far_in.push((at, place(&mut far, at)));
     }
 
-    let sent = Rc::new(RefCell::new(vec![Vec::with_capacity(len); 4]));
+    let sent = Rc::new(RefCell::new((0..4).map(|_| Vec::with_capacity(len)).collect::<Vec<_>>()));
     let line = ScriptLine { rx, sent: sent.clone(), tick: 0 };
     let (rtq, mut ctl) = make_queues();
     let stats = Arc::new(RtStats::new(4));
@@ -625,8 +625,17 @@ fn machine() -> String {
         .find(|l| l.starts_with("cpu MHz"))
         .and_then(|l| l.split(':').nth(1))
         .map_or(String::new(), |s| format!(", {} MHz", s.trim()));
+    let field = |name: &str| {
+        cpuinfo.lines().find(|l| l.starts_with(name)).and_then(|l| l.split(':').nth(1)).map_or("?", |s| s.trim())
+    };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{model}{mhz}, nproc {cores}, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+    format!(
+        "{model}{mhz}, nproc {cores} (cpu cores {}, siblings {}), {} {}",
+        field("cpu cores"),
+        field("siblings"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 fn loadavg() -> String {
@@ -760,6 +769,11 @@ fn main() {
     check("local", &lat.local);
     check("line -> RTP", &lat.to_rtp);
     check("RTP -> line", &lat.from_rtp);
+    // The RTP stream carries the line's samples one for one (timestamp = rx index since
+    // the call started), or the packet-out times above would be for other samples.
+    for x in &lat.to_rtp {
+        assert_eq!(x.at_in, x.at_out, "line -> RTP: burst moved in the RTP timestamps");
+    }
     let engine = |f: &[Found]| f.iter().map(|x| x.engine_ms).collect::<Vec<_>>();
     let added = |f: &[Found]| f.iter().map(|x| x.added_ms).collect::<Vec<_>>();
     let min_corr = |f: &[Found]| f.iter().map(|x| x.ncc).fold(f32::MAX, f32::min);
@@ -775,7 +789,7 @@ fn main() {
         min_corr(&lat.local),
     );
     let to_first: Vec<f64> =
-        lat.to_rtp.iter().filter(|x| (x.at_in - 2 * FRAME_SAMPLES) % (setup.ptime_ms as usize * 8) == 0).map(|x| x.added_ms).collect();
+        lat.to_rtp.iter().filter(|x| (x.at_in - 2 * FRAME_SAMPLES).is_multiple_of(setup.ptime_ms as usize * 8)).map(|x| x.added_ms).collect();
     println!(
         "  line -> RTP packet out: capture of a sample -> its packet handed to the media thread: {} over packet phases 0-159;",
         stats_line(&added(&lat.to_rtp)),
