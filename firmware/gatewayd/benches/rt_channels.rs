@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gatewayd::config::Config;
-use gatewayd::rt::{make_queues, ControlQueues, Packet, RtCommand, RtConfig, RtEngine, RtStats, VoiceCodec};
+use gatewayd::rt::{make_queues, ControlQueues, Packet, RtCommand, RtConfig, RtEngine, RtEvent, RtStats, VoiceCodec};
 use gw_dsp::g711::{self, Law};
 use gw_dsp::testsig::{Noise, SpeechLike};
 use gw_dsp::DBM0_PEAK;
@@ -52,6 +52,8 @@ use gw_media::SessionConfig;
 use nix::time::{clock_gettime, ClockId};
 
 const WARMUP_TICKS: usize = 300;
+/// The measured ticks of each configuration come in this many interleaved rounds.
+const ROUNDS: usize = 5;
 /// Length of each precomputed talker (a power of two, about 4.1 s).
 const VOICE_LEN: usize = 1 << 15;
 const VOICES: usize = 8;
@@ -266,6 +268,8 @@ struct LoadResult {
     /// Per measured tick, ns.
     wall: Vec<u64>,
     cpu: Vec<u64>,
+    /// Mean CPU ns per tick of each round.
+    rounds: Vec<f64>,
     /// The fake line's own cost per tick, ns (CPU clock).
     line_ns: f64,
     erle_mean: f32,
@@ -275,116 +279,197 @@ struct LoadResult {
     digits: u64,
 }
 
+fn mean(v: &[u64]) -> f64 {
+    v.iter().sum::<u64>() as f64 / v.len() as f64
+}
+
+fn pct(v: &[u64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[((s.len() as f64 * p) as usize).min(s.len() - 1)] as f64
+}
+
 impl LoadResult {
-    fn mean(v: &[u64]) -> f64 {
-        v.iter().sum::<u64>() as f64 / v.len() as f64
+    /// The median round's mean CPU time per tick (rounds interleave the runs, so a
+    /// burst of load on the host spoils a round, not a whole configuration).
+    fn median_round_ns(&self) -> f64 {
+        let mut r = self.rounds.clone();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
     }
-    fn pct(v: &[u64], p: f64) -> f64 {
-        let mut s = v.to_vec();
-        s.sort_unstable();
-        s[((s.len() as f64 * p) as usize).min(s.len() - 1)] as f64
+    fn us_per_channel(&self, tick_ns: f64) -> f64 {
+        (tick_ns - self.line_ns).max(0.0) / self.n as f64 / 1000.0
     }
     /// CPU time per channel per frame, in µs (the fake line's cost taken out).
     fn per_channel_us(&self) -> f64 {
-        (Self::mean(&self.cpu) - self.line_ns).max(0.0) / self.n as f64 / 1000.0
+        self.us_per_channel(self.median_round_ns())
     }
     fn per_channel_p99_us(&self) -> f64 {
-        (Self::pct(&self.cpu, 0.99) - self.line_ns).max(0.0) / self.n as f64 / 1000.0
+        self.us_per_channel(pct(&self.cpu, 0.99))
     }
 }
 
-/// Runs the engine with `n` channels, half in RTP calls and half in local calls.
-fn run_load(setup: &Setup, sig: &Rc<Signals>, n: usize, echo: bool, ticks: usize) -> LoadResult {
-    assert!(n >= 4 && n.is_multiple_of(4) && n <= 256);
-    let (rtq, mut ctl) = make_queues();
-    let stats = Arc::new(RtStats::new(n));
-    let rt = RtConfig { echo_tail: if echo { setup.rt.echo_tail } else { None }, ..setup.rt };
-    let mut engine = RtEngine::new(LoadLine::new(n, sig.clone()), rtq, stats.clone(), rt);
-    let rtp = n / 2;
-    // Control plane: RTP calls start on even and odd ticks (so their packets are
-    // staggered), then the local calls; what does not fit the queue waits a tick.
-    let mut pending: VecDeque<(usize, RtCommand)> = VecDeque::new();
-    for c in 0..rtp {
-        let start = RtCommand::StartMedia { channel: c as u8, session: setup.session(c), codec: setup.codec };
-        pending.push_back((c % 2, start));
-    }
-    for a in (rtp..n).step_by(2) {
-        pending.push_back((2, RtCommand::Listen { channel: a as u8, from: Some(a as u8 + 1) }));
-        pending.push_back((2, RtCommand::Listen { channel: a as u8 + 1, from: Some(a as u8) }));
-    }
-    pending.make_contiguous().sort_by_key(|p| p.0);
-    let ticks_per_packet = (setup.ptime_ms / 10).max(1) as usize;
-    let mut next_packet = vec![0u32; rtp];
-    let mut wall = Vec::with_capacity(ticks);
-    let mut cpu = Vec::with_capacity(ticks);
-    let (mut packets_in, mut packets_out, mut digits) = (0u64, 0u64, 0u64);
-    for t in 0..WARMUP_TICKS + ticks {
-        feed_commands(&mut pending, &mut ctl, t);
-        // The media thread: each call's packet arrives every `ticks_per_packet` ticks.
-        for (c, k) in next_packet.iter_mut().enumerate() {
-            if t >= c % 2 && (t - c % 2).is_multiple_of(ticks_per_packet) {
-                if ctl.packets_in.enqueue(far_packet(sig, setup.ptime_ms, c, *k)).is_err() {
-                    panic!("packets_in queue full at {n} channels");
-                }
-                *k += 1;
-                packets_in += 1;
-            }
-        }
-        let (w0, c0) = (Instant::now(), thread_cpu_ns());
-        engine.tick();
-        let (c1, w1) = (thread_cpu_ns(), Instant::now());
-        if t >= WARMUP_TICKS {
-            wall.push(w1.duration_since(w0).as_nanos() as u64);
-            cpu.push(c1 - c0);
-        }
-        while ctl.packets_out.dequeue().is_some() {
-            packets_out += 1;
-        }
-        while let Some(ev) = ctl.events.dequeue() {
-            if matches!(ev, gatewayd::rt::RtEvent::LineDigit { .. }) {
-                digits += 1;
-            }
-        }
-    }
-    // The clock reads themselves, taken out of the CPU figures.
-    let clock_ns = {
-        let k = 2000;
-        let a = thread_cpu_ns();
-        for _ in 0..k {
-            std::hint::black_box(thread_cpu_ns());
-        }
-        (thread_cpu_ns() - a) / k
-    };
-    cpu.iter_mut().for_each(|c| *c = c.saturating_sub(clock_ns));
+/// An engine with `n` channels, half in RTP calls and half in local calls, with its
+/// control plane and media thread played by this bench.
+struct LoadRun {
+    n: usize,
+    echo: bool,
+    engine: RtEngine<LoadLine>,
+    ctl: ControlQueues,
+    stats: Arc<RtStats>,
+    sig: Rc<Signals>,
+    ptime_ms: u32,
+    pending: VecDeque<(usize, RtCommand)>,
+    next_packet: Vec<u32>,
+    t: usize,
+    wall: Vec<u64>,
+    cpu: Vec<u64>,
+    rounds: Vec<f64>,
+    packets_in: u64,
+    packets_out: u64,
+    digits: u64,
+}
 
-    // The scenario must have held, or the figures would be for something else.
-    let s = stats.snapshot();
-    assert!(pending.is_empty(), "commands not delivered");
-    assert_eq!(s.packet_out_overruns + s.event_overruns, 0, "rt queue overrun at {n} channels");
-    assert_eq!(s.rtp_malformed, 0);
-    assert!(s.rtp_received + 8 * rtp as u64 >= packets_in, "{} of {packets_in} packets taken", s.rtp_received);
-    let expect_out = ((WARMUP_TICKS + ticks) / ticks_per_packet * rtp) as u64;
-    assert!(packets_out + 2 * rtp as u64 >= expect_out, "{packets_out} packets out, expected ~{expect_out}");
-    let mut erles = Vec::new();
-    for (c, cs) in stats.channels.iter().enumerate().take(n) {
-        let sg = cs.signals();
-        assert!(!sg.vbd, "channel {c} switched to voice-band data: the canceller was bypassed");
-        if echo {
-            let st = cs.snapshot();
-            assert!(st.enabled, "channel {c}: echo canceller disabled");
-            erles.push(st.erle_db);
+impl LoadRun {
+    fn new(setup: &Setup, sig: &Rc<Signals>, n: usize, echo: bool) -> LoadRun {
+        assert!(n >= 4 && n.is_multiple_of(4) && n <= 256);
+        let (rtq, ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(n));
+        let rt = RtConfig { echo_tail: if echo { setup.rt.echo_tail } else { None }, ..setup.rt };
+        let engine = RtEngine::new(LoadLine::new(n, sig.clone()), rtq, stats.clone(), rt);
+        let rtp = n / 2;
+        // Control plane: RTP calls start on even and odd ticks (so their packets are
+        // staggered), then the local calls; what does not fit the queue waits a tick.
+        let mut pending: VecDeque<(usize, RtCommand)> = VecDeque::new();
+        for c in 0..rtp {
+            let start = RtCommand::StartMedia { channel: c as u8, session: setup.session(c), codec: setup.codec };
+            pending.push_back((c % 2, start));
+        }
+        for a in (rtp..n).step_by(2) {
+            pending.push_back((2, RtCommand::Listen { channel: a as u8, from: Some(a as u8 + 1) }));
+            pending.push_back((2, RtCommand::Listen { channel: a as u8 + 1, from: Some(a as u8) }));
+        }
+        pending.make_contiguous().sort_by_key(|p| p.0);
+        LoadRun {
+            n,
+            echo,
+            engine,
+            ctl,
+            stats,
+            sig: sig.clone(),
+            ptime_ms: setup.ptime_ms,
+            pending,
+            next_packet: vec![0; rtp],
+            t: 0,
+            wall: Vec::new(),
+            cpu: Vec::new(),
+            rounds: Vec::new(),
+            packets_in: 0,
+            packets_out: 0,
+            digits: 0,
         }
     }
-    let (erle_mean, erle_min) = if erles.is_empty() {
-        (f32::NAN, f32::NAN)
-    } else {
-        (erles.iter().sum::<f32>() / erles.len() as f32, erles.iter().cloned().fold(f32::MAX, f32::min))
-    };
-    if echo {
-        assert!(erle_mean > 10.0, "the canceller did not converge: mean ERLE {erle_mean:.1} dB");
+
+    /// Runs `ticks` ticks; with `measure`, times each one and records the round.
+    fn run(&mut self, ticks: usize, measure: bool) {
+        let ticks_per_packet = (self.ptime_ms / 10).max(1) as usize;
+        let (cpu_before, clock_ns) = (self.cpu.len(), clock_cost_ns());
+        for _ in 0..ticks {
+            let t = self.t;
+            feed_commands(&mut self.pending, &mut self.ctl, t);
+            // The media thread: each call's packet arrives every `ticks_per_packet` ticks.
+            for (c, k) in self.next_packet.iter_mut().enumerate() {
+                if t >= c % 2 && (t - c % 2).is_multiple_of(ticks_per_packet) {
+                    let pkt = far_packet(&self.sig, self.ptime_ms, c, *k);
+                    assert!(self.ctl.packets_in.enqueue(pkt).is_ok(), "packets_in queue full at {} channels", self.n);
+                    *k += 1;
+                    self.packets_in += 1;
+                }
+            }
+            let (w0, c0) = (Instant::now(), thread_cpu_ns());
+            self.engine.tick();
+            let (c1, w1) = (thread_cpu_ns(), Instant::now());
+            if measure {
+                self.wall.push(w1.duration_since(w0).as_nanos() as u64);
+                // The clock reads themselves taken out.
+                self.cpu.push((c1 - c0).saturating_sub(clock_ns));
+            }
+            while self.ctl.packets_out.dequeue().is_some() {
+                self.packets_out += 1;
+            }
+            while let Some(ev) = self.ctl.events.dequeue() {
+                if matches!(ev, RtEvent::LineDigit { .. }) {
+                    self.digits += 1;
+                }
+            }
+            self.t += 1;
+        }
+        if measure {
+            self.rounds.push(mean(&self.cpu[cpu_before..]));
+        }
     }
-    let line_ns = line_cost_ns(sig, n);
-    LoadResult { n, echo, ticks, wall, cpu, line_ns, erle_mean, erle_min, packets_in, packets_out, digits }
+
+    /// Checks that the scenario held (or the figures would be for something else).
+    fn finish(self) -> LoadResult {
+        let (n, rtp) = (self.n, self.n / 2);
+        let s = self.stats.snapshot();
+        assert!(self.pending.is_empty(), "commands not delivered");
+        assert_eq!(s.packet_out_overruns + s.event_overruns, 0, "rt queue overrun at {n} channels");
+        assert_eq!(s.rtp_malformed, 0);
+        assert!(
+            s.rtp_received + 8 * rtp as u64 >= self.packets_in,
+            "{} of {} packets taken",
+            s.rtp_received,
+            self.packets_in
+        );
+        let expect_out = (self.t / (self.ptime_ms / 10).max(1) as usize * rtp) as u64;
+        assert!(
+            self.packets_out + 2 * rtp as u64 >= expect_out,
+            "{} packets out, expected ~{expect_out}",
+            self.packets_out
+        );
+        let mut erles = Vec::new();
+        for (c, cs) in self.stats.channels.iter().enumerate().take(n) {
+            assert!(!cs.signals().vbd, "channel {c} switched to voice-band data: the canceller was bypassed");
+            if self.echo {
+                let st = cs.snapshot();
+                assert!(st.enabled, "channel {c}: echo canceller disabled");
+                erles.push(st.erle_db);
+            }
+        }
+        let (erle_mean, erle_min) = if erles.is_empty() {
+            (f32::NAN, f32::NAN)
+        } else {
+            (erles.iter().sum::<f32>() / erles.len() as f32, erles.iter().cloned().fold(f32::MAX, f32::min))
+        };
+        if self.echo {
+            assert!(erle_mean > 10.0, "the canceller did not converge: mean ERLE {erle_mean:.1} dB");
+        }
+        LoadResult {
+            n,
+            echo: self.echo,
+            ticks: self.cpu.len(),
+            line_ns: line_cost_ns(&self.sig, n),
+            wall: self.wall,
+            cpu: self.cpu,
+            rounds: self.rounds,
+            erle_mean,
+            erle_min,
+            packets_in: self.packets_in,
+            packets_out: self.packets_out,
+            digits: self.digits,
+        }
+    }
+}
+
+/// What reading the thread CPU clock costs, ns.
+fn clock_cost_ns() -> u64 {
+    let k = 1000;
+    let a = thread_cpu_ns();
+    for _ in 0..k {
+        std::hint::black_box(thread_cpu_ns());
+    }
+    (thread_cpu_ns() - a) / k
 }
 
 /// The fake line's own cost per tick (CPU clock): the same exchanges without the engine.
@@ -687,16 +772,25 @@ fn main() {
         setup.ptime_ms / 10
     );
     println!("      speech-like talkers in 2 s turns, line noise -60 dBm0, echo 5-25 ms bulk delay, ERL 6-15 dB;");
-    println!("      {WARMUP_TICKS} warm-up ticks, then {ticks} ticks timed one by one (CPU = thread CPU clock, wall = Instant)");
+    println!("      {WARMUP_TICKS} warm-up ticks, then {ticks} ticks timed one by one in {ROUNDS} rounds interleaved over the configurations
+      (CPU = the thread's CPU clock, wall = Instant)");
     println!();
 
     let sig = Rc::new(Signals::new());
-    let mut results = Vec::new();
+    let mut runs = Vec::new();
     for &n in &[4usize, 32, 128] {
         for &echo in &[true, false] {
-            results.push(run_load(&setup, &sig, n, echo, ticks));
+            let mut run = LoadRun::new(&setup, &sig, n, echo);
+            run.run(WARMUP_TICKS, false);
+            runs.push(run);
         }
     }
+    for _ in 0..ROUNDS {
+        for run in runs.iter_mut() {
+            run.run(ticks.div_ceil(ROUNDS), true);
+        }
+    }
+    let results: Vec<LoadResult> = runs.into_iter().map(LoadRun::finish).collect();
 
     println!("cost of one 10 ms tick (whole pipeline: commands, RTP in + jitter buffer, decode + PLC, detectors, PCM, echo canceller, DTMF, encode + RTP out)");
     println!(
@@ -711,10 +805,10 @@ fn main() {
             "{:>4} {:>4} | {:>7.1}us {:>7.1}us | {:>7.1}us {:>7.1}us {:>7.1}us | {:>5.1}us | {:>7.2}us {:>7.2}us | {:>8.0} {:>8.0} {:>8.0} | {:>11}",
             r.n,
             if r.echo { "on" } else { "off" },
-            us(LoadResult::mean(&r.cpu)),
-            us(LoadResult::pct(&r.cpu, 0.99)),
-            us(LoadResult::mean(&r.wall)),
-            us(LoadResult::pct(&r.wall, 0.99)),
+            us(mean(&r.cpu)),
+            us(pct(&r.cpu, 0.99)),
+            us(mean(&r.wall)),
+            us(pct(&r.wall, 0.99)),
             us(*r.wall.iter().max().unwrap() as f64),
             us(r.line_ns),
             per,
@@ -726,15 +820,18 @@ fn main() {
         );
     }
     println!();
-    println!("  per ch   = (cpu mean - line) / channels: rt CPU time per channel per 10 ms frame (the fake line's own work, 'line', taken out);");
+    println!("  per ch   = (cpu mean of the median round - line) / channels: rt CPU time per channel per 10 ms frame (the fake line's own");
+    println!("             work, 'line', measured alone, taken out); cpu mean and the p99s are over all measured ticks;");
     println!("  per ch99 = the same from the 99th-percentile tick; ch/core = 10 ms / per ch, ch/50% = 5 ms / per ch (half a core), ch/c p99 = 10 ms / per ch99;");
     println!("  wall figures include whatever else this shared host ran meanwhile. ERLE: the cancellers' own estimate at the end, mean over channels.");
     for r in &results {
+        let rounds: Vec<String> = r.rounds.iter().map(|&ns| format!("{:.2}", r.us_per_channel(ns))).collect();
         println!(
-            "  {:>3} ch EC {:<3}: {} ticks, RTP packets in {} / out {}, talk-off digits {}",
+            "  {:>3} ch EC {:<3}: {} ticks, per ch by round {} us; RTP packets in {} / out {}, talk-off digits {}",
             r.n,
             if r.echo { "on" } else { "off" },
             r.ticks,
+            rounds.join(" "),
             r.packets_in,
             r.packets_out,
             r.digits
