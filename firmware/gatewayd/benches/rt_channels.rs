@@ -768,6 +768,10 @@ fn main() {
         setup.rt.profile.code,
     );
     println!(
+        "state per channel: echo canceller {} KB (boxed), the rest of the engine's channel inline",
+        std::mem::size_of::<gw_dsp::echo::EchoCanceller>() / 1024
+    );
+    println!(
         "load: half the channels in RTP calls (a packet in every {} ticks each, staggered), half in local calls (Listen pairs);",
         setup.ptime_ms / 10
     );
