@@ -118,6 +118,8 @@ struct Call {
     rule: Option<usize>,
     /// Cleared at this time (the trunk's `max_duration_s`), once answered.
     max_until: Option<Instant>,
+    /// The far end put the call on hold (its re-INVITE said sendonly or inactive).
+    held: bool,
 }
 
 /// One SIP trunk: its user agent, trust, health, limits and cause map.
@@ -612,7 +614,8 @@ impl Gateway {
                     .as_ref()
                     .map(|c| {
                         let dir = if c.incoming { "from" } else { "to" };
-                        format!("{dir} {} (trunk {})", c.remote_party, self.trunks[c.trunk].name)
+                        let hold = if c.held { ", on hold" } else { "" };
+                        format!("{dir} {} (trunk {}{hold})", c.remote_party, self.trunks[c.trunk].name)
                     })
                     .or_else(|| {
                         p.local.map(|l| {
@@ -1083,6 +1086,7 @@ impl Gateway {
                     media_running: false,
                     rule: None,
                     max_until: None,
+                    held: false,
                 });
                 self.drain_ua(now, t);
                 Ok(())
@@ -1283,11 +1287,7 @@ impl Gateway {
 
     fn connect_media(&mut self, i: usize) {
         let channel = self.ports[i].channel;
-        let ptime_default = self.config.media.ptime_ms;
-        let jitter = self.config.media.jitter_ms;
-        let ssrc = self.random() as u32;
-        let seq_ts = self.random();
-        let Some(call) = self.ports[i].call.as_mut() else { return };
+        let Some(call) = self.ports[i].call.as_ref() else { return };
         let Some(media) = call.media else {
             warn!(port = self.ports[i].label, "connect requested without negotiated media");
             return;
@@ -1295,18 +1295,72 @@ impl Gateway {
         if call.media_running {
             return;
         }
+        let session = self.session_for(&media);
+        let Some(call) = self.ports[i].call.as_mut() else { return };
         let Some(socket) = call.socket.take() else { return };
+        call.media_running = true;
+        info!(port = self.ports[i].label, remote = %media.remote, codec = ?media.codec, ptime = session.ptime_ms, "media connected");
+        self.media.open(channel, socket, media.remote);
+        self.rt_command(RtCommand::StartMedia { channel, session, codec: voice_codec(media.codec) });
+    }
+
+    /// The far end's media changed during the call (the 2xx after early
+    /// media, a re-INVITE): a new address is followed, a new codec restarts
+    /// the session in the rt thread.
+    fn update_media(&mut self, i: usize, new: NegotiatedMedia) {
+        let channel = self.ports[i].channel;
+        let Some(call) = self.ports[i].call.as_ref().filter(|c| c.media_running) else { return };
+        let Some(old) = call.media else { return };
+        if old.remote != new.remote {
+            info!(port = self.ports[i].label, from = %old.remote, to = %new.remote, "far end's media moved");
+            self.media.retarget(channel, new.remote);
+        }
+        if (old.codec, old.payload_type, old.telephone_event) != (new.codec, new.payload_type, new.telephone_event) {
+            info!(port = self.ports[i].label, codec = ?new.codec, "far end changed the codec: media restarted");
+            if let Some(c) = self.ports[i].call.as_mut() {
+                c.media = Some(new);
+            }
+            let session = self.session_for(&new);
+            let codec = voice_codec(new.codec);
+            self.rt_command(RtCommand::StartMedia { channel, session, codec });
+        }
+    }
+
+    /// A re-INVITE's offer (already answered by the UA with our SDP and the
+    /// mirrored direction): hold, resume, a new address or codec.
+    fn apply_remote_offer(&mut self, i: usize, offer: &SessionDescription) {
+        let channel = self.ports[i].channel;
+        let Some(call) = self.ports[i].call.as_ref() else { return };
+        let codecs = self.trunks[call.trunk].codecs.clone();
+        let Ok((_, m)) = sdp::answer(offer, self.config.media.rtp_ip, call.rtp_port, &codecs, 0) else {
+            warn!(port = self.ports[i].label, "re-INVITE offer has nothing we can use: media unchanged");
+            return;
+        };
+        // RFC 3264 8.4: hold is the offer's sendonly or inactive (c=0.0.0.0 in RFC 2543).
+        let direction = offer.media.first().map_or(sdp::Direction::SendRecv, |md| md.direction);
+        let held = matches!(direction, sdp::Direction::SendOnly | sdp::Direction::Inactive) || m.remote.ip().is_unspecified();
+        info!(port = self.ports[i].label, held, remote = %m.remote, "re-INVITE from the far end");
+        let running = call.media_running;
+        if let Some(c) = self.ports[i].call.as_mut() {
+            c.held = held;
+        }
+        if running {
+            self.media.hold(channel, held);
+            if !m.remote.ip().is_unspecified() {
+                self.update_media(i, m);
+            }
+        }
+    }
+
+    fn session_for(&mut self, media: &NegotiatedMedia) -> SessionConfig {
+        let ssrc = self.random() as u32;
+        let seq_ts = self.random();
         let ptime = if (10..=60).contains(&media.ptime_ms) && media.ptime_ms % 10 == 0 {
             media.ptime_ms
         } else {
-            ptime_default
+            self.config.media.ptime_ms
         };
-        let codec = match media.codec {
-            Codec::Pcmu => VoiceCodec::G711(Law::Ulaw),
-            Codec::Pcma => VoiceCodec::G711(Law::Alaw),
-            Codec::G722 => VoiceCodec::G722,
-        };
-        let session = SessionConfig {
+        SessionConfig {
             payload_type: media.payload_type,
             telephone_event: media.telephone_event,
             comfort_noise: media.comfort_noise,
@@ -1314,12 +1368,8 @@ impl Gateway {
             ssrc,
             initial_seq: seq_ts as u16,
             initial_ts: (seq_ts >> 16) as u32,
-            jitter_depth_ms: jitter,
-        };
-        call.media_running = true;
-        info!(port = self.ports[i].label, remote = %media.remote, codec = ?media.codec, ptime, "media connected");
-        self.media.open(channel, socket, media.remote);
-        self.rt_command(RtCommand::StartMedia { channel, session, codec });
+            jitter_depth_ms: self.config.media.jitter_ms,
+        }
     }
 
     fn stop_media(&mut self, channel: u8, call: &Call) {
@@ -1408,8 +1458,28 @@ impl Gateway {
                 if let Some(o) = self.ports[i].out.as_mut() {
                     o.routing.progress(now);
                 }
-                self.ports[i].line.handle_call(now, CallSignal::RemoteRinging);
+                // A 18x with SDP: the far end's own ringback or announcement
+                // plays instead of ours (early media, RFC 3960).
+                let early = match (self.ports[i].call.as_ref().and_then(|c| c.offer.as_ref()), self.trunks[t].ua.remote_sdp(call)) {
+                    (Some(offer), Some(sdp)) => sdp::accept_answer(offer, &sdp).ok(),
+                    _ => None,
+                };
+                let sig = match early {
+                    Some(m) => {
+                        info!(port = self.ports[i].label, call = call.0, remote = %m.remote, "early media from the far end");
+                        if let Some(c) = self.ports[i].call.as_mut() {
+                            c.media.get_or_insert(m);
+                        }
+                        CallSignal::EarlyMedia
+                    }
+                    None => CallSignal::RemoteRinging,
+                };
+                self.ports[i].line.handle_call(now, sig);
                 self.drain_line(now, i);
+            }
+            Event::RemoteOffer { call, offer } => {
+                let Some(&i) = self.calls.get(&(t, call)) else { return };
+                self.apply_remote_offer(i, &offer);
             }
             Event::Answered { call, answer } => {
                 let Some(&i) = self.calls.get(&(t, call)) else { return };
@@ -1422,6 +1492,9 @@ impl Gateway {
                         info!(port = self.ports[i].label, call = call.0, "far end answered");
                         self.counters.answered += 1;
                         let max = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
+                        // Media already running from early media: follow the
+                        // final answer if it moved.
+                        self.update_media(i, m);
                         if let Some(c) = self.ports[i].call.as_mut() {
                             c.media = Some(m);
                             c.max_until = max;
@@ -1595,6 +1668,7 @@ impl Gateway {
             media_running: false,
             rule: Some(m.rule),
             max_until: None,
+            held: false,
         });
         let caller = m.calling.clone().unwrap_or(from_user);
         let sig = CallSignal::Incoming { caller: Some(caller), name: from_display };
@@ -1614,6 +1688,14 @@ impl Trunk {
 
     fn ua_first_account(&self) -> Option<String> {
         self.pilot.clone()
+    }
+}
+
+fn voice_codec(c: Codec) -> VoiceCodec {
+    match c {
+        Codec::Pcmu => VoiceCodec::G711(Law::Ulaw),
+        Codec::Pcma => VoiceCodec::G711(Law::Alaw),
+        Codec::G722 => VoiceCodec::G722,
     }
 }
 
@@ -1694,6 +1776,8 @@ mod tests {
         Answer,
         /// 180 only.
         Ring,
+        /// 183 with an SDP answer (early media), then nothing.
+        EarlyMedia,
         /// This final status (with this Q.850 cause in Reason, if any).
         Reject(u16, Option<u8>),
         /// Never answers anything (a dead trunk).
@@ -1797,6 +1881,10 @@ mod tests {
                                 }
                                 Policy::Ring => {
                                     let _ = p.ua.ringing(self.now, *call);
+                                }
+                                Policy::EarlyMedia => {
+                                    let (answer, _) = sdp::answer(offer.as_ref().unwrap(), p.addr.ip(), 7080, &[Codec::Pcmu], 1).unwrap();
+                                    p.ua.progress(self.now, *call, &answer).unwrap();
                                 }
                                 Policy::Reject(status, q850) => {
                                     if let Some(q) = q850 {
@@ -2232,5 +2320,64 @@ to = [{ owner = true }]
             let e = Config::from_toml(&format!("{base}\n{extra}"), 4).unwrap_err();
             assert!(e.field.starts_with(field), "{extra}: got {e}");
         }
+    }
+
+    #[test]
+    fn early_media_replaces_the_local_ringback() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = two_trunks(Policy::EarlyMedia, Policy::Answer, "");
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "2000");
+        w.advance(100);
+        let cmds = w.commands();
+        assert!(!tone_on(&cmds, 0, &us.ringback), "no local ringback over early media: {cmds:?}");
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel: 0, .. })), "{cmds:?}");
+        assert_eq!(w.gw.port_status()[0].state, "Ringback");
+        // The setup timer stopped: no failover to b while the announcement plays.
+        w.advance(5_000);
+        assert_eq!(invites(&w.peers[1]), 0);
+    }
+
+    #[test]
+    fn a_reinvite_for_hold_is_shown_and_resume_clears_it() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!(w.gw.port_status()[0].state, "Connected");
+        let (t, handle) = w.gw.ports[0].call.as_ref().map(|c| (c.trunk, c.handle)).unwrap();
+        let mut offer = sdp::make_offer(w.peers[0].addr.ip(), 7090, &[Codec::Pcmu], None, 5);
+        offer.media[0].direction = sdp::Direction::SendOnly;
+        let now = w.now;
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer: offer.clone() });
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 2000 (trunk default, on hold)"));
+        offer.media[0].direction = sdp::Direction::SendRecv;
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer });
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 2000 (trunk default)"));
+        // An offer with nothing we can use changes nothing.
+        let useless = sdp::make_offer(w.peers[0].addr.ip(), 7092, &[Codec::G722], None, 6);
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer: useless });
+        assert_eq!(w.gw.port_status()[0].state, "Connected");
+    }
+
+    #[test]
+    fn an_offer_without_a_common_codec_gets_488_and_rings_nothing() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        let text = String::from_utf8(invite_bytes("127.0.0.1:7001", "1001", "g")).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let body = body.replace("RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "RTP/AVP 9\r\na=rtpmap:9 G722/8000");
+        let bytes = format!("{}\r\n\r\n{body}", set_length(head, body.len()));
+        w.gw.handle_datagram(w.now, "127.0.0.1:7001".parse().unwrap(), bytes.as_bytes());
+        w.pump();
+        assert!(w.peers[0].received.iter().any(|l| l == "SIP/2.0 488 Not Acceptable Here"), "{:?}", w.peers[0].received);
+        assert_eq!(w.gw.port_status()[0].state, "Idle");
+    }
+
+    fn set_length(msg: &str, len: usize) -> String {
+        msg.lines()
+            .map(|l| if l.starts_with("Content-Length:") { format!("Content-Length: {len}") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\r\n")
     }
 }

@@ -22,6 +22,12 @@ pub enum MediaCommand {
     Open { channel: u8, socket: UdpSocket, remote: SocketAddr },
     /// Stop relaying `channel` and close its socket.
     Close { channel: u8 },
+    /// Send `channel`'s packets to a new address (a re-INVITE or the 2xx
+    /// after early media moved the far end's media).
+    Retarget { channel: u8, remote: SocketAddr },
+    /// On hold (the far end asked for sendonly/inactive, or c=0.0.0.0): no
+    /// packets go out; what comes in is still played.
+    Hold { channel: u8, on: bool },
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +49,7 @@ pub struct MediaIo {
 struct Slot {
     socket: UdpSocket,
     remote: SocketAddr,
+    held: bool,
 }
 
 impl MediaIo {
@@ -68,6 +75,14 @@ impl MediaIo {
 
     pub fn close(&self, channel: u8) {
         let _ = self.commands.send(MediaCommand::Close { channel });
+    }
+
+    pub fn retarget(&self, channel: u8, remote: SocketAddr) {
+        let _ = self.commands.send(MediaCommand::Retarget { channel, remote });
+    }
+
+    pub fn hold(&self, channel: u8, on: bool) {
+        let _ = self.commands.send(MediaCommand::Hold { channel, on });
     }
 }
 
@@ -96,7 +111,7 @@ fn run(
                 MediaCommand::Open { channel, socket, remote } => {
                     if let Some(slot) = slots.get_mut(channel as usize) {
                         if socket.set_nonblocking(true).is_ok() {
-                            *slot = Some(Slot { socket, remote });
+                            *slot = Some(Slot { socket, remote, held: false });
                         }
                     }
                 }
@@ -105,10 +120,20 @@ fn run(
                         *slot = None;
                     }
                 }
+                MediaCommand::Retarget { channel, remote } => {
+                    if let Some(Some(slot)) = slots.get_mut(channel as usize) {
+                        slot.remote = remote;
+                    }
+                }
+                MediaCommand::Hold { channel, on } => {
+                    if let Some(Some(slot)) = slots.get_mut(channel as usize) {
+                        slot.held = on;
+                    }
+                }
             }
         }
         while let Some(out) = packets_out.dequeue() {
-            if let Some(Some(slot)) = slots.get(out.channel as usize) {
+            if let Some(Some(slot)) = slots.get(out.channel as usize).filter(|s| s.as_ref().is_some_and(|s| !s.held)) {
                 match slot.socket.send_to(out.bytes(), slot.remote) {
                     Ok(_) => stats.sent.fetch_add(1, Ordering::Relaxed),
                     Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
@@ -205,6 +230,37 @@ mod tests {
         assert!((65532..=65534).contains(&first), "after wrapping: {first}");
         // A range with no even port at all binds nothing.
         assert!(RtpPorts::new("127.0.0.1".parse().unwrap(), 65535, 65535).bind().is_err());
+    }
+
+    #[test]
+    fn hold_stops_sending_and_retarget_moves_the_far_end() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(2, ctl.packets_out, ctl.packets_in).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&far, &moved] {
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        }
+        io.open(0, UdpSocket::bind("127.0.0.1:0").unwrap(), far.local_addr().unwrap());
+        let send = |q: &mut heapless::spsc::Producer<'static, Packet>, tag: &[u8]| {
+            let mut p = Packet::empty();
+            p.channel = 0;
+            p.data[..tag.len()].copy_from_slice(tag);
+            p.len = tag.len() as u16;
+            q.enqueue(p).ok().unwrap();
+        };
+        let mut buf = [0u8; 16];
+        send(&mut rtq.packets_out, b"one");
+        assert_eq!(far.recv(&mut buf).ok(), Some(3));
+        io.hold(0, true);
+        std::thread::sleep(Duration::from_millis(20));
+        send(&mut rtq.packets_out, b"two");
+        assert!(far.recv(&mut buf).is_err(), "nothing is sent while held");
+        io.hold(0, false);
+        io.retarget(0, moved.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        send(&mut rtq.packets_out, b"three");
+        assert_eq!(moved.recv(&mut buf).ok(), Some(5), "resumed, to the new address");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use gw_dsp::callerid_line::{CallerIdSender, LineStep};
 use gw_dsp::cng::{CnParams, ComfortNoise, Dtx, TxFrame};
-use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
+use gw_dsp::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
 use gw_dsp::modem_tones::{ModemTone, ModemToneDetector, ModemToneEvent};
 use gw_dsp::progress::{ProgressDetector, ProgressEvent};
 use gw_dsp::tones::{CountryProfile, ToneKind};
@@ -423,7 +423,21 @@ struct Channel {
     vbd: bool,
     /// The TDM channel this line hears (a local call), see [`RtCommand::Listen`].
     hears: Option<u8>,
+    /// A far-end RFC 4733 digit played in band to the line (an FXO line or
+    /// an IVR behind the phone needs the tones, not the packets).
+    digit_out: Option<DtmfGenerator>,
+    /// Frames left during which the line's own DTMF detection is off: the
+    /// echo of a digit we play must not go back to the far end as a digit.
+    digit_guard: u8,
 }
+
+/// A far-end digit played to the line: Q.24's usual 100 ms on, 50 ms off,
+/// at -8 dBm0 per tone (within Q.23's sending levels).
+const DIGIT_ON_MS: u32 = 100;
+const DIGIT_OFF_MS: u32 = 50;
+const DIGIT_LEVEL_DBM0: f32 = -8.0;
+/// The digit's frames plus 50 ms for the line's echo to fade.
+const DIGIT_GUARD_FRAMES: u8 = ((DIGIT_ON_MS + DIGIT_OFF_MS + 50) / 10) as u8;
 
 /// What the rt engine is built with.
 #[derive(Debug, Clone, Copy)]
@@ -480,6 +494,8 @@ impl<P: PcmBus> RtEngine<P> {
                 progress: ProgressDetector::new(config.profile),
                 vbd: false,
                 hears: None,
+                digit_out: None,
+                digit_guard: 0,
             })
             .collect();
         RtEngine {
@@ -556,6 +572,7 @@ impl<P: PcmBus> RtEngine<P> {
                 RtCommand::StopMedia { channel } => {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
                         ch.media = None;
+                        ch.digit_out = None;
                         ch.vbd = false;
                         self.stats.channels[channel as usize].cn_negotiated.store(false, Ordering::Relaxed);
                     }
@@ -588,6 +605,9 @@ impl<P: PcmBus> RtEngine<P> {
             match media.session.receive(pkt.bytes()) {
                 Ok(Received::DtmfStart(digit)) => {
                     self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    let ch = &mut self.channels[channel as usize];
+                    ch.digit_out = DtmfGenerator::new(digit, DIGIT_LEVEL_DBM0, DIGIT_ON_MS, DIGIT_OFF_MS);
+                    ch.digit_guard = DIGIT_GUARD_FRAMES;
                     self.push_event(RtEvent::RemoteDigit { channel, digit });
                 }
                 // The far end signals a fax/modem tone as an RFC 4734 event:
@@ -634,6 +654,14 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 if cid.is_done() {
                     ch.caller_id = None;
+                }
+            } else if let Some(g) = ch.digit_out.as_mut() {
+                if !g.fill(out) {
+                    ch.digit_out = None;
+                }
+                // The digit replaces the audio (RFC 4733 2.5.1.2: the sender mutes it).
+                if let Some(m) = ch.media.as_mut() {
+                    m.session.pull_frame(&mut encoded);
                 }
             } else if let Some(tone) = ch.tone.as_mut() {
                 tone.fill(out);
@@ -716,8 +744,10 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 push(&mut self.queues.events, &self.stats, RtEvent::ModemTone { channel, from_line: true, event });
             }
-            // In voice-band data a digit would be talk-off from the modem.
-            let digit = if ch.vbd { None } else { ch.dtmf.process(&clean) };
+            // In voice-band data a digit would be talk-off from the modem;
+            // right after a far-end digit played here, it would be its echo.
+            ch.digit_guard = ch.digit_guard.saturating_sub(1);
+            let digit = if ch.vbd || ch.digit_guard > 0 { None } else { ch.dtmf.process(&clean) };
             if let Some(m) = ch.media.as_mut() {
                 match digit {
                     Some(DtmfEvent::Start(d)) => {
@@ -1393,6 +1423,77 @@ mod tests {
         };
         assert_eq!(events.iter().filter(|e| **e == want).count(), 1, "{events:?}");
         assert!(stats.channels[0].signals().vbd);
+    }
+
+    /// A line that echoes what it is sent (a hybrid with 6 dB ERL, no delay)
+    /// and records it.
+    struct HalfEchoLine {
+        sent: Vec<i16>,
+    }
+    impl PcmBus for HalfEchoLine {
+        fn channels(&self) -> usize {
+            1
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            self.sent.extend_from_slice(&tx[0]);
+            for (r, t) in rx[0].iter_mut().zip(tx[0].iter()) {
+                *r = t / 2;
+            }
+            PcmStats::default()
+        }
+    }
+
+    #[test]
+    fn far_end_rfc4733_digits_are_played_in_band_and_their_echo_is_not_sent_back() {
+        // Digits 7 then 3 as RFC 4733 events (start, updates, end), 200 ms apart.
+        let mut packets = Vec::new();
+        let mut seq = 0u16;
+        for (d, (digit, code)) in [(b'7', 7u8), (b'3', 3u8)].into_iter().enumerate() {
+            let ts = 1600 * d as u32;
+            for k in 0..5u16 {
+                let mut pkt = Packet::empty();
+                let hdr = gw_media::rtp::RtpHeader { marker: k == 0, payload_type: 101, sequence: seq, timestamp: ts, ssrc: 9 };
+                seq += 1;
+                let n = hdr.emit(&mut pkt.data);
+                let body = rfc4733::EventPayload { event: code, end: k == 4, volume: 10, duration: 160 * (k + 1) };
+                let m = body.emit(&mut pkt.data[n..]);
+                pkt.len = (n + m) as u16;
+                packets.push(pkt);
+            }
+            let _ = digit;
+            // Silence until the next digit.
+            for _ in 0..5 {
+                let mut pkt = Packet::empty();
+                let hdr = gw_media::rtp::RtpHeader { marker: false, payload_type: 0, sequence: seq, timestamp: ts + 800, ssrc: 9 };
+                seq += 1;
+                let n = hdr.emit(&mut pkt.data);
+                pkt.data[n..n + 160].fill(0xff);
+                pkt.len = (n + 160) as u16;
+                packets.push(pkt);
+            }
+        }
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(1));
+        let mut engine = RtEngine::new(HalfEchoLine { sent: Vec::with_capacity(100 * FRAME_SAMPLES) }, rtq, stats, RtConfig::plain());
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) }).unwrap();
+        let (events, sent) = drive(&mut engine, &mut ctl, &packets, 80);
+        // The line heard both digits (an independent detector on what was sent).
+        let mut det = DtmfDetector::new();
+        let heard: Vec<u8> = engine
+            .pcm
+            .sent
+            .chunks(FRAME_SAMPLES)
+            .filter_map(|f| match det.process(f.try_into().unwrap()) {
+                Some(DtmfEvent::Start(d)) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(heard, b"73", "digits played to the line");
+        let remote: Vec<u8> = events.iter().filter_map(|e| match e { RtEvent::RemoteDigit { digit, .. } => Some(*digit), _ => None }).collect();
+        assert_eq!(remote, b"73");
+        // Their echo came back from the line but is not a digit of the phone's.
+        assert!(!events.iter().any(|e| matches!(e, RtEvent::LineDigit { .. })), "{events:?}");
+        assert!(sent.iter().all(|p| p.len() < 12 || p[1] & 0x7f != 101), "no RFC 4733 event sent back");
     }
 
     #[test]

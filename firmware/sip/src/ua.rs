@@ -122,6 +122,10 @@ pub enum Event {
     /// Final non-2xx (after auth retries) or timer B (status 408).
     Failed { call: CallHandle, status: u16, reason: String },
     Ended { call: CallHandle, reason: EndReason },
+    /// A re-INVITE in the call carried a new offer (a new address, a codec
+    /// change, or hold/resume by its direction); it has been answered with
+    /// our SDP and the mirrored direction (RFC 3264 section 6.1).
+    RemoteOffer { call: CallHandle, offer: sdp::SessionDescription },
     /// The final answer to [`UserAgent::ping`] (any final status means the
     /// next hop is alive), or `None` when it timed out.
     PingResult { status: Option<u16> },
@@ -1085,6 +1089,22 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Sends `183 Session Progress` with `sdp` for an incoming call: early
+    /// media (an announcement or the far side's ringback) before the answer.
+    pub fn progress(&mut self, now: Instant, call: CallHandle, sdp: &sdp::SessionDescription) -> Result<(), UaError> {
+        let c = self.incoming(call)?;
+        if c.state != CallState::Offered {
+            return Err(UaError::InvalidState("call is not ringing"));
+        }
+        let body = sdp.to_string();
+        let (mut resp, key) = self.build_uas_response(call, 183).ok_or(UaError::InvalidState("transaction gone"))?;
+        wire::set_body(&mut resp.headers, body.as_bytes(), Some("application/sdp"));
+        resp.body = body.into_bytes();
+        self.send_uas_response(now, &key, &resp);
+        self.pump(now);
+        Ok(())
+    }
+
     /// Answers an incoming call with `200 OK`; retransmitted until the ACK
     /// arrives (§13.3.1.4).
     pub fn answer(&mut self, now: Instant, call: CallHandle, answer: sdp::SessionDescription) -> Result<(), UaError> {
@@ -1504,10 +1524,21 @@ impl UserAgent {
             Some((_, c)) if c.state != CallState::Confirmed || c.ok_retx.is_some() => (491, None),
             Some((_, c)) => match c.dialog.as_mut().map(|d| d.on_remote_request(&req)) {
                 Some(Ok(())) => {
-                    if let Some(offer) = parse_sdp(&req.body) {
-                        c.remote_sdp = Some(offer);
+                    let offer = parse_sdp(&req.body);
+                    if let Some(o) = &offer {
+                        c.remote_sdp = Some(o.clone());
                     }
                     c.local_sdp = bump_sdp_version(&c.local_sdp);
+                    // Hold and resume: answer sendonly with recvonly and so on.
+                    if let (Some(o), Ok(mut ours)) = (&offer, sdp::SessionDescription::parse(&c.local_sdp)) {
+                        for (m, theirs) in ours.media.iter_mut().zip(&o.media) {
+                            m.direction = theirs.direction.mirrored();
+                        }
+                        c.local_sdp = ours.to_string();
+                    }
+                    if let (Some(o), Some(h)) = (offer, found) {
+                        self.events.push_back(Event::RemoteOffer { call: h, offer: o });
+                    }
                     (200, Some(c.local_sdp.clone()))
                 }
                 Some(Err(e)) => (e.status_code(), None),
@@ -2541,7 +2572,29 @@ mod tests {
         let info = in_dialog(&mut net, a, rsip::Method::Info, "");
         let out = inject(&mut net.uas[1], t1, &text(&info));
         assert!(out[0].starts_with("SIP/2.0 405") && out[0].contains("Allow:"), "{:?}", out);
+        // The one accepted re-INVITE's offer went to the call control; nothing else did.
+        assert!(matches!(net.uas[1].poll_event(), Some(Event::RemoteOffer { .. })));
         assert!(net.uas[1].poll_event().is_none());
+    }
+
+    #[test]
+    fn reinvite_for_hold_is_answered_with_the_mirrored_direction_and_reported() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_established(&mut net);
+        let now = net.now;
+        let hold = OFFER.replace("a=rtpmap:8 PCMA/8000\r\n", "a=rtpmap:8 PCMA/8000\r\na=sendonly\r\n").replace("4000", "4002");
+        let r = in_dialog(&mut net, a, rsip::Method::Invite, &hold);
+        let out = inject(&mut net.uas[1], now, &text(&r));
+        let ok = out.iter().find(|o| o.starts_with("SIP/2.0 200")).expect("200 to re-INVITE");
+        assert!(ok.contains("a=recvonly"), "hold answered recvonly: {ok}");
+        match net.uas[1].poll_event() {
+            Some(Event::RemoteOffer { call, offer }) => {
+                assert_eq!(call, b);
+                assert_eq!(offer.media[0].direction, sdp::Direction::SendOnly);
+                assert_eq!(offer.media[0].port, 4002);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
