@@ -93,7 +93,7 @@ impl Driver {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.ports = self.gateway.port_status();
         for p in &mut s.ports {
-            let channel = self.rt_stats.channels.get(p.port - 1);
+            let channel = self.rt_stats.channels.get(usize::from(p.timeslot));
             if self.echo_enabled {
                 p.echo = channel.map(|c| c.snapshot());
             }

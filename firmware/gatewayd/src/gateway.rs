@@ -63,7 +63,7 @@ use crate::rt::{RtCommand, RtEvent, VoiceCodec};
 
 /// One configured FXS port.
 struct Port {
-    /// PCM channel and HAL port index (0-based).
+    /// PCM timeslot of the port on the board: its rt channel.
     channel: u8,
     /// 1-based number on the box.
     label: usize,
@@ -181,6 +181,8 @@ pub struct TrunkStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct PortStatus {
     pub port: usize,
+    /// The PCM timeslot of the port (its rt channel).
+    pub timeslot: u8,
     pub number: String,
     pub hook: String,
     pub state: String,
@@ -256,13 +258,14 @@ fn ours(cause: Cause) -> Release {
 }
 
 impl Gateway {
-    /// `hal_ports` are the board's FXS ports in channel order; ports without
-    /// a configuration entry stay unused. `config` is valid (its routing
-    /// table was checked when it was loaded).
+    /// `hal_ports` are the board's FXS ports in port order, each with the
+    /// PCM timeslot (the rt channel) its audio uses; ports without a
+    /// configuration entry stay unused. `config` is valid (its routing table
+    /// was checked when it was loaded).
     pub fn new(
         config: Config,
         local_sip: SocketAddr,
-        hal_ports: Vec<Box<dyn FxsPort + Send>>,
+        hal_ports: Vec<(u8, Box<dyn FxsPort + Send>)>,
         rt: Producer<'static, RtCommand>,
         media: MediaIo,
         seed: u64,
@@ -287,10 +290,10 @@ impl Gateway {
             caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
         };
 
-        let mut hal_ports: Vec<Option<Box<dyn FxsPort + Send>>> = hal_ports.into_iter().map(Some).collect();
+        let mut hal_ports: Vec<Option<(u8, Box<dyn FxsPort + Send>)>> = hal_ports.into_iter().map(Some).collect();
         let mut ports = Vec::new();
         for p in &config.fxs {
-            let Some(hal) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
+            let Some((channel, hal)) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
             let source = table.fxs_source(p.port).map(str::to_string);
             // Without [[route]] the dial plan is [dialplan]'s, as it always was;
             // with it, the digits the table can route from the port's group.
@@ -300,7 +303,7 @@ impl Gateway {
                 source.as_deref().and_then(|g| table.digit_map(g)).unwrap_or_else(|| legacy_plan.clone())
             };
             ports.push(Port {
-                channel: (p.port - 1) as u8,
+                channel,
                 label: p.port,
                 number: p.number.clone(),
                 source,
@@ -606,6 +609,7 @@ impl Gateway {
             .iter()
             .map(|p| PortStatus {
                 port: p.label,
+                timeslot: p.channel,
                 number: p.number.clone(),
                 hook: format!("{:?}", p.hal.hook()),
                 state: format!("{:?}", p.line.state()),
@@ -1837,7 +1841,11 @@ mod tests {
         fn with(config: Config) -> World {
             let (rtq, ctl) = make_queues();
             let lines: Vec<_> = (0..4).map(|_| Arc::new(Mutex::new(FakeLine::default()))).collect();
-            let hal = lines.iter().map(|l| Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>).collect();
+            let hal = lines
+                .iter()
+                .enumerate()
+                .map(|(k, l)| (k as u8, Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>))
+                .collect();
             let media = MediaIo::start(4, ctl.packets_out, ctl.packets_in).unwrap();
             let sip: SocketAddr = GW_SIP.parse().unwrap();
             let gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);

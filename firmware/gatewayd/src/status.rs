@@ -220,6 +220,7 @@ mod tests {
         let rt = crate::rt::RtStats::new(1);
         let port = |signals| PortStatus {
             port: 1,
+            timeslot: 0,
             number: "1001".into(),
             hook: "OffHook".into(),
             state: "Connected".into(),
