@@ -312,6 +312,27 @@ mod tests {
     }
 
     #[test]
+    fn routes_test_route_sip_and_calls_explain_the_switch() {
+        let ctx = Context::for_tests(crate::status::tests::tests_status());
+        let mut s = Session::default();
+        let t = text(s.command("show routes", &ctx));
+        assert!(t.contains("group phones: FXS [1, 2, 3, 4]"), "{t}");
+        assert!(t.contains("route[0] \"local\": from phones,default called 1xxx -> owner"), "{t}");
+        assert!(t.contains("route[1] \"outside\": from phones called 2xxx,3xxx,911,9. -> trunk default"), "{t}");
+        let t = text(s.command("test route phones 2000", &ctx));
+        assert!(t.contains("result: route[1] \"outside\"") && t.contains("trunk \"default\""), "{t}");
+        let t = text(s.command("test route default 1003 5551234", &ctx));
+        assert!(t.contains("result: route[0] \"local\"") && t.contains("owner"), "{t}");
+        let t = text(s.command("test route default 2000", &ctx));
+        assert!(t.contains("result: no route (cause 3)"), "a trunk cannot reach the trunk: {t}");
+        let t = text(s.command("test route nowhere 2000", &ctx));
+        assert!(t.starts_with("error: \"nowhere\" is neither a group nor a trunk (sources: phones, default)"), "{t}");
+        assert!(text(s.command("test route phones", &ctx)).starts_with("unknown command"));
+        assert_eq!(text(s.command("show calls", &ctx)), "no calls\n");
+        assert!(text(s.command("show sip", &ctx)).contains("requests from addresses of no trunk (403): 0"));
+    }
+
+    #[test]
     fn edit_commit_restarts_once_and_refusals_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (ctx, restarts, path) = ctx_with_file(dir.path());

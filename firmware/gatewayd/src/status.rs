@@ -176,7 +176,7 @@ pub fn snapshot(status: &SharedStatus) -> Status {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn console(status: &SharedStatus, line: &str) -> String {
@@ -188,6 +188,10 @@ mod tests {
     }
 
     fn status() -> SharedStatus {
+        tests_status()
+    }
+
+    pub(crate) fn tests_status() -> SharedStatus {
         let rt = crate::rt::RtStats::new(0).snapshot();
         Arc::new(Mutex::new(Status::new("sim".into(), "127.0.0.1:5062".into(), None, rt)))
     }
