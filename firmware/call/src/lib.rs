@@ -41,13 +41,17 @@
 //! - Loops are checked only for destinations that can send the call back in (trunks,
 //!   groups with FXO ports), not for `owner` or FXS groups; see [`route`].
 //! - Shadowed rules are refused (an error, not a warning); see [`route`].
-//! - Signals, legs and the `Switch` itself (2.3, 2.5, 2.6) are not here yet.
+//! - The switch ([`switch`]) joins two legs per call through one vocabulary
+//!   ([`Signal`]); the leg adapters (FXS line, SIP dialog) live in gatewayd, which
+//!   owns the hardware, the SIP user agents and the media, and the switch never
+//!   sees media: it says which leg is whose peer.
 #![forbid(unsafe_code)]
 
 pub mod call;
 pub mod cause;
 pub mod route;
 pub mod sip_cause;
+pub mod switch;
 
 pub use call::{Attempt, Hunt, Limits, Routing, Step, TargetState};
 pub use cause::{Cause, CauseClass, CauseSet, LocalReason, Location, Release, ReleaseTone};
@@ -56,3 +60,4 @@ pub use route::{
     RouteTrace, RouteWarning, Select, Target,
 };
 pub use sip_cause::{reason, CauseMap, CauseMapConfig, CauseMapError};
+pub use switch::{CallEvent, CallView, LegId, Output, Setup, Side, Signal, Switch};

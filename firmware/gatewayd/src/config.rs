@@ -170,7 +170,7 @@ impl IpNet {
         if ip.is_ipv4() != self.addr.is_ipv4() {
             return false;
         }
-        let len = if self.addr.is_ipv4() { u32::from(self.len) } else { u32::from(self.len) };
+        let len = u32::from(self.len);
         let shift = if self.addr.is_ipv4() { 32 - len + 96 } else { 128 - len };
         if shift >= 128 {
             return true;

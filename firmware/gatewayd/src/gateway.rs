@@ -41,8 +41,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gw_call::call::{Limits, Routing, Step, TargetState};
-use gw_call::{Cause, CauseMap, LocalReason, Location, Lookup, Release, RouteMatch, RouteTable, Select, Target};
+use gw_call::call::TargetState;
+use gw_call::switch::Output as SwitchOutput;
+use gw_call::{
+    CallEvent, Cause, CauseMap, Hunt, LegId, LocalReason, Location, Lookup, Release, Select, Setup, Side, Signal, Switch, Target,
+};
 use gw_dsp::callerid_line::LineStep;
 use gw_dsp::g711::Law;
 use gw_dsp::modem_tones::ModemToneEvent;
@@ -52,7 +55,7 @@ use gw_hal::{FxsPort, RingCadence};
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
-use gw_sip::{Account, CallHandle, EndReason, Event, Transmit, UaConfig, UserAgent};
+use gw_sip::{Account, CallHandle, Event, Transmit, UaConfig, UserAgent};
 use heapless::spsc::Producer;
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -62,6 +65,7 @@ use crate::media_io::{MediaIo, RtpPorts};
 use crate::rt::{RtCommand, RtEvent, VoiceCodec};
 
 /// One configured FXS port.
+/// One configured FXS port: the FXS leg adapter's state.
 struct Port {
     /// PCM timeslot of the port on the board: its rt channel.
     channel: u8,
@@ -72,35 +76,21 @@ struct Port {
     source: Option<String>,
     hal: Box<dyn FxsPort + Send>,
     line: FxsLine,
-    call: Option<Call>,
-    /// A call to or from another port of this box (no SIP, no RTP).
-    local: Option<LocalCall>,
-    /// The call this port placed, while it is routed and until it ends.
-    out: Option<OutCall>,
+    /// The port's leg in the switch while it is in a call.
+    leg: Option<LegId>,
     /// What the last call of the port did (route and attempts), for the installer.
     last_route: Option<String>,
 }
 
-/// One side of a local call: the other port and who called whom.
-#[derive(Clone, Copy, Debug)]
-struct LocalCall {
-    peer: usize,
-    incoming: bool,
-    answered: bool,
+/// What a leg of the switch is, for the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leg {
+    Fxs(usize),
+    Sip(usize, CallHandle),
 }
 
-/// A call placed by a port: the rule that matched and where it has been tried.
-struct OutCall {
-    route: RouteMatch,
-    routing: Routing,
-    /// The rule's call slot is held until the call ends.
-    limit_held: bool,
-    /// Attempts already counted in the trunk figures.
-    counted: usize,
-}
-
-/// The SIP call a port is in.
-struct Call {
+/// A SIP leg: one dialog on one trunk, with the RTP it carries.
+struct SipCall {
     trunk: usize,
     handle: CallHandle,
     incoming: bool,
@@ -113,16 +103,30 @@ struct Call {
     /// Their offer (incoming calls).
     remote_offer: Option<SessionDescription>,
     media: Option<NegotiatedMedia>,
-    media_running: bool,
-    /// The rule slot an inbound call holds (outbound ones are in `OutCall`).
-    rule: Option<usize>,
+    /// The FXS channel whose audio this dialog carries while media runs.
+    media_channel: Option<u8>,
+    answered: bool,
     /// Cleared at this time (the trunk's `max_duration_s`), once answered.
     max_until: Option<Instant>,
     /// The far end put the call on hold (its re-INVITE said sendonly or inactive).
     held: bool,
 }
 
-/// One SIP trunk: its user agent, trust, health, limits and cause map.
+/// Trunk health as seen when a call is routed (the switch asks per target).
+struct Health {
+    trunks: Vec<(String, TargetState)>,
+}
+
+impl Health {
+    fn of(&self, t: &Target) -> TargetState {
+        match t {
+            Target::Trunk(name) => self.trunks.iter().find(|(n, _)| n == name).map_or(TargetState::Down, |x| x.1),
+            // Ports answer for themselves when the call is placed.
+            Target::Owner | Target::Group(_) => TargetState::Unknown,
+        }
+    }
+}
+
 struct Trunk {
     name: String,
     ua: UserAgent,
@@ -235,13 +239,21 @@ pub struct Gateway {
     config: Config,
     profile: &'static CountryProfile,
     cadence: RingCadence,
-    table: RouteTable,
-    limits: Limits,
-    /// Round-robin position per group.
-    round_robin: HashMap<String, usize>,
+    /// The call-control core: routes, limits, each call's legs and failover.
+    switch: Switch,
+    hunt: Hunt,
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
-    calls: HashMap<(usize, CallHandle), usize>,
+    /// Every leg the switch knows, as the driver knows it.
+    legs: HashMap<LegId, Leg>,
+    /// SIP legs' dialogs and media, and the leg of each dialog.
+    sip: HashMap<LegId, SipCall>,
+    sip_legs: HashMap<(usize, CallHandle), LegId>,
+    /// Per call (by A leg): the route as last described, and the trunk skips
+    /// already counted.
+    routes: HashMap<LegId, (String, usize)>,
+    /// The port of each call an FXS port placed (by A leg), until it ends.
+    fxs_callers: HashMap<LegId, usize>,
     /// Answers sent by the gateway itself (403 to strangers).
     transmits: VecDeque<Transmit>,
     rt: Producer<'static, RtCommand>,
@@ -252,6 +264,7 @@ pub struct Gateway {
     rng: u64,
 }
 
+/// The Q.850 cause of a release we make ourselves.
 /// The Q.850 cause of a release we make ourselves.
 fn ours(cause: Cause) -> Release {
     Release { cause, location: Location::PrivateLocal, local: None }
@@ -309,9 +322,7 @@ impl Gateway {
                 source,
                 hal,
                 line: FxsLine::new(line_config(plan)),
-                call: None,
-                local: None,
-                out: None,
+                leg: None,
                 last_route: None,
             });
         }
@@ -421,12 +432,15 @@ impl Gateway {
             config,
             profile,
             cadence,
-            table,
-            limits: Limits::new(),
-            round_robin: HashMap::new(),
+            switch: Switch::new(table),
+            hunt: Hunt::new(),
             trunks,
             ports,
-            calls: HashMap::new(),
+            legs: HashMap::new(),
+            sip: HashMap::new(),
+            sip_legs: HashMap::new(),
+            routes: HashMap::new(),
+            fxs_callers: HashMap::new(),
             transmits: VecDeque::new(),
             rt,
             media,
@@ -447,20 +461,6 @@ impl Gateway {
         }
         self.handle_timeout(now);
     }
-
-    /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
-    pub fn stop(&mut self, now: Instant) {
-        let calls: Vec<(usize, CallHandle)> = self.calls.keys().copied().collect();
-        for (t, h) in calls {
-            self.trunks[t].ua.set_cause(h, Cause::NORMAL_CLEARING.get());
-            let _ = self.trunks[t].ua.hangup(now, h);
-        }
-        for t in &mut self.trunks {
-            t.ua.stop(now);
-        }
-    }
-
-    // ---- inputs -------------------------------------------------------
 
     /// A SIP datagram: to the trunk it belongs to, or 403 when it belongs to
     /// none (see the module docs).
@@ -496,22 +496,6 @@ impl Gateway {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for t in 0..self.trunks.len() {
-            self.trunks[t].ua.handle_timeout(now);
-            self.drain_ua(now, t);
-            self.check_ping(now, t);
-        }
-        for i in 0..self.ports.len() {
-            if self.ports[i].line.poll_timeout().is_some_and(|t| t <= now) {
-                self.ports[i].line.handle_timeout(now);
-                self.drain_line(now, i);
-            }
-            self.check_setup_timer(now, i);
-            self.check_max_duration(now, i);
-        }
-    }
-
     /// Reads supervision events from every port.
     pub fn handle_port_events(&mut self, now: Instant) {
         for i in 0..self.ports.len() {
@@ -523,116 +507,11 @@ impl Gateway {
         }
     }
 
-    pub fn handle_rt_event(&mut self, now: Instant, ev: RtEvent) {
-        match ev {
-            RtEvent::LineDigit { channel, digit } => {
-                if let Some(i) = self.port_by_channel(channel) {
-                    debug!(port = self.ports[i].label, digit = %(digit as char), "digit");
-                    self.ports[i].line.handle_digit(now, digit);
-                    self.drain_line(now, i);
-                }
-            }
-            RtEvent::RemoteDigit { channel, digit } => {
-                debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end");
-            }
-            RtEvent::CallerId { channel, step } => {
-                let step = match step {
-                    LineStep::ReversePolarity => CallerIdStep::ReversePolarity,
-                    LineStep::RingOn => CallerIdStep::RingOn,
-                    LineStep::RingOff => CallerIdStep::RingOff,
-                    LineStep::Done => CallerIdStep::Done,
-                    // Off-hook (call waiting) steps: not used on-hook.
-                    LineStep::AckReceived(_) | LineStep::AckTimeout => return,
-                };
-                if let Some(i) = self.port_by_channel(channel) {
-                    debug!(port = self.ports[i].label, ?step, "caller ID step");
-                    self.ports[i].line.handle_caller_id(now, step);
-                    self.drain_line(now, i);
-                }
-            }
-            RtEvent::ModemTone { channel, from_line, event } => {
-                let from = if from_line { "line" } else { "far end" };
-                if let ModemToneEvent::Detected(tone) = event {
-                    self.counters.modem_tones += 1;
-                    info!(channel, ?tone, from, "fax/modem tone");
-                } else {
-                    debug!(channel, ?event, from, "fax/modem tone");
-                }
-            }
-            RtEvent::Progress { channel, event } => {
-                debug!(channel, ?event, "call-progress tone from the far end");
-                let ProgressEvent::Detected(kind) = event else { return };
-                if !matches!(kind, ToneKind::Busy | ToneKind::Reorder | ToneKind::Congestion)
-                    || !self.config.media.disconnect_on_busy_tone
-                {
-                    return;
-                }
-                let Some(i) = self.port_by_channel(channel) else { return };
-                let Some((t, handle)) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| (c.trunk, c.handle))
-                else {
-                    return;
-                };
-                info!(port = self.ports[i].label, call = handle.0, ?kind, "far end plays a disconnect tone: hanging up");
-                self.counters.disconnected_on_tone += 1;
-                self.trunks[t].ua.set_cause(handle, Cause::NORMAL_CLEARING.get());
-                let _ = self.trunks[t].ua.hangup(now, handle);
-                self.release_port_call(i);
-                self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-                self.drain_line(now, i);
-            }
-        }
-    }
-
-    // ---- outputs ------------------------------------------------------
-
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
         self.trunks.iter_mut().find_map(|t| t.ua.poll_transmit())
-    }
-
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout());
-        let setup = self.ports.iter().filter_map(|p| p.out.as_ref().and_then(|o| o.routing.poll_timeout()));
-        let duration = self.ports.iter().filter_map(|p| p.call.as_ref().and_then(|c| c.max_until));
-        let trunks = self
-            .trunks
-            .iter()
-            .flat_map(|t| [t.ua.poll_timeout(), t.next_ping, t.ping_deadline])
-            .flatten();
-        lines.chain(setup).chain(duration).chain(trunks).min()
-    }
-
-    pub fn port_status(&self) -> Vec<PortStatus> {
-        self.ports
-            .iter()
-            .map(|p| PortStatus {
-                port: p.label,
-                timeslot: p.channel,
-                number: p.number.clone(),
-                hook: format!("{:?}", p.hal.hook()),
-                state: format!("{:?}", p.line.state()),
-                call: p
-                    .call
-                    .as_ref()
-                    .map(|c| {
-                        let dir = if c.incoming { "from" } else { "to" };
-                        let hold = if c.held { ", on hold" } else { "" };
-                        format!("{dir} {} (trunk {}{hold})", c.remote_party, self.trunks[c.trunk].name)
-                    })
-                    .or_else(|| {
-                        p.local.map(|l| {
-                            let other = &self.ports[l.peer];
-                            let dir = if l.incoming { "from" } else { "to" };
-                            format!("{dir} {} (local, port {})", other.number, other.label)
-                        })
-                    }),
-                route: p.out.as_ref().map(describe_route).or_else(|| p.last_route.clone()),
-                echo: None,
-                signals: None,
-            })
-            .collect()
     }
 
     pub fn registration_status(&self) -> Vec<RegistrationStatus> {
@@ -669,28 +548,6 @@ impl Gateway {
             .collect()
     }
 
-    /// What the routing table does with a call from `from` (a group or trunk
-    /// name) to `called`, without placing it (`test route`).
-    pub fn test_route(&self, from: &str, called: &str, calling: Option<&str>) -> String {
-        if !self.table.is_source(from) {
-            let mut sources: Vec<&str> = self.table.groups().iter().map(|g| g.name.as_str()).collect();
-            sources.extend(self.trunks.iter().map(|t| t.name.as_str()));
-            return format!("{from:?} is neither a group nor a trunk (sources: {})", sources.join(", "));
-        }
-        let mut out = self.table.trace(from, called, calling).to_string();
-        if let Lookup::Route(m) = self.table.lookup(from, called, calling) {
-            for (k, d) in m.destinations.iter().enumerate() {
-                let state = match self.target_state(&d.target, &m, None) {
-                    TargetState::Up => "up",
-                    TargetState::Down => "down: would be skipped",
-                    TargetState::Unknown => "state unknown: would be tried",
-                };
-                out.push_str(&format!("\n  now: to[{k}] {} is {state}", d.target));
-            }
-        }
-        out
-    }
-
     pub fn counters(&self) -> CallCounters {
         self.counters
     }
@@ -702,8 +559,6 @@ impl Gateway {
     pub fn media_stats(&self) -> &crate::media_io::MediaStats {
         &self.media.stats
     }
-
-    // ---- internals ----------------------------------------------------
 
     fn port_by_channel(&self, channel: u8) -> Option<usize> {
         self.ports.iter().position(|p| p.channel == channel)
@@ -729,6 +584,302 @@ impl Gateway {
         while let Some(action) = self.ports[i].line.poll_action() {
             self.apply_line_action(now, i, action);
         }
+    }
+
+    /// The health of a trunk for a call from `calling` (`None`: the trunk as a whole).
+    fn trunk_health(&self, t: &Trunk, calling: Option<&str>) -> TargetState {
+        if t.options_down {
+            return TargetState::Down;
+        }
+        let account_down = match t.register {
+            RegisterMode::None => false,
+            RegisterMode::Pilot => t.pilot.as_ref().is_some_and(|p| t.failed_accounts.contains(p)),
+            RegisterMode::PerNumber => match calling {
+                Some(n) => t.failed_accounts.contains(n),
+                None => !t.failed_accounts.is_empty() && t.failed_accounts.len() >= t.ua_accounts(),
+            },
+        };
+        if account_down {
+            TargetState::Down
+        } else if t.options_interval.is_some() && t.ping_misses == 0 && t.next_ping.is_some() && t.ping_deadline.is_none()
+            || t.registrations.values().any(|s| s.starts_with("registered"))
+        {
+            TargetState::Up
+        } else {
+            TargetState::Unknown
+        }
+    }
+
+    /// The trunk's limits for a new call (either direction): counted when admitted.
+    fn admit_on_trunk(&mut self, now: Instant, t: usize) -> Result<(), Release> {
+        let trunk = &mut self.trunks[t];
+        while trunk.recent.front().is_some_and(|&x| now.saturating_duration_since(x) >= Duration::from_secs(60)) {
+            trunk.recent.pop_front();
+        }
+        if trunk.limits.max_calls.is_some_and(|m| trunk.active >= m) {
+            trunk.counters.limited += 1;
+            warn!(trunk = %trunk.name, max = trunk.limits.max_calls, "trunk call limit reached: call refused");
+            return Err(Release::local(LocalReason::LimitReached));
+        }
+        if trunk.limits.calls_per_minute.is_some_and(|m| trunk.recent.len() >= m as usize) {
+            trunk.counters.limited += 1;
+            warn!(trunk = %trunk.name, per_minute = trunk.limits.calls_per_minute, "trunk calls-per-minute limit reached: call refused");
+            return Err(Release::local(LocalReason::RateLimited));
+        }
+        trunk.recent.push_back(now);
+        if trunk.recent.len() > 10_000 {
+            trunk.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// OPTIONS health of trunk `t`: send when due, count a miss when the
+    /// one in flight is late.
+    fn check_ping(&mut self, now: Instant, t: usize) {
+        let trunk = &mut self.trunks[t];
+        let Some(interval) = trunk.options_interval else { return };
+        if trunk.ping_deadline.is_some_and(|d| d <= now) {
+            trunk.ping_deadline = None;
+            trunk.ping_misses += 1;
+            if trunk.ping_misses >= trunk.options_failures && !trunk.options_down {
+                trunk.options_down = true;
+                warn!(trunk = %trunk.name, proxy = %trunk.proxy, misses = trunk.ping_misses, "trunk down: OPTIONS unanswered");
+            }
+        }
+        if trunk.next_ping.is_some_and(|d| d <= now) {
+            // Down: ping more often so that recovery is seen soon.
+            let every = if trunk.options_down { interval.min(Duration::from_secs(5)) } else { interval };
+            trunk.next_ping = Some(now + every);
+            trunk.ping_deadline = Some(now + every.min(Duration::from_secs(2)));
+            trunk.ua.ping(now);
+            self.drain_ua(now, t);
+        }
+    }
+
+    fn session_for(&mut self, media: &NegotiatedMedia) -> SessionConfig {
+        let ssrc = self.random() as u32;
+        let seq_ts = self.random();
+        let ptime = if (10..=60).contains(&media.ptime_ms) && media.ptime_ms.is_multiple_of(10) {
+            media.ptime_ms
+        } else {
+            self.config.media.ptime_ms
+        };
+        SessionConfig {
+            payload_type: media.payload_type,
+            telephone_event: media.telephone_event,
+            comfort_noise: media.comfort_noise,
+            ptime_ms: ptime,
+            ssrc,
+            initial_seq: seq_ts as u16,
+            initial_ts: (seq_ts >> 16) as u32,
+            jitter_depth_ms: self.config.media.jitter_ms,
+        }
+    }
+
+    fn telephone_event(&self) -> Option<u8> {
+        match self.config.media.telephone_event {
+            0 => None,
+            pt => Some(pt),
+        }
+    }
+
+    fn drain_ua(&mut self, now: Instant, t: usize) {
+        while let Some(ev) = self.trunks[t].ua.poll_event() {
+            self.apply_ua_event(now, t, ev);
+        }
+    }
+
+    /// The Q.850 release of a SIP failure on trunk `t`: the peer's `Reason`
+    /// wins over the status (RFC 3326), mapped by the trunk's table.
+    fn sip_release(&self, t: usize, handle: CallHandle, status: u16) -> Release {
+        let trunk = &self.trunks[t];
+        let reason = trunk.ua.remote_reason(handle).and_then(gw_call::reason::parse);
+        Release { cause: trunk.cause_map.cause_for(status, reason), location: Location::BeyondInterworking, local: None }
+    }
+}
+
+impl Gateway {
+    /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
+    pub fn stop(&mut self, now: Instant) {
+        let calls: Vec<(usize, CallHandle)> = self.sip_legs.keys().copied().collect();
+        for (t, h) in calls {
+            self.trunks[t].ua.set_cause(h, Cause::NORMAL_CLEARING.get());
+            let _ = self.trunks[t].ua.hangup(now, h);
+        }
+        for t in &mut self.trunks {
+            t.ua.stop(now);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in 0..self.trunks.len() {
+            self.trunks[t].ua.handle_timeout(now);
+            self.drain_ua(now, t);
+            self.check_ping(now, t);
+        }
+        for i in 0..self.ports.len() {
+            if self.ports[i].line.poll_timeout().is_some_and(|t| t <= now) {
+                self.ports[i].line.handle_timeout(now);
+                self.drain_line(now, i);
+            }
+        }
+        if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+            // A trunk that said 100 Trying is alive: no failover for it.
+            let trying: Vec<LegId> = self
+                .sip
+                .iter()
+                .filter(|(_, c)| !c.incoming && self.trunks[c.trunk].ua.has_provisional(c.handle))
+                .map(|(l, _)| *l)
+                .collect();
+            for leg in trying {
+                self.signal(now, leg, Signal::Proceeding);
+            }
+            let h = self.health(None);
+            if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+                self.counters.setup_timeouts += 1;
+                self.switch.handle_timeout(now, &|t| h.of(t));
+                self.drain_switch(now);
+            }
+        }
+        let expired: Vec<LegId> =
+            self.sip.iter().filter(|(_, c)| c.max_until.is_some_and(|t| t <= now)).map(|(l, _)| *l).collect();
+        for leg in expired {
+            let Some(c) = self.sip.get(&leg) else { continue };
+            let t = c.trunk;
+            warn!(trunk = %self.trunks[t].name, call = c.handle.0, "maximum call duration reached: clearing the call");
+            self.trunks[t].counters.max_duration_cleared += 1;
+            self.release_sip(now, leg, Release::local(LocalReason::MaxDuration));
+            self.signal(now, leg, Signal::Release(Release::local(LocalReason::MaxDuration)));
+        }
+    }
+
+    pub fn handle_rt_event(&mut self, now: Instant, ev: RtEvent) {
+        match ev {
+            RtEvent::LineDigit { channel, digit } => {
+                if let Some(i) = self.port_by_channel(channel) {
+                    debug!(port = self.ports[i].label, digit = %(digit as char), "digit");
+                    self.ports[i].line.handle_digit(now, digit);
+                    self.drain_line(now, i);
+                }
+            }
+            RtEvent::RemoteDigit { channel, digit } => {
+                debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end, played to the line");
+            }
+            RtEvent::CallerId { channel, step } => {
+                let step = match step {
+                    LineStep::ReversePolarity => CallerIdStep::ReversePolarity,
+                    LineStep::RingOn => CallerIdStep::RingOn,
+                    LineStep::RingOff => CallerIdStep::RingOff,
+                    LineStep::Done => CallerIdStep::Done,
+                    // Off-hook (call waiting) steps: not used on-hook.
+                    LineStep::AckReceived(_) | LineStep::AckTimeout => return,
+                };
+                if let Some(i) = self.port_by_channel(channel) {
+                    debug!(port = self.ports[i].label, ?step, "caller ID step");
+                    self.ports[i].line.handle_caller_id(now, step);
+                    self.drain_line(now, i);
+                }
+            }
+            RtEvent::ModemTone { channel, from_line, event } => {
+                let from = if from_line { "line" } else { "far end" };
+                if let ModemToneEvent::Detected(tone) = event {
+                    self.counters.modem_tones += 1;
+                    info!(channel, ?tone, from, "fax/modem tone");
+                } else {
+                    debug!(channel, ?event, from, "fax/modem tone");
+                }
+            }
+            RtEvent::Progress { channel, event } => {
+                debug!(channel, ?event, "call-progress tone from the far end");
+                let ProgressEvent::Detected(kind) = event else { return };
+                if !matches!(kind, ToneKind::Busy | ToneKind::Reorder | ToneKind::Congestion)
+                    || !self.config.media.disconnect_on_busy_tone
+                {
+                    return;
+                }
+                let Some(leg) = self.sip.iter().find(|(_, c)| c.media_channel == Some(channel)).map(|(l, _)| *l) else {
+                    return;
+                };
+                info!(channel, ?kind, "far end plays a disconnect tone: hanging up");
+                self.counters.disconnected_on_tone += 1;
+                let r = Release::remote(Cause::NORMAL_CLEARING, Location::BeyondInterworking);
+                self.release_sip(now, leg, r);
+                self.signal(now, leg, Signal::Release(r));
+            }
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout());
+        let duration = self.sip.values().filter_map(|c| c.max_until);
+        let trunks = self
+            .trunks
+            .iter()
+            .flat_map(|t| [t.ua.poll_timeout(), t.next_ping, t.ping_deadline])
+            .flatten();
+        lines.chain(duration).chain(trunks).chain(self.switch.poll_timeout()).min()
+    }
+
+    pub fn port_status(&self) -> Vec<PortStatus> {
+        self.ports
+            .iter()
+            .map(|p| PortStatus {
+                port: p.label,
+                timeslot: p.channel,
+                number: p.number.clone(),
+                hook: format!("{:?}", p.hal.hook()),
+                state: format!("{:?}", p.line.state()),
+                call: p.leg.and_then(|l| self.describe_peer(l)),
+                route: p
+                    .leg
+                    .and_then(|l| self.switch.call_of(l))
+                    .map(|v| v.describe())
+                    .or_else(|| p.last_route.clone()),
+                echo: None,
+                signals: None,
+            })
+            .collect()
+    }
+
+    /// "to 2000 (trunk default)", "from 1001 (local, port 1)".
+    fn describe_peer(&self, leg: LegId) -> Option<String> {
+        let dir = if self.switch.side(leg)? == Side::A { "to" } else { "from" };
+        let peer = self.switch.peer(leg)?;
+        match self.legs.get(&peer)? {
+            Leg::Fxs(j) => {
+                let o = &self.ports[*j];
+                Some(format!("{dir} {} (local, port {})", o.number, o.label))
+            }
+            Leg::Sip(t, _) => {
+                let c = self.sip.get(&peer)?;
+                let hold = if c.held { ", on hold" } else { "" };
+                Some(format!("{dir} {} (trunk {}{hold})", c.remote_party, self.trunks[*t].name))
+            }
+        }
+    }
+
+    /// What the routing table does with a call from `from` (a group or trunk
+    /// name) to `called`, without placing it (`test route`).
+    pub fn test_route(&self, from: &str, called: &str, calling: Option<&str>) -> String {
+        let table = self.switch.table();
+        if !table.is_source(from) {
+            let mut sources: Vec<&str> = table.groups().iter().map(|g| g.name.as_str()).collect();
+            sources.extend(self.trunks.iter().map(|t| t.name.as_str()));
+            return format!("{from:?} is neither a group nor a trunk (sources: {})", sources.join(", "));
+        }
+        let mut out = table.trace(from, called, calling).to_string();
+        let h = self.health(calling);
+        if let Lookup::Route(m) = table.lookup(from, called, calling) {
+            for (k, d) in m.destinations.iter().enumerate() {
+                let state = match h.of(&d.target) {
+                    TargetState::Up => "up",
+                    TargetState::Down => "down: would be skipped",
+                    TargetState::Unknown => "state unknown: would be tried",
+                };
+                out.push_str(&format!("\n  now: to[{k}] {} is {state}", d.target));
+            }
+        }
+        out
     }
 
     fn apply_line_action(&mut self, now: Instant, i: usize, action: Action) {
@@ -758,38 +909,28 @@ impl Gateway {
                     warn!(port = label, ?e, "line feed refused by the line card");
                 }
             }
-            Action::PlaceCall { number } => self.place_call(now, i, number),
-            Action::AnswerCall if self.ports[i].local.is_some() => self.answer_local(now, i),
-            Action::AnswerCall => self.answer_call(now, i),
-            Action::RejectCall { busy } if self.ports[i].local.is_some() => {
-                self.end_local(now, i, CallSignal::Failed { busy });
-            }
-            Action::ReleaseCall if self.ports[i].local.is_some() => {
-                info!(port = label, "phone hung up, releasing the local call");
-                let peer_ringing = self.ports[i].local.is_some_and(|l| !l.incoming && !l.answered);
-                self.end_local(now, i, if peer_ringing { CallSignal::Cancelled } else { CallSignal::RemoteReleased });
+            Action::PlaceCall { number } => self.originate_fxs(now, i, number),
+            Action::AnswerCall => {
+                if let Some(leg) = self.ports[i].leg {
+                    info!(port = label, "answered");
+                    self.signal(now, leg, Signal::Answer);
+                }
             }
             Action::RejectCall { busy } => {
-                // The line refuses the call it was just offered.
-                if let Some(call) = self.forget_call(i) {
-                    let cause = if busy { Cause::USER_BUSY } else { Cause::NO_ANSWER };
-                    let ua = &mut self.trunks[call.trunk].ua;
-                    ua.set_cause(call.handle, cause.get());
-                    let _ = ua.reject(now, call.handle, if busy { 486 } else { 480 });
-                    self.drain_ua(now, call.trunk);
+                // The line refuses the call it was offered (busy, or nobody answered).
+                if let Some(leg) = self.ports[i].leg.take() {
+                    self.legs.remove(&leg);
+                    let r = if busy { ours(Cause::USER_BUSY) } else { Release::local(LocalReason::NoAnswer) };
+                    self.signal(now, leg, Signal::Release(r));
                 }
             }
             Action::ReleaseCall => {
-                if let Some(call) = self.forget_call(i) {
-                    info!(port = label, call = call.handle.0, "phone hung up, releasing the call");
-                    let ua = &mut self.trunks[call.trunk].ua;
-                    ua.set_cause(call.handle, Cause::NORMAL_CLEARING.get());
-                    let _ = ua.hangup(now, call.handle);
-                    self.stop_media(channel, &call);
-                    self.drain_ua(now, call.trunk);
+                if let Some(leg) = self.ports[i].leg.take() {
+                    info!(port = label, "phone hung up, releasing the call");
+                    self.legs.remove(&leg);
+                    self.disconnect(i, leg);
+                    self.signal(now, leg, Signal::Release(Release::remote(Cause::NORMAL_CLEARING, Location::User)));
                 }
-                // Gave up while routing (or after): the rule's slot is free.
-                self.end_out(i, None);
             }
             Action::SendCallerId { number, name } => {
                 let unix = std::time::SystemTime::now()
@@ -820,228 +961,337 @@ impl Gateway {
                 }
             }
             Action::StopCallerId => self.rt_command(RtCommand::StopCallerId { channel }),
-            Action::ConnectMedia if self.ports[i].local.is_some() => {
-                if let Some(l) = self.ports[i].local {
-                    let from = Some(self.ports[l.peer].channel);
-                    self.rt_command(RtCommand::Listen { channel, from });
+            Action::ConnectMedia => {
+                let Some(peer) = self.ports[i].leg.and_then(|l| self.switch.peer(l)) else { return };
+                match self.legs.get(&peer).copied() {
+                    // A local call: this line hears the other one.
+                    Some(Leg::Fxs(j)) => {
+                        let from = Some(self.ports[j].channel);
+                        self.rt_command(RtCommand::Listen { channel, from });
+                    }
+                    Some(Leg::Sip(..)) => self.connect_media(peer, channel),
+                    None => {}
                 }
             }
-            Action::ConnectMedia => self.connect_media(i),
-            Action::DisconnectMedia if self.ports[i].local.is_some() => {
-                self.rt_command(RtCommand::Listen { channel, from: None });
-            }
             Action::DisconnectMedia => {
-                if let Some(call) = self.ports[i].call.as_mut() {
-                    if call.media_running {
-                        call.media_running = false;
-                        self.rt_command(RtCommand::StopMedia { channel });
-                        self.media.close(channel);
-                    }
+                if let Some(leg) = self.ports[i].leg {
+                    self.disconnect(i, leg);
                 }
             }
         }
     }
 
-    // ---- routing ------------------------------------------------------
+    /// Port `i`'s audio stops: its cross-connect, or the RTP of its SIP peer.
+    fn disconnect(&mut self, i: usize, leg: LegId) {
+        let channel = self.ports[i].channel;
+        self.rt_command(RtCommand::Listen { channel, from: None });
+        let peer = self.switch.peer(leg);
+        if let Some(peer) = peer.filter(|p| matches!(self.legs.get(p), Some(Leg::Sip(..)))) {
+            self.stop_media(peer);
+        }
+    }
+
+    // ---- the switch ---------------------------------------------------
 
     /// Whether port `j` can take a call now.
     fn port_free(&self, j: usize) -> bool {
         let p = &self.ports[j];
-        p.call.is_none() && p.local.is_none() && p.line.state() == gw_line::State::Idle
+        p.leg.is_none() && p.line.state() == gw_line::State::Idle
     }
 
-    /// The health of a trunk for a call from `calling` (`None`: the trunk as a whole).
-    fn trunk_health(&self, t: &Trunk, calling: Option<&str>) -> TargetState {
-        if t.options_down {
-            return TargetState::Down;
-        }
-        let account_down = match t.register {
-            RegisterMode::None => false,
-            RegisterMode::Pilot => t.pilot.as_ref().is_some_and(|p| t.failed_accounts.contains(p)),
-            RegisterMode::PerNumber => match calling {
-                Some(n) => t.failed_accounts.contains(n),
-                None => !t.failed_accounts.is_empty() && t.failed_accounts.len() >= t.ua_accounts(),
-            },
-        };
-        if account_down {
-            TargetState::Down
-        } else if t.options_interval.is_some() && t.ping_misses == 0 && t.next_ping.is_some() && t.ping_deadline.is_none()
-            || t.registrations.values().any(|s| s.starts_with("registered"))
-        {
-            TargetState::Up
-        } else {
-            TargetState::Unknown
-        }
+    /// Every trunk's health, as the switch asks for it (per-number trunks
+    /// for the account of `calling`).
+    fn health(&self, calling: Option<&str>) -> Health {
+        Health { trunks: self.trunks.iter().map(|t| (t.name.clone(), self.trunk_health(t, calling))).collect() }
     }
 
-    /// Whether `target` can take a call of `route` from port `from` now.
-    fn target_state(&self, target: &Target, route: &RouteMatch, from: Option<usize>) -> TargetState {
-        match target {
-            Target::Trunk(name) => {
-                let Some(t) = self.trunks.iter().find(|t| &t.name == name) else { return TargetState::Down };
-                let calling = from.map(|i| self.ports[i].number.as_str());
-                self.trunk_health(t, calling)
-            }
-            Target::Owner => match self.ports.iter().position(|p| p.number == route.called) {
-                Some(j) if Some(j) != from && self.port_free(j) => TargetState::Up,
-                // Busy or unknown: tried, so that the caller hears the right cause.
-                _ => TargetState::Unknown,
-            },
-            Target::Group(_) => TargetState::Unknown,
-        }
+    /// An event of `leg` for the switch, then whatever the switch asks.
+    fn signal(&mut self, now: Instant, leg: LegId, signal: Signal) {
+        let calling = self.switch.call_of(leg).and_then(|v| v.calling.map(str::to_string));
+        let h = self.health(calling.as_deref());
+        self.switch.signal(now, leg, signal, &|t| h.of(t));
+        self.drain_switch(now);
     }
 
-    /// A number dialled on port `i`: look it up from the port's group and
-    /// start trying the rule's destinations.
-    fn place_call(&mut self, now: Instant, i: usize, number: String) {
+    /// A number dialled on port `i`: a new call from the port's group.
+    fn originate_fxs(&mut self, now: Instant, i: usize, number: String) {
         let label = self.ports[i].label;
         let Some(source) = self.ports[i].source.clone() else {
             info!(port = label, to = %number, "the port is in no group of the routing table: reorder");
+            self.ports[i].last_route = Some(format!("{number}: the port is in no group of the routing table"));
             return self.fail_line(now, i, Release::local(LocalReason::NoRoute));
         };
         let calling = self.ports[i].number.clone();
-        let m = match self.table.lookup(&source, &number, Some(&calling)) {
-            Lookup::Route(m) => m,
-            Lookup::NeedMore | Lookup::NoRoute => {
-                info!(port = label, to = %number, from = %source, "no route: reorder");
-                self.ports[i].last_route = Some(format!("{number}: no rule of the routing table matches"));
-                return self.fail_line(now, i, Release::local(LocalReason::NoRoute));
-            }
-        };
-        info!(port = label, to = %number, rule = m.rule, name = ?m.rule_name, called = %m.called, "routing");
-        if !self.limits.try_acquire(m.rule, m.max_calls) {
-            warn!(port = label, rule = m.rule, max = ?m.max_calls, "the rule's call limit is reached: refused");
-            self.counters.rule_limited += 1;
-            self.ports[i].last_route = Some(format!("rule {}: limit of {:?} calls reached", m.rule, m.max_calls));
-            return self.fail_line(now, i, Release::local(LocalReason::LimitReached));
-        }
-        let routing = Routing::new(&m);
-        self.ports[i].out = Some(OutCall { route: m, routing, limit_held: true, counted: 0 });
-        self.route_step(now, i, None);
+        let setup = Setup { called: number, calling: Some(calling.clone()), complete: true, ..Default::default() };
+        let h = self.health(Some(&calling));
+        let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
+        self.ports[i].leg = Some(a);
+        self.legs.insert(a, Leg::Fxs(i));
+        self.fxs_callers.insert(a, i);
+        self.drain_switch(now);
     }
 
-    /// Drives port `i`'s routing: `failed` is the release of the attempt
-    /// that just failed (`None`: start). Tries destinations until one takes
-    /// the call or none is left (then the phone hears the cause's tone).
-    fn route_step(&mut self, now: Instant, i: usize, failed: Option<Release>) {
-        let Some(mut out) = self.ports[i].out.take() else { return };
-        let mut step = {
-            let me = &*self;
-            let health = |t: &Target| me.target_state(t, &out.route, Some(i));
-            match failed {
-                None => out.routing.next_attempt(now, &health),
-                Some(r) => out.routing.attempt_failed(now, r, &health),
-            }
-        };
-        loop {
-            match step {
-                Step::GiveUp(release) => {
-                    info!(port = self.ports[i].label, %release, "no destination left");
-                    self.count_skips(&mut out);
-                    self.ports[i].out = Some(out);
-                    self.end_out(i, Some(release));
-                    return self.fail_line(now, i, release);
+    /// Does what the switch asks, until it asks nothing more.
+    fn drain_switch(&mut self, now: Instant) {
+        while let Some(out) = self.switch.poll_output() {
+            match out {
+                SwitchOutput::Place { a, leg, target, setup, .. } => {
+                    self.note_route(a);
+                    if let Err(r) = self.place(now, a, leg, &target, &setup) {
+                        debug!(%target, %r, "destination refused the call");
+                        self.signal(now, leg, Signal::Release(r));
+                    }
                 }
-                Step::Try { target, .. } => match self.try_target(now, i, &target, &out.route) {
-                    Ok(local) => {
-                        if local {
-                            // A port of this box: it rings now, no setup timer.
-                            out.routing.progress(now);
-                        }
-                        self.count_skips(&mut out);
-                        self.ports[i].out = Some(out);
-                        return;
+                SwitchOutput::Signal { leg, signal } => {
+                    if self.switch.side(leg) == Some(Side::A) {
+                        self.note_route(leg);
                     }
-                    Err(release) => {
-                        debug!(port = self.ports[i].label, %target, %release, "destination refused the call");
-                        let me = &*self;
-                        let health = |t: &Target| me.target_state(t, &out.route, Some(i));
-                        step = out.routing.attempt_failed(now, release, &health);
-                    }
-                },
+                    self.signal_leg(now, leg, signal);
+                }
+                SwitchOutput::Event(e) => self.call_event(e),
             }
         }
     }
 
-    /// Counts the trunks a routing skipped as down (each skip once).
-    fn count_skips(&mut self, out: &mut OutCall) {
-        for a in &out.routing.attempts()[out.counted..] {
-            if let (Target::Trunk(name), Some(r)) = (&a.target, a.result) {
-                if r.local == Some(LocalReason::TrunkDown) {
+    /// Keeps the call's route description and counts its skipped trunks.
+    fn note_route(&mut self, a: LegId) {
+        let Some(v) = self.switch.call_of(a) else { return };
+        let text = v.describe();
+        let skipped: Vec<String> = v
+            .attempts
+            .iter()
+            .filter(|x| x.result.is_some_and(|r| r.local == Some(LocalReason::TrunkDown)))
+            .filter_map(|x| match &x.target {
+                Target::Trunk(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        // The route stays on the call's ports for `show calls` after it ends.
+        let b = v.b;
+        for l in [Some(a), b].into_iter().flatten() {
+            if let Some(Leg::Fxs(i)) = self.legs.get(&l).copied() {
+                self.ports[i].last_route = Some(text.clone());
+            }
+        }
+        let entry = self.routes.entry(a).or_insert((String::new(), 0));
+        entry.0 = text;
+        let new = &skipped[entry.1.min(skipped.len())..];
+        for name in new {
+            self.counters.trunk_down += 1;
+            if let Some(t) = self.trunks.iter_mut().find(|t| &t.name == name) {
+                t.counters.skipped_down += 1;
+            }
+        }
+        entry.1 = skipped.len();
+    }
+
+    fn call_event(&mut self, e: CallEvent) {
+        match e {
+            CallEvent::Routed { a, rule, rule_name, called } => {
+                info!(%a, rule, name = ?rule_name, %called, "routing");
+            }
+            CallEvent::Refused { a, release } => {
+                info!(%a, %release, "call refused");
+                if release.local == Some(LocalReason::LimitReached) {
+                    self.counters.rule_limited += 1;
+                }
+                if release.local == Some(LocalReason::NoRoute) {
+                    self.counters.rejected_unknown += 1;
+                }
+            }
+            CallEvent::AttemptFailed { a, target, release } => info!(%a, %target, %release, "attempt failed"),
+            CallEvent::Answered { a, b } => {
+                info!(%a, %b, "answered");
+                self.counters.answered += 1;
+            }
+            CallEvent::Released { a, release, by, route, trunks_down } => {
+                info!(%a, %release, ?by, %route, "call ended");
+                let (text, counted) = self.routes.remove(&a).unwrap_or_default();
+                for name in trunks_down.iter().skip(counted) {
                     self.counters.trunk_down += 1;
                     if let Some(t) = self.trunks.iter_mut().find(|t| &t.name == name) {
                         t.counters.skipped_down += 1;
                     }
                 }
+                let last = format!("{route}; final: {release}");
+                for p in self.ports.iter_mut().filter(|p| !text.is_empty() && p.last_route.as_deref() == Some(text.as_str())) {
+                    p.last_route = Some(last.clone());
+                }
+                // The caller's port keeps it too (a call refused before any attempt).
+                if let Some(i) = self.fxs_callers.remove(&a) {
+                    self.ports[i].last_route = Some(last);
+                }
             }
         }
-        out.counted = out.routing.attempts().len();
     }
 
-    /// Places port `i`'s call at `target`: `Ok(true)` when a port of this
-    /// box rings, `Ok(false)` when an INVITE went out, `Err` with the cause
-    /// when the target cannot take it.
-    fn try_target(&mut self, now: Instant, i: usize, target: &Target, route: &RouteMatch) -> Result<bool, Release> {
+    /// Creates B leg `leg` at `target`, or says why it cannot.
+    fn place(&mut self, now: Instant, a: LegId, leg: LegId, target: &Target, setup: &Setup) -> Result<(), Release> {
         match target {
             Target::Owner => {
-                let j = self.ports.iter().position(|p| p.number == route.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
-                self.place_local_call(now, i, j).map(|()| true)
+                let j = self.ports.iter().position(|p| p.number == setup.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
+                self.ring_port(now, a, leg, j, setup)
             }
             Target::Group(name) => {
-                let members: Vec<usize> = self.table.group(name).map(|g| g.fxs.clone()).unwrap_or_default();
-                let idx: Vec<usize> =
-                    members.iter().filter_map(|&p| self.ports.iter().position(|x| x.label == p)).filter(|&j| j != i).collect();
-                if idx.is_empty() {
-                    return Err(ours(Cause::NO_ROUTE_TO_DESTINATION));
-                }
-                let select = route.destinations.iter().find(|d| &d.target == target).map_or(Select::First, |d| d.select);
-                let start = match select {
-                    Select::First => 0,
-                    Select::RoundRobin => self.round_robin.get(name).copied().unwrap_or(0),
+                let members: Vec<usize> = self.switch.table().group(name).map(|g| g.fxs.clone()).unwrap_or_default();
+                let select = self
+                    .switch
+                    .call_of(a)
+                    .and_then(|v| v.route.and_then(|m| m.destinations.iter().find(|d| &d.target == target).map(|d| d.select)))
+                    .unwrap_or(Select::First);
+                let a_port = match self.legs.get(&a) {
+                    Some(Leg::Fxs(i)) => Some(self.ports[*i].label),
+                    _ => None,
                 };
-                let pick = (0..idx.len()).map(|k| idx[(start + k) % idx.len()]).find(|&j| self.port_free(j));
-                let Some(j) = pick else { return Err(ours(Cause::USER_BUSY)) };
-                if select == Select::RoundRobin {
-                    let pos = idx.iter().position(|&x| x == j).unwrap_or(0);
-                    self.round_robin.insert(name.clone(), pos + 1);
-                }
-                self.place_local_call(now, i, j).map(|()| true)
+                let free: Vec<usize> =
+                    self.ports.iter().enumerate().filter(|(j, _)| self.port_free(*j)).map(|(_, p)| p.label).collect();
+                let label = self
+                    .hunt
+                    .pick(name, &members, select, &|p| Some(p) != a_port && free.contains(&p))
+                    .ok_or(ours(Cause::USER_BUSY))?;
+                let j = self.ports.iter().position(|p| p.label == label).ok_or(ours(Cause::NO_ROUTE_TO_DESTINATION))?;
+                self.ring_port(now, a, leg, j, setup)
             }
             Target::Trunk(name) => {
                 let t = self.trunks.iter().position(|t| &t.name == name).ok_or(ours(Cause::NETWORK_OUT_OF_ORDER))?;
+                // The media of a SIP leg is carried by an FXS channel; trunk to
+                // trunk (RTP to RTP) is not done by the rt thread yet.
+                let Some(Leg::Fxs(i)) = self.legs.get(&a).copied() else {
+                    return Err(ours(Cause::SERVICE_NOT_IMPLEMENTED));
+                };
                 self.admit_on_trunk(now, t)?;
-                let called = route.called.clone();
-                let calling = route.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
-                self.place_sip_call(now, i, t, &calling, &called).map(|()| false)
+                let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
+                self.place_sip_call(now, leg, i, t, &calling, &setup.called)
             }
         }
     }
 
-    /// The trunk's limits for a new call (either direction): counted when admitted.
-    fn admit_on_trunk(&mut self, now: Instant, t: usize) -> Result<(), Release> {
-        let trunk = &mut self.trunks[t];
-        while trunk.recent.front().is_some_and(|&x| now.saturating_duration_since(x) >= Duration::from_secs(60)) {
-            trunk.recent.pop_front();
+    /// Rings port `j` for B leg `leg` of the call of `a`.
+    fn ring_port(&mut self, now: Instant, a: LegId, leg: LegId, j: usize, setup: &Setup) -> Result<(), Release> {
+        if !self.port_free(j) || self.legs.get(&a) == Some(&Leg::Fxs(j)) {
+            info!(port = self.ports[j].label, "the called port is busy");
+            if matches!(self.legs.get(&a), Some(Leg::Fxs(_))) {
+                self.counters.local_busy += 1;
+            } else {
+                self.counters.rejected_busy += 1;
+            }
+            return Err(ours(Cause::USER_BUSY));
         }
-        if trunk.limits.max_calls.is_some_and(|m| trunk.active >= m) {
-            trunk.counters.limited += 1;
-            warn!(trunk = %trunk.name, max = trunk.limits.max_calls, "trunk call limit reached: call refused");
-            return Err(Release::local(LocalReason::LimitReached));
+        // A SIP caller's audio will be carried by this port's channel.
+        let channel = self.ports[j].channel;
+        if let Some(c) = self.sip.get_mut(&a) {
+            c.media_channel = Some(channel);
+        } else {
+            self.counters.local += 1;
         }
-        if trunk.limits.calls_per_minute.is_some_and(|m| trunk.recent.len() >= m as usize) {
-            trunk.counters.limited += 1;
-            warn!(trunk = %trunk.name, per_minute = trunk.limits.calls_per_minute, "trunk calls-per-minute limit reached: call refused");
-            return Err(Release::local(LocalReason::RateLimited));
-        }
-        trunk.recent.push_back(now);
-        if trunk.recent.len() > 10_000 {
-            trunk.recent.pop_front();
+        info!(port = self.ports[j].label, from = ?setup.calling, "ringing");
+        self.ports[j].leg = Some(leg);
+        self.legs.insert(leg, Leg::Fxs(j));
+        let caller = setup.calling.clone();
+        let name = setup.calling_name.clone();
+        self.ports[j].line.handle_call(now, CallSignal::Incoming { caller, name });
+        self.drain_line(now, j);
+        if self.ports[j].leg == Some(leg) {
+            self.signal(now, leg, Signal::Alerting { inband: false });
         }
         Ok(())
     }
 
-    /// Port `i` calls `called` on trunk `t` from `calling`.
-    fn place_sip_call(&mut self, now: Instant, i: usize, t: usize, calling: &str, called: &str) -> Result<(), Release> {
+    /// Tells `leg` what the other side did.
+    fn signal_leg(&mut self, now: Instant, leg: LegId, signal: Signal) {
+        match self.legs.get(&leg).copied() {
+            Some(Leg::Fxs(i)) => self.signal_fxs(now, i, leg, signal),
+            Some(Leg::Sip(..)) => self.signal_sip(now, leg, signal),
+            None => {}
+        }
+    }
+
+    /// The FXS adapter: switch signals become line signals.
+    fn signal_fxs(&mut self, now: Instant, i: usize, leg: LegId, signal: Signal) {
+        let sig = match signal {
+            Signal::Proceeding | Signal::Digits(_) => return,
+            Signal::Alerting { inband: false } => CallSignal::RemoteRinging,
+            // The far end's own ringback or announcement: connect its audio.
+            Signal::Alerting { inband: true } | Signal::Progress => CallSignal::EarlyMedia,
+            Signal::Answer => CallSignal::RemoteAnswered,
+            Signal::Release(r) => {
+                self.ports[i].leg = None;
+                self.legs.remove(&leg);
+                self.rt_command(RtCommand::Listen { channel: self.ports[i].channel, from: None });
+                match self.ports[i].line.state() {
+                    gw_line::State::Ringing => CallSignal::Cancelled,
+                    gw_line::State::Proceeding | gw_line::State::Ringback => {
+                        self.counters.failed += 1;
+                        CallSignal::Failed { busy: r.cause == Cause::USER_BUSY }
+                    }
+                    _ => CallSignal::RemoteReleased,
+                }
+            }
+        };
+        self.ports[i].line.handle_call(now, sig);
+        self.drain_line(now, i);
+    }
+
+    /// The caller on port `i` hears what `release` means: busy for 17,
+    /// reorder otherwise.
+    fn fail_line(&mut self, now: Instant, i: usize, release: Release) {
+        self.counters.failed += 1;
+        let busy = release.cause == Cause::USER_BUSY;
+        self.ports[i].line.handle_call(now, CallSignal::Failed { busy });
+        self.drain_line(now, i);
+    }
+
+    /// The SIP adapter: switch signals become SIP messages.
+    fn signal_sip(&mut self, now: Instant, leg: LegId, signal: Signal) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let (t, handle, incoming) = (c.trunk, c.handle, c.incoming);
+        match signal {
+            Signal::Proceeding | Signal::Digits(_) | Signal::Progress => {}
+            Signal::Alerting { .. } => {
+                if incoming {
+                    let _ = self.trunks[t].ua.ringing(now, handle);
+                    self.drain_ua(now, t);
+                }
+            }
+            Signal::Answer => {
+                if incoming {
+                    self.answer_sip(now, leg);
+                }
+            }
+            Signal::Release(r) => {
+                self.release_sip(now, leg, r);
+            }
+        }
+    }
+
+    /// Ends the SIP leg's dialog with `release` (a final status mapped by the
+    /// trunk for an unanswered inbound call, else BYE or CANCEL), carrying
+    /// the cause in `Reason`, and forgets it.
+    fn release_sip(&mut self, now: Instant, leg: LegId, release: Release) {
+        let Some(c) = self.sip.remove(&leg) else { return };
+        self.legs.remove(&leg);
+        self.sip_legs.remove(&(c.trunk, c.handle));
+        let t = c.trunk;
+        self.trunks[t].active = self.trunks[t].active.saturating_sub(1);
+        if c.media_channel.is_some() && c.socket.is_none() {
+            if let Some(ch) = c.media_channel {
+                self.rt_command(RtCommand::StopMedia { channel: ch });
+                self.media.close(ch);
+            }
+        }
+        let ua = &mut self.trunks[t].ua;
+        ua.set_cause(c.handle, release.cause.get());
+        if c.incoming && !c.answered {
+            let status = self.trunks[t].cause_map.status_for(release.cause).unwrap_or(480);
+            let _ = self.trunks[t].ua.reject(now, c.handle, status);
+        } else {
+            let _ = self.trunks[t].ua.hangup(now, c.handle);
+        }
+        self.drain_ua(now, t);
+    }
+
+    /// Port `i`'s call goes out on trunk `t` as B leg `leg`.
+    fn place_sip_call(&mut self, now: Instant, leg: LegId, i: usize, t: usize, calling: &str, called: &str) -> Result<(), Release> {
         let label = self.ports[i].label;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
@@ -1076,22 +1326,26 @@ impl Gateway {
                 self.counters.outgoing += 1;
                 self.trunks[t].counters.calls_out += 1;
                 self.trunks[t].active += 1;
-                self.calls.insert((t, handle), i);
-                self.ports[i].call = Some(Call {
-                    trunk: t,
-                    handle,
-                    incoming: false,
-                    remote_party: called.to_string(),
-                    socket: Some(socket),
-                    rtp_port,
-                    offer: Some(offer),
-                    remote_offer: None,
-                    media: None,
-                    media_running: false,
-                    rule: None,
-                    max_until: None,
-                    held: false,
-                });
+                self.legs.insert(leg, Leg::Sip(t, handle));
+                self.sip_legs.insert((t, handle), leg);
+                self.sip.insert(
+                    leg,
+                    SipCall {
+                        trunk: t,
+                        handle,
+                        incoming: false,
+                        remote_party: called.to_string(),
+                        socket: Some(socket),
+                        rtp_port,
+                        offer: Some(offer),
+                        remote_offer: None,
+                        media: None,
+                        media_channel: Some(self.ports[i].channel),
+                        answered: false,
+                        max_until: None,
+                        held: false,
+                    },
+                );
                 self.drain_ua(now, t);
                 Ok(())
             }
@@ -1102,326 +1356,111 @@ impl Gateway {
         }
     }
 
-    /// The routing of port `i`'s call is over (`Some`: it gave up with that
-    /// release): the rule's slot is free and the route stays for the status.
-    fn end_out(&mut self, i: usize, release: Option<Release>) {
-        let Some(out) = self.ports[i].out.take() else { return };
-        if out.limit_held {
-            self.limits.release(out.route.rule);
-        }
-        let mut text = describe_route(&out);
-        if let Some(r) = release {
-            text.push_str(&format!("; final: {r}"));
-        }
-        self.ports[i].last_route = Some(text);
-    }
-
-    /// The caller on port `i` hears what `release` means: busy for 17,
-    /// reorder otherwise.
-    fn fail_line(&mut self, now: Instant, i: usize, release: Release) {
-        self.counters.failed += 1;
-        let busy = release.cause == Cause::USER_BUSY;
-        self.ports[i].line.handle_call(now, CallSignal::Failed { busy });
-        self.drain_line(now, i);
-    }
-
-    /// The setup timer of port `i`'s current attempt: a trunk that has not
-    /// even said 100 Trying by then is failed over (cause 102).
-    fn check_setup_timer(&mut self, now: Instant, i: usize) {
-        let Some(due) = self.ports[i].out.as_ref().and_then(|o| o.routing.poll_timeout()) else { return };
-        if due > now {
-            return;
-        }
-        if let Some(c) = self.ports[i].call.as_ref() {
-            if self.trunks[c.trunk].ua.has_provisional(c.handle) {
-                if let Some(o) = self.ports[i].out.as_mut() {
-                    o.routing.progress(now);
-                }
-                return;
-            }
-        }
-        self.counters.setup_timeouts += 1;
-        if let Some(call) = self.forget_call(i) {
-            warn!(port = self.ports[i].label, trunk = %self.trunks[call.trunk].name, "no answer from the trunk within the setup timeout: failing over");
-            let ua = &mut self.trunks[call.trunk].ua;
-            ua.set_cause(call.handle, Cause::RECOVERY_ON_TIMER_EXPIRY.get());
-            let _ = ua.hangup(now, call.handle);
-            self.stop_media(self.ports[i].channel, &call);
-            self.drain_ua(now, call.trunk);
-        }
-        self.route_step(now, i, Some(Release::local(LocalReason::SetupTimeout)));
-    }
-
-    /// The trunk's `max_duration_s`: the call is cleared normally.
-    fn check_max_duration(&mut self, now: Instant, i: usize) {
-        let Some(c) = self.ports[i].call.as_ref().filter(|c| c.max_until.is_some_and(|t| t <= now)) else { return };
-        let (t, handle) = (c.trunk, c.handle);
-        warn!(port = self.ports[i].label, trunk = %self.trunks[t].name, "maximum call duration reached: clearing the call");
-        self.trunks[t].counters.max_duration_cleared += 1;
-        self.trunks[t].ua.set_cause(handle, Cause::NORMAL_CLEARING.get());
-        let _ = self.trunks[t].ua.hangup(now, handle);
-        self.release_port_call(i);
-        self.end_out(i, None);
-        self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-        self.drain_line(now, i);
-        self.drain_ua(now, t);
-    }
-
-    /// OPTIONS health of trunk `t`: send when due, count a miss when the
-    /// one in flight is late.
-    fn check_ping(&mut self, now: Instant, t: usize) {
-        let trunk = &mut self.trunks[t];
-        let Some(interval) = trunk.options_interval else { return };
-        if trunk.ping_deadline.is_some_and(|d| d <= now) {
-            trunk.ping_deadline = None;
-            trunk.ping_misses += 1;
-            if trunk.ping_misses >= trunk.options_failures && !trunk.options_down {
-                trunk.options_down = true;
-                warn!(trunk = %trunk.name, proxy = %trunk.proxy, misses = trunk.ping_misses, "trunk down: OPTIONS unanswered");
-            }
-        }
-        if trunk.next_ping.is_some_and(|d| d <= now) {
-            // Down: ping more often so that recovery is seen soon.
-            let every = if trunk.options_down { interval.min(Duration::from_secs(5)) } else { interval };
-            trunk.next_ping = Some(now + every);
-            trunk.ping_deadline = Some(now + every.min(Duration::from_secs(2)));
-            trunk.ua.ping(now);
-            self.drain_ua(now, t);
-        }
-    }
-
-    /// A number dialled on port `i` that belongs to port `j` of this box:
-    /// ring `j` with `i`'s number as caller ID; the audio is bridged slot to
-    /// slot in the rt thread once `j` answers. Needs no trunk.
-    fn place_local_call(&mut self, now: Instant, i: usize, j: usize) -> Result<(), Release> {
-        let (label, to) = (self.ports[i].label, self.ports[j].label);
-        if i == j || !self.port_free(j) {
-            info!(port = label, to_port = to, "local call: the called port is busy");
-            self.counters.local_busy += 1;
-            return Err(ours(Cause::USER_BUSY));
-        }
-        info!(port = label, to_port = to, number = %self.ports[j].number, "local call, ringing");
-        self.counters.local += 1;
-        self.ports[i].local = Some(LocalCall { peer: j, incoming: false, answered: false });
-        self.ports[j].local = Some(LocalCall { peer: i, incoming: true, answered: false });
-        let caller = Some(self.ports[i].number.clone());
-        self.ports[j].line.handle_call(now, CallSignal::Incoming { caller, name: None });
-        self.drain_line(now, j);
-        // Still ours unless the called line refused it at once.
-        if self.ports[i].local.is_some() {
-            self.ports[i].line.handle_call(now, CallSignal::RemoteRinging);
-            self.drain_line(now, i);
-        }
-        Ok(())
-    }
-
-    /// The called side of a local call answered.
-    fn answer_local(&mut self, now: Instant, j: usize) {
-        let Some(l) = self.ports[j].local.as_mut() else { return };
-        l.answered = true;
-        let i = l.peer;
-        if let Some(li) = self.ports[i].local.as_mut() {
-            li.answered = true;
-        }
-        if let Some(o) = self.ports[i].out.as_mut() {
-            o.routing.answered(now);
-        }
-        info!(port = self.ports[j].label, from_port = self.ports[i].label, "local call answered");
-        self.counters.answered += 1;
-        self.ports[i].line.handle_call(now, CallSignal::RemoteAnswered);
-        self.drain_line(now, i);
-    }
-
-    /// Port `i` leaves its local call: both cross-connects end and the other
-    /// port is told `sig`.
-    fn end_local(&mut self, now: Instant, i: usize, sig: CallSignal) {
-        let Some(l) = self.ports[i].local.take() else { return };
-        let j = l.peer;
-        let (ci, cj) = (self.ports[i].channel, self.ports[j].channel);
-        self.rt_command(RtCommand::Listen { channel: ci, from: None });
-        // The caller's routing ends with the call; a refusal by the called
-        // line fails the caller over like any cause.
-        let caller = if l.incoming { j } else { i };
-        let refused = match sig {
-            CallSignal::Failed { busy } if l.incoming && !l.answered => {
-                Some(if busy { ours(Cause::USER_BUSY) } else { Release::local(LocalReason::NoAnswer) })
-            }
-            _ => None,
-        };
-        if self.ports[j].local.take().is_some() {
-            self.rt_command(RtCommand::Listen { channel: cj, from: None });
-            if let Some(r) = refused {
-                return self.route_step(now, j, Some(r));
-            }
-            self.ports[j].line.handle_call(now, sig);
-            self.drain_line(now, j);
-        }
-        self.end_out(caller, None);
-    }
-
-    fn answer_call(&mut self, now: Instant, i: usize) {
+    /// Answers an inbound SIP leg (its B side, a port, answered).
+    fn answer_sip(&mut self, now: Instant, leg: LegId) {
         let ip = self.config.media.rtp_ip;
         let cn = self.config.media.silence_suppression;
         let session_id = self.random() >> 2;
-        let Some(call) = self.ports[i].call.as_mut() else { return };
-        let codecs = self.trunks[call.trunk].codecs.clone();
-        let Some(offer) = call.remote_offer.as_ref() else { return };
-        let (t, handle) = (call.trunk, call.handle);
-        match sdp::answer_with(offer, ip, call.rtp_port, &codecs, cn, session_id) {
+        let Some(c) = self.sip.get_mut(&leg) else { return };
+        let codecs = self.trunks[c.trunk].codecs.clone();
+        let (t, handle) = (c.trunk, c.handle);
+        let Some(offer) = c.remote_offer.as_ref() else { return };
+        match sdp::answer_with(offer, ip, c.rtp_port, &codecs, cn, session_id) {
             Ok((answer, negotiated)) => {
-                call.media = Some(negotiated);
-                call.max_until = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
-                info!(port = self.ports[i].label, call = handle.0, "answered");
-                self.counters.answered += 1;
+                c.media = Some(negotiated);
+                c.answered = true;
+                c.max_until = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
+                info!(call = handle.0, "inbound call answered");
                 let _ = self.trunks[t].ua.answer(now, handle, answer);
                 self.drain_ua(now, t);
+                // The port's line connects the media (its ConnectMedia came
+                // before this answer).
+                if let Some(ch) = c_channel(&self.sip, leg) {
+                    self.connect_media(leg, ch);
+                }
             }
             Err(e) => {
                 // Checked when the INVITE came in, so this is unexpected.
                 warn!(?e, "offer cannot be answered");
-                self.trunks[t].ua.set_cause(handle, Cause::BEARER_NOT_IMPLEMENTED.get());
-                let _ = self.trunks[t].ua.reject(now, handle, 488);
-                self.release_port_call(i);
-                self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-                self.drain_line(now, i);
-                self.drain_ua(now, t);
+                let r = ours(Cause::BEARER_NOT_IMPLEMENTED);
+                self.release_sip(now, leg, r);
+                self.signal(now, leg, Signal::Release(r));
             }
         }
     }
 
-    fn connect_media(&mut self, i: usize) {
-        let channel = self.ports[i].channel;
-        let Some(call) = self.ports[i].call.as_ref() else { return };
-        let Some(media) = call.media else {
-            warn!(port = self.ports[i].label, "connect requested without negotiated media");
-            return;
-        };
-        if call.media_running {
-            return;
+    /// Starts the RTP of SIP leg `leg` on FXS channel `channel`.
+    fn connect_media(&mut self, leg: LegId, channel: u8) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let Some(media) = c.media else { return };
+        if c.socket.is_none() {
+            return; // already running
         }
         let session = self.session_for(&media);
-        let Some(call) = self.ports[i].call.as_mut() else { return };
-        let Some(socket) = call.socket.take() else { return };
-        call.media_running = true;
-        info!(port = self.ports[i].label, remote = %media.remote, codec = ?media.codec, ptime = session.ptime_ms, "media connected");
+        let Some(c) = self.sip.get_mut(&leg) else { return };
+        let Some(socket) = c.socket.take() else { return };
+        c.media_channel = Some(channel);
+        info!(channel, remote = %media.remote, codec = ?media.codec, ptime = session.ptime_ms, "media connected");
         self.media.open(channel, socket, media.remote);
         self.rt_command(RtCommand::StartMedia { channel, session, codec: voice_codec(media.codec) });
+    }
+
+    /// Stops SIP leg `leg`'s RTP (the dialog goes on).
+    fn stop_media(&mut self, leg: LegId) {
+        let Some(c) = self.sip.get_mut(&leg) else { return };
+        if c.socket.is_some() {
+            return; // never started
+        }
+        if let Some(ch) = c.media_channel.take() {
+            self.rt_command(RtCommand::StopMedia { channel: ch });
+            self.media.close(ch);
+        }
     }
 
     /// The far end's media changed during the call (the 2xx after early
     /// media, a re-INVITE): a new address is followed, a new codec restarts
     /// the session in the rt thread.
-    fn update_media(&mut self, i: usize, new: NegotiatedMedia) {
-        let channel = self.ports[i].channel;
-        let Some(call) = self.ports[i].call.as_ref().filter(|c| c.media_running) else { return };
-        let Some(old) = call.media else { return };
+    fn update_media(&mut self, leg: LegId, new: NegotiatedMedia) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let (Some(old), Some(channel), true) = (c.media, c.media_channel, c.socket.is_none()) else { return };
         if old.remote != new.remote {
-            info!(port = self.ports[i].label, from = %old.remote, to = %new.remote, "far end's media moved");
+            info!(channel, from = %old.remote, to = %new.remote, "far end's media moved");
             self.media.retarget(channel, new.remote);
         }
         if (old.codec, old.payload_type, old.telephone_event) != (new.codec, new.payload_type, new.telephone_event) {
-            info!(port = self.ports[i].label, codec = ?new.codec, "far end changed the codec: media restarted");
-            if let Some(c) = self.ports[i].call.as_mut() {
-                c.media = Some(new);
-            }
+            info!(channel, codec = ?new.codec, "far end changed the codec: media restarted");
             let session = self.session_for(&new);
-            let codec = voice_codec(new.codec);
-            self.rt_command(RtCommand::StartMedia { channel, session, codec });
+            self.rt_command(RtCommand::StartMedia { channel, session, codec: voice_codec(new.codec) });
+        }
+        if let Some(c) = self.sip.get_mut(&leg) {
+            c.media = Some(new);
         }
     }
 
     /// A re-INVITE's offer (already answered by the UA with our SDP and the
     /// mirrored direction): hold, resume, a new address or codec.
-    fn apply_remote_offer(&mut self, i: usize, offer: &SessionDescription) {
-        let channel = self.ports[i].channel;
-        let Some(call) = self.ports[i].call.as_ref() else { return };
-        let codecs = self.trunks[call.trunk].codecs.clone();
-        let Ok((_, m)) = sdp::answer(offer, self.config.media.rtp_ip, call.rtp_port, &codecs, 0) else {
-            warn!(port = self.ports[i].label, "re-INVITE offer has nothing we can use: media unchanged");
+    fn apply_remote_offer(&mut self, leg: LegId, offer: &SessionDescription) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let codecs = self.trunks[c.trunk].codecs.clone();
+        let Ok((_, m)) = sdp::answer(offer, self.config.media.rtp_ip, c.rtp_port, &codecs, 0) else {
+            warn!(call = c.handle.0, "re-INVITE offer has nothing we can use: media unchanged");
             return;
         };
         // RFC 3264 8.4: hold is the offer's sendonly or inactive (c=0.0.0.0 in RFC 2543).
         let direction = offer.media.first().map_or(sdp::Direction::SendRecv, |md| md.direction);
         let held = matches!(direction, sdp::Direction::SendOnly | sdp::Direction::Inactive) || m.remote.ip().is_unspecified();
-        info!(port = self.ports[i].label, held, remote = %m.remote, "re-INVITE from the far end");
-        let running = call.media_running;
-        if let Some(c) = self.ports[i].call.as_mut() {
+        info!(call = c.handle.0, held, remote = %m.remote, "re-INVITE from the far end");
+        let running = c.socket.is_none() && c.media_channel.is_some();
+        let channel = c.media_channel;
+        if let Some(c) = self.sip.get_mut(&leg) {
             c.held = held;
         }
-        if running {
-            self.media.hold(channel, held);
+        if let (true, Some(ch)) = (running, channel) {
+            self.media.hold(ch, held);
             if !m.remote.ip().is_unspecified() {
-                self.update_media(i, m);
+                self.update_media(leg, m);
             }
         }
-    }
-
-    fn session_for(&mut self, media: &NegotiatedMedia) -> SessionConfig {
-        let ssrc = self.random() as u32;
-        let seq_ts = self.random();
-        let ptime = if (10..=60).contains(&media.ptime_ms) && media.ptime_ms % 10 == 0 {
-            media.ptime_ms
-        } else {
-            self.config.media.ptime_ms
-        };
-        SessionConfig {
-            payload_type: media.payload_type,
-            telephone_event: media.telephone_event,
-            comfort_noise: media.comfort_noise,
-            ptime_ms: ptime,
-            ssrc,
-            initial_seq: seq_ts as u16,
-            initial_ts: (seq_ts >> 16) as u32,
-            jitter_depth_ms: self.config.media.jitter_ms,
-        }
-    }
-
-    fn stop_media(&mut self, channel: u8, call: &Call) {
-        if call.media_running {
-            self.rt_command(RtCommand::StopMedia { channel });
-            self.media.close(channel);
-        }
-    }
-
-    /// Takes the port's SIP call out of the books (trunk and rule counts
-    /// included); the caller tells the UA and stops the media.
-    fn forget_call(&mut self, i: usize) -> Option<Call> {
-        let call = self.ports[i].call.take()?;
-        self.calls.remove(&(call.trunk, call.handle));
-        let t = &mut self.trunks[call.trunk];
-        t.active = t.active.saturating_sub(1);
-        if let Some(rule) = call.rule {
-            self.limits.release(rule);
-        }
-        Some(call)
-    }
-
-    /// Forgets the port's call (the SIP side is already finished or told).
-    fn release_port_call(&mut self, i: usize) {
-        if let Some(call) = self.forget_call(i) {
-            self.stop_media(self.ports[i].channel, &call);
-        }
-    }
-
-    fn telephone_event(&self) -> Option<u8> {
-        match self.config.media.telephone_event {
-            0 => None,
-            pt => Some(pt),
-        }
-    }
-
-    fn drain_ua(&mut self, now: Instant, t: usize) {
-        while let Some(ev) = self.trunks[t].ua.poll_event() {
-            self.apply_ua_event(now, t, ev);
-        }
-    }
-
-    /// The Q.850 release of a SIP failure on trunk `t`: the peer's `Reason`
-    /// wins over the status (RFC 3326), mapped by the trunk's table.
-    fn sip_release(&self, t: usize, handle: CallHandle, status: u16) -> Release {
-        let trunk = &self.trunks[t];
-        let reason = trunk.ua.remote_reason(handle).and_then(gw_call::reason::parse);
-        Release { cause: trunk.cause_map.cause_for(status, reason), location: Location::BeyondInterworking, local: None }
     }
 
     fn apply_ua_event(&mut self, now: Instant, t: usize, ev: Event) {
@@ -1458,99 +1497,84 @@ impl Gateway {
                 self.incoming_call(now, t, call, from_user, from_display, to_user, offer)
             }
             Event::Ringing { call } => {
-                let Some(&i) = self.calls.get(&(t, call)) else { return };
-                if let Some(o) = self.ports[i].out.as_mut() {
-                    o.routing.progress(now);
-                }
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
                 // A 18x with SDP: the far end's own ringback or announcement
                 // plays instead of ours (early media, RFC 3960).
-                let early = match (self.ports[i].call.as_ref().and_then(|c| c.offer.as_ref()), self.trunks[t].ua.remote_sdp(call)) {
+                let early = match (self.sip.get(&leg).and_then(|c| c.offer.as_ref()), self.trunks[t].ua.remote_sdp(call)) {
                     (Some(offer), Some(sdp)) => sdp::accept_answer(offer, &sdp).ok(),
                     _ => None,
                 };
-                let sig = match early {
-                    Some(m) => {
-                        info!(port = self.ports[i].label, call = call.0, remote = %m.remote, "early media from the far end");
-                        if let Some(c) = self.ports[i].call.as_mut() {
-                            c.media.get_or_insert(m);
-                        }
-                        CallSignal::EarlyMedia
-                    }
-                    None => CallSignal::RemoteRinging,
-                };
-                self.ports[i].line.handle_call(now, sig);
-                self.drain_line(now, i);
+                if let (Some(m), Some(c)) = (early, self.sip.get_mut(&leg)) {
+                    info!(call = call.0, remote = %m.remote, "early media from the far end");
+                    c.media.get_or_insert(m);
+                }
+                self.signal(now, leg, Signal::Alerting { inband: early.is_some() });
             }
             Event::RemoteOffer { call, offer } => {
-                let Some(&i) = self.calls.get(&(t, call)) else { return };
-                self.apply_remote_offer(i, &offer);
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                self.apply_remote_offer(leg, &offer);
             }
             Event::Answered { call, answer } => {
-                let Some(&i) = self.calls.get(&(t, call)) else { return };
-                let negotiated = match (self.ports[i].call.as_ref().and_then(|c| c.offer.as_ref()), answer) {
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                let negotiated = match (self.sip.get(&leg).and_then(|c| c.offer.as_ref()), answer) {
                     (Some(offer), Some(answer)) => sdp::accept_answer(offer, &answer).map_err(|e| format!("{e:?}")),
                     _ => Err("2xx without an SDP answer".to_string()),
                 };
                 match negotiated {
                     Ok(m) => {
-                        info!(port = self.ports[i].label, call = call.0, "far end answered");
-                        self.counters.answered += 1;
+                        info!(call = call.0, "far end answered");
                         let max = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
                         // Media already running from early media: follow the
                         // final answer if it moved.
-                        self.update_media(i, m);
-                        if let Some(c) = self.ports[i].call.as_mut() {
+                        self.update_media(leg, m);
+                        if let Some(c) = self.sip.get_mut(&leg) {
                             c.media = Some(m);
+                            c.answered = true;
                             c.max_until = max;
                         }
-                        if let Some(o) = self.ports[i].out.as_mut() {
-                            o.routing.answered(now);
-                        }
-                        self.ports[i].line.handle_call(now, CallSignal::RemoteAnswered);
-                        self.drain_line(now, i);
+                        self.signal(now, leg, Signal::Answer);
                     }
                     Err(e) => {
                         warn!(call = call.0, %e, "unusable answer; hanging up");
-                        self.trunks[t].ua.set_cause(call, Cause::BEARER_NOT_IMPLEMENTED.get());
-                        let _ = self.trunks[t].ua.hangup(now, call);
-                        self.release_port_call(i);
-                        self.end_out(i, None);
-                        self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-                        self.drain_line(now, i);
+                        let r = ours(Cause::BEARER_NOT_IMPLEMENTED);
+                        self.release_sip(now, leg, r);
+                        self.signal(now, leg, Signal::Release(r));
                     }
                 }
             }
             Event::Confirmed { call } => debug!(call = call.0, "ACK received"),
             Event::Failed { call, status, reason } => {
-                let Some(&i) = self.calls.get(&(t, call)) else { return };
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
                 let release = self.sip_release(t, call, status);
-                info!(port = self.ports[i].label, trunk = %self.trunks[t].name, call = call.0, status, %reason, %release, "call failed");
+                info!(trunk = %self.trunks[t].name, call = call.0, status, %reason, %release, "call failed");
                 self.trunks[t].counters.failed += 1;
-                self.release_port_call(i);
-                if self.ports[i].out.is_some() {
-                    self.route_step(now, i, Some(release));
-                } else {
-                    self.fail_line(now, i, release);
-                }
+                self.forget_sip(leg);
+                self.signal(now, leg, Signal::Release(release));
             }
             Event::Ended { call, reason } => {
-                let Some(&i) = self.calls.get(&(t, call)) else { return };
-                info!(port = self.ports[i].label, call = call.0, ?reason, remote_reason = ?self.trunks[t].ua.remote_reason(call), "call ended by the far end");
-                let was_ringing = self.ports[i].call.as_ref().is_some_and(|c| c.incoming && c.media.is_none());
-                self.release_port_call(i);
-                self.end_out(i, None);
-                let sig = if was_ringing || reason == EndReason::Cancelled {
-                    CallSignal::Cancelled
-                } else {
-                    CallSignal::RemoteReleased
-                };
-                self.ports[i].line.handle_call(now, sig);
-                self.drain_line(now, i);
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                let remote = self.trunks[t].ua.remote_reason(call).and_then(gw_call::reason::parse);
+                info!(call = call.0, ?reason, ?remote, "call ended by the far end");
+                let cause = remote.unwrap_or(Cause::NORMAL_CLEARING);
+                self.forget_sip(leg);
+                self.signal(now, leg, Signal::Release(Release::remote(cause, Location::BeyondInterworking)));
             }
         }
     }
 
-    /// Rejects an inbound call on trunk `t` with `release`, mapped by the trunk.
+    /// The dialog of SIP leg `leg` is over on its own (failed or ended):
+    /// its media stops and it is forgotten.
+    fn forget_sip(&mut self, leg: LegId) {
+        self.stop_media(leg);
+        if let Some(c) = self.sip.remove(&leg) {
+            self.sip_legs.remove(&(c.trunk, c.handle));
+            let t = &mut self.trunks[c.trunk];
+            t.active = t.active.saturating_sub(1);
+        }
+        self.legs.remove(&leg);
+    }
+
+    /// Rejects an inbound call on trunk `t` before it reaches the switch.
     fn reject_incoming(&mut self, now: Instant, t: usize, call: CallHandle, release: Release) {
         let status = self.trunks[t].cause_map.status_for(release.cause).unwrap_or(480);
         self.trunks[t].ua.set_cause(call, release.cause.get());
@@ -1574,115 +1598,62 @@ impl Gateway {
         if let Err(release) = self.admit_on_trunk(now, t) {
             return self.reject_incoming(now, t, call, release);
         }
-        let m = match self.table.lookup(&trunk_name, &to_user, Some(&from_user)) {
-            Lookup::Route(m) => m,
-            Lookup::NeedMore | Lookup::NoRoute => {
-                info!(trunk = %trunk_name, to = %to_user, from = %from_user, "inbound call matches no rule: 404");
-                self.counters.rejected_unknown += 1;
-                return self.reject_incoming(now, t, call, ours(Cause::UNALLOCATED_NUMBER));
-            }
-        };
-        if !self.limits.try_acquire(m.rule, m.max_calls) {
-            warn!(trunk = %trunk_name, rule = m.rule, max = ?m.max_calls, "the rule's call limit is reached: 503");
-            self.counters.rule_limited += 1;
-            return self.reject_incoming(now, t, call, Release::local(LocalReason::LimitReached));
-        }
-        // The destinations are ports of this box: each answers at once, so
-        // the routing runs to its end here.
-        let mut routing = Routing::new(&m);
-        let mut step = {
-            let me = &*self;
-            routing.next_attempt(now, &|tg: &Target| me.target_state(tg, &m, None))
-        };
-        let port = loop {
-            match step {
-                Step::GiveUp(release) => break Err(release),
-                Step::Try { ref target, .. } => {
-                    let found = match target {
-                        Target::Owner => self.ports.iter().position(|p| p.number == m.called).ok_or(ours(Cause::UNALLOCATED_NUMBER)),
-                        Target::Group(g) => {
-                            let members = self.table.group(g).map(|g| g.fxs.clone()).unwrap_or_default();
-                            members
-                                .iter()
-                                .filter_map(|&p| self.ports.iter().position(|x| x.label == p))
-                                .find(|&j| self.port_free(j))
-                                .ok_or(ours(Cause::USER_BUSY))
-                        }
-                        // Trunk to trunk needs RTP to RTP media, which the rt
-                        // thread does not do yet.
-                        Target::Trunk(_) => Err(ours(Cause::SERVICE_NOT_IMPLEMENTED)),
-                    };
-                    let found = found.and_then(|j| if self.port_free(j) { Ok(j) } else { Err(ours(Cause::USER_BUSY)) });
-                    match found {
-                        Ok(j) => break Ok(j),
-                        Err(r) => {
-                            let me = &*self;
-                            step = routing.attempt_failed(now, r, &|tg: &Target| me.target_state(tg, &m, None));
-                        }
-                    }
-                }
-            }
-        };
-        let route_text = format!("{}; from trunk {trunk_name}", describe_attempts(&m, &routing));
-        let i = match port {
-            Ok(i) => i,
-            Err(release) => {
-                info!(trunk = %trunk_name, to = %m.called, %release, "inbound call refused");
-                self.limits.release(m.rule);
-                if release.cause == Cause::USER_BUSY {
-                    self.counters.rejected_busy += 1;
-                }
-                return self.reject_incoming(now, t, call, release);
-            }
-        };
-        let label = self.ports[i].label;
-        self.ports[i].last_route = Some(route_text);
-        // Refuse an offer we cannot answer before ringing the phone.
+        // Refuse an offer we cannot answer before anything rings.
         let Some(offer) = offer else {
-            info!(port = label, "INVITE without an SDP offer is not supported: 488");
-            self.limits.release(m.rule);
+            info!(trunk = %trunk_name, "INVITE without an SDP offer is not supported: 488");
             return self.reject_incoming(now, t, call, ours(Cause::BEARER_NOT_IMPLEMENTED));
         };
         if let Err(e) = sdp::answer(&offer, self.config.media.rtp_ip, 9, &self.trunks[t].codecs, 0) {
-            info!(port = label, ?e, "no acceptable codec in the offer: 488");
-            self.limits.release(m.rule);
+            info!(trunk = %trunk_name, ?e, "no acceptable codec in the offer: 488");
             return self.reject_incoming(now, t, call, ours(Cause::BEARER_NOT_IMPLEMENTED));
         }
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
-                warn!(port = label, %e, "no RTP port for an inbound call: 503");
-                self.limits.release(m.rule);
+                warn!(trunk = %trunk_name, %e, "no RTP port for an inbound call: 503");
                 return self.reject_incoming(now, t, call, ours(Cause::RESOURCE_UNAVAILABLE));
             }
         };
-        info!(port = label, trunk = %trunk_name, from = %from_user, call = call.0, rule = m.rule, "inbound call, ringing");
-        self.calls.insert((t, call), i);
+        info!(trunk = %trunk_name, from = %from_user, to = %to_user, call = call.0, "inbound call");
         self.trunks[t].active += 1;
-        self.ports[i].call = Some(Call {
-            trunk: t,
-            handle: call,
-            incoming: true,
-            remote_party: from_user.clone(),
-            socket: Some(socket),
-            rtp_port,
-            offer: None,
-            remote_offer: Some(offer),
-            media: None,
-            media_running: false,
-            rule: Some(m.rule),
-            max_until: None,
-            held: false,
-        });
-        let caller = m.calling.clone().unwrap_or(from_user);
-        let sig = CallSignal::Incoming { caller: Some(caller), name: from_display };
-        self.ports[i].line.handle_call(now, sig);
-        self.drain_line(now, i);
-        if self.ports[i].call.is_some() {
-            let _ = self.trunks[t].ua.ringing(now, call);
-        }
+        let setup = Setup {
+            called: to_user,
+            calling: Some(from_user.clone()),
+            calling_name: from_display,
+            complete: true,
+            ..Default::default()
+        };
+        let h = self.health(None);
+        // The leg id comes from the switch; register the dialog under it as
+        // soon as it exists (the switch's outputs are drained after).
+        let a = self.switch.originate(now, &trunk_name, setup, &|x| h.of(x));
+        self.legs.insert(a, Leg::Sip(t, call));
+        self.sip_legs.insert((t, call), a);
+        self.sip.insert(
+            a,
+            SipCall {
+                trunk: t,
+                handle: call,
+                incoming: true,
+                remote_party: from_user,
+                socket: Some(socket),
+                rtp_port,
+                offer: None,
+                remote_offer: Some(offer),
+                media: None,
+                media_channel: None,
+                answered: false,
+                max_until: None,
+                held: false,
+            },
+        );
+        self.drain_switch(now);
         self.drain_ua(now, t);
     }
+}
+
+fn c_channel(sip: &HashMap<LegId, SipCall>, leg: LegId) -> Option<u8> {
+    sip.get(&leg).and_then(|c| c.media_channel)
 }
 
 impl Trunk {
@@ -1711,26 +1682,6 @@ fn trunk_down_reason(t: &Trunk) -> String {
         failed.sort_unstable();
         format!("registration failed for {}", failed.join(", "))
     }
-}
-
-/// "rule 1 \"trunk\" 2000: trunk \"default\" -> 38 network out of order
-/// (trunk down); trunk \"backup\" (trying)".
-fn describe_route(out: &OutCall) -> String {
-    describe_attempts(&out.route, &out.routing)
-}
-
-fn describe_attempts(m: &RouteMatch, routing: &Routing) -> String {
-    let name = m.rule_name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default();
-    let tried: Vec<String> = routing
-        .attempts()
-        .iter()
-        .map(|a| match a.result {
-            Some(r) => format!("{} -> {r}", a.target),
-            None if routing.is_answered() => format!("{} (answered)", a.target),
-            None => format!("{} (trying)", a.target),
-        })
-        .collect();
-    format!("rule {}{name} {}: {}", m.rule, m.called, if tried.is_empty() { "nothing tried".into() } else { tried.join("; ") })
 }
 
 #[cfg(test)]
@@ -2360,7 +2311,7 @@ to = [{ owner = true }]
         w.dial(1, "2000");
         w.advance(100);
         assert_eq!(w.gw.port_status()[0].state, "Connected");
-        let (t, handle) = w.gw.ports[0].call.as_ref().map(|c| (c.trunk, c.handle)).unwrap();
+        let (t, handle) = w.gw.sip.values().next().map(|c| (c.trunk, c.handle)).unwrap();
         let mut offer = sdp::make_offer(w.peers[0].addr.ip(), 7090, &[Codec::Pcmu], None, 5);
         offer.media[0].direction = sdp::Direction::SendOnly;
         let now = w.now;

@@ -1483,7 +1483,7 @@ mod tests {
             .pcm
             .sent
             .chunks(FRAME_SAMPLES)
-            .filter_map(|f| match det.process(f.try_into().unwrap()) {
+            .filter_map(|f| match det.process(f) {
                 Some(DtmfEvent::Start(d)) => Some(d),
                 _ => None,
             })
