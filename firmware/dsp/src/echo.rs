@@ -152,6 +152,19 @@ const TONE_RELEASE_BLOCKS: u32 = 31;
 const NEAR_MIN: f32 = dbm0_power(-50.0);
 /// Double talk: residual/echo-estimate ratio this far above its reference.
 const DT_MARGIN_DB: f32 = 12.0;
+/// Near-end talker, whatever the filter's state: the window's far/near coherence below
+/// this (single talk measures 0.63-0.99 on every Annex D hybrid, bulk delay and source,
+/// G.711 included; a near-end talker 6 dB above the echo 0.05-0.35, a tone 0.03-0.3).
+const COH_NEAR: f32 = 0.5;
+/// The near end is clearly echo above this coherence: only then may the double-talk
+/// reference rise during what the residual ratio calls double talk (an echo-path
+/// change: the residual rises, the coherence does not).
+const COH_ECHO: f32 = 0.7;
+/// Locator updates with the far end active before the coherence is trusted (~130 ms).
+const COH_WARMUP: u32 = 8;
+/// The NLP only acts on a residual at most this far above the foreground's echo
+/// estimate: anything louder is not what is left of an echo.
+const NLP_MAX_RATIO_DB: f32 = 0.0;
 const fn phasors() -> [(f32, f32); 256] {
     let mut t = [(0.0f32, 0.0f32); 256];
     let mut i = 0;
@@ -258,6 +271,16 @@ pub struct EchoCanceller {
     erl_db: f32,
     dt_hang: u32,
     double_talk: bool,
+    /// Near-end talker by the filter-independent cues (coherence, level), with its
+    /// hangover: adaptation and foreground copies are frozen while it holds.
+    near_present: bool,
+    near_hang: u32,
+    /// Locator updates while the far end was active (saturating).
+    coh_updates: u32,
+    /// Largest far/near coherence over the tail (1 until trusted).
+    tail_coh: f32,
+    /// The background filter adapted in the last block.
+    adapted: bool,
     nlp_gain: f32,
     rng: u32,
     peak: [(f32, u32); PARTS],
@@ -342,6 +365,11 @@ impl EchoCanceller {
             erl_db: 0.0,
             dt_hang: 0,
             double_talk: false,
+            near_present: false,
+            near_hang: 0,
+            coh_updates: 0,
+            tail_coh: 1.0,
+            adapted: false,
             nlp_gain: 1.0,
             rng: 0x1234_5678,
             peak: [(0.0, 0); PARTS],
@@ -397,6 +425,14 @@ impl EchoCanceller {
     /// Switch the non-linear processor (and comfort noise) on or off.
     pub fn set_nlp(&mut self, on: bool) {
         self.nlp_enabled = on;
+    }
+
+    #[doc(hidden)]
+    pub fn debug(&self) -> [f32; 6] {
+        let ws = self.win_start;
+        let wc = self.coh[ws..ws + self.win_len].iter().fold(0.0f32, |a, &b| a.max(b));
+        let mc = self.coh[ws..ws + self.win_len].iter().sum::<f32>();
+        [wc, mc, self.ratio_db, self.ratio_ref_db, 10.0 * libm::log10f((self.pd + 1.0) / (self.pe_fg + 1.0)), self.erle_bg_db]
     }
 
     /// Current figures.
@@ -511,6 +547,9 @@ impl EchoCanceller {
         let every = if self.erle_db > 20.0 { 2 * LOCATE_EVERY } else { LOCATE_EVERY };
         if self.enabled && !self.disabled && self.blocks % every == 1 {
             self.locate(&near);
+            if far_recent > FAR_ACTIVE {
+                self.coh_updates = self.coh_updates.saturating_add(1);
+            }
         }
         self.d_prev = near;
         let e_fg = self.e_fg_blk;
@@ -539,13 +578,46 @@ impl EchoCanceller {
         let far_active = far_recent > FAR_ACTIVE;
         let cancelling = self.enabled && !self.disabled;
 
-        // 4. Adapt the background filter.
-        if cancelling && far_p > FAR_ACTIVE {
+        // 3b. Near-end talker, by two cues that do not depend on the filter or on any
+        // learnt reference, so that no length of double talk can wear them out
+        // (G.168 clause 6.4.2.4 test 3: the canceller must neither diverge nor lose the
+        // near end whatever the double talk's length; the external run had a near-end
+        // tone of 10 s and 20 s of babble):
+        // - *unexplained*: the near end carries power that the far end does not explain
+        //   (coherence in the window, computed by the locator from the raw signals)
+        //   — near-end speech, a tone, or noise from the phone;
+        // - *louder than the far end*: the near end is louder than the loudest far-end
+        //   block still inside the tail; no echo path returns gain (G.168 assumes an
+        //   ERL of 6 dB at least, clause 6.4.2.1; 0 dB here for margin). This is the
+        //   Geigel rule on block powers and needs no convergence at all.
+        // The coherence is the largest over the whole tail, not the window's: after an
+        // echo-path change the echo is explained by other partitions, and the window
+        // must be free to move there.
+        let tail_coh = self.coh[..parts].iter().fold(0.0f32, |a, &b| a.max(b));
+        self.tail_coh = if self.coh_updates >= COH_WARMUP { tail_coh } else { 1.0 };
+        let near_floor = NEAR_MIN.max(4.0 * self.noise);
+        let unexplained = self.coh_updates >= COH_WARMUP && tail_coh < COH_NEAR && self.pd > near_floor;
+        let louder = pd > far_recent && pd > near_floor;
+        if cancelling && far_active && (unexplained || louder) {
+            self.near_present = true;
+            self.near_hang = DT_HANGOVER;
+        } else if self.near_hang > 0 {
+            self.near_hang -= 1;
+        } else {
+            self.near_present = false;
+        }
+
+        // 4. Adapt the background filter, except while a near-end talker is there:
+        // whatever it learnt from near-end speech would be wrong (the robust error only
+        // slows that down, its scale follows the double talk's level within ~0.5 s).
+        // An echo-path change keeps the coherence high, so it is still followed.
+        self.adapted = cancelling && far_p > FAR_ACTIVE && !self.near_present;
+        if self.adapted {
             self.adapt(&e_bg, pd, pe_bg);
         }
 
-        // 5. Foreground/background decision.
-        if cancelling && far_active {
+        // 5. Foreground/background decision (frozen with the adaptation).
+        if cancelling && far_active && !self.near_present {
             // In double talk the background can look better by partly cancelling the
             // near-end talker; demand a much larger margin then.
             let margin = if self.double_talk { DT_COPY_MARGIN } else { 0.5 };
@@ -575,17 +647,23 @@ impl EchoCanceller {
         let py = y_fg_p / BLOCK as f32;
         let mut near_talk = false;
         if far_active && cancelling {
-            let r_db = 10.0 * libm::log10f((pe_fg / (py + NEAR_MIN)).clamp(1e-7, 10.0));
+            let r_db = 10.0 * libm::log10f((pe_fg / (py + NEAR_MIN)).clamp(1e-7, 1e4));
             self.ratio_db = 0.5 * self.ratio_db + 0.5 * r_db;
             // Below -50 dBm0 nothing the far end could hear is lost by calling it echo.
             near_talk = self.ratio_db > self.ratio_ref_db + DT_MARGIN_DB && pe_fg > NEAR_MIN.max(4.0 * self.noise);
             // The reference follows the ratio down quickly (convergence) and up slowly;
-            // in double talk only very slowly, so a path change cannot latch it.
+            // in double talk only very slowly, so a path change cannot latch it, and not
+            // at all while a near-end talker is known to be there: before, a near end
+            // talking for more than ~4 s (a tone, babble) lifted the reference to its
+            // own level, the double talk ended for the detector and the NLP muted the
+            // near end for good.
             let k = if py < 10.0 * NEAR_MIN {
                 // Echo estimate too weak to say what the filter achieves.
                 0.0
             } else if self.ratio_db < self.ratio_ref_db {
                 0.3
+            } else if self.near_present || self.tail_coh < COH_ECHO {
+                0.0
             } else if near_talk {
                 0.003
             } else {
@@ -593,6 +671,7 @@ impl EchoCanceller {
             };
             self.ratio_ref_db += k * (self.ratio_db - self.ratio_ref_db);
         }
+        near_talk |= self.near_present;
         if near_talk {
             if !self.double_talk {
                 self.stats.double_talk_events += 1;
@@ -637,7 +716,11 @@ impl EchoCanceller {
         // echo-free digital port) the NLP must not touch the near end (G.168 test 5).
         self.py_smooth = 0.7 * self.py_smooth + 0.3 * py;
         let echo_there = self.py_smooth > (0.1 * NEAR_MIN).max(2.0 * NOISE_BIAS * self.noise);
-        let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there;
+        // And only on a residual that can be what is left of the echo: never louder than
+        // the echo estimate itself (G.168 clause 7.2.4: the NLP acts on residual echo;
+        // near-end signal must pass).
+        let residual_echo = self.ratio_db < NLP_MAX_RATIO_DB;
+        let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there && residual_echo;
         self.nlp_target = if nlp { 0.0 } else { 1.0 };
         self.cn_cur = self.cn_next;
         if nlp || self.nlp_gain < 1.0 {
@@ -745,7 +828,8 @@ impl EchoCanceller {
         // coherence as the peak (speech correlates with itself over tens of ms).
         let held = self.coh[ws..ws + self.win_len].iter().fold(0.0f32, |a, &b| a.max(b));
         let settled = self.erle_db > 15.0 && held > 0.8 * self.coh[m];
-        if inside || self.coh[m] < 0.1 || settled {
+        // Nor while a near-end talker is there: the peak then says nothing.
+        if inside || self.coh[m] < 0.1 || settled || self.near_present {
             self.move_votes = 0;
         } else if start == self.move_cand {
             self.move_votes += 1;
