@@ -219,6 +219,16 @@ pub struct EchoStats {
     pub disabled_by_tone: bool,
     /// The NLP is replacing the residual with comfort noise.
     pub nlp_active: bool,
+    /// The background filter adapted in the last block (far end active, no near-end
+    /// talker, not disabled).
+    pub adapting: bool,
+    /// A near-end talker is there (coherence or level cue): adaptation and foreground
+    /// updates are frozen until it stops.
+    pub adaptation_frozen: bool,
+    /// The output is (partly) comfort noise: the NLP or its crossfade.
+    pub comfort_noise: bool,
+    /// Level of the comfort noise the NLP inserts (the tracked near-end noise), dBm0.
+    pub comfort_noise_dbm0: f32,
     /// Times the foreground filter was replaced by a better background filter.
     pub filter_updates: u32,
     /// Double-talk periods seen.
@@ -287,6 +297,8 @@ pub struct EchoCanceller {
     coh_updates: u32,
     /// Largest far/near coherence over the tail (1 until trusted).
     tail_coh: f32,
+    /// Last trusted coherence verdict: the near end is not explained by the far end.
+    unexplained: bool,
     /// The background filter adapted in the last block.
     adapted: bool,
     /// Consecutive blocks without double talk or a near-end talker (saturating).
@@ -379,6 +391,7 @@ impl EchoCanceller {
             near_hang: 0,
             coh_updates: 0,
             tail_coh: 1.0,
+            unexplained: false,
             adapted: false,
             single_talk_blocks: 0,
             nlp_gain: 1.0,
@@ -408,6 +421,10 @@ impl EchoCanceller {
                 double_talk: false,
                 disabled_by_tone: false,
                 nlp_active: false,
+                adapting: false,
+                adaptation_frozen: false,
+                comfort_noise: false,
+                comfort_noise_dbm0: 0.0,
                 filter_updates: 0,
                 double_talk_events: 0,
                 tone_disable_events: 0,
@@ -550,9 +567,10 @@ impl EchoCanceller {
         let every = if self.erle_db > 20.0 { 2 * LOCATE_EVERY } else { LOCATE_EVERY };
         if self.enabled && !self.disabled && self.blocks % every == 1 {
             self.locate(&near);
-            if far_recent > FAR_ACTIVE {
-                self.coh_updates = self.coh_updates.saturating_add(1);
-            }
+            // The coherence is a smoothed estimate (~5 updates): right after a far-end
+            // pause it rests on one or two blocks and reads near 1 whatever the signals.
+            // It is trusted again after COH_WARMUP updates with the far end active.
+            self.coh_updates = if far_recent > FAR_ACTIVE { self.coh_updates.saturating_add(1) } else { 0 };
         }
         self.d_prev = near;
         let e_fg = self.e_fg_blk;
@@ -599,7 +617,12 @@ impl EchoCanceller {
         let tail_coh = self.coh[..parts].iter().fold(0.0f32, |a, &b| a.max(b));
         self.tail_coh = if self.coh_updates >= COH_WARMUP { tail_coh } else { 1.0 };
         let near_floor = NEAR_MIN.max(4.0 * self.noise);
-        let unexplained = self.coh_updates >= COH_WARMUP && tail_coh < COH_NEAR && self.pd > near_floor;
+        // While the coherence is not trusted (call start, far-end onsets) the last trusted
+        // verdict holds.
+        if self.coh_updates >= COH_WARMUP {
+            self.unexplained = tail_coh < COH_NEAR;
+        }
+        let unexplained = self.unexplained && self.pd > near_floor;
         let louder = pd > far_recent && pd > near_floor;
         if cancelling && far_active && (unexplained || louder) {
             self.near_present = true;
@@ -794,6 +817,11 @@ impl EchoCanceller {
         self.stats.double_talk = self.double_talk;
         self.stats.disabled_by_tone = self.disabled;
         self.stats.nlp_active = nlp;
+        self.stats.adapting = self.adapted;
+        self.stats.adaptation_frozen = self.near_present;
+        self.stats.comfort_noise = cancelling && (nlp || self.nlp_gain < 1.0);
+        let cn = (self.noise * NOISE_BIAS).min(dbm0_power(-45.0));
+        self.stats.comfort_noise_dbm0 = (10.0 * libm::log10f(cn / P_0DBM0 + 1e-12)).max(-99.0);
     }
 
     /// Per-partition coherence between the near end and the far end delayed by `p`
@@ -1623,6 +1651,39 @@ mod tests {
         let ln = tilt(&line);
         assert!(ln < 0.5, "line noise tilt {ln}");
         assert!(cn < 1.5 * ln && cn > ln / 1.5, "comfort noise tilt {cn:.3} vs line noise {ln:.3}");
+    }
+
+    /// The state shown in the status: adapting in single talk, frozen while the near end
+    /// talks (here a steady tone, 10 dB above the far end), comfort noise while the NLP
+    /// hides the residual, and adapting again afterwards.
+    #[test]
+    fn state_flags_follow_single_and_double_talk() {
+        let ms = models();
+        let mut ec = Box::new(EchoCanceller::new(512));
+        let mut paths = [EchoPath::new(&ms[2].1, 240, 6.0)];
+        let amp = DBM0_PEAK * 10f32.powf(-6.0 / 20.0);
+        let r = simulate(&mut ec, 9.0, -16.0, &mut paths, usize::MAX, |i| {
+            if (24_000..48_000).contains(&i) {
+                (amp * (core::f32::consts::TAU * 1004.0 * i as f32 / 8000.0).sin()) as i16
+            } else {
+                0
+            }
+        });
+        let frac = |a: usize, b: usize, f: fn(&EchoStats) -> bool| r.stats[a..b].iter().filter(|s| f(s)).count() as f32 / (b - a) as f32;
+        // Far speech has pauses: count over the frames where something happens.
+        assert!(frac(100, 300, |s| s.adapting) > 0.5, "single talk: adapting in {:.2}", frac(100, 300, |s| s.adapting));
+        assert!(frac(100, 300, |s| s.adaptation_frozen) < 0.05);
+        assert!(frac(100, 300, |s| s.comfort_noise) > 0.3);
+        assert!(frac(320, 600, |s| s.adaptation_frozen) > 0.7, "tone (far-end pauses excluded): frozen in {:.2}", frac(320, 600, |s| s.adaptation_frozen));
+        // Where a loud far-end syllable brings the echo within ~2 dB of the tone the
+        // coherence calls it echo and the (robust) background adapts; the NLP never acts.
+        assert!(frac(320, 600, |s| s.adapting) < 0.15, "tone: adapting in {:.2}", frac(320, 600, |s| s.adapting));
+        assert!(frac(320, 600, |s| s.comfort_noise || s.nlp_active) == 0.0);
+        assert!(frac(700, 900, |s| s.adapting) > 0.5);
+        assert!(frac(700, 900, |s| s.adaptation_frozen) < 0.05);
+        let st = ec.stats();
+        // No line noise here: the comfort noise is at the floor of the report.
+        assert!(st.comfort_noise_dbm0 <= -99.0, "{st:?}");
     }
 
     /// Near-end DTMF dialled over far-end dial tone, NLP on: on an echo-free line and on
