@@ -40,23 +40,40 @@
 //!   128-point FFTs per block.
 //!
 //! **Two filters** (the two-path model, Ochiai et al. 1977): a *background* filter adapts
-//! all the time; a *foreground* filter, which produces the output, is only ever a copy of
-//! the background, taken when the background cancels at least 3 dB better (6 dB in double
-//! talk) *and* the far end measurably explains the near end in the window (coherence
-//! above 0.25: a fast filter can also fit near-end speech that merely resembles the far
-//! end). Double talk can make the background diverge, never the foreground, so near-end
-//! speech stays clean without a fragile adapt/freeze decision; after an echo-path change
-//! the background re-converges and is copied. The background update uses a **robust
+//! whenever the far end talks and no near-end talker is detected (below); a *foreground*
+//! filter, which produces the output, is only ever a copy of the background, taken when
+//! the background cancels at least 3 dB better (6 dB in double talk) *and* the far end
+//! measurably explains the near end in the window (coherence above 0.25: a fast filter
+//! can also fit near-end speech that merely resembles the far end). Double talk the
+//! detectors miss can make the background diverge, never the foreground; after an
+//! echo-path change the background re-converges and is copied. The background update uses a **robust
 //! (Huber) error** (Gänsler et al. 2000): errors beyond 4x a running scale are clipped,
 //! which slows divergence at the onset of double talk before the scale catches up.
 //!
-//! **Double-talk detector** (for the NLP and the statistics, not for adaptation): near-end
-//! speech is declared when the ratio of the foreground residual to the foreground echo
-//! estimate rises 12 dB above its slowly tracked reference (the cancellation the filter
-//! currently achieves).
+//! **Near-end talker** (issue 12): two cues that depend neither on the filter nor on any
+//! learnt reference, so that no length of double talk wears them out: the far end does
+//! not explain the near end (largest far/near coherence over the tail, from the locator,
+//! below 0.5), or the near end is louder than any far-end block still in the tail. While
+//! either holds, the background filter's adaptation and the foreground copies are
+//! frozen, and the locator does not move the window. An echo-path change leaves the
+//! coherence high, so it is still adapted to. (Before, the background adapted through
+//! double talk behind the robust error alone, and a near end talking for more than ~4 s
+//! ended the double talk for the detector below; on babble the foreground was then
+//! replaced by a filter fitted to the near end, and the NLP muted the phone.)
+//!
+//! **Double-talk detector** (for the NLP and the statistics): near-end speech is declared
+//! when the ratio of the foreground residual to the foreground echo estimate rises 12 dB
+//! above its slowly tracked reference (the cancellation the filter currently achieves),
+//! or the near-end talker cues hold. The reference does not move while they hold.
+//!
+//! **Variable step and copy margin**: the background's step halves once it cancels 33 dB,
+//! and once converged a copy needs only a 0.2 dB better background in single talk that
+//! the coherence confirms (after 0.5 s of it), so the foreground follows the background
+//! up to within ~0.6 dB of the G.711 ceiling instead of staying up to 3 dB behind.
 //!
 //! **NLP and comfort noise** (G.168 section 7.2.4): while the far end talks, there is an
-//! echo to hide and no double talk, the residual is replaced by comfort noise with the
+//! echo to hide, no double talk, and the residual is no louder than the echo estimate
+//! (what is louder is not residual echo), the residual is replaced by comfort noise with the
 //! level and spectral shape of the measured near-end background noise, crossfaded over
 //! one block so switching is inaudible.
 //!
@@ -601,7 +618,7 @@ impl EchoCanceller {
 
         // 3b. Near-end talker, by two cues that do not depend on the filter or on any
         // learnt reference, so that no length of double talk can wear them out
-        // (G.168 clause 6.4.2.4 test 3: the canceller must neither diverge nor lose the
+        // (G.168 section 6.4.2.4, test 3: the canceller must neither diverge nor lose the
         // near end whatever the double talk's length; the external run had a near-end
         // tone of 10 s and 20 s of babble):
         // - *unexplained*: the near end carries power that the far end does not explain
@@ -609,7 +626,7 @@ impl EchoCanceller {
         //   — near-end speech, a tone, or noise from the phone;
         // - *louder than the far end*: the near end is louder than the loudest far-end
         //   block still inside the tail; no echo path returns gain (G.168 assumes an
-        //   ERL of 6 dB at least, clause 6.4.2.1; 0 dB here for margin). This is the
+        //   echo return loss of 6 dB at least; 0 dB here for margin). This is the
         //   Geigel rule on block powers and needs no convergence at all.
         // The coherence is the largest over the whole tail, not the window's: after an
         // echo-path change the echo is explained by other partitions, and the window
@@ -753,7 +770,7 @@ impl EchoCanceller {
         self.py_smooth = 0.7 * self.py_smooth + 0.3 * py;
         let echo_there = self.py_smooth > (0.1 * NEAR_MIN).max(2.0 * NOISE_BIAS * self.noise);
         // And only on a residual that can be what is left of the echo: never louder than
-        // the echo estimate itself (G.168 clause 7.2.4: the NLP acts on residual echo;
+        // the echo estimate itself (G.168 section 7.2.4: the NLP acts on residual echo;
         // near-end signal must pass).
         let residual_echo = self.ratio_db < NLP_MAX_RATIO_DB;
         let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there && residual_echo;
@@ -976,7 +993,7 @@ impl EchoCanceller {
         let c = ramp(conv_db, 10.0, 20.0);
         let floor = mean * (REGULARISATION + c * (REGULARISATION_CONVERGED - REGULARISATION)) + 1e-3;
         let local = c * LOCAL_REGULARISATION;
-        // Variable step (G.168 clause 7.2.3 leaves the adaptation to the design): full
+        // Variable step (G.168 specifies results, not the adaptation): full
         // step while converging, half once the background cancels 25-33 dB. At the full
         // step the misadjustment equals the noise in the error (G.711 coding noise,
         // line noise), which held the mean ERLE 1.7 dB under the G.711 ceiling and cost
