@@ -128,6 +128,9 @@ pub struct ChannelStats {
     pub double_talk_events: AtomicU32,
     pub disabled_by_tone: AtomicBool,
     pub tone_disable_events: AtomicU32,
+    /// Canceller state bits (`ECHO_*`) and comfort-noise level (hundredths of a dBm0).
+    pub echo_state: AtomicU8,
+    pub cn_centi_dbm0: AtomicI32,
     /// Voice-band data: a fax or modem tone was heard during this call.
     pub vbd: AtomicBool,
     /// Modem tone present from the line / from the far end ([`tone_code`]).
@@ -210,7 +213,21 @@ pub struct EchoStatus {
     pub double_talk_events: u32,
     pub disabled_by_tone: bool,
     pub tone_disables: u32,
+    /// The filter is adapting (far end talking, no near-end talker).
+    pub adapting: bool,
+    /// A near-end talker is there: adaptation frozen until it stops.
+    pub frozen: bool,
+    /// The NLP is suppressing residual echo.
+    pub nlp_active: bool,
+    /// Comfort noise is being inserted, and its level.
+    pub comfort_noise: bool,
+    pub comfort_noise_dbm0: f32,
 }
+
+const ECHO_ADAPTING: u8 = 1;
+const ECHO_FROZEN: u8 = 2;
+const ECHO_NLP: u8 = 4;
+const ECHO_CN: u8 = 8;
 
 impl ChannelStats {
     pub fn snapshot(&self) -> EchoStatus {
@@ -224,6 +241,11 @@ impl ChannelStats {
             double_talk_events: self.double_talk_events.load(r),
             disabled_by_tone: self.disabled_by_tone.load(r),
             tone_disables: self.tone_disable_events.load(r),
+            adapting: self.echo_state.load(r) & ECHO_ADAPTING != 0,
+            frozen: self.echo_state.load(r) & ECHO_FROZEN != 0,
+            nlp_active: self.echo_state.load(r) & ECHO_NLP != 0,
+            comfort_noise: self.echo_state.load(r) & ECHO_CN != 0,
+            comfort_noise_dbm0: self.cn_centi_dbm0.load(r) as f32 / 100.0,
         }
     }
 
@@ -865,6 +887,15 @@ fn publish_echo(out: &ChannelStats, ec: &EchoCanceller) {
     out.double_talk_events.store(st.double_talk_events, r);
     out.disabled_by_tone.store(st.disabled_by_tone, r);
     out.tone_disable_events.store(st.tone_disable_events, r);
+    let bit = |on: bool, b: u8| if on { b } else { 0 };
+    out.echo_state.store(
+        bit(st.adapting, ECHO_ADAPTING)
+            | bit(st.adaptation_frozen, ECHO_FROZEN)
+            | bit(st.nlp_active, ECHO_NLP)
+            | bit(st.comfort_noise, ECHO_CN),
+        r,
+    );
+    out.cn_centi_dbm0.store((st.comfort_noise_dbm0 * 100.0) as i32, r);
 }
 
 /// What the real-time set-up obtained from the system.
@@ -1814,6 +1845,10 @@ mod tests {
         assert!(st.enabled);
         assert!(st.erle_db > 15.0, "ERLE {:.1} dB", st.erle_db);
         assert!((st.delay_ms - 5.0).abs() <= 1.0, "echo delay {:.1} ms", st.delay_ms);
+        // Single talk: adapting, not frozen; the NLP hides the residual with comfort noise.
+        assert!(st.adapting && !st.frozen && st.nlp_active && st.comfort_noise, "{st:?}");
+        let json = serde_json::to_value(st).unwrap();
+        assert_eq!(json["frozen"], false, "{json}");
     }
 
     #[test]
