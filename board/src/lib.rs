@@ -185,7 +185,9 @@ pub struct Board {
     pub desc: BoardDesc,
     /// FXS ports in port-index order: `fxs[i]` is the i-th FXS port of `desc.ports`.
     pub fxs: Vec<Box<dyn gw_hal::FxsPort + Send>>,
-    /// The PCM bus; on the sim board channel i is port index i.
+    /// The PCM timeslot of each of `fxs`: the channel its audio uses on `pcm`.
+    pub fxs_timeslots: Vec<u16>,
+    /// The PCM bus, indexed by timeslot (`desc.ports[i].timeslot`).
     pub pcm: Box<dyn gw_hal::PcmBus + Send>,
     /// The sim card itself (for `local_addr`, `is_attached`, event notify).
     /// Keep it alive: dropping it stops the sim link.
@@ -223,16 +225,99 @@ pub fn build(desc: &BoardDesc, sim_listen_override: Option<SocketAddr>) -> Resul
         .into_iter()
         .map(|p| Box::new(p) as Box<dyn gw_hal::FxsPort + Send>)
         .collect();
-    let pcm = match card.take_pcm() {
-        Some(p) => Box::new(p) as Box<dyn gw_hal::PcmBus + Send>,
-        None => unreachable!("a freshly started SimCard still has its PCM bus"),
+    let Some(sim_pcm) = card.take_pcm() else {
+        unreachable!("a freshly started SimCard still has its PCM bus")
     };
-    Ok(Board { desc, fxs, pcm, sim: Some(card) })
+    // The sim card carries port i's audio as its channel i; the board file
+    // says which timeslot that port uses.
+    let fxs_timeslots: Vec<u16> = desc.ports.iter().map(|p| p.timeslot).collect();
+    let pcm = Box::new(TimeslotBus::new(sim_pcm, &fxs_timeslots)) as Box<dyn gw_hal::PcmBus + Send>;
+    Ok(Board { desc, fxs, fxs_timeslots, pcm, sim: Some(card) })
+}
+
+/// A PCM bus whose channel `i` is carried on timeslot `slots[i]`: the rt
+/// thread sees the highway by timeslot, the line card by its own channel.
+/// Unused timeslots send nothing and receive silence. Allocation-free after
+/// [`TimeslotBus::new`].
+pub struct TimeslotBus<P> {
+    inner: P,
+    slots: Vec<u16>,
+    channels: usize,
+    tx: Vec<gw_hal::Frame>,
+    rx: Vec<gw_hal::Frame>,
+}
+
+impl<P: gw_hal::PcmBus> TimeslotBus<P> {
+    /// `slots` has one timeslot per channel of `inner` (validated: unique and
+    /// at most [`MAX_TIMESLOT`]).
+    pub fn new(inner: P, slots: &[u16]) -> Self {
+        let n = inner.channels();
+        let channels = slots.iter().map(|&t| usize::from(t) + 1).max().unwrap_or(0).max(n.min(slots.len()));
+        TimeslotBus {
+            inner,
+            slots: slots.to_vec(),
+            channels,
+            tx: vec![[0; gw_hal::FRAME_SAMPLES]; n],
+            rx: vec![[0; gw_hal::FRAME_SAMPLES]; n],
+        }
+    }
+}
+
+impl<P: gw_hal::PcmBus> gw_hal::PcmBus for TimeslotBus<P> {
+    fn channels(&self) -> usize {
+        self.channels
+    }
+
+    fn exchange(&mut self, tx: &[gw_hal::Frame], rx: &mut [gw_hal::Frame]) -> gw_hal::PcmStats {
+        for (i, f) in self.tx.iter_mut().enumerate() {
+            *f = self.slots.get(i).and_then(|&t| tx.get(usize::from(t))).copied().unwrap_or([0; gw_hal::FRAME_SAMPLES]);
+        }
+        let st = self.inner.exchange(&self.tx, &mut self.rx);
+        rx.iter_mut().for_each(|f| f.fill(0));
+        for (i, f) in self.rx.iter().enumerate() {
+            if let Some(out) = self.slots.get(i).and_then(|&t| rx.get_mut(usize::from(t))) {
+                *out = *f;
+            }
+        }
+        st
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two line-card channels that send 100 and 200 and keep what they get.
+    struct Card {
+        got: Vec<i16>,
+    }
+    impl gw_hal::PcmBus for Card {
+        fn channels(&self) -> usize {
+            2
+        }
+        fn exchange(&mut self, tx: &[gw_hal::Frame], rx: &mut [gw_hal::Frame]) -> gw_hal::PcmStats {
+            self.got = tx.iter().map(|f| f[0]).collect();
+            rx[0] = [100; gw_hal::FRAME_SAMPLES];
+            rx[1] = [200; gw_hal::FRAME_SAMPLES];
+            gw_hal::PcmStats::default()
+        }
+    }
+
+    #[test]
+    fn timeslot_bus_puts_each_port_on_its_timeslot() {
+        use gw_hal::PcmBus;
+        let mut bus = TimeslotBus::new(Card { got: vec![] }, &[5, 2]);
+        assert_eq!(bus.channels(), 6);
+        let mut tx = vec![[0i16; gw_hal::FRAME_SAMPLES]; 6];
+        tx[5] = [7; gw_hal::FRAME_SAMPLES];
+        tx[2] = [9; gw_hal::FRAME_SAMPLES];
+        tx[0] = [1; gw_hal::FRAME_SAMPLES];
+        let mut rx = vec![[1i16; gw_hal::FRAME_SAMPLES]; 6];
+        bus.exchange(&tx, &mut rx);
+        assert_eq!(bus.inner.got, vec![7, 9], "port 0 sends timeslot 5, port 1 timeslot 2");
+        assert_eq!((rx[5][0], rx[2][0]), (100, 200));
+        assert!([0, 1, 3, 4].iter().all(|&t| rx[t][0] == 0), "unused timeslots are silent");
+    }
     use gw_hal::{HookState, LineFeed, RingCadence};
 
     const PORT: &str = "[[ports]]\nindex = 0\nkind = \"fxs\"\nlabel = \"FXS 1\"\ntimeslot = 0\n";

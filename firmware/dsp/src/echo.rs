@@ -40,23 +40,40 @@
 //!   128-point FFTs per block.
 //!
 //! **Two filters** (the two-path model, Ochiai et al. 1977): a *background* filter adapts
-//! all the time; a *foreground* filter, which produces the output, is only ever a copy of
-//! the background, taken when the background cancels at least 3 dB better (6 dB in double
-//! talk) *and* the far end measurably explains the near end in the window (coherence
-//! above 0.25: a fast filter can also fit near-end speech that merely resembles the far
-//! end). Double talk can make the background diverge, never the foreground, so near-end
-//! speech stays clean without a fragile adapt/freeze decision; after an echo-path change
-//! the background re-converges and is copied. The background update uses a **robust
+//! whenever the far end talks and no near-end talker is detected (below); a *foreground*
+//! filter, which produces the output, is only ever a copy of the background, taken when
+//! the background cancels at least 3 dB better (6 dB in double talk) *and* the far end
+//! measurably explains the near end in the window (coherence above 0.25: a fast filter
+//! can also fit near-end speech that merely resembles the far end). Double talk the
+//! detectors miss can make the background diverge, never the foreground; after an
+//! echo-path change the background re-converges and is copied. The background update uses a **robust
 //! (Huber) error** (Gänsler et al. 2000): errors beyond 4x a running scale are clipped,
 //! which slows divergence at the onset of double talk before the scale catches up.
 //!
-//! **Double-talk detector** (for the NLP and the statistics, not for adaptation): near-end
-//! speech is declared when the ratio of the foreground residual to the foreground echo
-//! estimate rises 12 dB above its slowly tracked reference (the cancellation the filter
-//! currently achieves).
+//! **Near-end talker** (issue 12): two cues that depend neither on the filter nor on any
+//! learnt reference, so that no length of double talk wears them out: the far end does
+//! not explain the near end (largest far/near coherence over the tail, from the locator,
+//! below 0.5), or the near end is louder than any far-end block still in the tail. While
+//! either holds, the background filter's adaptation and the foreground copies are
+//! frozen, and the locator does not move the window. An echo-path change leaves the
+//! coherence high, so it is still adapted to. (Before, the background adapted through
+//! double talk behind the robust error alone, and a near end talking for more than ~4 s
+//! ended the double talk for the detector below; on babble the foreground was then
+//! replaced by a filter fitted to the near end, and the NLP muted the phone.)
+//!
+//! **Double-talk detector** (for the NLP and the statistics): near-end speech is declared
+//! when the ratio of the foreground residual to the foreground echo estimate rises 12 dB
+//! above its slowly tracked reference (the cancellation the filter currently achieves),
+//! or the near-end talker cues hold. The reference does not move while they hold.
+//!
+//! **Variable step and copy margin**: the background's step halves once it cancels 33 dB,
+//! and once converged a copy needs only a 0.2 dB better background in single talk that
+//! the coherence confirms (after 0.5 s of it), so the foreground follows the background
+//! up to within ~0.6 dB of the G.711 ceiling instead of staying up to 3 dB behind.
 //!
 //! **NLP and comfort noise** (G.168 section 7.2.4): while the far end talks, there is an
-//! echo to hide and no double talk, the residual is replaced by comfort noise with the
+//! echo to hide, no double talk, and the residual is no louder than the echo estimate
+//! (what is louder is not residual echo), the residual is replaced by comfort noise with the
 //! level and spectral shape of the measured near-end background noise, crossfaded over
 //! one block so switching is inaudible.
 //!
@@ -124,6 +141,14 @@ const HUBER_K: f32 = 4.0;
 const COPY_MIN_COHERENCE: f32 = 0.25;
 /// Copy margin in double talk.
 const DT_COPY_MARGIN: f32 = 0.25;
+/// Copy margin once converged in confirmed single talk (0.2 dB).
+const CONVERGED_COPY_MARGIN: f32 = 0.95;
+/// Blocks of single talk (no double talk, no near-end talker) before that small margin
+/// applies (0.5 s): what the background picked up from a near-end talker's last words,
+/// below the detectors, must not be copied.
+const SINGLE_TALK_SETTLE: u32 = 62;
+/// Step of the background filter once it cancels 33 dB or more.
+const MU_CONVERGED: f32 = 0.5;
 /// Mean power of a 0 dBm0 sine.
 const P_0DBM0: f32 = DBM0_PEAK * DBM0_PEAK / 2.0;
 
@@ -152,6 +177,19 @@ const TONE_RELEASE_BLOCKS: u32 = 31;
 const NEAR_MIN: f32 = dbm0_power(-50.0);
 /// Double talk: residual/echo-estimate ratio this far above its reference.
 const DT_MARGIN_DB: f32 = 12.0;
+/// Near-end talker, whatever the filter's state: the window's far/near coherence below
+/// this (single talk measures 0.63-0.99 on every Annex D hybrid, bulk delay and source,
+/// G.711 included; a near-end talker 6 dB above the echo 0.05-0.35, a tone 0.03-0.3).
+const COH_NEAR: f32 = 0.5;
+/// The near end is clearly echo above this coherence: only then may the double-talk
+/// reference rise during what the residual ratio calls double talk (an echo-path
+/// change: the residual rises, the coherence does not).
+const COH_ECHO: f32 = 0.7;
+/// Locator updates with the far end active before the coherence is trusted (~130 ms).
+const COH_WARMUP: u32 = 8;
+/// The NLP only acts on a residual at most this far above the foreground's echo
+/// estimate: anything louder is not what is left of an echo.
+const NLP_MAX_RATIO_DB: f32 = 0.0;
 const fn phasors() -> [(f32, f32); 256] {
     let mut t = [(0.0f32, 0.0f32); 256];
     let mut i = 0;
@@ -198,6 +236,16 @@ pub struct EchoStats {
     pub disabled_by_tone: bool,
     /// The NLP is replacing the residual with comfort noise.
     pub nlp_active: bool,
+    /// The background filter adapted in the last block (far end active, no near-end
+    /// talker, not disabled).
+    pub adapting: bool,
+    /// A near-end talker is there (coherence or level cue): adaptation and foreground
+    /// updates are frozen until it stops.
+    pub adaptation_frozen: bool,
+    /// The output is (partly) comfort noise: the NLP or its crossfade.
+    pub comfort_noise: bool,
+    /// Level of the comfort noise the NLP inserts (the tracked near-end noise), dBm0.
+    pub comfort_noise_dbm0: f32,
     /// Times the foreground filter was replaced by a better background filter.
     pub filter_updates: u32,
     /// Double-talk periods seen.
@@ -258,6 +306,20 @@ pub struct EchoCanceller {
     erl_db: f32,
     dt_hang: u32,
     double_talk: bool,
+    /// Near-end talker by the filter-independent cues (coherence, level), with its
+    /// hangover: adaptation and foreground copies are frozen while it holds.
+    near_present: bool,
+    near_hang: u32,
+    /// Locator updates while the far end was active (saturating).
+    coh_updates: u32,
+    /// Largest far/near coherence over the tail (1 until trusted).
+    tail_coh: f32,
+    /// Last trusted coherence verdict: the near end is not explained by the far end.
+    unexplained: bool,
+    /// The background filter adapted in the last block.
+    adapted: bool,
+    /// Consecutive blocks without double talk or a near-end talker (saturating).
+    single_talk_blocks: u32,
     nlp_gain: f32,
     rng: u32,
     peak: [(f32, u32); PARTS],
@@ -342,6 +404,13 @@ impl EchoCanceller {
             erl_db: 0.0,
             dt_hang: 0,
             double_talk: false,
+            near_present: false,
+            near_hang: 0,
+            coh_updates: 0,
+            tail_coh: 1.0,
+            unexplained: false,
+            adapted: false,
+            single_talk_blocks: 0,
             nlp_gain: 1.0,
             rng: 0x1234_5678,
             peak: [(0.0, 0); PARTS],
@@ -369,6 +438,10 @@ impl EchoCanceller {
                 double_talk: false,
                 disabled_by_tone: false,
                 nlp_active: false,
+                adapting: false,
+                adaptation_frozen: false,
+                comfort_noise: false,
+                comfort_noise_dbm0: 0.0,
                 filter_updates: 0,
                 double_talk_events: 0,
                 tone_disable_events: 0,
@@ -511,6 +584,10 @@ impl EchoCanceller {
         let every = if self.erle_db > 20.0 { 2 * LOCATE_EVERY } else { LOCATE_EVERY };
         if self.enabled && !self.disabled && self.blocks % every == 1 {
             self.locate(&near);
+            // The coherence is a smoothed estimate (~5 updates): right after a far-end
+            // pause it rests on one or two blocks and reads near 1 whatever the signals.
+            // It is trusted again after COH_WARMUP updates with the far end active.
+            self.coh_updates = if far_recent > FAR_ACTIVE { self.coh_updates.saturating_add(1) } else { 0 };
         }
         self.d_prev = near;
         let e_fg = self.e_fg_blk;
@@ -539,16 +616,63 @@ impl EchoCanceller {
         let far_active = far_recent > FAR_ACTIVE;
         let cancelling = self.enabled && !self.disabled;
 
-        // 4. Adapt the background filter.
-        if cancelling && far_p > FAR_ACTIVE {
+        // 3b. Near-end talker, by two cues that do not depend on the filter or on any
+        // learnt reference, so that no length of double talk can wear them out
+        // (G.168 section 6.4.2.4, test 3: the canceller must neither diverge nor lose the
+        // near end whatever the double talk's length; the external run had a near-end
+        // tone of 10 s and 20 s of babble):
+        // - *unexplained*: the near end carries power that the far end does not explain
+        //   (coherence in the window, computed by the locator from the raw signals)
+        //   — near-end speech, a tone, or noise from the phone;
+        // - *louder than the far end*: the near end is louder than the loudest far-end
+        //   block still inside the tail; no echo path returns gain (G.168 assumes an
+        //   echo return loss of 6 dB at least; 0 dB here for margin). This is the
+        //   Geigel rule on block powers and needs no convergence at all.
+        // The coherence is the largest over the whole tail, not the window's: after an
+        // echo-path change the echo is explained by other partitions, and the window
+        // must be free to move there.
+        let tail_coh = self.coh[..parts].iter().fold(0.0f32, |a, &b| a.max(b));
+        self.tail_coh = if self.coh_updates >= COH_WARMUP { tail_coh } else { 1.0 };
+        let near_floor = NEAR_MIN.max(4.0 * self.noise);
+        // While the coherence is not trusted (call start, far-end onsets) the last trusted
+        // verdict holds.
+        if self.coh_updates >= COH_WARMUP {
+            self.unexplained = tail_coh < COH_NEAR;
+        }
+        let unexplained = self.unexplained && self.pd > near_floor;
+        let louder = pd > far_recent && pd > near_floor;
+        if cancelling && far_active && (unexplained || louder) {
+            self.near_present = true;
+            self.near_hang = DT_HANGOVER;
+        } else if self.near_hang > 0 {
+            self.near_hang -= 1;
+        } else {
+            self.near_present = false;
+        }
+
+        // 4. Adapt the background filter, except while a near-end talker is there:
+        // whatever it learnt from near-end speech would be wrong (the robust error only
+        // slows that down, its scale follows the double talk's level within ~0.5 s).
+        // An echo-path change keeps the coherence high, so it is still followed.
+        self.adapted = cancelling && far_p > FAR_ACTIVE && !self.near_present;
+        if self.adapted {
             self.adapt(&e_bg, pd, pe_bg);
         }
 
-        // 5. Foreground/background decision.
-        if cancelling && far_active {
+        // 5. Foreground/background decision (frozen with the adaptation).
+        if cancelling && far_active && !self.near_present {
             // In double talk the background can look better by partly cancelling the
             // near-end talker; demand a much larger margin then.
-            let margin = if self.double_talk { DT_COPY_MARGIN } else { 0.5 };
+            // Once converged, in single talk that the coherence confirms as echo, a copy
+            // needs only a small margin: with 3 dB the foreground stayed up to 3 dB
+            // behind a background that kept improving, i.e. under the G.711 ceiling.
+            let margin = if self.double_talk {
+                DT_COPY_MARGIN
+            } else if self.tail_coh > COH_ECHO && self.erle_db > 25.0 && self.single_talk_blocks > SINGLE_TALK_SETTLE {
+                CONVERGED_COPY_MARGIN
+            } else {
+                0.5
+            };
             // And only if the far end measurably explains the near end where the
             // background filter sits: a fast filter can also fit near-end speech that
             // merely resembles the far end (coherence ~0.1), which is no echo.
@@ -575,17 +699,23 @@ impl EchoCanceller {
         let py = y_fg_p / BLOCK as f32;
         let mut near_talk = false;
         if far_active && cancelling {
-            let r_db = 10.0 * libm::log10f((pe_fg / (py + NEAR_MIN)).clamp(1e-7, 10.0));
+            let r_db = 10.0 * libm::log10f((pe_fg / (py + NEAR_MIN)).clamp(1e-7, 1e4));
             self.ratio_db = 0.5 * self.ratio_db + 0.5 * r_db;
             // Below -50 dBm0 nothing the far end could hear is lost by calling it echo.
             near_talk = self.ratio_db > self.ratio_ref_db + DT_MARGIN_DB && pe_fg > NEAR_MIN.max(4.0 * self.noise);
             // The reference follows the ratio down quickly (convergence) and up slowly;
-            // in double talk only very slowly, so a path change cannot latch it.
+            // in double talk only very slowly, so a path change cannot latch it, and not
+            // at all while a near-end talker is known to be there: before, a near end
+            // talking for more than ~4 s (a tone, babble) lifted the reference to its
+            // own level, the double talk ended for the detector and the NLP muted the
+            // near end for good.
             let k = if py < 10.0 * NEAR_MIN {
                 // Echo estimate too weak to say what the filter achieves.
                 0.0
             } else if self.ratio_db < self.ratio_ref_db {
                 0.3
+            } else if self.near_present || self.tail_coh < COH_ECHO {
+                0.0
             } else if near_talk {
                 0.003
             } else {
@@ -593,6 +723,8 @@ impl EchoCanceller {
             };
             self.ratio_ref_db += k * (self.ratio_db - self.ratio_ref_db);
         }
+        near_talk |= self.near_present;
+        self.single_talk_blocks = if near_talk || self.double_talk { 0 } else { self.single_talk_blocks.saturating_add(1) };
         if near_talk {
             if !self.double_talk {
                 self.stats.double_talk_events += 1;
@@ -637,7 +769,11 @@ impl EchoCanceller {
         // echo-free digital port) the NLP must not touch the near end (G.168 test 5).
         self.py_smooth = 0.7 * self.py_smooth + 0.3 * py;
         let echo_there = self.py_smooth > (0.1 * NEAR_MIN).max(2.0 * NOISE_BIAS * self.noise);
-        let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there;
+        // And only on a residual that can be what is left of the echo: never louder than
+        // the echo estimate itself (G.168 section 7.2.4: the NLP acts on residual echo;
+        // near-end signal must pass).
+        let residual_echo = self.ratio_db < NLP_MAX_RATIO_DB;
+        let nlp = cancelling && self.nlp_enabled && far_active && !self.double_talk && echo_there && residual_echo;
         self.nlp_target = if nlp { 0.0 } else { 1.0 };
         self.cn_cur = self.cn_next;
         if nlp || self.nlp_gain < 1.0 {
@@ -698,6 +834,11 @@ impl EchoCanceller {
         self.stats.double_talk = self.double_talk;
         self.stats.disabled_by_tone = self.disabled;
         self.stats.nlp_active = nlp;
+        self.stats.adapting = self.adapted;
+        self.stats.adaptation_frozen = self.near_present;
+        self.stats.comfort_noise = cancelling && (nlp || self.nlp_gain < 1.0);
+        let cn = (self.noise * NOISE_BIAS).min(dbm0_power(-45.0));
+        self.stats.comfort_noise_dbm0 = (10.0 * libm::log10f(cn / P_0DBM0 + 1e-12)).max(-99.0);
     }
 
     /// Per-partition coherence between the near end and the far end delayed by `p`
@@ -745,7 +886,8 @@ impl EchoCanceller {
         // coherence as the peak (speech correlates with itself over tens of ms).
         let held = self.coh[ws..ws + self.win_len].iter().fold(0.0f32, |a, &b| a.max(b));
         let settled = self.erle_db > 15.0 && held > 0.8 * self.coh[m];
-        if inside || self.coh[m] < 0.1 || settled {
+        // Nor while a near-end talker is there: the peak then says nothing.
+        if inside || self.coh[m] < 0.1 || settled || self.near_present {
             self.move_votes = 0;
         } else if start == self.move_cand {
             self.move_votes += 1;
@@ -851,10 +993,17 @@ impl EchoCanceller {
         let c = ramp(conv_db, 10.0, 20.0);
         let floor = mean * (REGULARISATION + c * (REGULARISATION_CONVERGED - REGULARISATION)) + 1e-3;
         let local = c * LOCAL_REGULARISATION;
+        // Variable step (G.168 specifies results, not the adaptation): full
+        // step while converging, half once the background cancels 25-33 dB. At the full
+        // step the misadjustment equals the noise in the error (G.711 coding noise,
+        // line noise), which held the mean ERLE 1.7 dB under the G.711 ceiling and cost
+        // another 0.5-2 dB with -65..-55 dBm0 of line noise. An echo-path change or
+        // double talk takes the background's ERLE down and the full step back at once.
+        let step = MU * (1.0 - (1.0 - MU_CONVERGED) * ramp(self.erle_bg_db, 25.0, 33.0));
         let mut mu = [0.0f32; BINS];
         for k in 0..BINS {
             self.span_avg[k] = SPAN_SMOOTHING * self.span_avg[k] + (1.0 - SPAN_SMOOTHING) * span[k];
-            mu[k] = MU / (span[k] + floor + local * self.span_avg[k]);
+            mu[k] = step / (span[k] + floor + local * self.span_avg[k]);
         }
         for p in ws..ws + wl {
             let x = &self.xs[(self.x_head + p) % PARTS];
@@ -1519,6 +1668,39 @@ mod tests {
         let ln = tilt(&line);
         assert!(ln < 0.5, "line noise tilt {ln}");
         assert!(cn < 1.5 * ln && cn > ln / 1.5, "comfort noise tilt {cn:.3} vs line noise {ln:.3}");
+    }
+
+    /// The state shown in the status: adapting in single talk, frozen while the near end
+    /// talks (here a steady tone, 10 dB above the far end), comfort noise while the NLP
+    /// hides the residual, and adapting again afterwards.
+    #[test]
+    fn state_flags_follow_single_and_double_talk() {
+        let ms = models();
+        let mut ec = Box::new(EchoCanceller::new(512));
+        let mut paths = [EchoPath::new(&ms[2].1, 240, 6.0)];
+        let amp = DBM0_PEAK * 10f32.powf(-6.0 / 20.0);
+        let r = simulate(&mut ec, 9.0, -16.0, &mut paths, usize::MAX, |i| {
+            if (24_000..48_000).contains(&i) {
+                (amp * (core::f32::consts::TAU * 1004.0 * i as f32 / 8000.0).sin()) as i16
+            } else {
+                0
+            }
+        });
+        let frac = |a: usize, b: usize, f: fn(&EchoStats) -> bool| r.stats[a..b].iter().filter(|s| f(s)).count() as f32 / (b - a) as f32;
+        // Far speech has pauses: count over the frames where something happens.
+        assert!(frac(100, 300, |s| s.adapting) > 0.5, "single talk: adapting in {:.2}", frac(100, 300, |s| s.adapting));
+        assert!(frac(100, 300, |s| s.adaptation_frozen) < 0.05);
+        assert!(frac(100, 300, |s| s.comfort_noise) > 0.3);
+        assert!(frac(320, 600, |s| s.adaptation_frozen) > 0.7, "tone (far-end pauses excluded): frozen in {:.2}", frac(320, 600, |s| s.adaptation_frozen));
+        // Where a loud far-end syllable brings the echo within ~2 dB of the tone the
+        // coherence calls it echo and the (robust) background adapts; the NLP never acts.
+        assert!(frac(320, 600, |s| s.adapting) < 0.15, "tone: adapting in {:.2}", frac(320, 600, |s| s.adapting));
+        assert!(frac(320, 600, |s| s.comfort_noise || s.nlp_active) == 0.0);
+        assert!(frac(700, 900, |s| s.adapting) > 0.5);
+        assert!(frac(700, 900, |s| s.adaptation_frozen) < 0.05);
+        let st = ec.stats();
+        // No line noise here: the comfort noise is at the floor of the report.
+        assert!(st.comfort_noise_dbm0 <= -99.0, "{st:?}");
     }
 
     /// Near-end DTMF dialled over far-end dial tone, NLP on: on an echo-free line and on

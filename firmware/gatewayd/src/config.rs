@@ -33,6 +33,162 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     #[serde(default)]
     pub log: crate::limits::Log,
+    /// More SIP trunks beside the `default` one of `[sip]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trunk: Vec<TrunkConfig>,
+    /// Port groups for the routing table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group: Vec<gw_call::GroupConfig>,
+    /// The routing table. Without it: the ports call each other by number,
+    /// the dial plan's other numbers go to the `default` trunk, and calls
+    /// from that trunk ring the port whose number they name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<gw_call::RouteConfig>,
+}
+
+/// Name of the trunk that `[sip]` configures.
+pub const DEFAULT_TRUNK: &str = "default";
+
+/// A SIP trunk (`[[trunk]]`): a carrier, a PBX or a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// Used by the routing table (`from`, `to`) and in the status.
+    pub name: String,
+    /// Registrar and outbound proxy: every request of this trunk goes here.
+    pub proxy: SocketAddr,
+    /// SIP domain of the trunk's AORs; default: the proxy's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `none`: a peer that trusts us by address; `pilot`: one account
+    /// (`username`) for the whole trunk, calls from any number;
+    /// `per-number`: every FXS number registers its own account.
+    #[serde(default)]
+    pub register: RegisterMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default = "default_register_expires")]
+    pub register_expires: u32,
+    /// Addresses (`a.b.c.d`, `a.b.c.d/len`, IPv6 likewise) whose requests
+    /// belong to this trunk; default: the proxy's address. A request from an
+    /// address of no trunk is answered 403 and rings nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_from: Vec<String>,
+    /// Codecs offered and accepted on this trunk; default `media.codecs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codecs: Vec<String>,
+    /// OPTIONS health pings, seconds apart (0: off); after `options_failures`
+    /// unanswered pings in a row the trunk is down and routing skips it.
+    #[serde(default = "default_options_interval")]
+    pub options_interval_s: u32,
+    #[serde(default = "default_options_failures")]
+    pub options_failures: u32,
+    /// `limits = { max_calls = 8, calls_per_minute = 30, max_duration_s = 14400 }`
+    #[serde(default, skip_serializing_if = "is_default_limits")]
+    pub limits: TrunkLimits,
+    /// Overrides of the RFC 3398 cause <-> status tables.
+    #[serde(default, skip_serializing_if = "is_default_cause_map")]
+    pub cause_map: gw_call::CauseMapConfig,
+}
+
+fn is_default_limits(l: &TrunkLimits) -> bool {
+    l == &TrunkLimits::default()
+}
+
+fn is_default_cause_map(c: &gw_call::CauseMapConfig) -> bool {
+    c == &gw_call::CauseMapConfig::default()
+}
+
+fn default_register_expires() -> u32 {
+    300
+}
+fn default_options_interval() -> u32 {
+    30
+}
+fn default_options_failures() -> u32 {
+    2
+}
+
+/// How a trunk registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegisterMode {
+    #[default]
+    None,
+    Pilot,
+    PerNumber,
+}
+
+/// Per-trunk limits, each logged when it trips (absent: no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkLimits {
+    /// Simultaneous calls on the trunk, both directions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// New calls per minute, both directions (a sliding minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_minute: Option<u32>,
+    /// A call is cleared after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_s: Option<u64>,
+}
+
+/// An address or network in `accept_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl IpNet {
+    pub fn host(addr: IpAddr) -> IpNet {
+        IpNet { addr, len: if addr.is_ipv4() { 32 } else { 128 } }
+    }
+
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(max);
+        (len <= max).then_some(IpNet { addr, len })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| -> u128 {
+            match a {
+                IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+                IpAddr::V6(v) => u128::from(v),
+            }
+        };
+        // An IPv4 address mapped in IPv6 is the IPv4 address.
+        let ip = match ip {
+            IpAddr::V6(v) => v.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_ipv4() != self.addr.is_ipv4() {
+            return false;
+        }
+        let len = u32::from(self.len);
+        let shift = if self.addr.is_ipv4() { 32 - len + 96 } else { 128 - len };
+        if shift >= 128 {
+            return true;
+        }
+        (bits(ip) >> shift) == (bits(self.addr) >> shift)
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
 }
 
 /// On-hook caller ID to the phones (Telcordia GR-30, ETSI EN 300 659).
@@ -159,6 +315,14 @@ pub struct Sip {
     pub password: String,
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
+    /// Addresses whose requests belong to the `default` trunk (see
+    /// [`TrunkConfig::accept_from`]); default: the proxy's address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_from: Vec<String>,
+    /// OPTIONS health pings to the proxy, seconds apart (0: off, the default:
+    /// the registration state tells whether the trunk is up).
+    #[serde(default)]
+    pub options_interval_s: u32,
 }
 
 fn default_user_agent() -> String {
@@ -369,6 +533,12 @@ impl Config {
             return Err(ConfigError::new("caller_id.utc_offset_minutes", "must be within -840..840"));
         }
 
+        for (i, a) in self.sip.accept_from.iter().enumerate() {
+            if IpNet::parse(a).is_none() {
+                return Err(ConfigError::new(format!("sip.accept_from[{i}]"), format!("{a:?} is not an address or a.b.c.d/len network")));
+            }
+        }
+
         let d = &self.dialplan;
         if d.patterns.is_empty() {
             return Err(ConfigError::new("dialplan.patterns", "at least one pattern is needed"));
@@ -417,7 +587,129 @@ impl Config {
                 check_secret(&field("password"), pw)?;
             }
         }
-        Ok(())
+        // Last: the routing table needs the ports and the dial plan checked.
+        self.validate_trunks()
+    }
+
+    fn validate_trunks(&self) -> Result<(), ConfigError> {
+        let mut names = vec![DEFAULT_TRUNK];
+        for (i, t) in self.trunk.iter().enumerate() {
+            let field = |name: &str| format!("trunk[{i}].{name}");
+            if t.name.is_empty() || t.name.len() > 32 || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(ConfigError::new(field("name"), "must be 1 to 32 letters, digits, '-' or '_'"));
+            }
+            if names.contains(&t.name.as_str()) {
+                return Err(ConfigError::new(field("name"), format!("trunk {:?} is defined twice (\"default\" is [sip])", t.name)));
+            }
+            names.push(&t.name);
+            if t.proxy == self.sip.proxy || self.trunk[..i].iter().any(|o| o.proxy == t.proxy) {
+                return Err(ConfigError::new(field("proxy"), format!("{} is already the proxy of another trunk", t.proxy)));
+            }
+            if let Some(d) = &t.domain {
+                if d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == '@') {
+                    return Err(ConfigError::new(field("domain"), "must be a host name or address"));
+                }
+            }
+            match t.register {
+                RegisterMode::Pilot if t.username.as_deref().is_none_or(|u| !u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') || u.is_empty()) => {
+                    return Err(ConfigError::new(field("username"), "a pilot account needs a username (letters, digits, +)"));
+                }
+                RegisterMode::Pilot | RegisterMode::PerNumber if t.password.is_none() => {
+                    return Err(ConfigError::new(field("password"), "a registering trunk needs a password"));
+                }
+                _ => {}
+            }
+            if let Some(pw) = &t.password {
+                check_secret(&field("password"), pw)?;
+            }
+            if t.register != RegisterMode::None && t.register_expires != 0 && t.register_expires < 60 {
+                return Err(ConfigError::new(field("register_expires"), "must be 0 or at least 60 s"));
+            }
+            for (k, a) in t.accept_from.iter().enumerate() {
+                if IpNet::parse(a).is_none() {
+                    return Err(ConfigError::new(format!("trunk[{i}].accept_from[{k}]"), format!("{a:?} is not an address or a.b.c.d/len network")));
+                }
+            }
+            for (k, c) in t.codecs.iter().enumerate() {
+                if parse_codec(c).is_none() {
+                    return Err(ConfigError::new(format!("trunk[{i}].codecs[{k}]"), format!("unknown codec {c:?} (PCMU, PCMA, G722)")));
+                }
+            }
+            if t.options_interval_s != 0 && !(5..=3600).contains(&t.options_interval_s) {
+                return Err(ConfigError::new(field("options_interval_s"), "must be 0 (off) or within 5..3600"));
+            }
+            if !(1..=10).contains(&t.options_failures) {
+                return Err(ConfigError::new(field("options_failures"), "must be within 1..10"));
+            }
+            if t.limits.max_calls == Some(0) || t.limits.calls_per_minute == Some(0) || t.limits.max_duration_s == Some(0) {
+                return Err(ConfigError::new(field("max_calls"), "limits must be at least 1 (leave one out for no limit)"));
+            }
+            if let Err(e) = gw_call::CauseMap::new(&t.cause_map) {
+                return Err(ConfigError::new(format!("trunk[{i}].cause_map.{}", e.field), e.message));
+            }
+        }
+        if self.sip.options_interval_s != 0 && !(5..=3600).contains(&self.sip.options_interval_s) {
+            return Err(ConfigError::new("sip.options_interval_s", "must be 0 (off) or within 5..3600"));
+        }
+        for (gi, g) in self.group.iter().enumerate() {
+            for (k, p) in g.fxs.iter().enumerate() {
+                if !self.fxs.iter().any(|f| f.port == *p) {
+                    return Err(ConfigError::new(format!("group[{gi}].fxs[{k}]"), format!("port {p} has no [[fxs]] entry")));
+                }
+            }
+            if !g.fxo.is_empty() {
+                return Err(ConfigError::new(format!("group[{gi}].fxo"), "this board has no FXO ports"));
+            }
+        }
+        self.route_table().map(|_| ())
+    }
+
+    /// The names of the SIP trunks, `default` first.
+    pub fn trunk_names(&self) -> Vec<String> {
+        std::iter::once(DEFAULT_TRUNK.to_string()).chain(self.trunk.iter().map(|t| t.name.clone())).collect()
+    }
+
+    /// The routing table, checked whole (an error names the rule), with its
+    /// warnings. Without `[[route]]`, the table of the single-trunk box:
+    /// group `phones` (every configured port); rule 0 `local`: the ports'
+    /// own numbers from `phones` and `default` to their owner; rule 1
+    /// `trunk`: the dial plan's patterns from `phones` to `default`.
+    pub fn route_table(&self) -> Result<(gw_call::RouteTable, Vec<gw_call::RouteWarning>), ConfigError> {
+        let names = self.trunk_names();
+        let to_error = |e: gw_call::RouteError| {
+            let text = e.to_string();
+            let (field, reason) = text.split_once(": ").map_or((String::new(), text.clone()), |(f, r)| (f.to_string(), r.to_string()));
+            ConfigError::new(field, reason)
+        };
+        if !self.route.is_empty() {
+            return gw_call::RouteTable::new(&self.group, &names, &self.route).map_err(to_error);
+        }
+        let (groups, routes) = self.legacy_routes();
+        gw_call::RouteTable::new(&groups, &names, &routes).map_err(|e| {
+            ConfigError::new("dialplan.patterns", format!("the implicit routing table is refused: {e}"))
+        })
+    }
+
+    /// The implicit table of a configuration without `[[route]]` (see
+    /// [`Config::route_table`]).
+    pub fn legacy_routes(&self) -> (Vec<gw_call::GroupConfig>, Vec<gw_call::RouteConfig>) {
+        let phones = gw_call::GroupConfig { name: "phones".into(), fxs: self.fxs.iter().map(|f| f.port).collect(), fxo: vec![] };
+        let local = gw_call::RouteConfig {
+            name: Some("local".into()),
+            from: vec!["phones".into(), DEFAULT_TRUNK.into()],
+            called: self.fxs.iter().map(|f| format!("exact:{}", f.number)).collect(),
+            to: vec![gw_call::DestinationConfig { owner: true, ..Default::default() }],
+            ..Default::default()
+        };
+        let trunk = gw_call::RouteConfig {
+            name: Some("trunk".into()),
+            from: vec!["phones".into()],
+            called: self.dialplan.patterns.clone(),
+            to: vec![gw_call::DestinationConfig { trunk: Some(DEFAULT_TRUNK.into()), ..Default::default() }],
+            ..Default::default()
+        };
+        let routes = if self.fxs.is_empty() { vec![trunk] } else { vec![local, trunk] };
+        (vec![phones], routes)
     }
 
     /// Codecs in preference order.

@@ -59,6 +59,12 @@ pub struct Session {
 
 const HELP: &str = "\
 show status | show ports | show registrations
+show sip                     trunks: health, limits, registrations
+show calls                   calls in progress: both legs, rule, destinations tried
+show routes                  the routing table
+test route FROM NUMBER [CALLING]
+                             what a call from FROM (a group or trunk) to NUMBER
+                             would do, without placing it
 show config                  the running configuration (secrets masked)
 show candidate               the configuration being edited
 config set PATH VALUE        e.g. config set sip.register_expires 120
@@ -71,6 +77,46 @@ config rollback              restore the previous file, restart
 help | quit
 ";
 
+/// The routing table as the installer wrote it (or the implicit one).
+fn show_routes(config: &crate::config::Config) -> String {
+    let (groups, routes, implicit) = if config.route.is_empty() {
+        let (g, r) = config.legacy_routes();
+        (g, r, true)
+    } else {
+        (config.group.clone(), config.route.clone(), false)
+    };
+    let mut out = String::new();
+    if implicit {
+        out.push_str("no [[route]] in the configuration: the implicit table of [sip] and [dialplan]\n");
+    }
+    for g in &groups {
+        out.push_str(&format!("group {}: FXS {:?}\n", g.name, g.fxs));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let to: Vec<String> = r
+            .to
+            .iter()
+            .map(|d| match (&d.trunk, &d.group) {
+                (Some(t), _) => format!("trunk {t}"),
+                (None, Some(g)) => format!("group {g}"),
+                _ => "owner".to_string(),
+            })
+            .collect();
+        out.push_str(&format!(
+            "route[{i}]{}{}: from {} called {}{}{} -> {}{}\n",
+            r.name.as_deref().map(|n| format!(" {n:?}")).unwrap_or_default(),
+            if r.emergency { " (emergency)" } else { "" },
+            r.from.join(","),
+            r.called.join(","),
+            if r.strip > 0 { format!(" strip {}", r.strip) } else { String::new() },
+            if r.prefix.is_empty() { String::new() } else { format!(" prefix {}", r.prefix) },
+            to.join(" then "),
+            r.max_calls.map(|m| format!(" (max {m} calls)")).unwrap_or_default(),
+        ));
+    }
+    out
+}
+
 impl Session {
     pub fn command(&mut self, line: &str, ctx: &Context) -> Reply {
         let line = line.trim();
@@ -82,6 +128,64 @@ impl Session {
             ["show", "ports"] => {
                 let s = snapshot(&ctx.status);
                 s.ports.iter().map(|p| format!("FXS {} {} {} {}\n", p.port, p.number, p.hook, p.state)).collect()
+            }
+            ["show", "sip"] => {
+                let s = snapshot(&ctx.status);
+                let mut out = String::new();
+                for t in &s.trunks {
+                    let c = &t.counters;
+                    out.push_str(&format!(
+                        "trunk {} proxy {} register {}: {}\n  accept from {}; calls now {}, in {} out {} failed {} limited {} skipped while down {}\n",
+                        t.name, t.proxy, t.register, t.state, t.accept_from.join(", "), t.active_calls,
+                        c.calls_in, c.calls_out, c.failed, c.limited, c.skipped_down
+                    ));
+                }
+                for r in &s.registrations {
+                    out.push_str(&format!("registration {} {}\n", r.user, r.state));
+                }
+                out.push_str(&format!("requests from addresses of no trunk (403): {}\n", s.calls.untrusted));
+                out
+            }
+            ["show", "calls"] => {
+                let s = snapshot(&ctx.status);
+                let mut out = String::new();
+                for p in s.ports.iter().filter(|p| p.call.is_some() || p.state != "Idle") {
+                    out.push_str(&format!(
+                        "FXS {} ({}) {}: {}\n",
+                        p.port,
+                        p.number,
+                        p.state,
+                        p.call.as_deref().unwrap_or("no call")
+                    ));
+                    if let Some(r) = &p.route {
+                        out.push_str(&format!("    route: {r}\n"));
+                    }
+                }
+                if out.is_empty() {
+                    out.push_str("no calls\n");
+                }
+                out
+            }
+            ["show", "routes"] => show_routes(ctx.store().running()),
+            ["test", "route", from, number, rest @ ..] if rest.len() <= 1 => {
+                let config = ctx.store().running().clone();
+                match config.route_table() {
+                    Ok((table, _)) if table.is_source(from) => {
+                        let mut out = table.trace(from, number, rest.first().copied()).to_string();
+                        out.push('\n');
+                        let s = snapshot(&ctx.status);
+                        for t in &s.trunks {
+                            out.push_str(&format!("trunk {} is {}\n", t.name, t.state));
+                        }
+                        out
+                    }
+                    Ok((table, _)) => {
+                        let mut names: Vec<String> = table.groups().iter().map(|g| g.name.clone()).collect();
+                        names.extend(config.trunk_names());
+                        format!("error: {from:?} is neither a group nor a trunk (sources: {})\n", names.join(", "))
+                    }
+                    Err(e) => format!("error: the routing table is refused: {e}\n"),
+                }
             }
             ["show", "registrations"] => {
                 let s = snapshot(&ctx.status);
@@ -302,6 +406,27 @@ mod tests {
             Reply::Text(t) | Reply::Restart(t) => t,
             Reply::Quit => "<quit>".into(),
         }
+    }
+
+    #[test]
+    fn routes_test_route_sip_and_calls_explain_the_switch() {
+        let ctx = Context::for_tests(crate::status::tests::tests_status());
+        let mut s = Session::default();
+        let t = text(s.command("show routes", &ctx));
+        assert!(t.contains("group phones: FXS [1, 2, 3, 4]"), "{t}");
+        assert!(t.contains("route[0] \"local\": from phones,default called 1xxx -> owner"), "{t}");
+        assert!(t.contains("route[1] \"outside\": from phones called 2xxx,3xxx,911,9. -> trunk default"), "{t}");
+        let t = text(s.command("test route phones 2000", &ctx));
+        assert!(t.contains("result: route[1] \"outside\"") && t.contains("trunk \"default\""), "{t}");
+        let t = text(s.command("test route default 1003 5551234", &ctx));
+        assert!(t.contains("result: route[0] \"local\"") && t.contains("owner"), "{t}");
+        let t = text(s.command("test route default 2000", &ctx));
+        assert!(t.contains("result: no route (cause 3)"), "a trunk cannot reach the trunk: {t}");
+        let t = text(s.command("test route nowhere 2000", &ctx));
+        assert!(t.starts_with("error: \"nowhere\" is neither a group nor a trunk (sources: phones, default)"), "{t}");
+        assert!(text(s.command("test route phones", &ctx)).starts_with("unknown command"));
+        assert_eq!(text(s.command("show calls", &ctx)), "no calls\n");
+        assert!(text(s.command("show sip", &ctx)).contains("requests from addresses of no trunk (403): 0"));
     }
 
     #[test]

@@ -59,7 +59,6 @@ impl Driver {
                             // Counted in the admission stats; no line per packet.
                             Verdict::Drop(_) => {}
                         }
-                        self.end_calls_of_banned(now);
                     }
                     // ICMP port unreachable from an earlier send shows up here
                     // on Linux; it is not fatal for a UDP server.
@@ -105,8 +104,6 @@ impl Driver {
             if admission::response_status(&t.payload).is_some_and(|c| c >= 400 && c != 487) {
                 self.admission.report_failure(now, to);
             }
-            // Ending a banned caller's calls queues more output: this loop sends it.
-            self.end_calls_of_banned(now);
             trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
@@ -114,23 +111,18 @@ impl Driver {
         }
     }
 
-    fn end_calls_of_banned(&mut self, now: Instant) {
-        while let Some(ip) = self.admission.poll_banned() {
-            self.gateway.end_calls_from(now, ip);
-        }
-    }
-
     fn update_status(&self) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.ports = self.gateway.port_status();
         for p in &mut s.ports {
-            let channel = self.rt_stats.channels.get(p.port - 1);
+            let channel = self.rt_stats.channels.get(usize::from(p.timeslot));
             if self.echo_enabled {
                 p.echo = channel.map(|c| c.snapshot());
             }
             p.signals = channel.map(|c| c.signals());
         }
         s.registrations = self.gateway.registration_status();
+        s.trunks = self.gateway.trunk_status();
         s.calls = self.gateway.counters();
         s.rt = self.rt_stats.snapshot();
         s.rt_setup = self.rt_setup.clone().into();

@@ -1,5 +1,5 @@
-//! The call router: joins the FXS line machines, the SIP user agent and the
-//! rt thread.
+//! The call router: joins the FXS line machines, the SIP trunks and the rt
+//! thread, following the routing table.
 //!
 //! [`Gateway`] is driven like the protocol cores it owns: every entry point
 //! takes `now`, SIP datagrams to send are drained with
@@ -8,68 +8,192 @@
 //! sockets and the clock. Port hardware (`FxsPort`) and the rt command queue
 //! are used directly: both are non-blocking.
 //!
-//! Routing (the skeleton's rules): a number dialled on an FXS port goes to
-//! the SIP trunk, from the port's own number; an inbound call for a port's
-//! number rings that port; any other inbound call gets 404.
+//! The decisions are gw-call's: the [`RouteTable`] says where a call goes
+//! (from the port's group or the trunk it came in on), a
+//! [`Routing`] walks the rule's destinations with failover on the listed
+//! causes and a setup timer, [`Limits`] counts calls per rule. Causes are
+//! Q.850 inside; each trunk maps them to and from SIP statuses with its
+//! [`CauseMap`] (RFC 3398, overrides per trunk) and carries them in `Reason`
+//! (RFC 3326).
+//!
+//! SIP trunks: one [`UserAgent`] per trunk (`[sip]` is the trunk `default`,
+//! `[[trunk]]` adds more), all on the one SIP socket. A datagram belongs to
+//! the trunk whose proxy sent it, else to the first trunk whose
+//! `accept_from` holds the source address; a request from anywhere else is
+//! answered 403 here and rings nothing (the same answer for every number:
+//! nothing can be enumerated). One UA per trunk keeps each trunk's
+//! registration, credentials and transactions apart without a multi-trunk
+//! UA, and a trunk's traffic can never be mistaken for another's.
+//!
+//! Trunk health: a trunk is down while its registration has failed (for the
+//! account a call would use) or while its OPTIONS pings go unanswered
+//! (`options_failures` in a row); routing then skips it at once (cause 38),
+//! and a destination that does not even send 100 Trying within its setup
+//! timeout is failed over (cause 102), so a dead trunk costs a caller
+//! seconds, never the 32 s of timer B.
+//!
+//! Local calls (a port's number dialled on another port, or a group
+//! destination) need no trunk: the called port rings with the caller's
+//! number as caller ID and the two lines are cross-connected slot to slot in
+//! the rt thread.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gw_dsp::g711::Law;
-use gw_dsp::tones::{CountryProfile, ToneKind};
-use gw_hal::{FxsPort, RingCadence};
+use gw_call::call::TargetState;
+use gw_call::switch::Output as SwitchOutput;
+use gw_call::{
+    CallEvent, Cause, CauseMap, Hunt, LegId, LocalReason, Location, Lookup, Release, Select, Setup, Side, Signal, Switch, Target,
+};
 use gw_dsp::callerid_line::LineStep;
+use gw_dsp::g711::Law;
 use gw_dsp::modem_tones::ModemToneEvent;
 use gw_dsp::progress::ProgressEvent;
+use gw_dsp::tones::{CountryProfile, ToneKind};
+use gw_hal::{FxsPort, RingCadence};
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
-use gw_sip::{Account, CallHandle, EndReason, Event, Transmit, UaConfig, UserAgent};
+use gw_sip::{Account, CallHandle, Event, Transmit, UaConfig, UserAgent};
 use heapless::spsc::Producer;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::config::{CallerIdMode, Config};
+use crate::config::{CallerIdMode, Config, IpNet, RegisterMode, TrunkLimits, DEFAULT_TRUNK};
 use crate::media_io::{MediaIo, RtpPorts};
 use crate::rt::{RtCommand, RtEvent, VoiceCodec};
 
 /// One configured FXS port.
+/// One configured FXS port: the FXS leg adapter's state.
 struct Port {
-    /// PCM channel and HAL port index (0-based).
+    /// PCM timeslot of the port on the board: its rt channel.
     channel: u8,
     /// 1-based number on the box.
     label: usize,
     number: String,
+    /// The routing table's source group of the port (`None`: it cannot call out).
+    source: Option<String>,
     hal: Box<dyn FxsPort + Send>,
     line: FxsLine,
-    call: Option<Call>,
+    /// The port's leg in the switch while it is in a call.
+    leg: Option<LegId>,
+    /// What the last call of the port did (route and attempts), for the installer.
+    last_route: Option<String>,
 }
 
-/// The SIP call a port is in.
-struct Call {
+/// What a leg of the switch is, for the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leg {
+    Fxs(usize),
+    Sip(usize, CallHandle),
+}
+
+/// A SIP leg: one dialog on one trunk, with the RTP it carries.
+struct SipCall {
+    trunk: usize,
     handle: CallHandle,
     incoming: bool,
     remote_party: String,
     /// Our RTP socket until media is connected (then the media thread has it).
-    socket: Option<UdpSocket>,
+    socket: Option<std::net::UdpSocket>,
     rtp_port: u16,
     /// Our offer (outgoing calls).
     offer: Option<SessionDescription>,
     /// Their offer (incoming calls).
     remote_offer: Option<SessionDescription>,
     media: Option<NegotiatedMedia>,
-    media_running: bool,
+    /// The FXS channel whose audio this dialog carries while media runs.
+    media_channel: Option<u8>,
+    answered: bool,
+    /// Cleared at this time (the trunk's `max_duration_s`), once answered.
+    max_until: Option<Instant>,
+    /// The far end put the call on hold (its re-INVITE said sendonly or inactive).
+    held: bool,
+}
+
+/// Trunk health as seen when a call is routed (the switch asks per target).
+struct Health {
+    trunks: Vec<(String, TargetState)>,
+}
+
+impl Health {
+    fn of(&self, t: &Target) -> TargetState {
+        match t {
+            Target::Trunk(name) => self.trunks.iter().find(|(n, _)| n == name).map_or(TargetState::Down, |x| x.1),
+            // Ports answer for themselves when the call is placed.
+            Target::Owner | Target::Group(_) => TargetState::Unknown,
+        }
+    }
+}
+
+struct Trunk {
+    name: String,
+    ua: UserAgent,
+    proxy: SocketAddr,
+    accept: Vec<IpNet>,
+    register: RegisterMode,
+    /// The account of a `pilot` trunk.
+    pilot: Option<String>,
+    codecs: Vec<Codec>,
+    cause_map: CauseMap,
+    limits: TrunkLimits,
+    options_interval: Option<Duration>,
+    options_failures: u32,
+    /// OPTIONS health: unanswered pings in a row, when the next goes out and
+    /// by when the one in flight must be answered.
+    ping_misses: u32,
+    next_ping: Option<Instant>,
+    ping_deadline: Option<Instant>,
+    options_down: bool,
+    /// Accounts whose last registration attempt failed, and their states.
+    failed_accounts: HashSet<String>,
+    registrations: HashMap<String, String>,
+    active: u32,
+    /// Calls started in the last minute (calls_per_minute).
+    recent: VecDeque<Instant>,
+    counters: TrunkCounters,
+}
+
+/// Per-trunk figures for `show sip`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TrunkCounters {
+    pub calls_in: u64,
+    pub calls_out: u64,
+    pub failed: u64,
+    /// Calls refused by the trunk's limits (simultaneous calls, calls per minute).
+    pub limited: u64,
+    /// Calls that skipped this trunk because it was down.
+    pub skipped_down: u64,
+    pub max_duration_cleared: u64,
+}
+
+/// One trunk in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrunkStatus {
+    pub name: String,
+    pub proxy: String,
+    /// "up", "down: <why>" or "unknown" (nothing heard yet).
+    pub state: String,
+    pub register: String,
+    pub accept_from: Vec<String>,
+    pub active_calls: u32,
+    pub counters: TrunkCounters,
 }
 
 /// Status of one port, for the status API.
 #[derive(Debug, Clone, Serialize)]
 pub struct PortStatus {
     pub port: usize,
+    /// The PCM timeslot of the port (its rt channel).
+    pub timeslot: u8,
     pub number: String,
     pub hook: String,
     pub state: String,
     pub call: Option<String>,
+    /// The rule and destinations of the port's current or last call, with
+    /// each attempt's cause.
+    pub route: Option<String>,
     /// Filled in from the rt thread's figures by the driver.
     pub echo: Option<crate::rt::EchoStatus>,
     /// Fax/modem and call-progress tones on the channel, from the rt thread.
@@ -90,6 +214,18 @@ pub struct CallCounters {
     pub failed: u64,
     pub rejected_busy: u64,
     pub rejected_unknown: u64,
+    /// Calls between two ports of this box, and the ones that found the
+    /// called port busy.
+    pub local: u64,
+    pub local_busy: u64,
+    /// Attempts skipped because their trunk was down.
+    pub trunk_down: u64,
+    /// Attempts given up after the destination's setup timeout.
+    pub setup_timeouts: u64,
+    /// Calls refused by a rule's `max_calls`.
+    pub rule_limited: u64,
+    /// Requests from addresses of no trunk, answered 403.
+    pub untrusted: u64,
     /// On-hook caller ID deliveries started, and ones that could not be built.
     pub caller_id_sent: u64,
     pub caller_id_failed: u64,
@@ -105,35 +241,62 @@ pub struct Gateway {
     config: Config,
     profile: &'static CountryProfile,
     cadence: RingCadence,
-    ua: UserAgent,
+    /// The call-control core: routes, limits, each call's legs and failover.
+    switch: Switch,
+    hunt: Hunt,
+    trunks: Vec<Trunk>,
     ports: Vec<Port>,
-    calls: HashMap<CallHandle, usize>,
+    /// Every leg the switch knows, as the driver knows it.
+    legs: HashMap<LegId, Leg>,
+    /// SIP legs' dialogs and media, and the leg of each dialog.
+    sip: HashMap<LegId, SipCall>,
+    sip_legs: HashMap<(usize, CallHandle), LegId>,
+    /// Per call (by A leg): the route as last described, and the trunk skips
+    /// already counted.
+    routes: HashMap<LegId, (String, usize)>,
+    /// The port of each call an FXS port placed (by A leg), until it ends.
+    fxs_callers: HashMap<LegId, usize>,
+    /// Answers sent by the gateway itself (403 to strangers).
+    transmits: VecDeque<Transmit>,
     rt: Producer<'static, RtCommand>,
     media: MediaIo,
     rtp_ports: RtpPorts,
-    registrations: HashMap<String, String>,
     counters: CallCounters,
     rt_overruns: u64,
     rng: u64,
 }
 
+/// The Q.850 cause of a release we make ourselves.
+/// The Q.850 cause of a release we make ourselves.
+fn ours(cause: Cause) -> Release {
+    Release { cause, location: Location::PrivateLocal, local: None }
+}
+
 impl Gateway {
-    /// `hal_ports` are the board's FXS ports in channel order; ports without
-    /// a configuration entry stay unused.
+    /// `hal_ports` are the board's FXS ports in port order, each with the
+    /// PCM timeslot (the rt channel) its audio uses; ports without a
+    /// configuration entry stay unused. `config` is valid (its routing table
+    /// was checked when it was loaded).
     pub fn new(
         config: Config,
         local_sip: SocketAddr,
-        hal_ports: Vec<Box<dyn FxsPort + Send>>,
+        hal_ports: Vec<(u8, Box<dyn FxsPort + Send>)>,
         rt: Producer<'static, RtCommand>,
         media: MediaIo,
         seed: u64,
     ) -> Gateway {
         let profile = gw_dsp::tones::profile(&config.system.country).expect("validated country");
         let cadence = RingCadence::new(profile.ring_cadence_ms).expect("profile cadence is valid");
-        let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
-        let dial_plan = DialPlan::new(&patterns).expect("validated dial plan");
-        let line_config = FxsConfig {
-            dial_plan,
+        let (table, warnings) = config.route_table().expect("validated routing table");
+        for w in &warnings {
+            warn!("routing table: {w}");
+        }
+        let legacy_plan = {
+            let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
+            DialPlan::new(&patterns).expect("validated dial plan")
+        };
+        let line_config = |plan: DialPlan| FxsConfig {
+            dial_plan: plan,
             ring_cadence: cadence,
             first_digit_timeout: Duration::from_millis(config.dialplan.first_digit_timeout_ms),
             inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
@@ -144,50 +307,148 @@ impl Gateway {
                 .then(|| Duration::from_secs(config.limits.no_answer_timeout_s)),
         };
 
-        let mut hal_ports: Vec<Option<Box<dyn FxsPort + Send>>> = hal_ports.into_iter().map(Some).collect();
+        let mut hal_ports: Vec<Option<(u8, Box<dyn FxsPort + Send>)>> = hal_ports.into_iter().map(Some).collect();
         let mut ports = Vec::new();
-        let mut accounts = Vec::new();
         for p in &config.fxs {
-            let Some(hal) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
+            let Some((channel, hal)) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
+            let source = table.fxs_source(p.port).map(str::to_string);
+            // Without [[route]] the dial plan is [dialplan]'s, as it always was;
+            // with it, the digits the table can route from the port's group.
+            let plan = if config.route.is_empty() {
+                legacy_plan.clone()
+            } else {
+                source.as_deref().and_then(|g| table.digit_map(g)).unwrap_or_else(|| legacy_plan.clone())
+            };
             ports.push(Port {
-                channel: (p.port - 1) as u8,
+                channel,
                 label: p.port,
                 number: p.number.clone(),
+                source,
                 hal,
-                line: FxsLine::new(line_config.clone()),
-                call: None,
-            });
-            accounts.push(Account {
-                user: p.number.clone(),
-                auth_user: p.auth_user.clone().unwrap_or_else(|| p.number.clone()),
-                password: p.password.clone().unwrap_or_else(|| config.sip.password.clone()),
+                line: FxsLine::new(line_config(plan)),
+                leg: None,
+                last_route: None,
             });
         }
 
-        let ua = UserAgent::new(UaConfig {
-            local_addr: local_sip,
-            proxy: config.sip.proxy,
-            domain: config.sip.domain.clone(),
-            user_agent: config.sip.user_agent.clone(),
-            accounts,
-            register_expires: config.sip.register_expires,
-            register_retry_base: Duration::from_secs(config.sip.register_retry_base_s),
-            register_retry_max: Duration::from_secs(config.sip.register_retry_max_s),
-            timers: Default::default(),
-            rng_seed: seed,
-        });
+        let mut trunks = Vec::new();
+        let sip = &config.sip;
+        let per_number = |password: &str, auth: bool| -> Vec<Account> {
+            config
+                .fxs
+                .iter()
+                .map(|p| Account {
+                    user: p.number.clone(),
+                    auth_user: if auth { p.auth_user.clone().unwrap_or_else(|| p.number.clone()) } else { p.number.clone() },
+                    password: if auth { p.password.clone().unwrap_or_else(|| password.to_string()) } else { password.to_string() },
+                })
+                .collect()
+        };
+        let codecs = config.codecs();
+        let new_trunk = |name: &str, ua: UaConfig, accept: &[String], register, pilot, codecs: Vec<Codec>| Trunk {
+            name: name.to_string(),
+            proxy: ua.proxy,
+            accept: if accept.is_empty() {
+                vec![IpNet::host(ua.proxy.ip())]
+            } else {
+                accept.iter().filter_map(|a| IpNet::parse(a)).collect()
+            },
+            ua: UserAgent::new(ua),
+            register,
+            pilot,
+            codecs,
+            cause_map: CauseMap::default(),
+            limits: TrunkLimits::default(),
+            options_interval: None,
+            options_failures: 2,
+            ping_misses: 0,
+            next_ping: None,
+            ping_deadline: None,
+            options_down: false,
+            failed_accounts: HashSet::new(),
+            registrations: HashMap::new(),
+            active: 0,
+            recent: VecDeque::new(),
+            counters: TrunkCounters::default(),
+        };
+        let mut default = new_trunk(
+            DEFAULT_TRUNK,
+            UaConfig {
+                local_addr: local_sip,
+                proxy: sip.proxy,
+                domain: sip.domain.clone(),
+                user_agent: sip.user_agent.clone(),
+                accounts: per_number(&sip.password, true),
+                register_expires: sip.register_expires,
+                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+                timers: Default::default(),
+                rng_seed: seed,
+            },
+            &sip.accept_from,
+            if sip.register_expires == 0 { RegisterMode::None } else { RegisterMode::PerNumber },
+            None,
+            codecs.clone(),
+        );
+        default.options_interval = (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into()));
+        trunks.push(default);
+        for (k, t) in config.trunk.iter().enumerate() {
+            let password = t.password.clone().unwrap_or_default();
+            let accounts = match t.register {
+                RegisterMode::PerNumber => per_number(&password, false),
+                RegisterMode::Pilot | RegisterMode::None => t
+                    .username
+                    .iter()
+                    .map(|u| Account {
+                        user: u.clone(),
+                        auth_user: t.auth_user.clone().unwrap_or_else(|| u.clone()),
+                        password: password.clone(),
+                    })
+                    .collect(),
+            };
+            let ua = UaConfig {
+                local_addr: local_sip,
+                proxy: t.proxy,
+                domain: t.domain.clone().unwrap_or_else(|| t.proxy.ip().to_string()),
+                user_agent: sip.user_agent.clone(),
+                accounts,
+                register_expires: if t.register == RegisterMode::None { 0 } else { t.register_expires },
+                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+                timers: Default::default(),
+                rng_seed: seed.wrapping_add(k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            };
+            let trunk_codecs = if t.codecs.is_empty() {
+                codecs.clone()
+            } else {
+                t.codecs.iter().filter_map(|c| crate::config::parse_codec(c)).collect()
+            };
+            let pilot = (t.register == RegisterMode::Pilot).then(|| t.username.clone()).flatten();
+            let mut trunk = new_trunk(&t.name, ua, &t.accept_from, t.register, pilot, trunk_codecs);
+            trunk.cause_map = CauseMap::new(&t.cause_map).expect("validated cause map");
+            trunk.limits = t.limits.clone();
+            trunk.options_interval = (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into()));
+            trunk.options_failures = t.options_failures;
+            trunks.push(trunk);
+        }
         let rtp_ports = RtpPorts::new(config.media.rtp_ip, config.media.rtp_port_min, config.media.rtp_port_max);
         Gateway {
             config,
             profile,
             cadence,
-            ua,
+            switch: Switch::new(table),
+            hunt: Hunt::new(),
+            trunks,
             ports,
-            calls: HashMap::new(),
+            legs: HashMap::new(),
+            sip: HashMap::new(),
+            sip_legs: HashMap::new(),
+            routes: HashMap::new(),
+            fxs_callers: HashMap::new(),
+            transmits: VecDeque::new(),
             rt,
             media,
             rtp_ports,
-            registrations: HashMap::new(),
             counters: CallCounters::default(),
             rt_overruns: 0,
             rng: seed | 1,
@@ -195,34 +456,47 @@ impl Gateway {
     }
 
     pub fn start(&mut self, now: Instant) {
-        self.ua.start(now);
-        self.drain_ua(now);
-    }
-
-    /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
-    pub fn stop(&mut self, now: Instant) {
-        let handles: Vec<CallHandle> = self.calls.keys().copied().collect();
-        for h in handles {
-            let _ = self.ua.hangup(now, h);
-        }
-        self.ua.stop(now);
-    }
-
-    // ---- inputs -------------------------------------------------------
-
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.ua.handle_datagram(now, from, data);
-        self.drain_ua(now);
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.ua.handle_timeout(now);
-        self.drain_ua(now);
-        for i in 0..self.ports.len() {
-            if self.ports[i].line.poll_timeout().is_some_and(|t| t <= now) {
-                self.ports[i].line.handle_timeout(now);
-                self.drain_line(now, i);
+        for t in 0..self.trunks.len() {
+            self.trunks[t].ua.start(now);
+            if self.trunks[t].options_interval.is_some() {
+                self.trunks[t].next_ping = Some(now);
             }
+            self.drain_ua(now, t);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// A SIP datagram: to the trunk it belongs to, or 403 when it belongs to
+    /// none (see the module docs).
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let trunk = self
+            .trunks
+            .iter()
+            .position(|t| t.proxy == from)
+            .or_else(|| self.trunks.iter().position(|t| t.accept.iter().any(|n| n.contains(from.ip()))));
+        match trunk {
+            Some(t) => {
+                self.trunks[t].ua.handle_datagram(now, from, data);
+                self.drain_ua(now, t);
+            }
+            None => self.refuse_stranger(from, data),
+        }
+    }
+
+    /// A request from an address of no trunk: 403, whatever it asks for
+    /// (never a hint whether a number exists). ACKs and responses are dropped.
+    fn refuse_stranger(&mut self, from: SocketAddr, data: &[u8]) {
+        self.counters.untrusted += 1;
+        let is_request = data.len() > 4 && !data.starts_with(b"SIP/") && !data.starts_with(b"ACK ");
+        // One line per power of two: a scan is visible, a flood does not fill the log.
+        if self.counters.untrusted.is_power_of_two() {
+            warn!(%from, refused = self.counters.untrusted, "SIP request from an address of no trunk: 403");
+        }
+        if !is_request {
+            return;
+        }
+        if let Some(payload) = gw_sip::message::error_response(data, 403, "Forbidden") {
+            self.transmits.push_back(Transmit { destination: from, payload });
         }
     }
 
@@ -237,6 +511,252 @@ impl Gateway {
         }
     }
 
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        self.trunks.iter_mut().find_map(|t| t.ua.poll_transmit())
+    }
+
+    pub fn registration_status(&self) -> Vec<RegistrationStatus> {
+        let mut v: Vec<RegistrationStatus> = self
+            .trunks
+            .iter()
+            .flat_map(|t| {
+                t.registrations.iter().map(move |(u, s)| RegistrationStatus {
+                    user: if t.name == DEFAULT_TRUNK { u.clone() } else { format!("{}/{u}", t.name) },
+                    state: s.clone(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user));
+        v
+    }
+
+    pub fn trunk_status(&self) -> Vec<TrunkStatus> {
+        self.trunks
+            .iter()
+            .map(|t| TrunkStatus {
+                name: t.name.clone(),
+                proxy: t.proxy.to_string(),
+                state: match self.trunk_health(t, None) {
+                    TargetState::Up => "up".into(),
+                    TargetState::Unknown => "unknown".into(),
+                    TargetState::Down => format!("down: {}", trunk_down_reason(t)),
+                },
+                register: format!("{:?}", t.register).to_lowercase(),
+                accept_from: t.accept.iter().map(ToString::to_string).collect(),
+                active_calls: t.active,
+                counters: t.counters,
+            })
+            .collect()
+    }
+
+    pub fn counters(&self) -> CallCounters {
+        self.counters
+    }
+
+    pub fn rt_command_overruns(&self) -> u64 {
+        self.rt_overruns
+    }
+
+    pub fn media_stats(&self) -> &crate::media_io::MediaStats {
+        &self.media.stats
+    }
+
+    fn port_by_channel(&self, channel: u8) -> Option<usize> {
+        self.ports.iter().position(|p| p.channel == channel)
+    }
+
+    fn rt_command(&mut self, cmd: RtCommand) {
+        if self.rt.enqueue(cmd).is_err() {
+            self.rt_overruns += 1;
+            warn!("rt command queue full, command dropped");
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: SSRCs, sequence numbers and SDP session ids need to be
+        // unpredictable enough to avoid collisions, not cryptographic.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn drain_line(&mut self, now: Instant, i: usize) {
+        while let Some(action) = self.ports[i].line.poll_action() {
+            self.apply_line_action(now, i, action);
+        }
+    }
+
+    /// The health of a trunk for a call from `calling` (`None`: the trunk as a whole).
+    fn trunk_health(&self, t: &Trunk, calling: Option<&str>) -> TargetState {
+        if t.options_down {
+            return TargetState::Down;
+        }
+        let account_down = match t.register {
+            RegisterMode::None => false,
+            RegisterMode::Pilot => t.pilot.as_ref().is_some_and(|p| t.failed_accounts.contains(p)),
+            RegisterMode::PerNumber => match calling {
+                Some(n) => t.failed_accounts.contains(n),
+                None => !t.failed_accounts.is_empty() && t.failed_accounts.len() >= t.ua_accounts(),
+            },
+        };
+        if account_down {
+            TargetState::Down
+        } else if t.options_interval.is_some() && t.ping_misses == 0 && t.next_ping.is_some() && t.ping_deadline.is_none()
+            || t.registrations.values().any(|s| s.starts_with("registered"))
+        {
+            TargetState::Up
+        } else {
+            TargetState::Unknown
+        }
+    }
+
+    /// The trunk's limits for a new call (either direction): counted when admitted.
+    fn admit_on_trunk(&mut self, now: Instant, t: usize) -> Result<(), Release> {
+        let trunk = &mut self.trunks[t];
+        while trunk.recent.front().is_some_and(|&x| now.saturating_duration_since(x) >= Duration::from_secs(60)) {
+            trunk.recent.pop_front();
+        }
+        if trunk.limits.max_calls.is_some_and(|m| trunk.active >= m) {
+            trunk.counters.limited += 1;
+            warn!(trunk = %trunk.name, max = trunk.limits.max_calls, "trunk call limit reached: call refused");
+            return Err(Release::local(LocalReason::LimitReached));
+        }
+        if trunk.limits.calls_per_minute.is_some_and(|m| trunk.recent.len() >= m as usize) {
+            trunk.counters.limited += 1;
+            warn!(trunk = %trunk.name, per_minute = trunk.limits.calls_per_minute, "trunk calls-per-minute limit reached: call refused");
+            return Err(Release::local(LocalReason::RateLimited));
+        }
+        trunk.recent.push_back(now);
+        if trunk.recent.len() > 10_000 {
+            trunk.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// OPTIONS health of trunk `t`: send when due, count a miss when the
+    /// one in flight is late.
+    fn check_ping(&mut self, now: Instant, t: usize) {
+        let trunk = &mut self.trunks[t];
+        let Some(interval) = trunk.options_interval else { return };
+        if trunk.ping_deadline.is_some_and(|d| d <= now) {
+            trunk.ping_deadline = None;
+            trunk.ping_misses += 1;
+            if trunk.ping_misses >= trunk.options_failures && !trunk.options_down {
+                trunk.options_down = true;
+                warn!(trunk = %trunk.name, proxy = %trunk.proxy, misses = trunk.ping_misses, "trunk down: OPTIONS unanswered");
+            }
+        }
+        if trunk.next_ping.is_some_and(|d| d <= now) {
+            // Down: ping more often so that recovery is seen soon.
+            let every = if trunk.options_down { interval.min(Duration::from_secs(5)) } else { interval };
+            trunk.next_ping = Some(now + every);
+            trunk.ping_deadline = Some(now + every.min(Duration::from_secs(2)));
+            trunk.ua.ping(now);
+            self.drain_ua(now, t);
+        }
+    }
+
+    fn session_for(&mut self, media: &NegotiatedMedia) -> SessionConfig {
+        let ssrc = self.random() as u32;
+        let seq_ts = self.random();
+        let ptime = if (10..=60).contains(&media.ptime_ms) && media.ptime_ms.is_multiple_of(10) {
+            media.ptime_ms
+        } else {
+            self.config.media.ptime_ms
+        };
+        SessionConfig {
+            payload_type: media.payload_type,
+            telephone_event: media.telephone_event,
+            comfort_noise: media.comfort_noise,
+            ptime_ms: ptime,
+            ssrc,
+            initial_seq: seq_ts as u16,
+            initial_ts: (seq_ts >> 16) as u32,
+            jitter_depth_ms: self.config.media.jitter_ms,
+        }
+    }
+
+    fn telephone_event(&self) -> Option<u8> {
+        match self.config.media.telephone_event {
+            0 => None,
+            pt => Some(pt),
+        }
+    }
+
+    fn drain_ua(&mut self, now: Instant, t: usize) {
+        while let Some(ev) = self.trunks[t].ua.poll_event() {
+            self.apply_ua_event(now, t, ev);
+        }
+    }
+
+    /// The Q.850 release of a SIP failure on trunk `t`: the peer's `Reason`
+    /// wins over the status (RFC 3326), mapped by the trunk's table.
+    fn sip_release(&self, t: usize, handle: CallHandle, status: u16) -> Release {
+        let trunk = &self.trunks[t];
+        let reason = trunk.ua.remote_reason(handle).and_then(gw_call::reason::parse);
+        Release { cause: trunk.cause_map.cause_for(status, reason), location: Location::BeyondInterworking, local: None }
+    }
+}
+
+impl Gateway {
+    /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
+    pub fn stop(&mut self, now: Instant) {
+        let calls: Vec<(usize, CallHandle)> = self.sip_legs.keys().copied().collect();
+        for (t, h) in calls {
+            self.trunks[t].ua.set_cause(h, Cause::NORMAL_CLEARING.get());
+            let _ = self.trunks[t].ua.hangup(now, h);
+        }
+        for t in &mut self.trunks {
+            t.ua.stop(now);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in 0..self.trunks.len() {
+            self.trunks[t].ua.handle_timeout(now);
+            self.drain_ua(now, t);
+            self.check_ping(now, t);
+        }
+        for i in 0..self.ports.len() {
+            if self.ports[i].line.poll_timeout().is_some_and(|t| t <= now) {
+                self.ports[i].line.handle_timeout(now);
+                self.drain_line(now, i);
+            }
+        }
+        if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+            // A trunk that said 100 Trying is alive: no failover for it.
+            let trying: Vec<LegId> = self
+                .sip
+                .iter()
+                .filter(|(_, c)| !c.incoming && self.trunks[c.trunk].ua.has_provisional(c.handle))
+                .map(|(l, _)| *l)
+                .collect();
+            for leg in trying {
+                self.signal(now, leg, Signal::Proceeding);
+            }
+            let h = self.health(None);
+            if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+                self.counters.setup_timeouts += 1;
+                self.switch.handle_timeout(now, &|t| h.of(t));
+                self.drain_switch(now);
+            }
+        }
+        let expired: Vec<LegId> =
+            self.sip.iter().filter(|(_, c)| c.max_until.is_some_and(|t| t <= now)).map(|(l, _)| *l).collect();
+        for leg in expired {
+            let Some(c) = self.sip.get(&leg) else { continue };
+            let t = c.trunk;
+            warn!(trunk = %self.trunks[t].name, call = c.handle.0, "maximum call duration reached: clearing the call");
+            self.trunks[t].counters.max_duration_cleared += 1;
+            self.release_sip(now, leg, Release::local(LocalReason::MaxDuration));
+            self.signal(now, leg, Signal::Release(Release::local(LocalReason::MaxDuration)));
+        }
+    }
+
     pub fn handle_rt_event(&mut self, now: Instant, ev: RtEvent) {
         match ev {
             RtEvent::LineDigit { channel, digit } => {
@@ -247,7 +767,7 @@ impl Gateway {
                 }
             }
             RtEvent::RemoteDigit { channel, digit } => {
-                debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end");
+                debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end, played to the line");
             }
             RtEvent::CallerId { channel, step } => {
                 let step = match step {
@@ -281,69 +801,55 @@ impl Gateway {
                 {
                     return;
                 }
-                let Some(i) = self.port_by_channel(channel) else { return };
-                let Some(handle) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| c.handle) else {
+                let Some(leg) = self.sip.iter().find(|(_, c)| c.media_channel == Some(channel)).map(|(l, _)| *l) else {
                     return;
                 };
-                info!(port = self.ports[i].label, call = handle.0, ?kind, "far end plays a disconnect tone: hanging up");
+                info!(channel, ?kind, "far end plays a disconnect tone: hanging up");
                 self.counters.disconnected_on_tone += 1;
-                let _ = self.ua.hangup(now, handle);
-                self.release_port_call(i);
-                self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-                self.drain_line(now, i);
+                let r = Release::remote(Cause::NORMAL_CLEARING, Location::BeyondInterworking);
+                self.release_sip(now, leg, r);
+                self.signal(now, leg, Signal::Release(r));
             }
         }
     }
 
     /// RTP inactivity (`limits.rtp_timeout_s`): hangs up connected calls
-    /// whose far end has sent nothing for that long. Cheap: one atomic read
-    /// per port; call it on the control tick.
+    /// whose far end has sent nothing for that long (a crashed far end, a
+    /// lost network). Calls the far end holds are left alone. Cheap: one
+    /// atomic read per call with media; call it on the control tick.
     pub fn check_media_liveness(&mut self, now: Instant) {
         let timeout = self.config.limits.rtp_timeout_s;
         if timeout == 0 {
             return;
         }
-        for i in 0..self.ports.len() {
-            let Some(handle) = self.ports[i].call.as_ref().filter(|c| c.media_running).map(|c| c.handle) else {
-                continue;
-            };
-            let idle = self.media.rx_idle(self.ports[i].channel).unwrap_or_default();
-            if idle < Duration::from_secs(timeout) {
-                continue;
-            }
-            info!(port = self.ports[i].label, call = handle.0, idle_s = idle.as_secs(), "no RTP from the far end: hanging up");
+        let dead: Vec<(LegId, u8, Duration)> = self
+            .sip
+            .iter()
+            .filter(|(_, c)| c.answered && !c.held && c.socket.is_none())
+            .filter_map(|(leg, c)| {
+                let ch = c.media_channel?;
+                let idle = self.media.rx_idle(ch)?;
+                (idle >= Duration::from_secs(timeout)).then_some((*leg, ch, idle))
+            })
+            .collect();
+        for (leg, channel, idle) in dead {
+            info!(channel, idle_s = idle.as_secs(), "no RTP from the far end: hanging up");
             self.counters.media_timeouts += 1;
-            let _ = self.ua.hangup(now, handle);
-            self.release_port_call(i);
-            self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-            self.drain_line(now, i);
+            let r = Release::remote(Cause::NORMAL_CLEARING, Location::BeyondInterworking);
+            self.release_sip(now, leg, r);
+            self.signal(now, leg, Signal::Release(r));
         }
-    }
-
-    /// Drops every call from `ip` (a source just banned at the SIP socket:
-    /// nothing will be sent to it any more, so its INVITE must not keep a
-    /// phone ringing).
-    pub fn end_calls_from(&mut self, now: Instant, ip: std::net::IpAddr) {
-        for handle in self.ua.calls_from(ip) {
-            let _ = self.ua.hangup(now, handle);
-            let Some(&i) = self.calls.get(&handle) else { continue };
-            info!(port = self.ports[i].label, call = handle.0, %ip, "caller banned at the SIP socket: call dropped");
-            self.release_port_call(i);
-            self.ports[i].line.handle_call(now, CallSignal::Cancelled);
-            self.drain_line(now, i);
-        }
-        self.drain_ua(now);
-    }
-
-    // ---- outputs ------------------------------------------------------
-
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.ua.poll_transmit()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout());
-        self.ua.poll_timeout().into_iter().chain(lines).min()
+        let duration = self.sip.values().filter_map(|c| c.max_until);
+        let trunks = self
+            .trunks
+            .iter()
+            .flat_map(|t| [t.ua.poll_timeout(), t.next_ping, t.ping_deadline])
+            .flatten();
+        lines.chain(duration).chain(trunks).chain(self.switch.poll_timeout()).min()
     }
 
     pub fn port_status(&self) -> Vec<PortStatus> {
@@ -351,66 +857,61 @@ impl Gateway {
             .iter()
             .map(|p| PortStatus {
                 port: p.label,
+                timeslot: p.channel,
                 number: p.number.clone(),
                 hook: format!("{:?}", p.hal.hook()),
                 state: format!("{:?}", p.line.state()),
-                call: p.call.as_ref().map(|c| {
-                    format!("{} {}", if c.incoming { "from" } else { "to" }, c.remote_party)
-                }),
+                call: p.leg.and_then(|l| self.describe_peer(l)),
+                route: p
+                    .leg
+                    .and_then(|l| self.switch.call_of(l))
+                    .map(|v| v.describe())
+                    .or_else(|| p.last_route.clone()),
                 echo: None,
                 signals: None,
             })
             .collect()
     }
 
-    pub fn registration_status(&self) -> Vec<RegistrationStatus> {
-        let mut v: Vec<RegistrationStatus> = self
-            .registrations
-            .iter()
-            .map(|(u, s)| RegistrationStatus { user: u.clone(), state: s.clone() })
-            .collect();
-        v.sort_by(|a, b| a.user.cmp(&b.user));
-        v
-    }
-
-    pub fn counters(&self) -> CallCounters {
-        self.counters
-    }
-
-    pub fn rt_command_overruns(&self) -> u64 {
-        self.rt_overruns
-    }
-
-    pub fn media_stats(&self) -> &crate::media_io::MediaStats {
-        &self.media.stats
-    }
-
-    // ---- internals ----------------------------------------------------
-
-    fn port_by_channel(&self, channel: u8) -> Option<usize> {
-        self.ports.iter().position(|p| p.channel == channel)
-    }
-
-    fn rt_command(&mut self, cmd: RtCommand) {
-        if self.rt.enqueue(cmd).is_err() {
-            self.rt_overruns += 1;
-            warn!("rt command queue full, command dropped");
+    /// "to 2000 (trunk default)", "from 1001 (local, port 1)".
+    fn describe_peer(&self, leg: LegId) -> Option<String> {
+        let dir = if self.switch.side(leg)? == Side::A { "to" } else { "from" };
+        let peer = self.switch.peer(leg)?;
+        match self.legs.get(&peer)? {
+            Leg::Fxs(j) => {
+                let o = &self.ports[*j];
+                Some(format!("{dir} {} (local, port {})", o.number, o.label))
+            }
+            Leg::Sip(t, _) => {
+                let c = self.sip.get(&peer)?;
+                let hold = if c.held { ", on hold" } else { "" };
+                Some(format!("{dir} {} (trunk {}{hold})", c.remote_party, self.trunks[*t].name))
+            }
         }
     }
 
-    fn random(&mut self) -> u64 {
-        // xorshift64*: SSRCs, sequence numbers and SDP session ids need to be
-        // unpredictable enough to avoid collisions, not cryptographic.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn drain_line(&mut self, now: Instant, i: usize) {
-        while let Some(action) = self.ports[i].line.poll_action() {
-            self.apply_line_action(now, i, action);
+    /// What the routing table does with a call from `from` (a group or trunk
+    /// name) to `called`, without placing it (`test route`).
+    pub fn test_route(&self, from: &str, called: &str, calling: Option<&str>) -> String {
+        let table = self.switch.table();
+        if !table.is_source(from) {
+            let mut sources: Vec<&str> = table.groups().iter().map(|g| g.name.as_str()).collect();
+            sources.extend(self.trunks.iter().map(|t| t.name.as_str()));
+            return format!("{from:?} is neither a group nor a trunk (sources: {})", sources.join(", "));
         }
+        let mut out = table.trace(from, called, calling).to_string();
+        let h = self.health(calling);
+        if let Lookup::Route(m) = table.lookup(from, called, calling) {
+            for (k, d) in m.destinations.iter().enumerate() {
+                let state = match h.of(&d.target) {
+                    TargetState::Up => "up",
+                    TargetState::Down => "down: would be skipped",
+                    TargetState::Unknown => "state unknown: would be tried",
+                };
+                out.push_str(&format!("\n  now: to[{k}] {} is {state}", d.target));
+            }
+        }
+        out
     }
 
     fn apply_line_action(&mut self, now: Instant, i: usize, action: Action) {
@@ -440,21 +941,27 @@ impl Gateway {
                     warn!(port = label, ?e, "line feed refused by the line card");
                 }
             }
-            Action::PlaceCall { number } => self.place_call(now, i, number),
-            Action::AnswerCall => self.answer_call(now, i),
+            Action::PlaceCall { number } => self.originate_fxs(now, i, number),
+            Action::AnswerCall => {
+                if let Some(leg) = self.ports[i].leg {
+                    info!(port = label, "answered");
+                    self.signal(now, leg, Signal::Answer);
+                }
+            }
             Action::RejectCall { busy } => {
-                // The line refuses the call it was just offered.
-                if let Some(call) = self.ports[i].call.take() {
-                    self.calls.remove(&call.handle);
-                    let _ = self.ua.reject(now, call.handle, if busy { 486 } else { 480 });
+                // The line refuses the call it was offered (busy, or nobody answered).
+                if let Some(leg) = self.ports[i].leg.take() {
+                    self.legs.remove(&leg);
+                    let r = if busy { ours(Cause::USER_BUSY) } else { Release::local(LocalReason::NoAnswer) };
+                    self.signal(now, leg, Signal::Release(r));
                 }
             }
             Action::ReleaseCall => {
-                if let Some(call) = self.ports[i].call.take() {
-                    self.calls.remove(&call.handle);
-                    info!(port = label, call = call.handle.0, "phone hung up, releasing the call");
-                    let _ = self.ua.hangup(now, call.handle);
-                    self.stop_media(channel, &call);
+                if let Some(leg) = self.ports[i].leg.take() {
+                    info!(port = label, "phone hung up, releasing the call");
+                    self.legs.remove(&leg);
+                    self.disconnect(i, leg);
+                    self.signal(now, leg, Signal::Release(Release::remote(Cause::NORMAL_CLEARING, Location::User)));
                 }
             }
             Action::SendCallerId { number, name } => {
@@ -486,233 +993,631 @@ impl Gateway {
                 }
             }
             Action::StopCallerId => self.rt_command(RtCommand::StopCallerId { channel }),
-            Action::ConnectMedia => self.connect_media(i),
-            Action::DisconnectMedia => {
-                if let Some(call) = self.ports[i].call.as_mut() {
-                    if call.media_running {
-                        call.media_running = false;
-                        self.rt_command(RtCommand::StopMedia { channel });
-                        self.media.close(channel);
+            Action::ConnectMedia => {
+                let Some(peer) = self.ports[i].leg.and_then(|l| self.switch.peer(l)) else { return };
+                match self.legs.get(&peer).copied() {
+                    // A local call: this line hears the other one.
+                    Some(Leg::Fxs(j)) => {
+                        let from = Some(self.ports[j].channel);
+                        self.rt_command(RtCommand::Listen { channel, from });
                     }
+                    Some(Leg::Sip(..)) => self.connect_media(peer, channel),
+                    None => {}
+                }
+            }
+            Action::DisconnectMedia => {
+                if let Some(leg) = self.ports[i].leg {
+                    self.disconnect(i, leg);
                 }
             }
         }
     }
 
-    fn place_call(&mut self, now: Instant, i: usize, number: String) {
+    /// Port `i`'s audio stops: its cross-connect, or the RTP of its SIP peer.
+    fn disconnect(&mut self, i: usize, leg: LegId) {
+        let channel = self.ports[i].channel;
+        self.rt_command(RtCommand::Listen { channel, from: None });
+        let peer = self.switch.peer(leg);
+        if let Some(peer) = peer.filter(|p| matches!(self.legs.get(p), Some(Leg::Sip(..)))) {
+            self.stop_media(peer);
+        }
+    }
+
+    // ---- the switch ---------------------------------------------------
+
+    /// Whether port `j` can take a call now.
+    fn port_free(&self, j: usize) -> bool {
+        let p = &self.ports[j];
+        p.leg.is_none() && p.line.state() == gw_line::State::Idle
+    }
+
+    /// Every trunk's health, as the switch asks for it (per-number trunks
+    /// for the account of `calling`).
+    fn health(&self, calling: Option<&str>) -> Health {
+        Health { trunks: self.trunks.iter().map(|t| (t.name.clone(), self.trunk_health(t, calling))).collect() }
+    }
+
+    /// An event of `leg` for the switch, then whatever the switch asks.
+    fn signal(&mut self, now: Instant, leg: LegId, signal: Signal) {
+        let calling = self.switch.call_of(leg).and_then(|v| v.calling.map(str::to_string));
+        let h = self.health(calling.as_deref());
+        self.switch.signal(now, leg, signal, &|t| h.of(t));
+        self.drain_switch(now);
+    }
+
+    /// A number dialled on port `i`: a new call from the port's group.
+    fn originate_fxs(&mut self, now: Instant, i: usize, number: String) {
+        let label = self.ports[i].label;
+        let Some(source) = self.ports[i].source.clone() else {
+            info!(port = label, to = %number, "the port is in no group of the routing table: reorder");
+            self.ports[i].last_route = Some(format!("{number}: the port is in no group of the routing table"));
+            return self.fail_line(now, i, Release::local(LocalReason::NoRoute));
+        };
+        let calling = self.ports[i].number.clone();
+        let setup = Setup { called: number, calling: Some(calling.clone()), complete: true, ..Default::default() };
+        let h = self.health(Some(&calling));
+        let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
+        self.ports[i].leg = Some(a);
+        self.legs.insert(a, Leg::Fxs(i));
+        self.fxs_callers.insert(a, i);
+        self.drain_switch(now);
+    }
+
+    /// Does what the switch asks, until it asks nothing more.
+    fn drain_switch(&mut self, now: Instant) {
+        while let Some(out) = self.switch.poll_output() {
+            match out {
+                SwitchOutput::Place { a, leg, target, setup, .. } => {
+                    self.note_route(a);
+                    if let Err(r) = self.place(now, a, leg, &target, &setup) {
+                        debug!(%target, %r, "destination refused the call");
+                        self.signal(now, leg, Signal::Release(r));
+                    }
+                }
+                SwitchOutput::Signal { leg, signal } => {
+                    if self.switch.side(leg) == Some(Side::A) {
+                        self.note_route(leg);
+                    }
+                    self.signal_leg(now, leg, signal);
+                }
+                SwitchOutput::Event(e) => self.call_event(e),
+            }
+        }
+    }
+
+    /// Keeps the call's route description and counts its skipped trunks.
+    fn note_route(&mut self, a: LegId) {
+        let Some(v) = self.switch.call_of(a) else { return };
+        let text = v.describe();
+        let skipped: Vec<String> = v
+            .attempts
+            .iter()
+            .filter(|x| x.result.is_some_and(|r| r.local == Some(LocalReason::TrunkDown)))
+            .filter_map(|x| match &x.target {
+                Target::Trunk(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        // The route stays on the call's ports for `show calls` after it ends.
+        let b = v.b;
+        for l in [Some(a), b].into_iter().flatten() {
+            if let Some(Leg::Fxs(i)) = self.legs.get(&l).copied() {
+                self.ports[i].last_route = Some(text.clone());
+            }
+        }
+        let entry = self.routes.entry(a).or_insert((String::new(), 0));
+        entry.0 = text;
+        let new = &skipped[entry.1.min(skipped.len())..];
+        for name in new {
+            self.counters.trunk_down += 1;
+            if let Some(t) = self.trunks.iter_mut().find(|t| &t.name == name) {
+                t.counters.skipped_down += 1;
+            }
+        }
+        entry.1 = skipped.len();
+    }
+
+    fn call_event(&mut self, e: CallEvent) {
+        match e {
+            CallEvent::Routed { a, rule, rule_name, called } => {
+                info!(%a, rule, name = ?rule_name, %called, "routing");
+            }
+            CallEvent::Refused { a, release } => {
+                info!(%a, %release, "call refused");
+                if release.local == Some(LocalReason::LimitReached) {
+                    self.counters.rule_limited += 1;
+                }
+                if release.local == Some(LocalReason::NoRoute) {
+                    self.counters.rejected_unknown += 1;
+                }
+            }
+            CallEvent::AttemptFailed { a, target, release } => info!(%a, %target, %release, "attempt failed"),
+            CallEvent::Answered { a, b } => {
+                info!(%a, %b, "answered");
+                self.counters.answered += 1;
+            }
+            CallEvent::Released { a, release, by, route, trunks_down } => {
+                info!(%a, %release, ?by, %route, "call ended");
+                let (text, counted) = self.routes.remove(&a).unwrap_or_default();
+                for name in trunks_down.iter().skip(counted) {
+                    self.counters.trunk_down += 1;
+                    if let Some(t) = self.trunks.iter_mut().find(|t| &t.name == name) {
+                        t.counters.skipped_down += 1;
+                    }
+                }
+                let last = format!("{route}; final: {release}");
+                for p in self.ports.iter_mut().filter(|p| !text.is_empty() && p.last_route.as_deref() == Some(text.as_str())) {
+                    p.last_route = Some(last.clone());
+                }
+                // The caller's port keeps it too (a call refused before any attempt).
+                if let Some(i) = self.fxs_callers.remove(&a) {
+                    self.ports[i].last_route = Some(last);
+                }
+            }
+        }
+    }
+
+    /// Creates B leg `leg` at `target`, or says why it cannot.
+    fn place(&mut self, now: Instant, a: LegId, leg: LegId, target: &Target, setup: &Setup) -> Result<(), Release> {
+        match target {
+            Target::Owner => {
+                let j = self.ports.iter().position(|p| p.number == setup.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
+                self.ring_port(now, a, leg, j, setup)
+            }
+            Target::Group(name) => {
+                let members: Vec<usize> = self.switch.table().group(name).map(|g| g.fxs.clone()).unwrap_or_default();
+                let select = self
+                    .switch
+                    .call_of(a)
+                    .and_then(|v| v.route.and_then(|m| m.destinations.iter().find(|d| &d.target == target).map(|d| d.select)))
+                    .unwrap_or(Select::First);
+                let a_port = match self.legs.get(&a) {
+                    Some(Leg::Fxs(i)) => Some(self.ports[*i].label),
+                    _ => None,
+                };
+                let free: Vec<usize> =
+                    self.ports.iter().enumerate().filter(|(j, _)| self.port_free(*j)).map(|(_, p)| p.label).collect();
+                let label = self
+                    .hunt
+                    .pick(name, &members, select, &|p| Some(p) != a_port && free.contains(&p))
+                    .ok_or(ours(Cause::USER_BUSY))?;
+                let j = self.ports.iter().position(|p| p.label == label).ok_or(ours(Cause::NO_ROUTE_TO_DESTINATION))?;
+                self.ring_port(now, a, leg, j, setup)
+            }
+            Target::Trunk(name) => {
+                let t = self.trunks.iter().position(|t| &t.name == name).ok_or(ours(Cause::NETWORK_OUT_OF_ORDER))?;
+                // The media of a SIP leg is carried by an FXS channel; trunk to
+                // trunk (RTP to RTP) is not done by the rt thread yet.
+                let Some(Leg::Fxs(i)) = self.legs.get(&a).copied() else {
+                    return Err(ours(Cause::SERVICE_NOT_IMPLEMENTED));
+                };
+                self.admit_on_trunk(now, t)?;
+                let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
+                self.place_sip_call(now, leg, i, t, &calling, &setup.called)
+            }
+        }
+    }
+
+    /// Rings port `j` for B leg `leg` of the call of `a`.
+    fn ring_port(&mut self, now: Instant, a: LegId, leg: LegId, j: usize, setup: &Setup) -> Result<(), Release> {
+        if !self.port_free(j) || self.legs.get(&a) == Some(&Leg::Fxs(j)) {
+            info!(port = self.ports[j].label, "the called port is busy");
+            if matches!(self.legs.get(&a), Some(Leg::Fxs(_))) {
+                self.counters.local_busy += 1;
+            } else {
+                self.counters.rejected_busy += 1;
+            }
+            return Err(ours(Cause::USER_BUSY));
+        }
+        // A SIP caller's audio will be carried by this port's channel.
+        let channel = self.ports[j].channel;
+        if let Some(c) = self.sip.get_mut(&a) {
+            c.media_channel = Some(channel);
+        } else {
+            self.counters.local += 1;
+        }
+        info!(port = self.ports[j].label, from = ?setup.calling, "ringing");
+        self.ports[j].leg = Some(leg);
+        self.legs.insert(leg, Leg::Fxs(j));
+        let caller = setup.calling.clone();
+        let name = setup.calling_name.clone();
+        self.ports[j].line.handle_call(now, CallSignal::Incoming { caller, name });
+        self.drain_line(now, j);
+        if self.ports[j].leg == Some(leg) {
+            self.signal(now, leg, Signal::Alerting { inband: false });
+        }
+        Ok(())
+    }
+
+    /// Tells `leg` what the other side did.
+    fn signal_leg(&mut self, now: Instant, leg: LegId, signal: Signal) {
+        match self.legs.get(&leg).copied() {
+            Some(Leg::Fxs(i)) => self.signal_fxs(now, i, leg, signal),
+            Some(Leg::Sip(..)) => self.signal_sip(now, leg, signal),
+            None => {}
+        }
+    }
+
+    /// The FXS adapter: switch signals become line signals.
+    fn signal_fxs(&mut self, now: Instant, i: usize, leg: LegId, signal: Signal) {
+        let sig = match signal {
+            Signal::Proceeding | Signal::Digits(_) => return,
+            Signal::Alerting { inband: false } => CallSignal::RemoteRinging,
+            // The far end's own ringback or announcement: connect its audio.
+            Signal::Alerting { inband: true } | Signal::Progress => CallSignal::EarlyMedia,
+            Signal::Answer => CallSignal::RemoteAnswered,
+            Signal::Release(r) => {
+                self.ports[i].leg = None;
+                self.legs.remove(&leg);
+                self.rt_command(RtCommand::Listen { channel: self.ports[i].channel, from: None });
+                match self.ports[i].line.state() {
+                    gw_line::State::Ringing => CallSignal::Cancelled,
+                    gw_line::State::Proceeding | gw_line::State::Ringback => {
+                        self.counters.failed += 1;
+                        CallSignal::Failed { busy: r.cause == Cause::USER_BUSY }
+                    }
+                    _ => CallSignal::RemoteReleased,
+                }
+            }
+        };
+        self.ports[i].line.handle_call(now, sig);
+        self.drain_line(now, i);
+    }
+
+    /// The caller on port `i` hears what `release` means: busy for 17,
+    /// reorder otherwise.
+    fn fail_line(&mut self, now: Instant, i: usize, release: Release) {
+        self.counters.failed += 1;
+        let busy = release.cause == Cause::USER_BUSY;
+        self.ports[i].line.handle_call(now, CallSignal::Failed { busy });
+        self.drain_line(now, i);
+    }
+
+    /// The SIP adapter: switch signals become SIP messages.
+    fn signal_sip(&mut self, now: Instant, leg: LegId, signal: Signal) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let (t, handle, incoming) = (c.trunk, c.handle, c.incoming);
+        match signal {
+            Signal::Proceeding | Signal::Digits(_) | Signal::Progress => {}
+            Signal::Alerting { .. } => {
+                if incoming {
+                    let _ = self.trunks[t].ua.ringing(now, handle);
+                    self.drain_ua(now, t);
+                }
+            }
+            Signal::Answer => {
+                if incoming {
+                    self.answer_sip(now, leg);
+                }
+            }
+            Signal::Release(r) => {
+                self.release_sip(now, leg, r);
+            }
+        }
+    }
+
+    /// Ends the SIP leg's dialog with `release` (a final status mapped by the
+    /// trunk for an unanswered inbound call, else BYE or CANCEL), carrying
+    /// the cause in `Reason`, and forgets it.
+    fn release_sip(&mut self, now: Instant, leg: LegId, release: Release) {
+        let Some(c) = self.sip.remove(&leg) else { return };
+        self.legs.remove(&leg);
+        self.sip_legs.remove(&(c.trunk, c.handle));
+        let t = c.trunk;
+        self.trunks[t].active = self.trunks[t].active.saturating_sub(1);
+        if c.media_channel.is_some() && c.socket.is_none() {
+            if let Some(ch) = c.media_channel {
+                self.rt_command(RtCommand::StopMedia { channel: ch });
+                self.media.close(ch);
+            }
+        }
+        let ua = &mut self.trunks[t].ua;
+        ua.set_cause(c.handle, release.cause.get());
+        if c.incoming && !c.answered {
+            let status = self.trunks[t].cause_map.status_for(release.cause).unwrap_or(480);
+            let _ = self.trunks[t].ua.reject(now, c.handle, status);
+        } else {
+            let _ = self.trunks[t].ua.hangup(now, c.handle);
+        }
+        self.drain_ua(now, t);
+    }
+
+    /// Port `i`'s call goes out on trunk `t` as B leg `leg`.
+    fn place_sip_call(&mut self, now: Instant, leg: LegId, i: usize, t: usize, calling: &str, called: &str) -> Result<(), Release> {
         let label = self.ports[i].label;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
                 warn!(port = label, %e, "cannot place call: no RTP port");
-                self.ports[i].line.handle_call(now, CallSignal::Failed { busy: false });
-                return self.drain_line(now, i);
+                return Err(Release::local(LocalReason::Unavailable));
             }
         };
         let session_id = self.random() >> 2;
         let te = self.telephone_event();
         let cn = self.config.media.silence_suppression;
-        let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &self.config.codecs(), te, cn, session_id);
-        let from = self.ports[i].number.clone();
-        match self.ua.invite(now, &from, &number, offer.clone()) {
+        let codecs = self.trunks[t].codecs.clone();
+        let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
+        let own = self.ports[i].number.clone();
+        let trunk = &mut self.trunks[t];
+        let placed = match trunk.register {
+            // The port's own account (today's behaviour), from its own number.
+            RegisterMode::PerNumber => trunk.ua.invite(now, &own, called, offer.clone()),
+            RegisterMode::Pilot => {
+                let pilot = trunk.pilot.clone();
+                trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
+            }
+            RegisterMode::None => {
+                // A peer trusted by address; an account, if one is set, answers a challenge.
+                let acct = trunk.ua_first_account();
+                trunk.ua.invite_as(now, calling, called, offer.clone(), acct.as_deref())
+            }
+        };
+        match placed {
             Ok(handle) => {
-                info!(port = label, from = %from, to = %number, call = handle.0, "placing call");
+                info!(port = label, trunk = %self.trunks[t].name, from = %calling, to = %called, call = handle.0, "placing call");
                 self.counters.outgoing += 1;
-                self.calls.insert(handle, i);
-                self.ports[i].call = Some(Call {
-                    handle,
-                    incoming: false,
-                    remote_party: number,
-                    socket: Some(socket),
-                    rtp_port,
-                    offer: Some(offer),
-                    remote_offer: None,
-                    media: None,
-                    media_running: false,
-                });
-                self.drain_ua(now);
+                self.trunks[t].counters.calls_out += 1;
+                self.trunks[t].active += 1;
+                self.legs.insert(leg, Leg::Sip(t, handle));
+                self.sip_legs.insert((t, handle), leg);
+                self.sip.insert(
+                    leg,
+                    SipCall {
+                        trunk: t,
+                        handle,
+                        incoming: false,
+                        remote_party: called.to_string(),
+                        socket: Some(socket),
+                        rtp_port,
+                        offer: Some(offer),
+                        remote_offer: None,
+                        media: None,
+                        media_channel: Some(self.ports[i].channel),
+                        answered: false,
+                        max_until: None,
+                        held: false,
+                    },
+                );
+                self.drain_ua(now, t);
+                Ok(())
             }
             Err(e) => {
                 warn!(port = label, ?e, "cannot place call");
-                self.ports[i].line.handle_call(now, CallSignal::Failed { busy: false });
-                self.drain_line(now, i);
+                Err(Release::local(LocalReason::Unavailable))
             }
         }
     }
 
-    fn answer_call(&mut self, now: Instant, i: usize) {
-        let codecs = self.config.codecs();
+    /// Answers an inbound SIP leg (its B side, a port, answered).
+    fn answer_sip(&mut self, now: Instant, leg: LegId) {
         let ip = self.config.media.rtp_ip;
         let cn = self.config.media.silence_suppression;
         let session_id = self.random() >> 2;
-        let Some(call) = self.ports[i].call.as_mut() else { return };
-        let Some(offer) = call.remote_offer.as_ref() else { return };
-        match sdp::answer_with(offer, ip, call.rtp_port, &codecs, cn, session_id) {
+        let Some(c) = self.sip.get_mut(&leg) else { return };
+        let codecs = self.trunks[c.trunk].codecs.clone();
+        let (t, handle) = (c.trunk, c.handle);
+        let Some(offer) = c.remote_offer.as_ref() else { return };
+        match sdp::answer_with(offer, ip, c.rtp_port, &codecs, cn, session_id) {
             Ok((answer, negotiated)) => {
-                call.media = Some(negotiated);
-                let handle = call.handle;
-                info!(port = self.ports[i].label, call = handle.0, "answered");
-                self.counters.answered += 1;
-                let _ = self.ua.answer(now, handle, answer);
-                self.drain_ua(now);
+                c.media = Some(negotiated);
+                c.answered = true;
+                c.max_until = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
+                info!(call = handle.0, "inbound call answered");
+                let _ = self.trunks[t].ua.answer(now, handle, answer);
+                self.drain_ua(now, t);
+                // The port's line connects the media (its ConnectMedia came
+                // before this answer).
+                if let Some(ch) = c_channel(&self.sip, leg) {
+                    self.connect_media(leg, ch);
+                }
             }
             Err(e) => {
                 // Checked when the INVITE came in, so this is unexpected.
                 warn!(?e, "offer cannot be answered");
-                let handle = call.handle;
-                let _ = self.ua.reject(now, handle, 488);
-                self.release_port_call(i);
-                self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-                self.drain_line(now, i);
+                let r = ours(Cause::BEARER_NOT_IMPLEMENTED);
+                self.release_sip(now, leg, r);
+                self.signal(now, leg, Signal::Release(r));
             }
         }
     }
 
-    fn connect_media(&mut self, i: usize) {
-        let channel = self.ports[i].channel;
-        let ptime_default = self.config.media.ptime_ms;
-        let jitter = self.config.media.jitter_ms;
-        let ssrc = self.random() as u32;
-        let seq_ts = self.random();
-        let Some(call) = self.ports[i].call.as_mut() else { return };
-        let Some(media) = call.media else {
-            warn!(port = self.ports[i].label, "connect requested without negotiated media");
-            return;
-        };
-        if call.media_running {
-            return;
+    /// Starts the RTP of SIP leg `leg` on FXS channel `channel`.
+    fn connect_media(&mut self, leg: LegId, channel: u8) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let Some(media) = c.media else { return };
+        if c.socket.is_none() {
+            return; // already running
         }
-        let Some(socket) = call.socket.take() else { return };
-        let ptime = if (10..=60).contains(&media.ptime_ms) && media.ptime_ms % 10 == 0 {
-            media.ptime_ms
-        } else {
-            ptime_default
-        };
-        let codec = match media.codec {
-            Codec::Pcmu => VoiceCodec::G711(Law::Ulaw),
-            Codec::Pcma => VoiceCodec::G711(Law::Alaw),
-            Codec::G722 => VoiceCodec::G722,
-        };
-        let session = SessionConfig {
-            payload_type: media.payload_type,
-            telephone_event: media.telephone_event,
-            comfort_noise: media.comfort_noise,
-            ptime_ms: ptime,
-            ssrc,
-            initial_seq: seq_ts as u16,
-            initial_ts: (seq_ts >> 16) as u32,
-            jitter_depth_ms: jitter,
-        };
-        call.media_running = true;
-        info!(port = self.ports[i].label, remote = %media.remote, codec = ?media.codec, ptime, "media connected");
+        let session = self.session_for(&media);
+        let Some(c) = self.sip.get_mut(&leg) else { return };
+        let Some(socket) = c.socket.take() else { return };
+        c.media_channel = Some(channel);
+        info!(channel, remote = %media.remote, codec = ?media.codec, ptime = session.ptime_ms, "media connected");
         self.media.open(channel, socket, media.remote);
-        self.rt_command(RtCommand::StartMedia { channel, session, codec });
+        self.rt_command(RtCommand::StartMedia { channel, session, codec: voice_codec(media.codec) });
     }
 
-    fn stop_media(&mut self, channel: u8, call: &Call) {
-        if call.media_running {
-            self.rt_command(RtCommand::StopMedia { channel });
-            self.media.close(channel);
+    /// Stops SIP leg `leg`'s RTP (the dialog goes on).
+    fn stop_media(&mut self, leg: LegId) {
+        let Some(c) = self.sip.get_mut(&leg) else { return };
+        if c.socket.is_some() {
+            return; // never started
+        }
+        if let Some(ch) = c.media_channel.take() {
+            self.rt_command(RtCommand::StopMedia { channel: ch });
+            self.media.close(ch);
         }
     }
 
-    /// Forgets the port's call (the SIP side is already finished or told).
-    fn release_port_call(&mut self, i: usize) {
-        if let Some(call) = self.ports[i].call.take() {
-            self.calls.remove(&call.handle);
-            self.stop_media(self.ports[i].channel, &call);
+    /// The far end's media changed during the call (the 2xx after early
+    /// media, a re-INVITE): a new address is followed, a new codec restarts
+    /// the session in the rt thread.
+    fn update_media(&mut self, leg: LegId, new: NegotiatedMedia) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let (Some(old), Some(channel), true) = (c.media, c.media_channel, c.socket.is_none()) else { return };
+        if old.remote != new.remote {
+            info!(channel, from = %old.remote, to = %new.remote, "far end's media moved");
+            self.media.retarget(channel, new.remote);
+        }
+        if (old.codec, old.payload_type, old.telephone_event) != (new.codec, new.payload_type, new.telephone_event) {
+            info!(channel, codec = ?new.codec, "far end changed the codec: media restarted");
+            let session = self.session_for(&new);
+            self.rt_command(RtCommand::StartMedia { channel, session, codec: voice_codec(new.codec) });
+        }
+        if let Some(c) = self.sip.get_mut(&leg) {
+            c.media = Some(new);
         }
     }
 
-    fn telephone_event(&self) -> Option<u8> {
-        match self.config.media.telephone_event {
-            0 => None,
-            pt => Some(pt),
+    /// A re-INVITE's offer (already answered by the UA with our SDP and the
+    /// mirrored direction): hold, resume, a new address or codec.
+    fn apply_remote_offer(&mut self, leg: LegId, offer: &SessionDescription) {
+        let Some(c) = self.sip.get(&leg) else { return };
+        let codecs = self.trunks[c.trunk].codecs.clone();
+        let Ok((_, m)) = sdp::answer(offer, self.config.media.rtp_ip, c.rtp_port, &codecs, 0) else {
+            warn!(call = c.handle.0, "re-INVITE offer has nothing we can use: media unchanged");
+            return;
+        };
+        // RFC 3264 8.4: hold is the offer's sendonly or inactive (c=0.0.0.0 in RFC 2543).
+        let direction = offer.media.first().map_or(sdp::Direction::SendRecv, |md| md.direction);
+        let held = matches!(direction, sdp::Direction::SendOnly | sdp::Direction::Inactive) || m.remote.ip().is_unspecified();
+        info!(call = c.handle.0, held, remote = %m.remote, "re-INVITE from the far end");
+        let running = c.socket.is_none() && c.media_channel.is_some();
+        let channel = c.media_channel;
+        if let Some(c) = self.sip.get_mut(&leg) {
+            c.held = held;
+        }
+        if let (true, Some(ch)) = (running, channel) {
+            self.media.hold(ch, held);
+            if !m.remote.ip().is_unspecified() {
+                self.update_media(leg, m);
+            }
         }
     }
 
-    fn drain_ua(&mut self, now: Instant) {
-        while let Some(ev) = self.ua.poll_event() {
-            self.apply_ua_event(now, ev);
-        }
-    }
-
-    fn apply_ua_event(&mut self, now: Instant, ev: Event) {
+    fn apply_ua_event(&mut self, now: Instant, t: usize, ev: Event) {
         match ev {
             Event::Registered { user, expires } => {
-                info!(user = %user, expires, "registered");
-                self.registrations.insert(user, format!("registered ({expires} s)"));
+                let trunk = &mut self.trunks[t];
+                info!(trunk = %trunk.name, user = %user, expires, "registered");
+                trunk.failed_accounts.remove(&user);
+                trunk.registrations.insert(user, format!("registered ({expires} s)"));
             }
             Event::RegistrationFailed { user, status, reason, retry_in } => {
+                let trunk = &mut self.trunks[t];
                 let status = status.map_or("timeout".to_string(), |s| s.to_string());
-                warn!(user = %user, %status, %reason, retry_in_s = retry_in.as_secs(), "registration failed");
-                self.registrations
+                warn!(trunk = %trunk.name, user = %user, %status, %reason, retry_in_s = retry_in.as_secs(), "registration failed");
+                trunk.failed_accounts.insert(user.clone());
+                trunk
+                    .registrations
                     .insert(user, format!("failed: {status} {reason}; retry in {} s", retry_in.as_secs()));
             }
-            Event::IncomingCall { call, from_user, from_display, to_user, offer } => {
-                self.incoming_call(now, call, from_user, from_display, to_user, offer)
+            Event::PingResult { status } => {
+                let trunk = &mut self.trunks[t];
+                // Any final answer means the trunk is there; a timeout was
+                // already counted by the ping's own deadline.
+                if status.is_some() {
+                    trunk.ping_deadline = None;
+                    trunk.ping_misses = 0;
+                    if trunk.options_down {
+                        trunk.options_down = false;
+                        info!(trunk = %trunk.name, proxy = %trunk.proxy, "trunk up: OPTIONS answered");
+                    }
+                }
             }
-            Event::Ringing { call } => self.signal_line(now, call, CallSignal::RemoteRinging),
+            Event::IncomingCall { call, from_user, from_display, to_user, offer } => {
+                self.incoming_call(now, t, call, from_user, from_display, to_user, offer)
+            }
+            Event::Ringing { call } => {
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                // A 18x with SDP: the far end's own ringback or announcement
+                // plays instead of ours (early media, RFC 3960).
+                let early = match (self.sip.get(&leg).and_then(|c| c.offer.as_ref()), self.trunks[t].ua.remote_sdp(call)) {
+                    (Some(offer), Some(sdp)) => sdp::accept_answer(offer, &sdp).ok(),
+                    _ => None,
+                };
+                if let (Some(m), Some(c)) = (early, self.sip.get_mut(&leg)) {
+                    info!(call = call.0, remote = %m.remote, "early media from the far end");
+                    c.media.get_or_insert(m);
+                }
+                self.signal(now, leg, Signal::Alerting { inband: early.is_some() });
+            }
+            Event::RemoteOffer { call, offer } => {
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                self.apply_remote_offer(leg, &offer);
+            }
             Event::Answered { call, answer } => {
-                let Some(&i) = self.calls.get(&call) else { return };
-                let negotiated = match (self.ports[i].call.as_ref().and_then(|c| c.offer.as_ref()), answer) {
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                let negotiated = match (self.sip.get(&leg).and_then(|c| c.offer.as_ref()), answer) {
                     (Some(offer), Some(answer)) => sdp::accept_answer(offer, &answer).map_err(|e| format!("{e:?}")),
                     _ => Err("2xx without an SDP answer".to_string()),
                 };
                 match negotiated {
                     Ok(m) => {
-                        info!(port = self.ports[i].label, call = call.0, "far end answered");
-                        self.counters.answered += 1;
-                        if let Some(c) = self.ports[i].call.as_mut() {
+                        info!(call = call.0, "far end answered");
+                        let max = self.trunks[t].limits.max_duration_s.map(|s| now + Duration::from_secs(s));
+                        // Media already running from early media: follow the
+                        // final answer if it moved.
+                        self.update_media(leg, m);
+                        if let Some(c) = self.sip.get_mut(&leg) {
                             c.media = Some(m);
+                            c.answered = true;
+                            c.max_until = max;
                         }
-                        self.signal_line(now, call, CallSignal::RemoteAnswered);
+                        self.signal(now, leg, Signal::Answer);
                     }
                     Err(e) => {
                         warn!(call = call.0, %e, "unusable answer; hanging up");
-                        let _ = self.ua.hangup(now, call);
-                        self.release_port_call(i);
-                        self.ports[i].line.handle_call(now, CallSignal::RemoteReleased);
-                        self.drain_line(now, i);
+                        let r = ours(Cause::BEARER_NOT_IMPLEMENTED);
+                        self.release_sip(now, leg, r);
+                        self.signal(now, leg, Signal::Release(r));
                     }
                 }
             }
             Event::Confirmed { call } => debug!(call = call.0, "ACK received"),
             Event::Failed { call, status, reason } => {
-                let Some(&i) = self.calls.get(&call) else { return };
-                info!(port = self.ports[i].label, call = call.0, status, %reason, "call failed");
-                self.counters.failed += 1;
-                self.release_port_call(i);
-                let busy = matches!(status, 486 | 600);
-                self.ports[i].line.handle_call(now, CallSignal::Failed { busy });
-                self.drain_line(now, i);
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                let release = self.sip_release(t, call, status);
+                info!(trunk = %self.trunks[t].name, call = call.0, status, %reason, %release, "call failed");
+                self.trunks[t].counters.failed += 1;
+                self.forget_sip(leg);
+                self.signal(now, leg, Signal::Release(release));
             }
             Event::Ended { call, reason } => {
-                let Some(&i) = self.calls.get(&call) else { return };
-                info!(port = self.ports[i].label, call = call.0, ?reason, "call ended by the far end");
-                let was_ringing = self.ports[i].call.as_ref().is_some_and(|c| c.incoming && c.media.is_none());
-                self.release_port_call(i);
-                let sig = if was_ringing || reason == EndReason::Cancelled {
-                    CallSignal::Cancelled
-                } else {
-                    CallSignal::RemoteReleased
-                };
-                self.ports[i].line.handle_call(now, sig);
-                self.drain_line(now, i);
+                let Some(&leg) = self.sip_legs.get(&(t, call)) else { return };
+                let remote = self.trunks[t].ua.remote_reason(call).and_then(gw_call::reason::parse);
+                info!(call = call.0, ?reason, ?remote, "call ended by the far end");
+                let cause = remote.unwrap_or(Cause::NORMAL_CLEARING);
+                self.forget_sip(leg);
+                self.signal(now, leg, Signal::Release(Release::remote(cause, Location::BeyondInterworking)));
             }
         }
     }
 
-    fn signal_line(&mut self, now: Instant, call: CallHandle, sig: CallSignal) {
-        if let Some(&i) = self.calls.get(&call) {
-            self.ports[i].line.handle_call(now, sig);
-            self.drain_line(now, i);
+    /// The dialog of SIP leg `leg` is over on its own (failed or ended):
+    /// its media stops and it is forgotten.
+    fn forget_sip(&mut self, leg: LegId) {
+        self.stop_media(leg);
+        if let Some(c) = self.sip.remove(&leg) {
+            self.sip_legs.remove(&(c.trunk, c.handle));
+            let t = &mut self.trunks[c.trunk];
+            t.active = t.active.saturating_sub(1);
         }
+        self.legs.remove(&leg);
     }
 
+    /// Rejects an inbound call on trunk `t` before it reaches the switch.
+    fn reject_incoming(&mut self, now: Instant, t: usize, call: CallHandle, release: Release) {
+        let status = self.trunks[t].cause_map.status_for(release.cause).unwrap_or(480);
+        self.trunks[t].ua.set_cause(call, release.cause.get());
+        let _ = self.trunks[t].ua.reject(now, call, status);
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn incoming_call(
         &mut self,
         now: Instant,
+        t: usize,
         call: CallHandle,
         from_user: String,
         from_display: Option<String>,
@@ -720,56 +1625,756 @@ impl Gateway {
         offer: Option<SessionDescription>,
     ) {
         self.counters.incoming += 1;
-        let Some(i) = self.ports.iter().position(|p| p.number == to_user) else {
-            info!(to = %to_user, from = %from_user, "inbound call for an unknown number: 404");
-            self.counters.rejected_unknown += 1;
-            let _ = self.ua.reject(now, call, 404);
-            return;
-        };
-        let label = self.ports[i].label;
-        if self.ports[i].call.is_some() || self.ports[i].line.state() != gw_line::State::Idle {
-            info!(port = label, from = %from_user, "port busy: 486");
-            self.counters.rejected_busy += 1;
-            let _ = self.ua.reject(now, call, 486);
-            return;
+        self.trunks[t].counters.calls_in += 1;
+        let trunk_name = self.trunks[t].name.clone();
+        if let Err(release) = self.admit_on_trunk(now, t) {
+            return self.reject_incoming(now, t, call, release);
         }
-        // Refuse an offer we cannot answer before ringing the phone.
+        // Refuse an offer we cannot answer before anything rings.
         let Some(offer) = offer else {
-            info!(port = label, "INVITE without an SDP offer is not supported: 488");
-            let _ = self.ua.reject(now, call, 488);
-            return;
+            info!(trunk = %trunk_name, "INVITE without an SDP offer is not supported: 488");
+            return self.reject_incoming(now, t, call, ours(Cause::BEARER_NOT_IMPLEMENTED));
         };
-        if let Err(e) = sdp::answer(&offer, self.config.media.rtp_ip, 9, &self.config.codecs(), 0) {
-            info!(port = label, ?e, "no acceptable codec in the offer: 488");
-            let _ = self.ua.reject(now, call, 488);
-            return;
+        if let Err(e) = sdp::answer(&offer, self.config.media.rtp_ip, 9, &self.trunks[t].codecs, 0) {
+            info!(trunk = %trunk_name, ?e, "no acceptable codec in the offer: 488");
+            return self.reject_incoming(now, t, call, ours(Cause::BEARER_NOT_IMPLEMENTED));
         }
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
-                warn!(port = label, %e, "no RTP port for an inbound call: 503");
-                let _ = self.ua.reject(now, call, 503);
-                return;
+                warn!(trunk = %trunk_name, %e, "no RTP port for an inbound call: 503");
+                return self.reject_incoming(now, t, call, ours(Cause::RESOURCE_UNAVAILABLE));
             }
         };
-        info!(port = label, from = %from_user, call = call.0, "inbound call, ringing");
-        self.calls.insert(call, i);
-        self.ports[i].call = Some(Call {
-            handle: call,
-            incoming: true,
-            remote_party: from_user.clone(),
-            socket: Some(socket),
-            rtp_port,
-            offer: None,
-            remote_offer: Some(offer),
-            media: None,
-            media_running: false,
-        });
-        let sig = CallSignal::Incoming { caller: Some(from_user), name: from_display };
-        self.ports[i].line.handle_call(now, sig);
-        self.drain_line(now, i);
-        if self.ports[i].call.is_some() {
-            let _ = self.ua.ringing(now, call);
+        info!(trunk = %trunk_name, from = %from_user, to = %to_user, call = call.0, "inbound call");
+        self.trunks[t].active += 1;
+        let setup = Setup {
+            called: to_user,
+            calling: Some(from_user.clone()),
+            calling_name: from_display,
+            complete: true,
+            ..Default::default()
+        };
+        let h = self.health(None);
+        // The leg id comes from the switch; register the dialog under it as
+        // soon as it exists (the switch's outputs are drained after).
+        let a = self.switch.originate(now, &trunk_name, setup, &|x| h.of(x));
+        self.legs.insert(a, Leg::Sip(t, call));
+        self.sip_legs.insert((t, call), a);
+        self.sip.insert(
+            a,
+            SipCall {
+                trunk: t,
+                handle: call,
+                incoming: true,
+                remote_party: from_user,
+                socket: Some(socket),
+                rtp_port,
+                offer: None,
+                remote_offer: Some(offer),
+                media: None,
+                media_channel: None,
+                answered: false,
+                max_until: None,
+                held: false,
+            },
+        );
+        self.drain_switch(now);
+        self.drain_ua(now, t);
+    }
+}
+
+fn c_channel(sip: &HashMap<LegId, SipCall>, leg: LegId) -> Option<u8> {
+    sip.get(&leg).and_then(|c| c.media_channel)
+}
+
+impl Trunk {
+    fn ua_accounts(&self) -> usize {
+        self.registrations.len().max(1)
+    }
+
+    fn ua_first_account(&self) -> Option<String> {
+        self.pilot.clone()
+    }
+}
+
+fn voice_codec(c: Codec) -> VoiceCodec {
+    match c {
+        Codec::Pcmu => VoiceCodec::G711(Law::Ulaw),
+        Codec::Pcma => VoiceCodec::G711(Law::Alaw),
+        Codec::G722 => VoiceCodec::G722,
+    }
+}
+
+fn trunk_down_reason(t: &Trunk) -> String {
+    if t.options_down {
+        format!("{} OPTIONS unanswered", t.ping_misses)
+    } else {
+        let mut failed: Vec<&str> = t.failed_accounts.iter().map(String::as_str).collect();
+        failed.sort_unstable();
+        format!("registration failed for {}", failed.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router driven in virtual time with fake line hardware; the rt
+    //! command queue is read back. No SIP peer: registration is off.
+    use super::*;
+    use crate::rt::make_queues;
+    use gw_hal::{FxsEvent, HookState, PortError};
+    use heapless::spsc::Consumer;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct FakeLine {
+        events: VecDeque<FxsEvent>,
+        off_hook: bool,
+        ringing: bool,
+    }
+
+    struct FakePort(Arc<Mutex<FakeLine>>);
+
+    impl FxsPort for FakePort {
+        fn hook(&self) -> HookState {
+            if self.0.lock().unwrap().off_hook {
+                HookState::OffHook
+            } else {
+                HookState::OnHook
+            }
         }
+        fn poll_event(&mut self) -> Option<FxsEvent> {
+            self.0.lock().unwrap().events.pop_front()
+        }
+        fn set_ringing(&mut self, cadence: Option<RingCadence>) -> Result<(), PortError> {
+            self.0.lock().unwrap().ringing = cadence.is_some();
+            Ok(())
+        }
+        fn set_line_feed(&mut self, _feed: gw_hal::LineFeed) -> Result<(), PortError> {
+            Ok(())
+        }
+    }
+
+    /// What a far end does with an INVITE.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Policy {
+        /// 180, then 200 with an answer.
+        Answer,
+        /// 180 only.
+        Ring,
+        /// 183 with an SDP answer (early media), then nothing.
+        EarlyMedia,
+        /// This final status (with this Q.850 cause in Reason, if any).
+        Reject(u16, Option<u8>),
+        /// Never answers anything (a dead trunk).
+        Silent,
+    }
+
+    /// A SIP far end: a real gw-sip user agent whose proxy is the gateway.
+    struct Peer {
+        addr: SocketAddr,
+        ua: UserAgent,
+        policy: Policy,
+        events: Vec<Event>,
+        /// Datagrams the gateway sent here (first lines).
+        received: Vec<String>,
+    }
+
+    const GW_SIP: &str = "127.0.0.1:5999";
+
+    impl Peer {
+        fn new(addr: &str, policy: Policy) -> Peer {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let ua = UserAgent::new(UaConfig {
+                local_addr: addr,
+                proxy: GW_SIP.parse().unwrap(),
+                domain: "127.0.0.1".into(),
+                user_agent: "peer".into(),
+                accounts: vec![Account { user: "2000".into(), auth_user: "2000".into(), password: "x".into() }],
+                register_expires: 0,
+                register_retry_base: Duration::from_secs(1),
+                register_retry_max: Duration::from_secs(4),
+                timers: Default::default(),
+                rng_seed: u64::from(addr.port()),
+            });
+            Peer { addr, ua, policy, events: Vec::new(), received: Vec::new() }
+        }
+    }
+
+    struct World {
+        gw: Gateway,
+        lines: Vec<Arc<Mutex<FakeLine>>>,
+        commands: Consumer<'static, RtCommand>,
+        now: Instant,
+        peers: Vec<Peer>,
+        /// Datagrams to addresses that are no peer.
+        strays: Vec<Transmit>,
+    }
+
+    impl World {
+        /// The embedded default with caller ID `mode` and no registration.
+        fn new(mode: CallerIdMode) -> World {
+            let mut config = Config::default_sim();
+            config.caller_id.mode = mode;
+            config.sip.register_expires = 0;
+            Self::with(config).start()
+        }
+
+        fn with(config: Config) -> World {
+            let (rtq, ctl) = make_queues();
+            let lines: Vec<_> = (0..4).map(|_| Arc::new(Mutex::new(FakeLine::default()))).collect();
+            let hal = lines
+                .iter()
+                .enumerate()
+                .map(|(k, l)| (k as u8, Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>))
+                .collect();
+            let media = MediaIo::start(4, ctl.packets_out, ctl.packets_in).unwrap();
+            let sip: SocketAddr = GW_SIP.parse().unwrap();
+            let gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);
+            World { gw, lines, commands: rtq.commands, now: Instant::now(), peers: Vec::new(), strays: Vec::new() }
+        }
+
+        /// Starts the gateway (after the peers are in place).
+        fn start(mut self) -> World {
+            self.gw.start(self.now);
+            self.pump();
+            self
+        }
+
+        /// Moves datagrams between the gateway and the peers until quiet;
+        /// the peers act on their INVITEs by their policy.
+        fn pump(&mut self) {
+            let gw_addr: SocketAddr = GW_SIP.parse().unwrap();
+            loop {
+                let mut moved = false;
+                while let Some(t) = self.gw.poll_transmit() {
+                    moved = true;
+                    match self.peers.iter_mut().find(|p| p.addr == t.destination) {
+                        Some(p) => {
+                            p.received.push(String::from_utf8_lossy(&t.payload).lines().next().unwrap_or("").to_string());
+                            if p.policy != Policy::Silent {
+                                p.ua.handle_datagram(self.now, gw_addr, &t.payload);
+                            }
+                        }
+                        None => self.strays.push(t),
+                    }
+                }
+                for k in 0..self.peers.len() {
+                    while let Some(e) = self.peers[k].ua.poll_event() {
+                        let p = &mut self.peers[k];
+                        if let Event::IncomingCall { call, offer, .. } = &e {
+                            match p.policy {
+                                Policy::Answer => {
+                                    let _ = p.ua.ringing(self.now, *call);
+                                    let (answer, _) = sdp::answer(offer.as_ref().unwrap(), p.addr.ip(), 7078, &[Codec::Pcmu], 1).unwrap();
+                                    p.ua.answer(self.now, *call, answer).unwrap();
+                                }
+                                Policy::Ring => {
+                                    let _ = p.ua.ringing(self.now, *call);
+                                }
+                                Policy::EarlyMedia => {
+                                    let (answer, _) = sdp::answer(offer.as_ref().unwrap(), p.addr.ip(), 7080, &[Codec::Pcmu], 1).unwrap();
+                                    p.ua.progress(self.now, *call, &answer).unwrap();
+                                }
+                                Policy::Reject(status, q850) => {
+                                    if let Some(q) = q850 {
+                                        p.ua.set_cause(*call, q);
+                                    }
+                                    p.ua.reject(self.now, *call, status).unwrap();
+                                }
+                                Policy::Silent => {}
+                            }
+                        }
+                        p.events.push(e);
+                    }
+                    while let Some(t) = self.peers[k].ua.poll_transmit() {
+                        moved = true;
+                        let from = self.peers[k].addr;
+                        self.gw.handle_datagram(self.now, from, &t.payload);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        fn advance(&mut self, ms: u64) {
+            let end = self.now + Duration::from_millis(ms);
+            loop {
+                self.pump();
+                let next = self.peers.iter().filter_map(|p| p.ua.poll_timeout()).chain(self.gw.poll_timeout()).min();
+                let Some(t) = next.filter(|&t| t <= end) else { break };
+                self.now = t.max(self.now);
+                self.gw.handle_timeout(self.now);
+                for p in &mut self.peers {
+                    p.ua.handle_timeout(self.now);
+                }
+            }
+            self.now = end;
+            self.gw.handle_port_events(self.now);
+            self.pump();
+        }
+
+        fn hook(&mut self, port: usize, off: bool) {
+            {
+                let mut l = self.lines[port - 1].lock().unwrap();
+                l.off_hook = off;
+                l.events.push_back(if off { FxsEvent::OffHook } else { FxsEvent::OnHook });
+            }
+            self.advance(10);
+        }
+
+        fn dial(&mut self, port: usize, digits: &str) {
+            for d in digits.bytes() {
+                self.gw.handle_rt_event(self.now, RtEvent::LineDigit { channel: (port - 1) as u8, digit: d });
+                self.advance(100);
+            }
+        }
+
+        fn ringing(&self, port: usize) -> bool {
+            self.lines[port - 1].lock().unwrap().ringing
+        }
+
+        fn commands(&mut self) -> Vec<RtCommand> {
+            let mut v = Vec::new();
+            while let Some(c) = self.commands.dequeue() {
+                v.push(c);
+            }
+            v
+        }
+    }
+
+    fn tone_on(cmds: &[RtCommand], channel: u8, spec: &gw_dsp::tones::ToneSpec) -> bool {
+        cmds.iter().any(|c| matches!(c, RtCommand::PlayTone { channel: ch, spec: s } if *ch == channel && s == spec))
+    }
+
+    fn listens(cmds: &[RtCommand]) -> Vec<(u8, Option<u8>)> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                RtCommand::Listen { channel, from } => Some((*channel, *from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn local_call_rings_the_other_port_with_caller_id_bridges_and_either_side_hangs_up() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = World::new(CallerIdMode::Auto);
+        w.hook(1, true);
+        assert!(tone_on(&w.commands(), 0, &us.dial), "no dial tone on port 1");
+        w.dial(1, "1002");
+        w.advance(100);
+        // Caller ID (Bell 202) is sent to port 2 with port 1's number; port 1 hears ringback.
+        let cmds = w.commands();
+        assert!(tone_on(&cmds, 0, &us.ringback), "no ringback on port 1: {cmds:?}");
+        assert!(
+            cmds.iter().any(|c| matches!(c, RtCommand::StartCallerId { channel: 1, .. })),
+            "no caller ID to port 2: {cmds:?}"
+        );
+        let st = w.gw.port_status();
+        assert_eq!(st[1].call.as_deref(), Some("from 1001 (local, port 1)"));
+        assert_eq!(st[0].call.as_deref(), Some("to 1002 (local, port 2)"));
+        // The delivery ends; port 2 rings.
+        w.gw.handle_rt_event(w.now, RtEvent::CallerId { channel: 1, step: LineStep::RingOn });
+        assert!(w.ringing(2));
+        // Port 2 answers: both directions are cross-connected, ringback stops.
+        w.hook(2, true);
+        let cmds = w.commands();
+        assert!(!w.ringing(2));
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StopTone { channel: 0 })), "{cmds:?}");
+        let mut l = listens(&cmds);
+        l.sort();
+        assert_eq!(l, vec![(0, Some(1)), (1, Some(0))]);
+        assert_eq!(w.gw.counters().local, 1);
+        // The called side hangs up: the bridge ends, the caller hears reorder.
+        w.hook(2, false);
+        let cmds = w.commands();
+        let mut l = listens(&cmds);
+        l.sort();
+        l.dedup();
+        assert_eq!(l, vec![(0, None), (1, None)]);
+        assert!(tone_on(&cmds, 0, &us.reorder), "no reorder for the caller: {cmds:?}");
+        w.hook(1, false);
+        assert!(w.gw.port_status().iter().all(|p| p.call.is_none()));
+
+        // Again, and now the caller hangs up first.
+        w.hook(3, true);
+        w.dial(3, "1004");
+        w.advance(100);
+        w.gw.handle_rt_event(w.now, RtEvent::CallerId { channel: 3, step: LineStep::Done });
+        assert!(w.ringing(4));
+        w.hook(4, true);
+        w.commands();
+        w.hook(3, false);
+        let cmds = w.commands();
+        assert!(tone_on(&cmds, 3, &us.reorder), "no reorder for the called side: {cmds:?}");
+        assert!(listens(&cmds).contains(&(2, None)) && listens(&cmds).contains(&(3, None)));
+    }
+
+    #[test]
+    fn caller_hanging_up_while_the_other_port_rings_stops_the_ringing() {
+        let mut w = World::new(CallerIdMode::Off);
+        w.hook(1, true);
+        w.dial(1, "1003");
+        w.advance(100);
+        assert!(w.ringing(3));
+        w.hook(1, false);
+        assert!(!w.ringing(3), "port 3 still rings after the caller hung up");
+        assert!(w.gw.port_status().iter().all(|p| p.call.is_none()));
+        // Port 3 is free again: it can be called.
+        w.hook(2, true);
+        w.dial(2, "1003");
+        w.advance(100);
+        assert!(w.ringing(3));
+    }
+
+    #[test]
+    fn a_busy_port_gives_busy_tone_and_calling_yourself_too() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = World::new(CallerIdMode::Off);
+        w.hook(2, true); // port 2 is off-hook (dial tone)
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "1002");
+        w.advance(100);
+        assert!(tone_on(&w.commands(), 0, &us.busy), "no busy tone calling an off-hook port");
+        assert!(!w.ringing(2));
+        w.hook(1, false);
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "1001");
+        w.advance(100);
+        assert!(tone_on(&w.commands(), 0, &us.busy), "no busy tone calling our own number");
+        assert_eq!(w.gw.counters().local_busy, 2);
+    }
+
+    #[test]
+    fn a_call_on_a_trunk_that_is_down_gets_reorder_at_once_not_silence() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut config = Config::default_sim();
+        config.caller_id.mode = CallerIdMode::Off;
+        let mut w = World::with(config).start();
+        // Nobody answers the REGISTERs: after timer F (32 s) the account is down.
+        w.advance(33_000);
+        assert!(w.gw.registration_status().iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "2000");
+        w.advance(4_100); // the dial plan's inter-digit timeout ends "2000"
+        let cmds = w.commands();
+        assert!(tone_on(&cmds, 0, &us.reorder), "no reorder for a call to a dead trunk: {cmds:?}");
+        assert_eq!(w.gw.counters().trunk_down, 1);
+        // Local calls still work with the trunk down.
+        w.hook(1, false);
+        w.hook(1, true);
+        w.dial(1, "1002");
+        w.advance(100);
+        assert!(w.ringing(2));
+    }
+
+    /// The embedded default without its routing table.
+    fn base_toml() -> String {
+        let d = crate::config::DEFAULT_TOML;
+        d[..d.find("# ---- Call routing").unwrap()].to_string()
+    }
+
+    /// Two trunks, `default` on peer A and `b` on peer B, and a table that
+    /// sends 2xxx to A first, then B.
+    fn two_trunks(a: Policy, b: Policy, extra: &str) -> World {
+        let text = format!(
+            r#"{base}
+[[trunk]]
+name = "b"
+proxy = "127.0.0.1:7002"
+{extra}
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[route]]
+name = "local"
+from = ["phones", "default", "b"]
+called = ["1xxx"]
+to = [{{ owner = true }}]
+
+[[route]]
+name = "out"
+from = ["phones"]
+called = ["2xxx"]
+to = [{{ trunk = "default", setup_timeout_ms = 1000 }}, {{ trunk = "b" }}]
+"#,
+            base = base_toml()
+                .replace("proxy = \"127.0.0.1:5060\"", "proxy = \"127.0.0.1:7001\"")
+                .replace("register_expires = 300", "register_expires = 0")
+                .replace("mode = \"auto\"", "mode = \"off\""),
+        );
+        let config = Config::from_toml(&text, 4).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut w = World::with(config);
+        w.peers.push(Peer::new("127.0.0.1:7001", a));
+        w.peers.push(Peer::new("127.0.0.1:7002", b));
+        w.start()
+    }
+
+    fn invites(p: &Peer) -> usize {
+        p.received.iter().filter(|l| l.starts_with("INVITE ")).count()
+    }
+
+    #[test]
+    fn an_fxs_call_goes_out_on_the_first_trunk_and_connects_media() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!((invites(&w.peers[0]), invites(&w.peers[1])), (1, 0));
+        let cmds = w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel: 0, .. })), "{cmds:?}");
+        let st = w.gw.port_status();
+        assert_eq!(st[0].call.as_deref(), Some("to 2000 (trunk default)"));
+        let route = st[0].route.as_deref().unwrap();
+        assert!(route.contains("rule 1 \"out\"") && route.contains("answered"), "{route}");
+        // The phone hangs up: a BYE with Reason cause 16 reaches the far end.
+        w.hook(1, false);
+        let far = w.peers[0].events.iter().find_map(|e| match e {
+            Event::Ended { call, .. } => Some(*call),
+            _ => None,
+        });
+        assert_eq!(w.peers[0].ua.remote_reason(far.expect("far end saw the BYE")), Some("Q.850;cause=16"));
+        assert!(w.gw.trunk_status().iter().all(|t| t.active_calls == 0));
+    }
+
+    #[test]
+    fn failover_to_the_next_trunk_on_503_but_not_on_busy() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = two_trunks(Policy::Reject(503, None), Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!((invites(&w.peers[0]), invites(&w.peers[1])), (1, 1), "503 (cause 41) fails over");
+        assert!(tone_on(&w.commands(), 0, &us.ringback));
+        let route = w.gw.port_status()[0].route.clone().unwrap();
+        assert!(route.contains("trunk \"default\" -> 41") && route.contains("trunk \"b\" (trying)"), "{route}");
+        w.hook(1, false);
+
+        // 486 with Reason cause 17: busy tone, no failover.
+        let mut w = two_trunks(Policy::Reject(486, Some(17)), Policy::Ring, "");
+        w.hook(2, true);
+        w.dial(2, "2001");
+        w.advance(100);
+        assert_eq!((invites(&w.peers[0]), invites(&w.peers[1])), (1, 0));
+        assert!(tone_on(&w.commands(), 1, &us.busy), "busy tone for 486");
+
+        // A Reason header wins over the status: 480 with cause 34 fails over.
+        let mut w = two_trunks(Policy::Reject(480, Some(34)), Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 1, "Reason: Q.850;cause=34 fails over");
+    }
+
+    #[test]
+    fn a_silent_trunk_is_failed_over_after_its_setup_timeout_not_timer_b() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = two_trunks(Policy::Silent, Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(800); // the INVITE left 100 ms ago
+        assert_eq!(invites(&w.peers[1]), 0, "not before the 1 s setup timeout");
+        w.commands();
+        w.advance(200);
+        assert_eq!(invites(&w.peers[1]), 1, "trunk b tried 1 s after the dead one");
+        assert!(tone_on(&w.commands(), 0, &us.ringback));
+        assert_eq!(w.gw.counters().setup_timeouts, 1);
+        // The abandoned INVITE is cancelled once... it never answers: nothing rings twice.
+        w.advance(40_000);
+        assert_eq!(w.gw.port_status()[0].state, "Ringback", "{:?} {:?}", w.gw.port_status()[0].route, w.peers[1].events);
+
+        // Both silent: reorder after the two setup timeouts (1 + 3 s), never 32 s of silence.
+        let mut w = two_trunks(Policy::Silent, Policy::Silent, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.commands();
+        w.advance(4_100);
+        assert!(tone_on(&w.commands(), 0, &us.reorder), "reorder once every destination timed out");
+    }
+
+    #[test]
+    fn a_trunk_down_by_options_is_skipped_at_once() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        // Trunk "default" pings every 5 s... here only "b" pings (default interval 30 s,
+        // 2 misses): make b silent and let its pings go unanswered.
+        w.peers[1].policy = Policy::Silent;
+        w.advance(62_500);
+        let b = w.gw.trunk_status().into_iter().find(|t| t.name == "b").unwrap();
+        assert!(b.state.starts_with("down: 2 OPTIONS unanswered"), "{}", b.state);
+        // Route 2xxx to b first now: a call skips it without an INVITE.
+        w.peers[0].policy = Policy::Reject(503, None);
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 0, "no INVITE to a trunk that is down");
+        let route = w.gw.port_status()[0].route.clone().unwrap();
+        assert!(route.contains("trunk \"b\" -> 38 network out of order (trunk down)"), "{route}");
+        assert_eq!(w.gw.counters().trunk_down, 1);
+        // b answers again: up after the next ping (every 5 s while down).
+        w.hook(1, false);
+        w.peers[1].policy = Policy::Answer;
+        w.advance(5_100);
+        let b = w.gw.trunk_status().into_iter().find(|t| t.name == "b").unwrap();
+        assert_eq!(b.state, "up");
+    }
+
+    /// An INVITE as a SIP peer would send it, from `from`, for `to`.
+    fn invite_bytes(from: &str, to: &str, branch: &str) -> Vec<u8> {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+        format!(
+            "INVITE sip:{to}@127.0.0.1:5999 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+             From: <sip:666@{from}>;tag=a{branch}\r\nTo: <sip:{to}@127.0.0.1>\r\nCall-ID: {branch}@x\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:666@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_invite_from_an_address_of_no_trunk_gets_403_and_rings_nothing() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        for (k, number) in ["1001", "1999", "2000"].iter().enumerate() {
+            w.gw.handle_datagram(w.now, "127.0.0.9:5060".parse().unwrap(), &invite_bytes("127.0.0.9:5060", number, &k.to_string()));
+            w.pump();
+        }
+        assert!(!w.ringing(1));
+        // The same answer for a known and an unknown number: nothing to enumerate.
+        let answers: Vec<String> =
+            w.strays.iter().map(|t| String::from_utf8_lossy(&t.payload).lines().next().unwrap().to_string()).collect();
+        assert_eq!(answers, vec!["SIP/2.0 403 Forbidden"; 3]);
+        assert!(w.strays.iter().all(|t| t.destination == "127.0.0.9:5060".parse().unwrap()));
+        assert_eq!(w.gw.counters().untrusted, 3);
+        // The same INVITE from the trunk's address rings port 1.
+        w.gw.handle_datagram(w.now, "127.0.0.1:7001".parse().unwrap(), &invite_bytes("127.0.0.1:7001", "1001", "t"));
+        w.pump();
+        assert!(w.ringing(1));
+    }
+
+    #[test]
+    fn a_trunk_reaches_only_what_the_table_lets_it() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        // From trunk b to a 2xxx number (trunk to trunk): no rule, 404; no INVITE to A.
+        w.gw.handle_datagram(w.now, "127.0.0.1:7002".parse().unwrap(), &invite_bytes("127.0.0.1:7002", "2000", "tt"));
+        w.pump();
+        let b = &w.peers[1];
+        assert!(b.received.iter().any(|l| l == "SIP/2.0 404 Not Found"), "{:?}", b.received);
+        assert_eq!(invites(&w.peers[0]), 0);
+        assert!((1..=4).all(|p| !w.ringing(p)));
+    }
+
+    #[test]
+    fn the_rules_call_limit_answers_503_to_the_call_beyond_it() {
+        let text = base_toml().replace("register_expires = 300", "register_expires = 0")
+            + r#"
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[route]]
+from = ["default"]
+called = ["1xxx"]
+max_calls = 1
+to = [{ owner = true }]
+"#;
+        let config = Config::from_toml(&text, 4).unwrap();
+        let mut w = World::with(config);
+        w.peers.push(Peer::new("127.0.0.1:5060", Policy::Answer));
+        let mut w = w.start();
+        let proxy: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        w.gw.handle_datagram(w.now, proxy, &invite_bytes("127.0.0.1:5060", "1001", "c1"));
+        w.gw.handle_datagram(w.now, proxy, &invite_bytes("127.0.0.1:5060", "1002", "c2"));
+        w.pump();
+        let st = w.gw.port_status();
+        assert_eq!((st[0].state.as_str(), st[1].state.as_str()), ("Ringing", "Idle"));
+        assert!(w.peers[0].received.iter().any(|l| l == "SIP/2.0 503 Service Unavailable"), "{:?}", w.peers[0].received);
+        assert_eq!(w.gw.counters().rule_limited, 1);
+    }
+
+    #[test]
+    fn a_bad_routing_table_is_refused_whole_with_the_rule_index() {
+        let base = base_toml();
+        let bad = [
+            ("[[route]]\nfrom = [\"nowhere\"]\ncalled = [\"1xxx\"]\nto = [{ owner = true }]\n", "route[0].from"),
+            (
+                "[[group]]\nname = \"phones\"\nfxs = [1]\n[[route]]\nfrom = [\"phones\"]\ncalled = [\"x.\"]\nto = [{ owner = true }]\n\
+                 [[route]]\nfrom = [\"phones\"]\ncalled = [\"1xxx\"]\nto = [{ trunk = \"default\" }]\n",
+                "route[1]",
+            ),
+            ("[[group]]\nname = \"phones\"\nfxs = [9]\n", "group[0].fxs[0]"),
+            ("[[trunk]]\nname = \"default\"\nproxy = \"127.0.0.1:7000\"\n", "trunk[0].name"),
+            ("[[trunk]]\nname = \"x\"\nproxy = \"127.0.0.1:7000\"\naccept_from = [\"10.0.0.0/33\"]\n", "trunk[0].accept_from[0]"),
+        ];
+        for (extra, field) in bad {
+            let e = Config::from_toml(&format!("{base}\n{extra}"), 4).unwrap_err();
+            assert!(e.field.starts_with(field), "{extra}: got {e}");
+        }
+    }
+
+    #[test]
+    fn early_media_replaces_the_local_ringback() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let mut w = two_trunks(Policy::EarlyMedia, Policy::Answer, "");
+        w.hook(1, true);
+        w.commands();
+        w.dial(1, "2000");
+        w.advance(100);
+        let cmds = w.commands();
+        assert!(!tone_on(&cmds, 0, &us.ringback), "no local ringback over early media: {cmds:?}");
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel: 0, .. })), "{cmds:?}");
+        assert_eq!(w.gw.port_status()[0].state, "Ringback");
+        // The setup timer stopped: no failover to b while the announcement plays.
+        w.advance(5_000);
+        assert_eq!(invites(&w.peers[1]), 0);
+    }
+
+    #[test]
+    fn a_reinvite_for_hold_is_shown_and_resume_clears_it() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        assert_eq!(w.gw.port_status()[0].state, "Connected");
+        let (t, handle) = w.gw.sip.values().next().map(|c| (c.trunk, c.handle)).unwrap();
+        let mut offer = sdp::make_offer(w.peers[0].addr.ip(), 7090, &[Codec::Pcmu], None, 5);
+        offer.media[0].direction = sdp::Direction::SendOnly;
+        let now = w.now;
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer: offer.clone() });
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 2000 (trunk default, on hold)"));
+        offer.media[0].direction = sdp::Direction::SendRecv;
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer });
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 2000 (trunk default)"));
+        // An offer with nothing we can use changes nothing.
+        let useless = sdp::make_offer(w.peers[0].addr.ip(), 7092, &[Codec::G722], None, 6);
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer: useless });
+        assert_eq!(w.gw.port_status()[0].state, "Connected");
+    }
+
+    #[test]
+    fn an_offer_without_a_common_codec_gets_488_and_rings_nothing() {
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        let text = String::from_utf8(invite_bytes("127.0.0.1:7001", "1001", "g")).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let body = body.replace("RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "RTP/AVP 9\r\na=rtpmap:9 G722/8000");
+        let bytes = format!("{}\r\n\r\n{body}", set_length(head, body.len()));
+        w.gw.handle_datagram(w.now, "127.0.0.1:7001".parse().unwrap(), bytes.as_bytes());
+        w.pump();
+        assert!(w.peers[0].received.iter().any(|l| l == "SIP/2.0 488 Not Acceptable Here"), "{:?}", w.peers[0].received);
+        assert_eq!(w.gw.port_status()[0].state, "Idle");
+    }
+
+    fn set_length(msg: &str, len: usize) -> String {
+        msg.lines()
+            .map(|l| if l.starts_with("Content-Length:") { format!("Content-Length: {len}") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\r\n")
     }
 }

@@ -206,6 +206,33 @@ impl Log {
     }
 }
 
+/// The SIP socket's admission for `config`: every trunk's proxy and
+/// `accept_from` addresses and networks, and `security.trusted`, are trusted
+/// (their own lane: never limited or banned).
+pub fn admission_for(config: &crate::config::Config, now: std::time::Instant) -> gw_sip::admission::Admission {
+    let mut hosts: Vec<IpAddr> = vec![config.sip.proxy.ip()];
+    hosts.extend(config.trunk.iter().map(|t| t.proxy.ip()));
+    hosts.extend(config.security.trusted.iter().copied());
+    let mut a = gw_sip::admission::Admission::new(now, config.security.admission(), hosts);
+    let nets = config
+        .sip
+        .accept_from
+        .iter()
+        .chain(config.trunk.iter().flat_map(|t| t.accept_from.iter()))
+        .filter_map(|s| {
+            let (addr, len) = match s.split_once('/') {
+                Some((a, l)) => (a.trim().parse::<IpAddr>().ok()?, l.trim().parse::<u8>().ok()?),
+                None => {
+                    let a = s.trim().parse::<IpAddr>().ok()?;
+                    (a, if a.is_ipv4() { 32 } else { 128 })
+                }
+            };
+            Some((addr, len))
+        });
+    a.trust_networks(nets.collect::<Vec<_>>());
+    a
+}
+
 /// Checks the three sections.
 pub fn validate(security: &Security, limits: &Limits, log: &Log) -> Result<(), ConfigError> {
     security.validate()?;
@@ -233,5 +260,8 @@ mod tests {
         let c = Config::from_toml(&text, 4).unwrap();
         assert_eq!(c.security.trusted, vec!["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]);
         assert_eq!(c.security.admission().rate, 50);
+        let a = super::admission_for(&c, std::time::Instant::now());
+        assert!(a.is_trusted(c.sip.proxy.ip()) && a.is_trusted("192.0.2.1".parse().unwrap()));
+        assert!(!a.is_trusted("192.0.2.2".parse().unwrap()));
     }
 }

@@ -219,7 +219,9 @@ fn run(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x5eed)
             ^ (std::process::id() as u64) << 32;
-        let gateway = Gateway::new(config.clone(), sip_addr, board.fxs, ctl.commands, media, seed);
+        // Each port's audio is on its board timeslot (validated <= 127).
+        let ports = board.fxs_timeslots.iter().map(|&t| t as u8).zip(board.fxs).collect();
+        let gateway = Gateway::new(config.clone(), sip_addr, ports, ctl.commands, media, seed);
         let driver = Driver {
             gateway,
             sip,
@@ -228,11 +230,7 @@ fn run(
             rt_setup,
             status,
             echo_enabled: config.media.echo_canceller,
-            admission: gw_sip::admission::Admission::new(
-                std::time::Instant::now(),
-                config.security.admission(),
-                std::iter::once(config.sip.proxy.ip()).chain(config.security.trusted.iter().copied()),
-            ),
+            admission: gatewayd::limits::admission_for(&config, std::time::Instant::now()),
         };
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -32,6 +32,12 @@ pub enum MediaCommand {
     Open { channel: u8, socket: UdpSocket, remote: SocketAddr },
     /// Stop relaying `channel` and close its socket.
     Close { channel: u8 },
+    /// Send `channel`'s packets to a new address (a re-INVITE or the 2xx
+    /// after early media moved the far end's media).
+    Retarget { channel: u8, remote: SocketAddr },
+    /// On hold (the far end asked for sendonly/inactive, or c=0.0.0.0): no
+    /// packets go out; what comes in is still played.
+    Hold { channel: u8, on: bool },
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +74,7 @@ struct Slot {
     latched: Option<SocketAddr>,
     /// Packets queued for the rt thread in the current 10 ms window.
     queued: usize,
+    held: bool,
 }
 
 impl Slot {
@@ -93,6 +100,15 @@ impl Slot {
 
     fn destination(&self) -> SocketAddr {
         self.latched.unwrap_or(self.remote)
+    }
+
+    /// The far end moved its media (re-INVITE, 2xx after early media): the
+    /// new negotiated address is the only source from now on (the socket is
+    /// connected to it at once, so the old one is dropped by the kernel).
+    fn retarget(&mut self, remote: SocketAddr) {
+        self.remote = remote;
+        self.latched = Some(remote);
+        let _ = self.socket.connect(remote);
     }
 }
 
@@ -133,6 +149,14 @@ impl MediaIo {
 
     pub fn close(&self, channel: u8) {
         let _ = self.commands.send(MediaCommand::Close { channel });
+    }
+
+    pub fn retarget(&self, channel: u8, remote: SocketAddr) {
+        let _ = self.commands.send(MediaCommand::Retarget { channel, remote });
+    }
+
+    pub fn hold(&self, channel: u8, on: bool) {
+        let _ = self.commands.send(MediaCommand::Hold { channel, on });
     }
 }
 
@@ -177,7 +201,7 @@ fn run(
                 MediaCommand::Open { channel, socket, remote } => {
                     if let Some(slot) = slots.get_mut(channel as usize) {
                         if socket.set_nonblocking(true).is_ok() {
-                            *slot = Some(Slot { socket, remote, latched: None, queued: 0 });
+                            *slot = Some(Slot { socket, remote, latched: None, queued: 0, held: false });
                         }
                     }
                 }
@@ -186,10 +210,20 @@ fn run(
                         *slot = None;
                     }
                 }
+                MediaCommand::Retarget { channel, remote } => {
+                    if let Some(Some(slot)) = slots.get_mut(channel as usize) {
+                        slot.retarget(remote);
+                    }
+                }
+                MediaCommand::Hold { channel, on } => {
+                    if let Some(Some(slot)) = slots.get_mut(channel as usize) {
+                        slot.held = on;
+                    }
+                }
             }
         }
         while let Some(out) = packets_out.dequeue() {
-            if let Some(Some(slot)) = slots.get(out.channel as usize) {
+            if let Some(Some(slot)) = slots.get(out.channel as usize).filter(|s| s.as_ref().is_some_and(|s| !s.held)) {
                 match slot.socket.send_to(out.bytes(), slot.destination()) {
                     Ok(_) => stats.sent.fetch_add(1, Ordering::Relaxed),
                     Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
@@ -199,6 +233,12 @@ fn run(
         let now_ms = activity.epoch.elapsed().as_millis() as u64;
         for (ch, slot) in slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
+            if slot.held {
+                // A held call may have no RTP at all (inactive): not a dead one.
+                if let Some(l) = activity.last_rx_ms.get(ch) {
+                    l.store(now_ms, Ordering::Relaxed);
+                }
+            }
             // Until WouldBlock, an ICMP error surfaced or the budget is
             // spent: try next round.
             for _ in 0..READ_BUDGET {
@@ -232,25 +272,30 @@ fn same_host(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Hands out even RTP ports from the configured range, round robin, binding
-/// each to prove it is free.
+/// each to prove it is free. Ports are counted in `u32` so that a range
+/// reaching 65535 wraps to its start instead of overflowing (which used to
+/// advertise port 0 in a release build and panic in a debug one).
 pub struct RtpPorts {
     ip: IpAddr,
-    min: u16,
-    max: u16,
-    next: u16,
+    /// First and last even port of the range (`first > last`: none).
+    first: u32,
+    last: u32,
+    next: u32,
 }
 
 impl RtpPorts {
     pub fn new(ip: IpAddr, min: u16, max: u16) -> Self {
-        let min = min + (min % 2);
-        RtpPorts { ip, min, max, next: min }
+        let first = (u32::from(min.max(2)) + 1) & !1;
+        let last = u32::from(max) & !1;
+        RtpPorts { ip, first, last, next: first }
     }
 
     pub fn bind(&mut self) -> std::io::Result<(UdpSocket, u16)> {
-        let span = ((self.max - self.min) / 2 + 1) as usize;
+        let span = if self.first > self.last { 0 } else { (self.last - self.first) / 2 + 1 };
         for _ in 0..span {
             let port = self.next;
-            self.next = if port + 2 > self.max { self.min } else { port + 2 };
+            self.next = if port + 2 > self.last { self.first } else { port + 2 };
+            let Ok(port) = u16::try_from(port) else { continue };
             if let Ok(s) = UdpSocket::bind((self.ip, port)) {
                 return Ok((s, port));
             }
@@ -274,6 +319,55 @@ mod tests {
         assert!(p.bind().is_err());
         drop(_a);
         assert_eq!(p.bind().unwrap().1, 41002);
+    }
+
+    #[test]
+    fn a_range_reaching_65535_wraps_instead_of_overflowing() {
+        let mut p = RtpPorts::new("127.0.0.1".parse().unwrap(), 65531, 65535);
+        let mut got = Vec::new();
+        let mut held = Vec::new();
+        while let Ok((s, port)) = p.bind() {
+            got.push(port);
+            held.push(s);
+        }
+        // Whatever else holds ports on this machine, never port 0 or one outside the range.
+        assert!(got.iter().all(|&p| p % 2 == 0 && (65532..=65534).contains(&p)), "{got:?}");
+        drop(held);
+        let first = p.bind().unwrap().1;
+        assert!((65532..=65534).contains(&first), "after wrapping: {first}");
+        // A range with no even port at all binds nothing.
+        assert!(RtpPorts::new("127.0.0.1".parse().unwrap(), 65535, 65535).bind().is_err());
+    }
+
+    #[test]
+    fn hold_stops_sending_and_retarget_moves_the_far_end() {
+        let (mut rtq, ctl) = make_queues();
+        let io = MediaIo::start(2, ctl.packets_out, ctl.packets_in).unwrap();
+        let far = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&far, &moved] {
+            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        }
+        io.open(0, UdpSocket::bind("127.0.0.1:0").unwrap(), far.local_addr().unwrap());
+        let send = |q: &mut heapless::spsc::Producer<'static, Packet>, tag: &[u8]| {
+            let mut p = Packet::empty();
+            p.channel = 0;
+            p.data[..tag.len()].copy_from_slice(tag);
+            p.len = tag.len() as u16;
+            q.enqueue(p).ok().unwrap();
+        };
+        let mut buf = [0u8; 16];
+        send(&mut rtq.packets_out, b"one");
+        assert_eq!(far.recv(&mut buf).ok(), Some(3));
+        io.hold(0, true);
+        std::thread::sleep(Duration::from_millis(20));
+        send(&mut rtq.packets_out, b"two");
+        assert!(far.recv(&mut buf).is_err(), "nothing is sent while held");
+        io.hold(0, false);
+        io.retarget(0, moved.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        send(&mut rtq.packets_out, b"three");
+        assert_eq!(moved.recv(&mut buf).ok(), Some(5), "resumed, to the new address");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use gw_dsp::callerid_line::{CallerIdSender, LineStep};
 use gw_dsp::cng::{CnParams, ComfortNoise, Dtx, TxFrame};
-use gw_dsp::dtmf::{DtmfDetector, DtmfEvent};
+use gw_dsp::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
 use gw_dsp::modem_tones::{ModemTone, ModemToneDetector, ModemToneEvent};
 use gw_dsp::progress::{ProgressDetector, ProgressEvent};
 use gw_dsp::tones::{CountryProfile, ToneKind};
@@ -92,6 +92,10 @@ pub enum RtCommand {
     StopCallerId { channel: u8 },
     StartMedia { channel: u8, session: SessionConfig, codec: VoiceCodec },
     StopMedia { channel: u8 },
+    /// TDM cross-connect, one direction: `channel`'s line hears what the
+    /// line of `from` sent (echo-cancelled), one frame later; `None` ends it.
+    /// A local call is two of these. Media and tones on `channel` win over it.
+    Listen { channel: u8, from: Option<u8> },
 }
 
 /// rt thread -> control plane.
@@ -124,6 +128,9 @@ pub struct ChannelStats {
     pub double_talk_events: AtomicU32,
     pub disabled_by_tone: AtomicBool,
     pub tone_disable_events: AtomicU32,
+    /// Canceller state bits (`ECHO_*`) and comfort-noise level (hundredths of a dBm0).
+    pub echo_state: AtomicU8,
+    pub cn_centi_dbm0: AtomicI32,
     /// Voice-band data: a fax or modem tone was heard during this call.
     pub vbd: AtomicBool,
     /// Modem tone present from the line / from the far end ([`tone_code`]).
@@ -206,7 +213,21 @@ pub struct EchoStatus {
     pub double_talk_events: u32,
     pub disabled_by_tone: bool,
     pub tone_disables: u32,
+    /// The filter is adapting (far end talking, no near-end talker).
+    pub adapting: bool,
+    /// A near-end talker is there: adaptation frozen until it stops.
+    pub frozen: bool,
+    /// The NLP is suppressing residual echo.
+    pub nlp_active: bool,
+    /// Comfort noise is being inserted, and its level.
+    pub comfort_noise: bool,
+    pub comfort_noise_dbm0: f32,
 }
+
+const ECHO_ADAPTING: u8 = 1;
+const ECHO_FROZEN: u8 = 2;
+const ECHO_NLP: u8 = 4;
+const ECHO_CN: u8 = 8;
 
 impl ChannelStats {
     pub fn snapshot(&self) -> EchoStatus {
@@ -220,6 +241,11 @@ impl ChannelStats {
             double_talk_events: self.double_talk_events.load(r),
             disabled_by_tone: self.disabled_by_tone.load(r),
             tone_disables: self.tone_disable_events.load(r),
+            adapting: self.echo_state.load(r) & ECHO_ADAPTING != 0,
+            frozen: self.echo_state.load(r) & ECHO_FROZEN != 0,
+            nlp_active: self.echo_state.load(r) & ECHO_NLP != 0,
+            comfort_noise: self.echo_state.load(r) & ECHO_CN != 0,
+            comfort_noise_dbm0: self.cn_centi_dbm0.load(r) as f32 / 100.0,
         }
     }
 
@@ -417,7 +443,23 @@ struct Channel {
     progress: ProgressDetector,
     /// Voice-band data for the rest of the call (see [`RtConfig::modem_bypass`]).
     vbd: bool,
+    /// The TDM channel this line hears (a local call), see [`RtCommand::Listen`].
+    hears: Option<u8>,
+    /// A far-end RFC 4733 digit played in band to the line (an FXO line or
+    /// an IVR behind the phone needs the tones, not the packets).
+    digit_out: Option<DtmfGenerator>,
+    /// Frames left during which the line's own DTMF detection is off: the
+    /// echo of a digit we play must not go back to the far end as a digit.
+    digit_guard: u8,
 }
+
+/// A far-end digit played to the line: Q.24's usual 100 ms on, 50 ms off,
+/// at -8 dBm0 per tone (within Q.23's sending levels).
+const DIGIT_ON_MS: u32 = 100;
+const DIGIT_OFF_MS: u32 = 50;
+const DIGIT_LEVEL_DBM0: f32 = -8.0;
+/// The digit's frames plus 50 ms for the line's echo to fade.
+const DIGIT_GUARD_FRAMES: u8 = ((DIGIT_ON_MS + DIGIT_OFF_MS + 50) / 10) as u8;
 
 /// What the rt engine is built with.
 #[derive(Debug, Clone, Copy)]
@@ -450,6 +492,9 @@ pub struct RtEngine<P: PcmBus> {
     channels: Vec<Channel>,
     tx: Vec<Frame>,
     rx: Vec<Frame>,
+    /// Each line's echo-cancelled audio of the last tick: what a channel
+    /// that [`Channel::hears`] it plays in the next one.
+    clean: Vec<Frame>,
     scratch: Packet,
     modem_bypass: bool,
     profile: &'static CountryProfile,
@@ -470,6 +515,9 @@ impl<P: PcmBus> RtEngine<P> {
                 network_tones: ModemToneDetector::new(),
                 progress: ProgressDetector::new(config.profile),
                 vbd: false,
+                hears: None,
+                digit_out: None,
+                digit_guard: 0,
             })
             .collect();
         RtEngine {
@@ -479,6 +527,7 @@ impl<P: PcmBus> RtEngine<P> {
             channels,
             tx: vec![[0; FRAME_SAMPLES]; n],
             rx: vec![[0; FRAME_SAMPLES]; n],
+            clean: vec![[0; FRAME_SAMPLES]; n],
             scratch: Packet::empty(),
             modem_bypass: config.modem_bypass,
             profile: config.profile,
@@ -545,8 +594,23 @@ impl<P: PcmBus> RtEngine<P> {
                 RtCommand::StopMedia { channel } => {
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
                         ch.media = None;
+                        ch.digit_out = None;
                         ch.vbd = false;
                         self.stats.channels[channel as usize].cn_negotiated.store(false, Ordering::Relaxed);
+                    }
+                }
+                RtCommand::Listen { channel, from } => {
+                    let n = self.channels.len();
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        let from = from.filter(|&f| (f as usize) < n && f != channel);
+                        if from.is_some() && ch.hears != from {
+                            // A new local call: converge on its echo path from scratch.
+                            if let Some(ec) = ch.echo.as_mut() {
+                                ec.reset();
+                            }
+                            ch.vbd = false;
+                        }
+                        ch.hears = from;
                     }
                 }
             }
@@ -563,6 +627,9 @@ impl<P: PcmBus> RtEngine<P> {
             match media.session.receive(pkt.bytes()) {
                 Ok(Received::DtmfStart(digit)) => {
                     self.stats.rtp_received.fetch_add(1, Ordering::Relaxed);
+                    let ch = &mut self.channels[channel as usize];
+                    ch.digit_out = DtmfGenerator::new(digit, DIGIT_LEVEL_DBM0, DIGIT_ON_MS, DIGIT_OFF_MS);
+                    ch.digit_guard = DIGIT_GUARD_FRAMES;
                     self.push_event(RtEvent::RemoteDigit { channel, digit });
                 }
                 // The far end signals a fax/modem tone as an RFC 4734 event:
@@ -598,6 +665,7 @@ impl<P: PcmBus> RtEngine<P> {
 
     fn build_line_frames(&mut self) {
         let mut encoded = [0u8; FRAME_SAMPLES];
+        let clean = &self.clean;
         for (i, (ch, out)) in self.channels.iter_mut().zip(self.tx.iter_mut()).enumerate() {
             let channel = i as u8;
             let cs = &self.stats.channels[i];
@@ -608,6 +676,14 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 if cid.is_done() {
                     ch.caller_id = None;
+                }
+            } else if let Some(g) = ch.digit_out.as_mut() {
+                if !g.fill(out) {
+                    ch.digit_out = None;
+                }
+                // The digit replaces the audio (RFC 4733 2.5.1.2: the sender mutes it).
+                if let Some(m) = ch.media.as_mut() {
+                    m.session.pull_frame(&mut encoded);
                 }
             } else if let Some(tone) = ch.tone.as_mut() {
                 tone.fill(out);
@@ -646,6 +722,10 @@ impl<P: PcmBus> RtEngine<P> {
                         push(&mut self.queues.events, &self.stats, RtEvent::Progress { channel, event });
                     }
                 }
+            } else if let Some(src) = ch.hears {
+                // A local call: the other line's audio of the last tick, no
+                // codec, no jitter buffer (one frame of delay).
+                *out = clean[src as usize];
             } else {
                 out.fill(0);
             }
@@ -668,6 +748,7 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 _ => clean = self.rx[i],
             }
+            self.clean[i] = clean;
             if let Some(event) = ch.line_tones.process(&clean) {
                 // Voice-band data only during a call (a fax's CNG may start
                 // while it still dials).
@@ -685,8 +766,10 @@ impl<P: PcmBus> RtEngine<P> {
                 }
                 push(&mut self.queues.events, &self.stats, RtEvent::ModemTone { channel, from_line: true, event });
             }
-            // In voice-band data a digit would be talk-off from the modem.
-            let digit = if ch.vbd { None } else { ch.dtmf.process(&clean) };
+            // In voice-band data a digit would be talk-off from the modem;
+            // right after a far-end digit played here, it would be its echo.
+            ch.digit_guard = ch.digit_guard.saturating_sub(1);
+            let digit = if ch.vbd || ch.digit_guard > 0 { None } else { ch.dtmf.process(&clean) };
             if let Some(m) = ch.media.as_mut() {
                 match digit {
                     Some(DtmfEvent::Start(d)) => {
@@ -804,6 +887,15 @@ fn publish_echo(out: &ChannelStats, ec: &EchoCanceller) {
     out.double_talk_events.store(st.double_talk_events, r);
     out.disabled_by_tone.store(st.disabled_by_tone, r);
     out.tone_disable_events.store(st.tone_disable_events, r);
+    let bit = |on: bool, b: u8| if on { b } else { 0 };
+    out.echo_state.store(
+        bit(st.adapting, ECHO_ADAPTING)
+            | bit(st.adaptation_frozen, ECHO_FROZEN)
+            | bit(st.nlp_active, ECHO_NLP)
+            | bit(st.comfort_noise, ECHO_CN),
+        r,
+    );
+    out.cn_centi_dbm0.store((st.comfort_noise_dbm0 * 100.0) as i32, r);
 }
 
 /// What the real-time set-up obtained from the system.
@@ -1045,6 +1137,60 @@ mod tests {
         ctl.commands.enqueue(RtCommand::StopTone { channel: 1 }).unwrap();
         engine.tick();
         assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn local_call_bridges_two_lines_one_frame_apart_both_ways_without_allocating() {
+        // Line 0 sends a 1004 Hz tone, line 2 a 1400 Hz one; lines 1 and 3 are idle.
+        let tone0 = sine(1004.0, -10.0, 2000);
+        let tone2 = sine(1400.0, -16.0, 2000);
+        let line = move |tick: u64, ch: usize, f: &mut Frame| {
+            let t = tick as usize * FRAME_SAMPLES;
+            match ch {
+                0 => f.copy_from_slice(&tone0[t..t + FRAME_SAMPLES]),
+                2 => f.copy_from_slice(&tone2[t..t + FRAME_SAMPLES]),
+                _ => *f = [0; FRAME_SAMPLES],
+            }
+        };
+        let pcm = LoopPcm { n: 4, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 4] };
+        let (rtq, mut ctl) = make_queues();
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(4)), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
+        ctl.commands.enqueue(RtCommand::Listen { channel: 0, from: Some(2) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 2, from: Some(0) }).unwrap();
+        // Out of range and self-listening are ignored, never a panic.
+        ctl.commands.enqueue(RtCommand::Listen { channel: 1, from: Some(9) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 3, from: Some(3) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 9, from: Some(0) }).unwrap();
+        engine.tick();
+        // Tick 0: what the lines sent is not yet heard anywhere.
+        assert!(engine.pcm.last_tx[0].iter().all(|&s| s == 0));
+        let mut heard0 = Vec::with_capacity(100 * FRAME_SAMPLES);
+        let mut heard2 = Vec::with_capacity(100 * FRAME_SAMPLES);
+        COUNTING.with(|c| c.set(true));
+        for _ in 1..100 {
+            engine.tick();
+            heard0.extend_from_slice(&engine.pcm.last_tx[0]);
+            heard2.extend_from_slice(&engine.pcm.last_tx[2]);
+        }
+        COUNTING.with(|c| c.set(false));
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+        // Exactly one frame of delay: line 2 hears at tick n what line 0 sent at n-1
+        // (the canceller passes the near end unchanged before it has a reference).
+        let tx2_tick1 = &heard2[..FRAME_SAMPLES];
+        let rx0_tick0 = &sine(1004.0, -10.0, 10)[..];
+        let err: i64 = tx2_tick1.iter().zip(rx0_tick0).map(|(&a, &b)| (a as i64 - b as i64).abs()).sum();
+        assert!(err < 80 * 50, "line 2 does not hear line 0 one frame later: error {err}");
+        // Each side hears the other at its level (no codec, no gain), and not itself.
+        let (level, purity) = tone_at(&heard2[4000..], 1004.0, 1400.0);
+        assert!((level + 10.0).abs() < 0.5 && purity > 30.0, "line 2 hears {level:.1} dBm0, {purity:.1} dB pure");
+        let (level, purity) = tone_at(&heard0[4000..], 1400.0, 1004.0);
+        assert!((level + 16.0).abs() < 0.5 && purity > 30.0, "line 0 hears {level:.1} dBm0, {purity:.1} dB pure");
+        assert!(engine.pcm.last_tx[1].iter().all(|&s| s == 0) && engine.pcm.last_tx[3].iter().all(|&s| s == 0));
+        // Hang-up: both directions end and the lines go quiet.
+        ctl.commands.enqueue(RtCommand::Listen { channel: 0, from: None }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 2, from: None }).unwrap();
+        engine.tick();
+        assert!(engine.pcm.last_tx[0].iter().all(|&s| s == 0) && engine.pcm.last_tx[2].iter().all(|&s| s == 0));
     }
 
     /// A silent line that keeps everything sent to channel `keep`.
@@ -1308,6 +1454,77 @@ mod tests {
         };
         assert_eq!(events.iter().filter(|e| **e == want).count(), 1, "{events:?}");
         assert!(stats.channels[0].signals().vbd);
+    }
+
+    /// A line that echoes what it is sent (a hybrid with 6 dB ERL, no delay)
+    /// and records it.
+    struct HalfEchoLine {
+        sent: Vec<i16>,
+    }
+    impl PcmBus for HalfEchoLine {
+        fn channels(&self) -> usize {
+            1
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            self.sent.extend_from_slice(&tx[0]);
+            for (r, t) in rx[0].iter_mut().zip(tx[0].iter()) {
+                *r = t / 2;
+            }
+            PcmStats::default()
+        }
+    }
+
+    #[test]
+    fn far_end_rfc4733_digits_are_played_in_band_and_their_echo_is_not_sent_back() {
+        // Digits 7 then 3 as RFC 4733 events (start, updates, end), 200 ms apart.
+        let mut packets = Vec::new();
+        let mut seq = 0u16;
+        for (d, (digit, code)) in [(b'7', 7u8), (b'3', 3u8)].into_iter().enumerate() {
+            let ts = 1600 * d as u32;
+            for k in 0..5u16 {
+                let mut pkt = Packet::empty();
+                let hdr = gw_media::rtp::RtpHeader { marker: k == 0, payload_type: 101, sequence: seq, timestamp: ts, ssrc: 9 };
+                seq += 1;
+                let n = hdr.emit(&mut pkt.data);
+                let body = rfc4733::EventPayload { event: code, end: k == 4, volume: 10, duration: 160 * (k + 1) };
+                let m = body.emit(&mut pkt.data[n..]);
+                pkt.len = (n + m) as u16;
+                packets.push(pkt);
+            }
+            let _ = digit;
+            // Silence until the next digit.
+            for _ in 0..5 {
+                let mut pkt = Packet::empty();
+                let hdr = gw_media::rtp::RtpHeader { marker: false, payload_type: 0, sequence: seq, timestamp: ts + 800, ssrc: 9 };
+                seq += 1;
+                let n = hdr.emit(&mut pkt.data);
+                pkt.data[n..n + 160].fill(0xff);
+                pkt.len = (n + 160) as u16;
+                packets.push(pkt);
+            }
+        }
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(1));
+        let mut engine = RtEngine::new(HalfEchoLine { sent: Vec::with_capacity(100 * FRAME_SAMPLES) }, rtq, stats, RtConfig::plain());
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 0, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) }).unwrap();
+        let (events, sent) = drive(&mut engine, &mut ctl, &packets, 80);
+        // The line heard both digits (an independent detector on what was sent).
+        let mut det = DtmfDetector::new();
+        let heard: Vec<u8> = engine
+            .pcm
+            .sent
+            .chunks(FRAME_SAMPLES)
+            .filter_map(|f| match det.process(f) {
+                Some(DtmfEvent::Start(d)) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(heard, b"73", "digits played to the line");
+        let remote: Vec<u8> = events.iter().filter_map(|e| match e { RtEvent::RemoteDigit { digit, .. } => Some(*digit), _ => None }).collect();
+        assert_eq!(remote, b"73");
+        // Their echo came back from the line but is not a digit of the phone's.
+        assert!(!events.iter().any(|e| matches!(e, RtEvent::LineDigit { .. })), "{events:?}");
+        assert!(sent.iter().all(|p| p.len() < 12 || p[1] & 0x7f != 101), "no RFC 4733 event sent back");
     }
 
     #[test]
@@ -1628,6 +1845,10 @@ mod tests {
         assert!(st.enabled);
         assert!(st.erle_db > 15.0, "ERLE {:.1} dB", st.erle_db);
         assert!((st.delay_ms - 5.0).abs() <= 1.0, "echo delay {:.1} ms", st.delay_ms);
+        // Single talk: adapting, not frozen; the NLP hides the residual with comfort noise.
+        assert!(st.adapting && !st.frozen && st.nlp_active && st.comfort_noise, "{st:?}");
+        let json = serde_json::to_value(st).unwrap();
+        assert_eq!(json["frozen"], false, "{json}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::gateway::{CallCounters, PortStatus, RegistrationStatus};
+use crate::gateway::{CallCounters, PortStatus, RegistrationStatus, TrunkStatus};
 use crate::rt::{RtSetupReport, RtStatsSnapshot};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -112,6 +112,8 @@ pub struct Status {
     pub sip_listen: String,
     pub sim_link: Option<String>,
     pub registrations: Vec<RegistrationStatus>,
+    /// Every SIP trunk with its health, limits and figures.
+    pub trunks: Vec<TrunkStatus>,
     pub ports: Vec<PortStatus>,
     pub calls: CallCounters,
     pub rt: RtStatsSnapshot,
@@ -129,6 +131,7 @@ impl Status {
             sip_listen,
             sim_link,
             registrations: Vec::new(),
+            trunks: Vec::new(),
             ports: Vec::new(),
             calls: CallCounters::default(),
             rt,
@@ -146,6 +149,10 @@ impl Status {
         let _ = writeln!(s, "Registrations:");
         for r in &self.registrations {
             let _ = writeln!(s, "  {:<12} {}", r.user, r.state);
+        }
+        let _ = writeln!(s, "Trunks:");
+        for t in &self.trunks {
+            let _ = writeln!(s, "  {:<12} {:<22} {} (calls {})", t.name, t.proxy, t.state, t.active_calls);
         }
         let _ = writeln!(s, "Ports:");
         for p in &self.ports {
@@ -235,7 +242,7 @@ pub fn snapshot(status: &SharedStatus) -> Status {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn console(status: &SharedStatus, line: &str) -> String {
@@ -247,6 +254,10 @@ mod tests {
     }
 
     fn status() -> SharedStatus {
+        tests_status()
+    }
+
+    pub(crate) fn tests_status() -> SharedStatus {
         let rt = crate::rt::RtStats::new(0).snapshot();
         Arc::new(Mutex::new(Status::new("sim".into(), "127.0.0.1:5062".into(), None, rt)))
     }
@@ -299,10 +310,12 @@ mod tests {
         let rt = crate::rt::RtStats::new(1);
         let port = |signals| PortStatus {
             port: 1,
+            timeslot: 0,
             number: "1001".into(),
             hook: "OffHook".into(),
             state: "Connected".into(),
             call: Some("to 2000".into()),
+            route: None,
             echo: None,
             signals: Some(signals),
         };

@@ -93,6 +93,10 @@ pub enum CallSignal {
     /// caller ID; `None` when withheld or unknown).
     Incoming { caller: Option<String>, name: Option<String> },
     RemoteRinging,
+    /// The far end sends audio before answering (a 183 with SDP: its own
+    /// ringback or an announcement): the phone hears it instead of the
+    /// local ringback (RFC 3960 "gateway model").
+    EarlyMedia,
     RemoteAnswered,
     RemoteReleased,
     /// Outgoing attempt failed: busy (486/600) vs other.
@@ -217,6 +221,8 @@ pub struct FxsLine {
     /// When the incoming call ringing now is given up (runs beside `timer`,
     /// which the caller ID delivery uses while ringing).
     no_answer_at: Option<Instant>,
+    /// The media path is connected before the answer (early media).
+    early_media: bool,
     actions: VecDeque<Action>,
 }
 
@@ -232,6 +238,7 @@ impl FxsLine {
             cid: CidState::None,
             ringing: false,
             no_answer_at: None,
+            early_media: false,
             actions: VecDeque::new(),
         }
     }
@@ -293,6 +300,11 @@ impl FxsLine {
             (FxsEvent::OnHook, state) => {
                 self.stop_tone();
                 match state {
+                    State::Ringback if self.early_media => {
+                        self.early_media = false;
+                        self.push(Action::DisconnectMedia);
+                        self.push(Action::ReleaseCall);
+                    }
                     State::Proceeding | State::Ringback => self.push(Action::ReleaseCall),
                     State::Connected => {
                         self.push(Action::DisconnectMedia);
@@ -343,10 +355,26 @@ impl FxsLine {
                 self.play(Tone::Ringback);
                 self.state = State::Ringback;
             }
+            (CallSignal::EarlyMedia, State::Proceeding | State::Ringback) if !self.early_media => {
+                self.stop_tone();
+                self.push(Action::ConnectMedia);
+                self.early_media = true;
+                self.state = State::Ringback;
+            }
+            // Already connected early: the answer only changes the state.
+            (CallSignal::RemoteAnswered, State::Ringback) if self.early_media => {
+                self.early_media = false;
+                self.enter(State::Connected, now, None);
+            }
             (CallSignal::RemoteAnswered, State::Proceeding | State::Ringback) => {
                 self.stop_tone();
                 self.push(Action::ConnectMedia);
                 self.enter(State::Connected, now, None);
+            }
+            (sig @ (CallSignal::Failed { .. } | CallSignal::RemoteReleased), State::Ringback) if self.early_media => {
+                self.early_media = false;
+                self.push(Action::DisconnectMedia);
+                self.handle_call(now, sig);
             }
             (CallSignal::Failed { busy: true }, State::Proceeding | State::Ringback) => {
                 self.play(Tone::Busy);
@@ -759,6 +787,32 @@ mod tests {
     }
 
     #[test]
+    fn early_media_replaces_the_ringback_and_the_answer_keeps_it() {
+        let mut r = rig();
+        r.hook(OffHook);
+        r.dial("911");
+        assert_eq!(r.call(CallSignal::RemoteRinging), [PlayTone(Tone::Ringback)]);
+        assert_eq!(r.call(CallSignal::EarlyMedia), [StopTone, ConnectMedia]);
+        assert_eq!(r.call(CallSignal::EarlyMedia), [], "once");
+        assert_eq!(r.line.state(), State::Ringback);
+        assert_eq!(r.call(CallSignal::RemoteAnswered), [], "the media path is already up");
+        assert_eq!(r.line.state(), State::Connected);
+        assert_eq!(r.hook(OnHook), [DisconnectMedia, ReleaseCall]);
+        // Straight from proceeding, then a failure: media off, then the tone.
+        r.hook(OffHook);
+        r.dial("911");
+        assert_eq!(r.call(CallSignal::EarlyMedia), [ConnectMedia]);
+        assert_eq!(r.call(CallSignal::Failed { busy: true }), [DisconnectMedia, PlayTone(Tone::Busy)]);
+        r.hook(OnHook);
+        // Hanging up during an announcement.
+        r.hook(OffHook);
+        r.dial("911");
+        r.call(CallSignal::EarlyMedia);
+        assert_eq!(r.hook(OnHook), [DisconnectMedia, ReleaseCall]);
+        assert_eq!(r.call(CallSignal::RemoteAnswered), [], "stale");
+    }
+
+    #[test]
     fn failed_busy_and_other() {
         let mut r = rig();
         r.hook(OffHook);
@@ -1007,6 +1061,7 @@ mod tests {
             prop_oneof![
                 Just(CallSignal::Incoming { caller: None, name: None }),
                 Just(CallSignal::RemoteRinging),
+                Just(CallSignal::EarlyMedia),
                 Just(CallSignal::RemoteAnswered),
                 Just(CallSignal::RemoteReleased),
                 any::<bool>().prop_map(|busy| CallSignal::Failed { busy }),

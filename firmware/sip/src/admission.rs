@@ -203,14 +203,16 @@ impl Source {
 pub struct Admission {
     cfg: AdmissionConfig,
     trusted: HashSet<IpAddr>,
+    /// Trusted networks (address, prefix length), e.g. a trunk's `accept_from`.
+    trusted_nets: Vec<(IpAddr, u8)>,
     sources: HashMap<IpAddr, Source>,
     /// Shared by every source that found the table full.
     overflow: Bucket,
     global: Bucket,
     last_sweep: Instant,
     stats: AdmissionStats,
-    /// Sources banned since the last [`Admission::poll_banned`] (their calls
-    /// are to be dropped: they will not hear a response any more).
+    /// Sources banned since the last [`Admission::poll_banned`] (for the
+    /// owner to act on: log, drop state kept for them).
     newly_banned: Vec<IpAddr>,
 }
 
@@ -219,7 +221,8 @@ impl Admission {
         let global = Bucket::full(now, cfg.global_rate.max(1));
         let overflow = Bucket::full(now, cfg.burst.max(1));
         Admission {
-            trusted: trusted.into_iter().collect(),
+            trusted: trusted.into_iter().map(canonical).collect(),
+            trusted_nets: Vec::new(),
             sources: HashMap::with_capacity(cfg.max_sources.min(1024)),
             overflow,
             global,
@@ -237,7 +240,8 @@ impl Admission {
     }
 
     pub fn is_trusted(&self, addr: IpAddr) -> bool {
-        self.trusted.contains(&canonical(addr))
+        let addr = canonical(addr);
+        self.trusted.contains(&addr) || self.trusted_nets.iter().any(|&(net, len)| in_net(addr, net, len))
     }
 
     pub fn stats(&self) -> AdmissionStats {
@@ -282,7 +286,7 @@ impl Admission {
             return Verdict::Admit;
         }
         let from = canonical(from);
-        if self.trusted.contains(&from) {
+        if self.is_trusted(from) {
             self.stats.admitted_trusted += 1;
             return Verdict::Admit;
         }
@@ -335,7 +339,7 @@ impl Admission {
             return;
         }
         let from = canonical(from);
-        if self.trusted.contains(&from) {
+        if self.is_trusted(from) {
             return;
         }
         self.stats.failures += 1;
@@ -363,6 +367,14 @@ impl Admission {
         self.trusted = trusted.into_iter().map(canonical).collect();
         let trusted = &self.trusted;
         self.sources.retain(|a, _| !trusted.contains(a));
+    }
+
+    /// Adds trusted networks (`len` bits of `net`), e.g. the addresses a
+    /// trunk accepts requests from.
+    pub fn trust_networks(&mut self, nets: impl IntoIterator<Item = (IpAddr, u8)>) {
+        self.trusted_nets.extend(nets.into_iter().map(|(a, l)| (canonical(a), l)));
+        let (set, nets) = (&self.trusted, &self.trusted_nets);
+        self.sources.retain(|a, _| !set.contains(a) && !nets.iter().any(|&(n, l)| in_net(*a, n, l)));
     }
 
     /// Lifts every ban (the installer's "unban all").
@@ -443,6 +455,26 @@ pub fn response_status(payload: &[u8]) -> Option<u16> {
         return None;
     }
     Some(code.iter().fold(0u16, |a, d| a * 10 + (d - b'0') as u16))
+}
+
+/// Whether `a` is in `net`/`len` (same family only).
+fn in_net(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    let bits = |x: IpAddr| -> (u128, u32) {
+        match x {
+            IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+            IpAddr::V6(v) => (u128::from(v), 128),
+        }
+    };
+    let ((a, fa), (n, fn_)) = (bits(a), bits(net));
+    if fa != fn_ {
+        return false;
+    }
+    let len = u32::from(len).min(fa);
+    if len == 0 {
+        return true;
+    }
+    let shift = fa - len;
+    (a >> shift) == (n >> shift)
 }
 
 /// An IPv4-mapped IPv6 address is the IPv4 source it stands for.
@@ -605,6 +637,11 @@ mod tests {
         assert_eq!(a.stats().admitted_trusted, 1001);
         // IPv4-mapped IPv6 is the same source.
         assert!(a.is_trusted(ip("::ffff:192.0.2.10")));
+        // Networks (a trunk's accept_from).
+        assert!(!a.is_trusted(ip("198.51.100.77")));
+        a.trust_networks([(ip("198.51.100.0"), 24)]);
+        assert!(a.is_trusted(ip("198.51.100.77")) && !a.is_trusted(ip("198.51.101.1")));
+        assert_eq!(send(&mut a, &mut t, ip("198.51.100.77"), 500, Duration::ZERO), 500);
     }
 
     #[test]

@@ -83,6 +83,16 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The answer's direction for an offer with this one (RFC 3264 6.1).
+    pub fn mirrored(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",

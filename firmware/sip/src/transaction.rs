@@ -202,8 +202,11 @@ impl ClientInviteTransaction {
         match self.state {
             ClientInviteState::Calling | ClientInviteState::Proceeding => {
                 if code < 200 {
+                    // §17.1.1.2: timer B guards the Calling state only; a
+                    // call may ring for minutes once it is Proceeding.
                     self.state = ClientInviteState::Proceeding;
                     self.timer_a = None;
+                    self.timer_b = None;
                     self.events.push_back(ClientEvent::Response(resp));
                 } else if code < 300 {
                     // 2xx: the TU (dialog) sends the ACK; transaction over.
@@ -264,6 +267,14 @@ impl ClientInviteTransaction {
             body: Vec::new(),
         };
         wire::request_bytes(&ack)
+    }
+
+    /// §9.1: after a CANCEL the INVITE's final response (487) is awaited
+    /// for 64*T1 at most, in any state: the transaction then times out.
+    pub fn expect_final_within(&mut self, now: Instant) {
+        if matches!(self.state, ClientInviteState::Calling | ClientInviteState::Proceeding) {
+            self.timer_b = Some(now + self.timers.timeout_64t1());
+        }
     }
 
     fn terminate(&mut self) {
@@ -771,6 +782,21 @@ mod tests {
     }
 
     #[test]
+    fn after_a_cancel_the_final_response_is_awaited_64_t1_at_most() {
+        let t0 = Instant::now();
+        let inv = invite();
+        let mut tx = ClientInviteTransaction::new(t0, inv.clone(), addr(), TimerConfig::default());
+        tx.handle_response(t0, resp(&inv, 180));
+        let _ = tx.poll_event();
+        let t1 = t0 + Duration::from_secs(60);
+        tx.expect_final_within(t1);
+        tx.handle_timeout(t1 + Duration::from_millis(31_999));
+        assert_eq!(tx.poll_event(), None);
+        tx.handle_timeout(t1 + Duration::from_secs(32));
+        assert_eq!(tx.poll_event(), Some(ClientEvent::Timeout));
+    }
+
+    #[test]
     fn provisional_stops_timer_a_and_timer_d_absorbs_retransmissions() {
         let t0 = Instant::now();
         let inv = invite();
@@ -779,8 +805,10 @@ mod tests {
         tx.handle_response(t0 + Duration::from_millis(100), resp(&inv, 180));
         assert_eq!(tx.state(), ClientInviteState::Proceeding);
         assert!(matches!(tx.poll_event(), Some(ClientEvent::Response(r)) if r.status_code.code() == 180));
-        // No retransmission in Proceeding; timer B still pending.
-        assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        // No retransmission in Proceeding, and no timer B: a call may ring for minutes.
+        assert_eq!(tx.poll_timeout(), None);
+        tx.handle_timeout(t0 + Duration::from_secs(40));
+        assert_eq!(tx.poll_event(), None, "a ringing call must not time out after 32 s");
         let t1 = t0 + Duration::from_secs(2);
         tx.handle_response(t1, resp(&inv, 486));
         assert_eq!(tx.state(), ClientInviteState::Completed);

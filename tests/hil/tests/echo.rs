@@ -204,3 +204,120 @@ fn canceller_removes_line_echo_and_keeps_near_end_speech() {
     eprintln!("echo test took {:.1} s", started.elapsed().as_secs_f32());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Issue 12, item 1: the phone must never be lost behind the canceller. With
+/// the canceller on (128 ms tail, a D.5 hybrid behind 30 ms), the far end plays
+/// speech, then white noise at -33 dBm0, speech again, then quiet noise at -45
+/// dBm0; the phone sends a steady 1004 Hz tone at -10 dBm0 for 10 s across the
+/// noise and the speech (long double talk), then dials 23456789 at -10 dBm0 per
+/// tone and sends a 1004 Hz tone at -20 dBm0, both while the far end's quiet
+/// noise goes on. At the far end: every digit (as RFC 4733 events, which is
+/// how gatewayd forwards a digit it detects after the canceller), and both
+/// tones at their level throughout (a 0.5 s window more than 3 dB under the
+/// sent level fails).
+/// Before the fix the NLP muted the phone from ~4 s into the tone on, for the
+/// rest of the call. gatewayd's status must show the adaptation frozen while
+/// the tone is on.
+#[test]
+fn phone_is_never_muted_after_long_double_talk_over_far_noise() {
+    const TONE_DBM0: f32 = -10.0;
+    const DIGITS: &str = "23456789";
+    const DIGIT_DBM0: f32 = -10.0;
+    const LAST_TONE_DBM0: f32 = -20.0;
+    // The far end's audio (repeated by baresip after 25 s).
+    let mut far = linesim::signals::speech_like(SPEECH_SEED, 3.0, SPEECH_DBM0);
+    let mut n = linesim::signals::Noise::new(0x1212);
+    let mut noise = |secs: f32, dbm0: f32| -> Vec<i16> {
+        let rms = linesim::analysis::amplitude(dbm0) / 2f64.sqrt();
+        (0..(secs * 8000.0) as usize).map(|_| (rms * n.gaussian()).round().clamp(-32768.0, 32767.0) as i16).collect()
+    };
+    far.extend(noise(8.0, -33.0));
+    far.extend(linesim::signals::speech_like(SPEECH_SEED + 1, 3.0, SPEECH_DBM0));
+    far.extend(noise(11.0, -45.0));
+
+    let opts = GwOptions { codecs: &["PCMU"], echo_canceller: true, echo_tail_ms: 128, fxs_ports: 1, ..Default::default() };
+    let w = World::start(opts, None, &far);
+    let sim = Linesim::connect(w.gw.sim).expect("linesim attaches to the sim link");
+    let phone = sim.phone(0);
+    phone.set_echo(Some(EchoPath { delay_ms: 30, erl_db: ERL_DB, model: HybridModel::D5 })).unwrap();
+    w.far.dial("1001").unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !phone.is_ringing() {
+        assert!(Instant::now() < end, "port 1 does not ring");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    phone.off_hook();
+    w.far.wait_established(Duration::from_secs(5)).expect("call established");
+    // Far-end speech alone: the canceller converges.
+    std::thread::sleep(Duration::from_secs_f32(3.5));
+    phone.play_tone(NEAR_TONE_HZ, TONE_DBM0);
+    std::thread::sleep(Duration::from_secs(5));
+    let during = w.gw.status().map(|s| s["ports"][0]["echo"].clone()).unwrap_or_default();
+    std::thread::sleep(Duration::from_secs(5));
+    phone.stop_playback();
+    std::thread::sleep(Duration::from_secs(1));
+    let digits = linesim::analysis::dtmf(DIGITS, 80, 80, DIGIT_DBM0).unwrap();
+    let digits_ms = digits.len() as u64 / 8;
+    phone.play_samples(digits, false);
+    std::thread::sleep(Duration::from_millis(digits_ms + 500));
+    phone.play_tone(NEAR_TONE_HZ, LAST_TONE_DBM0);
+    std::thread::sleep(Duration::from_secs(2));
+    phone.stop_playback();
+    let after = w.gw.status().map(|s| s["ports"][0]["echo"].clone()).unwrap_or_default();
+    w.far.hangup().unwrap();
+    w.far.wait_call_closed(Duration::from_secs(5)).expect("call closes");
+    phone.on_hook();
+    phone.set_echo(None).unwrap();
+
+    let rec = w.far.recording().expect("far-end recording");
+    let mut failures = Vec::new();
+    // The long tone: found where it starts, then every 0.5 s of its 10 s (the
+    // first and last 0.5 s left out for the timing slop of the recording).
+    let win = 4000;
+    let start = (0..rec.len().saturating_sub(800))
+        .step_by(400)
+        .find(|&s| tone_level_dbm0(&rec[s..s + 800], f64::from(NEAR_TONE_HZ)) > TONE_DBM0 - 6.0);
+    let levels: Vec<f32> = match start {
+        Some(s) => (s + win..(s + 19 * win).min(rec.len().saturating_sub(win)))
+            .step_by(win)
+            .map(|a| tone_level_dbm0(&rec[a..a + win], f64::from(NEAR_TONE_HZ)))
+            .collect(),
+        None => Vec::new(),
+    };
+    eprintln!("long tone at the far end per 0.5 s: {levels:.1?} dBm0 (sent {TONE_DBM0})");
+    if levels.len() < 17 {
+        failures.push(format!("the {TONE_DBM0} dBm0 tone is missing at the far end ({} windows found)", levels.len()));
+    }
+    if let Some(l) = levels.iter().find(|&&l| (l - TONE_DBM0).abs() > TONE_LEVEL_TOL_DB) {
+        failures.push(format!("the {TONE_DBM0} dBm0 tone reached the far end at {l:.1} dBm0 in a 0.5 s window"));
+    }
+    // The digits, in order, as the far end received them: RFC 4733 events
+    // (gatewayd sends a detected digit as events in place of its audio, so
+    // the recording keeps only each digit's first few tens of ms).
+    let events = w.far.events();
+    let keys: String = events
+        .iter()
+        .filter(|e| e.kind.starts_with("CALL_DTMF") && !e.kind.contains("END"))
+        .filter_map(|e| e.param.trim().chars().next())
+        .collect();
+    let in_audio: String = linesim::callerid::dtmf_keys(&rec).iter().map(|k| k.key).collect();
+    eprintln!("digits at the far end: {keys:?} as RFC 4733 events, {in_audio:?} in the audio (sent {DIGITS})");
+    if keys != DIGITS {
+        let dtmf: Vec<_> = events.iter().filter(|e| e.kind.contains("DTMF")).collect();
+        failures.push(format!("digits at the far end {keys:?}, sent {DIGITS:?}; events {dtmf:?}"));
+    }
+    // The last tone: its best second, after the long one.
+    let from = start.map_or(0, |s| s + 21 * win);
+    let last = (from..rec.len().saturating_sub(8000))
+        .step_by(800)
+        .map(|s| tone_level_dbm0(&rec[s..s + 8000], f64::from(NEAR_TONE_HZ)))
+        .fold(-120.0f32, f32::max);
+    eprintln!("last tone at the far end: {last:.1} dBm0 (sent {LAST_TONE_DBM0}) | status during the long tone: {during} | after: {after}");
+    if (last - LAST_TONE_DBM0).abs() > TONE_LEVEL_TOL_DB {
+        failures.push(format!("the {LAST_TONE_DBM0} dBm0 tone reached the far end at {last:.1} dBm0"));
+    }
+    if during["frozen"] != true || during["enabled"] != true {
+        failures.push(format!("gatewayd's echo status during the tone does not show the adaptation frozen: {during}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

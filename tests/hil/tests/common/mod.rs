@@ -47,8 +47,9 @@ pub struct GwOptions {
     pub disconnect_on_busy_tone: bool,
     /// `management.web_password` (the web UI's admin password), if any.
     pub web_password: Option<&'static str>,
-    /// Appended to the configuration (e.g. a `[security]` section).
-    pub extra_config: String,
+    /// More TOML at the end of the document (`[[trunk]]`, `[[group]]`,
+    /// `[[route]]`, `[limits]`...).
+    pub extra: String,
     /// Run gatewayd with this many file descriptors at most (`ulimit -n`).
     pub fd_limit: Option<u32>,
 }
@@ -67,7 +68,7 @@ impl Default for GwOptions {
             caller_id: "auto",
             disconnect_on_busy_tone: true,
             web_password: None,
-            extra_config: String::new(),
+            extra: String::new(),
             fd_limit: None,
         }
     }
@@ -134,7 +135,7 @@ console_listen = "{console}"
             caller_id = opts.caller_id,
             busy_hangup = opts.disconnect_on_busy_tone,
             web_password = opts.web_password.map(|p| format!("web_password = \"{p}\"")).unwrap_or_default(),
-            extra = opts.extra_config,
+            extra = opts.extra,
         );
         let path = dir.path().join("gatewayd.toml");
         std::fs::write(&path, config).unwrap();
