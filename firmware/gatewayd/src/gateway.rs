@@ -1113,7 +1113,11 @@ impl Gateway {
                         t.counters.skipped_down += 1;
                     }
                 }
-                let last = format!("{route}; final: {release}");
+                let side = match by {
+                    Side::A => "the caller",
+                    Side::B => "the called side",
+                };
+                let last = format!("{route}; final: {release}, released by {side}");
                 for p in self.ports.iter_mut().filter(|p| !text.is_empty() && p.last_route.as_deref() == Some(text.as_str())) {
                     p.last_route = Some(last.clone());
                 }
