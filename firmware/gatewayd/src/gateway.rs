@@ -2349,4 +2349,29 @@ to = [{ owner = true }]
             .collect::<Vec<_>>()
             .join("\r\n")
     }
+
+    #[test]
+    fn emergency_numbers_are_routed_by_the_implicit_emergency_rule() {
+        // 911 is the US emergency number; no rule of the table names it.
+        let mut w = two_trunks(Policy::Ring, Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        w.hook(2, true);
+        w.dial(2, "911");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[0]), 2, "911 placed beside the call in progress");
+        let route = w.gw.port_status()[1].route.clone().unwrap();
+        assert!(route.contains("\"emergency\" 911"), "{route}");
+        // `[emergency] numbers = []`: no emergency rule; 911 is an ordinary (unroutable here) number.
+        let text = base_toml().replace("register_expires = 300", "register_expires = 0") + "\n[emergency]\nnumbers = []\n";
+        let c = Config::from_toml(&text, 4).unwrap();
+        assert!(c.route_table().unwrap().0.lookup("phones", "911", None) != gw_call::Lookup::NoRoute);
+        assert!(c.emergency_route(&c.legacy_routes().0, &c.trunk_names()).is_none());
+        let uk = base_toml().replace("country = \"US\"", "country = \"UK\"");
+        let c = Config::from_toml(&uk, 4).unwrap();
+        assert_eq!(c.emergency_numbers(), vec!["999".to_string(), "112".to_string()]);
+        let e = Config::from_toml(&(base_toml() + "\n[emergency]\nnumbers = [\"9-1-1\"]\n"), 4).unwrap_err();
+        assert_eq!(e.field, "emergency.numbers[0]");
+    }
 }
