@@ -391,6 +391,15 @@ pub struct Media {
     /// carrier CPE (some SBCs and lawful-intercept paths mishandle gaps).
     #[serde(default)]
     pub silence_suppression: bool,
+    /// Simultaneous calls between two SIP trunks (where a rule allows them):
+    /// each takes two bridge channels in the rt thread (decoded, and
+    /// re-encoded if the codecs differ).
+    #[serde(default = "default_sip_bridges")]
+    pub sip_bridges: u8,
+}
+
+fn default_sip_bridges() -> u8 {
+    4
 }
 
 fn default_true() -> bool {
@@ -552,6 +561,9 @@ impl Config {
             return Err(ConfigError::new("media.jitter_ms", "must be a multiple of 10 within 20..200"));
         }
 
+        if m.sip_bridges > 32 {
+            return Err(ConfigError::new("media.sip_bridges", "must be within 0..32"));
+        }
         if !(16..=128).contains(&m.echo_tail_ms) {
             return Err(ConfigError::new("media.echo_tail_ms", "must be within 16..128"));
         }

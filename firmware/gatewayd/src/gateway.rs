@@ -254,6 +254,10 @@ pub struct Gateway {
     routes: HashMap<LegId, (String, usize)>,
     /// The port of each call an FXS port placed (by A leg), until it ends.
     fxs_callers: HashMap<LegId, usize>,
+    /// Free pairs of rt bridge channels for calls between two SIP legs, and
+    /// the pair each such call holds (by A leg).
+    bridges: Vec<(u8, u8)>,
+    bridged: HashMap<LegId, (u8, u8)>,
     /// Answers sent by the gateway itself (403 to strangers).
     transmits: VecDeque<Transmit>,
     rt: Producer<'static, RtCommand>,
@@ -441,6 +445,8 @@ impl Gateway {
             sip_legs: HashMap::new(),
             routes: HashMap::new(),
             fxs_callers: HashMap::new(),
+            bridges: Vec::new(),
+            bridged: HashMap::new(),
             transmits: VecDeque::new(),
             rt,
             media,
@@ -699,6 +705,13 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The rt thread's bridge channels (`first`, `first + 1`, ...; two per
+    /// call): calls between two SIP legs take a pair (none: such calls are
+    /// refused with cause 34).
+    pub fn set_bridge_channels(&mut self, first: u8, pairs: u8) {
+        self.bridges = (0..pairs).rev().map(|k| (first + 2 * k, first + 2 * k + 1)).collect();
+    }
+
     /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
     pub fn stop(&mut self, now: Instant) {
         let calls: Vec<(usize, CallHandle)> = self.sip_legs.keys().copied().collect();
@@ -1106,6 +1119,11 @@ impl Gateway {
             }
             CallEvent::Released { a, release, by, route, trunks_down } => {
                 info!(%a, %release, ?by, %route, "call ended");
+                if let Some(pair) = self.bridged.remove(&a) {
+                    self.rt_command(RtCommand::Listen { channel: pair.0, from: None });
+                    self.rt_command(RtCommand::Listen { channel: pair.1, from: None });
+                    self.bridges.push(pair);
+                }
                 let (text, counted) = self.routes.remove(&a).unwrap_or_default();
                 for name in trunks_down.iter().skip(counted) {
                     self.counters.trunk_down += 1;
@@ -1158,14 +1176,36 @@ impl Gateway {
             }
             Target::Trunk(name) => {
                 let t = self.trunks.iter().position(|t| &t.name == name).ok_or(ours(Cause::NETWORK_OUT_OF_ORDER))?;
-                // The media of a SIP leg is carried by an FXS channel; trunk to
-                // trunk (RTP to RTP) is not done by the rt thread yet.
-                let Some(Leg::Fxs(i)) = self.legs.get(&a).copied() else {
-                    return Err(ours(Cause::SERVICE_NOT_IMPLEMENTED));
-                };
-                self.admit_on_trunk(now, t)?;
-                let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
-                self.place_sip_call(now, leg, i, t, &calling, &setup.called)
+                match self.legs.get(&a).copied() {
+                    // The port's channel carries the call's RTP.
+                    Some(Leg::Fxs(i)) => {
+                        self.admit_on_trunk(now, t)?;
+                        let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
+                        let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own))
+                    }
+                    // Trunk to trunk: two bridge channels join the two RTP
+                    // sessions inside the rt thread.
+                    Some(Leg::Sip(..)) => {
+                        if !self.bridged.contains_key(&a) {
+                            let pair = self.bridges.pop().ok_or_else(|| {
+                                warn!(trunk = %name, "no free SIP bridge (media.sip_bridges): refused");
+                                Release::local(LocalReason::Unavailable)
+                            })?;
+                            self.bridged.insert(a, pair);
+                            self.rt_command(RtCommand::Listen { channel: pair.0, from: Some(pair.1) });
+                            self.rt_command(RtCommand::Listen { channel: pair.1, from: Some(pair.0) });
+                            if let Some(c) = self.sip.get_mut(&a) {
+                                c.media_channel = Some(pair.0);
+                            }
+                        }
+                        let (_, vb) = self.bridged[&a];
+                        self.admit_on_trunk(now, t)?;
+                        let calling = setup.calling.clone().unwrap_or_default();
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, None)
+                    }
+                    None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
+                }
             }
         }
     }
@@ -1294,13 +1334,25 @@ impl Gateway {
         self.drain_ua(now, t);
     }
 
-    /// Port `i`'s call goes out on trunk `t` as B leg `leg`.
-    fn place_sip_call(&mut self, now: Instant, leg: LegId, i: usize, t: usize, calling: &str, called: &str) -> Result<(), Release> {
-        let label = self.ports[i].label;
+    /// A call goes out on trunk `t` as B leg `leg`, its RTP carried by rt
+    /// channel `channel`; `own`: the calling port's number (its account on a
+    /// per-number trunk).
+    #[allow(clippy::too_many_arguments)]
+    fn place_sip_call(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        t: usize,
+        calling: &str,
+        called: &str,
+        channel: u8,
+        own: Option<String>,
+    ) -> Result<(), Release> {
+        let label = channel;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
-                warn!(port = label, %e, "cannot place call: no RTP port");
+                warn!(channel = label, %e, "cannot place call: no RTP port");
                 return Err(Release::local(LocalReason::Unavailable));
             }
         };
@@ -1309,16 +1361,16 @@ impl Gateway {
         let cn = self.config.media.silence_suppression;
         let codecs = self.trunks[t].codecs.clone();
         let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
-        let own = self.ports[i].number.clone();
         let trunk = &mut self.trunks[t];
-        let placed = match trunk.register {
+        let placed = match (trunk.register, own) {
             // The port's own account (today's behaviour), from its own number.
-            RegisterMode::PerNumber => trunk.ua.invite(now, &own, called, offer.clone()),
-            RegisterMode::Pilot => {
+            (RegisterMode::PerNumber, Some(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
+            (RegisterMode::PerNumber, None) => trunk.ua.invite_as(now, calling, called, offer.clone(), None),
+            (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
                 trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
             }
-            RegisterMode::None => {
+            (RegisterMode::None, _) => {
                 // A peer trusted by address; an account, if one is set, answers a challenge.
                 let acct = trunk.ua_first_account();
                 trunk.ua.invite_as(now, calling, called, offer.clone(), acct.as_deref())
@@ -1326,7 +1378,7 @@ impl Gateway {
         };
         match placed {
             Ok(handle) => {
-                info!(port = label, trunk = %self.trunks[t].name, from = %calling, to = %called, call = handle.0, "placing call");
+                info!(channel = label, trunk = %self.trunks[t].name, from = %calling, to = %called, call = handle.0, "placing call");
                 self.counters.outgoing += 1;
                 self.trunks[t].counters.calls_out += 1;
                 self.trunks[t].active += 1;
@@ -1344,7 +1396,7 @@ impl Gateway {
                         offer: Some(offer),
                         remote_offer: None,
                         media: None,
-                        media_channel: Some(self.ports[i].channel),
+                        media_channel: Some(channel),
                         answered: false,
                         max_until: None,
                         held: false,
@@ -1354,7 +1406,7 @@ impl Gateway {
                 Ok(())
             }
             Err(e) => {
-                warn!(port = label, ?e, "cannot place call");
+                warn!(channel = label, ?e, "cannot place call");
                 Err(Release::local(LocalReason::Unavailable))
             }
         }
@@ -1535,6 +1587,11 @@ impl Gateway {
                             c.media = Some(m);
                             c.answered = true;
                             c.max_until = max;
+                        }
+                        // Trunk to trunk: no line machine asks for the media.
+                        let peer_is_sip = self.switch.peer(leg).is_some_and(|p| matches!(self.legs.get(&p), Some(Leg::Sip(..))));
+                        if let (true, Some(ch)) = (peer_is_sip, c_channel(&self.sip, leg)) {
+                            self.connect_media(leg, ch);
                         }
                         self.signal(now, leg, Signal::Answer);
                     }
@@ -2373,5 +2430,59 @@ to = [{ owner = true }]
         assert_eq!(c.emergency_numbers(), vec!["999".to_string(), "112".to_string()]);
         let e = Config::from_toml(&(base_toml() + "\n[emergency]\nnumbers = [\"9-1-1\"]\n"), 4).unwrap_err();
         assert_eq!(e.field, "emergency.numbers[0]");
+    }
+
+    #[test]
+    fn a_rule_lets_a_trunk_reach_another_trunk_through_two_bridge_channels() {
+        let extra = r#"
+[[route]]
+name = "transit"
+from = ["b"]
+called = ["2xxx"]
+to = [{ trunk = "default" }]
+"#;
+        let text = format!(
+            "{}\n[[trunk]]\nname = \"b\"\nproxy = \"127.0.0.1:7002\"\n\n[[group]]\nname = \"phones\"\nfxs = [1, 2, 3, 4]\n{extra}",
+            base_toml().replace("proxy = \"127.0.0.1:5060\"", "proxy = \"127.0.0.1:7001\"").replace("register_expires = 300", "register_expires = 0")
+        );
+        let config = Config::from_toml(&text, 4).unwrap_or_else(|e| panic!("{e}"));
+        let mut w = World::with(config);
+        w.gw.set_bridge_channels(4, 1);
+        w.peers.push(Peer::new("127.0.0.1:7001", Policy::Answer));
+        w.peers.push(Peer::new("127.0.0.1:7002", Policy::Answer));
+        let mut w = w.start();
+        w.gw.handle_datagram(w.now, "127.0.0.1:7002".parse().unwrap(), &invite_bytes("127.0.0.1:7002", "2000", "x1"));
+        w.pump();
+        assert_eq!(invites(&w.peers[0]), 1, "the call went on to trunk default");
+        assert!(w.peers[1].received.iter().any(|l| l == "SIP/2.0 200 OK"), "{:?}", w.peers[1].received);
+        let cmds = w.commands();
+        let mut l = listens(&cmds);
+        l.sort();
+        assert_eq!(l, vec![(4, Some(5)), (5, Some(4))]);
+        let started: Vec<u8> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                RtCommand::StartMedia { channel, .. } => Some(*channel),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started.len(), 2, "{cmds:?}");
+        assert!(started.contains(&4) && started.contains(&5));
+        // Only one bridge: a second transit call is refused with 34 (503).
+        w.gw.handle_datagram(w.now, "127.0.0.1:7002".parse().unwrap(), &invite_bytes("127.0.0.1:7002", "2001", "x2"));
+        w.pump();
+        assert!(w.peers[1].received.iter().any(|l| l == "SIP/2.0 503 Service Unavailable"), "{:?}", w.peers[1].received);
+        // The far end hangs up: both legs end and the bridge is free again.
+        let far = w.peers[0].events.iter().find_map(|e| match e {
+            Event::IncomingCall { call, .. } => Some(*call),
+            _ => None,
+        });
+        let now = w.now;
+        w.peers[0].ua.hangup(now, far.unwrap()).unwrap();
+        // Our 200 to the injected INVITE is never ACKed: the BYE waits for the 2xx to give up (RFC 3261 15).
+        w.advance(33_000);
+        assert!(w.peers[1].received.iter().any(|l| l.starts_with("BYE ")), "{:?}", w.peers[1].received);
+        assert_eq!(w.gw.bridges.len(), 1);
+        assert!(w.gw.sip.is_empty() && w.gw.trunk_status().iter().all(|t| t.active_calls == 0));
     }
 }
