@@ -8,7 +8,7 @@
 //! - real chip drivers (ProSLIC-class SLIC, Si3050-class DAA) come later,
 //!   generic over `embedded_hal::spi::SpiDevice`.
 //!
-//! Threading model: port control ([`FxsPort`]) belongs to the control plane;
+//! Threading model: port control ([`FxsPort`], [`FxoPort`]) belongs to the control plane;
 //! the [`PcmBus`] belongs to the real-time thread and must never block,
 //! allocate or lock.
 #![forbid(unsafe_code)]
@@ -104,6 +104,54 @@ pub trait FxsPort {
     fn set_ringing(&mut self, cadence: Option<RingCadence>) -> Result<(), PortError>;
     /// Sets the DC feed and polarity.
     fn set_line_feed(&mut self, feed: LineFeed) -> Result<(), PortError>;
+}
+
+/// Supervision events reported by an FXO port (the gateway is the phone, the
+/// exchange is on the line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FxoEvent {
+    /// Ringing voltage appeared / went away (one ring burst each; the
+    /// cadence is judged above the HAL).
+    RingStart,
+    RingStop,
+    /// The line's polarity reversed (answer or disconnect supervision, or
+    /// the exchange's announcement of caller ID before the first ring).
+    PolarityReversal,
+    /// Loop current dropped (an open-loop disconnect, "CPC", while seized)
+    /// and came back.
+    LoopCurrentDrop,
+    LoopCurrentRestore,
+}
+
+/// Line polarity seen by the DAA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polarity {
+    Normal,
+    Reversed,
+}
+
+/// What an FXO port can read of its line (`None`: the hardware cannot tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FxoLineStatus {
+    /// Tip-ring voltage in volts (on hook about 48, seized about 6-10).
+    pub voltage: Option<i16>,
+    /// Loop current in mA while seized.
+    pub loop_current_ma: Option<u16>,
+    pub polarity: Polarity,
+    pub ringing: bool,
+    pub seized: bool,
+}
+
+/// An FXO port: the gateway is the phone on an exchange line.
+pub trait FxoPort {
+    /// Next supervision event, if any. Never blocks.
+    fn poll_event(&mut self) -> Option<FxoEvent>;
+    /// Seizes the line (closes the loop: off-hook) or releases it.
+    fn seize(&mut self, on: bool) -> Result<(), PortError>;
+    /// Opens the loop for `ms` while seized (hook flash, or one pulse of
+    /// pulse dialling when short).
+    fn flash(&mut self, ms: u16) -> Result<(), PortError>;
+    fn line_status(&self) -> FxoLineStatus;
 }
 
 /// Result of one PCM exchange.

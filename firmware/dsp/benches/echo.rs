@@ -83,20 +83,6 @@ impl Drop for Speex {
     }
 }
 
-fn models() -> Vec<(String, Vec<f32>)> {
-    let text = include_str!("../testdata/g168_models.txt");
-    let mut out: Vec<(String, Vec<f32>)> = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let mut it = line.split_whitespace();
-        if line.starts_with("model") {
-            it.next();
-            out.push((it.next().unwrap().into(), Vec::new()));
-        } else {
-            out.last_mut().unwrap().1.extend(it.map(|v| v.parse::<f32>().unwrap()));
-        }
-    }
-    out
-}
 
 fn law(x: f32) -> i16 {
     let s = x.round().clamp(-32768.0, 32767.0) as i16;
@@ -243,7 +229,7 @@ fn time_ns(mut run: impl FnMut(&[i16], &[i16], &mut [i16]), s: &Signals) -> f64 
 
 fn main() {
     if std::env::var("PROFILE_OURS").is_ok() {
-        let ms = models();
+        let ms = support::models();
         RECORDED.store(true, std::sync::atomic::Ordering::Relaxed);
         let s = signals(&ms[0].1, 240, 6.0, 10.0, None);
         let mut ec = Box::new(EchoCanceller::new(1024));
@@ -255,7 +241,7 @@ fn main() {
         }
         return;
     }
-    let ms = models();
+    let ms = support::models();
     println!("echo canceller benchmark: 1024 taps, G.711 both paths, ERL 6 dB, speech-like far end at -16 dBm0");
     println!("{:<5} {:>6} | {:>28} | {:>28} | {:>6} {:>6}", "model", "delay", "gw-dsp  ERLE  t20  dtDrop dtSDR ns", "speexdsp ERLE  t20  dtDrop dtSDR ns", "dERLE", "speed");
     let mut sums = [0.0f64; 7];

@@ -88,6 +88,7 @@ impl Setup {
             echo_tail: Some(m.echo_tail_ms as usize * 8),
             profile: gw_dsp::tones::profile(&config.system.country).expect("validated country"),
             modem_bypass: m.modem_bypass,
+            bridge_channels: 0,
         };
         Setup { rt, ptime_ms: m.ptime_ms, jitter_ms: m.jitter_ms, codec: VoiceCodec::G711(Law::Ulaw) }
     }

@@ -39,11 +39,48 @@ pub struct Config {
     /// Port groups for the routing table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<gw_call::GroupConfig>,
+    /// Emergency numbers: always routed, first to the PSTN (FXO) lines.
+    #[serde(default)]
+    pub emergency: EmergencyConfig,
     /// The routing table. Without it: the ports call each other by number,
     /// the dial plan's other numbers go to the `default` trunk, and calls
     /// from that trunk ring the port whose number they name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<gw_call::RouteConfig>,
+}
+
+/// `[emergency]`: the numbers that are routed as emergency calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyConfig {
+    /// The numbers; absent: the country's (US 911; UK 999 and 112; DE 112 and
+    /// 110; FR 112, 15, 17, 18; AU 000 and 112; JP 110 and 119; elsewhere
+    /// 112). `[]`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numbers: Option<Vec<String>>,
+    /// When every PSTN line is busy, an emergency call takes one from a
+    /// non-emergency call (that call is released with cause 8).
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+}
+
+impl Default for EmergencyConfig {
+    fn default() -> Self {
+        EmergencyConfig { numbers: None, preempt: true }
+    }
+}
+
+/// The emergency numbers of a country profile code.
+pub fn country_emergency_numbers(code: &str) -> &'static [&'static str] {
+    match code {
+        "US" | "CA" => &["911"],
+        "UK" => &["999", "112"],
+        "DE" => &["112", "110"],
+        "FR" => &["112", "15", "17", "18"],
+        "AU" => &["000", "112"],
+        "JP" => &["110", "119"],
+        _ => &["112"],
+    }
 }
 
 /// Name of the trunk that `[sip]` configures.
@@ -360,6 +397,15 @@ pub struct Media {
     /// carrier CPE (some SBCs and lawful-intercept paths mishandle gaps).
     #[serde(default)]
     pub silence_suppression: bool,
+    /// Simultaneous calls between two SIP trunks (where a rule allows them):
+    /// each takes two bridge channels in the rt thread (decoded, and
+    /// re-encoded if the codecs differ).
+    #[serde(default = "default_sip_bridges")]
+    pub sip_bridges: u8,
+}
+
+fn default_sip_bridges() -> u8 {
+    4
 }
 
 fn default_true() -> bool {
@@ -521,6 +567,9 @@ impl Config {
             return Err(ConfigError::new("media.jitter_ms", "must be a multiple of 10 within 20..200"));
         }
 
+        if m.sip_bridges > 32 {
+            return Err(ConfigError::new("media.sip_bridges", "must be within 0..32"));
+        }
         if !(16..=128).contains(&m.echo_tail_ms) {
             return Err(ConfigError::new("media.echo_tail_ms", "must be within 16..128"));
         }
@@ -648,6 +697,13 @@ impl Config {
                 return Err(ConfigError::new(format!("trunk[{i}].cause_map.{}", e.field), e.message));
             }
         }
+        if let Some(numbers) = &self.emergency.numbers {
+            for (k, n) in numbers.iter().enumerate() {
+                if n.is_empty() || n.len() > 16 || !n.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
+                    return Err(ConfigError::new(format!("emergency.numbers[{k}]"), "must be 1 to 16 digits, * or #"));
+                }
+            }
+        }
         if self.sip.options_interval_s != 0 && !(5..=3600).contains(&self.sip.options_interval_s) {
             return Err(ConfigError::new("sip.options_interval_s", "must be 0 (off) or within 5..3600"));
         }
@@ -662,6 +718,17 @@ impl Config {
             }
         }
         self.route_table().map(|_| ())
+    }
+
+    /// The emergency numbers in force (configured, else the country's).
+    pub fn emergency_numbers(&self) -> Vec<String> {
+        match &self.emergency.numbers {
+            Some(n) => n.clone(),
+            None => {
+                let code = gw_dsp::tones::profile(&self.system.country).map_or("", |p| p.code);
+                country_emergency_numbers(code).iter().map(|s| s.to_string()).collect()
+            }
+        }
     }
 
     /// The names of the SIP trunks, `default` first.
@@ -682,11 +749,37 @@ impl Config {
             ConfigError::new(field, reason)
         };
         if !self.route.is_empty() {
-            return gw_call::RouteTable::new(&self.group, &names, &self.route).map_err(to_error);
+            let mut routes = self.route.clone();
+            routes.extend(self.emergency_route(&self.group, &names));
+            return gw_call::RouteTable::new(&self.group, &names, &routes).map_err(to_error);
         }
-        let (groups, routes) = self.legacy_routes();
+        let (groups, mut routes) = self.legacy_routes();
+        routes.extend(self.emergency_route(&groups, &names));
         gw_call::RouteTable::new(&groups, &names, &routes).map_err(|e| {
             ConfigError::new("dialplan.patterns", format!("the implicit routing table is refused: {e}"))
+        })
+    }
+
+    /// The emergency rule, unless the table has one of its own: the
+    /// emergency numbers from every group with phones, to every group with
+    /// PSTN (FXO) lines first, then every trunk; never refused for limits.
+    /// It comes last in the file (so the installer's rule indexes stay) but
+    /// is looked up first.
+    pub fn emergency_route(&self, groups: &[gw_call::GroupConfig], trunks: &[String]) -> Option<gw_call::RouteConfig> {
+        let numbers = self.emergency_numbers();
+        let from: Vec<String> = groups.iter().filter(|g| !g.fxs.is_empty()).map(|g| g.name.clone()).collect();
+        if numbers.is_empty() || from.is_empty() || self.route.iter().any(|r| r.emergency) {
+            return None;
+        }
+        let pstn = groups.iter().filter(|g| !g.fxo.is_empty()).map(|g| gw_call::DestinationConfig { group: Some(g.name.clone()), ..Default::default() });
+        let sip = trunks.iter().map(|t| gw_call::DestinationConfig { trunk: Some(t.clone()), ..Default::default() });
+        Some(gw_call::RouteConfig {
+            name: Some("emergency".into()),
+            emergency: true,
+            from,
+            called: numbers.iter().map(|n| format!("exact:{n}")).collect(),
+            to: pstn.chain(sip).collect(),
+            ..Default::default()
         })
     }
 

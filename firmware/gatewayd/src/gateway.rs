@@ -256,6 +256,10 @@ pub struct Gateway {
     routes: HashMap<LegId, (String, usize)>,
     /// The port of each call an FXS port placed (by A leg), until it ends.
     fxs_callers: HashMap<LegId, usize>,
+    /// Free pairs of rt bridge channels for calls between two SIP legs, and
+    /// the pair each such call holds (by A leg).
+    bridges: Vec<(u8, u8)>,
+    bridged: HashMap<LegId, (u8, u8)>,
     /// Answers sent by the gateway itself (403 to strangers).
     transmits: VecDeque<Transmit>,
     rt: Producer<'static, RtCommand>,
@@ -445,6 +449,8 @@ impl Gateway {
             sip_legs: HashMap::new(),
             routes: HashMap::new(),
             fxs_callers: HashMap::new(),
+            bridges: Vec::new(),
+            bridged: HashMap::new(),
             transmits: VecDeque::new(),
             rt,
             media,
@@ -703,6 +709,13 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The rt thread's bridge channels (`first`, `first + 1`, ...; two per
+    /// call): calls between two SIP legs take a pair (none: such calls are
+    /// refused with cause 34).
+    pub fn set_bridge_channels(&mut self, first: u8, pairs: u8) {
+        self.bridges = (0..pairs).rev().map(|k| (first + 2 * k, first + 2 * k + 1)).collect();
+    }
+
     /// Unregisters and hangs up; the caller then flushes `poll_transmit`.
     pub fn stop(&mut self, now: Instant) {
         let calls: Vec<(usize, CallHandle)> = self.sip_legs.keys().copied().collect();
@@ -1138,6 +1151,11 @@ impl Gateway {
             }
             CallEvent::Released { a, release, by, route, trunks_down } => {
                 info!(%a, %release, ?by, %route, "call ended");
+                if let Some(pair) = self.bridged.remove(&a) {
+                    self.rt_command(RtCommand::Listen { channel: pair.0, from: None });
+                    self.rt_command(RtCommand::Listen { channel: pair.1, from: None });
+                    self.bridges.push(pair);
+                }
                 let (text, counted) = self.routes.remove(&a).unwrap_or_default();
                 for name in trunks_down.iter().skip(counted) {
                     self.counters.trunk_down += 1;
@@ -1145,7 +1163,11 @@ impl Gateway {
                         t.counters.skipped_down += 1;
                     }
                 }
-                let last = format!("{route}; final: {release}");
+                let side = match by {
+                    Side::A => "the caller",
+                    Side::B => "the called side",
+                };
+                let last = format!("{route}; final: {release}, released by {side}");
                 for p in self.ports.iter_mut().filter(|p| !text.is_empty() && p.last_route.as_deref() == Some(text.as_str())) {
                     p.last_route = Some(last.clone());
                 }
@@ -1186,14 +1208,36 @@ impl Gateway {
             }
             Target::Trunk(name) => {
                 let t = self.trunks.iter().position(|t| &t.name == name).ok_or(ours(Cause::NETWORK_OUT_OF_ORDER))?;
-                // The media of a SIP leg is carried by an FXS channel; trunk to
-                // trunk (RTP to RTP) is not done by the rt thread yet.
-                let Some(Leg::Fxs(i)) = self.legs.get(&a).copied() else {
-                    return Err(ours(Cause::SERVICE_NOT_IMPLEMENTED));
-                };
-                self.admit_on_trunk(now, t)?;
-                let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
-                self.place_sip_call(now, leg, i, t, &calling, &setup.called)
+                match self.legs.get(&a).copied() {
+                    // The port's channel carries the call's RTP.
+                    Some(Leg::Fxs(i)) => {
+                        self.admit_on_trunk(now, t)?;
+                        let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
+                        let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own))
+                    }
+                    // Trunk to trunk: two bridge channels join the two RTP
+                    // sessions inside the rt thread.
+                    Some(Leg::Sip(..)) => {
+                        if !self.bridged.contains_key(&a) {
+                            let pair = self.bridges.pop().ok_or_else(|| {
+                                warn!(trunk = %name, "no free SIP bridge (media.sip_bridges): refused");
+                                Release::local(LocalReason::Unavailable)
+                            })?;
+                            self.bridged.insert(a, pair);
+                            self.rt_command(RtCommand::Listen { channel: pair.0, from: Some(pair.1) });
+                            self.rt_command(RtCommand::Listen { channel: pair.1, from: Some(pair.0) });
+                            if let Some(c) = self.sip.get_mut(&a) {
+                                c.media_channel = Some(pair.0);
+                            }
+                        }
+                        let (_, vb) = self.bridged[&a];
+                        self.admit_on_trunk(now, t)?;
+                        let calling = setup.calling.clone().unwrap_or_default();
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, None)
+                    }
+                    None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
+                }
             }
         }
     }
@@ -1322,13 +1366,25 @@ impl Gateway {
         self.drain_ua(now, t);
     }
 
-    /// Port `i`'s call goes out on trunk `t` as B leg `leg`.
-    fn place_sip_call(&mut self, now: Instant, leg: LegId, i: usize, t: usize, calling: &str, called: &str) -> Result<(), Release> {
-        let label = self.ports[i].label;
+    /// A call goes out on trunk `t` as B leg `leg`, its RTP carried by rt
+    /// channel `channel`; `own`: the calling port's number (its account on a
+    /// per-number trunk).
+    #[allow(clippy::too_many_arguments)]
+    fn place_sip_call(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        t: usize,
+        calling: &str,
+        called: &str,
+        channel: u8,
+        own: Option<String>,
+    ) -> Result<(), Release> {
+        let label = channel;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
             Ok(x) => x,
             Err(e) => {
-                warn!(port = label, %e, "cannot place call: no RTP port");
+                warn!(channel = label, %e, "cannot place call: no RTP port");
                 return Err(Release::local(LocalReason::Unavailable));
             }
         };
@@ -1337,16 +1393,16 @@ impl Gateway {
         let cn = self.config.media.silence_suppression;
         let codecs = self.trunks[t].codecs.clone();
         let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
-        let own = self.ports[i].number.clone();
         let trunk = &mut self.trunks[t];
-        let placed = match trunk.register {
+        let placed = match (trunk.register, own) {
             // The port's own account (today's behaviour), from its own number.
-            RegisterMode::PerNumber => trunk.ua.invite(now, &own, called, offer.clone()),
-            RegisterMode::Pilot => {
+            (RegisterMode::PerNumber, Some(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
+            (RegisterMode::PerNumber, None) => trunk.ua.invite_as(now, calling, called, offer.clone(), None),
+            (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
                 trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
             }
-            RegisterMode::None => {
+            (RegisterMode::None, _) => {
                 // A peer trusted by address; an account, if one is set, answers a challenge.
                 let acct = trunk.ua_first_account();
                 trunk.ua.invite_as(now, calling, called, offer.clone(), acct.as_deref())
@@ -1354,7 +1410,7 @@ impl Gateway {
         };
         match placed {
             Ok(handle) => {
-                info!(port = label, trunk = %self.trunks[t].name, from = %calling, to = %called, call = handle.0, "placing call");
+                info!(channel = label, trunk = %self.trunks[t].name, from = %calling, to = %called, call = handle.0, "placing call");
                 self.counters.outgoing += 1;
                 self.trunks[t].counters.calls_out += 1;
                 self.trunks[t].active += 1;
@@ -1372,7 +1428,7 @@ impl Gateway {
                         offer: Some(offer),
                         remote_offer: None,
                         media: None,
-                        media_channel: Some(self.ports[i].channel),
+                        media_channel: Some(channel),
                         answered: false,
                         max_until: None,
                         held: false,
@@ -1382,7 +1438,7 @@ impl Gateway {
                 Ok(())
             }
             Err(e) => {
-                warn!(port = label, ?e, "cannot place call");
+                warn!(channel = label, ?e, "cannot place call");
                 Err(Release::local(LocalReason::Unavailable))
             }
         }
@@ -1459,6 +1515,10 @@ impl Gateway {
             info!(channel, from = %old.remote, to = %new.remote, "far end's media moved");
             self.media.retarget(channel, new.remote);
         }
+        // The SDP may bring a new stream (another media server, music on
+        // hold, the callee after an announcement): the session takes the next
+        // SSRC it sees; it never switches on its own.
+        self.rt_command(RtCommand::AcceptNewSource { channel });
         if (old.codec, old.payload_type, old.telephone_event) != (new.codec, new.payload_type, new.telephone_event) {
             info!(channel, codec = ?new.codec, "far end changed the codec: media restarted");
             let session = self.session_for(&new);
@@ -1563,6 +1623,11 @@ impl Gateway {
                             c.media = Some(m);
                             c.answered = true;
                             c.max_until = max;
+                        }
+                        // Trunk to trunk: no line machine asks for the media.
+                        let peer_is_sip = self.switch.peer(leg).is_some_and(|p| matches!(self.legs.get(&p), Some(Leg::Sip(..))));
+                        if let (true, Some(ch)) = (peer_is_sip, c_channel(&self.sip, leg)) {
+                            self.connect_media(leg, ch);
                         }
                         self.signal(now, leg, Signal::Answer);
                     }
@@ -2376,5 +2441,84 @@ to = [{ owner = true }]
             .map(|l| if l.starts_with("Content-Length:") { format!("Content-Length: {len}") } else { l.to_string() })
             .collect::<Vec<_>>()
             .join("\r\n")
+    }
+
+    #[test]
+    fn emergency_numbers_are_routed_by_the_implicit_emergency_rule() {
+        // 911 is the US emergency number; no rule of the table names it.
+        let mut w = two_trunks(Policy::Ring, Policy::Ring, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        w.hook(2, true);
+        w.dial(2, "911");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[0]), 2, "911 placed beside the call in progress");
+        let route = w.gw.port_status()[1].route.clone().unwrap();
+        assert!(route.contains("\"emergency\" 911"), "{route}");
+        // `[emergency] numbers = []`: no emergency rule; 911 is an ordinary (unroutable here) number.
+        let text = base_toml().replace("register_expires = 300", "register_expires = 0") + "\n[emergency]\nnumbers = []\n";
+        let c = Config::from_toml(&text, 4).unwrap();
+        assert!(c.route_table().unwrap().0.lookup("phones", "911", None) != gw_call::Lookup::NoRoute);
+        assert!(c.emergency_route(&c.legacy_routes().0, &c.trunk_names()).is_none());
+        let uk = base_toml().replace("country = \"US\"", "country = \"UK\"");
+        let c = Config::from_toml(&uk, 4).unwrap();
+        assert_eq!(c.emergency_numbers(), vec!["999".to_string(), "112".to_string()]);
+        let e = Config::from_toml(&(base_toml() + "\n[emergency]\nnumbers = [\"9-1-1\"]\n"), 4).unwrap_err();
+        assert_eq!(e.field, "emergency.numbers[0]");
+    }
+
+    #[test]
+    fn a_rule_lets_a_trunk_reach_another_trunk_through_two_bridge_channels() {
+        let extra = r#"
+[[route]]
+name = "transit"
+from = ["b"]
+called = ["2xxx"]
+to = [{ trunk = "default" }]
+"#;
+        let text = format!(
+            "{}\n[[trunk]]\nname = \"b\"\nproxy = \"127.0.0.1:7002\"\n\n[[group]]\nname = \"phones\"\nfxs = [1, 2, 3, 4]\n{extra}",
+            base_toml().replace("proxy = \"127.0.0.1:5060\"", "proxy = \"127.0.0.1:7001\"").replace("register_expires = 300", "register_expires = 0")
+        );
+        let config = Config::from_toml(&text, 4).unwrap_or_else(|e| panic!("{e}"));
+        let mut w = World::with(config);
+        w.gw.set_bridge_channels(4, 1);
+        w.peers.push(Peer::new("127.0.0.1:7001", Policy::Answer));
+        w.peers.push(Peer::new("127.0.0.1:7002", Policy::Answer));
+        let mut w = w.start();
+        w.gw.handle_datagram(w.now, "127.0.0.1:7002".parse().unwrap(), &invite_bytes("127.0.0.1:7002", "2000", "x1"));
+        w.pump();
+        assert_eq!(invites(&w.peers[0]), 1, "the call went on to trunk default");
+        assert!(w.peers[1].received.iter().any(|l| l == "SIP/2.0 200 OK"), "{:?}", w.peers[1].received);
+        let cmds = w.commands();
+        let mut l = listens(&cmds);
+        l.sort();
+        assert_eq!(l, vec![(4, Some(5)), (5, Some(4))]);
+        let started: Vec<u8> = cmds
+            .iter()
+            .filter_map(|c| match c {
+                RtCommand::StartMedia { channel, .. } => Some(*channel),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started.len(), 2, "{cmds:?}");
+        assert!(started.contains(&4) && started.contains(&5));
+        // Only one bridge: a second transit call is refused with 34 (503).
+        w.gw.handle_datagram(w.now, "127.0.0.1:7002".parse().unwrap(), &invite_bytes("127.0.0.1:7002", "2001", "x2"));
+        w.pump();
+        assert!(w.peers[1].received.iter().any(|l| l == "SIP/2.0 503 Service Unavailable"), "{:?}", w.peers[1].received);
+        // The far end hangs up: both legs end and the bridge is free again.
+        let far = w.peers[0].events.iter().find_map(|e| match e {
+            Event::IncomingCall { call, .. } => Some(*call),
+            _ => None,
+        });
+        let now = w.now;
+        w.peers[0].ua.hangup(now, far.unwrap()).unwrap();
+        // Our 200 to the injected INVITE is never ACKed: the BYE waits for the 2xx to give up (RFC 3261 15).
+        w.advance(33_000);
+        assert!(w.peers[1].received.iter().any(|l| l.starts_with("BYE ")), "{:?}", w.peers[1].received);
+        assert_eq!(w.gw.bridges.len(), 1);
+        assert!(w.gw.sip.is_empty() && w.gw.trunk_status().iter().all(|t| t.active_calls == 0));
     }
 }

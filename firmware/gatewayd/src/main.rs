@@ -123,7 +123,9 @@ fn run(
     let board_ports = board_desc.ports.len();
     let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
-    let channels = board.pcm.channels();
+    // The PCM bus's channels, then the bridge channels of trunk-to-trunk calls.
+    let lines = board.pcm.channels();
+    let channels = lines + 2 * usize::from(config.media.sip_bridges);
 
     let (rt_queues, ctl) = rt::make_queues();
     let rt_stats = Arc::new(RtStats::new(channels));
@@ -134,6 +136,7 @@ fn run(
         echo_tail: config.media.echo_canceller.then_some(config.media.echo_tail_ms as usize * 8),
         profile: gw_dsp::tones::profile(&config.system.country).expect("validated country"),
         modem_bypass: config.media.modem_bypass,
+        bridge_channels: 2 * usize::from(config.media.sip_bridges),
     };
     let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone(), rt_config);
     let stop = Arc::new(AtomicBool::new(false));
@@ -221,7 +224,8 @@ fn run(
             ^ (std::process::id() as u64) << 32;
         // Each port's audio is on its board timeslot (validated <= 127).
         let ports = board.fxs_timeslots.iter().map(|&t| t as u8).zip(board.fxs).collect();
-        let gateway = Gateway::new(config.clone(), sip_addr, ports, ctl.commands, media, seed);
+        let mut gateway = Gateway::new(config.clone(), sip_addr, ports, ctl.commands, media, seed);
+        gateway.set_bridge_channels(lines as u8, config.media.sip_bridges);
         let driver = Driver {
             gateway,
             sip,

@@ -92,9 +92,17 @@ pub enum RtCommand {
     StopCallerId { channel: u8 },
     StartMedia { channel: u8, session: SessionConfig, codec: VoiceCodec },
     StopMedia { channel: u8 },
+    /// The far end's media changed by signalling (a re-INVITE, the answer
+    /// after early media): the next SSRC received is locked in place of the
+    /// current one. A session never changes source on its own.
+    AcceptNewSource { channel: u8 },
     /// TDM cross-connect, one direction: `channel`'s line hears what the
     /// line of `from` sent (echo-cancelled), one frame later; `None` ends it.
     /// A local call is two of these. Media and tones on `channel` win over it.
+    /// On a bridge channel (no line: see [`RtConfig::bridge_channels`]) it
+    /// says what the channel receives instead of a line: what `from` plays
+    /// out in the same tick. Two bridge channels listening to each other
+    /// join two RTP sessions (a trunk-to-trunk call, transcoded if need be).
     Listen { channel: u8, from: Option<u8> },
 }
 
@@ -475,12 +483,20 @@ pub struct RtConfig {
     /// detected (modem signals can talk off a digit, and an RFC 4733 event
     /// would replace their audio).
     pub modem_bypass: bool,
+    /// Channels after the PCM bus's, with no line: each carries one RTP
+    /// session of a call between two SIP legs. No echo canceller.
+    pub bridge_channels: usize,
 }
 
 impl RtConfig {
     /// No echo canceller, US tones, modem bypass on (unit tests, tools).
     pub fn plain() -> Self {
-        RtConfig { echo_tail: None, profile: gw_dsp::tones::profile("US").expect("US profile"), modem_bypass: true }
+        RtConfig {
+            echo_tail: None,
+            profile: gw_dsp::tones::profile("US").expect("US profile"),
+            modem_bypass: true,
+            bridge_channels: 0,
+        }
     }
 }
 
@@ -495,6 +511,8 @@ pub struct RtEngine<P: PcmBus> {
     /// Each line's echo-cancelled audio of the last tick: what a channel
     /// that [`Channel::hears`] it plays in the next one.
     clean: Vec<Frame>,
+    /// Channels with a line on the PCM bus; the rest are bridge channels.
+    lines: usize,
     scratch: Packet,
     modem_bypass: bool,
     profile: &'static CountryProfile,
@@ -502,11 +520,12 @@ pub struct RtEngine<P: PcmBus> {
 
 impl<P: PcmBus> RtEngine<P> {
     pub fn new(pcm: P, queues: RtQueues, stats: Arc<RtStats>, config: RtConfig) -> Self {
-        let n = pcm.channels();
-        assert!(stats.channels.len() >= n, "RtStats sized for fewer channels than the PCM bus");
+        let lines = pcm.channels();
+        let n = lines + config.bridge_channels;
+        assert!(stats.channels.len() >= n, "RtStats sized for fewer channels than the PCM bus and the bridges");
         let channels = (0..n)
-            .map(|_| Channel {
-                echo: config.echo_tail.map(|t| Box::new(EchoCanceller::new(t))),
+            .map(|i| Channel {
+                echo: config.echo_tail.filter(|_| i < lines).map(|t| Box::new(EchoCanceller::new(t))),
                 dtmf: DtmfDetector::new(),
                 tone: None,
                 caller_id: None,
@@ -528,6 +547,7 @@ impl<P: PcmBus> RtEngine<P> {
             tx: vec![[0; FRAME_SAMPLES]; n],
             rx: vec![[0; FRAME_SAMPLES]; n],
             clean: vec![[0; FRAME_SAMPLES]; n],
+            lines,
             scratch: Packet::empty(),
             modem_bypass: config.modem_bypass,
             profile: config.profile,
@@ -539,7 +559,16 @@ impl<P: PcmBus> RtEngine<P> {
         self.apply_commands();
         self.receive_packets();
         self.build_line_frames();
-        let st = self.pcm.exchange(&self.tx, &mut self.rx);
+        let lines = self.lines;
+        let st = self.pcm.exchange(&self.tx[..lines], &mut self.rx[..lines]);
+        // A bridge channel's "line" is the channel it listens to: what that
+        // one plays out this tick (the other SIP leg's far end).
+        for v in lines..self.channels.len() {
+            self.rx[v] = match self.channels[v].hears {
+                Some(w) => self.tx[usize::from(w)],
+                None => [0; FRAME_SAMPLES],
+            };
+        }
         self.stats.pcm_rx_underruns.fetch_add(st.rx_underruns as u64, Ordering::Relaxed);
         self.stats.pcm_tx_overruns.fetch_add(st.tx_overruns as u64, Ordering::Relaxed);
         self.process_line_frames();
@@ -589,6 +618,11 @@ impl<P: PcmBus> RtEngine<P> {
                         ch.network_tones.reset();
                         ch.progress = ProgressDetector::new(profile);
                         ch.vbd = false;
+                    }
+                }
+                RtCommand::AcceptNewSource { channel } => {
+                    if let Some(m) = self.channels.get_mut(channel as usize).and_then(|c| c.media.as_mut()) {
+                        m.session.accept_new_source();
                     }
                 }
                 RtCommand::StopMedia { channel } => {
@@ -1454,6 +1488,56 @@ mod tests {
         };
         assert_eq!(events.iter().filter(|e| **e == want).count(), 1, "{events:?}");
         assert!(stats.channels[0].signals().vbd);
+    }
+
+    #[test]
+    fn two_bridge_channels_join_two_rtp_sessions_with_transcoding_and_no_allocation() {
+        // One line (channel 0), two bridge channels (1 and 2): a call between two SIP legs,
+        // PCMU on one side and PCMA on the other.
+        let line = |_t: u64, _ch: usize, f: &mut Frame| *f = [0; FRAME_SAMPLES];
+        let pcm = LoopPcm { n: 1, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 1] };
+        let (rtq, mut ctl) = make_queues();
+        let stats = Arc::new(RtStats::new(3));
+        let config = RtConfig { echo_tail: Some(512), bridge_channels: 2, ..RtConfig::plain() };
+        let mut engine = RtEngine::new(pcm, rtq, stats, config);
+        assert!(engine.channels[1].echo.is_none() && engine.channels[0].echo.is_some(), "no canceller on bridges");
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 1, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) }).unwrap();
+        ctl.commands.enqueue(RtCommand::StartMedia { channel: 2, session: session(8), codec: VoiceCodec::G711(Law::Alaw) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 1, from: Some(2) }).unwrap();
+        ctl.commands.enqueue(RtCommand::Listen { channel: 2, from: Some(1) }).unwrap();
+        let mut packets = rtp_packets(&sine(1004.0, -10.0, 2000));
+        for p in &mut packets {
+            p.channel = 1;
+        }
+        let mut out2 = Vec::with_capacity(200 * FRAME_SAMPLES);
+        let mut out1 = 0usize;
+        for t in 0..150 {
+            if t % 2 == 0 {
+                if let Some(p) = packets.get(t / 2) {
+                    ctl.packets_in.enqueue(p.clone()).ok().unwrap();
+                }
+            }
+            COUNTING.with(|c| c.set(true));
+            engine.tick();
+            COUNTING.with(|c| c.set(false));
+            while let Some(p) = ctl.packets_out.dequeue() {
+                match p.channel {
+                    2 => {
+                        let b = p.bytes();
+                        assert_eq!(b[1] & 0x7f, 8, "PCMA on the second leg");
+                        out2.extend(b[12..].iter().map(|&x| g711::decode(Law::Alaw, x)));
+                    }
+                    1 => out1 += 1,
+                    other => panic!("a packet for channel {other}"),
+                }
+            }
+        }
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+        // The first leg's 1004 Hz reaches the second leg's far end, transcoded, at its level.
+        let (level, purity) = tone_at(&out2[8000..], 1004.0, 1400.0);
+        assert!((level + 10.0).abs() < 1.0 && purity > 25.0, "second leg sends {level:.1} dBm0, {purity:.1} dB pure");
+        // And the first leg gets the second's (silent) audio back as packets.
+        assert!(out1 >= 70, "{out1} packets to the first leg");
     }
 
     /// A line that echoes what it is sent (a hybrid with 6 dB ERL, no delay)

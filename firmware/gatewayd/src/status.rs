@@ -165,6 +165,9 @@ impl Status {
                 p.state,
                 p.call.as_deref().unwrap_or("")
             );
+            if let (Some(_), Some(r)) = (&p.call, &p.route) {
+                let _ = writeln!(s, "        route: {r}");
+            }
             if let Some(e) = &p.echo {
                 let _ = writeln!(
                     s,

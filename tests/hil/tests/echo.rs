@@ -95,12 +95,8 @@ struct CallResult {
     status: serde_json::Value,
 }
 
-/// The far end calls 1001; the phone answers on a line with `path`, stays
-/// silent for the single talk, then (if `double_talk`) sends the tone; the far
-/// end hangs up and its recording is measured.
-fn call(ew: &EchoWorld, path: EchoPath, double_talk: bool) -> CallResult {
-    let (w, phone): (&World, Phone) = (&ew.w, ew.sim.phone(0));
-    phone.set_echo(Some(path)).unwrap();
+/// The far end calls 1001; the phone on port 1 answers once it rings.
+fn far_end_calls_and_phone_answers(w: &World, phone: &Phone) {
     w.far.dial("1001").unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     while !phone.is_ringing() {
@@ -109,6 +105,15 @@ fn call(ew: &EchoWorld, path: EchoPath, double_talk: bool) -> CallResult {
     }
     phone.off_hook();
     w.far.wait_established(Duration::from_secs(5)).expect("call established");
+}
+
+/// The far end calls 1001; the phone answers on a line with `path`, stays
+/// silent for the single talk, then (if `double_talk`) sends the tone; the far
+/// end hangs up and its recording is measured.
+fn call(ew: &EchoWorld, path: EchoPath, double_talk: bool) -> CallResult {
+    let (w, phone): (&World, Phone) = (&ew.w, ew.sim.phone(0));
+    phone.set_echo(Some(path)).unwrap();
+    far_end_calls_and_phone_answers(w, &phone);
     std::thread::sleep(Duration::from_secs_f32(SINGLE_TALK_S));
     let status = w.gw.status().map(|s| s["ports"][0]["echo"].clone()).unwrap_or_default();
     if double_talk {
@@ -240,14 +245,7 @@ fn phone_is_never_muted_after_long_double_talk_over_far_noise() {
     let sim = Linesim::connect(w.gw.sim).expect("linesim attaches to the sim link");
     let phone = sim.phone(0);
     phone.set_echo(Some(EchoPath { delay_ms: 30, erl_db: ERL_DB, model: HybridModel::D5 })).unwrap();
-    w.far.dial("1001").unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    while !phone.is_ringing() {
-        assert!(Instant::now() < end, "port 1 does not ring");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    phone.off_hook();
-    w.far.wait_established(Duration::from_secs(5)).expect("call established");
+    far_end_calls_and_phone_answers(&w, &phone);
     // Far-end speech alone: the canceller converges.
     std::thread::sleep(Duration::from_secs_f32(3.5));
     phone.play_tone(NEAR_TONE_HZ, TONE_DBM0);

@@ -25,6 +25,16 @@ fn refused(source_ip: &str, to: &str, number: &str) -> hil::SippOutcome {
     .wait(Duration::from_secs(15))
 }
 
+/// A SIPp UAS on 127.0.0.1:`port` that answers one call and echoes its RTP.
+fn echoing_peer(port: u16, rtp: u16) -> Sipp {
+    Sipp::spawn(
+        &sipp_scenario("uas.xml"),
+        &["-m", "1", "-i", "127.0.0.1", "-p", &port.to_string(), "-mp", &rtp.to_string(), "-rtp_echo"],
+        &[],
+    )
+    .expect("sipp starts")
+}
+
 fn wait_state(w: &World, port: usize, states: &[&str], within: Duration) -> Duration {
     let t0 = Instant::now();
     w.gw.wait_until(&format!("port {port} in {states:?}"), within, || states.contains(&w.gw.port_state(port).as_str()));
@@ -89,12 +99,7 @@ to = [{{ trunk = "peer" }}]
     assert!(w.kamailio.log().lines().all(|l| !l.contains("INVITE") || !l.contains("5551234")), "relayed to the carrier");
 
     // 3xxx goes to the peer (SIPp echoes the audio back), 2xxx to the carrier.
-    let uas = Sipp::spawn(
-        &sipp_scenario("uas.xml"),
-        &["-m", "1", "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-mp", &rtp.to_string(), "-rtp_echo"],
-        &[],
-    )
-    .unwrap();
+    let uas = echoing_peer(uas_port, rtp);
     let p1 = sim.phone(0);
     p1.off_hook();
     p1.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
@@ -165,12 +170,7 @@ to = [{{ trunk = "dead" }}]
         let st = w.gw.status().unwrap();
         st["trunks"].as_array().unwrap().iter().any(|t| t["name"] == "dead" && t["state"].as_str().unwrap_or("").starts_with("down"))
     });
-    let uas = Sipp::spawn(
-        &sipp_scenario("uas.xml"),
-        &["-m", "1", "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-mp", &rtp.to_string(), "-rtp_echo"],
-        &[],
-    )
-    .unwrap();
+    let uas = echoing_peer(uas_port, rtp);
     let sim = w.gw.attach();
     let p1 = sim.phone(0);
     p1.off_hook();
