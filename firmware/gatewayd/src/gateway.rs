@@ -2424,6 +2424,24 @@ to = [{ owner = true }]
     }
 
     #[test]
+    fn a_reinvite_moving_the_media_lets_the_session_take_the_new_stream() {
+        // The rt session never follows another SSRC on its own (an injected
+        // stream must not take the call over): signalling tells it to.
+        let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        let cmds = w.commands();
+        assert!(!cmds.iter().any(|c| matches!(c, RtCommand::AcceptNewSource { .. })), "{cmds:?}");
+        let (t, handle) = w.gw.sip.values().next().map(|c| (c.trunk, c.handle)).unwrap();
+        let offer = sdp::make_offer(w.peers[0].addr.ip(), 7094, &[Codec::Pcmu], None, 7);
+        let now = w.now;
+        w.gw.apply_ua_event(now, t, Event::RemoteOffer { call: handle, offer });
+        let cmds = w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::AcceptNewSource { channel: 0 })), "{cmds:?}");
+    }
+
+    #[test]
     fn an_offer_without_a_common_codec_gets_488_and_rings_nothing() {
         let mut w = two_trunks(Policy::Answer, Policy::Answer, "");
         let text = String::from_utf8(invite_bytes("127.0.0.1:7001", "1001", "g")).unwrap();
