@@ -1365,7 +1365,11 @@ impl Gateway {
         let placed = match (trunk.register, own) {
             // The port's own account (today's behaviour), from its own number.
             (RegisterMode::PerNumber, Some(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
-            (RegisterMode::PerNumber, None) => trunk.ua.invite_as(now, calling, called, offer.clone(), None),
+            // Another trunk's caller: its number's account if it has one here.
+            (RegisterMode::PerNumber, None) => trunk
+                .ua
+                .invite(now, calling, called, offer.clone())
+                .or_else(|_| trunk.ua.invite_as(now, calling, called, offer.clone(), None)),
             (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
                 trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
