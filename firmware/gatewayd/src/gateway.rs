@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use gw_call::call::TargetState;
 use gw_call::switch::Output as SwitchOutput;
 use gw_call::{
-    CallEvent, Cause, CauseMap, Hunt, LegId, LocalReason, Location, Lookup, Release, Select, Setup, Side, Signal, Switch, Target,
+    CallEvent, Cause, CauseMap, Hunt, LegId, Limits, LocalReason, Location, Lookup, Release, Select, Setup, Side, Signal, Switch, Target,
 };
 use gw_dsp::callerid_line::LineStep;
 use gw_dsp::g711::Law;
@@ -150,8 +150,6 @@ struct Trunk {
     failed_accounts: HashSet<String>,
     registrations: HashMap<String, String>,
     active: u32,
-    /// Calls started in the last minute (calls_per_minute).
-    recent: VecDeque<Instant>,
     counters: TrunkCounters,
 }
 
@@ -242,6 +240,8 @@ pub struct Gateway {
     /// The call-control core: routes, limits, each call's legs and failover.
     switch: Switch,
     hunt: Hunt,
+    /// Each trunk's calls in the last minute (`calls_per_minute`).
+    rates: Limits,
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
     /// Every leg the switch knows, as the driver knows it.
@@ -368,7 +368,6 @@ impl Gateway {
             failed_accounts: HashSet::new(),
             registrations: HashMap::new(),
             active: 0,
-            recent: VecDeque::new(),
             counters: TrunkCounters::default(),
         };
         let mut default = new_trunk(
@@ -438,6 +437,7 @@ impl Gateway {
             cadence,
             switch: Switch::new(table),
             hunt: Hunt::new(),
+            rates: Limits::new(),
             trunks,
             ports,
             legs: HashMap::new(),
@@ -619,22 +619,16 @@ impl Gateway {
     /// The trunk's limits for a new call (either direction): counted when admitted.
     fn admit_on_trunk(&mut self, now: Instant, t: usize) -> Result<(), Release> {
         let trunk = &mut self.trunks[t];
-        while trunk.recent.front().is_some_and(|&x| now.saturating_duration_since(x) >= Duration::from_secs(60)) {
-            trunk.recent.pop_front();
-        }
         if trunk.limits.max_calls.is_some_and(|m| trunk.active >= m) {
             trunk.counters.limited += 1;
             warn!(trunk = %trunk.name, max = trunk.limits.max_calls, "trunk call limit reached: call refused");
             return Err(Release::local(LocalReason::LimitReached));
         }
-        if trunk.limits.calls_per_minute.is_some_and(|m| trunk.recent.len() >= m as usize) {
+        // gw-call's sliding minute (0: no limit).
+        if !self.rates.admit(now, &trunk.name, trunk.limits.calls_per_minute.unwrap_or(0)) {
             trunk.counters.limited += 1;
             warn!(trunk = %trunk.name, per_minute = trunk.limits.calls_per_minute, "trunk calls-per-minute limit reached: call refused");
             return Err(Release::local(LocalReason::RateLimited));
-        }
-        trunk.recent.push_back(now);
-        if trunk.recent.len() > 10_000 {
-            trunk.recent.pop_front();
         }
         Ok(())
     }
@@ -2488,5 +2482,42 @@ to = [{ trunk = "default" }]
         assert!(w.peers[1].received.iter().any(|l| l.starts_with("BYE ")), "{:?}", w.peers[1].received);
         assert_eq!(w.gw.bridges.len(), 1);
         assert!(w.gw.sip.is_empty() && w.gw.trunk_status().iter().all(|t| t.active_calls == 0));
+    }
+
+    #[test]
+    fn a_trunks_calls_per_minute_and_simultaneous_call_limits_trip_and_recover() {
+        let mut w = two_trunks(Policy::Reject(503, None), Policy::Ring, "limits = { calls_per_minute = 2 }");
+        for port in 1..=3 {
+            w.hook(port, true);
+            w.dial(port, "2000");
+            w.advance(100);
+        }
+        assert_eq!(invites(&w.peers[1]), 2, "the third call in the minute is refused by trunk b");
+        let b = w.gw.trunk_status().into_iter().find(|t| t.name == "b").unwrap();
+        assert_eq!(b.counters.limited, 1);
+        assert!(w.gw.port_status()[2].route.as_deref().unwrap().contains("42 switching equipment congestion"), "{:?}", w.gw.port_status()[2].route);
+        for port in 1..=3 {
+            w.hook(port, false);
+        }
+        w.advance(60_000);
+        w.hook(4, true);
+        w.dial(4, "2000");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 3, "a minute later the trunk takes calls again");
+
+        let mut w = two_trunks(Policy::Reject(503, None), Policy::Ring, "limits = { max_calls = 1 }");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        w.hook(2, true);
+        w.dial(2, "2001");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 1, "one call at a time on trunk b");
+        w.hook(1, false);
+        w.hook(2, false);
+        w.hook(2, true);
+        w.dial(2, "2001");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 2, "free again once the first call ended");
     }
 }
