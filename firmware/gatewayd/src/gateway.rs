@@ -2520,4 +2520,75 @@ to = [{ trunk = "default" }]
         w.advance(100);
         assert_eq!(invites(&w.peers[1]), 2, "free again once the first call ended");
     }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Hook(usize, bool),
+        Dial(usize, &'static str),
+        Wait(u64),
+        Policy(usize, Policy),
+        FarHangup(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let policy = prop_oneof![
+            Just(Policy::Answer),
+            Just(Policy::Ring),
+            Just(Policy::EarlyMedia),
+            Just(Policy::Silent),
+            Just(Policy::Reject(486, Some(17))),
+            Just(Policy::Reject(503, None)),
+        ];
+        prop_oneof![
+            (1usize..=4, any::<bool>()).prop_map(|(p, off)| Op::Hook(p, off)),
+            (1usize..=4, proptest::sample::select(vec!["1001", "1002", "1003", "1004", "2000", "2001", "911", "5"]))
+                .prop_map(|(p, n)| Op::Dial(p, n)),
+            proptest::sample::select(vec![10u64, 500, 3_000, 10_000]).prop_map(Op::Wait),
+            (0usize..2, policy).prop_map(|(k, p)| Op::Policy(k, p)),
+            (0usize..2).prop_map(Op::FarHangup),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+        /// Whatever the phones and the far ends do, once the phones hang up and
+        /// time passes, nothing is left: no call in the switch, no SIP leg, no
+        /// port held, no trunk slot or bridge taken.
+        #[test]
+        fn no_sequence_of_events_leaves_a_call_half_up(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut w = two_trunks(Policy::Answer, Policy::Ring, "");
+            for o in ops {
+                match o {
+                    Op::Hook(p, off) => w.hook(p, off),
+                    Op::Dial(p, n) => w.dial(p, n),
+                    Op::Wait(ms) => w.advance(ms),
+                    Op::Policy(k, p) => w.peers[k].policy = p,
+                    Op::FarHangup(k) => {
+                        let calls: Vec<CallHandle> = w.peers[k].events.iter().filter_map(|e| match e {
+                            Event::IncomingCall { call, .. } => Some(*call),
+                            _ => None,
+                        }).collect();
+                        let now = w.now;
+                        for c in calls {
+                            let _ = w.peers[k].ua.hangup(now, c);
+                        }
+                        w.pump();
+                    }
+                }
+            }
+            for k in 0..2 {
+                w.peers[k].policy = Policy::Answer;
+            }
+            for p in 1..=4 {
+                w.hook(p, false);
+            }
+            w.advance(200_000);
+            proptest::prop_assert_eq!(w.gw.switch.calls().count(), 0, "calls left: {:?}", w.gw.switch.calls().map(|c| c.describe()).collect::<Vec<_>>());
+            proptest::prop_assert!(w.gw.sip.is_empty(), "SIP legs left: {}", w.gw.sip.len());
+            proptest::prop_assert!(w.gw.ports.iter().all(|p| p.leg.is_none()), "a port still holds a leg");
+            proptest::prop_assert!(w.gw.trunk_status().iter().all(|t| t.active_calls == 0), "{:?}", w.gw.trunk_status());
+            proptest::prop_assert!(w.gw.port_status().iter().all(|p| p.state == "Idle"), "{:?}", w.gw.port_status().iter().map(|p| p.state.clone()).collect::<Vec<_>>());
+        }
+    }
 }
