@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use gw_call::call::TargetState;
 use gw_call::switch::Output as SwitchOutput;
 use gw_call::{
-    CallEvent, Cause, CauseMap, Hunt, LegId, LocalReason, Location, Lookup, Release, Select, Setup, Side, Signal, Switch, Target,
+    CallEvent, Cause, CauseMap, Hunt, LegId, Limits, LocalReason, Location, Lookup, Release, Select, Setup, Side, Signal, Switch, Target,
 };
 use gw_dsp::callerid_line::LineStep;
 use gw_dsp::g711::Law;
@@ -150,8 +150,6 @@ struct Trunk {
     failed_accounts: HashSet<String>,
     registrations: HashMap<String, String>,
     active: u32,
-    /// Calls started in the last minute (calls_per_minute).
-    recent: VecDeque<Instant>,
     counters: TrunkCounters,
 }
 
@@ -244,6 +242,8 @@ pub struct Gateway {
     /// The call-control core: routes, limits, each call's legs and failover.
     switch: Switch,
     hunt: Hunt,
+    /// Each trunk's calls in the last minute (`calls_per_minute`).
+    rates: Limits,
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
     /// Every leg the switch knows, as the driver knows it.
@@ -372,7 +372,6 @@ impl Gateway {
             failed_accounts: HashSet::new(),
             registrations: HashMap::new(),
             active: 0,
-            recent: VecDeque::new(),
             counters: TrunkCounters::default(),
         };
         let mut default = new_trunk(
@@ -442,6 +441,7 @@ impl Gateway {
             cadence,
             switch: Switch::new(table),
             hunt: Hunt::new(),
+            rates: Limits::new(),
             trunks,
             ports,
             legs: HashMap::new(),
@@ -623,22 +623,16 @@ impl Gateway {
     /// The trunk's limits for a new call (either direction): counted when admitted.
     fn admit_on_trunk(&mut self, now: Instant, t: usize) -> Result<(), Release> {
         let trunk = &mut self.trunks[t];
-        while trunk.recent.front().is_some_and(|&x| now.saturating_duration_since(x) >= Duration::from_secs(60)) {
-            trunk.recent.pop_front();
-        }
         if trunk.limits.max_calls.is_some_and(|m| trunk.active >= m) {
             trunk.counters.limited += 1;
             warn!(trunk = %trunk.name, max = trunk.limits.max_calls, "trunk call limit reached: call refused");
             return Err(Release::local(LocalReason::LimitReached));
         }
-        if trunk.limits.calls_per_minute.is_some_and(|m| trunk.recent.len() >= m as usize) {
+        // gw-call's sliding minute (0: no limit).
+        if !self.rates.admit(now, &trunk.name, trunk.limits.calls_per_minute.unwrap_or(0)) {
             trunk.counters.limited += 1;
             warn!(trunk = %trunk.name, per_minute = trunk.limits.calls_per_minute, "trunk calls-per-minute limit reached: call refused");
             return Err(Release::local(LocalReason::RateLimited));
-        }
-        trunk.recent.push_back(now);
-        if trunk.recent.len() > 10_000 {
-            trunk.recent.pop_front();
         }
         Ok(())
     }
@@ -1397,7 +1391,11 @@ impl Gateway {
         let placed = match (trunk.register, own) {
             // The port's own account (today's behaviour), from its own number.
             (RegisterMode::PerNumber, Some(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
-            (RegisterMode::PerNumber, None) => trunk.ua.invite_as(now, calling, called, offer.clone(), None),
+            // Another trunk's caller: its number's account if it has one here.
+            (RegisterMode::PerNumber, None) => trunk
+                .ua
+                .invite(now, calling, called, offer.clone())
+                .or_else(|_| trunk.ua.invite_as(now, calling, called, offer.clone(), None)),
             (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
                 trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
@@ -2538,5 +2536,113 @@ to = [{ trunk = "default" }]
         assert!(w.peers[1].received.iter().any(|l| l.starts_with("BYE ")), "{:?}", w.peers[1].received);
         assert_eq!(w.gw.bridges.len(), 1);
         assert!(w.gw.sip.is_empty() && w.gw.trunk_status().iter().all(|t| t.active_calls == 0));
+    }
+
+    #[test]
+    fn a_trunks_calls_per_minute_and_simultaneous_call_limits_trip_and_recover() {
+        let mut w = two_trunks(Policy::Reject(503, None), Policy::Ring, "limits = { calls_per_minute = 2 }");
+        for port in 1..=3 {
+            w.hook(port, true);
+            w.dial(port, "2000");
+            w.advance(100);
+        }
+        assert_eq!(invites(&w.peers[1]), 2, "the third call in the minute is refused by trunk b");
+        let b = w.gw.trunk_status().into_iter().find(|t| t.name == "b").unwrap();
+        assert_eq!(b.counters.limited, 1);
+        assert!(w.gw.port_status()[2].route.as_deref().unwrap().contains("42 switching equipment congestion"), "{:?}", w.gw.port_status()[2].route);
+        for port in 1..=3 {
+            w.hook(port, false);
+        }
+        w.advance(60_000);
+        w.hook(4, true);
+        w.dial(4, "2000");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 3, "a minute later the trunk takes calls again");
+
+        let mut w = two_trunks(Policy::Reject(503, None), Policy::Ring, "limits = { max_calls = 1 }");
+        w.hook(1, true);
+        w.dial(1, "2000");
+        w.advance(100);
+        w.hook(2, true);
+        w.dial(2, "2001");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 1, "one call at a time on trunk b");
+        w.hook(1, false);
+        w.hook(2, false);
+        w.hook(2, true);
+        w.dial(2, "2001");
+        w.advance(100);
+        assert_eq!(invites(&w.peers[1]), 2, "free again once the first call ended");
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Hook(usize, bool),
+        Dial(usize, &'static str),
+        Wait(u64),
+        Policy(usize, Policy),
+        FarHangup(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let policy = prop_oneof![
+            Just(Policy::Answer),
+            Just(Policy::Ring),
+            Just(Policy::EarlyMedia),
+            Just(Policy::Silent),
+            Just(Policy::Reject(486, Some(17))),
+            Just(Policy::Reject(503, None)),
+        ];
+        prop_oneof![
+            (1usize..=4, any::<bool>()).prop_map(|(p, off)| Op::Hook(p, off)),
+            (1usize..=4, proptest::sample::select(vec!["1001", "1002", "1003", "1004", "2000", "2001", "911", "5"]))
+                .prop_map(|(p, n)| Op::Dial(p, n)),
+            proptest::sample::select(vec![10u64, 500, 3_000, 10_000]).prop_map(Op::Wait),
+            (0usize..2, policy).prop_map(|(k, p)| Op::Policy(k, p)),
+            (0usize..2).prop_map(Op::FarHangup),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+        /// Whatever the phones and the far ends do, once the phones hang up and
+        /// time passes, nothing is left: no call in the switch, no SIP leg, no
+        /// port held, no trunk slot or bridge taken.
+        #[test]
+        fn no_sequence_of_events_leaves_a_call_half_up(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut w = two_trunks(Policy::Answer, Policy::Ring, "");
+            for o in ops {
+                match o {
+                    Op::Hook(p, off) => w.hook(p, off),
+                    Op::Dial(p, n) => w.dial(p, n),
+                    Op::Wait(ms) => w.advance(ms),
+                    Op::Policy(k, p) => w.peers[k].policy = p,
+                    Op::FarHangup(k) => {
+                        let calls: Vec<CallHandle> = w.peers[k].events.iter().filter_map(|e| match e {
+                            Event::IncomingCall { call, .. } => Some(*call),
+                            _ => None,
+                        }).collect();
+                        let now = w.now;
+                        for c in calls {
+                            let _ = w.peers[k].ua.hangup(now, c);
+                        }
+                        w.pump();
+                    }
+                }
+            }
+            for k in 0..2 {
+                w.peers[k].policy = Policy::Answer;
+            }
+            for p in 1..=4 {
+                w.hook(p, false);
+            }
+            w.advance(200_000);
+            proptest::prop_assert_eq!(w.gw.switch.calls().count(), 0, "calls left: {:?}", w.gw.switch.calls().map(|c| c.describe()).collect::<Vec<_>>());
+            proptest::prop_assert!(w.gw.sip.is_empty(), "SIP legs left: {}", w.gw.sip.len());
+            proptest::prop_assert!(w.gw.ports.iter().all(|p| p.leg.is_none()), "a port still holds a leg");
+            proptest::prop_assert!(w.gw.trunk_status().iter().all(|t| t.active_calls == 0), "{:?}", w.gw.trunk_status());
+            proptest::prop_assert!(w.gw.port_status().iter().all(|p| p.state == "Idle"), "{:?}", w.gw.port_status().iter().map(|p| p.state.clone()).collect::<Vec<_>>());
+        }
     }
 }

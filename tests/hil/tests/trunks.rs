@@ -195,3 +195,52 @@ to = [{{ trunk = "dead" }}]
     assert!(t0.elapsed() < Duration::from_millis(2500));
     p1.on_hook();
 }
+
+#[test]
+fn a_rule_lets_the_peer_trunk_call_through_the_carrier_with_audio() {
+    let peer_port = free_udp_port();
+    let extra = format!(
+        r#"
+[[trunk]]
+name = "peer"
+proxy = "127.0.0.3:{peer_port}"
+options_interval_s = 0
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[route]]
+name = "transit"
+from = ["peer"]
+called = ["2xxx"]
+to = [{{ trunk = "default" }}]
+"#
+    );
+    let silence = vec![0i16; 8000];
+    let w = World::start(GwOptions { extra, ..GwOptions::default() }, None, &silence);
+    let gw_sip = w.gw.status().unwrap()["sip_listen"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let ulaw = dir.path().join("audio.ul");
+    hil::write_ulaw(&ulaw, &hil::tone(1004.0, -10.0, 4.0).unwrap()).unwrap();
+    let (rtp, _) = free_udp_port_range(4);
+    // The peer trunk calls 2000 as 1001 (an account of the carrier trunk), streams 3 s of 1004 Hz.
+    let args = [
+        "-m", "1", "-i", "127.0.0.3", "-p", &peer_port.to_string(), "-mp", &rtp.to_string(), "-s", "2000",
+        "-key", "caller", "1001", "-d", "3000", "-timeout", "20s", &gw_sip,
+    ];
+    let call = Sipp::spawn(&sipp_scenario("uac_call_direct.xml"), &args, &[("audio.ul", &ulaw)]).unwrap();
+    w.far.wait_incoming_answered(Duration::from_secs(10)).expect("the carrier's far end answers the transit call");
+    w.far.wait_call_closed(Duration::from_secs(15)).expect("the peer's BYE ends it");
+    let out = call.wait(Duration::from_secs(15));
+    assert!(out.success(), "{}\n{}", out.messages, out.log);
+    let rec = w.far.recording().unwrap();
+    let f = hil::dominant_frequency(&rec);
+    let level = hil::level_dbm0(&rec);
+    eprintln!("transit call: the far end heard {f:.1} Hz at {level:.1} dBm0");
+    assert!((f - 1004.0).abs() < 10.0, "far end heard {f} Hz");
+    assert!((level + 10.0).abs() < 3.0, "far end heard {level} dBm0, sent -10");
+    let st = w.gw.status().unwrap();
+    assert!(st["trunks"].as_array().unwrap().iter().all(|t| t["active_calls"] == 0), "{st}");
+}
+
