@@ -1,0 +1,1192 @@
+//! The FXO line machine: the gateway is the phone on one exchange (CO) line.
+//!
+//! Loop-start signalling seen from the terminal side (Telcordia GR-506 /
+//! ETSI ES 201 970 / EN 300 001 terms). Nothing here reads a clock, sleeps or
+//! touches hardware: the DAA's supervision events ([`FxoEvent`]), the rt
+//! thread's detector results (call-progress tones and speech energy,
+//! [`LineTone`]; caller ID, [`FxoLine::handle_caller_id`]; DTMF digits; the
+//! end of dialling) and the call control's requests come in, each with
+//! `now`; [`FxoAction`]s come out.
+//!
+//! # Driving it
+//!
+//! After every input (`handle_*`, [`FxoLine::place`], [`FxoLine::answer`],
+//! [`FxoLine::release`]) drain [`FxoLine::poll_action`] until `None` and
+//! carry the actions out in order: [`FxoAction::Seize`] and
+//! [`FxoAction::Dial`] on the port (`FxoPort::seize`, the rt thread's DTMF
+//! or pulse generator), media, caller ID receiver and tone commands on the
+//! rt thread, and the call events to the call control. Then sleep until
+//! [`FxoLine::poll_timeout`] and call [`FxoLine::handle_timeout`].
+//!
+//! # Inbound
+//!
+//! Ringing is judged here, the HAL only reports bursts: a burst counts as a
+//! ring once it has lasted [`FxoConfig::ring_min_on`] (shorter ones are
+//! line noise); a burst longer than [`FxoConfig::ring_max_on`] is a broken
+//! cadence; no burst for [`FxoConfig::ring_gone`] after the last one means
+//! the caller gave up. Caller ID ([`FxoCallerId`]) is received
+//! - before the first ring: a line reversal in idle (ETSI EN 300 659-1 5.3.1
+//!   DT-AS, BT SIN 227) starts the receiver; the data is kept until the
+//!   first ring; a reversal with no ring within
+//!   [`FxoConfig::caller_id_wait`] (a message-waiting indication) is no call;
+//! - between the first and second ring (Telcordia GR-30, EN 300 659-1 5.2):
+//!   the receiver runs from the end of the first ring until the data or the
+//!   second ring.
+//!
+//! The call is announced ([`FxoAction::Incoming`]) at the first ring, after
+//! the data, or at the second ring when the data never came (with a
+//! [`CallerIdFault`] saying why there is no number). Its destination is the
+//! line's fixed one (private line automatic ringdown: an extension, hunt
+//! group or SIP URI the call control holds per line; `digits: None`) or,
+//! only when [`FxoConfig::two_stage`] is set (off by default), two-stage
+//! dialling: the line is seized at once, the caller gets dial tone, keys the
+//! PIN and then the number (ended by `#` or the inter-digit timeout), and
+//! the call is announced with `digits: Some(..)`. A wrong PIN releases the
+//! line. The call control connects an announced call with
+//! [`FxoLine::answer`] (seize, media on) or drops it with
+//! [`FxoLine::release`] (the rings are then ignored until they stop).
+//!
+//! # Outbound
+//!
+//! [`FxoLine::place`] seizes the line (loop start), waits for dial tone
+//! ([`DialToneWait::Detect`], [`FxoCause::NoDialTone`] if it never comes) or
+//! a fixed time ([`DialToneWait::Timed`]), dials ([`FxoAction::Dial`], DTMF
+//! or pulse; the rt thread reports the end with [`FxoLine::handle_dialled`],
+//! guarded by a timer) and connects the media path at once so the caller
+//! hears the exchange's progress tones and announcements (early media).
+//! Progress tones map to causes: busy 17, reorder / congestion 34; no answer
+//! within [`FxoConfig::no_answer`] 19. Answer supervision
+//! ([`AnswerSupervision`]): a line reversal always means answer; the
+//! configured mode adds an assumed answer after a time or on speech energy.
+//!
+//! # Disconnect supervision and release
+//!
+//! While seized, the far end's release is detected by each method enabled in
+//! [`DisconnectSupervision`] (per line): an open-loop interval (CPC: loop
+//! current gone for at least `cpc_min`), a line reversal that persists for
+//! [`FxoConfig::reversal_guard`] (a reversal undone within it is a glitch),
+//! and busy / reorder / congestion (or dial) tone. Any release puts the line
+//! on hook and keeps it there for [`FxoConfig::release_guard`] (the
+//! exchange's own release takes that long) before it takes a ring or a new
+//! seizure.
+//!
+//! Glare (the exchange rings while the gateway seizes) goes to the inbound
+//! call: the outbound attempt fails with [`FxoCause::Glare`] (34, so the
+//! call control fails over to another line), the line goes back on hook and
+//! the ringing, if it goes on after the guard, is a fresh inbound call.
+//! [`FxoLine::place`] on a line that is ringing fails the same way.
+//!
+//! Every call the call control knows about (announced by `Incoming`, or
+//! started by [`FxoLine::place`]) ends with exactly one
+//! [`FxoAction::Released`], unless the call control ended it itself with
+//! [`FxoLine::release`]. Inbound attempts that never got announced end
+//! with [`FxoAction::Discarded`] (for logs and counters only).
+//!
+//! Not handled yet: ground start; an RP-AS ring burst before the data (EN
+//! 300 659-1 5.3.2) and DTMF caller ID without a line reversal are not told
+//! apart from a first ring; hook flash; a pulse-dialled PIN.
+
+use std::time::{Duration, Instant};
+
+use gw_hal::{FxoEvent, Polarity};
+
+use crate::fxs::Tone;
+
+/// Longest number dialled or collected (two-stage).
+pub const MAX_FXO_DIGITS: usize = 32;
+/// Longest calling name kept from caller ID (MDMF allows 50 octets).
+pub const MAX_NAME: usize = 50;
+
+/// When caller ID is received on this line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FxoCallerId {
+    None,
+    /// ETSI / BT: line reversal (DT-AS), data, then the first ring.
+    BeforeFirstRing,
+    /// Bell 202 (GR-30) or ETSI V.23 data between the first and second ring.
+    AfterFirstRing,
+    /// Both: data before the first ring if the line reverses, else after it.
+    Either,
+}
+
+impl FxoCallerId {
+    fn before(self) -> bool {
+        matches!(self, Self::BeforeFirstRing | Self::Either)
+    }
+    fn after(self) -> bool {
+        matches!(self, Self::AfterFirstRing | Self::Either)
+    }
+}
+
+/// How an outbound call is known to be answered. A line reversal before the
+/// answer is an answer in every mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerSupervision {
+    /// Only a line reversal (the line offers answer supervision).
+    PolarityReversal,
+    /// Assumed this long after the end of dialling.
+    AssumedAfter(Duration),
+    /// On speech energy from the far end ([`LineTone::Speech`]).
+    SpeechEnergy,
+}
+
+/// Which far-end release signals this line gets (any number of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DisconnectSupervision {
+    /// Open-loop interval (CPC): loop current gone at least this long.
+    pub cpc_min: Option<Duration>,
+    /// A line reversal while connected (lasting [`FxoConfig::reversal_guard`]).
+    pub polarity_reversal: bool,
+    /// Busy, reorder, congestion or dial tone while connected.
+    pub tone: bool,
+}
+
+impl DisconnectSupervision {
+    /// At least one method is enabled.
+    pub fn any(&self) -> bool {
+        self.cpc_min.is_some() || self.polarity_reversal || self.tone
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialMode {
+    Dtmf,
+    /// Loop-disconnect (decadic) dialling: digits 0-9 only.
+    Pulse,
+}
+
+/// What to wait for after seizing, before dialling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialToneWait {
+    /// Dial tone from the progress detector; none within `timeout` fails the
+    /// call with [`FxoCause::NoDialTone`].
+    Detect { timeout: Duration },
+    /// Dial blindly after this long.
+    Timed(Duration),
+}
+
+/// Two-stage dialling for inbound calls (off unless configured).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwoStage {
+    /// Digits the caller keys first; must not be empty.
+    pub pin: String,
+    /// Dial tone with no digit: release.
+    pub first_digit_timeout: Duration,
+    /// Between digits; ends the number (or releases if the PIN is not complete).
+    pub inter_digit_timeout: Duration,
+}
+
+impl TwoStage {
+    pub fn new(pin: &str) -> Self {
+        Self {
+            pin: pin.into(),
+            first_digit_timeout: Duration::from_secs(10),
+            inter_digit_timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Per-line settings; [`FxoConfig::for_country`] gives the defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FxoConfig {
+    pub caller_id: FxoCallerId,
+    pub answer: AnswerSupervision,
+    pub disconnect: DisconnectSupervision,
+    pub dial: DialMode,
+    pub dial_tone: DialToneWait,
+    /// A ring burst counts once it has lasted this long (shorter: noise).
+    pub ring_min_on: Duration,
+    /// A burst longer than this is a broken cadence.
+    pub ring_max_on: Duration,
+    /// No ring for this long after a ring: the caller gave up (longer than
+    /// the country's longest ring-off period).
+    pub ring_gone: Duration,
+    /// Caller ID before the first ring: longest wait from the line reversal
+    /// to the first ring.
+    pub caller_id_wait: Duration,
+    /// Outbound: no answer after dialling within this: cause 19.
+    pub no_answer: Duration,
+    /// A line reversal while connected must persist this long to count as
+    /// a disconnect.
+    pub reversal_guard: Duration,
+    /// On hook for at least this long after a release.
+    pub release_guard: Duration,
+    /// Two-stage dialling for inbound calls; `None` (the default): the
+    /// line's fixed destination.
+    pub two_stage: Option<TwoStage>,
+}
+
+impl FxoConfig {
+    /// Defaults for a country: "US" (Telcordia: 2 s on / 4 s off ringing,
+    /// Bell 202 caller ID after the first ring), "UK"/"GB" (BT: 0.4-0.2-0.4
+    /// on / 2 s off, caller ID before the first ring, SIN 227), "DE"
+    /// (1 s on / 4 s off, V.23 caller ID after the first ring,
+    /// 1 TR 110). Unknown codes: `None`.
+    ///
+    /// Common to all: ring counted after 150 ms; dial tone detected within
+    /// 5 s; answer on a reversal or on speech; no answer after 60 s; disconnect
+    /// by every method, reversal guard 100 ms; release guard 1 s; DTMF.
+    pub fn for_country(code: &str) -> Option<Self> {
+        let (caller_id, ring_max_on, ring_gone, cpc_ms) = match code.to_ascii_uppercase().as_str() {
+            // GR-506: CPC open interval of at least 350 ms.
+            "US" | "CA" => (FxoCallerId::AfterFirstRing, 3000, 6500, 350),
+            "UK" | "GB" => (FxoCallerId::BeforeFirstRing, 1200, 4500, 200),
+            "DE" => (FxoCallerId::AfterFirstRing, 1600, 6500, 250),
+            _ => return None,
+        };
+        Some(Self {
+            caller_id,
+            answer: AnswerSupervision::SpeechEnergy,
+            disconnect: DisconnectSupervision {
+                cpc_min: Some(Duration::from_millis(cpc_ms)),
+                polarity_reversal: true,
+                tone: true,
+            },
+            dial: DialMode::Dtmf,
+            dial_tone: DialToneWait::Detect { timeout: Duration::from_secs(5) },
+            ring_min_on: Duration::from_millis(150),
+            ring_max_on: Duration::from_millis(ring_max_on),
+            ring_gone: Duration::from_millis(ring_gone),
+            caller_id_wait: Duration::from_secs(6),
+            no_answer: Duration::from_secs(60),
+            reversal_guard: Duration::from_millis(100),
+            release_guard: Duration::from_secs(1),
+            two_stage: None,
+        })
+    }
+
+    /// Checks the settings a line cannot work with.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if !self.disconnect.any() {
+            return Err("no disconnect supervision: a line the far end left would stay seized");
+        }
+        if self.ring_min_on >= self.ring_max_on {
+            return Err("ring_min_on must be shorter than ring_max_on");
+        }
+        if let Some(ts) = &self.two_stage {
+            if ts.pin.is_empty() || ts.pin.len() > MAX_FXO_DIGITS || !ts.pin.bytes().all(is_dtmf_key) {
+                return Err("two-stage PIN must be 1-32 DTMF digits (0-9 * #)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the rt thread's detectors heard on the line (the call-progress
+/// tone detector and speech energy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineTone {
+    DialTone,
+    Ringback,
+    Busy,
+    Reorder,
+    Congestion,
+    /// Energy that is not a progress tone: someone talking.
+    Speech,
+    /// The tone reported last ended.
+    ToneGone,
+}
+
+/// Caller ID as received (already decoded and checked by the DSP).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallerIdInfo {
+    /// `None`: withheld or unavailable.
+    pub number: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Why an announced call has no caller ID although the line has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerIdFault {
+    /// The message's checksum did not match.
+    BadChecksum,
+    /// Undecodable message or unusable fields.
+    Malformed,
+    /// No message before the point it was due.
+    NoData,
+}
+
+/// How the far end's release was detected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectMethod {
+    Cpc,
+    PolarityReversal,
+    Tone,
+}
+
+/// Why a call or attempt ended; [`FxoCause::q850`] gives the cause value
+/// for the call control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FxoCause {
+    /// Busy tone before answer.
+    Busy,
+    /// Reorder (number unobtainable / cannot complete) tone before answer.
+    Reorder,
+    Congestion,
+    NoAnswer,
+    /// Seized, but no dial tone.
+    NoDialTone,
+    /// Loop current gone while seizing: the line is dead or cut.
+    LineFault,
+    /// The exchange rang while the gateway seized, or [`FxoLine::place`]
+    /// on a ringing line: the inbound call wins.
+    Glare,
+    /// [`FxoLine::place`] on a line already in use or in its release guard.
+    LineBusy,
+    /// A number that cannot be dialled (bad characters, pulse with `*#`,
+    /// too long).
+    InvalidNumber,
+    /// Ringing stopped before the answer: the caller gave up.
+    RingingStopped,
+    /// A ring burst longer than the cadence allows.
+    BrokenRingCadence,
+    FarEndReleased(DisconnectMethod),
+    /// Two-stage: wrong PIN.
+    WrongPin,
+    /// Two-stage: no (complete) PIN or number keyed in time.
+    NoDigits,
+}
+
+impl FxoCause {
+    /// The ITU-T Q.850 cause value.
+    pub fn q850(self) -> u8 {
+        match self {
+            Self::Busy => 17,
+            Self::Reorder | Self::Congestion | Self::Glare | Self::LineBusy => 34,
+            Self::NoAnswer => 19,
+            Self::NoDialTone | Self::BrokenRingCadence => 38,
+            Self::LineFault => 27,
+            Self::InvalidNumber | Self::NoDigits => 28,
+            Self::RingingStopped | Self::FarEndReleased(_) => 16,
+            Self::WrongPin => 21,
+        }
+    }
+}
+
+/// What the line asks of the port, the rt thread and the call control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FxoAction {
+    /// Go off hook (`true`: close the loop) or on hook.
+    Seize(bool),
+    /// Dial `digits` (DTMF, or loop-disconnect pulses when `pulse`); report
+    /// the end with [`FxoLine::handle_dialled`].
+    Dial { digits: String, pulse: bool },
+    /// Join the line's audio to the call's media path.
+    ConnectMedia,
+    DisconnectMedia,
+    /// Run the caller ID receiver on the line's audio (on hook); its result
+    /// goes to [`FxoLine::handle_caller_id`].
+    StartCallerIdReceiver,
+    StopCallerIdReceiver,
+    /// Play a tone towards the line (two-stage dial tone); replaces any tone.
+    PlayTone(Tone),
+    StopTone,
+    /// To the call control: an inbound call. `caller`/`name` from caller ID
+    /// (`None`: withheld, unavailable, or `caller_id_fault`); `digits`: the
+    /// two-stage number, `None` for the line's fixed destination.
+    Incoming {
+        caller: Option<String>,
+        name: Option<String>,
+        caller_id_fault: Option<CallerIdFault>,
+        digits: Option<String>,
+    },
+    /// To the call control: ringback heard (in band: the media path is up).
+    Alerting,
+    /// To the call control: the outbound call was answered.
+    Answered,
+    /// To the call control: its call is over (failed, or released by the
+    /// far end); the line is on hook.
+    Released(FxoCause),
+    /// An inbound attempt that was never announced ended (logs only).
+    Discarded(FxoCause),
+}
+
+/// Line states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FxoState {
+    /// On hook, nothing going on.
+    Idle,
+    /// Line reversed in idle: receiving caller ID before the first ring.
+    CallerIdBeforeRing,
+    /// Ringing, not announced yet (first ring, caller ID after it).
+    RingDetect,
+    /// Inbound call announced, still ringing.
+    Offered,
+    /// Ringing of a call that was dropped or broken: ignored until it stops.
+    IgnoringRings,
+    /// Two-stage: seized, collecting PIN and number.
+    TwoStage,
+    /// Outbound: seized, waiting for dial tone.
+    Seizing,
+    Dialling,
+    /// Dialled, waiting for the answer (media up).
+    Proceeding,
+    /// Seized, talking (inbound answered, outbound answered, or two-stage
+    /// call announced).
+    Connected,
+    /// Released: on hook until the guard time is over.
+    Guard,
+}
+
+/// Named timers; several may run at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    RingValidate,
+    RingTooLong,
+    RingGone,
+    CallerIdWait,
+    DialTone,
+    DialGuard,
+    NoAnswer,
+    AssumeAnswer,
+    Cpc,
+    ReversalGuard,
+    Digit,
+    ReleaseGuard,
+}
+
+const TIMERS: usize = 12;
+
+/// The longest dialling may take before the line goes on without the rt
+/// thread's report: per digit, 10 pulses at 10 pps plus the inter-digit
+/// pause, or a DTMF tone and pause; plus 2 s.
+fn dial_guard(digits: usize, pulse: bool) -> Duration {
+    let per_digit = if pulse { 1800 } else { 300 };
+    Duration::from_millis(2000 + per_digit * digits as u64)
+}
+
+fn is_dtmf_key(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'*' | b'#')
+}
+
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or(now)
+}
+
+/// Two-stage collection progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Pin,
+    Number,
+}
+
+/// One FXO line; see the module docs.
+#[derive(Debug)]
+pub struct FxoLine {
+    config: FxoConfig,
+    state: FxoState,
+    timers: [Option<Instant>; TIMERS],
+    actions: std::collections::VecDeque<FxoAction>,
+    seized: bool,
+    media: bool,
+    tone: bool,
+    cid_rx: bool,
+    /// Polarity as the events told it (toggled on each reversal).
+    polarity: Polarity,
+    /// Polarity when the call was answered: a lasting change is a disconnect.
+    answer_polarity: Polarity,
+    /// The ring burst now on, and whether it has counted as a ring.
+    ring_on: Option<Instant>,
+    ring_counted: bool,
+    rings: u32,
+    /// Caller ID of the inbound attempt.
+    caller: Option<CallerIdInfo>,
+    cid_fault: Option<CallerIdFault>,
+    /// Two-stage digits.
+    stage: Stage,
+    digits: String,
+    /// Outbound: the number, until dialled.
+    number: String,
+    alerted: bool,
+    /// Loop current is gone (CPC running or fired).
+    loop_dropped: bool,
+}
+
+impl FxoLine {
+    pub fn new(config: FxoConfig) -> Self {
+        Self {
+            config,
+            state: FxoState::Idle,
+            timers: [None; TIMERS],
+            actions: Default::default(),
+            seized: false,
+            media: false,
+            tone: false,
+            cid_rx: false,
+            polarity: Polarity::Normal,
+            answer_polarity: Polarity::Normal,
+            ring_on: None,
+            ring_counted: false,
+            rings: 0,
+            caller: None,
+            cid_fault: None,
+            stage: Stage::Pin,
+            digits: String::new(),
+            number: String::new(),
+            alerted: false,
+            loop_dropped: false,
+        }
+    }
+
+    // ---------------------------------------------------------------- getters
+
+    pub fn state(&self) -> FxoState {
+        self.state
+    }
+
+    pub fn config(&self) -> &FxoConfig {
+        &self.config
+    }
+
+    /// The line is off hook (as last asked with [`FxoAction::Seize`]).
+    pub fn is_seized(&self) -> bool {
+        self.seized
+    }
+
+    /// The media path is connected.
+    pub fn media_connected(&self) -> bool {
+        self.media
+    }
+
+    /// Rings counted for the inbound attempt.
+    pub fn rings(&self) -> u32 {
+        self.rings
+    }
+
+    /// When [`FxoLine::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<FxoAction> {
+        self.actions.pop_front()
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// A supervision event from the port.
+    pub fn handle_line(&mut self, now: Instant, ev: FxoEvent) {
+        match ev {
+            FxoEvent::RingStart => self.ring_start(now),
+            FxoEvent::RingStop => self.ring_stop(now),
+            FxoEvent::PolarityReversal => self.reversal(now),
+            FxoEvent::LoopCurrentDrop => {
+                if self.seized && !self.loop_dropped {
+                    self.loop_dropped = true;
+                    if let Some(d) = self.config.disconnect.cpc_min {
+                        self.set(Timer::Cpc, later(now, d));
+                    }
+                }
+            }
+            FxoEvent::LoopCurrentRestore => {
+                self.loop_dropped = false;
+                self.cancel(Timer::Cpc);
+            }
+        }
+    }
+
+    /// A progress tone or speech energy heard on the line.
+    pub fn handle_tone(&mut self, now: Instant, tone: LineTone) {
+        match (self.state, tone) {
+            (FxoState::Seizing, LineTone::DialTone) if matches!(self.config.dial_tone, DialToneWait::Detect { .. }) => {
+                self.dial(now)
+            }
+            (FxoState::Seizing | FxoState::Dialling | FxoState::Proceeding, LineTone::Busy) => {
+                self.fail(now, FxoCause::Busy)
+            }
+            (FxoState::Seizing | FxoState::Dialling | FxoState::Proceeding, LineTone::Reorder) => {
+                self.fail(now, FxoCause::Reorder)
+            }
+            (FxoState::Seizing | FxoState::Dialling | FxoState::Proceeding, LineTone::Congestion) => {
+                self.fail(now, FxoCause::Congestion)
+            }
+            (FxoState::Proceeding, LineTone::Ringback) if !self.alerted => {
+                self.alerted = true;
+                self.push(FxoAction::Alerting);
+            }
+            (FxoState::Proceeding, LineTone::Speech) if self.config.answer == AnswerSupervision::SpeechEnergy => {
+                self.answered(now)
+            }
+            (FxoState::Connected, LineTone::Busy | LineTone::Reorder | LineTone::Congestion | LineTone::DialTone)
+                if self.config.disconnect.tone =>
+            {
+                self.fail(now, FxoCause::FarEndReleased(DisconnectMethod::Tone))
+            }
+            // The caller of a two-stage call hung up (the exchange gives
+            // busy or reorder tone); our own dial tone is not a disconnect.
+            (FxoState::TwoStage, LineTone::Busy | LineTone::Reorder | LineTone::Congestion)
+                if self.config.disconnect.tone =>
+            {
+                self.discard_seized(now, FxoCause::FarEndReleased(DisconnectMethod::Tone))
+            }
+            _ => {}
+        }
+    }
+
+    /// The caller ID receiver's result. Results when no receiver was asked
+    /// for (late, or after [`FxoAction::StopCallerIdReceiver`]) are stale.
+    pub fn handle_caller_id(&mut self, now: Instant, result: Result<CallerIdInfo, CallerIdFault>) {
+        if !self.cid_rx {
+            return;
+        }
+        self.stop_cid_rx();
+        match result.and_then(sanitize) {
+            Ok(info) => {
+                self.caller = Some(info);
+                self.cid_fault = None;
+            }
+            Err(fault) => self.cid_fault = Some(fault),
+        }
+        // Data after the first ring: the call is complete now. Before the
+        // first ring: wait for it.
+        if self.state == FxoState::RingDetect && self.rings > 0 {
+            self.announce(now);
+        }
+    }
+
+    /// A DTMF digit (ASCII) heard on the line: two-stage dialling only.
+    pub fn handle_digit(&mut self, now: Instant, digit: u8) {
+        if self.state != FxoState::TwoStage || !is_dtmf_key(digit) {
+            return;
+        }
+        let Some(ts) = self.config.two_stage.clone() else { return };
+        if self.digits.is_empty() && self.tone {
+            self.stop_tone();
+        }
+        match self.stage {
+            Stage::Pin => {
+                self.digits.push(digit as char);
+                if self.digits.len() < ts.pin.len() {
+                    self.set(Timer::Digit, later(now, ts.inter_digit_timeout));
+                } else if self.digits == ts.pin {
+                    self.digits.clear();
+                    self.stage = Stage::Number;
+                    // Second dial tone: the PIN was right, key the number.
+                    self.play(Tone::Dial);
+                    self.set(Timer::Digit, later(now, ts.first_digit_timeout));
+                } else {
+                    self.discard_seized(now, FxoCause::WrongPin);
+                }
+            }
+            Stage::Number => {
+                if digit == b'#' {
+                    self.two_stage_done(now);
+                } else {
+                    self.digits.push(digit as char);
+                    if self.digits.len() >= MAX_FXO_DIGITS {
+                        self.two_stage_done(now);
+                    } else {
+                        self.set(Timer::Digit, later(now, ts.inter_digit_timeout));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rt thread finished dialling.
+    pub fn handle_dialled(&mut self, now: Instant) {
+        if self.state == FxoState::Dialling {
+            self.proceed(now);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..TIMERS {
+            let timer = TIMER_ORDER[i];
+            match self.timers[i] {
+                Some(at) if at <= now => {
+                    self.timers[i] = None;
+                    self.fire(now, timer);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // ------------------------------------------------------- call control
+
+    /// Places an outbound call to `number` (`,` is a pause for the dialler).
+    /// Fails at once ([`FxoAction::Released`]) with [`FxoCause::Glare`] on a
+    /// ringing line, [`FxoCause::LineBusy`] on a line in use and
+    /// [`FxoCause::InvalidNumber`] on a number that cannot be dialled.
+    pub fn place(&mut self, now: Instant, number: &str) {
+        match self.state {
+            FxoState::Idle => {}
+            FxoState::CallerIdBeforeRing | FxoState::RingDetect | FxoState::Offered | FxoState::IgnoringRings => {
+                return self.push(FxoAction::Released(FxoCause::Glare));
+            }
+            _ => return self.push(FxoAction::Released(FxoCause::LineBusy)),
+        }
+        let pulse = self.config.dial == DialMode::Pulse;
+        let ok = number.len() <= MAX_FXO_DIGITS
+            && number.bytes().all(|b| {
+                b.is_ascii_digit() || b == b',' || (!pulse && matches!(b, b'*' | b'#' | b'A'..=b'D'))
+            });
+        if !ok {
+            return self.push(FxoAction::Released(FxoCause::InvalidNumber));
+        }
+        self.number = number.into();
+        self.alerted = false;
+        self.seize(true);
+        self.state = FxoState::Seizing;
+        let wait = match self.config.dial_tone {
+            DialToneWait::Detect { timeout } => timeout,
+            DialToneWait::Timed(d) => d,
+        };
+        self.set(Timer::DialTone, later(now, wait));
+    }
+
+    /// Connects the announced inbound call: seize (the exchange trips the
+    /// ringing) and join the media. Ignored in other states.
+    pub fn answer(&mut self, now: Instant) {
+        if self.state != FxoState::Offered {
+            return;
+        }
+        let _ = now;
+        self.stop_cid_rx();
+        self.clear_timers();
+        self.ring_on = None;
+        self.seize(true);
+        self.connect_media();
+        self.answer_polarity = self.polarity;
+        self.loop_dropped = false;
+        self.state = FxoState::Connected;
+    }
+
+    /// The call control ends its call. An inbound call still ringing is
+    /// dropped (its rings are ignored until they stop); a seized line goes
+    /// on hook. No [`FxoAction::Released`] follows.
+    pub fn release(&mut self, now: Instant) {
+        match self.state {
+            FxoState::Offered => {
+                self.stop_cid_rx();
+                self.ignore_rings(now);
+            }
+            FxoState::Seizing | FxoState::Dialling | FxoState::Proceeding | FxoState::Connected => {
+                self.hang_up(now)
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------- inbound
+
+    fn ring_start(&mut self, now: Instant) {
+        match self.state {
+            FxoState::Idle | FxoState::CallerIdBeforeRing | FxoState::RingDetect | FxoState::Offered => {
+                if self.state == FxoState::Idle {
+                    self.new_attempt();
+                }
+                if self.state != FxoState::Offered {
+                    self.state = FxoState::RingDetect;
+                }
+                if self.ring_on.is_none() {
+                    self.ring_on = Some(now);
+                    self.ring_counted = false;
+                    self.cancel(Timer::RingGone);
+                    self.set(Timer::RingValidate, later(now, self.config.ring_min_on));
+                    self.set(Timer::RingTooLong, later(now, self.config.ring_max_on));
+                }
+            }
+            FxoState::IgnoringRings => self.set(Timer::RingGone, later(now, self.config.ring_gone)),
+            // The exchange offers a call while we seize: it wins.
+            FxoState::Seizing | FxoState::Dialling => self.fail(now, FxoCause::Glare),
+            _ => {}
+        }
+    }
+
+    fn ring_stop(&mut self, now: Instant) {
+        match self.state {
+            FxoState::RingDetect | FxoState::Offered => {
+                if self.ring_on.take().is_none() {
+                    return;
+                }
+                self.cancel(Timer::RingValidate);
+                self.cancel(Timer::RingTooLong);
+                self.set(Timer::RingGone, later(now, self.config.ring_gone));
+                // GR-30 / EN 300 659-1 5.2: the data follows the first ring.
+                if self.state == FxoState::RingDetect
+                    && self.ring_counted
+                    && self.rings == 1
+                    && self.config.caller_id.after()
+                    && self.caller.is_none()
+                    && self.cid_fault.is_none()
+                    && !self.cid_rx
+                {
+                    self.start_cid_rx();
+                }
+            }
+            FxoState::IgnoringRings => self.set(Timer::RingGone, later(now, self.config.ring_gone)),
+            _ => {}
+        }
+    }
+
+    /// A burst lasted `ring_min_on`: one more ring.
+    fn ring_counted(&mut self, now: Instant) {
+        self.ring_counted = true;
+        self.rings = self.rings.saturating_add(1);
+        if self.state != FxoState::RingDetect {
+            return;
+        }
+        let cid = self.config.caller_id;
+        let have = self.caller.is_some() || self.cid_fault.is_some();
+        if self.rings == 1 && cid.after() && !have {
+            return; // the data comes after this ring
+        }
+        if cid != FxoCallerId::None && !have {
+            // The data should be here by now.
+            self.stop_cid_rx();
+            self.cid_fault = Some(CallerIdFault::NoData);
+        }
+        self.announce(now);
+    }
+
+    fn new_attempt(&mut self) {
+        self.rings = 0;
+        self.ring_on = None;
+        self.ring_counted = false;
+        self.caller = None;
+        self.cid_fault = None;
+        self.digits.clear();
+        self.stage = Stage::Pin;
+    }
+
+    /// The inbound attempt is complete: announce it, or start two-stage
+    /// dialling.
+    fn announce(&mut self, now: Instant) {
+        self.cancel(Timer::CallerIdWait);
+        if let Some(ts) = self.config.two_stage.clone() {
+            self.clear_timers();
+            self.ring_on = None;
+            self.seize(true);
+            self.answer_polarity = self.polarity;
+            self.loop_dropped = false;
+            self.play(Tone::Dial);
+            self.digits.clear();
+            self.stage = Stage::Pin;
+            self.state = FxoState::TwoStage;
+            self.set(Timer::Digit, later(now, ts.first_digit_timeout));
+            return;
+        }
+        let info = self.caller.take().unwrap_or_default();
+        self.push(FxoAction::Incoming {
+            caller: info.number,
+            name: info.name,
+            caller_id_fault: self.cid_fault,
+            digits: None,
+        });
+        self.state = FxoState::Offered;
+    }
+
+    fn two_stage_done(&mut self, now: Instant) {
+        if self.digits.is_empty() {
+            return self.discard_seized(now, FxoCause::NoDigits);
+        }
+        self.stop_tone();
+        self.cancel(Timer::Digit);
+        let info = self.caller.take().unwrap_or_default();
+        let digits = std::mem::take(&mut self.digits);
+        self.push(FxoAction::Incoming {
+            caller: info.number,
+            name: info.name,
+            caller_id_fault: self.cid_fault,
+            digits: Some(digits),
+        });
+        self.connect_media();
+        self.state = FxoState::Connected;
+    }
+
+    /// A broken or abandoned inbound attempt: end it, ignore its rings.
+    fn ignore_rings(&mut self, now: Instant) {
+        self.clear_timers();
+        self.ring_on = None;
+        self.state = FxoState::IgnoringRings;
+        self.set(Timer::RingGone, later(now, self.config.ring_gone));
+    }
+
+    /// Ends an unseized inbound attempt with `cause`.
+    fn end_inbound(&mut self, now: Instant, cause: FxoCause, rings_go_on: bool) {
+        self.stop_cid_rx();
+        match self.state {
+            FxoState::Offered => self.push(FxoAction::Released(cause)),
+            _ if self.rings > 0 => self.push(FxoAction::Discarded(cause)),
+            _ => {}
+        }
+        if rings_go_on {
+            self.ignore_rings(now);
+        } else {
+            self.to_idle();
+        }
+    }
+
+    /// Two-stage collection failed: release the seized line.
+    fn discard_seized(&mut self, now: Instant, cause: FxoCause) {
+        self.push(FxoAction::Discarded(cause));
+        self.hang_up(now);
+    }
+
+    // ------------------------------------------------------------ outbound
+
+    fn dial(&mut self, now: Instant) {
+        self.cancel(Timer::DialTone);
+        if self.number.is_empty() {
+            return self.proceed(now);
+        }
+        let pulse = self.config.dial == DialMode::Pulse;
+        let digits = std::mem::take(&mut self.number);
+        self.set(Timer::DialGuard, later(now, dial_guard(digits.len(), pulse)));
+        self.push(FxoAction::Dial { digits, pulse });
+        self.state = FxoState::Dialling;
+    }
+
+    fn proceed(&mut self, now: Instant) {
+        self.cancel(Timer::DialGuard);
+        self.connect_media();
+        self.state = FxoState::Proceeding;
+        self.set(Timer::NoAnswer, later(now, self.config.no_answer));
+        if let AnswerSupervision::AssumedAfter(d) = self.config.answer {
+            self.set(Timer::AssumeAnswer, later(now, d));
+        }
+    }
+
+    fn answered(&mut self, _now: Instant) {
+        self.cancel(Timer::NoAnswer);
+        self.cancel(Timer::AssumeAnswer);
+        self.answer_polarity = self.polarity;
+        self.push(FxoAction::Answered);
+        self.state = FxoState::Connected;
+    }
+
+    fn reversal(&mut self, now: Instant) {
+        self.polarity = match self.polarity {
+            Polarity::Normal => Polarity::Reversed,
+            Polarity::Reversed => Polarity::Normal,
+        };
+        match self.state {
+            FxoState::Idle if self.config.caller_id.before() => {
+                self.new_attempt();
+                self.start_cid_rx();
+                self.state = FxoState::CallerIdBeforeRing;
+                self.set(Timer::CallerIdWait, later(now, self.config.caller_id_wait));
+            }
+            FxoState::Proceeding => self.answered(now),
+            FxoState::Connected | FxoState::TwoStage if self.config.disconnect.polarity_reversal => {
+                if self.polarity == self.answer_polarity {
+                    self.cancel(Timer::ReversalGuard); // undone: a glitch
+                } else {
+                    self.set(Timer::ReversalGuard, later(now, self.config.reversal_guard));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------- timers
+
+    fn fire(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::RingValidate => {
+                if self.ring_on.is_some() {
+                    self.ring_counted(now);
+                }
+            }
+            Timer::RingTooLong => {
+                if matches!(self.state, FxoState::RingDetect | FxoState::Offered) {
+                    self.end_inbound(now, FxoCause::BrokenRingCadence, true);
+                }
+            }
+            Timer::RingGone => match self.state {
+                FxoState::RingDetect | FxoState::Offered => self.end_inbound(now, FxoCause::RingingStopped, false),
+                FxoState::IgnoringRings => self.to_idle(),
+                _ => {}
+            },
+            // A reversal that brought no ring (message waiting, or a
+            // glitch): no call.
+            Timer::CallerIdWait => {
+                if self.state == FxoState::CallerIdBeforeRing {
+                    self.stop_cid_rx();
+                    self.to_idle();
+                }
+            }
+            Timer::DialTone => {
+                if self.state == FxoState::Seizing {
+                    match self.config.dial_tone {
+                        DialToneWait::Detect { .. } => self.fail(now, FxoCause::NoDialTone),
+                        DialToneWait::Timed(_) => self.dial(now),
+                    }
+                }
+            }
+            // The dialler never said it finished: go on.
+            Timer::DialGuard => self.handle_dialled(now),
+            Timer::NoAnswer => {
+                if self.state == FxoState::Proceeding {
+                    self.fail(now, FxoCause::NoAnswer);
+                }
+            }
+            Timer::AssumeAnswer => {
+                if self.state == FxoState::Proceeding {
+                    self.answered(now);
+                }
+            }
+            Timer::Cpc => match self.state {
+                FxoState::Seizing => self.fail(now, FxoCause::LineFault),
+                FxoState::TwoStage => self.discard_seized(now, FxoCause::FarEndReleased(DisconnectMethod::Cpc)),
+                FxoState::Dialling | FxoState::Proceeding | FxoState::Connected => {
+                    self.fail(now, FxoCause::FarEndReleased(DisconnectMethod::Cpc))
+                }
+                _ => {}
+            },
+            Timer::ReversalGuard => match self.state {
+                FxoState::Connected => self.fail(now, FxoCause::FarEndReleased(DisconnectMethod::PolarityReversal)),
+                FxoState::TwoStage => {
+                    self.discard_seized(now, FxoCause::FarEndReleased(DisconnectMethod::PolarityReversal))
+                }
+                _ => {}
+            },
+            Timer::Digit => {
+                if self.state == FxoState::TwoStage {
+                    match self.stage {
+                        Stage::Number => self.two_stage_done(now),
+                        Stage::Pin => self.discard_seized(now, FxoCause::NoDigits),
+                    }
+                }
+            }
+            Timer::ReleaseGuard => {
+                if self.state == FxoState::Guard {
+                    self.to_idle();
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ helpers
+
+    /// The call control's call failed or the far end left: tell it, hang up.
+    fn fail(&mut self, now: Instant, cause: FxoCause) {
+        self.push(FxoAction::Released(cause));
+        self.hang_up(now);
+    }
+
+    /// On hook, everything off, guard time.
+    fn hang_up(&mut self, now: Instant) {
+        self.stop_cid_rx();
+        self.stop_tone();
+        if self.media {
+            self.media = false;
+            self.push(FxoAction::DisconnectMedia);
+        }
+        self.seize(false);
+        self.clear_timers();
+        self.number.clear();
+        self.digits.clear();
+        self.ring_on = None;
+        self.loop_dropped = false;
+        self.state = FxoState::Guard;
+        self.set(Timer::ReleaseGuard, later(now, self.config.release_guard));
+    }
+
+    fn to_idle(&mut self) {
+        self.clear_timers();
+        self.ring_on = None;
+        self.caller = None;
+        self.cid_fault = None;
+        self.state = FxoState::Idle;
+    }
+
+    fn seize(&mut self, on: bool) {
+        if self.seized != on {
+            self.seized = on;
+            self.push(FxoAction::Seize(on));
+        }
+    }
+
+    fn connect_media(&mut self) {
+        if !self.media {
+            self.media = true;
+            self.push(FxoAction::ConnectMedia);
+        }
+    }
+
+    fn start_cid_rx(&mut self) {
+        if !self.cid_rx {
+            self.cid_rx = true;
+            self.push(FxoAction::StartCallerIdReceiver);
+        }
+    }
+
+    fn stop_cid_rx(&mut self) {
+        if self.cid_rx {
+            self.cid_rx = false;
+            self.push(FxoAction::StopCallerIdReceiver);
+        }
+    }
+
+    fn play(&mut self, t: Tone) {
+        self.tone = true;
+        self.push(FxoAction::PlayTone(t));
+    }
+
+    fn stop_tone(&mut self) {
+        if self.tone {
+            self.tone = false;
+            self.push(FxoAction::StopTone);
+        }
+    }
+
+    fn push(&mut self, a: FxoAction) {
+        self.actions.push_back(a);
+    }
+
+    fn set(&mut self, t: Timer, at: Instant) {
+        self.timers[t as usize] = Some(at);
+    }
+
+    fn cancel(&mut self, t: Timer) {
+        self.timers[t as usize] = None;
+    }
+
+    fn clear_timers(&mut self) {
+        self.timers = [None; TIMERS];
+    }
+}
+
+/// Timers by index, in the order they are fired when due together.
+const TIMER_ORDER: [Timer; TIMERS] = [
+    Timer::RingValidate,
+    Timer::RingTooLong,
+    Timer::RingGone,
+    Timer::CallerIdWait,
+    Timer::DialTone,
+    Timer::DialGuard,
+    Timer::NoAnswer,
+    Timer::AssumeAnswer,
+    Timer::Cpc,
+    Timer::ReversalGuard,
+    Timer::Digit,
+    Timer::ReleaseGuard,
+];
+
+/// Keeps what a call may carry of a caller ID: a number of dialable
+/// characters, a printable name; anything else is a malformed message.
+fn sanitize(info: CallerIdInfo) -> Result<CallerIdInfo, CallerIdFault> {
+    let number = match info.number {
+        Some(n) if n.is_empty() => None,
+        Some(n) => {
+            let ok = n.len() <= MAX_FXO_DIGITS
+                && n.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'+') || b == b'*' || b == b'#');
+            if !ok {
+                return Err(CallerIdFault::Malformed);
+            }
+            Some(n)
+        }
+        None => None,
+    };
+    let name = info.name.and_then(|n| {
+        let clean: String = n.chars().filter(|c| !c.is_control()).take(MAX_NAME).collect();
+        let clean = clean.trim().to_string();
+        (!clean.is_empty()).then_some(clean)
+    });
+    Ok(CallerIdInfo { number, name })
+}
