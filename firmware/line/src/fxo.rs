@@ -198,6 +198,9 @@ pub struct FxoConfig {
     pub ring_min_on: Duration,
     /// A burst longer than this is a broken cadence.
     pub ring_max_on: Duration,
+    /// Bursts this close together are one ring (the UK double ring's
+    /// 200 ms gap; distinctive ringing).
+    pub ring_burst_gap: Duration,
     /// No ring for this long after a ring: the caller gave up (longer than
     /// the country's longest ring-off period).
     pub ring_gone: Duration,
@@ -246,6 +249,7 @@ impl FxoConfig {
             dial_tone: DialToneWait::Detect { timeout: Duration::from_secs(5) },
             ring_min_on: Duration::from_millis(150),
             ring_max_on: Duration::from_millis(ring_max_on),
+            ring_burst_gap: Duration::from_millis(400),
             ring_gone: Duration::from_millis(ring_gone),
             caller_id_wait: Duration::from_secs(6),
             no_answer: Duration::from_secs(60),
@@ -489,6 +493,8 @@ pub struct FxoLine {
     /// The ring burst now on, and whether it has counted as a ring.
     ring_on: Option<Instant>,
     ring_counted: bool,
+    /// When the last burst ended, and whether it counted as a ring.
+    last_burst: Option<(Instant, bool)>,
     rings: u32,
     /// Caller ID of the inbound attempt.
     caller: Option<CallerIdInfo>,
@@ -518,6 +524,7 @@ impl FxoLine {
             answer_polarity: Polarity::Normal,
             ring_on: None,
             ring_counted: false,
+            last_burst: None,
             rings: 0,
             caller: None,
             cid_fault: None,
@@ -693,8 +700,7 @@ impl FxoLine {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        for i in 0..TIMERS {
-            let timer = TIMER_ORDER[i];
+        for (i, &timer) in TIMER_ORDER.iter().enumerate() {
             match self.timers[i] {
                 Some(at) if at <= now => {
                     self.timers[i] = None;
@@ -784,7 +790,9 @@ impl FxoLine {
                 }
                 if self.ring_on.is_none() {
                     self.ring_on = Some(now);
-                    self.ring_counted = false;
+                    // The second burst of a double ring is the same ring.
+                    self.ring_counted = matches!(self.last_burst,
+                        Some((end, true)) if now.saturating_duration_since(end) < self.config.ring_burst_gap);
                     self.cancel(Timer::RingGone);
                     self.set(Timer::RingValidate, later(now, self.config.ring_min_on));
                     self.set(Timer::RingTooLong, later(now, self.config.ring_max_on));
@@ -803,6 +811,7 @@ impl FxoLine {
                 if self.ring_on.take().is_none() {
                     return;
                 }
+                self.last_burst = Some((now, self.ring_counted));
                 self.cancel(Timer::RingValidate);
                 self.cancel(Timer::RingTooLong);
                 self.set(Timer::RingGone, later(now, self.config.ring_gone));
@@ -847,6 +856,7 @@ impl FxoLine {
         self.rings = 0;
         self.ring_on = None;
         self.ring_counted = false;
+        self.last_burst = None;
         self.caller = None;
         self.cid_fault = None;
         self.digits.clear();
@@ -917,7 +927,7 @@ impl FxoLine {
         if rings_go_on {
             self.ignore_rings(now);
         } else {
-            self.to_idle();
+            self.go_idle();
         }
     }
 
@@ -988,7 +998,7 @@ impl FxoLine {
     fn fire(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::RingValidate => {
-                if self.ring_on.is_some() {
+                if self.ring_on.is_some() && !self.ring_counted {
                     self.ring_counted(now);
                 }
             }
@@ -999,7 +1009,7 @@ impl FxoLine {
             }
             Timer::RingGone => match self.state {
                 FxoState::RingDetect | FxoState::Offered => self.end_inbound(now, FxoCause::RingingStopped, false),
-                FxoState::IgnoringRings => self.to_idle(),
+                FxoState::IgnoringRings => self.go_idle(),
                 _ => {}
             },
             // A reversal that brought no ring (message waiting, or a
@@ -1007,7 +1017,7 @@ impl FxoLine {
             Timer::CallerIdWait => {
                 if self.state == FxoState::CallerIdBeforeRing {
                     self.stop_cid_rx();
-                    self.to_idle();
+                    self.go_idle();
                 }
             }
             Timer::DialTone => {
@@ -1055,7 +1065,7 @@ impl FxoLine {
             }
             Timer::ReleaseGuard => {
                 if self.state == FxoState::Guard {
-                    self.to_idle();
+                    self.go_idle();
                 }
             }
         }
@@ -1087,7 +1097,7 @@ impl FxoLine {
         self.set(Timer::ReleaseGuard, later(now, self.config.release_guard));
     }
 
-    fn to_idle(&mut self) {
+    fn go_idle(&mut self) {
         self.clear_timers();
         self.ring_on = None;
         self.caller = None;
@@ -1189,4 +1199,767 @@ fn sanitize(info: CallerIdInfo) -> Result<CallerIdInfo, CallerIdFault> {
         (!clean.is_empty()).then_some(clean)
     });
     Ok(CallerIdInfo { number, name })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FxoAction::*;
+    use FxoEvent::*;
+
+    struct Rig {
+        line: FxoLine,
+        t0: Instant,
+        now: Instant,
+    }
+
+    fn rig_with(country: &str, f: impl FnOnce(&mut FxoConfig)) -> Rig {
+        let mut cfg = FxoConfig::for_country(country).unwrap();
+        f(&mut cfg);
+        cfg.validate().unwrap();
+        let t0 = Instant::now();
+        Rig { line: FxoLine::new(cfg), t0, now: t0 }
+    }
+
+    fn us() -> Rig {
+        rig_with("US", |c| c.caller_id = FxoCallerId::None)
+    }
+
+    impl Rig {
+        fn actions(&mut self) -> Vec<FxoAction> {
+            std::iter::from_fn(|| self.line.poll_action()).collect()
+        }
+        /// Advances virtual time to `ms` after the start, firing timers on the way.
+        fn at(&mut self, ms: u64) -> Vec<FxoAction> {
+            let target = self.t0 + Duration::from_millis(ms);
+            while let Some(t) = self.line.poll_timeout() {
+                if t > target {
+                    break;
+                }
+                self.now = self.now.max(t);
+                self.line.handle_timeout(t);
+            }
+            self.now = self.now.max(target);
+            self.actions()
+        }
+        fn ms(&self) -> u64 {
+            (self.now - self.t0).as_millis() as u64
+        }
+        fn ev(&mut self, ev: FxoEvent) -> Vec<FxoAction> {
+            self.line.handle_line(self.now, ev);
+            self.actions()
+        }
+        fn tone(&mut self, t: LineTone) -> Vec<FxoAction> {
+            self.line.handle_tone(self.now, t);
+            self.actions()
+        }
+        fn cid(&mut self, r: Result<CallerIdInfo, CallerIdFault>) -> Vec<FxoAction> {
+            self.line.handle_caller_id(self.now, r);
+            self.actions()
+        }
+        fn place(&mut self, number: &str) -> Vec<FxoAction> {
+            self.line.place(self.now, number);
+            self.actions()
+        }
+        fn answer(&mut self) -> Vec<FxoAction> {
+            self.line.answer(self.now);
+            self.actions()
+        }
+        fn release(&mut self) -> Vec<FxoAction> {
+            self.line.release(self.now);
+            self.actions()
+        }
+        fn dialled(&mut self) -> Vec<FxoAction> {
+            self.line.handle_dialled(self.now);
+            self.actions()
+        }
+        fn keys(&mut self, digits: &str) -> Vec<FxoAction> {
+            for d in digits.bytes() {
+                self.now += Duration::from_millis(200);
+                self.line.handle_digit(self.now, d);
+            }
+            self.actions()
+        }
+        /// One ring burst from `start` lasting `on` ms; returns what
+        /// happened during it and at its end.
+        fn ring(&mut self, start: u64, on: u64) -> Vec<FxoAction> {
+            let mut out = self.at(start);
+            out.extend(self.ev(RingStart));
+            out.extend(self.at(start + on));
+            out.extend(self.ev(RingStop));
+            out
+        }
+        /// Outbound call up to the answer-waiting state (DTMF, dial tone).
+        fn proceeding(&mut self, number: &str) {
+            assert_eq!(self.place(number), [Seize(true)]);
+            self.now += Duration::from_millis(300);
+            assert_eq!(self.tone(LineTone::DialTone), [Dial { digits: number.into(), pulse: false }]);
+            self.now += Duration::from_millis(1000);
+            assert_eq!(self.dialled(), [ConnectMedia]);
+            assert_eq!(self.line.state(), FxoState::Proceeding);
+        }
+        fn assert_free(&mut self) {
+            let t = self.ms() + 60_000;
+            self.at(t);
+            assert_eq!(self.line.state(), FxoState::Idle);
+            assert!(!self.line.is_seized());
+            assert_eq!(self.line.poll_timeout(), None);
+            // Free: a new call seizes the line.
+            assert_eq!(self.place("1"), [Seize(true)]);
+            self.release();
+        }
+    }
+
+    fn info(number: &str, name: &str) -> CallerIdInfo {
+        CallerIdInfo { number: Some(number.into()), name: Some(name.into()) }
+    }
+
+    fn incoming(number: Option<&str>, name: Option<&str>, fault: Option<CallerIdFault>) -> FxoAction {
+        Incoming { caller: number.map(Into::into), name: name.map(Into::into), caller_id_fault: fault, digits: None }
+    }
+
+    // ---------------------------------------------------------- inbound
+
+    #[test]
+    fn inbound_ring_is_announced_after_ring_min_on_and_answered() {
+        let mut r = us();
+        r.at(1000);
+        assert_eq!(r.ev(RingStart), []);
+        assert_eq!(r.at(1149), [], "not a ring yet");
+        assert_eq!(r.at(1150), [incoming(None, None, None)]);
+        assert_eq!(r.line.state(), FxoState::Offered);
+        r.at(3000);
+        assert_eq!(r.ev(RingStop), []);
+        assert_eq!(r.ring(7000, 2000), [], "the second ring is the same call");
+        assert_eq!(r.line.rings(), 2);
+        assert_eq!(r.answer(), [Seize(true), ConnectMedia]);
+        assert_eq!(r.line.state(), FxoState::Connected);
+        assert_eq!(r.line.poll_timeout(), None, "no timer while talking");
+        assert_eq!(r.answer(), [], "once");
+    }
+
+    #[test]
+    fn ring_glitches_are_no_call() {
+        let mut r = us();
+        assert_eq!(r.ring(100, 149), []);
+        assert_eq!(r.ring(500, 80), []);
+        assert_eq!(r.line.state(), FxoState::RingDetect);
+        assert_eq!(r.at(580 + 6500), [], "nothing to discard: no ring counted");
+        assert_eq!(r.line.state(), FxoState::Idle);
+        assert_eq!(r.ev(RingStop), [], "stray stop");
+    }
+
+    #[test]
+    fn caller_gives_up_before_answer() {
+        let mut r = us();
+        r.ring(0, 2000);
+        r.ring(6000, 2000);
+        assert_eq!(r.at(8000 + 6499), []);
+        assert_eq!(r.at(8000 + 6500), [Released(FxoCause::RingingStopped)]);
+        assert_eq!(r.line.state(), FxoState::Idle);
+        assert_eq!(r.answer(), [], "too late");
+        assert_eq!(r.ring(20_000, 200), [incoming(None, None, None)], "the next call is new");
+    }
+
+    #[test]
+    fn broken_cadence_fails_the_call_and_frees_the_line() {
+        let mut r = us();
+        r.at(0);
+        r.ev(RingStart);
+        assert_eq!(r.at(150), [incoming(None, None, None)]);
+        assert_eq!(r.at(2999), []);
+        assert_eq!(r.at(3000), [Released(FxoCause::BrokenRingCadence)], "a ring longer than 3 s");
+        assert_eq!(r.line.state(), FxoState::IgnoringRings);
+        assert_eq!(r.place("1"), [Released(FxoCause::Glare)], "the line still rings");
+        // The ring never stops (a stuck detector): the line is free anyway.
+        assert_eq!(r.at(3000 + 6500), []);
+        assert_eq!(r.line.state(), FxoState::Idle);
+        assert_eq!(r.ev(RingStop), []);
+        r.assert_free();
+    }
+
+    #[test]
+    fn broken_cadence_before_the_announcement_is_discarded() {
+        let mut r = rig_with("US", |_| {});
+        r.at(0);
+        r.ev(RingStart);
+        assert_eq!(r.at(3000), [Discarded(FxoCause::BrokenRingCadence)], "caller ID was still due");
+        r.ev(RingStop);
+        r.ring(5000, 1000);
+        assert_eq!(r.line.state(), FxoState::IgnoringRings, "still the same broken call");
+        r.assert_free();
+    }
+
+    #[test]
+    fn release_of_an_offered_call_ignores_its_rings() {
+        let mut r = us();
+        r.ring(0, 2000);
+        assert_eq!(r.release(), []);
+        assert_eq!(r.ring(6000, 2000), [], "not announced again");
+        assert_eq!(r.ring(12_000, 2000), []);
+        assert_eq!(r.at(14_000 + 6500), []);
+        assert_eq!(r.line.state(), FxoState::Idle);
+        assert_eq!(r.ring(30_000, 2000), [incoming(None, None, None)]);
+    }
+
+    /// One country's first ring and ring-off period (ms).
+    fn cadence(country: &str) -> (u64, u64) {
+        match country {
+            "US" => (2000, 4000),
+            "UK" => (1000, 2000), // 0.4 on 0.2 off 0.4 on, taken as one 1 s burst pair below
+            "DE" => (1000, 4000),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Rings the country's first ring (UK: the two bursts of the double ring).
+    fn first_ring(r: &mut Rig, country: &str, start: u64) -> Vec<FxoAction> {
+        if country == "UK" {
+            let mut out = r.ring(start, 400);
+            out.extend(r.ring(start + 600, 400));
+            out
+        } else {
+            r.ring(start, cadence(country).0)
+        }
+    }
+
+    #[test]
+    fn caller_id_between_first_and_second_ring_us_uk_de() {
+        for country in ["US", "UK", "DE"] {
+            let mut r = rig_with(country, |c| c.caller_id = FxoCallerId::Either);
+            let (on, off) = cadence(country);
+            let acts = first_ring(&mut r, country, 0);
+            assert_eq!(acts, [StartCallerIdReceiver], "{country}: the receiver runs after the first ring");
+            assert_eq!(r.line.state(), FxoState::RingDetect);
+            r.at(on + 500);
+            assert_eq!(
+                r.cid(Ok(info("5551234", "ALICE"))),
+                [StopCallerIdReceiver, incoming(Some("5551234"), Some("ALICE"), None)],
+                "{country}"
+            );
+            assert_eq!(first_ring(&mut r, country, on + off), [], "{country}: second ring, same call");
+            assert_eq!(r.answer(), [Seize(true), ConnectMedia], "{country}");
+        }
+    }
+
+    #[test]
+    fn caller_id_before_first_ring_us_uk_de() {
+        for country in ["US", "UK", "DE"] {
+            let mut r = rig_with(country, |c| c.caller_id = FxoCallerId::Either);
+            assert_eq!(r.ev(PolarityReversal), [StartCallerIdReceiver], "{country}: DT-AS after a line reversal");
+            assert_eq!(r.line.state(), FxoState::CallerIdBeforeRing);
+            r.at(800);
+            assert_eq!(r.cid(Ok(info("02079460000", "BOB"))), [StopCallerIdReceiver], "{country}: wait for the ring");
+            r.at(1300);
+            r.ev(RingStart);
+            assert_eq!(r.at(1449), []);
+            assert_eq!(r.at(1450), [incoming(Some("02079460000"), Some("BOB"), None)], "{country}");
+            r.ev(RingStop);
+            let (on, off) = cadence(country);
+            assert_eq!(first_ring(&mut r, country, 1300 + on + off), [], "{country}: no receiver after the first ring");
+            assert_eq!(r.line.rings(), 2, "{country}");
+        }
+    }
+
+    #[test]
+    fn uk_profile_takes_caller_id_before_the_ring_and_us_de_after() {
+        let mut r = rig_with("UK", |_| {});
+        assert_eq!(r.ev(PolarityReversal), [StartCallerIdReceiver]);
+        r.at(500);
+        r.cid(Ok(info("01632960001", "")));
+        assert_eq!(first_ring(&mut r, "UK", 1000), [incoming(Some("01632960001"), None, None)], "an empty name is none");
+        for country in ["US", "DE"] {
+            let mut r = rig_with(country, |_| {});
+            assert_eq!(r.ev(PolarityReversal), [], "{country}: no data before the ring");
+            assert_eq!(first_ring(&mut r, country, 0), [StartCallerIdReceiver], "{country}");
+        }
+    }
+
+    #[test]
+    fn uk_ring_without_caller_id_is_announced_with_no_data() {
+        let mut r = rig_with("UK", |_| {});
+        let acts = first_ring(&mut r, "UK", 0);
+        assert_eq!(acts, [incoming(None, None, Some(CallerIdFault::NoData))]);
+    }
+
+    #[test]
+    fn reversal_without_ring_is_no_call() {
+        let mut r = rig_with("UK", |_| {});
+        r.ev(PolarityReversal);
+        r.at(700);
+        assert_eq!(r.cid(Ok(info("123", "MWI"))), [StopCallerIdReceiver]);
+        assert_eq!(r.at(5999), []);
+        assert_eq!(r.at(6000), [], "message waiting, not a call");
+        assert_eq!(r.line.state(), FxoState::Idle);
+        // Receiver still running when the wait ends: stopped.
+        r.ev(PolarityReversal);
+        assert_eq!(r.at(12_000), [StopCallerIdReceiver]);
+        assert_eq!(first_ring(&mut r, "UK", 13_000), [incoming(None, None, Some(CallerIdFault::NoData))], "no stale number");
+    }
+
+    #[test]
+    fn bad_caller_id_gives_a_call_without_number_and_a_fault() {
+        let mut r = rig_with("US", |_| {});
+        r.ring(0, 2000);
+        r.at(2600);
+        assert_eq!(
+            r.cid(Err(CallerIdFault::BadChecksum)),
+            [StopCallerIdReceiver, incoming(None, None, Some(CallerIdFault::BadChecksum))]
+        );
+        assert_eq!(r.cid(Ok(info("5551234", "LATE"))), [], "stale result");
+        // Numbers that cannot be a number are malformed messages.
+        let mut r = rig_with("DE", |_| {});
+        r.ring(0, 1000);
+        assert_eq!(
+            r.cid(Ok(info("12ab\u{7}", "X"))),
+            [StopCallerIdReceiver, incoming(None, None, Some(CallerIdFault::Malformed))]
+        );
+        // Control characters are cut out of the name.
+        let mut r = rig_with("DE", |_| {});
+        r.ring(0, 1000);
+        assert_eq!(
+            r.cid(Ok(info("+4930123", "A\u{1b}NNA"))),
+            [StopCallerIdReceiver, incoming(Some("+4930123"), Some("ANNA"), None)]
+        );
+    }
+
+    #[test]
+    fn caller_id_missing_at_the_second_ring() {
+        let mut r = rig_with("US", |_| {});
+        assert_eq!(r.ring(0, 2000), [StartCallerIdReceiver]);
+        r.at(6000);
+        r.ev(RingStart);
+        assert_eq!(r.at(6150), [StopCallerIdReceiver, incoming(None, None, Some(CallerIdFault::NoData))]);
+        // Withheld: no number and no fault.
+        let mut r = rig_with("US", |_| {});
+        r.ring(0, 2000);
+        assert_eq!(r.cid(Ok(CallerIdInfo::default())), [StopCallerIdReceiver, incoming(None, None, None)]);
+    }
+
+    #[test]
+    fn caller_gives_up_while_caller_id_is_received() {
+        let mut r = rig_with("US", |_| {});
+        r.ring(0, 2000);
+        assert_eq!(r.at(8500), [StopCallerIdReceiver, Discarded(FxoCause::RingingStopped)]);
+        assert_eq!(r.line.state(), FxoState::Idle);
+    }
+
+    // --------------------------------------------------------- two-stage
+
+    fn two_stage() -> Rig {
+        rig_with("US", |c| {
+            c.caller_id = FxoCallerId::None;
+            c.two_stage = Some(TwoStage::new("4711"));
+        })
+    }
+
+    #[test]
+    fn two_stage_dialling_with_pin() {
+        let mut r = two_stage();
+        r.at(0);
+        r.ev(RingStart);
+        assert_eq!(r.at(150), [Seize(true), PlayTone(Tone::Dial)], "answer, dial tone; no call yet");
+        assert_eq!(r.line.state(), FxoState::TwoStage);
+        assert_eq!(r.keys("4"), [StopTone]);
+        assert_eq!(r.keys("711"), [PlayTone(Tone::Dial)], "second dial tone: PIN accepted");
+        assert_eq!(r.keys("201"), [StopTone]);
+        assert_eq!(
+            r.keys("#"),
+            [Incoming { caller: None, name: None, caller_id_fault: None, digits: Some("201".into()) }, ConnectMedia]
+        );
+        assert_eq!(r.line.state(), FxoState::Connected);
+        assert_eq!(r.release(), [DisconnectMedia, Seize(false)]);
+        r.assert_free();
+    }
+
+    #[test]
+    fn two_stage_number_ends_on_the_inter_digit_timeout() {
+        let mut r = two_stage();
+        r.ring(0, 2000);
+        r.keys("47111234");
+        let t = r.ms();
+        assert_eq!(r.at(t + 3999), []);
+        assert_eq!(
+            r.at(t + 4000),
+            [Incoming { caller: None, name: None, caller_id_fault: None, digits: Some("1234".into()) }, ConnectMedia]
+        );
+    }
+
+    #[test]
+    fn two_stage_wrong_pin_or_silence_releases() {
+        let mut r = two_stage();
+        r.ring(0, 2000);
+        assert_eq!(r.keys("4712"), [StopTone, Discarded(FxoCause::WrongPin), Seize(false)]);
+        r.assert_free();
+        // Silence after the dial tone.
+        let mut r = two_stage();
+        r.ring(0, 2000);
+        assert_eq!(r.at(150 + 10_000), [Discarded(FxoCause::NoDigits), StopTone, Seize(false)]);
+        // PIN and then nothing.
+        let mut r = two_stage();
+        r.ring(0, 2000);
+        r.keys("4711");
+        let t = r.ms();
+        assert_eq!(r.at(t + 10_000), [Discarded(FxoCause::NoDigits), StopTone, Seize(false)]);
+        // The caller hangs up during the PIN: the exchange's CPC.
+        let mut r = two_stage();
+        r.ring(0, 2000);
+        r.keys("47");
+        r.ev(LoopCurrentDrop);
+        let t = r.ms();
+        assert_eq!(r.at(t + 350), [Discarded(FxoCause::FarEndReleased(DisconnectMethod::Cpc)), Seize(false)]);
+        r.assert_free();
+    }
+
+    #[test]
+    fn two_stage_is_off_by_default() {
+        for c in ["US", "UK", "DE"] {
+            assert_eq!(FxoConfig::for_country(c).unwrap().two_stage, None);
+        }
+        let mut r = us();
+        r.at(0);
+        r.ev(RingStart);
+        assert_eq!(r.at(150), [incoming(None, None, None)]);
+        assert_eq!(r.keys("4711#"), [], "digits on an unanswered line mean nothing");
+    }
+
+    // ---------------------------------------------------------- outbound
+
+    #[test]
+    fn outbound_call_with_progress_and_speech_answer() {
+        let mut r = us();
+        r.proceeding("5551234");
+        assert_eq!(r.tone(LineTone::Ringback), [Alerting]);
+        assert_eq!(r.tone(LineTone::ToneGone), []);
+        assert_eq!(r.tone(LineTone::Ringback), [], "alerting once");
+        assert_eq!(r.tone(LineTone::Speech), [Answered]);
+        assert_eq!(r.line.state(), FxoState::Connected);
+        assert_eq!(r.line.poll_timeout(), None, "no answer timer left");
+        assert_eq!(r.release(), [DisconnectMedia, Seize(false)]);
+        assert_eq!(r.line.state(), FxoState::Guard);
+        assert_eq!(r.place("1"), [Released(FxoCause::LineBusy)], "guard time");
+        let t = r.ms();
+        r.at(t + 1000);
+        assert_eq!(r.line.state(), FxoState::Idle);
+    }
+
+    #[test]
+    fn answer_by_polarity_reversal_only() {
+        let mut r = rig_with("US", |c| c.answer = AnswerSupervision::PolarityReversal);
+        r.proceeding("5551234");
+        assert_eq!(r.tone(LineTone::Speech), [], "speech is not an answer here");
+        assert_eq!(r.ev(PolarityReversal), [Answered]);
+        assert_eq!(r.line.state(), FxoState::Connected);
+    }
+
+    #[test]
+    fn answer_assumed_after_a_time() {
+        let mut r = rig_with("US", |c| c.answer = AnswerSupervision::AssumedAfter(Duration::from_secs(8)));
+        r.proceeding("5551234");
+        let t = r.ms();
+        assert_eq!(r.tone(LineTone::Speech), []);
+        assert_eq!(r.at(t + 7999), []);
+        assert_eq!(r.at(t + 8000), [Answered]);
+        // A reversal before the assumed time is an answer in every mode.
+        let mut r = rig_with("US", |c| c.answer = AnswerSupervision::AssumedAfter(Duration::from_secs(8)));
+        r.proceeding("5551234");
+        assert_eq!(r.ev(PolarityReversal), [Answered]);
+        let t = r.ms();
+        assert_eq!(r.at(t + 9000), [], "assumed answer cancelled");
+    }
+
+    #[test]
+    fn progress_tones_map_to_causes() {
+        for (tone, cause, q850) in [
+            (LineTone::Busy, FxoCause::Busy, 17),
+            (LineTone::Reorder, FxoCause::Reorder, 34),
+            (LineTone::Congestion, FxoCause::Congestion, 34),
+        ] {
+            let mut r = us();
+            r.proceeding("5551234");
+            assert_eq!(r.tone(tone), [Released(cause), DisconnectMedia, Seize(false)]);
+            assert_eq!(cause.q850(), q850);
+            r.assert_free();
+        }
+    }
+
+    #[test]
+    fn no_answer_gives_19() {
+        let mut r = us();
+        r.proceeding("5551234");
+        r.tone(LineTone::Ringback);
+        let t = r.ms();
+        assert_eq!(r.at(t + 59_999), []);
+        assert_eq!(r.at(t + 60_000), [Released(FxoCause::NoAnswer), DisconnectMedia, Seize(false)]);
+        assert_eq!(FxoCause::NoAnswer.q850(), 19);
+        r.assert_free();
+    }
+
+    #[test]
+    fn no_dial_tone_fails_and_frees_the_line() {
+        let mut r = us();
+        assert_eq!(r.place("5551234"), [Seize(true)]);
+        assert_eq!(r.at(4999), []);
+        assert_eq!(r.at(5000), [Released(FxoCause::NoDialTone), Seize(false)]);
+        assert_eq!(FxoCause::NoDialTone.q850(), 38);
+        assert_eq!(r.tone(LineTone::DialTone), [], "late dial tone");
+        r.assert_free();
+    }
+
+    #[test]
+    fn timed_dial_tone_wait_and_pulse_dialling() {
+        let mut r = rig_with("DE", |c| {
+            c.dial_tone = DialToneWait::Timed(Duration::from_secs(2));
+            c.dial = DialMode::Pulse;
+        });
+        assert_eq!(r.place("0301234"), [Seize(true)]);
+        assert_eq!(r.tone(LineTone::DialTone), [], "not listened for");
+        assert_eq!(r.at(1999), []);
+        assert_eq!(r.at(2000), [Dial { digits: "0301234".into(), pulse: true }]);
+        // The dialler never reports: the guard moves on.
+        let guard = dial_guard(7, true).as_millis() as u64;
+        assert_eq!(r.at(2000 + guard - 1), []);
+        assert_eq!(r.at(2000 + guard), [ConnectMedia]);
+        assert_eq!(r.line.state(), FxoState::Proceeding);
+        // Pulse lines cannot dial * or #.
+        let mut r = rig_with("DE", |c| c.dial = DialMode::Pulse);
+        assert_eq!(r.place("*67"), [Released(FxoCause::InvalidNumber)]);
+        assert!(!r.line.is_seized());
+    }
+
+    #[test]
+    fn bad_numbers_are_refused_before_seizing() {
+        let mut r = us();
+        for bad in ["12x4", "555 1234", &"1".repeat(33), "\u{0}"] {
+            assert_eq!(r.place(bad), [Released(FxoCause::InvalidNumber)], "{bad:?}");
+        }
+        assert_eq!(r.line.state(), FxoState::Idle);
+        assert_eq!(r.place("9,5551234#"), [Seize(true)], "pauses and DTMF keys are fine");
+    }
+
+    #[test]
+    fn empty_number_is_a_hotline_seizure() {
+        let mut r = us();
+        r.place("");
+        assert_eq!(r.tone(LineTone::DialTone), [ConnectMedia]);
+        assert_eq!(r.line.state(), FxoState::Proceeding);
+    }
+
+    #[test]
+    fn dead_line_while_seizing_is_a_line_fault() {
+        let mut r = us();
+        r.place("5551234");
+        r.ev(LoopCurrentDrop);
+        assert_eq!(r.at(349), []);
+        assert_eq!(r.at(350), [Released(FxoCause::LineFault), Seize(false)]);
+        assert_eq!(r.ev(LoopCurrentRestore), []);
+        r.assert_free();
+    }
+
+    // -------------------------------------------------------- disconnect
+
+    fn connected_out(r: &mut Rig) {
+        r.proceeding("5551234");
+        assert_eq!(r.tone(LineTone::Speech), [Answered]);
+    }
+
+    #[test]
+    fn disconnect_by_cpc_open_loop_interval() {
+        let mut r = us();
+        connected_out(&mut r);
+        let t = r.ms();
+        // A short loop current break is a glitch, not a CPC.
+        r.ev(LoopCurrentDrop);
+        assert_eq!(r.at(t + 349), []);
+        assert_eq!(r.ev(LoopCurrentRestore), []);
+        assert_eq!(r.at(t + 2000), []);
+        assert_eq!(r.line.state(), FxoState::Connected);
+        r.ev(LoopCurrentDrop);
+        assert_eq!(r.at(t + 2349), []);
+        assert_eq!(
+            r.at(t + 2350),
+            [Released(FxoCause::FarEndReleased(DisconnectMethod::Cpc)), DisconnectMedia, Seize(false)],
+            "released within cpc_min of the far end's CPC"
+        );
+        assert_eq!(FxoCause::FarEndReleased(DisconnectMethod::Cpc).q850(), 16);
+        r.assert_free();
+    }
+
+    #[test]
+    fn disconnect_by_polarity_reversal_with_guard() {
+        let mut r = rig_with("US", |c| c.answer = AnswerSupervision::PolarityReversal);
+        r.proceeding("5551234");
+        assert_eq!(r.ev(PolarityReversal), [Answered]);
+        let t = r.ms();
+        // Back and forth within the guard: a glitch.
+        assert_eq!(r.ev(PolarityReversal), []);
+        r.at(t + 50);
+        assert_eq!(r.ev(PolarityReversal), []);
+        assert_eq!(r.at(t + 1000), []);
+        assert_eq!(r.line.state(), FxoState::Connected);
+        assert_eq!(r.ev(PolarityReversal), []);
+        assert_eq!(r.at(t + 1099), []);
+        assert_eq!(
+            r.at(t + 1100),
+            [Released(FxoCause::FarEndReleased(DisconnectMethod::PolarityReversal)), DisconnectMedia, Seize(false)]
+        );
+        r.assert_free();
+    }
+
+    #[test]
+    fn disconnect_by_tone_inbound() {
+        let mut r = us();
+        r.ring(0, 2000);
+        r.answer();
+        assert_eq!(r.tone(LineTone::Speech), []);
+        assert_eq!(r.tone(LineTone::Ringback), []);
+        assert_eq!(
+            r.tone(LineTone::Reorder),
+            [Released(FxoCause::FarEndReleased(DisconnectMethod::Tone)), DisconnectMedia, Seize(false)]
+        );
+        r.assert_free();
+    }
+
+    #[test]
+    fn disconnect_methods_are_chosen_per_line() {
+        let only_tone = DisconnectSupervision { cpc_min: None, polarity_reversal: false, tone: true };
+        let mut r = rig_with("US", |c| c.disconnect = only_tone);
+        connected_out(&mut r);
+        r.ev(LoopCurrentDrop);
+        r.ev(PolarityReversal);
+        let t = r.ms();
+        assert_eq!(r.at(t + 10_000), [], "CPC and reversal not used on this line");
+        assert_eq!(r.line.state(), FxoState::Connected);
+        assert_eq!(r.tone(LineTone::Busy), [Released(FxoCause::FarEndReleased(DisconnectMethod::Tone)), DisconnectMedia, Seize(false)]);
+
+        let no_tone = DisconnectSupervision { cpc_min: Some(Duration::from_millis(600)), polarity_reversal: false, tone: false };
+        let mut r = rig_with("US", |c| c.disconnect = no_tone);
+        connected_out(&mut r);
+        assert_eq!(r.tone(LineTone::Busy), []);
+        r.ev(LoopCurrentDrop);
+        let t = r.ms();
+        assert_eq!(r.at(t + 599), []);
+        assert_eq!(r.at(t + 600).first(), Some(&Released(FxoCause::FarEndReleased(DisconnectMethod::Cpc))));
+    }
+
+    #[test]
+    fn inbound_reversal_disconnect() {
+        let mut r = us();
+        r.ring(0, 2000);
+        r.answer();
+        r.ev(PolarityReversal);
+        let t = r.ms();
+        assert_eq!(
+            r.at(t + 100),
+            [Released(FxoCause::FarEndReleased(DisconnectMethod::PolarityReversal)), DisconnectMedia, Seize(false)]
+        );
+    }
+
+    // --------------------------------------------------------------- glare
+
+    #[test]
+    fn glare_ring_while_seizing_fails_outbound_then_takes_the_call() {
+        let mut r = us();
+        assert_eq!(r.place("5551234"), [Seize(true)]);
+        r.now += Duration::from_millis(100);
+        assert_eq!(r.ev(RingStart), [Released(FxoCause::Glare), Seize(false)]);
+        assert_eq!(FxoCause::Glare.q850(), 34);
+        assert_eq!(r.line.state(), FxoState::Guard);
+        r.now += Duration::from_millis(500);
+        assert_eq!(r.ev(RingStop), [], "the guard ignores the rest of the burst");
+        // The exchange keeps ringing: a fresh inbound call after the guard.
+        assert_eq!(r.ring(5000, 2000), [incoming(None, None, None)]);
+    }
+
+    #[test]
+    fn place_on_a_ringing_line_is_glare_without_seizing() {
+        let mut r = us();
+        r.at(0);
+        r.ev(RingStart);
+        assert_eq!(r.place("5551234"), [Released(FxoCause::Glare)]);
+        assert_eq!(r.at(150), [incoming(None, None, None)]);
+        assert_eq!(r.place("5551234"), [Released(FxoCause::Glare)]);
+        let mut r = rig_with("UK", |_| {});
+        assert_eq!(r.ev(PolarityReversal), [StartCallerIdReceiver]);
+        assert_eq!(r.place("5551234"), [Released(FxoCause::Glare)]);
+    }
+
+    #[test]
+    fn glare_while_dialling() {
+        let mut r = us();
+        r.place("5551234");
+        r.tone(LineTone::DialTone);
+        assert_eq!(r.ev(RingStart), [Released(FxoCause::Glare), Seize(false)]);
+        assert_eq!(r.dialled(), [], "the dialler's late report");
+        r.assert_free();
+    }
+
+    // ---------------------------------------------------------------- misc
+
+    #[test]
+    fn stray_inputs_in_idle_change_nothing() {
+        let mut r = us();
+        assert_eq!(r.ev(RingStop), []);
+        assert_eq!(r.ev(LoopCurrentDrop), []);
+        assert_eq!(r.ev(LoopCurrentRestore), []);
+        assert_eq!(r.ev(PolarityReversal), [], "no caller ID before the ring configured");
+        for t in [LineTone::DialTone, LineTone::Busy, LineTone::Speech, LineTone::ToneGone] {
+            assert_eq!(r.tone(t), []);
+        }
+        assert_eq!(r.cid(Ok(info("1", "X"))), []);
+        assert_eq!(r.keys("123#"), []);
+        assert_eq!(r.dialled(), []);
+        assert_eq!(r.answer(), []);
+        assert_eq!(r.release(), []);
+        assert_eq!(r.at(100_000), []);
+        assert_eq!(r.line.state(), FxoState::Idle);
+    }
+
+    #[test]
+    fn country_profiles_and_validation() {
+        for c in ["US", "uk", "GB", "DE", "CA"] {
+            let cfg = FxoConfig::for_country(c).unwrap();
+            cfg.validate().unwrap();
+            assert!(cfg.ring_gone > Duration::from_secs(2), "longer than the ring-off period");
+        }
+        assert_eq!(FxoConfig::for_country("US").unwrap().caller_id, FxoCallerId::AfterFirstRing);
+        assert_eq!(FxoConfig::for_country("UK").unwrap().caller_id, FxoCallerId::BeforeFirstRing);
+        assert_eq!(FxoConfig::for_country("DE").unwrap().caller_id, FxoCallerId::AfterFirstRing);
+        assert_eq!(FxoConfig::for_country("XX"), None);
+        let mut c = FxoConfig::for_country("US").unwrap();
+        c.disconnect = DisconnectSupervision { cpc_min: None, polarity_reversal: false, tone: false };
+        assert!(c.validate().is_err());
+        let mut c = FxoConfig::for_country("US").unwrap();
+        c.two_stage = Some(TwoStage::new(""));
+        assert!(c.validate().is_err());
+        c.two_stage = Some(TwoStage::new("12A"));
+        assert!(c.validate().is_err());
+        let mut c = FxoConfig::for_country("US").unwrap();
+        c.ring_min_on = c.ring_max_on;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn causes_map_to_q850() {
+        use FxoCause::*;
+        let table = [
+            (Busy, 17),
+            (Reorder, 34),
+            (Congestion, 34),
+            (NoAnswer, 19),
+            (NoDialTone, 38),
+            (LineFault, 27),
+            (Glare, 34),
+            (LineBusy, 34),
+            (InvalidNumber, 28),
+            (RingingStopped, 16),
+            (BrokenRingCadence, 38),
+            (FarEndReleased(DisconnectMethod::Tone), 16),
+            (WrongPin, 21),
+            (NoDigits, 28),
+        ];
+        for (c, v) in table {
+            assert_eq!(c.q850(), v, "{c:?}");
+        }
+    }
 }
