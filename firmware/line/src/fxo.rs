@@ -786,6 +786,7 @@ impl FxoLine {
                     self.new_attempt();
                 }
                 if self.state != FxoState::Offered {
+                    self.cancel(Timer::CallerIdWait);
                     self.state = FxoState::RingDetect;
                 }
                 if self.ring_on.is_none() {
@@ -1476,6 +1477,19 @@ mod tests {
     }
 
     #[test]
+    fn uk_double_ring_is_one_ring() {
+        let mut r = rig_with("UK", |c| c.caller_id = FxoCallerId::None);
+        assert_eq!(first_ring(&mut r, "UK", 0), [incoming(None, None, None)]);
+        assert_eq!(r.line.rings(), 1);
+        assert_eq!(first_ring(&mut r, "UK", 3000), []);
+        assert_eq!(r.line.rings(), 2);
+        // Bursts further apart than the gap are rings of their own.
+        r.ring(6000, 400);
+        r.ring(6000 + 400 + 500, 400);
+        assert_eq!(r.line.rings(), 4);
+    }
+
+    #[test]
     fn uk_ring_without_caller_id_is_announced_with_no_data() {
         let mut r = rig_with("UK", |_| {});
         let acts = first_ring(&mut r, "UK", 0);
@@ -1960,6 +1974,275 @@ mod tests {
         ];
         for (c, v) in table {
             assert_eq!(c.q850(), v, "{c:?}");
+        }
+    }
+
+    // ------------------------------------------------------------ property
+
+    #[derive(Clone, Debug)]
+    enum Input {
+        Line(FxoEvent),
+        Tone(LineTone),
+        CallerId(Result<CallerIdInfo, CallerIdFault>),
+        Digit(u8),
+        Dialled,
+        Wait(u64),
+        Place(&'static str),
+        Answer,
+        Release,
+    }
+
+    fn input() -> impl proptest::strategy::Strategy<Value = Input> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => proptest::sample::select(vec![RingStart, RingStop, PolarityReversal, LoopCurrentDrop, LoopCurrentRestore])
+                .prop_map(Input::Line),
+            2 => proptest::sample::select(vec![
+                LineTone::DialTone,
+                LineTone::Ringback,
+                LineTone::Busy,
+                LineTone::Reorder,
+                LineTone::Congestion,
+                LineTone::Speech,
+                LineTone::ToneGone,
+            ])
+            .prop_map(Input::Tone),
+            1 => prop_oneof![
+                Just(Ok(info("5551234", "ALICE"))),
+                Just(Ok(CallerIdInfo::default())),
+                Just(Ok(info("12x", "\u{0}"))),
+                Just(Err(CallerIdFault::BadChecksum)),
+                Just(Err(CallerIdFault::Malformed)),
+            ]
+            .prop_map(Input::CallerId),
+            1 => proptest::sample::select(b"0123456789*#A".to_vec()).prop_map(Input::Digit),
+            1 => Just(Input::Dialled),
+            4 => prop_oneof![0u64..400, 0u64..8000, 0u64..70_000].prop_map(Input::Wait),
+            1 => proptest::sample::select(vec!["5551234", "", "*67", "12x"]).prop_map(Input::Place),
+            1 => Just(Input::Answer),
+            1 => Just(Input::Release),
+        ]
+    }
+
+    fn config() -> impl proptest::strategy::Strategy<Value = FxoConfig> {
+        use proptest::prelude::*;
+        (
+            proptest::sample::select(vec!["US", "UK", "DE"]),
+            proptest::sample::select(vec![
+                FxoCallerId::None,
+                FxoCallerId::BeforeFirstRing,
+                FxoCallerId::AfterFirstRing,
+                FxoCallerId::Either,
+            ]),
+            prop_oneof![
+                Just(AnswerSupervision::PolarityReversal),
+                Just(AnswerSupervision::SpeechEnergy),
+                (0u64..10_000).prop_map(|ms| AnswerSupervision::AssumedAfter(Duration::from_millis(ms))),
+            ],
+            (proptest::option::of(100u64..800), any::<bool>(), any::<bool>()),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_filter_map("a disconnect method", |(country, cid, answer, (cpc, rev, tone), pulse, timed, two)| {
+                let mut c = FxoConfig::for_country(country)?;
+                c.caller_id = cid;
+                c.answer = answer;
+                c.disconnect = DisconnectSupervision { cpc_min: cpc.map(Duration::from_millis), polarity_reversal: rev, tone };
+                c.dial = if pulse { DialMode::Pulse } else { DialMode::Dtmf };
+                if timed {
+                    c.dial_tone = DialToneWait::Timed(Duration::from_secs(2));
+                }
+                if two {
+                    c.two_stage = Some(TwoStage::new("12"));
+                }
+                c.validate().ok()?;
+                Some(c)
+            })
+    }
+
+    /// What the driver and the call control see, checked against the machine.
+    #[derive(Default)]
+    struct Observer {
+        seized: bool,
+        media: bool,
+        rx: bool,
+        tone: bool,
+        call: bool,
+        answered: bool,
+    }
+
+    impl Observer {
+        fn apply(&mut self, input: &Input, acts: &[FxoAction]) -> Result<(), proptest::test_runner::TestCaseError> {
+            use proptest::prop_assert;
+            if matches!(input, Input::Place(_)) && matches!(acts, [Released(_)]) {
+                return Ok(()); // refused at once, nothing seized
+            }
+            if matches!(input, Input::Release) {
+                self.call = false;
+            }
+            for a in acts {
+                match a {
+                    Seize(on) => {
+                        prop_assert!(self.seized != *on, "Seize({}) twice", on);
+                        self.seized = *on;
+                        if *on && matches!(input, Input::Place(_)) {
+                            prop_assert!(!self.call);
+                            self.call = true;
+                            self.answered = false;
+                        }
+                    }
+                    ConnectMedia => {
+                        prop_assert!(!self.media && self.seized);
+                        self.media = true;
+                    }
+                    DisconnectMedia => {
+                        prop_assert!(self.media);
+                        self.media = false;
+                    }
+                    StartCallerIdReceiver => {
+                        prop_assert!(!self.rx && !self.seized);
+                        self.rx = true;
+                    }
+                    StopCallerIdReceiver => {
+                        prop_assert!(self.rx);
+                        self.rx = false;
+                    }
+                    PlayTone(_) => self.tone = true,
+                    StopTone => {
+                        prop_assert!(self.tone);
+                        self.tone = false;
+                    }
+                    Incoming { digits, .. } => {
+                        prop_assert!(!self.call, "a second call announced");
+                        prop_assert_eq_opt(digits.is_some(), self.seized)?;
+                        self.call = true;
+                        self.answered = false;
+                    }
+                    Answered => {
+                        prop_assert!(self.call && !self.answered);
+                        self.answered = true;
+                    }
+                    Alerting => prop_assert!(self.call && !self.answered),
+                    Released(_) => {
+                        prop_assert!(self.call, "Released without a call");
+                        self.call = false;
+                    }
+                    Discarded(_) => prop_assert!(!self.call),
+                    Dial { digits, pulse } => {
+                        prop_assert!(self.seized && self.call);
+                        if *pulse {
+                            prop_assert!(digits.bytes().all(|b| b.is_ascii_digit() || b == b','));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn check(&self, line: &FxoLine) -> Result<(), proptest::test_runner::TestCaseError> {
+            use proptest::{prop_assert, prop_assert_eq};
+            let st = line.state();
+            prop_assert_eq!(self.seized, line.is_seized());
+            prop_assert_eq!(self.media, line.media_connected());
+            let seized_states = [
+                FxoState::TwoStage,
+                FxoState::Seizing,
+                FxoState::Dialling,
+                FxoState::Proceeding,
+                FxoState::Connected,
+            ];
+            prop_assert_eq!(self.seized, seized_states.contains(&st), "seized {} in {:?}", self.seized, st);
+            if self.media {
+                prop_assert!(matches!(st, FxoState::Proceeding | FxoState::Connected), "media in {:?}", st);
+            }
+            if matches!(st, FxoState::Proceeding | FxoState::Connected) {
+                prop_assert!(self.media, "no media in {:?}", st);
+            }
+            if self.rx {
+                prop_assert!(matches!(st, FxoState::CallerIdBeforeRing | FxoState::RingDetect), "receiver in {:?}", st);
+            }
+            if self.tone {
+                prop_assert_eq!(st, FxoState::TwoStage);
+            }
+            // The call control has a call exactly in these states.
+            let call_states = [
+                FxoState::Offered,
+                FxoState::Seizing,
+                FxoState::Dialling,
+                FxoState::Proceeding,
+                FxoState::Connected,
+            ];
+            prop_assert_eq!(self.call, call_states.contains(&st), "call {} in {:?}", self.call, st);
+            Ok(())
+        }
+    }
+
+    fn prop_assert_eq_opt(a: bool, b: bool) -> Result<(), proptest::test_runner::TestCaseError> {
+        proptest::prop_assert_eq!(a, b, "two-stage calls are announced seized, others on hook");
+        Ok(())
+    }
+
+    fn step(r: &mut Rig, obs: &mut Observer, inp: Input) -> Result<(), proptest::test_runner::TestCaseError> {
+        let acts = match &inp {
+            Input::Line(ev) => r.ev(*ev),
+            Input::Tone(t) => r.tone(*t),
+            Input::CallerId(res) => r.cid(res.clone()),
+            Input::Digit(d) => {
+                r.line.handle_digit(r.now, *d);
+                r.actions()
+            }
+            Input::Dialled => r.dialled(),
+            Input::Wait(ms) => {
+                let t = r.ms() + ms;
+                r.at(t)
+            }
+            Input::Place(n) => r.place(n),
+            Input::Answer => r.answer(),
+            Input::Release => r.release(),
+        };
+        obs.apply(&inp, &acts)?;
+        obs.check(&r.line)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Exchange against the FXO machine: whatever the line and the
+        /// call control do, the outputs stay consistent with the state, and
+        /// once the exchange stops ringing and the far end leaves (by each
+        /// method the line watches), the line is on hook and free, with no
+        /// call left half up.
+        #[test]
+        fn no_sequence_leaves_a_line_seized_or_a_call_half_up(
+            cfg in config(),
+            script in proptest::collection::vec(input(), 0..120),
+        ) {
+            let disconnect = cfg.disconnect;
+            let t0 = Instant::now();
+            let mut r = Rig { line: FxoLine::new(cfg), t0, now: t0 };
+            let mut obs = Observer::default();
+            for inp in script {
+                step(&mut r, &mut obs, inp)?;
+            }
+            for _ in 0..3 {
+                step(&mut r, &mut obs, Input::Line(RingStop))?;
+                if disconnect.cpc_min.is_some() {
+                    step(&mut r, &mut obs, Input::Line(LoopCurrentDrop))?;
+                    step(&mut r, &mut obs, Input::Wait(1000))?;
+                    step(&mut r, &mut obs, Input::Line(LoopCurrentRestore))?;
+                }
+                if disconnect.polarity_reversal {
+                    step(&mut r, &mut obs, Input::Line(PolarityReversal))?;
+                    step(&mut r, &mut obs, Input::Wait(1000))?;
+                }
+                if disconnect.tone {
+                    step(&mut r, &mut obs, Input::Tone(LineTone::Busy))?;
+                }
+                step(&mut r, &mut obs, Input::Wait(200_000))?;
+            }
+            proptest::prop_assert_eq!(r.line.state(), FxoState::Idle);
+            proptest::prop_assert!(!obs.seized && !obs.call && !obs.media && !obs.rx && !obs.tone);
+            proptest::prop_assert_eq!(r.line.poll_timeout(), None);
         }
     }
 }
