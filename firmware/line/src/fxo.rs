@@ -1954,6 +1954,29 @@ mod tests {
     }
 
     #[test]
+    fn timer_table_matches_the_enum() {
+        for (i, t) in TIMER_ORDER.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn timers_due_together_all_fire() {
+        // Answer assumed at the same instant the CPC interval ends: both
+        // timers are due; the line ends released and on hook.
+        let mut r = rig_with("US", |c| {
+            c.answer = AnswerSupervision::AssumedAfter(Duration::from_millis(350));
+        });
+        r.proceeding("5551234");
+        r.ev(LoopCurrentDrop);
+        let t = r.ms();
+        assert_eq!(
+            r.at(t + 350),
+            [Answered, Released(FxoCause::FarEndReleased(DisconnectMethod::Cpc)), DisconnectMedia, Seize(false)]
+        );
+    }
+
+    #[test]
     fn causes_map_to_q850() {
         use FxoCause::*;
         let table = [
