@@ -119,7 +119,8 @@ impl FxoCallerId {
 }
 
 /// How an outbound call is known to be answered. A line reversal before the
-/// answer is an answer in every mode.
+/// answer is an answer in every mode; after an answer assumed or heard, the
+/// line's first reversal is its late answer signal, not a disconnect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnswerSupervision {
     /// Only a line reversal (the line offers answer supervision).
@@ -489,7 +490,9 @@ pub struct FxoLine {
     /// Polarity as the events told it (toggled on each reversal).
     polarity: Polarity,
     /// Polarity when the call was answered: a lasting change is a disconnect.
-    answer_polarity: Polarity,
+    /// `None`: an outbound call answered without a reversal, whose line may
+    /// still send its answer reversal (that first reversal sets it).
+    answer_polarity: Option<Polarity>,
     /// The ring burst now on, and whether it has counted as a ring.
     ring_on: Option<Instant>,
     ring_counted: bool,
@@ -521,7 +524,7 @@ impl FxoLine {
             tone: false,
             cid_rx: false,
             polarity: Polarity::Normal,
-            answer_polarity: Polarity::Normal,
+            answer_polarity: None,
             ring_on: None,
             ring_counted: false,
             last_burst: None,
@@ -614,7 +617,7 @@ impl FxoLine {
                 self.push(FxoAction::Alerting);
             }
             (FxoState::Proceeding, LineTone::Speech) if self.config.answer == AnswerSupervision::SpeechEnergy => {
-                self.answered(now)
+                self.answered(now, false)
             }
             (FxoState::Connected, LineTone::Busy | LineTone::Reorder | LineTone::Congestion | LineTone::DialTone)
                 if self.config.disconnect.tone =>
@@ -756,7 +759,7 @@ impl FxoLine {
         self.ring_on = None;
         self.seize(true);
         self.connect_media();
-        self.answer_polarity = self.polarity;
+        self.answer_polarity = Some(self.polarity);
         self.loop_dropped = false;
         self.state = FxoState::Connected;
     }
@@ -872,7 +875,7 @@ impl FxoLine {
             self.clear_timers();
             self.ring_on = None;
             self.seize(true);
-            self.answer_polarity = self.polarity;
+            self.answer_polarity = Some(self.polarity);
             self.loop_dropped = false;
             self.play(Tone::Dial);
             self.digits.clear();
@@ -962,10 +965,10 @@ impl FxoLine {
         }
     }
 
-    fn answered(&mut self, _now: Instant) {
+    fn answered(&mut self, _now: Instant, by_reversal: bool) {
         self.cancel(Timer::NoAnswer);
         self.cancel(Timer::AssumeAnswer);
-        self.answer_polarity = self.polarity;
+        self.answer_polarity = by_reversal.then_some(self.polarity);
         self.push(FxoAction::Answered);
         self.state = FxoState::Connected;
     }
@@ -982,9 +985,13 @@ impl FxoLine {
                 self.state = FxoState::CallerIdBeforeRing;
                 self.set(Timer::CallerIdWait, later(now, self.config.caller_id_wait));
             }
-            FxoState::Proceeding => self.answered(now),
+            FxoState::Proceeding => self.answered(now, true),
             FxoState::Connected | FxoState::TwoStage if self.config.disconnect.polarity_reversal => {
-                if self.polarity == self.answer_polarity {
+                if self.answer_polarity.is_none() {
+                    // The answer reversal of a line whose answer was
+                    // assumed or heard first: the baseline, not a release.
+                    self.answer_polarity = Some(self.polarity);
+                } else if Some(self.polarity) == self.answer_polarity {
                     self.cancel(Timer::ReversalGuard); // undone: a glitch
                 } else {
                     self.set(Timer::ReversalGuard, later(now, self.config.reversal_guard));
@@ -1038,7 +1045,7 @@ impl FxoLine {
             }
             Timer::AssumeAnswer => {
                 if self.state == FxoState::Proceeding {
-                    self.answered(now);
+                    self.answered(now, false);
                 }
             }
             Timer::Cpc => match self.state {
@@ -1854,6 +1861,22 @@ mod tests {
         let t = r.ms();
         assert_eq!(r.at(t + 599), []);
         assert_eq!(r.at(t + 600).first(), Some(&Released(FxoCause::FarEndReleased(DisconnectMethod::Cpc))));
+    }
+
+    #[test]
+    fn late_answer_reversal_after_an_assumed_answer_is_not_a_disconnect() {
+        let mut r = rig_with("US", |c| c.answer = AnswerSupervision::AssumedAfter(Duration::from_secs(2)));
+        r.proceeding("5551234");
+        let t = r.ms();
+        assert_eq!(r.at(t + 2000), [Answered]);
+        assert_eq!(r.ev(PolarityReversal), [], "the far end answers at 10 s");
+        assert_eq!(r.at(t + 20_000), []);
+        assert_eq!(r.line.state(), FxoState::Connected);
+        assert_eq!(r.ev(PolarityReversal), [], "the far end hangs up");
+        assert_eq!(
+            r.at(t + 20_100),
+            [Released(FxoCause::FarEndReleased(DisconnectMethod::PolarityReversal)), DisconnectMedia, Seize(false)]
+        );
     }
 
     #[test]
