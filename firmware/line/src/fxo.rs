@@ -221,18 +221,23 @@ pub struct FxoConfig {
 }
 
 impl FxoConfig {
-    /// Defaults for a country: "US" (Telcordia: 2 s on / 4 s off ringing,
-    /// Bell 202 caller ID after the first ring), "UK"/"GB" (BT: 0.4-0.2-0.4
-    /// on / 2 s off, caller ID before the first ring, SIN 227), "DE"
-    /// (1 s on / 4 s off, V.23 caller ID after the first ring,
-    /// 1 TR 110). Unknown codes: `None`.
+    /// Defaults for a country, from its ringing cadence (ITU-T E.180
+    /// Supplement 2) and caller ID method:
     ///
-    /// Common to all: ring counted after 150 ms; dial tone detected within
-    /// 5 s; answer on a reversal or on speech; no answer after 60 s; disconnect
-    /// by every method, reversal guard 100 ms; release guard 1 s; DTMF.
+    /// | code | ringing | caller ID | `ring_max_on` | `ring_gone` | `cpc_min` |
+    /// |---|---|---|---|---|---|
+    /// | US, CA | 2 s on / 4 s off | Bell 202 after the first ring (GR-30) | 3 s | 6.5 s | 350 ms |
+    /// | UK, GB | 0.4-0.2-0.4 on / 2 s off | V.23 before the first ring, after a line reversal (BT SIN 227) | 1.2 s | 4.5 s | 200 ms |
+    /// | DE | 1 s on / 4 s off | V.23 after the first ring (EN 300 659-1 5.2) | 1.6 s | 6.5 s | 250 ms |
+    ///
+    /// The open-loop intervals are typical values, not spec limits: set them
+    /// from the exchange's documentation. Common to all: a ring counts after
+    /// 150 ms, bursts 400 ms apart are one ring; dial tone detected within
+    /// 5 s; answer on a reversal or on speech; no answer after 60 s;
+    /// disconnect by every method, reversal guard 100 ms; caller ID wait
+    /// 6 s; release guard 1 s; DTMF; two-stage off. Unknown codes: `None`.
     pub fn for_country(code: &str) -> Option<Self> {
         let (caller_id, ring_max_on, ring_gone, cpc_ms) = match code.to_ascii_uppercase().as_str() {
-            // GR-506: CPC open interval of at least 350 ms.
             "US" | "CA" => (FxoCallerId::AfterFirstRing, 3000, 6500, 350),
             "UK" | "GB" => (FxoCallerId::BeforeFirstRing, 1200, 4500, 200),
             "DE" => (FxoCallerId::AfterFirstRing, 1600, 6500, 250),
