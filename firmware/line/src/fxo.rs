@@ -588,7 +588,9 @@ impl FxoLine {
             FxoEvent::RingStop => self.ring_stop(now),
             FxoEvent::PolarityReversal => self.reversal(now),
             FxoEvent::LoopCurrentDrop => {
-                if self.seized && !self.loop_dropped {
+                // Pulse dialling breaks the loop itself.
+                let pulsing = self.state == FxoState::Dialling && self.config.dial == DialMode::Pulse;
+                if self.seized && !self.loop_dropped && !pulsing {
                     self.loop_dropped = true;
                     if let Some(d) = self.config.disconnect.cpc_min {
                         self.set(Timer::Cpc, later(now, d));
@@ -1747,6 +1749,18 @@ mod tests {
         assert_eq!(r.at(2000 + guard - 1), []);
         assert_eq!(r.at(2000 + guard), [ConnectMedia]);
         assert_eq!(r.line.state(), FxoState::Proceeding);
+        // The dialler's own loop breaks are no CPC.
+        let mut r = rig_with("DE", |c| {
+            c.dial = DialMode::Pulse;
+            c.disconnect.cpc_min = Some(Duration::from_millis(60));
+        });
+        r.place("9");
+        assert_eq!(r.tone(LineTone::DialTone), [Dial { digits: "9".into(), pulse: true }]);
+        r.ev(LoopCurrentDrop);
+        let t = r.ms();
+        assert_eq!(r.at(t + 100), []);
+        r.ev(LoopCurrentRestore);
+        assert_eq!(r.dialled(), [ConnectMedia]);
         // Pulse lines cannot dial * or #.
         let mut r = rig_with("DE", |c| c.dial = DialMode::Pulse);
         assert_eq!(r.place("*67"), [Released(FxoCause::InvalidNumber)]);
