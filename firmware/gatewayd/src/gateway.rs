@@ -773,6 +773,10 @@ impl Gateway {
                     self.drain_line(now, i);
                 }
             }
+            // The FXO line's detectors: not used until the FXO ports are wired.
+            RtEvent::Dialled { .. } | RtEvent::LineProgress { .. } | RtEvent::LineSpeech { .. } | RtEvent::CallerIdReceived { .. } => {
+                debug!(?ev, "line-side event");
+            }
             RtEvent::RemoteDigit { channel, digit } => {
                 debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end, played to the line");
             }

@@ -37,7 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gw_dsp::callerid_line::{CallerIdSender, LineStep};
+use gw_dsp::callerid::FskStandard;
+use gw_dsp::callerid_line::{CallerIdReceiver, CallerIdSender, LineStep, ReceiverEvent};
 use gw_dsp::cng::{CnParams, ComfortNoise, Dtx, TxFrame};
 use gw_dsp::dtmf::{DtmfDetector, DtmfEvent, DtmfGenerator};
 use gw_dsp::modem_tones::{ModemTone, ModemToneDetector, ModemToneEvent};
@@ -104,6 +105,17 @@ pub enum RtCommand {
     /// out in the same tick. Two bridge channels listening to each other
     /// join two RTP sessions (a trunk-to-trunk call, transcoded if need be).
     Listen { channel: u8, from: Option<u8> },
+    /// Dial `digits` on the line as DTMF (Q.23 keys, 80 ms on / 80 ms off,
+    /// `,` a 1 s pause): an FXO line calling out. [`RtEvent::Dialled`] when done.
+    Dial { channel: u8, digits: heapless::Vec<u8, 32> },
+    /// Listen to what the line sends as the exchange's side of the call (an
+    /// FXO line): call-progress tones (dial, ringback, busy, reorder,
+    /// congestion) and speech energy on the line's audio become
+    /// [`RtEvent::LineProgress`] and [`RtEvent::LineSpeech`].
+    MonitorLine { channel: u8, on: bool },
+    /// Run an on-hook caller ID receiver (FSK of `standard`, and DTMF CLIP)
+    /// on the line's audio; `None` stops it. Results: [`RtEvent::CallerIdReceived`].
+    ReceiveCallerId { channel: u8, standard: Option<FskStandard> },
 }
 
 /// rt thread -> control plane.
@@ -122,6 +134,15 @@ pub enum RtEvent {
     /// A call-progress tone of the country profile in the far end's audio
     /// during a call (busy or reorder: the far end is gone).
     Progress { channel: u8, event: ProgressEvent },
+    /// A [`RtCommand::Dial`] string has been sent.
+    Dialled { channel: u8 },
+    /// A progress tone on a monitored line ([`RtCommand::MonitorLine`]).
+    LineProgress { channel: u8, event: ProgressEvent },
+    /// Speech energy on a monitored line with no progress tone: someone
+    /// answered.
+    LineSpeech { channel: u8 },
+    /// What the caller ID receiver of the channel found.
+    CallerIdReceived { channel: u8, event: ReceiverEvent },
 }
 
 /// Per-channel echo canceller figures, published by the rt thread every tick.
@@ -459,6 +480,72 @@ struct Channel {
     /// Frames left during which the line's own DTMF detection is off: the
     /// echo of a digit we play must not go back to the far end as a digit.
     digit_guard: u8,
+    /// A dial string in progress: the keys left and the one playing.
+    dial: Option<Dialler>,
+    /// Line-side monitoring (an FXO line): progress tones and speech.
+    monitor: Option<LineMonitor>,
+    /// On-hook caller ID receiver (an FXO line).
+    cid_rx: Option<CallerIdReceiver>,
+}
+
+/// Sends a dial string key by key (Q.23: at least 40 ms of tone and 40 ms
+/// of pause per key; automatic diallers use 70-100 ms: 80 and 80 here).
+struct Dialler {
+    digits: heapless::Vec<u8, 32>,
+    next: usize,
+    key: Option<DtmfGenerator>,
+    /// Frames of a `,` pause left.
+    pause: u8,
+}
+
+const DIAL_ON_MS: u32 = 80;
+const DIAL_OFF_MS: u32 = 80;
+const DIAL_LEVEL_DBM0: f32 = -7.0;
+const DIAL_PAUSE_FRAMES: u8 = 100;
+
+impl Dialler {
+    /// Fills `out`; false once every key has been sent.
+    fn fill(&mut self, out: &mut Frame) -> bool {
+        out.fill(0);
+        if self.pause > 0 {
+            self.pause -= 1;
+            return true;
+        }
+        if let Some(k) = self.key.as_mut() {
+            if k.fill(out) {
+                return true;
+            }
+            self.key = None;
+        }
+        while let Some(&d) = self.digits.get(self.next) {
+            self.next += 1;
+            if d == b',' {
+                self.pause = DIAL_PAUSE_FRAMES;
+                return true;
+            }
+            if let Some(g) = DtmfGenerator::new(d, DIAL_LEVEL_DBM0, DIAL_ON_MS, DIAL_OFF_MS) {
+                self.key = Some(g);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Speech on a monitored line: energy above this level, with no progress
+/// tone recognised, for [`SPEECH_FRAMES`] more frames than quiet ones, means
+/// "someone is talking" (an answer, for answer supervision). 1.2 s: longer
+/// than the progress detector takes to name a steady tone (dial tone: 1 s),
+/// so a tone is never taken for speech.
+const SPEECH_LEVEL_DBM0: f32 = -40.0;
+const SPEECH_FRAMES: u8 = 120;
+
+struct LineMonitor {
+    progress: ProgressDetector,
+    /// A progress tone is present now.
+    tone: bool,
+    loud: u8,
+    reported: bool,
 }
 
 /// A far-end digit played to the line: Q.24's usual 100 ms on, 50 ms off,
@@ -537,6 +624,9 @@ impl<P: PcmBus> RtEngine<P> {
                 hears: None,
                 digit_out: None,
                 digit_guard: 0,
+                dial: None,
+                monitor: None,
+                cid_rx: None,
             })
             .collect();
         RtEngine {
@@ -633,6 +723,26 @@ impl<P: PcmBus> RtEngine<P> {
                         self.stats.channels[channel as usize].cn_negotiated.store(false, Ordering::Relaxed);
                     }
                 }
+                RtCommand::Dial { channel, digits } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.dial = Some(Dialler { digits, next: 0, key: None, pause: 0 });
+                    }
+                }
+                RtCommand::MonitorLine { channel, on } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.monitor = on.then(|| LineMonitor {
+                            progress: ProgressDetector::new(profile),
+                            tone: false,
+                            loud: 0,
+                            reported: false,
+                        });
+                    }
+                }
+                RtCommand::ReceiveCallerId { channel, standard } => {
+                    if let Some(ch) = self.channels.get_mut(channel as usize) {
+                        ch.cid_rx = standard.map(CallerIdReceiver::new);
+                    }
+                }
                 RtCommand::Listen { channel, from } => {
                     let n = self.channels.len();
                     if let Some(ch) = self.channels.get_mut(channel as usize) {
@@ -711,6 +821,13 @@ impl<P: PcmBus> RtEngine<P> {
                 if cid.is_done() {
                     ch.caller_id = None;
                 }
+            } else if let Some(d) = ch.dial.as_mut() {
+                // Dialling out on an FXO line: the keys replace everything else.
+                if !d.fill(out) {
+                    ch.dial = None;
+                    push(&mut self.queues.events, &self.stats, RtEvent::Dialled { channel });
+                }
+                ch.digit_guard = DIGIT_GUARD_FRAMES;
             } else if let Some(g) = ch.digit_out.as_mut() {
                 if !g.fill(out) {
                     ch.digit_out = None;
@@ -783,6 +900,29 @@ impl<P: PcmBus> RtEngine<P> {
                 _ => clean = self.rx[i],
             }
             self.clean[i] = clean;
+            // An FXO line: the exchange's tones and speech, and caller ID on hook.
+            if let Some(m) = ch.monitor.as_mut() {
+                if let Some(event) = m.progress.process(&clean) {
+                    m.tone = matches!(event, ProgressEvent::Detected(_));
+                    m.loud = 0;
+                    push(&mut self.queues.events, &self.stats, RtEvent::LineProgress { channel, event });
+                }
+                if !m.tone && frame_dbm0(&clean) > SPEECH_LEVEL_DBM0 {
+                    m.loud = m.loud.saturating_add(1);
+                } else {
+                    m.loud = m.loud.saturating_sub(1);
+                }
+                if m.loud >= SPEECH_FRAMES && !m.reported {
+                    m.reported = true;
+                    push(&mut self.queues.events, &self.stats, RtEvent::LineSpeech { channel });
+                }
+            }
+            if let Some(rx) = ch.cid_rx.as_mut() {
+                rx.process(&clean);
+                while let Some(event) = rx.poll_event() {
+                    push(&mut self.queues.events, &self.stats, RtEvent::CallerIdReceived { channel, event });
+                }
+            }
             if let Some(event) = ch.line_tones.process(&clean) {
                 // Voice-band data only during a call (a fax's CNG may start
                 // while it still dials).
@@ -860,6 +1000,13 @@ impl<P: PcmBus> RtEngine<P> {
     fn push_event(&mut self, ev: RtEvent) {
         push(&mut self.queues.events, &self.stats, ev);
     }
+}
+
+/// The level of a frame in dBm0 (its RMS against the 0 dBm0 sine's).
+fn frame_dbm0(f: &Frame) -> f32 {
+    let power: f32 = f.iter().map(|&x| f32::from(x) * f32::from(x)).sum::<f32>() / FRAME_SAMPLES as f32;
+    let full = gw_dsp::DBM0_PEAK * gw_dsp::DBM0_PEAK / 2.0;
+    10.0 * (power.max(1e-3) / full).log10()
 }
 
 /// A modem-tone event from one side: its status figure, and voice-band data
@@ -1538,6 +1685,137 @@ mod tests {
         assert!((level + 10.0).abs() < 1.0 && purity > 25.0, "second leg sends {level:.1} dBm0, {purity:.1} dB pure");
         // And the first leg gets the second's (silent) audio back as packets.
         assert!(out1 >= 70, "{out1} packets to the first leg");
+    }
+
+    /// A line that plays `script(tick)` and keeps what it is sent.
+    struct ScriptLine<F: FnMut(u64) -> Frame> {
+        tick: u64,
+        script: F,
+        sent: Vec<i16>,
+    }
+    impl<F: FnMut(u64) -> Frame> PcmBus for ScriptLine<F> {
+        fn channels(&self) -> usize {
+            1
+        }
+        fn exchange(&mut self, tx: &[Frame], rx: &mut [Frame]) -> PcmStats {
+            self.sent.extend_from_slice(&tx[0]);
+            rx[0] = (self.script)(self.tick);
+            self.tick += 1;
+            PcmStats::default()
+        }
+    }
+
+    fn frames_of(samples: &[i16], tick: u64) -> Frame {
+        let at = tick as usize * FRAME_SAMPLES;
+        let mut f = [0; FRAME_SAMPLES];
+        for (k, v) in f.iter_mut().enumerate() {
+            *v = samples.get(at + k).copied().unwrap_or(0);
+        }
+        f
+    }
+
+    fn run_line<F: FnMut(u64) -> Frame>(script: F, cmds: Vec<RtCommand>, ticks: usize) -> (Vec<(u64, RtEvent)>, Vec<i16>) {
+        let (rtq, mut ctl) = make_queues();
+        let line = ScriptLine { tick: 0, script, sent: Vec::with_capacity((ticks + 1) * FRAME_SAMPLES) };
+        let mut engine = RtEngine::new(line, rtq, Arc::new(RtStats::new(1)), RtConfig { echo_tail: Some(512), ..RtConfig::plain() });
+        for c in cmds {
+            ctl.commands.enqueue(c).ok().unwrap();
+        }
+        let mut events = Vec::with_capacity(64);
+        for t in 0..ticks {
+            COUNTING.with(|c| c.set(true));
+            engine.tick();
+            COUNTING.with(|c| c.set(false));
+            while let Some(ev) = ctl.events.dequeue() {
+                events.push((t as u64, ev));
+            }
+        }
+        assert_eq!(COUNT.with(|n| n.get()), 0, "the rt tick allocated");
+        (events, engine.pcm.sent)
+    }
+
+    #[test]
+    fn an_fxo_line_dials_its_string_with_a_pause_and_says_when_done() {
+        let digits: heapless::Vec<u8, 32> = heapless::Vec::from_slice(b"95,51#").unwrap();
+        let (events, sent) = run_line(|_| [0; FRAME_SAMPLES], vec![RtCommand::Dial { channel: 0, digits }], 300);
+        let mut det = DtmfDetector::new();
+        let keys: Vec<u8> = sent
+            .chunks(FRAME_SAMPLES)
+            .filter_map(|f| match det.process(f) {
+                Some(DtmfEvent::Start(d)) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, b"9551#", "every key, in order, heard by an independent detector");
+        let done: Vec<u64> = events.iter().filter(|(_, e)| *e == RtEvent::Dialled { channel: 0 }).map(|(t, _)| *t).collect();
+        // 5 keys of 160 ms and a 1 s pause: about 1.8 s.
+        assert_eq!(done.len(), 1);
+        assert!((175..=185).contains(&done[0]), "dialled at tick {}", done[0]);
+        assert!(!events.iter().any(|(_, e)| matches!(e, RtEvent::LineDigit { .. })), "our own keys are no digit of the line");
+    }
+
+    #[test]
+    fn a_monitored_line_reports_the_exchanges_tones_and_speech() {
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let dial = tone_samples(&us.dial, 3000);
+        let busy = tone_samples(&us.busy, 3000);
+        let speechy = noise_dbov(7, -20.0, 2000);
+        let script = move |t: u64| {
+            if t < 300 {
+                frames_of(&dial, t)
+            } else if t < 350 {
+                [0; FRAME_SAMPLES]
+            } else if t < 650 {
+                frames_of(&busy, t - 350)
+            } else if t < 700 {
+                [0; FRAME_SAMPLES]
+            } else {
+                frames_of(&speechy, t - 700)
+            }
+        };
+        let (events, _) = run_line(script, vec![RtCommand::MonitorLine { channel: 0, on: true }], 900);
+        let kinds: Vec<ProgressEvent> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                RtEvent::LineProgress { event, .. } => Some(*event),
+                _ => None,
+            })
+            .collect();
+        assert!(kinds.contains(&ProgressEvent::Detected(ToneKind::Dial)), "{kinds:?}");
+        assert!(kinds.contains(&ProgressEvent::Detected(ToneKind::Busy)), "{kinds:?}");
+        let speech: Vec<u64> = events.iter().filter(|(_, e)| matches!(e, RtEvent::LineSpeech { .. })).map(|(t, _)| *t).collect();
+        assert_eq!(speech.len(), 1, "{events:?}");
+        assert!(speech[0] >= 700, "speech reported during the tones: {speech:?} {events:?}");
+    }
+
+    #[test]
+    fn an_fxo_line_receives_caller_id_on_hook() {
+        use gw_dsp::callerid::{self, CallerId};
+        use gw_dsp::callerid_line::Procedure;
+        let mut cid = CallerId::new();
+        cid.set_number(b"5551234").unwrap();
+        cid.set_name(b"BOB").unwrap();
+        let mut msg = [0u8; 64];
+        let n = callerid::encode_mdmf(&cid, &mut msg).unwrap();
+        // What an exchange sends between the first and second ring, rendered by gw-dsp's sender.
+        let mut sender = CallerIdSender::new(Procedure::Gr30, FskStandard::Bell202, &msg[..n], -13.0).unwrap();
+        let mut fsk = Vec::new();
+        while !sender.is_done() {
+            let mut f = [0; FRAME_SAMPLES];
+            sender.fill(&mut f);
+            while sender.poll_event().is_some() {}
+            fsk.extend_from_slice(&f);
+        }
+        let cmds = vec![RtCommand::ReceiveCallerId { channel: 0, standard: Some(FskStandard::Bell202) }];
+        let (events, _) = run_line(move |t| frames_of(&fsk, t), cmds, 500);
+        let got: Vec<ReceiverEvent> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                RtEvent::CallerIdReceived { event, .. } => Some(*event),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![ReceiverEvent::CallerId(cid)]);
     }
 
     /// A line that echoes what it is sent (a hybrid with 6 dB ERL, no delay)
