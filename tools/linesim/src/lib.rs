@@ -350,7 +350,7 @@ impl Linesim {
             writer: Mutex::new(writer),
         });
         inner
-            .send(&Message::Hello { version: wire::VERSION, ports: 0 })
+            .send(&Message::Hello { version: wire::VERSION, ports: 0, kinds: Vec::new() })
             .map_err(|_| io::Error::new(ErrorKind::ConnectionAborted, "card closed the link"))?;
         let reader = {
             let inner = inner.clone();
@@ -497,7 +497,12 @@ fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
                 wire::encode_audio(reply, port, &out);
             }
         }
-        Message::Hook { .. } | Message::Flash { .. } | Message::Unknown { .. } => {}
+        Message::Hook { .. }
+        | Message::Flash { .. }
+        | Message::Polarity { .. }
+        | Message::LoopCurrent { .. }
+        | Message::Seize { .. }
+        | Message::Unknown { .. } => {}
     }
 }
 
@@ -934,7 +939,7 @@ mod tests {
                 while matches!(rx.read(&mut b), Ok(n) if n > 0) {}
             });
             let mut buf = Vec::new();
-            Message::Hello { version: wire::VERSION, ports: 1 }.encode(&mut buf);
+            Message::Hello { version: wire::VERSION, ports: 1, kinds: Vec::new() }.encode(&mut buf);
             if s.write_all(&buf).is_err() {
                 return;
             }
