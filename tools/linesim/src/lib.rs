@@ -1,4 +1,6 @@
-//! linesim: plays the phones at the far end of the sim link (`hal/SIMLINK.md`).
+//! linesim: plays the phones at the far end of the sim link (`hal/SIMLINK.md`),
+//! and the central office on the card's FXO ports ([`CentralOffice`], via
+//! [`Linesim::co`]; see [`co`]).
 //!
 //! It connects to a gateway's sim line card, then each [`Phone`] can go off-hook,
 //! dial DTMF, play and record audio, and wait for ringing, feed changes and

@@ -387,3 +387,31 @@ fn audio_both_ways_and_line_echo() {
     let got = f64::from(analysis::tone_level_dbm0(tail, 1000.0));
     assert!((got - want).abs() < 0.5, "echo at {got:.2} dBm0, want {want:.2}");
 }
+
+#[test]
+fn the_cli_scripts_the_central_office() {
+    let mut rig = Rig::new();
+    let addr = rig.card.local_addr().to_string();
+    let bin = env!("CARGO_BIN_EXE_linesim");
+    let script = "co 1 wait seize 5; co 1 wait digits 3 5; co 1 answer rev; sleep 200; co 1 disconnect cpc 300; \
+                  sleep 600; co 2 ring 200 300; sleep 700; co 2 stopring";
+    let child = std::process::Command::new(bin)
+        .args(["--connect", &addr, "-e", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("attach", || rig.card.is_attached());
+    rig.fxo[0].seize(true).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    rig.send(1, &analysis::dtmf("911", 60, 60, -10.0).unwrap());
+    assert_eq!(rig.event(0, T).0, FxoEvent::PolarityReversal);
+    assert_eq!(rig.event(0, T).0, FxoEvent::LoopCurrentDrop);
+    assert_eq!(rig.event(0, T).0, FxoEvent::LoopCurrentRestore);
+    assert_eq!(rig.event(1, T).0, FxoEvent::RingStart);
+    assert_eq!(rig.event(1, T).0, FxoEvent::RingStop);
+    assert_eq!(rig.event(1, T).0, FxoEvent::RingStart);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FXO 1: seized") && text.contains("FXO 1: digits \"911\""), "{text}");
+}
