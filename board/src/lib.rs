@@ -9,7 +9,11 @@
 //! let board = gw_board::build(&desc, None).unwrap();
 //! let pcm = board.pcm;                           // to the rt thread
 //! let fxs = board.fxs;                           // to the control plane
+//! let fxo = board.fxo;                           // FXO lines, same PCM bus
 //! ```
+//!
+//! Ports are FXS or FXO (`kind`); the sim card numbers its FXS ports first,
+//! so a sim board lists every FXS port before its FXO ports (checked).
 //!
 //! Everything is validated by [`parse`] before anything is built, so a bad board
 //! file is a [`BoardError`] naming the problem, never a half-built board.
