@@ -318,8 +318,13 @@ pub(crate) fn on_seize(p: &mut Port, port: u8, closed: bool, reply: &mut Vec<u8>
         co.open_at = frames;
         return;
     }
+    let break_ms = (frames - co.open_at) * 10;
+    if co.call_up && break_ms > FLASH_MAX_MS {
+        // Released while no frame came to tell (an unclocked card).
+        co.call_up = false;
+        co.releases += 1;
+    }
     if co.call_up {
-        let break_ms = (frames - co.open_at) * 10;
         if break_ms <= PULSE_MAX_MS {
             co.pulses += 1;
             co.last_make = frames;
@@ -727,5 +732,137 @@ impl CentralOffice {
     pub fn wait_for_tone(&self, tone: &TonePlan, timeout: Duration) -> Result<ToneReport, LinesimError> {
         self.with_co(|_| ())?;
         self.phone.wait_for_tone(tone, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_hal::sim::wire::{self, PortKind};
+
+    struct Line {
+        p: Port,
+        reply: Vec<u8>,
+    }
+
+    impl Line {
+        fn new() -> Line {
+            Line { p: Port::new(PortKind::Fxo), reply: Vec::new() }
+        }
+
+        fn seize(&mut self, on: bool) {
+            on_seize(&mut self.p, 1, on, &mut self.reply);
+        }
+
+        /// `n` frames of `heard`; returns the line messages with the frame
+        /// number they went out in.
+        fn run_with(&mut self, n: usize, heard: &[i16]) -> Vec<(u64, Message)> {
+            let mut out = Vec::new();
+            for i in 0..n {
+                self.p.frames += 1;
+                let frame = heard.get(i * FRAME..(i + 1) * FRAME).unwrap_or(&[0; FRAME]);
+                on_frame(&mut self.p, 1, frame, &mut self.reply);
+                let mut at = 0;
+                while let Ok(Some((m, used))) = wire::decode(&self.reply[at..]) {
+                    out.push((self.p.frames, m));
+                    at += used;
+                }
+                self.reply.clear();
+            }
+            out
+        }
+
+        fn run(&mut self, n: usize) -> Vec<(u64, Message)> {
+            self.run_with(n, &[])
+        }
+
+        fn co(&self) -> &CoLine {
+            self.p.co.as_ref().unwrap()
+        }
+    }
+
+    #[test]
+    fn loop_breaks_are_pulses_flashes_or_a_release_in_frame_time() {
+        let mut l = Line::new();
+        l.seize(true);
+        assert!(l.co().tone_is_dial, "dial tone on seizure");
+        l.run(10);
+        let pulses = |l: &mut Line, n: usize, break_frames: usize| {
+            for _ in 0..n {
+                l.seize(false);
+                l.run(break_frames);
+                l.seize(true);
+                l.run(4);
+            }
+            l.run(30);
+        };
+        pulses(&mut l, 2, 6);
+        assert!(!l.co().tone_is_dial, "the first pulse stops dial tone");
+        pulses(&mut l, 10, 6);
+        pulses(&mut l, 1, 12);
+        assert_eq!(l.co().digits, "201");
+        // 130 ms: a flash, not a pulse; 1 s still a flash.
+        pulses(&mut l, 1, 13);
+        pulses(&mut l, 1, 100);
+        assert_eq!((l.co().digits.as_str(), l.co().flashes), ("201", 2));
+        assert!(l.co().call_up);
+        // Just over 1 s open: released, and the line is idle again.
+        l.seize(false);
+        l.run(101);
+        assert!(!l.co().call_up);
+        assert_eq!((l.co().seizures, l.co().releases), (1, 1));
+        l.seize(true);
+        assert_eq!(l.co().digits, "");
+    }
+
+    #[test]
+    fn dtmf_digits_are_collected_while_seized_only() {
+        let mut l = Line::new();
+        let keys = analysis::dtmf("73", 60, 60, -10.0).unwrap();
+        l.run_with(keys.len() / FRAME, &keys);
+        assert_eq!(l.co().digits, "", "an idle line collects nothing");
+        l.seize(true);
+        l.run_with(keys.len() / FRAME, &keys);
+        assert_eq!(l.co().digits, "73");
+    }
+
+    #[test]
+    fn ring_cadence_is_frame_exact_and_seizing_trips_it() {
+        let mut l = Line::new();
+        l.p.co.as_mut().unwrap().ringing =
+            Some(RingRun { cadence: cadence_of(&[200, 300]), period: 0, elapsed_ms: 0, cid: None, cid_wait: None });
+        let msgs = l.run(120);
+        let rings: Vec<(u64, bool)> = msgs
+            .iter()
+            .filter_map(|(f, m)| match m {
+                Message::Ring { port: 1, on } => Some((*f, *on)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rings, vec![(1, true), (21, false), (51, true), (71, false), (101, true)]);
+        l.seize(true);
+        let mut at = 0;
+        let mut got = Vec::new();
+        while let Ok(Some((m, used))) = wire::decode(&l.reply[at..]) {
+            got.push(m);
+            at += used;
+        }
+        assert_eq!(got, vec![Message::Ring { port: 1, on: false }], "ring trip at once");
+        assert!(l.co().ringing.is_none());
+        assert!(!l.co().tone_is_dial, "no dial tone when answering a ringing line");
+    }
+
+    #[test]
+    fn cpc_drops_loop_current_for_the_asked_time() {
+        let mut l = Line::new();
+        l.seize(true);
+        let co = l.p.co.as_mut().unwrap();
+        co.script.extend([Step::Current(false), Step::Wait(ms_frames(600)), Step::Current(true)]);
+        let msgs = l.run(100);
+        let cur: Vec<(u64, &Message)> =
+            msgs.iter().filter(|(_, m)| matches!(m, Message::LoopCurrent { .. })).map(|(f, m)| (*f, m)).collect();
+        assert_eq!(cur.len(), 2);
+        assert_eq!(cur[1].0 - cur[0].0, 60);
+        assert_eq!(cur[0].1, &Message::LoopCurrent { port: 1, on: false });
     }
 }
