@@ -9,7 +9,11 @@
 //! let board = gw_board::build(&desc, None).unwrap();
 //! let pcm = board.pcm;                           // to the rt thread
 //! let fxs = board.fxs;                           // to the control plane
+//! let fxo = board.fxo;                           // FXO lines, same PCM bus
 //! ```
+//!
+//! Ports are FXS or FXO (`kind`); the sim card numbers its FXS ports first,
+//! so a sim board lists every FXS port before its FXO ports (checked).
 //!
 //! Everything is validated by [`parse`] before anything is built, so a bad board
 //! file is a [`BoardError`] naming the problem, never a half-built board.
@@ -51,6 +55,8 @@ pub struct BoardDesc {
 pub enum PortKind {
     /// A phone port: the gateway is the exchange.
     Fxs,
+    /// An exchange line: the gateway is the phone.
+    Fxo,
 }
 
 /// One port of the board.
@@ -95,6 +101,9 @@ pub enum BoardError {
     /// The board has no line card this build can drive (no `[sim]`, and real
     /// chip drivers are not there yet).
     NoLineCard,
+    /// An FXS port after an FXO port in index order (the sim card numbers
+    /// its FXS ports first); `index` is the FXS port's.
+    FxsAfterFxo { index: usize },
     /// More ports than the sim card can carry.
     TooManyPorts(usize),
     /// The sim card could not start (e.g. the listen address is taken).
@@ -116,6 +125,9 @@ impl fmt::Display for BoardError {
             BoardError::EmptyLabel { index } => write!(f, "port {index} has an empty label"),
             BoardError::DuplicateLabel(l) => write!(f, "label {l:?} is used by two ports"),
             BoardError::NoLineCard => f.write_str("board has no line card this build can drive"),
+            BoardError::FxsAfterFxo { index } => {
+                write!(f, "port {index} is FXS after an FXO port (FXS ports come first)")
+            }
             BoardError::TooManyPorts(n) => write!(f, "{n} ports is more than the sim card carries"),
             BoardError::SimStart(e) => write!(f, "sim card did not start: {e}"),
         }
@@ -170,7 +182,24 @@ fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
         return Err(BoardError::MissingIndex(missing));
     }
     desc.ports.sort_by_key(|p| p.index);
+    if let Some(first_fxo) = desc.ports.iter().position(|p| p.kind == PortKind::Fxo) {
+        if let Some(p) = desc.ports[first_fxo..].iter().find(|p| p.kind == PortKind::Fxs) {
+            return Err(BoardError::FxsAfterFxo { index: p.index });
+        }
+    }
     Ok(())
+}
+
+impl BoardDesc {
+    /// Number of FXS ports (what gatewayd's `[[fxs]]` sections may name).
+    pub fn fxs_count(&self) -> usize {
+        self.ports.iter().filter(|p| p.kind == PortKind::Fxs).count()
+    }
+
+    /// Number of FXO ports.
+    pub fn fxo_count(&self) -> usize {
+        self.ports.iter().filter(|p| p.kind == PortKind::Fxo).count()
+    }
 }
 
 /// The sim board (`board/sim/board.toml`, embedded).
@@ -187,6 +216,10 @@ pub struct Board {
     pub fxs: Vec<Box<dyn gw_hal::FxsPort + Send>>,
     /// The PCM timeslot of each of `fxs`: the channel its audio uses on `pcm`.
     pub fxs_timeslots: Vec<u16>,
+    /// FXO ports in port-index order: `fxo[i]` is the i-th FXO port of `desc.ports`.
+    pub fxo: Vec<Box<dyn gw_hal::FxoPort + Send>>,
+    /// The PCM timeslot of each of `fxo`.
+    pub fxo_timeslots: Vec<u16>,
     /// The PCM bus, indexed by timeslot (`desc.ports[i].timeslot`).
     pub pcm: Box<dyn gw_hal::PcmBus + Send>,
     /// The sim card itself (for `local_addr`, `is_attached`, event notify).
@@ -199,6 +232,7 @@ impl fmt::Debug for Board {
         f.debug_struct("Board")
             .field("desc", &self.desc)
             .field("fxs", &self.fxs.len())
+            .field("fxo", &self.fxo.len())
             .field("pcm_channels", &self.pcm.channels())
             .field("sim", &self.sim)
             .finish()
@@ -214,25 +248,35 @@ pub fn build(desc: &BoardDesc, sim_listen_override: Option<SocketAddr>) -> Resul
     let Some(sim) = desc.sim else {
         return Err(BoardError::NoLineCard);
     };
-    let ports = desc.ports.len();
-    if ports > gw_hal::sim::MAX_PORTS {
-        return Err(BoardError::TooManyPorts(ports));
+    let total = desc.ports.len();
+    if total > gw_hal::sim::MAX_PORTS {
+        return Err(BoardError::TooManyPorts(total));
     }
+    let fxs_ports = desc.fxs_count();
+    let fxo_ports = total - fxs_ports;
     let listen = sim_listen_override.unwrap_or(sim.listen);
-    let mut card = SimCard::start(SimCardConfig { listen, ports }).map_err(BoardError::SimStart)?;
+    let config = SimCardConfig { listen, ports: fxs_ports, fxo_ports };
+    let mut card = SimCard::start(config).map_err(BoardError::SimStart)?;
     let fxs = card
         .take_ports()
         .into_iter()
         .map(|p| Box::new(p) as Box<dyn gw_hal::FxsPort + Send>)
         .collect();
+    let fxo = card
+        .take_fxo_ports()
+        .into_iter()
+        .map(|p| Box::new(p) as Box<dyn gw_hal::FxoPort + Send>)
+        .collect();
     let Some(sim_pcm) = card.take_pcm() else {
         unreachable!("a freshly started SimCard still has its PCM bus")
     };
-    // The sim card carries port i's audio as its channel i; the board file
-    // says which timeslot that port uses.
-    let fxs_timeslots: Vec<u16> = desc.ports.iter().map(|p| p.timeslot).collect();
-    let pcm = Box::new(TimeslotBus::new(sim_pcm, &fxs_timeslots)) as Box<dyn gw_hal::PcmBus + Send>;
-    Ok(Board { desc, fxs, fxs_timeslots, pcm, sim: Some(card) })
+    // The sim card carries port i's audio as its channel i (FXS ports
+    // first, as validated); the board file says which timeslot it uses.
+    let slots: Vec<u16> = desc.ports.iter().map(|p| p.timeslot).collect();
+    let fxs_timeslots = slots[..fxs_ports].to_vec();
+    let fxo_timeslots = slots[fxs_ports..].to_vec();
+    let pcm = Box::new(TimeslotBus::new(sim_pcm, &slots)) as Box<dyn gw_hal::PcmBus + Send>;
+    Ok(Board { desc, fxs, fxs_timeslots, fxo, fxo_timeslots, pcm, sim: Some(card) })
 }
 
 /// A PCM bus whose channel `i` is carried on timeslot `slots[i]`: the rt
@@ -331,18 +375,33 @@ mod tests {
     }
 
     #[test]
-    fn sim_board_is_four_fxs_ports() {
+    fn sim_board_is_four_fxs_and_two_fxo_ports() {
         let b = sim_board();
         assert_eq!(b.name, "sim");
         assert_eq!(b.rt_core, Some(1));
         assert_eq!(b.sim.unwrap().listen, "127.0.0.1:5070".parse().unwrap());
-        assert_eq!(b.ports.len(), 4);
+        assert_eq!(b.ports.len(), 6);
+        assert_eq!((b.fxs_count(), b.fxo_count()), (4, 2));
         for (i, p) in b.ports.iter().enumerate() {
             assert_eq!(p.index, i);
-            assert_eq!(p.kind, PortKind::Fxs);
-            assert_eq!(p.label, format!("FXS {}", i + 1));
+            if i < 4 {
+                assert_eq!(p.kind, PortKind::Fxs);
+                assert_eq!(p.label, format!("FXS {}", i + 1));
+            } else {
+                assert_eq!(p.kind, PortKind::Fxo);
+                assert_eq!(p.label, format!("FXO {}", i - 3));
+            }
             assert_eq!(usize::from(p.timeslot), i);
         }
+    }
+
+    #[test]
+    fn fxs_ports_come_before_fxo_ports() {
+        let fxo = |index: usize, label: &str, slot: u16| port(index, label, slot).replace("\"fxs\"", "\"fxo\"");
+        let text = board_with(&(port(0, "A", 0) + &fxo(1, "B", 1) + &port(2, "C", 2)));
+        assert!(matches!(parse(&text), Err(BoardError::FxsAfterFxo { index: 2 })));
+        let d = parse(&board_with(&(fxo(1, "B", 7) + &port(0, "A", 3)))).unwrap();
+        assert_eq!((d.fxs_count(), d.fxo_count()), (1, 1));
     }
 
     #[test]
@@ -393,7 +452,13 @@ mod tests {
         let desc = sim_board();
         let mut board = build(&desc, Some("127.0.0.1:0".parse().unwrap())).unwrap();
         assert_eq!(board.fxs.len(), 4);
-        assert_eq!(board.pcm.channels(), 4);
+        assert_eq!(board.fxo.len(), 2);
+        assert_eq!(board.fxs_timeslots, vec![0, 1, 2, 3]);
+        assert_eq!(board.fxo_timeslots, vec![4, 5]);
+        assert_eq!(board.pcm.channels(), 6);
+        assert!(!board.fxo[1].line_status().seized);
+        board.fxo[1].seize(true).unwrap();
+        assert!(board.fxo[1].line_status().seized);
         let card = board.sim.as_ref().unwrap();
         assert_ne!(card.local_addr().port(), 0);
         assert_ne!(card.local_addr().port(), 5070);

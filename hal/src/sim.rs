@@ -37,10 +37,10 @@ use std::time::Duration;
 use heapless::spsc::{Consumer, Producer, Queue};
 
 use crate::{
-    Frame, FxsEvent, FxsPort, HookState, LineFeed, PcmBus, PcmStats, PortError, RingCadence,
-    FRAME_MS, FRAME_SAMPLES,
+    Frame, FxoEvent, FxoLineStatus, FxoPort, FxsEvent, FxsPort, HookState, LineFeed, PcmBus, PcmStats,
+    Polarity, PortError, RingCadence, FRAME_MS, FRAME_SAMPLES,
 };
-use wire::Message;
+use wire::{Message, PortKind};
 
 /// Slots of each per-port spsc queue (capacity is one less: 310 ms of audio).
 const QUEUE_SLOTS: usize = 32;
@@ -58,12 +58,32 @@ pub const MAX_PORTS: usize = 254;
 
 const SILENCE: Frame = [0; FRAME_SAMPLES];
 
-/// Where the card listens and how many FXS ports it has.
+/// Where the card listens and how many ports it has.
+///
+/// Card ports `0..ports` are FXS, `ports..ports + fxo_ports` are FXO; card
+/// port `i` is PCM channel `i`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimCardConfig {
     pub listen: SocketAddr,
+    /// FXS ports.
     pub ports: usize,
+    /// FXO ports, after the FXS ones.
+    pub fxo_ports: usize,
 }
+
+impl SimCardConfig {
+    /// A card with `ports` FXS ports and no FXO port.
+    pub fn fxs(listen: SocketAddr, ports: usize) -> Self {
+        SimCardConfig { listen, ports, fxo_ports: 0 }
+    }
+}
+
+/// Voltages and loop current [`FxoPort::line_status`] reports on the sim
+/// card (a simulated DAA: the line is ideal).
+pub const FXO_IDLE_VOLTS: i16 = 48;
+pub const FXO_SEIZED_VOLTS: i16 = 8;
+pub const FXO_RING_VOLTS: i16 = 90;
+pub const FXO_LOOP_MA: u16 = 25;
 
 /// Ringing state of one port: position inside the cadence.
 #[derive(Debug, Clone, Copy)]
@@ -119,10 +139,66 @@ impl PortCtl {
     }
 }
 
+/// Control-plane view of one FXO port, shared with the I/O thread.
+#[derive(Debug)]
+struct FxoCtl {
+    events: VecDeque<FxoEvent>,
+    /// The control plane wants the line seized.
+    seized: bool,
+    /// A timed loop break (flash or dial pulse) in progress: ms left.
+    open_ms: u32,
+    /// Line state as told by linesim (the central office).
+    ringing: bool,
+    polarity: Polarity,
+    loop_current: bool,
+}
+
+impl FxoCtl {
+    fn new() -> Self {
+        FxoCtl {
+            events: VecDeque::new(),
+            seized: false,
+            open_ms: 0,
+            ringing: false,
+            polarity: Polarity::Normal,
+            loop_current: true,
+        }
+    }
+
+    /// The loop as the line sees it: seized and not in a timed break.
+    fn loop_closed(&self) -> bool {
+        self.seized && self.open_ms == 0
+    }
+
+    /// Back to an idle exchange line (linesim detached); events for what changed.
+    fn reset_line(&mut self) -> bool {
+        let mut any = false;
+        if self.ringing {
+            self.ringing = false;
+            self.events.push_back(FxoEvent::RingStop);
+            any = true;
+        }
+        if self.polarity == Polarity::Reversed {
+            self.polarity = Polarity::Normal;
+            self.events.push_back(FxoEvent::PolarityReversal);
+            any = true;
+        }
+        if !self.loop_current {
+            self.loop_current = true;
+            self.events.push_back(FxoEvent::LoopCurrentRestore);
+            any = true;
+        }
+        any
+    }
+}
+
 type Notify = Arc<dyn Fn() + Send + Sync>;
 
 struct Shared {
     ports: Mutex<Vec<PortCtl>>,
+    /// FXO ports; `fxo[i]` is card port `ports.len() + i`. Locked after
+    /// `ports` when both are held.
+    fxo: Mutex<Vec<FxoCtl>>,
     notify: Mutex<Option<Notify>>,
     /// Ticks (exchange calls) completed by the rt thread.
     ticks: AtomicU64,
@@ -142,6 +218,13 @@ impl Shared {
         self.ports.lock().map_err(|_| PortError::CardGone)
     }
 
+    fn lock_fxo(&self) -> Result<MutexGuard<'_, Vec<FxoCtl>>, PortError> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err(PortError::CardGone);
+        }
+        self.fxo.lock().map_err(|_| PortError::CardGone)
+    }
+
     fn fire_notify(&self) {
         let f = self.notify.lock().ok().and_then(|g| g.clone());
         if let Some(f) = f {
@@ -156,6 +239,7 @@ pub struct SimCard {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
     ports: Vec<SimFxsPort>,
+    fxo: Vec<SimFxoPort>,
     pcm: Option<SimPcmBus>,
     thread: Option<JoinHandle<()>>,
 }
@@ -172,19 +256,24 @@ impl std::fmt::Debug for SimCard {
 impl SimCard {
     /// Binds `config.listen` and starts the I/O thread.
     ///
-    /// Fails with `InvalidInput` when `config.ports` is 0 or above [`MAX_PORTS`].
+    /// Fails with `InvalidInput` when the total port count (FXS and FXO) is
+    /// 0 or above [`MAX_PORTS`].
     pub fn start(config: SimCardConfig) -> io::Result<SimCard> {
-        if config.ports == 0 || config.ports > MAX_PORTS {
+        let fxs_ports = config.ports;
+        let total = config.ports.saturating_add(config.fxo_ports);
+        if total == 0 || total > MAX_PORTS {
             return Err(io::Error::new(
                 ErrorKind::InvalidInput,
-                format!("sim card port count {} not in 1..={MAX_PORTS}", config.ports),
+                format!("sim card port count {total} not in 1..={MAX_PORTS}"),
             ));
         }
+        let config = SimCardConfig { ports: total, ..config };
         let listener = TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            ports: Mutex::new((0..config.ports).map(|_| PortCtl::new()).collect()),
+            ports: Mutex::new((0..fxs_ports).map(|_| PortCtl::new()).collect()),
+            fxo: Mutex::new((0..config.fxo_ports).map(|_| FxoCtl::new()).collect()),
             notify: Mutex::new(None),
             ticks: AtomicU64::new(0),
             attached: AtomicBool::new(false),
@@ -220,11 +309,14 @@ impl SimCard {
             .name("sim-card-io".into())
             .spawn(move || io.run())?;
 
-        let ports = (0..config.ports)
+        let ports = (0..fxs_ports)
             .map(|index| SimFxsPort { shared: shared.clone(), index })
             .collect();
+        let fxo = (0..config.fxo_ports)
+            .map(|i| SimFxoPort { shared: shared.clone(), index: fxs_ports + i, fxo_index: i })
+            .collect();
         let pcm = SimPcmBus { tx: rt_tx, rx: rt_rx, ticks: shared.clone() };
-        Ok(SimCard { shared, local_addr, ports, pcm: Some(pcm), thread: Some(thread) })
+        Ok(SimCard { shared, local_addr, ports, fxo, pcm: Some(pcm), thread: Some(thread) })
     }
 
     /// The bound address (the real port when the configured port was 0).
@@ -235,6 +327,11 @@ impl SimCard {
     /// The FXS ports, once; later calls return an empty vector.
     pub fn take_ports(&mut self) -> Vec<SimFxsPort> {
         std::mem::take(&mut self.ports)
+    }
+
+    /// The FXO ports, once; later calls return an empty vector.
+    pub fn take_fxo_ports(&mut self) -> Vec<SimFxoPort> {
+        std::mem::take(&mut self.fxo)
     }
 
     /// The PCM bus for the rt thread, once.
@@ -332,7 +429,98 @@ impl FxsPort for SimFxsPort {
     }
 }
 
-/// The sim card's PCM bus (rt side). Channel `i` is FXS port `i`.
+/// One FXO port of the sim card (control plane side): the card is the phone,
+/// linesim plays the central office.
+pub struct SimFxoPort {
+    shared: Arc<Shared>,
+    /// Card port index (= its PCM channel).
+    index: usize,
+    /// Index among the FXO ports.
+    fxo_index: usize,
+}
+
+impl std::fmt::Debug for SimFxoPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFxoPort").field("index", &self.index).finish()
+    }
+}
+
+impl SimFxoPort {
+    /// 0-based index of this port on the card (= its PCM channel and its
+    /// sim-link port number); FXO ports follow the FXS ones.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    fn with_port<T>(&self, f: impl FnOnce(&mut FxoCtl) -> Result<T, PortError>) -> Result<T, PortError> {
+        let mut ports = self.shared.lock_fxo()?;
+        let port = ports.get_mut(self.fxo_index).ok_or(PortError::NoSuchPort)?;
+        f(port)
+    }
+}
+
+impl FxoPort for SimFxoPort {
+    fn poll_event(&mut self) -> Option<FxoEvent> {
+        self.with_port(|p| Ok(p.events.pop_front())).ok().flatten()
+    }
+
+    /// Seizing or releasing is sent at once (SEIZE); it ends a timed break
+    /// in progress.
+    fn seize(&mut self, on: bool) -> Result<(), PortError> {
+        self.with_port(|p| {
+            p.seized = on;
+            p.open_ms = 0;
+            Ok(())
+        })
+    }
+
+    /// Opens the loop now (SEIZE 0 at once) and closes it again after `ms`
+    /// rounded up to whole 10 ms ticks (at least one), counted in the card's
+    /// ticks. `InvalidState` when not seized or while an earlier break
+    /// runs; `ms` 0 is `InvalidState` too.
+    fn flash(&mut self, ms: u16) -> Result<(), PortError> {
+        self.with_port(|p| {
+            if !p.seized || p.open_ms > 0 || ms == 0 {
+                return Err(PortError::InvalidState);
+            }
+            p.open_ms = u32::from(ms).div_ceil(FRAME_MS) * FRAME_MS;
+            Ok(())
+        })
+    }
+
+    fn line_status(&self) -> FxoLineStatus {
+        self.with_port(|p| {
+            let closed = p.loop_closed();
+            let voltage = if !p.loop_current {
+                0
+            } else if closed {
+                FXO_SEIZED_VOLTS
+            } else if p.ringing {
+                FXO_RING_VOLTS
+            } else {
+                FXO_IDLE_VOLTS
+            };
+            let current = if closed && p.loop_current { FXO_LOOP_MA } else { 0 };
+            Ok(FxoLineStatus {
+                voltage: Some(voltage),
+                loop_current_ma: Some(current),
+                polarity: p.polarity,
+                ringing: p.ringing,
+                seized: p.seized,
+            })
+        })
+        .unwrap_or(FxoLineStatus {
+            voltage: None,
+            loop_current_ma: None,
+            polarity: Polarity::Normal,
+            ringing: false,
+            seized: false,
+        })
+    }
+}
+
+/// The sim card's PCM bus (rt side). Channel `i` is card port `i` (FXS
+/// ports, then FXO ports).
 pub struct SimPcmBus {
     tx: Vec<Producer<'static, Frame>>,
     rx: Vec<Consumer<'static, Frame>>,
@@ -386,6 +574,8 @@ struct Conn {
     /// What linesim was last told, per port (None = not yet).
     sent_feed: Vec<Option<LineFeed>>,
     sent_ring: Vec<Option<bool>>,
+    /// FXO: the loop state last sent (SEIZE), per FXO port.
+    sent_seize: Vec<Option<bool>>,
 }
 
 /// Why a connection ends.
@@ -486,16 +676,24 @@ impl IoThread {
         stream.set_nonblocking(true).ok()?;
         let _ = stream.set_nodelay(true);
         let n = self.tx.len();
+        let n_fxo = self.shared.fxo.lock().map(|f| f.len()).unwrap_or(0);
+        let kinds = if n_fxo == 0 {
+            Vec::new()
+        } else {
+            (0..n).map(|i| if i < n - n_fxo { PortKind::Fxs } else { PortKind::Fxo }).collect()
+        };
         let mut conn = Conn {
             stream,
             input: Vec::with_capacity(4096),
             output: Vec::with_capacity(4096),
             sent_feed: vec![None; n],
             sent_ring: vec![None; n],
+            sent_seize: vec![None; n_fxo],
         };
         // SIMLINK.md "Connect and disconnect": HELLO, then FEED and RING of
-        // every port (sent by sync_control right after).
-        Message::Hello { version: wire::VERSION, ports: n as u8 }.encode(&mut conn.output);
+        // every FXS port and SEIZE of every FXO port (sent by sync_control
+        // right after).
+        Message::Hello { version: wire::VERSION, ports: n as u8, kinds }.encode(&mut conn.output);
         Some(conn)
     }
 
@@ -514,6 +712,11 @@ impl IoThread {
                 }
             }
         }
+        if let Ok(mut fxo) = self.shared.fxo.lock() {
+            for p in fxo.iter_mut() {
+                *notify |= p.reset_line();
+            }
+        }
         for p in &mut self.rx {
             prefill(p);
         }
@@ -527,6 +730,10 @@ impl IoThread {
         for (i, p) in ports.iter().enumerate() {
             sync_port(conn, i, p);
         }
+        let Ok(fxo) = self.shared.fxo.lock() else { return };
+        for (k, p) in fxo.iter().enumerate() {
+            sync_fxo(conn, ports.len(), k, p);
+        }
     }
 
     /// Processes the ticks the rt thread completed since the last call: per
@@ -538,19 +745,30 @@ impl IoThread {
             return false;
         }
         let Ok(mut ports) = self.shared.ports.lock() else { return false };
+        let Ok(mut fxo) = self.shared.fxo.lock() else { return false };
+        let n_fxs = ports.len();
         while self.ticks_done < now {
             self.ticks_done += 1;
-            for (i, p) in ports.iter_mut().enumerate() {
+            for i in 0..self.tx.len() {
                 let frame = self.tx[i].dequeue().unwrap_or(SILENCE);
                 if let Some(conn) = self.conn.as_mut() {
-                    sync_port(conn, i, p);
+                    if i < n_fxs {
+                        sync_port(conn, i, &ports[i]);
+                    } else {
+                        sync_fxo(conn, n_fxs, i - n_fxs, &fxo[i - n_fxs]);
+                    }
                     wire::encode_audio(&mut conn.output, i as u8, &frame);
                 } else if self.rx[i].len() < RX_PREFILL {
                     // Detached: the line is silent, not missing.
                     let _ = self.rx[i].enqueue(SILENCE);
                 }
-                if let Some(r) = p.ringing.as_mut() {
-                    r.advance(FRAME_MS);
+                if i < n_fxs {
+                    if let Some(r) = ports[i].ringing.as_mut() {
+                        r.advance(FRAME_MS);
+                    }
+                } else {
+                    let p = &mut fxo[i - n_fxs];
+                    p.open_ms = p.open_ms.saturating_sub(FRAME_MS);
                 }
             }
         }
@@ -576,6 +794,14 @@ fn sync_port(conn: &mut Conn, i: usize, p: &PortCtl) {
     if conn.sent_ring[i] != Some(on) {
         Message::Ring { port, on }.encode(&mut conn.output);
         conn.sent_ring[i] = Some(on);
+    }
+}
+
+fn sync_fxo(conn: &mut Conn, n_fxs: usize, k: usize, p: &FxoCtl) {
+    let closed = p.loop_closed();
+    if conn.sent_seize[k] != Some(closed) {
+        Message::Seize { port: (n_fxs + k) as u8, on: closed }.encode(&mut conn.output);
+        conn.sent_seize[k] = Some(closed);
     }
 }
 
@@ -652,6 +878,33 @@ fn handle_message(
                 }
             }
         }
+        Message::Ring { port, on } => {
+            fxo_line(shared, port, notify, |p| {
+                if p.ringing == on {
+                    return None;
+                }
+                p.ringing = on;
+                Some(if on { FxoEvent::RingStart } else { FxoEvent::RingStop })
+            });
+        }
+        Message::Polarity { port, polarity } => {
+            fxo_line(shared, port, notify, |p| {
+                if p.polarity == polarity {
+                    return None;
+                }
+                p.polarity = polarity;
+                Some(FxoEvent::PolarityReversal)
+            });
+        }
+        Message::LoopCurrent { port, on } => {
+            fxo_line(shared, port, notify, |p| {
+                if p.loop_current == on {
+                    return None;
+                }
+                p.loop_current = on;
+                Some(if on { FxoEvent::LoopCurrentRestore } else { FxoEvent::LoopCurrentDrop })
+            });
+        }
         Message::Hook { port, off_hook } => {
             let Ok(mut ports) = shared.ports.lock() else { return Ok(()) };
             let Some(p) = ports.get_mut(usize::from(port)) else { return Ok(()) };
@@ -678,9 +931,24 @@ fn handle_message(
                 }
             }
         }
-        Message::Ring { .. } | Message::Feed { .. } | Message::Unknown { .. } => {}
+        Message::Feed { .. } | Message::Seize { .. } | Message::Unknown { .. } => {}
     }
     Ok(())
+}
+
+/// Applies a line change from the central office to FXO port `port` (card
+/// numbering); frames for FXS ports or missing ports are ignored.
+fn fxo_line(shared: &Shared, port: u8, notify: &mut bool, f: impl FnOnce(&mut FxoCtl) -> Option<FxoEvent>) {
+    let Ok(ports) = shared.ports.lock() else { return };
+    let n_fxs = ports.len();
+    let Some(k) = usize::from(port).checked_sub(n_fxs) else { return };
+    let Ok(mut fxo) = shared.fxo.lock() else { return };
+    if let Some(p) = fxo.get_mut(k) {
+        if let Some(ev) = f(p) {
+            p.events.push_back(ev);
+            *notify = true;
+        }
+    }
 }
 
 fn flush(conn: &mut Conn) -> Result<(), Close> {
@@ -752,17 +1020,17 @@ mod tests {
 
         /// Reads the HELLO and the initial FEED/RING state of `ports` ports.
         fn handshake(&mut self, ports: u8) {
-            assert_eq!(self.expect(), Message::Hello { version: 1, ports });
+            assert_eq!(self.expect(), Message::Hello { version: 1, ports, kinds: vec![] });
             for port in 0..ports {
                 assert_eq!(self.expect(), Message::Feed { port, feed: LineFeed::Forward });
                 assert_eq!(self.expect(), Message::Ring { port, on: false });
             }
-            self.send(Message::Hello { version: 1, ports: 0 });
+            self.send(Message::Hello { version: 1, ports: 0, kinds: vec![] });
         }
     }
 
     fn card(ports: usize) -> SimCard {
-        SimCard::start(SimCardConfig { listen: "127.0.0.1:0".parse().unwrap(), ports }).unwrap()
+        SimCard::start(SimCardConfig::fxs("127.0.0.1:0".parse().unwrap(), ports)).unwrap()
     }
 
     fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -792,7 +1060,7 @@ mod tests {
     #[test]
     fn start_rejects_bad_port_counts() {
         for ports in [0, 255] {
-            let e = SimCard::start(SimCardConfig { listen: "127.0.0.1:0".parse().unwrap(), ports })
+            let e = SimCard::start(SimCardConfig::fxs("127.0.0.1:0".parse().unwrap(), ports))
                 .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput);
         }
@@ -816,7 +1084,7 @@ mod tests {
         ports[1].set_line_feed(LineFeed::Reverse).unwrap();
         assert!(!c.is_attached());
         let mut peer = Peer::connect(&c);
-        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 2 });
+        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 2, kinds: vec![] });
         assert_eq!(peer.expect(), Message::Feed { port: 0, feed: LineFeed::Forward });
         assert_eq!(peer.expect(), Message::Ring { port: 0, on: false });
         assert_eq!(peer.expect(), Message::Feed { port: 1, feed: LineFeed::Reverse });
@@ -922,8 +1190,8 @@ mod tests {
     fn wrong_version_is_refused() {
         let c = card(1);
         let mut peer = Peer::connect(&c);
-        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 1 });
-        peer.send(Message::Hello { version: 2, ports: 0 });
+        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 1, kinds: vec![] });
+        peer.send(Message::Hello { version: 2, ports: 0, kinds: vec![] });
         while peer.recv().is_some() {}
         wait_until("detach", || !c.is_attached());
         assert!(c.last_disconnect_reason().unwrap().contains("version 2"));
@@ -1091,7 +1359,7 @@ mod tests {
             c.shared.ports.lock().unwrap()[0].ringing.unwrap().period == 1
         });
         let mut peer = Peer::connect(&c);
-        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 1 });
+        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 1, kinds: vec![] });
         assert_eq!(peer.expect(), Message::Feed { port: 0, feed: LineFeed::Forward });
         assert_eq!(peer.expect(), Message::Ring { port: 0, on: false });
     }
@@ -1105,5 +1373,207 @@ mod tests {
         assert_eq!(ports[0].set_ringing(None), Err(PortError::CardGone));
         assert_eq!(ports[0].poll_event(), None);
         assert_eq!(ports[0].hook(), HookState::OnHook);
+    }
+
+    fn fxo_card(fxs: usize, fxo: usize) -> SimCard {
+        let listen = "127.0.0.1:0".parse().unwrap();
+        SimCard::start(SimCardConfig { listen, ports: fxs, fxo_ports: fxo }).unwrap()
+    }
+
+    fn next_fxo_event(port: &mut SimFxoPort) -> FxoEvent {
+        let mut ev = None;
+        wait_until("an FXO event", || {
+            ev = port.poll_event();
+            ev.is_some()
+        });
+        ev.unwrap()
+    }
+
+    /// HELLO with kinds, then FEED/RING of the FXS ports and SEIZE of the FXO ports.
+    fn fxo_handshake(peer: &mut Peer, fxs: u8, fxo: u8) {
+        let mut kinds = vec![PortKind::Fxs; usize::from(fxs)];
+        kinds.extend(vec![PortKind::Fxo; usize::from(fxo)]);
+        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: fxs + fxo, kinds });
+        for port in 0..fxs {
+            assert_eq!(peer.expect(), Message::Feed { port, feed: LineFeed::Forward });
+            assert_eq!(peer.expect(), Message::Ring { port, on: false });
+        }
+        for port in fxs..fxs + fxo {
+            assert_eq!(peer.expect(), Message::Seize { port, on: false });
+        }
+        peer.send(Message::Hello { version: 1, ports: 0, kinds: vec![] });
+    }
+
+    #[test]
+    fn fxo_ports_are_handed_out_after_the_fxs_ports() {
+        let mut c = fxo_card(2, 2);
+        assert_eq!(c.take_ports().len(), 2);
+        let fxo = c.take_fxo_ports();
+        assert_eq!(fxo.iter().map(|p| p.index()).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(c.take_fxo_ports().is_empty());
+        assert_eq!(c.take_pcm().unwrap().channels(), 4);
+        // FXO only is a card too; nothing at all is not.
+        assert_eq!(fxo_card(0, 1).take_fxo_ports().len(), 1);
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let e = SimCard::start(SimCardConfig { listen, ports: 0, fxo_ports: 0 }).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let e = SimCard::start(SimCardConfig { listen, ports: 200, fxo_ports: 55 }).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn fxo_line_messages_become_events_and_status() {
+        let mut c = fxo_card(1, 2);
+        let mut fxs = c.take_ports();
+        let mut fxo = c.take_fxo_ports();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f2 = fired.clone();
+        c.set_event_notify(Box::new(move || {
+            f2.fetch_add(1, Ordering::SeqCst);
+        }));
+        let idle = fxo[0].line_status();
+        assert_eq!(
+            idle,
+            FxoLineStatus {
+                voltage: Some(FXO_IDLE_VOLTS),
+                loop_current_ma: Some(0),
+                polarity: Polarity::Normal,
+                ringing: false,
+                seized: false
+            }
+        );
+        let mut peer = Peer::connect(&c);
+        fxo_handshake(&mut peer, 1, 2);
+        peer.send(Message::Ring { port: 1, on: true });
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::RingStart);
+        assert!(fxo[0].line_status().ringing);
+        assert_eq!(fxo[0].line_status().voltage, Some(FXO_RING_VOLTS));
+        assert!(fired.load(Ordering::SeqCst) >= 1);
+        // A repeated state is no event; port 2 is independent.
+        peer.send(Message::Ring { port: 1, on: true });
+        peer.send(Message::Ring { port: 1, on: false });
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::RingStop);
+        peer.send(Message::Polarity { port: 2, polarity: Polarity::Reversed });
+        assert_eq!(next_fxo_event(&mut fxo[1]), FxoEvent::PolarityReversal);
+        assert_eq!(fxo[1].line_status().polarity, Polarity::Reversed);
+        peer.send(Message::Polarity { port: 2, polarity: Polarity::Reversed });
+        peer.send(Message::Polarity { port: 2, polarity: Polarity::Normal });
+        assert_eq!(next_fxo_event(&mut fxo[1]), FxoEvent::PolarityReversal);
+        fxo[1].seize(true).unwrap();
+        assert_eq!(peer.expect(), Message::Seize { port: 2, on: true });
+        let st = fxo[1].line_status();
+        assert_eq!((st.seized, st.voltage, st.loop_current_ma), (true, Some(FXO_SEIZED_VOLTS), Some(FXO_LOOP_MA)));
+        peer.send(Message::LoopCurrent { port: 2, on: false });
+        assert_eq!(next_fxo_event(&mut fxo[1]), FxoEvent::LoopCurrentDrop);
+        assert_eq!(fxo[1].line_status().loop_current_ma, Some(0));
+        peer.send(Message::LoopCurrent { port: 2, on: true });
+        assert_eq!(next_fxo_event(&mut fxo[1]), FxoEvent::LoopCurrentRestore);
+        // FXO messages for the FXS port, and FXS messages for FXO ports, are ignored.
+        peer.send(Message::Ring { port: 0, on: true });
+        peer.send(Message::Polarity { port: 0, polarity: Polarity::Reversed });
+        peer.send(Message::Hook { port: 1, off_hook: true });
+        peer.send(Message::Hook { port: 0, off_hook: true });
+        assert_eq!(next_event(&mut fxs[0]), FxsEvent::OffHook);
+        assert_eq!(fxo[0].poll_event(), None);
+        assert_eq!(fxo[1].poll_event(), None);
+        assert!(c.is_attached());
+    }
+
+    #[test]
+    fn fxo_detach_resets_the_line_with_events() {
+        let mut c = fxo_card(0, 1);
+        let mut fxo = c.take_fxo_ports();
+        let mut peer = Peer::connect(&c);
+        fxo_handshake(&mut peer, 0, 1);
+        peer.send(Message::Ring { port: 0, on: true });
+        peer.send(Message::Polarity { port: 0, polarity: Polarity::Reversed });
+        peer.send(Message::LoopCurrent { port: 0, on: false });
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::RingStart);
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::PolarityReversal);
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::LoopCurrentDrop);
+        drop(peer);
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::RingStop);
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::PolarityReversal);
+        assert_eq!(next_fxo_event(&mut fxo[0]), FxoEvent::LoopCurrentRestore);
+        let st = fxo[0].line_status();
+        assert!(!st.ringing && st.polarity == Polarity::Normal);
+    }
+
+    #[test]
+    fn fxo_flash_opens_the_loop_for_whole_ticks() {
+        let mut c = fxo_card(1, 1);
+        let mut pcm = c.take_pcm().unwrap();
+        let mut fxo = c.take_fxo_ports();
+        let mut peer = Peer::connect(&c);
+        fxo_handshake(&mut peer, 1, 1);
+        wait_until("attach", || c.is_attached());
+        assert_eq!(fxo[0].flash(100), Err(PortError::InvalidState), "not seized");
+        fxo[0].seize(true).unwrap();
+        assert_eq!(peer.expect(), Message::Seize { port: 1, on: true });
+        fxo[0].flash(55).unwrap();
+        assert_eq!(fxo[0].flash(55), Err(PortError::InvalidState), "a break runs");
+        assert_eq!(peer.expect(), Message::Seize { port: 1, on: false });
+        // Count port 1's audio frames until the loop closes again: 60 ms.
+        let mut frames = 0;
+        'ticks: for _ in 0..20 {
+            let tx = [[0; FRAME_SAMPLES]; 2];
+            let mut rx = [[0; FRAME_SAMPLES]; 2];
+            pcm.exchange(&tx, &mut rx);
+            loop {
+                match peer.expect() {
+                    Message::Seize { port: 1, on: true } => break 'ticks,
+                    Message::Audio { port: 1, .. } => {
+                        frames += 1;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(frames, 6);
+        assert!(fxo[0].line_status().seized);
+        fxo[0].seize(false).unwrap();
+        let m = loop {
+            match peer.expect() {
+                Message::Audio { .. } => continue,
+                m => break m,
+            }
+        };
+        assert_eq!(m, Message::Seize { port: 1, on: false });
+        assert_eq!(fxo[0].flash(0), Err(PortError::InvalidState));
+    }
+
+    #[test]
+    fn fxo_audio_rides_its_own_channel() {
+        let mut c = fxo_card(1, 1);
+        let mut pcm = c.take_pcm().unwrap();
+        let mut peer = Peer::connect(&c);
+        fxo_handshake(&mut peer, 1, 1);
+        wait_until("attach", || c.is_attached());
+        let (_, _) = tick(&mut pcm, 300);
+        assert_eq!(peer.expect(), Message::Audio { port: 0, samples: [300; FRAME_SAMPLES] });
+        assert_eq!(peer.expect(), Message::Audio { port: 1, samples: [-300; FRAME_SAMPLES] });
+        peer.send(Message::Audio { port: 1, samples: [55; FRAME_SAMPLES] });
+        let mut got = false;
+        for _ in 0..400 {
+            std::thread::sleep(Duration::from_millis(2));
+            let (rx, _) = tick(&mut pcm, 0);
+            assert_eq!(rx[0][0], 0);
+            if rx[1][0] == 55 {
+                got = true;
+                break;
+            }
+        }
+        assert!(got, "the FXO port's audio reached channel 1");
+    }
+
+    #[test]
+    fn fxo_ports_report_card_gone_after_drop() {
+        let mut c = fxo_card(0, 1);
+        let mut fxo = c.take_fxo_ports();
+        drop(c);
+        assert_eq!(fxo[0].seize(true), Err(PortError::CardGone));
+        assert_eq!(fxo[0].poll_event(), None);
+        assert_eq!(fxo[0].line_status().voltage, None);
     }
 }

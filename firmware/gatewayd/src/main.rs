@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let board_desc = gw_board::sim_board();
-    let board_ports = board_desc.ports.len();
+    let board_ports = board_desc.fxs_count();
     let config = match &args.config {
         None => Config::default_sim(),
         Some(path) => match Config::load(path, board_ports) {
@@ -120,7 +120,7 @@ fn run(
     config_path: Option<PathBuf>,
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let board_ports = board_desc.ports.len();
+    let board_ports = board_desc.fxs_count();
     let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
     // The PCM bus's channels, then the bridge channels of trunk-to-trunk calls.

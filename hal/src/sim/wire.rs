@@ -3,7 +3,7 @@
 //! Shared by the card ([`super::SimCard`]) and by `linesim`, so both ends agree
 //! on one implementation of the byte layout. Pure functions: no I/O.
 
-use crate::{Frame, LineFeed, FRAME_SAMPLES};
+use crate::{Frame, LineFeed, Polarity, FRAME_SAMPLES};
 
 /// Protocol version spoken here (SIMLINK.md, HELLO).
 pub const VERSION: u8 = 1;
@@ -24,23 +24,61 @@ pub mod msg_type {
     pub const RING: u8 = 0x20;
     pub const FEED: u8 = 0x21;
     pub const AUDIO: u8 = 0x30;
+    /// FXO ports only (SIMLINK.md, "FXO ports").
+    pub const POLARITY: u8 = 0x40;
+    pub const LOOP_CURRENT: u8 = 0x41;
+    pub const SEIZE: u8 = 0x42;
+}
+
+/// What a port of the card is (HELLO's optional kind list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// A phone is on the line; the card is the exchange. Wire code 0.
+    Fxs,
+    /// An exchange line; the card is the phone. Wire code 1.
+    Fxo,
+}
+
+impl PortKind {
+    pub fn code(self) -> u8 {
+        match self {
+            PortKind::Fxs => 0,
+            PortKind::Fxo => 1,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<PortKind> {
+        match code {
+            0 => Some(PortKind::Fxs),
+            1 => Some(PortKind::Fxo),
+            _ => None,
+        }
+    }
 }
 
 /// One decoded sim-link message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// Both directions; `ports` is 0 when sent by linesim.
-    Hello { version: u8, ports: u8 },
+    /// Both directions; `ports` is 0 when sent by linesim. `kinds` is empty
+    /// when every port is FXS (the 2-byte HELLO), else one kind per port.
+    Hello { version: u8, ports: u8, kinds: Vec<PortKind> },
     /// linesim -> card: loop closed (`off_hook`) or open.
     Hook { port: u8, off_hook: bool },
     /// linesim -> card: a hook flash.
     Flash { port: u8 },
-    /// card -> linesim: ring voltage on/off.
+    /// Ring voltage on/off: card -> linesim on an FXS port, linesim -> card
+    /// on an FXO port (the central office rings the card).
     Ring { port: u8, on: bool },
     /// card -> linesim: DC feed.
     Feed { port: u8, feed: LineFeed },
     /// Both directions: one 10 ms frame.
     Audio { port: u8, samples: Frame },
+    /// linesim -> card, FXO: the line's polarity.
+    Polarity { port: u8, polarity: Polarity },
+    /// linesim -> card, FXO: loop current present (`on`) or dropped (CPC).
+    LoopCurrent { port: u8, on: bool },
+    /// card -> linesim, FXO: the card closes (`on`) or opens the loop.
+    Seize { port: u8, on: bool },
     /// A type this version does not know; its payload was skipped.
     Unknown { msg_type: u8, port: u8 },
 }
@@ -127,8 +165,18 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
     };
     let message = match msg_type {
         msg_type::HELLO => {
-            expect(2)?;
-            Message::Hello { version: payload[0], ports: payload[1] }
+            if length < 2 {
+                return Err(WireError::BadLength { msg_type, length });
+            }
+            let ports = payload[1];
+            if length != 2 && length != 2 + usize::from(ports) {
+                return Err(WireError::BadLength { msg_type, length });
+            }
+            let kinds = payload[2..]
+                .iter()
+                .map(|&c| PortKind::from_code(c).ok_or(WireError::BadValue { msg_type, value: c }))
+                .collect::<Result<Vec<_>, _>>()?;
+            Message::Hello { version: payload[0], ports, kinds }
         }
         msg_type::HOOK => {
             expect(1)?;
@@ -156,6 +204,19 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
             }
             Message::Audio { port, samples }
         }
+        msg_type::POLARITY => {
+            expect(1)?;
+            let polarity = if bool_value(payload[0])? { Polarity::Reversed } else { Polarity::Normal };
+            Message::Polarity { port, polarity }
+        }
+        msg_type::LOOP_CURRENT => {
+            expect(1)?;
+            Message::LoopCurrent { port, on: bool_value(payload[0])? }
+        }
+        msg_type::SEIZE => {
+            expect(1)?;
+            Message::Seize { port, on: bool_value(payload[0])? }
+        }
         _ => Message::Unknown { msg_type, port },
     };
     Ok(Some((message, total)))
@@ -172,10 +233,11 @@ impl Message {
     /// empty payload.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Message::Hello { version, ports } => {
-                header(out, msg_type::HELLO, PORT_NONE, 2);
+            Message::Hello { version, ports, kinds } => {
+                header(out, msg_type::HELLO, PORT_NONE, 2 + kinds.len());
                 out.push(*version);
                 out.push(*ports);
+                out.extend(kinds.iter().map(|k| k.code()));
             }
             Message::Hook { port, off_hook } => {
                 header(out, msg_type::HOOK, *port, 1);
@@ -191,6 +253,18 @@ impl Message {
                 out.push(feed_code(*feed));
             }
             Message::Audio { port, samples } => encode_audio(out, *port, samples),
+            Message::Polarity { port, polarity } => {
+                header(out, msg_type::POLARITY, *port, 1);
+                out.push(u8::from(*polarity == Polarity::Reversed));
+            }
+            Message::LoopCurrent { port, on } => {
+                header(out, msg_type::LOOP_CURRENT, *port, 1);
+                out.push(u8::from(*on));
+            }
+            Message::Seize { port, on } => {
+                header(out, msg_type::SEIZE, *port, 1);
+                out.push(u8::from(*on));
+            }
             Message::Unknown { msg_type, port } => header(out, *msg_type, *port, 0),
         }
     }
@@ -223,7 +297,18 @@ mod tests {
 
     #[test]
     fn every_message_roundtrips() {
-        roundtrip(Message::Hello { version: 1, ports: 4 });
+        roundtrip(Message::Hello { version: 1, ports: 4, kinds: vec![] });
+        roundtrip(Message::Hello {
+            version: 1,
+            ports: 3,
+            kinds: vec![PortKind::Fxs, PortKind::Fxo, PortKind::Fxo],
+        });
+        roundtrip(Message::Polarity { port: 4, polarity: Polarity::Reversed });
+        roundtrip(Message::Polarity { port: 4, polarity: Polarity::Normal });
+        roundtrip(Message::LoopCurrent { port: 5, on: false });
+        roundtrip(Message::LoopCurrent { port: 5, on: true });
+        roundtrip(Message::Seize { port: 4, on: true });
+        roundtrip(Message::Seize { port: 4, on: false });
         roundtrip(Message::Hook { port: 2, off_hook: true });
         roundtrip(Message::Hook { port: 0, off_hook: false });
         roundtrip(Message::Flash { port: 3 });
@@ -241,8 +326,17 @@ mod tests {
     #[test]
     fn layout_matches_simlink_md() {
         let mut buf = Vec::new();
-        Message::Hello { version: 1, ports: 4 }.encode(&mut buf);
+        Message::Hello { version: 1, ports: 4, kinds: vec![] }.encode(&mut buf);
         assert_eq!(buf, [0x01, 0xFF, 0x00, 0x02, 0x01, 0x04]);
+        buf.clear();
+        let kinds = vec![PortKind::Fxs, PortKind::Fxo];
+        Message::Hello { version: 1, ports: 2, kinds }.encode(&mut buf);
+        assert_eq!(buf, [0x01, 0xFF, 0x00, 0x04, 0x01, 0x02, 0x00, 0x01]);
+        buf.clear();
+        Message::Seize { port: 4, on: true }.encode(&mut buf);
+        Message::Polarity { port: 5, polarity: Polarity::Reversed }.encode(&mut buf);
+        Message::LoopCurrent { port: 5, on: false }.encode(&mut buf);
+        assert_eq!(buf, [0x42, 4, 0, 1, 1, 0x40, 5, 0, 1, 1, 0x41, 5, 0, 1, 0]);
         buf.clear();
         let mut samples = [0i16; FRAME_SAMPLES];
         samples[0] = 0x1234;
@@ -272,5 +366,16 @@ mod tests {
             Err(WireError::BadValue { msg_type: 0x21, value: 9 })
         );
         assert_eq!(decode(&[0x10, 0, 0, 1, 2]), Err(WireError::BadValue { msg_type: 0x10, value: 2 }));
+        // HELLO: 2 bytes, or 2 + one kind per port; kinds are 0 or 1.
+        assert_eq!(decode(&[0x01, 0xFF, 0, 1, 1]), Err(WireError::BadLength { msg_type: 1, length: 1 }));
+        assert_eq!(
+            decode(&[0x01, 0xFF, 0, 3, 1, 2, 0]),
+            Err(WireError::BadLength { msg_type: 1, length: 3 })
+        );
+        assert_eq!(decode(&[0x01, 0xFF, 0, 3, 1, 1, 2]), Err(WireError::BadValue { msg_type: 1, value: 2 }));
+        for t in [0x40, 0x41, 0x42] {
+            assert_eq!(decode(&[t, 0, 0, 1, 2]), Err(WireError::BadValue { msg_type: t, value: 2 }));
+            assert_eq!(decode(&[t, 0, 0, 0]), Err(WireError::BadLength { msg_type: t, length: 0 }));
+        }
     }
 }

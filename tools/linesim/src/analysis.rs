@@ -176,6 +176,18 @@ pub mod plans {
         TonePlan { name: "DE ringback", freqs: &[425.0], cadence_ms: &[1000, 4000] };
     /// German busy: 425 Hz, 480 ms on 480 ms off.
     pub const DE_BUSY: TonePlan = TonePlan { name: "DE busy", freqs: &[425.0], cadence_ms: &[480, 480] };
+    /// German congestion (reorder): 425 Hz, 240 ms on 240 ms off.
+    pub const DE_REORDER: TonePlan = TonePlan { name: "DE reorder", freqs: &[425.0], cadence_ms: &[240, 240] };
+    /// UK dial tone: 350 + 440 Hz, continuous.
+    pub const UK_DIAL: TonePlan = TonePlan { name: "UK dial", freqs: &[350.0, 440.0], cadence_ms: &[] };
+    /// UK ringing tone: 400 + 450 Hz, 0.4/0.2/0.4/2.0 s.
+    pub const UK_RINGBACK: TonePlan =
+        TonePlan { name: "UK ringback", freqs: &[400.0, 450.0], cadence_ms: &[400, 200, 400, 2000] };
+    /// UK busy: 400 Hz, 375 ms on 375 ms off.
+    pub const UK_BUSY: TonePlan = TonePlan { name: "UK busy", freqs: &[400.0], cadence_ms: &[375, 375] };
+    /// UK congestion (reorder): 400 Hz, 0.4/0.35/0.225/0.525 s.
+    pub const UK_REORDER: TonePlan =
+        TonePlan { name: "UK reorder", freqs: &[400.0], cadence_ms: &[400, 350, 225, 525] };
 }
 
 /// What [`ToneDetector`] recognised.

@@ -10,6 +10,12 @@
 //! - ETSI DTMF CLIP: `A` number `C`, or `D` absence code `C`.
 //! - The ETSI dual-tone alerting signal DT-AS (2130 + 2750 Hz).
 //!
+//! It also has the matching senders, for linesim's central office on FXO
+//! ports: [`mdmf`] builds a message, [`fsk_signal`] modulates it (channel
+//! seizure, mark preamble, characters), [`dtmf_clip`] and [`dt_as`] make the
+//! ETSI DTMF CLIP and alerting signals. They are written from the standards,
+//! not taken from the firmware's DSP crate.
+//!
 //! Like [`crate::analysis`], this is independent of the firmware's DSP crate
 //! on purpose: it is the instrument that checks the firmware's transmitter.
 //!
@@ -618,6 +624,194 @@ pub fn dtmf_keys(samples: &[i16]) -> Vec<DtmfKey> {
         .collect()
 }
 
+/// The DTMF key in one 20 ms window (160 samples), by the criteria of
+/// [`dtmf_keys`] (squelch, 70 % of the power, 6 dB above the group, twist
+/// within 8 dB), or `None`.
+pub fn dtmf_window_key(w: &[i16]) -> Option<char> {
+    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    const KEYS: [[char; 4]; 4] =
+        [['1', '2', '3', 'A'], ['4', '5', '6', 'B'], ['7', '8', '9', 'C'], ['*', '0', '#', 'D']];
+    let squelch = {
+        let a = amplitude(SQUELCH_DBM0);
+        a * a / 2.0
+    };
+    if w.is_empty() || power(w) <= squelch {
+        return None;
+    }
+    let x: Vec<f64> = w.iter().map(|&s| f64::from(s)).collect();
+    let best = |s: &[f64]| -> Option<(usize, f64)> {
+        let mut idx: Vec<usize> = (0..s.len()).collect();
+        idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+        (s[idx[0]] >= 4.0 * s[idx[1]]).then_some((idx[0], s[idx[0]]))
+    };
+    let (r, rs) = best(&shares(&x, &ROWS))?;
+    let (c, cs) = best(&shares(&x, &COLS))?;
+    let twist_ok = rs.max(cs) <= 6.3 * rs.min(cs);
+    (rs + cs >= 0.7 && twist_ok).then_some(KEYS[r][c])
+}
+
+/// A streaming DTMF receiver fed 10 ms frames (a central office collecting
+/// dialled digits): each frame is judged with the frame before it (20 ms
+/// window); a key counts once it held two windows in a row, and the next
+/// key needs two windows without it first.
+#[derive(Debug, Clone)]
+pub struct DtmfReceiver {
+    prev: Vec<i16>,
+    /// Key of the last window and how many windows in a row it held.
+    run: Option<(char, usize)>,
+    /// The key reported and not yet released.
+    held: Option<char>,
+    gone: usize,
+}
+
+impl Default for DtmfReceiver {
+    fn default() -> Self {
+        DtmfReceiver::new()
+    }
+}
+
+impl DtmfReceiver {
+    pub fn new() -> Self {
+        DtmfReceiver { prev: Vec::new(), run: None, held: None, gone: 0 }
+    }
+
+    /// Feeds one frame; returns a key at its onset (once per key press).
+    pub fn push_frame(&mut self, frame: &[i16]) -> Option<char> {
+        let mut w = std::mem::take(&mut self.prev);
+        w.extend_from_slice(frame);
+        let key = if w.len() > frame.len() { dtmf_window_key(&w) } else { None };
+        self.prev = frame.to_vec();
+        self.run = match (self.run, key) {
+            (Some((k, n)), Some(c)) if k == c => Some((k, n + 1)),
+            (_, Some(c)) => Some((c, 1)),
+            (_, None) => None,
+        };
+        if let Some(h) = self.held {
+            if key == Some(h) {
+                self.gone = 0;
+                return None;
+            }
+            self.gone += 1;
+            if self.gone < 2 {
+                return None;
+            }
+            self.held = None;
+        }
+        match self.run {
+            Some((k, n)) if n >= 2 => {
+                self.held = Some(k);
+                self.gone = 0;
+                Some(k)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Caller ID FSK level sent by [`fsk_signal`] (GR-30: -13.5 dBm nominal).
+pub const FSK_SEND_DBM0: f32 = -13.5;
+/// Channel seizure bits (GR-30: 300; ETSI: 96..315).
+pub const SEIZURE_BITS: usize = 300;
+/// Mark bits before the message: Bell 202 180 (GR-30), V.23 80 (ETSI 55 +/- 25... 80 here).
+pub fn preamble_mark_bits(standard: FskStandard) -> usize {
+    match standard {
+        FskStandard::Bell202 => 180,
+        FskStandard::V23 => 80,
+    }
+}
+
+/// An MDMF (ETSI: call set-up, type 0x80) message: type, length, the
+/// parameters (date/time `MMDDHHMM` if given, number or absence `O`, name
+/// if not empty), checksum. Fields longer than 255 bytes are cut.
+pub fn mdmf(number: &str, name: &str, date_time: Option<&str>) -> Vec<u8> {
+    let mut params = Vec::new();
+    let mut param = |t: u8, v: &[u8]| {
+        let v = &v[..v.len().min(255)];
+        params.push(t);
+        params.push(v.len() as u8);
+        params.extend_from_slice(v);
+    };
+    if let Some(d) = date_time {
+        param(PARAM_DATE_TIME, d.as_bytes());
+    }
+    if number.is_empty() {
+        param(PARAM_NUMBER_ABSENCE, b"O");
+    } else {
+        param(PARAM_NUMBER, number.as_bytes());
+    }
+    if !name.is_empty() {
+        param(PARAM_NAME, name.as_bytes());
+    }
+    params.truncate(255);
+    let mut out = vec![MDMF, params.len() as u8];
+    out.extend_from_slice(&params);
+    let sum = out.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+    out.push(sum.wrapping_neg());
+    out
+}
+
+/// Continuous-phase FSK at 1200 bit/s of `bytes` as asynchronous characters
+/// (start 0, 8 bits LSB first, stop 1), after `seizure_bits` of 0101... and
+/// `mark_bits` of mark, with two mark bits after the last character, at
+/// `level_dbm0`.
+pub fn fsk_modulate(
+    bytes: &[u8],
+    standard: FskStandard,
+    seizure_bits: usize,
+    mark_bits: usize,
+    level_dbm0: f32,
+) -> Vec<i16> {
+    let mut bits: Vec<bool> = (0..seizure_bits).map(|i| i % 2 == 1).collect();
+    bits.extend(std::iter::repeat_n(true, mark_bits));
+    for &b in bytes {
+        bits.push(false);
+        bits.extend((0..8).map(|i| (b >> i) & 1 == 1));
+        bits.push(true);
+    }
+    bits.extend([true, true]);
+    let n = (bits.len() as f64 * RATE / BIT_RATE).round() as usize;
+    let amp = amplitude(level_dbm0);
+    let mut phase = 0.0f64;
+    (0..n)
+        .map(|i| {
+            let bit = bits[((i as f64 * BIT_RATE / RATE) as usize).min(bits.len() - 1)];
+            let f = if bit { standard.mark_hz() } else { standard.space_hz() };
+            let v = amp * phase.sin();
+            phase = (phase + 2.0 * PI * f / RATE) % (2.0 * PI);
+            v.round().clamp(-32768.0, 32767.0) as i16
+        })
+        .collect()
+}
+
+/// A whole on-hook caller ID data signal: [`mdmf`] modulated with the
+/// standard's preamble at [`FSK_SEND_DBM0`].
+pub fn fsk_signal(standard: FskStandard, number: &str, name: &str, date_time: Option<&str>) -> Vec<i16> {
+    let msg = mdmf(number, name, date_time);
+    fsk_modulate(&msg, standard, SEIZURE_BITS, preamble_mark_bits(standard), FSK_SEND_DBM0)
+}
+
+/// DTMF CLIP keys: 70 ms on, 70 ms off, -7 dBm0 per tone.
+pub const CLIP_ON_MS: u32 = 70;
+pub const CLIP_OFF_MS: u32 = 70;
+
+/// ETSI DTMF CLIP: `A` number `C`, or `D` `00` `C` (number unavailable)
+/// when `number` is empty. `Err(c)`: `c` is not a DTMF key.
+pub fn dtmf_clip(number: &str) -> Result<Vec<i16>, char> {
+    let keys = if number.is_empty() { "D00C".to_string() } else { format!("A{number}C") };
+    if let Some(c) = number.chars().find(|c| !matches!(c, '0'..='9' | '*' | '#')) {
+        return Err(c);
+    }
+    crate::analysis::dtmf(&keys, CLIP_ON_MS, CLIP_OFF_MS, -7.0)
+}
+
+/// The ETSI dual-tone alerting signal, `ms` long, each tone at `level_dbm0`.
+pub fn dt_as(ms: u32, level_dbm0: f32) -> Vec<i16> {
+    let mut out = Vec::new();
+    crate::analysis::push_tones(&mut out, &[(DT_AS_HZ[0], level_dbm0), (DT_AS_HZ[1], level_dbm0)], ms);
+    out
+}
+
 /// Longest pause between two keys of one DTMF CLIP message, samples (1 s).
 const MAX_DTMF_GAP: usize = 8000;
 
@@ -984,5 +1178,59 @@ pub(crate) mod tests {
                 assert_eq!(got[0].raw, msg, "{std:?} seed {seed}");
             }
         }
+    }
+
+    #[test]
+    fn senders_are_understood_by_the_receivers() {
+        for std in [FskStandard::Bell202, FskStandard::V23] {
+            let mut x = vec![0i16; 800];
+            x.extend(fsk_signal(std, "5551234", "ALICE", Some("12041620")));
+            x.extend(vec![0i16; 800]);
+            let m = decode_fsk(&x, std);
+            assert_eq!(m.len(), 1, "{std:?}");
+            assert_eq!(m[0].kind, MessageType::Mdmf);
+            assert_eq!(m[0].fields.number.as_deref(), Some("5551234"));
+            assert_eq!(m[0].fields.name.as_deref(), Some("ALICE"));
+            assert_eq!(m[0].fields.date_time.as_deref(), Some("12041620"));
+            assert_eq!(m[0].standard, Standard::from(std));
+            // The carrier starts with the seizure, 20 ms in samples of slack.
+            assert!(m[0].signal_start.abs_diff(800) < 160, "{}", m[0].signal_start);
+        }
+        let m = decode_fsk(&fsk_signal(FskStandard::V23, "", "", None), FskStandard::V23);
+        assert_eq!(m[0].fields.number_absence.as_deref(), Some("O"));
+        let mut x = dtmf_clip("0301234").unwrap();
+        x.extend(vec![0i16; 400]);
+        let m = decode_dtmf_clip(&x);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].fields.number.as_deref(), Some("0301234"));
+        assert_eq!(dtmf_clip("12x"), Err('x'));
+        let mut x = vec![0i16; 400];
+        x.extend(dt_as(100, -20.0));
+        x.extend(vec![0i16; 400]);
+        let b = detect_dt_as(&x);
+        assert_eq!(b.len(), 1);
+        assert!((b[0].duration_ms() - 100.0).abs() < 5.0, "{}", b[0].duration_ms());
+    }
+
+    #[test]
+    fn mdmf_checksum_sums_to_zero() {
+        let m = super::mdmf("123", "BOB", None);
+        assert_eq!(m[0], MDMF);
+        assert_eq!(usize::from(m[1]), m.len() - 3);
+        assert_eq!(m.iter().fold(0u8, |a, &b| a.wrapping_add(b)), 0);
+    }
+
+    #[test]
+    fn dtmf_receiver_reports_each_key_once() {
+        let x = crate::analysis::dtmf("1907#", 60, 60, -10.0).unwrap();
+        let mut rx = DtmfReceiver::new();
+        let keys: String = x.chunks(80).filter_map(|f| rx.push_frame(f)).collect();
+        assert_eq!(keys, "1907#");
+        // A long key is still one key; silence none.
+        let x = crate::analysis::dtmf("55", 500, 100, -10.0).unwrap();
+        let mut rx = DtmfReceiver::new();
+        let keys: String = x.chunks(80).filter_map(|f| rx.push_frame(f)).collect();
+        assert_eq!(keys, "55");
+        assert_eq!(DtmfReceiver::new().push_frame(&[0; 80]), None);
     }
 }

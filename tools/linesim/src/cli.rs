@@ -6,7 +6,15 @@
 //! play P FILE.wav [loop] | record P SECONDS FILE.wav | measure P SECONDS
 //! wait P dial|ringback|busy|reorder|ringing|ringstop|callerid [SECS]
 //! status | sleep MS | help | quit
+//! co F ring [MS...] | co F stopring | co F cid bell|v23|dtmf NUMBER [NAME]
+//! co F answer [rev] | co F disconnect cpc MS|rev|busy
+//! co F progress dial|ringback|busy|reorder|off | co F country us|de|uk
+//! co F tone HZ DBM0 | co F stop | co F measure SECONDS | co F digits
+//! co F wait seize|release [SECS] | co F wait digits N [SECS]
 //! ```
+//!
+//! `co F` is the central office on FXO port F (1-based among the FXO
+//! ports: `co 1` is the board's "FXO 1").
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -80,10 +88,161 @@ pub enum Command {
     /// Line echo on a port (`None`: off).
     Echo(usize, Option<crate::EchoPath>),
     Wait(usize, WaitFor, Duration),
+    /// The central office on FXO port `.0` (0-based among the FXO ports).
+    Co(usize, CoAction),
     Status,
     Sleep(Duration),
     Help,
     Quit,
+}
+
+/// Call-progress tones `co F progress` plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Dial,
+    Ringback,
+    Busy,
+    Reorder,
+    Off,
+}
+
+/// What `co F ...` does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoAction {
+    /// Empty: the country's cadence.
+    Ring(Vec<u16>),
+    StopRing,
+    CallerId(crate::Standard, String, String),
+    Answer { reversal: bool },
+    Disconnect(crate::Disconnect),
+    Progress(Progress),
+    Country(crate::Country),
+    Tone(f32, f32),
+    Stop,
+    Measure(Duration),
+    Digits,
+    WaitSeized(Duration),
+    WaitReleased(Duration),
+    WaitDigits(usize, Duration),
+}
+
+fn parse_co(a: &[&str]) -> Result<Command, String> {
+    let f = port(a.first())?;
+    let Some(&what) = a.get(1) else { return Err("co: missing action (see help)".into()) };
+    let r = &a[2..];
+    let arity = |min: usize, max: usize| {
+        if r.len() < min || r.len() > max {
+            Err(format!("co {what}: wrong number of arguments (see help)"))
+        } else {
+            Ok(())
+        }
+    };
+    let act = match what.to_ascii_lowercase().as_str() {
+        "ring" => {
+            arity(0, 8)?;
+            let c = r.iter().map(|x| number::<u16>(Some(x), "period")).collect::<Result<Vec<_>, _>>()?;
+            if !c.is_empty() && gw_hal::RingCadence::new(&c).is_none() {
+                return Err("co ring: 1..4 on/off pairs of 1..65535 ms".into());
+            }
+            CoAction::Ring(c)
+        }
+        "stopring" => {
+            arity(0, 0)?;
+            CoAction::StopRing
+        }
+        "cid" => {
+            if r.len() < 2 {
+                return Err("co cid: expected bell|v23|dtmf NUMBER [NAME]".into());
+            }
+            let std = match r[0].to_ascii_lowercase().as_str() {
+                "bell" | "bell202" => crate::Standard::Bell202,
+                "v23" | "etsi" => crate::Standard::V23,
+                "dtmf" => crate::Standard::DtmfClip,
+                x => return Err(format!("co cid: unknown standard {x:?} (bell, v23, dtmf)")),
+            };
+            let number = if r[1] == "-" { String::new() } else { r[1].to_string() };
+            CoAction::CallerId(std, number, r[2..].join(" "))
+        }
+        "answer" => {
+            arity(0, 1)?;
+            match r.first() {
+                None => CoAction::Answer { reversal: false },
+                Some(x) if x.eq_ignore_ascii_case("rev") => CoAction::Answer { reversal: true },
+                Some(x) => return Err(format!("co answer: expected 'rev', got {x:?}")),
+            }
+        }
+        "disconnect" => {
+            arity(1, 2)?;
+            CoAction::Disconnect(match r[0].to_ascii_lowercase().as_str() {
+                "cpc" => crate::Disconnect::Cpc { ms: number(r.get(1), "CPC ms")? },
+                "rev" if r.len() == 1 => crate::Disconnect::Reversal,
+                "busy" if r.len() == 1 => crate::Disconnect::BusyTone,
+                x => return Err(format!("co disconnect: expected cpc MS, rev or busy, got {x:?}")),
+            })
+        }
+        "progress" => {
+            arity(1, 1)?;
+            CoAction::Progress(match r[0].to_ascii_lowercase().as_str() {
+                "dial" => Progress::Dial,
+                "ringback" => Progress::Ringback,
+                "busy" => Progress::Busy,
+                "reorder" => Progress::Reorder,
+                "off" => Progress::Off,
+                x => return Err(format!("co progress: unknown tone {x:?}")),
+            })
+        }
+        "country" => {
+            arity(1, 1)?;
+            CoAction::Country(r[0].parse()?)
+        }
+        "tone" => {
+            arity(2, 2)?;
+            let hz: f32 = number(r.first(), "frequency")?;
+            if !(1.0..=3999.0).contains(&hz) {
+                return Err(format!("frequency {hz} not in 1..=3999 Hz"));
+            }
+            let level: f32 = number(r.get(1), "level")?;
+            if !(-80.0..=3.0).contains(&level) {
+                return Err(format!("level {level} not in -80..=3 dBm0"));
+            }
+            CoAction::Tone(hz, level)
+        }
+        "stop" => {
+            arity(0, 0)?;
+            CoAction::Stop
+        }
+        "measure" => {
+            arity(1, 1)?;
+            CoAction::Measure(seconds(r.first())?)
+        }
+        "digits" => {
+            arity(0, 0)?;
+            CoAction::Digits
+        }
+        "wait" => {
+            let Some(&on) = r.first() else { return Err("co wait: expected seize, release or digits".into()) };
+            match on.to_ascii_lowercase().as_str() {
+                "seize" | "release" => {
+                    arity(1, 2)?;
+                    let t = if r.len() == 2 { seconds(r.get(1))? } else { DEFAULT_WAIT };
+                    if on.eq_ignore_ascii_case("seize") {
+                        CoAction::WaitSeized(t)
+                    } else {
+                        CoAction::WaitReleased(t)
+                    }
+                }
+                "digits" => {
+                    arity(2, 3)?;
+                    let n: usize = number(r.get(1), "digit count")?;
+                    let t = if r.len() == 3 { seconds(r.get(2))? } else { DEFAULT_WAIT };
+                    CoAction::WaitDigits(n, t)
+                }
+                x => return Err(format!("co wait: unknown {x:?} (seize, release, digits)")),
+            }
+        }
+        x => return Err(format!("co: unknown action {x:?} (see help)")),
+    };
+    Ok(Command::Co(f, act))
 }
 
 /// Text for `help`.
@@ -99,7 +258,14 @@ echo P MODEL DELAY_MS ERL_DB | echo P off
                                       bulk delay 0..100 ms, echo return loss in dB
 wait P dial|ringback|busy|reorder|ringing|ringstop|callerid [SECS]
                                       callerid: FSK (Bell 202, V.23) or DTMF CLIP with its timing
-status | sleep MS | help | quit";
+status | sleep MS | help | quit
+co F ...                              the central office on FXO port F (1-based among FXO ports):
+  ring [MS...] | stopring             ring (the country's cadence without periods)
+  cid bell|v23|dtmf NUMBER [NAME]     incoming call with caller ID ('-' = no number), then ringing
+  answer [rev] | disconnect cpc MS|rev|busy
+  progress dial|ringback|busy|reorder|off | country us|de|uk
+  tone HZ DBM0 | stop | measure SECONDS
+  digits | wait seize|release [SECS] | wait digits N [SECS]";
 
 fn port(arg: Option<&&str>) -> Result<usize, String> {
     let a = arg.ok_or("missing port")?;
@@ -222,6 +388,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             let t = if a.len() == 3 { seconds(a.get(2))? } else { DEFAULT_WAIT };
             Command::Wait(port(a.first())?, what, t)
         }
+        "co" => parse_co(a)?,
         "status" => {
             arity(0, 0)?;
             Command::Status
@@ -351,10 +518,68 @@ pub fn execute(sim: &Linesim, cmd: &Command, tones: Tones, out: &mut dyn Write) 
                 }
             }
         }
+        Command::Co(f, act) => {
+            let fxo = sim.fxo_ports();
+            let Some(&p) = fxo.get(*f) else { return Err(LinesimError::NoSuchPort(*f)) };
+            let co = sim.co(p);
+            let name = format!("FXO {}", f + 1);
+            match act {
+                CoAction::Ring(c) => co.ring(c)?,
+                CoAction::StopRing => co.stop_ring()?,
+                CoAction::CallerId(std, number, who) => co.send_caller_id(*std, number, who)?,
+                CoAction::Answer { reversal } => co.answer(*reversal)?,
+                CoAction::Disconnect(d) => co.disconnect(*d)?,
+                CoAction::Progress(t) => match t {
+                    Progress::Dial => co.play_dial_tone()?,
+                    Progress::Ringback => co.play_ringback()?,
+                    Progress::Busy => co.play_busy()?,
+                    Progress::Reorder => co.play_reorder()?,
+                    Progress::Off => co.stop_tone()?,
+                },
+                CoAction::Country(c) => co.set_country(*c)?,
+                CoAction::Tone(hz, l) => co.play_tone(*hz, *l)?,
+                CoAction::Stop => co.stop_playback()?,
+                CoAction::Measure(d) => {
+                    let m = co.measure(*d)?;
+                    let second = m.second_freq_hz.map_or(String::new(), |f| format!(" second {f:.1} Hz"));
+                    writeln!(out, "{name}: {:.1} Hz {:.1} dBm0{second}", m.freq_hz, m.level_dbm0).map_err(io_err)?;
+                }
+                CoAction::Digits => writeln!(out, "{name}: digits {:?}", co.collected_digits()).map_err(io_err)?,
+                CoAction::WaitSeized(t) => {
+                    co.wait_seized(*t)?;
+                    writeln!(out, "{name}: seized").map_err(io_err)?;
+                }
+                CoAction::WaitReleased(t) => {
+                    co.wait_released(*t)?;
+                    writeln!(out, "{name}: released").map_err(io_err)?;
+                }
+                CoAction::WaitDigits(n, t) => {
+                    let d = co.wait_digits(*n, *t)?;
+                    writeln!(out, "{name}: digits {d:?}").map_err(io_err)?;
+                }
+            }
+        }
         Command::Status => {
             writeln!(out, "{} ports, {}", sim.port_count(), if sim.is_connected() { "connected" } else { "disconnected" })
                 .map_err(io_err)?;
+            for (f, p) in sim.fxo_ports().into_iter().enumerate() {
+                let co = sim.co(p);
+                let ring = if co.is_ringing() { " RINGING" } else { "" };
+                let seized = if co.is_seized() { "seized" } else { "idle" };
+                writeln!(
+                    out,
+                    "FXO {} (port {}): {seized}, polarity {:?}, digits {:?}{ring}",
+                    f + 1,
+                    p + 1,
+                    co.polarity(),
+                    co.collected_digits()
+                )
+                .map_err(io_err)?;
+            }
             for p in 0..sim.port_count() {
+                if sim.port_kind(p) == Some(crate::PortKind::Fxo) {
+                    continue;
+                }
                 let phone = sim.phone(p);
                 let hook = match phone.hook() {
                     HookState::OnHook => "on-hook",
@@ -427,6 +652,26 @@ mod tests {
             ("status", Command::Status),
             ("sleep 250", Command::Sleep(Duration::from_millis(250))),
             ("quit", Command::Quit),
+            ("co 1 ring", Command::Co(0, CoAction::Ring(vec![]))),
+            ("co 2 ring 400 200 400 2000", Command::Co(1, CoAction::Ring(vec![400, 200, 400, 2000]))),
+            ("co 1 stopring", Command::Co(0, CoAction::StopRing)),
+            (
+                "co 1 cid bell 5551234 JOHN DOE",
+                Command::Co(0, CoAction::CallerId(crate::Standard::Bell202, "5551234".into(), "JOHN DOE".into())),
+            ),
+            ("co 1 cid dtmf -", Command::Co(0, CoAction::CallerId(crate::Standard::DtmfClip, String::new(), String::new()))),
+            ("co 1 answer rev", Command::Co(0, CoAction::Answer { reversal: true })),
+            ("co 1 answer", Command::Co(0, CoAction::Answer { reversal: false })),
+            ("co 1 disconnect cpc 600", Command::Co(0, CoAction::Disconnect(crate::Disconnect::Cpc { ms: 600 }))),
+            ("co 1 disconnect rev", Command::Co(0, CoAction::Disconnect(crate::Disconnect::Reversal))),
+            ("co 1 disconnect busy", Command::Co(0, CoAction::Disconnect(crate::Disconnect::BusyTone))),
+            ("co 1 progress ringback", Command::Co(0, CoAction::Progress(Progress::Ringback))),
+            ("co 1 country uk", Command::Co(0, CoAction::Country(crate::Country::Uk))),
+            ("co 1 tone 1004 -10", Command::Co(0, CoAction::Tone(1004.0, -10.0))),
+            ("co 1 wait seize 3", Command::Co(0, CoAction::WaitSeized(s(3.0)))),
+            ("co 1 wait release", Command::Co(0, CoAction::WaitReleased(DEFAULT_WAIT))),
+            ("co 1 wait digits 7 10", Command::Co(0, CoAction::WaitDigits(7, s(10.0)))),
+            ("co 1 digits", Command::Co(0, CoAction::Digits)),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line), Ok(Some(want)), "{line}");
@@ -453,6 +698,14 @@ mod tests {
             ("echo 1 1 20", "expected"),
             ("echo 1 on", "expected"),
             ("jump 1", "unknown command"),
+            ("co 0 ring", "1-based"),
+            ("co 1 ring 100", "pairs"),
+            ("co 1 cid fax 123", "unknown standard"),
+            ("co 1 disconnect cpc", "missing CPC"),
+            ("co 1 disconnect slam", "expected cpc"),
+            ("co 1 country fr", "unknown country"),
+            ("co 1 wait digits", "wrong number"),
+            ("co 1", "missing action"),
         ] {
             let e = parse(line).unwrap_err();
             assert!(e.contains(why), "{line}: {e}");

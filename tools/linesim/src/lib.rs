@@ -1,4 +1,6 @@
-//! linesim: plays the phones at the far end of the sim link (`hal/SIMLINK.md`).
+//! linesim: plays the phones at the far end of the sim link (`hal/SIMLINK.md`),
+//! and the central office on the card's FXO ports ([`CentralOffice`], via
+//! [`Linesim::co`]; see [`co`]).
 //!
 //! It connects to a gateway's sim line card, then each [`Phone`] can go off-hook,
 //! dial DTMF, play and record audio, and wait for ringing, feed changes and
@@ -37,6 +39,7 @@
 pub mod analysis;
 pub mod callerid;
 pub mod cli;
+pub mod co;
 pub mod echo;
 pub mod signals;
 pub mod wav;
@@ -50,7 +53,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gw_hal::sim::wire::{self, Message};
-pub use gw_hal::{HookState, LineFeed};
+pub use gw_hal::sim::wire::PortKind;
+pub use gw_hal::{HookState, LineFeed, Polarity};
+
+pub use co::{CentralOffice, Country, Disconnect};
 
 pub use analysis::{plans, Measurement, ToneDetector, TonePlan, ToneReport};
 pub use callerid::{CallerId, MessageType, Standard};
@@ -93,6 +99,12 @@ pub enum LinesimError {
     Disconnected,
     /// The card has no port with this index.
     NoSuchPort(usize),
+    /// A central office call on a port that is not FXO.
+    NotFxo(usize),
+    /// A ring cadence that is empty, odd, too long or has a zero period.
+    BadCadence,
+    /// Ringing or caller ID asked for while the card holds the line seized.
+    LineSeized,
     /// A dial string holds a key that is not DTMF.
     BadDigit(char),
     /// A WAV file is unreadable or not 8 kHz mono 16-bit.
@@ -108,6 +120,9 @@ impl std::fmt::Display for LinesimError {
             LinesimError::Timeout => f.write_str("timed out"),
             LinesimError::Disconnected => f.write_str("not connected to the sim card"),
             LinesimError::NoSuchPort(i) => write!(f, "the card has no port {i}"),
+            LinesimError::NotFxo(i) => write!(f, "port {i} is not an FXO port"),
+            LinesimError::BadCadence => f.write_str("bad ring cadence (1..4 on/off pairs, no zero period)"),
+            LinesimError::LineSeized => f.write_str("the card has seized the line"),
             LinesimError::BadDigit(c) => write!(f, "{c:?} is not a DTMF key"),
             LinesimError::Wav(m) => write!(f, "WAV: {m}"),
             LinesimError::EchoPath(e) => write!(f, "echo path: {e}"),
@@ -192,6 +207,9 @@ enum Source {
 
 #[derive(Debug)]
 struct Port {
+    kind: PortKind,
+    /// The central office of an FXO port.
+    co: Option<co::CoLine>,
     hook: HookState,
     ringing: bool,
     feed: LineFeed,
@@ -213,8 +231,10 @@ struct Port {
 }
 
 impl Port {
-    fn new() -> Self {
+    fn new(kind: PortKind) -> Self {
         Port {
+            kind,
+            co: (kind == PortKind::Fxo).then(co::CoLine::new),
             hook: HookState::OnHook,
             ringing: false,
             feed: LineFeed::Forward,
@@ -350,7 +370,7 @@ impl Linesim {
             writer: Mutex::new(writer),
         });
         inner
-            .send(&Message::Hello { version: wire::VERSION, ports: 0 })
+            .send(&Message::Hello { version: wire::VERSION, ports: 0, kinds: Vec::new() })
             .map_err(|_| io::Error::new(ErrorKind::ConnectionAborted, "card closed the link"))?;
         let reader = {
             let inner = inner.clone();
@@ -383,6 +403,22 @@ impl Linesim {
     /// gives a phone whose calls fail with [`LinesimError::NoSuchPort`].
     pub fn phone(&self, index: usize) -> Phone {
         Phone { inner: self.inner.clone(), index }
+    }
+
+    /// The central office on FXO port `index` (0-based card port). Calls on
+    /// a port that is not FXO fail with [`LinesimError::NotFxo`].
+    pub fn co(&self, index: usize) -> CentralOffice {
+        CentralOffice { phone: self.phone(index) }
+    }
+
+    /// What port `index` is, as the card's HELLO said (`None`: no such port).
+    pub fn port_kind(&self, index: usize) -> Option<PortKind> {
+        self.inner.lock().ports.as_ref()?.get(index).map(|p| p.kind)
+    }
+
+    /// Indexes of the card's FXO ports.
+    pub fn fxo_ports(&self) -> Vec<usize> {
+        (0..self.port_count).filter(|&i| self.port_kind(i) == Some(PortKind::Fxo)).collect()
     }
 
     /// True until the card closes the link (or [`Linesim::disconnect`]).
@@ -460,13 +496,19 @@ fn read_loop(mut stream: TcpStream, inner: &Inner) {
 
 fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
     match m {
-        Message::Hello { ports, .. } => {
+        Message::Hello { ports, kinds, .. } => {
             if st.ports.is_none() {
-                st.ports = Some((0..ports).map(|_| Port::new()).collect());
+                let kind = |i: usize| kinds.get(i).copied().unwrap_or(PortKind::Fxs);
+                st.ports = Some((0..usize::from(ports)).map(|i| Port::new(kind(i))).collect());
+            }
+        }
+        Message::Seize { port, on } => {
+            if let Some(p) = port_mut(st, port) {
+                co::on_seize(p, port, on, reply);
             }
         }
         Message::Ring { port, on } => {
-            if let Some(p) = port_mut(st, port) {
+            if let Some(p) = port_mut(st, port).filter(|p| p.kind == PortKind::Fxs) {
                 if p.ringing != on {
                     p.ringing = on;
                     if p.ring_log.len() == RING_LOG {
@@ -493,11 +535,19 @@ fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
                 for (_, t) in p.taps.iter_mut() {
                     t.extend_from_slice(&samples);
                 }
-                let out = p.respond(&samples);
+                let tone = co::on_frame(p, port, &samples, reply);
+                let mut out = p.respond(&samples);
+                for (o, t) in out.iter_mut().zip(tone) {
+                    *o = o.saturating_add(t);
+                }
                 wire::encode_audio(reply, port, &out);
             }
         }
-        Message::Hook { .. } | Message::Flash { .. } | Message::Unknown { .. } => {}
+        Message::Hook { .. }
+        | Message::Flash { .. }
+        | Message::Polarity { .. }
+        | Message::LoopCurrent { .. }
+        | Message::Unknown { .. } => {}
     }
 }
 
@@ -882,12 +932,12 @@ mod tests {
     #[test]
     fn reply_frames_carry_the_line_echo_on_top_of_the_playback() {
         let path = EchoPath { delay_ms: 20, erl_db: 6.0, model: HybridModel::D3 };
-        let mut port = Port::new();
+        let mut port = Port::new(PortKind::Fxs);
         port.play_gen = 0;
         port.set_source(Source::Tone { step: 0.3, phase: 0.0, amp: 1000.0 });
         port.echo = Some(EchoLine::new(path).unwrap());
         // The same phone without echo, and the echo alone.
-        let mut dry = Port::new();
+        let mut dry = Port::new(PortKind::Fxs);
         dry.set_source(Source::Tone { step: 0.3, phase: 0.0, amp: 1000.0 });
         let mut line = EchoLine::new(path).unwrap();
         let mut noise = signals::Noise::new(4);
@@ -934,7 +984,7 @@ mod tests {
                 while matches!(rx.read(&mut b), Ok(n) if n > 0) {}
             });
             let mut buf = Vec::new();
-            Message::Hello { version: wire::VERSION, ports: 1 }.encode(&mut buf);
+            Message::Hello { version: wire::VERSION, ports: 1, kinds: Vec::new() }.encode(&mut buf);
             if s.write_all(&buf).is_err() {
                 return;
             }

@@ -48,7 +48,7 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let mut card =
-            SimCard::start(SimCardConfig { listen: "127.0.0.1:0".parse().unwrap(), ports: PORTS }).unwrap();
+            SimCard::start(SimCardConfig::fxs("127.0.0.1:0".parse().unwrap(), PORTS)).unwrap();
         let ports = card.take_ports();
         let mut pcm = card.take_pcm().unwrap();
         let heard = Arc::new(Mutex::new(vec![Vec::new(); PORTS]));
