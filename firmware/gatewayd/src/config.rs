@@ -25,6 +25,9 @@ pub struct Config {
     pub management: Management,
     #[serde(default)]
     pub fxs: Vec<FxsPortConfig>,
+    /// Analog exchange lines (FXO ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fxo: Vec<FxoPortConfig>,
     #[serde(default)]
     pub caller_id: CallerIdConfig,
     #[serde(default)]
@@ -437,6 +440,105 @@ pub struct FxsPortConfig {
     pub password: Option<String>,
 }
 
+/// `[[fxo]]`: one exchange line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FxoPortConfig {
+    /// 1-based FXO port as printed on the box.
+    pub port: usize,
+    /// The line's own number (shown in the status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// Where the line's inbound calls go: this number, routed from the
+    /// line's group (private line automatic ringdown to an extension, a hunt
+    /// group or a trunk). Absent (and no two-stage PIN): inbound calls are
+    /// not answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<String>,
+    /// Two-stage dialling for inbound calls: the caller keys this PIN, then
+    /// the number (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_stage_pin: Option<String>,
+    /// Answer supervision: "speech" (the default), "polarity", or "assumed"
+    /// (after `answer_after_ms`). A line reversal always counts as answer.
+    #[serde(default = "default_fxo_answer")]
+    pub answer: String,
+    #[serde(default = "default_answer_after")]
+    pub answer_after_ms: u32,
+    /// Disconnect supervision, any of "cpc", "polarity", "tone" (default all).
+    #[serde(default = "default_fxo_disconnect")]
+    pub disconnect: Vec<String>,
+    /// Shortest open-loop interval taken as a disconnect (default: the country's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpc_min_ms: Option<u32>,
+    /// "detect" (dial tone, the default) or "wait" (dial 2 s after seizing).
+    #[serde(default = "default_dial_tone")]
+    pub dial_tone: String,
+    /// Caller ID on the line: "auto" (the country's way), "none",
+    /// "before-first-ring", "after-first-ring".
+    #[serde(default = "default_auto")]
+    pub caller_id: String,
+}
+
+fn default_fxo_answer() -> String {
+    "speech".into()
+}
+fn default_answer_after() -> u32 {
+    5000
+}
+fn default_fxo_disconnect() -> Vec<String> {
+    vec!["cpc".into(), "polarity".into(), "tone".into()]
+}
+fn default_dial_tone() -> String {
+    "detect".into()
+}
+fn default_auto() -> String {
+    "auto".into()
+}
+
+impl FxoPortConfig {
+    /// The line machine's settings: the country's defaults with this line's choices.
+    pub fn line_config(&self, country: &str) -> Result<gw_line::fxo::FxoConfig, String> {
+        use gw_line::fxo::{AnswerSupervision, DialToneWait, FxoCallerId, FxoConfig, TwoStage};
+        let code = gw_dsp::tones::profile(country).map_or("US", |p| p.code);
+        let mut c = FxoConfig::for_country(code).or_else(|| FxoConfig::for_country("US")).ok_or("no FXO defaults")?;
+        c.answer = match self.answer.as_str() {
+            "speech" => AnswerSupervision::SpeechEnergy,
+            "polarity" => AnswerSupervision::PolarityReversal,
+            "assumed" => AnswerSupervision::AssumedAfter(std::time::Duration::from_millis(self.answer_after_ms.into())),
+            other => return Err(format!("answer: {other:?} is not speech, polarity or assumed")),
+        };
+        let mut d = c.disconnect;
+        d.polarity_reversal = false;
+        d.tone = false;
+        let cpc = d.cpc_min.take();
+        for m in &self.disconnect {
+            match m.as_str() {
+                "cpc" => d.cpc_min = self.cpc_min_ms.map(|ms| std::time::Duration::from_millis(ms.into())).or(cpc),
+                "polarity" => d.polarity_reversal = true,
+                "tone" => d.tone = true,
+                other => return Err(format!("disconnect: {other:?} is not cpc, polarity or tone")),
+            }
+        }
+        c.disconnect = d;
+        c.dial_tone = match self.dial_tone.as_str() {
+            "detect" => DialToneWait::Detect { timeout: std::time::Duration::from_secs(5) },
+            "wait" => DialToneWait::Timed(std::time::Duration::from_secs(2)),
+            other => return Err(format!("dial_tone: {other:?} is not detect or wait")),
+        };
+        c.caller_id = match self.caller_id.as_str() {
+            "auto" => c.caller_id,
+            "none" => FxoCallerId::None,
+            "before-first-ring" => FxoCallerId::BeforeFirstRing,
+            "after-first-ring" => FxoCallerId::AfterFirstRing,
+            other => return Err(format!("caller_id: {other:?} is not auto, none, before-first-ring or after-first-ring")),
+        };
+        c.two_stage = self.two_stage_pin.as_deref().map(TwoStage::new);
+        c.validate().map_err(str::to_string)?;
+        Ok(c)
+    }
+}
+
 /// Why a configuration was refused: the field (a TOML path) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -704,6 +806,25 @@ impl Config {
                 }
             }
         }
+        let mut seen = Vec::new();
+        for (i, f) in self.fxo.iter().enumerate() {
+            let field = |n: &str| format!("fxo[{i}].{n}");
+            if f.port == 0 || f.port > 32 || seen.contains(&f.port) {
+                return Err(ConfigError::new(field("port"), "must be a port number 1..32, each once"));
+            }
+            seen.push(f.port);
+            let digits = |v: &Option<String>| v.as_ref().is_none_or(|n| !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'));
+            if !digits(&f.number) {
+                return Err(ConfigError::new(field("number"), "must be 1 to 32 digits"));
+            }
+            if !digits(&f.inbound) {
+                return Err(ConfigError::new(field("inbound"), "must be 1 to 32 digits, * or #"));
+            }
+            if let Err(e) = f.line_config(&self.system.country) {
+                let (name, reason) = e.split_once(": ").map_or(("", e.as_str()), |x| x);
+                return Err(ConfigError::new(if name.is_empty() { format!("fxo[{i}]") } else { field(name) }, reason.to_string()));
+            }
+        }
         if self.sip.options_interval_s != 0 && !(5..=3600).contains(&self.sip.options_interval_s) {
             return Err(ConfigError::new("sip.options_interval_s", "must be 0 (off) or within 5..3600"));
         }
@@ -713,8 +834,10 @@ impl Config {
                     return Err(ConfigError::new(format!("group[{gi}].fxs[{k}]"), format!("port {p} has no [[fxs]] entry")));
                 }
             }
-            if !g.fxo.is_empty() {
-                return Err(ConfigError::new(format!("group[{gi}].fxo"), "this board has no FXO ports"));
+            for (k, p) in g.fxo.iter().enumerate() {
+                if !self.fxo.iter().any(|f| f.port == *p) {
+                    return Err(ConfigError::new(format!("group[{gi}].fxo[{k}]"), format!("FXO port {p} has no [[fxo]] entry")));
+                }
             }
         }
         self.route_table().map(|_| ())

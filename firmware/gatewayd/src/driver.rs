@@ -123,6 +123,7 @@ impl Driver {
         }
         s.registrations = self.gateway.registration_status();
         s.trunks = self.gateway.trunk_status();
+        s.fxo = self.gateway.fxo_status();
         s.calls = self.gateway.counters();
         s.rt = self.rt_stats.snapshot();
         s.rt_setup = self.rt_setup.clone().into();

@@ -86,7 +86,25 @@ struct Port {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Leg {
     Fxs(usize),
+    Fxo(usize),
     Sip(usize, CallHandle),
+}
+
+/// One configured FXO port: the FXO leg adapter's state.
+struct FxoLinePort {
+    /// PCM timeslot of the line: its rt channel.
+    channel: u8,
+    /// 1-based FXO port number.
+    label: usize,
+    number: Option<String>,
+    hal: Box<dyn gw_hal::FxoPort + Send>,
+    line: gw_line::fxo::FxoLine,
+    /// The number inbound calls are routed to (the line's fixed destination).
+    inbound: Option<String>,
+    /// The routing table's group of the line: the source of its inbound calls.
+    source: Option<String>,
+    leg: Option<LegId>,
+    caller_id: gw_dsp::callerid::FskStandard,
 }
 
 /// A SIP leg: one dialog on one trunk, with the RTP it carries.
@@ -198,6 +216,22 @@ pub struct PortStatus {
     pub signals: Option<crate::rt::SignalStatus>,
 }
 
+/// One FXO line in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct FxoStatus {
+    pub port: usize,
+    pub timeslot: u8,
+    pub number: Option<String>,
+    /// The line machine's state: Idle, Ringing, Seizing, Dialling, Connected, ...
+    pub state: String,
+    pub call: Option<String>,
+    pub seized: bool,
+    pub ringing: bool,
+    pub polarity: String,
+    pub voltage: Option<i16>,
+    pub loop_current_ma: Option<u16>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RegistrationStatus {
     pub user: String,
@@ -246,6 +280,7 @@ pub struct Gateway {
     rates: Limits,
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
+    fxo: Vec<FxoLinePort>,
     /// Every leg the switch knows, as the driver knows it.
     legs: HashMap<LegId, Leg>,
     /// SIP legs' dialogs and media, and the leg of each dialog.
@@ -444,6 +479,7 @@ impl Gateway {
             rates: Limits::new(),
             trunks,
             ports,
+            fxo: Vec::new(),
             legs: HashMap::new(),
             sip: HashMap::new(),
             sip_legs: HashMap::new(),
@@ -515,6 +551,207 @@ impl Gateway {
                 self.drain_line(now, i);
             }
         }
+        for k in 0..self.fxo.len() {
+            while let Some(ev) = self.fxo[k].hal.poll_event() {
+                debug!(fxo = self.fxo[k].label, ?ev, "FXO line event");
+                self.fxo[k].line.handle_line(now, ev);
+                self.drain_fxo(now, k);
+            }
+        }
+    }
+
+    /// The board's FXO ports in port order, each with its PCM timeslot;
+    /// ports without a `[[fxo]]` entry stay unused.
+    pub fn add_fxo_ports(&mut self, ports: Vec<(u8, Box<dyn gw_hal::FxoPort + Send>)>) {
+        let mut ports: Vec<Option<(u8, Box<dyn gw_hal::FxoPort + Send>)>> = ports.into_iter().map(Some).collect();
+        let country = self.config.system.country.clone();
+        let fsk = match gw_dsp::tones::profile(&country).map_or("US", |p| p.code) {
+            "US" | "CA" | "JP" => gw_dsp::callerid::FskStandard::Bell202,
+            _ => gw_dsp::callerid::FskStandard::V23,
+        };
+        for c in self.config.fxo.clone() {
+            let Some((channel, hal)) = ports.get_mut(c.port - 1).and_then(Option::take) else {
+                warn!(fxo = c.port, "[[fxo]] for a port the board does not have: ignored");
+                continue;
+            };
+            let Ok(lc) = c.line_config(&country) else { continue };
+            let source = self.switch.table().groups().iter().find(|g| g.fxo.contains(&c.port)).map(|g| g.name.clone());
+            self.rt_command(RtCommand::MonitorLine { channel, on: true });
+            self.fxo.push(FxoLinePort {
+                channel,
+                label: c.port,
+                number: c.number.clone(),
+                hal,
+                line: gw_line::fxo::FxoLine::new(lc),
+                inbound: c.inbound.clone(),
+                source,
+                leg: None,
+                caller_id: fsk,
+            });
+        }
+    }
+
+    fn fxo_by_channel(&self, channel: u8) -> Option<usize> {
+        self.fxo.iter().position(|f| f.channel == channel)
+    }
+
+    fn drain_fxo(&mut self, now: Instant, k: usize) {
+        while let Some(a) = self.fxo[k].line.poll_action() {
+            self.apply_fxo_action(now, k, a);
+        }
+    }
+
+    /// The FXO adapter: the line machine's actions on the port, the rt
+    /// thread and the switch.
+    fn apply_fxo_action(&mut self, now: Instant, k: usize, action: gw_line::fxo::FxoAction) {
+        use gw_line::fxo::FxoAction as A;
+        let channel = self.fxo[k].channel;
+        let label = self.fxo[k].label;
+        debug!(fxo = label, ?action, "FXO line action");
+        match action {
+            A::Seize(on) => {
+                if let Err(e) = self.fxo[k].hal.seize(on) {
+                    warn!(fxo = label, ?e, "seize refused by the line card");
+                }
+            }
+            A::Dial { digits, pulse } => {
+                if pulse {
+                    warn!(fxo = label, "pulse dialling is not done yet: dialling DTMF");
+                }
+                let mut d: heapless::Vec<u8, 32> = heapless::Vec::new();
+                for b in digits.bytes().take(32) {
+                    let _ = d.push(b);
+                }
+                self.rt_command(RtCommand::Dial { channel, digits: d });
+            }
+            A::ConnectMedia => {
+                let Some(peer) = self.fxo[k].leg.and_then(|l| self.switch.peer(l)) else { return };
+                match self.legs.get(&peer).copied() {
+                    Some(Leg::Fxs(j)) => {
+                        let from = Some(self.ports[j].channel);
+                        self.rt_command(RtCommand::Listen { channel, from });
+                    }
+                    Some(Leg::Fxo(m)) => {
+                        let from = Some(self.fxo[m].channel);
+                        self.rt_command(RtCommand::Listen { channel, from });
+                    }
+                    Some(Leg::Sip(..)) => self.connect_media(peer, channel),
+                    None => {}
+                }
+            }
+            A::DisconnectMedia => {
+                self.rt_command(RtCommand::Listen { channel, from: None });
+                if let Some(peer) = self.fxo[k].leg.and_then(|l| self.switch.peer(l)) {
+                    if matches!(self.legs.get(&peer), Some(Leg::Sip(..))) {
+                        self.stop_media(peer);
+                    }
+                }
+            }
+            A::StartCallerIdReceiver => {
+                let standard = Some(self.fxo[k].caller_id);
+                self.rt_command(RtCommand::ReceiveCallerId { channel, standard });
+            }
+            A::StopCallerIdReceiver => self.rt_command(RtCommand::ReceiveCallerId { channel, standard: None }),
+            A::PlayTone(tone) => {
+                let kind = match tone {
+                    Tone::Dial => ToneKind::Dial,
+                    Tone::Ringback => ToneKind::Ringback,
+                    Tone::Busy => ToneKind::Busy,
+                    Tone::Reorder => ToneKind::Reorder,
+                    Tone::CallWaiting => ToneKind::CallWaiting,
+                };
+                let spec = *self.profile.tone(kind);
+                self.rt_command(RtCommand::PlayTone { channel, spec });
+            }
+            A::StopTone => self.rt_command(RtCommand::StopTone { channel }),
+            A::Incoming { caller, name, caller_id_fault, digits } => {
+                if let Some(f) = caller_id_fault {
+                    info!(fxo = label, ?f, "caller ID not received");
+                }
+                let called = digits.or_else(|| self.fxo[k].inbound.clone());
+                let (Some(called), Some(source)) = (called, self.fxo[k].source.clone()) else {
+                    info!(fxo = label, "inbound call on a line with no destination (inbound) or group: not answered");
+                    self.fxo[k].line.release(now);
+                    return self.drain_fxo(now, k);
+                };
+                info!(fxo = label, from = ?caller, name = ?name, to = %called, "inbound PSTN call");
+                self.counters.incoming += 1;
+                let setup = Setup { called, calling: caller, calling_name: name, complete: true, ..Default::default() };
+                let h = self.health(None);
+                let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
+                self.fxo[k].leg = Some(a);
+                self.legs.insert(a, Leg::Fxo(k));
+                self.drain_switch(now);
+            }
+            A::Alerting => {
+                if let Some(leg) = self.fxo[k].leg {
+                    self.signal(now, leg, Signal::Alerting { inband: true });
+                }
+            }
+            A::Answered => {
+                if let Some(leg) = self.fxo[k].leg {
+                    self.signal(now, leg, Signal::Answer);
+                }
+            }
+            A::Released(cause) => {
+                info!(fxo = label, ?cause, "FXO line released");
+                if let Some(leg) = self.fxo[k].leg.take() {
+                    self.legs.remove(&leg);
+                    self.rt_command(RtCommand::Listen { channel, from: None });
+                    let c = Cause::new(cause.q850()).unwrap_or(Cause::NORMAL_UNSPECIFIED);
+                    self.signal(now, leg, Signal::Release(Release::remote(c, Location::PublicLocal)));
+                }
+            }
+            A::Discarded(cause) => debug!(fxo = label, ?cause, "inbound ringing ended before it was a call"),
+        }
+    }
+
+    /// The switch's signals to an FXO leg.
+    fn signal_fxo(&mut self, now: Instant, k: usize, leg: LegId, signal: Signal) {
+        match signal {
+            // An inbound PSTN call answered at its destination: answer the line.
+            Signal::Answer => self.fxo[k].line.answer(now),
+            Signal::Release(_) => {
+                self.fxo[k].leg = None;
+                self.legs.remove(&leg);
+                self.rt_command(RtCommand::Listen { channel: self.fxo[k].channel, from: None });
+                self.fxo[k].line.release(now);
+            }
+            _ => return,
+        }
+        self.drain_fxo(now, k);
+    }
+
+    /// Calls `setup.called` out on an idle line of FXO group `name` as B leg `leg`.
+    fn place_fxo(&mut self, now: Instant, a: LegId, leg: LegId, name: &str, setup: &Setup) -> Result<(), Release> {
+        let members: Vec<usize> = self.switch.table().group(name).map(|g| g.fxo.clone()).unwrap_or_default();
+        let idle: Vec<usize> = self
+            .fxo
+            .iter()
+            .filter(|f| f.leg.is_none() && f.line.state() == gw_line::fxo::FxoState::Idle)
+            .map(|f| f.label)
+            .collect();
+        let hunt_key = format!("{name}/fxo");
+        let label = self
+            .hunt
+            .pick(&hunt_key, &members, Select::First, &|p| idle.contains(&p))
+            .ok_or(ours(Cause::NO_CIRCUIT_AVAILABLE))?;
+        let k = self.fxo.iter().position(|f| f.label == label).ok_or(ours(Cause::NO_CIRCUIT_AVAILABLE))?;
+        info!(fxo = label, to = %setup.called, "calling out on the PSTN line");
+        // A SIP caller's audio is carried by the line's channel.
+        if let Some(c) = self.sip.get_mut(&a) {
+            c.media_channel = Some(self.fxo[k].channel);
+        }
+        self.fxo[k].leg = Some(leg);
+        self.legs.insert(leg, Leg::Fxo(k));
+        self.fxo[k].line.place(now, &setup.called);
+        self.drain_fxo(now, k);
+        // Seizing, waiting for dial tone and dialling take longer than a
+        // setup timer: the line is working on it.
+        if self.fxo[k].leg == Some(leg) {
+            self.signal(now, leg, Signal::Proceeding);
+        }
+        Ok(())
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -734,6 +971,12 @@ impl Gateway {
                 self.drain_line(now, i);
             }
         }
+        for k in 0..self.fxo.len() {
+            if self.fxo[k].line.poll_timeout().is_some_and(|t| t <= now) {
+                self.fxo[k].line.handle_timeout(now);
+                self.drain_fxo(now, k);
+            }
+        }
         if self.switch.poll_timeout().is_some_and(|t| t <= now) {
             // A trunk that said 100 Trying is alive: no failover for it.
             let trying: Vec<LegId> = self
@@ -767,15 +1010,60 @@ impl Gateway {
     pub fn handle_rt_event(&mut self, now: Instant, ev: RtEvent) {
         match ev {
             RtEvent::LineDigit { channel, digit } => {
+                if let Some(k) = self.fxo_by_channel(channel) {
+                    // Two-stage dialling on a PSTN line.
+                    self.fxo[k].line.handle_digit(now, digit);
+                    return self.drain_fxo(now, k);
+                }
                 if let Some(i) = self.port_by_channel(channel) {
                     debug!(port = self.ports[i].label, digit = %(digit as char), "digit");
                     self.ports[i].line.handle_digit(now, digit);
                     self.drain_line(now, i);
                 }
             }
-            // The FXO line's detectors: not used until the FXO ports are wired.
-            RtEvent::Dialled { .. } | RtEvent::LineProgress { .. } | RtEvent::LineSpeech { .. } | RtEvent::CallerIdReceived { .. } => {
-                debug!(?ev, "line-side event");
+            RtEvent::Dialled { channel } => {
+                if let Some(k) = self.fxo_by_channel(channel) {
+                    self.fxo[k].line.handle_dialled(now);
+                    self.drain_fxo(now, k);
+                }
+            }
+            RtEvent::LineProgress { channel, event } => {
+                use gw_line::fxo::LineTone;
+                let Some(k) = self.fxo_by_channel(channel) else { return };
+                let tone = match event {
+                    ProgressEvent::Detected(ToneKind::Dial) => LineTone::DialTone,
+                    ProgressEvent::Detected(ToneKind::Ringback) => LineTone::Ringback,
+                    ProgressEvent::Detected(ToneKind::Busy) => LineTone::Busy,
+                    ProgressEvent::Detected(ToneKind::Reorder) => LineTone::Reorder,
+                    ProgressEvent::Detected(ToneKind::Congestion) => LineTone::Congestion,
+                    ProgressEvent::Detected(_) => return,
+                    ProgressEvent::Ended(_) => LineTone::ToneGone,
+                };
+                debug!(fxo = self.fxo[k].label, ?tone, "tone on the PSTN line");
+                self.fxo[k].line.handle_tone(now, tone);
+                self.drain_fxo(now, k);
+            }
+            RtEvent::LineSpeech { channel } => {
+                if let Some(k) = self.fxo_by_channel(channel) {
+                    self.fxo[k].line.handle_tone(now, gw_line::fxo::LineTone::Speech);
+                    self.drain_fxo(now, k);
+                }
+            }
+            RtEvent::CallerIdReceived { channel, event } => {
+                use gw_dsp::callerid_line::ReceiverEvent as R;
+                use gw_line::fxo::{CallerIdFault, CallerIdInfo};
+                let Some(k) = self.fxo_by_channel(channel) else { return };
+                let text = |b: &[u8]| (!b.is_empty()).then(|| String::from_utf8_lossy(b).into_owned());
+                let result = match event {
+                    R::CallerId(c) | R::DtmfClip(c) => Ok(CallerIdInfo { number: text(c.number()), name: text(c.name()) }),
+                    R::BadMessage(e) => {
+                        warn!(fxo = self.fxo[k].label, ?e, "caller ID with a bad message");
+                        Err(CallerIdFault::BadChecksum)
+                    }
+                    R::AlertingSignal { .. } => return,
+                };
+                self.fxo[k].line.handle_caller_id(now, result);
+                self.drain_fxo(now, k);
             }
             RtEvent::RemoteDigit { channel, digit } => {
                 debug!(channel, digit = %(digit as char), "RFC 4733 digit from the far end, played to the line");
@@ -853,7 +1141,7 @@ impl Gateway {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout());
+        let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout()).chain(self.fxo.iter().filter_map(|f| f.line.poll_timeout()));
         let duration = self.sip.values().filter_map(|c| c.max_until);
         let trunks = self
             .trunks
@@ -884,6 +1172,27 @@ impl Gateway {
             .collect()
     }
 
+    pub fn fxo_status(&self) -> Vec<FxoStatus> {
+        self.fxo
+            .iter()
+            .map(|f| {
+                let st = f.hal.line_status();
+                FxoStatus {
+                    port: f.label,
+                    timeslot: f.channel,
+                    number: f.number.clone(),
+                    state: format!("{:?}", f.line.state()),
+                    call: f.leg.and_then(|l| self.describe_peer(l)),
+                    seized: st.seized,
+                    ringing: st.ringing,
+                    polarity: format!("{:?}", st.polarity),
+                    voltage: st.voltage,
+                    loop_current_ma: st.loop_current_ma,
+                }
+            })
+            .collect()
+    }
+
     /// "to 2000 (trunk default)", "from 1001 (local, port 1)".
     fn describe_peer(&self, leg: LegId) -> Option<String> {
         let dir = if self.switch.side(leg)? == Side::A { "to" } else { "from" };
@@ -892,6 +1201,11 @@ impl Gateway {
             Leg::Fxs(j) => {
                 let o = &self.ports[*j];
                 Some(format!("{dir} {} (local, port {})", o.number, o.label))
+            }
+            Leg::Fxo(k) => {
+                let f = &self.fxo[*k];
+                let who = self.switch.call_of(leg).and_then(|v| if dir == "from" { v.calling.map(str::to_string) } else { Some(v.called.to_string()) });
+                Some(format!("{dir} {} (PSTN line FXO {})", who.unwrap_or_else(|| "-".into()), f.label))
             }
             Leg::Sip(t, _) => {
                 let c = self.sip.get(&peer)?;
@@ -1010,6 +1324,10 @@ impl Gateway {
                     // A local call: this line hears the other one.
                     Some(Leg::Fxs(j)) => {
                         let from = Some(self.ports[j].channel);
+                        self.rt_command(RtCommand::Listen { channel, from });
+                    }
+                    Some(Leg::Fxo(k)) => {
+                        let from = Some(self.fxo[k].channel);
                         self.rt_command(RtCommand::Listen { channel, from });
                     }
                     Some(Leg::Sip(..)) => self.connect_media(peer, channel),
@@ -1184,6 +1502,9 @@ impl Gateway {
                 let j = self.ports.iter().position(|p| p.number == setup.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
                 self.ring_port(now, a, leg, j, setup)
             }
+            Target::Group(name) if self.switch.table().group(name).is_some_and(|g| !g.fxo.is_empty()) => {
+                self.place_fxo(now, a, leg, name, setup)
+            }
             Target::Group(name) => {
                 let members: Vec<usize> = self.switch.table().group(name).map(|g| g.fxs.clone()).unwrap_or_default();
                 let select = self
@@ -1213,6 +1534,13 @@ impl Gateway {
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
                         self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own))
+                    }
+                    // A PSTN caller to SIP: the line's channel carries the RTP.
+                    Some(Leg::Fxo(k)) => {
+                        self.admit_on_trunk(now, t)?;
+                        let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
+                        let channel = self.fxo[k].channel;
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None)
                     }
                     // Trunk to trunk: two bridge channels join the two RTP
                     // sessions inside the rt thread.
@@ -1275,6 +1603,7 @@ impl Gateway {
     fn signal_leg(&mut self, now: Instant, leg: LegId, signal: Signal) {
         match self.legs.get(&leg).copied() {
             Some(Leg::Fxs(i)) => self.signal_fxs(now, i, leg, signal),
+            Some(Leg::Fxo(k)) => self.signal_fxo(now, k, leg, signal),
             Some(Leg::Sip(..)) => self.signal_sip(now, leg, signal),
             None => {}
         }

@@ -226,6 +226,8 @@ fn run(
         let ports = board.fxs_timeslots.iter().map(|&t| t as u8).zip(board.fxs).collect();
         let mut gateway = Gateway::new(config.clone(), sip_addr, ports, ctl.commands, media, seed);
         gateway.set_bridge_channels(lines as u8, config.media.sip_bridges);
+        let fxo = board.fxo_timeslots.iter().map(|&t| t as u8).zip(board.fxo).collect();
+        gateway.add_fxo_ports(fxo);
         let driver = Driver {
             gateway,
             sip,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::gateway::{CallCounters, PortStatus, RegistrationStatus, TrunkStatus};
+use crate::gateway::{CallCounters, FxoStatus, PortStatus, RegistrationStatus, TrunkStatus};
 use crate::rt::{RtSetupReport, RtStatsSnapshot};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -115,6 +115,8 @@ pub struct Status {
     /// Every SIP trunk with its health, limits and figures.
     pub trunks: Vec<TrunkStatus>,
     pub ports: Vec<PortStatus>,
+    /// The analog exchange lines.
+    pub fxo: Vec<FxoStatus>,
     pub calls: CallCounters,
     pub rt: RtStatsSnapshot,
     pub rt_setup: RtSetupStatus,
@@ -133,6 +135,7 @@ impl Status {
             registrations: Vec::new(),
             trunks: Vec::new(),
             ports: Vec::new(),
+            fxo: Vec::new(),
             calls: CallCounters::default(),
             rt,
             rt_setup: RtSetupStatus::default(),
@@ -195,6 +198,24 @@ impl Status {
                     "        silence suppression: CN sent {} received {}, frames suppressed {}, comfort noise played {}",
                     c.cn_sent, c.cn_received, c.suppressed_frames, c.cn_played_frames
                 );
+            }
+        }
+        if !self.fxo.is_empty() {
+            let _ = writeln!(s, "PSTN lines:");
+            for f in &self.fxo {
+                let _ = writeln!(
+                    s,
+                    "  FXO {} {:<10} {:<10} {} {}{}",
+                    f.port,
+                    f.number.as_deref().unwrap_or("-"),
+                    f.state,
+                    if f.seized { "seized" } else { "on hook" },
+                    f.voltage.map(|v| format!("{v} V, ")).unwrap_or_default(),
+                    f.polarity.to_lowercase(),
+                );
+                if let Some(c) = &f.call {
+                    let _ = writeln!(s, "        {c}");
+                }
             }
         }
         let c = &self.calls;

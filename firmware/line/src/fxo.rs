@@ -966,6 +966,11 @@ impl FxoLine {
         self.cancel(Timer::DialGuard);
         self.connect_media();
         self.state = FxoState::Proceeding;
+        // The exchange reversed the line while the last keys were still
+        // going out (a far end that answers at once): that was the answer.
+        if self.polarity == Polarity::Reversed {
+            return self.answered(now, true);
+        }
         self.set(Timer::NoAnswer, later(now, self.config.no_answer));
         if let AnswerSupervision::AssumedAfter(d) = self.config.answer {
             self.set(Timer::AssumeAnswer, later(now, d));
@@ -1323,6 +1328,19 @@ mod tests {
             assert_eq!(self.place("1"), [Seize(true)]);
             self.release();
         }
+    }
+
+    #[test]
+    fn a_reversal_while_the_last_keys_go_out_is_the_answer() {
+        let mut r = rig_with("US", |c| c.answer = AnswerSupervision::PolarityReversal);
+        assert_eq!(r.place("5551234"), [Seize(true)]);
+        r.now += Duration::from_millis(300);
+        r.tone(LineTone::DialTone);
+        r.now += Duration::from_millis(900);
+        assert_eq!(r.ev(PolarityReversal), [], "still dialling");
+        r.now += Duration::from_millis(200);
+        assert_eq!(r.dialled(), [ConnectMedia, Answered]);
+        assert_eq!(r.line.state(), FxoState::Connected);
     }
 
     fn info(number: &str, name: &str) -> CallerIdInfo {

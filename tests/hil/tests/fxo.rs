@@ -1,0 +1,124 @@
+//! FXO: the sim board's PSTN lines, with linesim playing the central
+//! office. A PSTN call on FXO 1 rings phone 1001 with the caller's number and
+//! name; a phone dials 9 + a number and it goes out on the line as DTMF;
+//! audio both ways; the exchange's disconnect releases the line. No trunk.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Gatewayd, GwOptions};
+use hil::free_udp_port;
+use linesim::{plans, CentralOffice, Disconnect, Phone, Standard};
+
+const EXTRA: &str = r#"
+[[fxo]]
+port = 1
+number = "5550100"
+inbound = "1001"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pstn"
+fxo = [1]
+
+[[route]]
+name = "local"
+from = ["phones", "pstn"]
+called = ["1xxx"]
+to = [{ owner = true }]
+
+[[route]]
+name = "outside"
+from = ["phones"]
+called = ["9."]
+strip = 1
+to = [{ group = "pstn" }]
+"#;
+
+fn start() -> Gatewayd {
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    Gatewayd::start(nobody, GwOptions { register_expires: 0, extra: EXTRA.into(), ..GwOptions::default() })
+}
+
+fn fxo_state(gw: &Gatewayd) -> String {
+    gw.status().unwrap()["fxo"][0]["state"].as_str().unwrap_or_default().to_string()
+}
+
+/// `listener` measures the tone `talker` plays (each a phone or the exchange).
+fn hears(play: impl Fn(f32), stop: impl Fn(), measure: impl Fn() -> linesim::Measurement, hz: f32) {
+    play(hz);
+    std::thread::sleep(Duration::from_millis(300));
+    let m = measure();
+    stop();
+    assert!((m.freq_hz - hz).abs() <= 10.0, "heard {:.1} Hz, want {hz} Hz", m.freq_hz);
+    assert!(m.level_dbm0 > -20.0, "heard {:.1} dBm0", m.level_dbm0);
+}
+
+fn phone_and_co_talk(phone: &Phone, co: &CentralOffice) {
+    hears(
+        |hz| phone.play_tone(hz, -10.0),
+        || phone.stop_playback(),
+        || co.measure(Duration::from_millis(800)).unwrap(),
+        1004.0,
+    );
+    hears(
+        |hz| co.play_tone(hz, -10.0).unwrap(),
+        || co.stop_playback().unwrap(),
+        || phone.measure(Duration::from_millis(800)).unwrap(),
+        1400.0,
+    );
+}
+
+#[test]
+fn a_pstn_call_rings_the_phone_with_caller_id_and_the_exchange_hangs_up() {
+    let gw = start();
+    let sim = gw.attach();
+    let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
+    co.send_caller_id(Standard::Bell202, "5551234", "PSTN CALLER").unwrap();
+    let cid = phone.wait_caller_id(Duration::from_secs(15)).expect("caller ID at the phone");
+    assert_eq!(cid.fields.number.as_deref(), Some("5551234"));
+    assert_eq!(cid.fields.name.as_deref(), Some("PSTN CALLER"));
+    let end = Instant::now() + Duration::from_secs(10);
+    while !phone.is_ringing() {
+        assert!(Instant::now() < end, "phone 1 does not ring");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    phone.off_hook();
+    co.wait_seized(Duration::from_secs(3)).expect("the gateway answers the line");
+    gw.wait_until("FXO 1 connected", Duration::from_secs(3), || fxo_state(&gw) == "Connected");
+    phone_and_co_talk(&phone, &co);
+    // The exchange releases with an open-loop interval: the line is let go.
+    let t0 = Instant::now();
+    co.disconnect(Disconnect::Cpc { ms: 600 }).unwrap();
+    co.wait_released(Duration::from_secs(3)).expect("the line is released after the CPC");
+    eprintln!("line released {} ms after the CPC began", t0.elapsed().as_millis());
+    phone.wait_for_tone(&plans::US_REORDER, Duration::from_secs(3)).expect("the phone hears reorder");
+    phone.on_hook();
+    gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
+}
+
+#[test]
+fn a_phone_dials_out_on_the_pstn_line_and_hangs_up() {
+    let gw = start();
+    let sim = gw.attach();
+    let (phone, co) = (sim.phone(1), sim.co(sim.fxo_ports()[0]));
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("95551234").unwrap();
+    co.wait_seized(Duration::from_secs(5)).expect("the line is seized");
+    let digits = co.wait_digits(7, Duration::from_secs(10)).expect("the number dialled on the line");
+    assert_eq!(digits, "5551234");
+    co.answer(true).unwrap();
+    gw.wait_until("phone 2 connected", Duration::from_secs(5), || gw.port_state(2) == "Connected");
+    phone_and_co_talk(&phone, &co);
+    let st = gw.status().unwrap();
+    let route = st["ports"][1]["route"].as_str().unwrap_or_default().to_string();
+    assert!(route.contains("\"outside\"") && route.contains("group \"pstn\""), "{route}");
+    phone.on_hook();
+    co.wait_released(Duration::from_secs(3)).expect("the line goes on hook");
+    gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
+}
