@@ -122,3 +122,79 @@ fn a_phone_dials_out_on_the_pstn_line_and_hangs_up() {
     co.wait_released(Duration::from_secs(3)).expect("the line goes on hook");
     gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
 }
+
+/// A configuration with a carrier trunk that answers nothing (OPTIONS every
+/// 5 s, down after one miss) and the PSTN line as its fallback.
+fn with_dead_carrier() -> Gatewayd {
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let carrier = free_udp_port();
+    let extra = EXTRA.replace(
+        "[[group]]\nname = \"phones\"",
+        &format!(
+            "[[trunk]]\nname = \"carrier\"\nproxy = \"127.0.0.1:{carrier}\"\noptions_interval_s = 5\noptions_failures = 1\n\n\
+             [[route]]\nname = \"carrier\"\nfrom = [\"phones\"]\ncalled = [\"2xxx\"]\n\
+             to = [{{ trunk = \"carrier\" }}, {{ group = \"pstn\" }}]\n\n[[group]]\nname = \"phones\""
+        ),
+    );
+    Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, ..GwOptions::default() })
+}
+
+#[test]
+fn with_the_carrier_down_calls_fall_back_to_the_pstn_line_and_emergency_calls_use_it_first() {
+    let gw = with_dead_carrier();
+    gw.wait_until("the carrier trunk marked down", Duration::from_secs(10), || {
+        let st = gw.status().unwrap();
+        st["trunks"].as_array().unwrap().iter().any(|t| t["name"] == "carrier" && t["state"].as_str().unwrap_or("").starts_with("down"))
+    });
+    let sim = gw.attach();
+    let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    let t0 = Instant::now();
+    phone.dial("2000").unwrap();
+    co.wait_seized(Duration::from_secs(2)).expect("the PSTN line is seized at once");
+    eprintln!("fallback: line seized {} ms after dialling began", t0.elapsed().as_millis());
+    assert_eq!(co.wait_digits(4, Duration::from_secs(10)).unwrap(), "2000");
+    let route = gw.status().unwrap()["ports"][0]["route"].as_str().unwrap_or_default().to_string();
+    assert!(route.contains("trunk \"carrier\" -> 38"), "{route}");
+    phone.on_hook();
+    co.wait_released(Duration::from_secs(3)).expect("released");
+    gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
+
+    // 911: the emergency rule takes the PSTN line first.
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("911").unwrap();
+    // "911" is also a prefix of "9." here: the inter-digit timeout (4 s) ends it.
+    co.wait_seized(Duration::from_secs(8)).expect("911 seizes the PSTN line");
+    assert_eq!(co.wait_digits(3, Duration::from_secs(10)).unwrap(), "911");
+    let route = gw.status().unwrap()["ports"][0]["route"].as_str().unwrap_or_default().to_string();
+    assert!(route.contains("\"emergency\""), "{route}");
+    co.answer(true).unwrap();
+    gw.wait_until("phone 1 connected", Duration::from_secs(5), || gw.port_state(1) == "Connected");
+    // The exchange hangs up by reversing the line back.
+    co.disconnect(Disconnect::Reversal).unwrap();
+    co.wait_released(Duration::from_secs(3)).expect("released on the reversal");
+    phone.wait_for_tone(&plans::US_REORDER, Duration::from_secs(3)).expect("reorder");
+    phone.on_hook();
+}
+
+#[test]
+fn the_exchange_hanging_up_with_busy_tone_only_releases_the_line() {
+    let gw = start();
+    let sim = gw.attach();
+    let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("95551234").unwrap();
+    co.wait_seized(Duration::from_secs(8)).expect("seized");
+    co.wait_digits(7, Duration::from_secs(10)).unwrap();
+    co.answer(true).unwrap();
+    gw.wait_until("phone 1 connected", Duration::from_secs(5), || gw.port_state(1) == "Connected");
+    let t0 = Instant::now();
+    co.disconnect(Disconnect::BusyTone).unwrap();
+    co.wait_released(Duration::from_secs(8)).expect("released on busy tone");
+    eprintln!("line released {} ms after busy tone began", t0.elapsed().as_millis());
+    phone.on_hook();
+    gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
+}
