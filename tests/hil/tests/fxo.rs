@@ -198,3 +198,32 @@ fn the_exchange_hanging_up_with_busy_tone_only_releases_the_line() {
     phone.on_hook();
     gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
 }
+
+#[test]
+fn two_phones_racing_for_the_one_pstn_line_one_gets_it_the_other_hears_reorder() {
+    let gw = start();
+    let sim = gw.attach();
+    let (p1, p2, co) = (sim.phone(0), sim.phone(1), sim.co(sim.fxo_ports()[0]));
+    for p in [&p1, &p2] {
+        p.off_hook();
+        p.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    }
+    let other = std::thread::spawn({
+        let p2 = p2.clone();
+        move || p2.dial("95550002").unwrap()
+    });
+    p1.dial("95550001").unwrap();
+    other.join().unwrap();
+    co.wait_seized(Duration::from_secs(8)).expect("one call seizes the line");
+    let digits = co.wait_digits(7, Duration::from_secs(10)).unwrap();
+    let (winner, loser) = if digits == "5550001" { (&p1, &p2) } else { (&p2, &p1) };
+    assert!(digits == "5550001" || digits == "5550002", "{digits}");
+    loser.wait_for_tone(&plans::US_REORDER, Duration::from_secs(5)).expect("the other caller hears reorder (no circuit)");
+    co.answer(true).unwrap();
+    let n = if std::ptr::eq(winner, &p1) { 1 } else { 2 };
+    gw.wait_until("the winner connected", Duration::from_secs(5), || gw.port_state(n) == "Connected");
+    p1.on_hook();
+    p2.on_hook();
+    co.wait_released(Duration::from_secs(3)).expect("released");
+    gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
+}
