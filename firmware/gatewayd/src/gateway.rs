@@ -258,6 +258,8 @@ pub struct CallCounters {
     pub rule_limited: u64,
     /// Requests from addresses of no trunk, answered 403.
     pub untrusted: u64,
+    /// Calls released so that an emergency call could have their PSTN line.
+    pub preempted: u64,
     /// On-hook caller ID deliveries started, and ones that could not be built.
     pub caller_id_sent: u64,
     pub caller_id_failed: u64,
@@ -281,6 +283,10 @@ pub struct Gateway {
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
     fxo: Vec<FxoLinePort>,
+    /// Preempted lines an emergency call waits for: the line, the number and
+    /// when the line has been on hook long enough for the exchange to clear
+    /// the old call (longer than a hook flash).
+    pending_fxo: Vec<(usize, String, Instant)>,
     /// Every leg the switch knows, as the driver knows it.
     legs: HashMap<LegId, Leg>,
     /// SIP legs' dialogs and media, and the leg of each dialog.
@@ -304,6 +310,10 @@ pub struct Gateway {
     rt_overruns: u64,
     rng: u64,
 }
+
+/// A preempted PSTN line stays on hook this long before the emergency call
+/// seizes it: longer than any hook flash, so the exchange clears the old call.
+const PREEMPT_ON_HOOK: Duration = Duration::from_secs(2);
 
 /// The Q.850 cause of a release we make ourselves.
 /// The Q.850 cause of a release we make ourselves.
@@ -480,6 +490,7 @@ impl Gateway {
             trunks,
             ports,
             fxo: Vec::new(),
+            pending_fxo: Vec::new(),
             legs: HashMap::new(),
             sip: HashMap::new(),
             sip_legs: HashMap::new(),
@@ -720,6 +731,51 @@ impl Gateway {
             _ => return,
         }
         self.drain_fxo(now, k);
+    }
+
+    /// Every line of FXO group `name` is busy and an emergency call needs
+    /// one: the first line whose call is not an emergency is taken (that call
+    /// is released with cause 8, preemption); the emergency call seizes it as
+    /// soon as the line's release guard is over.
+    fn preempt_fxo(&mut self, now: Instant, a: LegId, leg: LegId, name: &str, setup: &Setup) -> Option<()> {
+        let members: Vec<usize> = self.switch.table().group(name).map(|g| g.fxo.clone()).unwrap_or_default();
+        let k = self.fxo.iter().position(|f| {
+            members.contains(&f.label)
+                && f.leg.is_some_and(|l| self.switch.call_of(l).is_some_and(|v| !v.route.is_some_and(|m| m.emergency)))
+        })?;
+        let victim = self.fxo[k].leg.take()?;
+        warn!(fxo = self.fxo[k].label, "every PSTN line busy: an emergency call takes this one from a call in progress");
+        self.counters.preempted += 1;
+        self.legs.remove(&victim);
+        self.rt_command(RtCommand::Listen { channel: self.fxo[k].channel, from: None });
+        self.fxo[k].line.release(now);
+        self.drain_fxo(now, k);
+        self.signal(now, victim, Signal::Release(Release::local(LocalReason::Preempted)));
+        // The emergency call owns the line now; it dials once the line is free.
+        if let Some(c) = self.sip.get_mut(&a) {
+            c.media_channel = Some(self.fxo[k].channel);
+        }
+        self.fxo[k].leg = Some(leg);
+        self.legs.insert(leg, Leg::Fxo(k));
+        self.pending_fxo.push((k, setup.called.clone(), now + PREEMPT_ON_HOOK));
+        self.signal(now, leg, Signal::Proceeding);
+        Some(())
+    }
+
+    /// Emergency calls waiting for their preempted line's release guard.
+    fn place_pending_fxo(&mut self, now: Instant) {
+        let ready = |&(k, _, at): &(usize, String, Instant)| {
+            at <= now && self.fxo[k].line.state() == gw_line::fxo::FxoState::Idle
+        };
+        let go: Vec<(usize, String, Instant)> = self.pending_fxo.iter().filter(|p| ready(p)).cloned().collect();
+        self.pending_fxo.retain(|p| !ready(p));
+        for (k, number, _) in go {
+            if self.fxo[k].leg.is_some() {
+                info!(fxo = self.fxo[k].label, to = %number, "emergency call on the preempted line");
+                self.fxo[k].line.place(now, &number);
+                self.drain_fxo(now, k);
+            }
+        }
     }
 
     /// Calls `setup.called` out on an idle line of FXO group `name` as B leg `leg`.
@@ -977,6 +1033,9 @@ impl Gateway {
                 self.drain_fxo(now, k);
             }
         }
+        if !self.pending_fxo.is_empty() {
+            self.place_pending_fxo(now);
+        }
         if self.switch.poll_timeout().is_some_and(|t| t <= now) {
             // A trunk that said 100 Trying is alive: no failover for it.
             let trying: Vec<LegId> = self
@@ -1148,7 +1207,8 @@ impl Gateway {
             .iter()
             .flat_map(|t| [t.ua.poll_timeout(), t.next_ping, t.ping_deadline])
             .flatten();
-        lines.chain(duration).chain(trunks).chain(self.switch.poll_timeout()).min()
+        let pending = self.pending_fxo.iter().map(|p| p.2);
+        lines.chain(duration).chain(trunks).chain(pending).chain(self.switch.poll_timeout()).min()
     }
 
     pub fn port_status(&self) -> Vec<PortStatus> {
@@ -1396,9 +1456,9 @@ impl Gateway {
     fn drain_switch(&mut self, now: Instant) {
         while let Some(out) = self.switch.poll_output() {
             match out {
-                SwitchOutput::Place { a, leg, target, setup, .. } => {
+                SwitchOutput::Place { a, leg, target, setup, emergency } => {
                     self.note_route(a);
-                    if let Err(r) = self.place(now, a, leg, &target, &setup) {
+                    if let Err(r) = self.place(now, a, leg, &target, &setup, emergency) {
                         debug!(%target, %r, "destination refused the call");
                         self.signal(now, leg, Signal::Release(r));
                     }
@@ -1496,14 +1556,17 @@ impl Gateway {
     }
 
     /// Creates B leg `leg` at `target`, or says why it cannot.
-    fn place(&mut self, now: Instant, a: LegId, leg: LegId, target: &Target, setup: &Setup) -> Result<(), Release> {
+    fn place(&mut self, now: Instant, a: LegId, leg: LegId, target: &Target, setup: &Setup, emergency: bool) -> Result<(), Release> {
         match target {
             Target::Owner => {
                 let j = self.ports.iter().position(|p| p.number == setup.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
                 self.ring_port(now, a, leg, j, setup)
             }
             Target::Group(name) if self.switch.table().group(name).is_some_and(|g| !g.fxo.is_empty()) => {
-                self.place_fxo(now, a, leg, name, setup)
+                match self.place_fxo(now, a, leg, name, setup) {
+                    Err(r) if emergency && self.config.emergency.preempt => self.preempt_fxo(now, a, leg, name, setup).ok_or(r),
+                    other => other,
+                }
             }
             Target::Group(name) => {
                 let members: Vec<usize> = self.switch.table().group(name).map(|g| g.fxs.clone()).unwrap_or_default();

@@ -222,9 +222,9 @@ impl Status {
         let _ = writeln!(
             s,
             "Calls: out {} in {} answered {} failed {} busy {} unknown {}; caller ID sent {} failed {}; \
-             fax/modem tones {}; hung up on far-end busy tone {}, on no RTP {}",
+             fax/modem tones {}; hung up on far-end busy tone {}, on no RTP {}; preempted by emergency calls {}",
             c.outgoing, c.incoming, c.answered, c.failed, c.rejected_busy, c.rejected_unknown,
-            c.caller_id_sent, c.caller_id_failed, c.modem_tones, c.disconnected_on_tone, c.media_timeouts
+            c.caller_id_sent, c.caller_id_failed, c.modem_tones, c.disconnected_on_tone, c.media_timeouts, c.preempted
         );
         let rt = &self.rt;
         let _ = writeln!(

@@ -227,3 +227,30 @@ fn two_phones_racing_for_the_one_pstn_line_one_gets_it_the_other_hears_reorder()
     co.wait_released(Duration::from_secs(3)).expect("released");
     gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
 }
+
+#[test]
+fn an_emergency_call_takes_the_busy_pstn_line_from_an_ordinary_call() {
+    let gw = start();
+    let sim = gw.attach();
+    let (p1, p2, co) = (sim.phone(0), sim.phone(1), sim.co(sim.fxo_ports()[0]));
+    p1.off_hook();
+    p1.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    p1.dial("95550001").unwrap();
+    co.wait_seized(Duration::from_secs(8)).expect("seized");
+    assert_eq!(co.wait_digits(7, Duration::from_secs(10)).unwrap(), "5550001");
+    co.answer(true).unwrap();
+    gw.wait_until("phone 1 connected", Duration::from_secs(5), || gw.port_state(1) == "Connected");
+    // Phone 2 dials 911 with the only line busy.
+    p2.off_hook();
+    p2.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    p2.dial("911").unwrap();
+    co.wait_released(Duration::from_secs(8)).expect("the ordinary call's line is released");
+    p1.wait_for_tone(&plans::US_REORDER, Duration::from_secs(5)).expect("the preempted caller hears reorder");
+    co.wait_seized(Duration::from_secs(5)).expect("the emergency call seizes the line");
+    let digits = co.wait_digits(3, Duration::from_secs(10)).unwrap();
+    assert!(digits.ends_with("911"), "{digits}");
+    let st = gw.status().unwrap();
+    assert_eq!(st["calls"]["preempted"], 1, "{st}");
+    p1.on_hook();
+    p2.on_hook();
+}
