@@ -1,0 +1,1 @@
+//! Q.921 data link procedures (in progress).
