@@ -169,21 +169,18 @@ impl Decoder {
         self.ones = 0;
         match ones {
             6 => self.flag(),
+            // Inserted zero: the five ones are data, the zero is not.
+            // (push_bit ignores bits while hunting.)
             5 => {
-                // Inserted zero: the five ones are data, the zero is not.
-                if !self.hunting {
-                    for _ in 0..5 {
-                        self.push_bit(true);
-                    }
+                for _ in 0..5 {
+                    self.push_bit(true);
                 }
             }
             n if n < 5 => {
-                if !self.hunting {
-                    for _ in 0..n {
-                        self.push_bit(true);
-                    }
-                    self.push_bit(false);
+                for _ in 0..n {
+                    self.push_bit(true);
                 }
+                self.push_bit(false);
             }
             _ => {} // the zero after an abort or idle ones: still hunting
         }

@@ -132,7 +132,7 @@ pub enum Control {
 
 impl Control {
     /// Length of the control field on the wire.
-    pub const fn len(&self) -> usize {
+    pub const fn wire_len(&self) -> usize {
         match self {
             Control::U { .. } => 1,
             _ => 2,
@@ -306,14 +306,14 @@ impl<'a> Repr<'a> {
 
     /// Octets [`Repr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
-        2 + self.control.len() + self.info.len()
+        2 + self.control.wire_len() + self.info.len()
     }
 
     /// Writes the frame into `packet`, which must be [`Repr::buffer_len`] long.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
         packet.set_address(self.sapi, self.cr, self.tei);
         packet.set_control(self.control);
-        let start = 2 + self.control.len();
+        let start = 2 + self.control.wire_len();
         packet.buffer.as_mut()[start..start + self.info.len()].copy_from_slice(self.info);
     }
 
