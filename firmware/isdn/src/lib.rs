@@ -10,6 +10,9 @@
 //!   (modulo 128), information field, as a `Packet` view plus a `Repr`.
 //! - [`q921`]: the data link procedures for one TEI (Q.921 section 5 and the
 //!   Annex B SDL), user (TE) or network (NT) side.
+//! - [`q931`]: Q.931 / EN 300 403-1 message and information element codec
+//!   with the 5.8 checks (mandatory and comprehension-required elements).
+//!   The call state machine comes later.
 //!
 //! How to drive a [`q921::DataLink`]: feed every received frame (without FCS)
 //! to `handle_frame`, layer-3 requests to the `dl_*` methods, and call
@@ -22,3 +25,4 @@
 pub mod hdlc;
 pub mod lapd;
 pub mod q921;
+pub mod q931;
