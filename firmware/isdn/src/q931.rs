@@ -153,8 +153,10 @@ pub struct BearerCapability {
     pub transfer_capability: u8,
     /// 0 = circuit mode.
     pub transfer_mode: u8,
-    /// 0x10 = 64 kbit/s.
+    /// 0x10 = 64 kbit/s, 0x18 = multirate (n x 64 kbit/s).
     pub transfer_rate: u8,
+    /// Octet 4.1, present exactly when `transfer_rate` is multirate.
+    pub rate_multiplier: Option<u8>,
     /// User information layer 1 protocol: 2 = G.711 µ-law, 3 = G.711 A-law.
     pub layer1: Option<u8>,
 }
@@ -324,6 +326,9 @@ impl Ie {
             Ie::BearerCapability(b) => {
                 out.push(0x80 | (b.coding_standard & 3) << 5 | b.transfer_capability & 0x1F);
                 out.push(0x80 | (b.transfer_mode & 3) << 5 | b.transfer_rate & 0x1F);
+                if b.transfer_rate & 0x1F == 0x18 {
+                    out.push(0x80 | b.rate_multiplier.unwrap_or(1) & 0x7F);
+                }
                 if let Some(l1) = b.layer1 {
                     out.push(0x80 | 0x20 | l1 & 0x1F);
                 }
@@ -393,7 +398,12 @@ fn decode_bearer(d: &[u8]) -> Option<BearerCapability> {
     let (o4, rest) = ext_group(rest)?;
     let transfer_rate = o4[0] & 0x1F;
     // Octet 4.1 (rate multiplier) follows for multirate.
-    let rest = if transfer_rate == 0x18 { ext_group(rest)?.1 } else { rest };
+    let (rate_multiplier, rest) = if transfer_rate == 0x18 {
+        let (o41, rest) = ext_group(rest)?;
+        (Some(o41[0] & 0x7F), rest)
+    } else {
+        (None, rest)
+    };
     let layer1 = match rest.first() {
         Some(&o5) if o5 >> 5 & 3 == 1 => {
             ext_group(rest)?;
@@ -406,6 +416,7 @@ fn decode_bearer(d: &[u8]) -> Option<BearerCapability> {
         transfer_capability: o3[0] & 0x1F,
         transfer_mode: o4[0] >> 5 & 3,
         transfer_rate,
+        rate_multiplier,
         layer1,
     })
 }
@@ -703,6 +714,7 @@ mod tests {
                     transfer_capability: 0,
                     transfer_mode: 0,
                     transfer_rate: 0x10,
+                    rate_multiplier: None,
                     layer1: Some(3),
                 }),
                 Ie::ChannelId(ChannelId { primary: false, exclusive: false, d_channel: false, selection: 3, channel: None }),
@@ -789,6 +801,21 @@ mod tests {
         assert_eq!(m.to_vec(), bytes);
     }
 
+    /// Found by the q931 fuzz target: multirate bearer capability (octet 4.1)
+    /// must come back out of the encoder.
+    #[test]
+    fn multirate_bearer_roundtrips() {
+        let bytes = [8u8, 1, 1, 5, 0x04, 0x03, 0x83, 0x98, 0x86];
+        let m = Message::parse(&bytes).unwrap();
+        let Some(Ie::BearerCapability(b)) = m.ie(ie_id::BEARER_CAPABILITY) else { panic!("{m:?}") };
+        assert_eq!((b.transfer_rate, b.rate_multiplier), (0x18, Some(6)));
+        assert_eq!(m.to_vec(), bytes);
+        // And the fuzzer's input: a truncated element re-encoded, then stable.
+        let b = [8u8, 1, 1, 5, 161, 4, 37, 3, 130, 24, 163, 144, 1, 131, 108, 6, 1, 0, 0, 0, 54, 55, 56];
+        let once = Message::parse(&Message::parse(&b).unwrap().to_vec()).unwrap();
+        assert_eq!(Message::parse(&once.to_vec()).unwrap(), once);
+    }
+
     #[test]
     fn header_errors_are_ignored_messages() {
         assert_eq!(Message::parse(&[]), Err(Error::TooShort));
@@ -847,12 +874,13 @@ mod tests {
     fn arb_ie() -> impl Strategy<Value = Ie> {
         let known_ids = [0x04u8, 0x08, 0x14, 0x18, 0x1E, 0x27, 0x28, 0x29, 0x2C, 0x6C, 0x70, 0x74, 0x79];
         prop_oneof![
-            (0u8..4, 0u8..32, 0u8..4, (0u8..32).prop_filter("multirate", |r| *r != 0x18), proptest::option::of(0u8..32))
-                .prop_map(|(c, t, m, r, l)| Ie::BearerCapability(BearerCapability {
+            (0u8..4, 0u8..32, 0u8..4, 0u8..32, 0u8..128, proptest::option::of(0u8..32))
+                .prop_map(|(c, t, m, r, n, l)| Ie::BearerCapability(BearerCapability {
                     coding_standard: c,
                     transfer_capability: t,
                     transfer_mode: m,
                     transfer_rate: r,
+                    rate_multiplier: (r == 0x18).then_some(n),
                     layer1: l
                 })),
             (0u8..4, 0u8..16, 0u8..128, proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(c, l, v, d)| {
