@@ -24,7 +24,7 @@ impl Noise {
         let mut flips = 0;
         for o in octets {
             for bit in 0..8 {
-                if self.next() % one_in == 0 {
+                if self.next() < u64::MAX / one_in {
                     *o ^= 1 << bit;
                     flips += 1;
                 }
