@@ -10,6 +10,7 @@
 //!   (modulo 128), information field, as a `Packet` view plus a `Repr`.
 //! - [`q921`]: the data link procedures for one TEI (Q.921 section 5 and the
 //!   Annex B SDL), user (TE) or network (NT) side.
+//! - [`tei`]: TEI management messages (Q.921 5.3), codec only.
 //! - [`q931`]: Q.931 / EN 300 403-1 message and information element codec
 //!   with the 5.8 checks (mandatory and comprehension-required elements).
 //!   The call state machine comes later.
@@ -26,3 +27,4 @@ pub mod hdlc;
 pub mod lapd;
 pub mod q921;
 pub mod q931;
+pub mod tei;
