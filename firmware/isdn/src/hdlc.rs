@@ -110,16 +110,17 @@ impl Default for Decoder {
 
 impl Decoder {
     /// A decoder accepting frames of `min_frame..=max_frame` octets, FCS
-    /// included. It hunts for a flag first.
+    /// included (at least 2, at most 8192). It hunts for a flag first.
     pub fn new(min_frame: usize, max_frame: usize) -> Self {
-        let min_frame = min_frame.max(2);
+        let min_frame = min_frame.clamp(2, 8192);
+        let max_frame = max_frame.clamp(min_frame, 8192);
         Self {
             min_frame,
-            max_frame: max_frame.max(min_frame),
+            max_frame,
             max_queued: 64,
             ones: 0,
             hunting: true,
-            buf: Vec::with_capacity(max_frame.max(min_frame)),
+            buf: Vec::with_capacity(max_frame),
             acc: 0,
             acc_bits: 0,
             frames: VecDeque::new(),

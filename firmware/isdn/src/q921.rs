@@ -225,6 +225,11 @@ impl DataLink {
     pub fn new(mut cfg: Config) -> Self {
         cfg.k = cfg.k.clamp(1, 127);
         cfg.n201 = cfg.n201.min(lapd::N201);
+        // A zero timer would spin a driver at one instant; a huge one would
+        // overflow `Instant + Duration`.
+        let (lo, hi) = (Duration::from_millis(1), Duration::from_secs(86_400));
+        cfg.t200 = cfg.t200.clamp(lo, hi);
+        cfg.t203 = cfg.t203.clamp(lo, hi);
         DataLink {
             cfg,
             state: State::TeiAssigned,
@@ -1269,6 +1274,20 @@ mod tests {
         p.te.handle_frame(p.now, &[0x03, 0x00, 0x00]);
         assert_eq!(p.te.poll_event(), None);
         assert_eq!(p.te.poll_transmit(), None);
+    }
+
+    #[test]
+    fn silly_config_is_clamped() {
+        let cfg = Config { k: 0, n200: 0, t200: Duration::ZERO, t203: Duration::MAX, ..Config::bri(Role::User, 0) };
+        let mut l = DataLink::new(cfg);
+        assert_eq!(l.config().k, 1);
+        let now = Instant::now();
+        l.dl_establish_request(now);
+        assert_eq!(l.poll_timeout(), Some(now + Duration::from_millis(1)));
+        l.handle_timeout(now + Duration::from_millis(1));
+        // N200 = 0: no retransmission at all, the establishment fails at once.
+        assert!(std::iter::from_fn(|| l.poll_event()).any(|e| e == Event::ReleaseIndication));
+        assert_eq!(l.state(), State::TeiAssigned);
     }
 
     #[derive(Debug, Clone)]
