@@ -635,45 +635,14 @@ impl Gateway {
                 }
                 self.rt_command(RtCommand::Dial { channel, digits: d });
             }
-            A::ConnectMedia => {
-                let Some(peer) = self.fxo[k].leg.and_then(|l| self.switch.peer(l)) else { return };
-                match self.legs.get(&peer).copied() {
-                    Some(Leg::Fxs(j)) => {
-                        let from = Some(self.ports[j].channel);
-                        self.rt_command(RtCommand::Listen { channel, from });
-                    }
-                    Some(Leg::Fxo(m)) => {
-                        let from = Some(self.fxo[m].channel);
-                        self.rt_command(RtCommand::Listen { channel, from });
-                    }
-                    Some(Leg::Sip(..)) => self.connect_media(peer, channel),
-                    None => {}
-                }
-            }
-            A::DisconnectMedia => {
-                self.rt_command(RtCommand::Listen { channel, from: None });
-                if let Some(peer) = self.fxo[k].leg.and_then(|l| self.switch.peer(l)) {
-                    if matches!(self.legs.get(&peer), Some(Leg::Sip(..))) {
-                        self.stop_media(peer);
-                    }
-                }
-            }
+            A::ConnectMedia => self.connect_to_peer(self.fxo[k].leg, channel),
+            A::DisconnectMedia => self.disconnect(channel, self.fxo[k].leg),
             A::StartCallerIdReceiver => {
                 let standard = Some(self.fxo[k].caller_id);
                 self.rt_command(RtCommand::ReceiveCallerId { channel, standard });
             }
             A::StopCallerIdReceiver => self.rt_command(RtCommand::ReceiveCallerId { channel, standard: None }),
-            A::PlayTone(tone) => {
-                let kind = match tone {
-                    Tone::Dial => ToneKind::Dial,
-                    Tone::Ringback => ToneKind::Ringback,
-                    Tone::Busy => ToneKind::Busy,
-                    Tone::Reorder => ToneKind::Reorder,
-                    Tone::CallWaiting => ToneKind::CallWaiting,
-                };
-                let spec = *self.profile.tone(kind);
-                self.rt_command(RtCommand::PlayTone { channel, spec });
-            }
+            A::PlayTone(tone) => self.play_tone(channel, tone),
             A::StopTone => self.rt_command(RtCommand::StopTone { channel }),
             A::Incoming { caller, name, caller_id_fault, digits } => {
                 if let Some(f) = caller_id_fault {
@@ -1304,17 +1273,7 @@ impl Gateway {
         let label = self.ports[i].label;
         debug!(port = label, ?action, "line action");
         match action {
-            Action::PlayTone(tone) => {
-                let kind = match tone {
-                    Tone::Dial => ToneKind::Dial,
-                    Tone::Ringback => ToneKind::Ringback,
-                    Tone::Busy => ToneKind::Busy,
-                    Tone::Reorder => ToneKind::Reorder,
-                    Tone::CallWaiting => ToneKind::CallWaiting,
-                };
-                let spec = *self.profile.tone(kind);
-                self.rt_command(RtCommand::PlayTone { channel, spec });
-            }
+            Action::PlayTone(tone) => self.play_tone(channel, tone),
             Action::StopTone => self.rt_command(RtCommand::StopTone { channel }),
             Action::SetRinging(cadence) => {
                 if let Err(e) = self.ports[i].hal.set_ringing(cadence) {
@@ -1345,7 +1304,7 @@ impl Gateway {
                 if let Some(leg) = self.ports[i].leg.take() {
                     info!(port = label, "phone hung up, releasing the call");
                     self.legs.remove(&leg);
-                    self.disconnect(i, leg);
+                    self.disconnect(self.ports[i].channel, Some(leg));
                     self.signal(now, leg, Signal::Release(Release::remote(Cause::NORMAL_CLEARING, Location::User)));
                 }
             }
@@ -1378,35 +1337,46 @@ impl Gateway {
                 }
             }
             Action::StopCallerId => self.rt_command(RtCommand::StopCallerId { channel }),
-            Action::ConnectMedia => {
-                let Some(peer) = self.ports[i].leg.and_then(|l| self.switch.peer(l)) else { return };
-                match self.legs.get(&peer).copied() {
-                    // A local call: this line hears the other one.
-                    Some(Leg::Fxs(j)) => {
-                        let from = Some(self.ports[j].channel);
-                        self.rt_command(RtCommand::Listen { channel, from });
-                    }
-                    Some(Leg::Fxo(k)) => {
-                        let from = Some(self.fxo[k].channel);
-                        self.rt_command(RtCommand::Listen { channel, from });
-                    }
-                    Some(Leg::Sip(..)) => self.connect_media(peer, channel),
-                    None => {}
-                }
-            }
+            Action::ConnectMedia => self.connect_to_peer(self.ports[i].leg, channel),
             Action::DisconnectMedia => {
                 if let Some(leg) = self.ports[i].leg {
-                    self.disconnect(i, leg);
+                    self.disconnect(self.ports[i].channel, Some(leg));
                 }
             }
         }
     }
 
-    /// Port `i`'s audio stops: its cross-connect, or the RTP of its SIP peer.
-    fn disconnect(&mut self, i: usize, leg: LegId) {
-        let channel = self.ports[i].channel;
+    /// A line machine's tone on `channel`, as the country profile plays it.
+    fn play_tone(&mut self, channel: u8, tone: Tone) {
+        let kind = match tone {
+            Tone::Dial => ToneKind::Dial,
+            Tone::Ringback => ToneKind::Ringback,
+            Tone::Busy => ToneKind::Busy,
+            Tone::Reorder => ToneKind::Reorder,
+            Tone::CallWaiting => ToneKind::CallWaiting,
+        };
+        let spec = *self.profile.tone(kind);
+        self.rt_command(RtCommand::PlayTone { channel, spec });
+    }
+
+    /// The line on `channel` (leg `leg`) hears its peer: another line's
+    /// channel (cross-connect) or its SIP peer's RTP on this channel.
+    fn connect_to_peer(&mut self, leg: Option<LegId>, channel: u8) {
+        let Some(peer) = leg.and_then(|l| self.switch.peer(l)) else { return };
+        let from = match self.legs.get(&peer).copied() {
+            Some(Leg::Fxs(j)) => self.ports[j].channel,
+            Some(Leg::Fxo(m)) => self.fxo[m].channel,
+            Some(Leg::Sip(..)) => return self.connect_media(peer, channel),
+            None => return,
+        };
+        self.rt_command(RtCommand::Listen { channel, from: Some(from) });
+    }
+
+    /// The audio of the line on `channel` (leg `leg`) stops: its
+    /// cross-connect, or the RTP of its SIP peer.
+    fn disconnect(&mut self, channel: u8, leg: Option<LegId>) {
         self.rt_command(RtCommand::Listen { channel, from: None });
-        let peer = self.switch.peer(leg);
+        let peer = leg.and_then(|l| self.switch.peer(l));
         if let Some(peer) = peer.filter(|p| matches!(self.legs.get(p), Some(Leg::Sip(..)))) {
             self.stop_media(peer);
         }
