@@ -1566,14 +1566,14 @@ impl Gateway {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own))
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own), None)
                     }
                     // A PSTN caller to SIP: the line's channel carries the RTP.
                     Some(Leg::Fxo(k)) => {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
                         let channel = self.fxo[k].channel;
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None)
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None, setup.calling_name.as_deref())
                     }
                     // Trunk to trunk: two bridge channels join the two RTP
                     // sessions inside the rt thread.
@@ -1593,7 +1593,7 @@ impl Gateway {
                         let (_, vb) = self.bridged[&a];
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_default();
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, None)
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, None, setup.calling_name.as_deref())
                     }
                     None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
                 }
@@ -1739,6 +1739,7 @@ impl Gateway {
         called: &str,
         channel: u8,
         own: Option<String>,
+        name: Option<&str>,
     ) -> Result<(), Release> {
         let label = channel;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
@@ -1761,15 +1762,15 @@ impl Gateway {
             (RegisterMode::PerNumber, None) => trunk
                 .ua
                 .invite(now, calling, called, offer.clone())
-                .or_else(|_| trunk.ua.invite_as(now, calling, called, offer.clone(), None)),
+                .or_else(|_| trunk.ua.invite_named(now, calling, name, called, offer.clone(), None)),
             (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
-                trunk.ua.invite_as(now, calling, called, offer.clone(), pilot.as_deref())
+                trunk.ua.invite_named(now, calling, name, called, offer.clone(), pilot.as_deref())
             }
             (RegisterMode::None, _) => {
                 // A peer trusted by address; an account, if one is set, answers a challenge.
                 let acct = trunk.ua_first_account();
-                trunk.ua.invite_as(now, calling, called, offer.clone(), acct.as_deref())
+                trunk.ua.invite_named(now, calling, name, called, offer.clone(), acct.as_deref())
             }
         };
         match placed {

@@ -764,6 +764,21 @@ impl UserAgent {
         offer: sdp::SessionDescription,
         auth_account: Option<&str>,
     ) -> Result<CallHandle, UaError> {
+        self.invite_named(now, from_user, None, to_user, offer, auth_account)
+    }
+
+    /// [`UserAgent::invite_as`] with the caller's name as the From display
+    /// name (a PSTN caller ID passed on). Quotes, backslashes and control
+    /// characters are dropped from it; at most 64 characters are kept.
+    pub fn invite_named(
+        &mut self,
+        now: Instant,
+        from_user: &str,
+        from_name: Option<&str>,
+        to_user: &str,
+        offer: sdp::SessionDescription,
+        auth_account: Option<&str>,
+    ) -> Result<CallHandle, UaError> {
         if let Some(a) = auth_account {
             if !self.config.accounts.iter().any(|x| x.user == a) {
                 return Err(UaError::NoAccount(a.to_string()));
@@ -782,7 +797,19 @@ impl UserAgent {
         let mut headers = rsip::Headers::default();
         headers.push(wire::hdr("Via", self.via()));
         headers.push(wire::hdr("Max-Forwards", "70"));
-        headers.push(wire::hdr("From", format!("<{}>;tag={}", from_aor, local_tag)));
+        let display: String = from_name
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+            .take(64)
+            .collect();
+        let display = display.trim();
+        let from = if display.is_empty() {
+            format!("<{}>;tag={}", from_aor, local_tag)
+        } else {
+            format!("\"{display}\" <{}>;tag={}", from_aor, local_tag)
+        };
+        headers.push(wire::hdr("From", from));
         headers.push(wire::hdr("To", format!("<{}>", to_aor)));
         headers.push(wire::hdr("Call-ID", call_id.clone()));
         headers.push(wire::hdr("CSeq", "1 INVITE"));
@@ -2160,6 +2187,21 @@ mod tests {
             net.uas[0].invite_as(now, "5551234", "2000", sdp(OFFER), Some("7777")),
             Err(UaError::NoAccount("7777".into()))
         );
+    }
+
+    #[test]
+    fn invite_named_carries_the_callers_name_sanitised() {
+        let mut net = pair(ProxyPolicy::default());
+        let now = net.now;
+        net.uas[0].invite_named(now, "5551234", Some("PSTN \"Caller\"\r\n"), "2000", sdp(OFFER), None).unwrap();
+        net.flush();
+        match &net.take(1)[..] {
+            [Event::IncomingCall { from_user, from_display, .. }] => {
+                assert_eq!(from_user, "5551234");
+                assert_eq!(from_display.as_deref(), Some("PSTN Caller"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

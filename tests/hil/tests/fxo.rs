@@ -254,3 +254,41 @@ fn an_emergency_call_takes_the_busy_pstn_line_from_an_ordinary_call() {
     p1.on_hook();
     p2.on_hook();
 }
+
+#[test]
+fn a_pstn_call_reaches_a_sip_peer_with_the_callers_number_and_name_in_from() {
+    use hil::{free_udp_port_range, sipp_scenario, Sipp};
+    let uas_port = free_udp_port();
+    let (rtp, _) = free_udp_port_range(4);
+    let extra = EXTRA.replace("inbound = \"1001\"", "inbound = \"3000\"").replace(
+        "[[group]]\nname = \"phones\"",
+        &format!(
+            "[[trunk]]\nname = \"peer\"\nproxy = \"127.0.0.1:{uas_port}\"\noptions_interval_s = 0\n\n\
+             [[route]]\nname = \"pstn-in\"\nfrom = [\"pstn\"]\ncalled = [\"3000\"]\nto = [{{ trunk = \"peer\" }}]\n\n\
+             [[group]]\nname = \"phones\""
+        ),
+    );
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, ..GwOptions::default() });
+    let uas = Sipp::spawn(
+        &sipp_scenario("uas.xml"),
+        &["-m", "1", "-i", "127.0.0.1", "-p", &uas_port.to_string(), "-mp", &rtp.to_string(), "-rtp_echo"],
+        &[],
+    )
+    .expect("sipp starts");
+    let sim = gw.attach();
+    let co = sim.co(sim.fxo_ports()[0]);
+    co.send_caller_id(Standard::Bell202, "5551234", "PSTN CALLER").unwrap();
+    co.wait_seized(Duration::from_secs(15)).expect("the SIP peer answered and the line is seized");
+    // The peer echoes what it gets: the exchange hears its own tone back.
+    co.play_tone(1004.0, -10.0).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let m = co.measure(Duration::from_millis(800)).unwrap();
+    co.stop_playback().unwrap();
+    assert!((m.freq_hz - 1004.0).abs() < 10.0, "the exchange hears {m:?}");
+    co.disconnect(Disconnect::Cpc { ms: 600 }).unwrap();
+    co.wait_released(Duration::from_secs(3)).expect("released");
+    let out = uas.wait(Duration::from_secs(10));
+    assert!(out.success(), "the peer got INVITE, ACK and BYE: {}", out.messages);
+    assert!(out.messages.contains("From: \"PSTN CALLER\" <sip:5551234@"), "{}", out.messages);
+}
