@@ -474,6 +474,10 @@ pub struct FxoPortConfig {
     /// "detect" (dial tone, the default) or "wait" (dial 2 s after seizing).
     #[serde(default = "default_dial_tone")]
     pub dial_tone: String,
+    /// "dtmf" (the default) or "pulse" (loop-disconnect: 10 pulses a second,
+    /// 60 ms break, 40 ms make; digits 0-9 only).
+    #[serde(default = "default_dial")]
+    pub dial: String,
     /// Caller ID on the line: "auto" (the country's way), "none",
     /// "before-first-ring", "after-first-ring".
     #[serde(default = "default_auto")]
@@ -488,6 +492,9 @@ fn default_answer_after() -> u32 {
 }
 fn default_fxo_disconnect() -> Vec<String> {
     vec!["cpc".into(), "polarity".into(), "tone".into()]
+}
+fn default_dial() -> String {
+    "dtmf".into()
 }
 fn default_dial_tone() -> String {
     "detect".into()
@@ -525,6 +532,11 @@ impl FxoPortConfig {
             "detect" => DialToneWait::Detect { timeout: std::time::Duration::from_secs(5) },
             "wait" => DialToneWait::Timed(std::time::Duration::from_secs(2)),
             other => return Err(format!("dial_tone: {other:?} is not detect or wait")),
+        };
+        c.dial = match self.dial.as_str() {
+            "dtmf" => gw_line::fxo::DialMode::Dtmf,
+            "pulse" => gw_line::fxo::DialMode::Pulse,
+            other => return Err(format!("dial: {other:?} is not dtmf or pulse")),
         };
         c.caller_id = match self.caller_id.as_str() {
             "auto" => c.caller_id,

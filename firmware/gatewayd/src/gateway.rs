@@ -105,6 +105,32 @@ struct FxoLinePort {
     source: Option<String>,
     leg: Option<LegId>,
     caller_id: gw_dsp::callerid::FskStandard,
+    /// Pulse dialling in progress: when each loop break starts, and when the
+    /// last digit's interdigit pause is over.
+    pulses: VecDeque<Instant>,
+    pulses_done: Option<Instant>,
+}
+
+/// Loop-disconnect dialling (ITU-T Q.23's analog predecessor, as exchanges
+/// take it): 10 pulses a second, each a 60 ms break and a 40 ms make; the
+/// digit is the number of breaks (0: ten); 700 ms between digits.
+const PULSE_BREAK_MS: u16 = 60;
+const PULSE_PERIOD: Duration = Duration::from_millis(100);
+const PULSE_INTERDIGIT: Duration = Duration::from_millis(700);
+
+/// When each break of `digits` starts (from `start`), and when dialling ends.
+fn pulse_plan(start: Instant, digits: &str) -> (VecDeque<Instant>, Instant) {
+    let mut at = start;
+    let mut breaks = VecDeque::new();
+    for d in digits.bytes().filter(u8::is_ascii_digit) {
+        let n = if d == b'0' { 10 } else { u32::from(d - b'0') };
+        for _ in 0..n {
+            breaks.push_back(at);
+            at += PULSE_PERIOD;
+        }
+        at += PULSE_INTERDIGIT;
+    }
+    (breaks, at)
 }
 
 /// A SIP leg: one dialog on one trunk, with the RTP it carries.
@@ -598,7 +624,24 @@ impl Gateway {
                 source,
                 leg: None,
                 caller_id: fsk,
+                pulses: VecDeque::new(),
+                pulses_done: None,
             });
+        }
+    }
+
+    /// Pulse dialling: the loop breaks that are due, then the end of it.
+    fn pulse_dial(&mut self, now: Instant, k: usize) {
+        while self.fxo[k].pulses.front().is_some_and(|&t| t <= now) {
+            self.fxo[k].pulses.pop_front();
+            if let Err(e) = self.fxo[k].hal.flash(PULSE_BREAK_MS) {
+                warn!(fxo = self.fxo[k].label, ?e, "dial pulse refused by the line card");
+            }
+        }
+        if self.fxo[k].pulses.is_empty() && self.fxo[k].pulses_done.is_some_and(|t| t <= now) {
+            self.fxo[k].pulses_done = None;
+            self.fxo[k].line.handle_dialled(now);
+            self.drain_fxo(now, k);
         }
     }
 
@@ -625,10 +668,13 @@ impl Gateway {
                     warn!(fxo = label, ?e, "seize refused by the line card");
                 }
             }
-            A::Dial { digits, pulse } => {
-                if pulse {
-                    warn!(fxo = label, "pulse dialling is not done yet: dialling DTMF");
-                }
+            A::Dial { digits, pulse: true } => {
+                let (breaks, done) = pulse_plan(now, &digits);
+                self.fxo[k].pulses = breaks;
+                self.fxo[k].pulses_done = Some(done);
+                self.pulse_dial(now, k);
+            }
+            A::Dial { digits, pulse: false } => {
                 let mut d: heapless::Vec<u8, 32> = heapless::Vec::new();
                 for b in digits.bytes().take(32) {
                     let _ = d.push(b);
@@ -675,6 +721,8 @@ impl Gateway {
             }
             A::Released(cause) => {
                 info!(fxo = label, ?cause, "FXO line released");
+                self.fxo[k].pulses.clear();
+                self.fxo[k].pulses_done = None;
                 if let Some(leg) = self.fxo[k].leg.take() {
                     self.legs.remove(&leg);
                     self.rt_command(RtCommand::Listen { channel, from: None });
@@ -692,6 +740,8 @@ impl Gateway {
             // An inbound PSTN call answered at its destination: answer the line.
             Signal::Answer => self.fxo[k].line.answer(now),
             Signal::Release(_) => {
+                self.fxo[k].pulses.clear();
+                self.fxo[k].pulses_done = None;
                 self.fxo[k].leg = None;
                 self.legs.remove(&leg);
                 self.rt_command(RtCommand::Listen { channel: self.fxo[k].channel, from: None });
@@ -997,6 +1047,9 @@ impl Gateway {
             }
         }
         for k in 0..self.fxo.len() {
+            if self.fxo[k].pulses_done.is_some() {
+                self.pulse_dial(now, k);
+            }
             if self.fxo[k].line.poll_timeout().is_some_and(|t| t <= now) {
                 self.fxo[k].line.handle_timeout(now);
                 self.drain_fxo(now, k);
@@ -1176,7 +1229,11 @@ impl Gateway {
             .iter()
             .flat_map(|t| [t.ua.poll_timeout(), t.next_ping, t.ping_deadline])
             .flatten();
-        let pending = self.pending_fxo.iter().map(|p| p.2);
+        let pending = self
+            .pending_fxo
+            .iter()
+            .map(|p| p.2)
+            .chain(self.fxo.iter().filter_map(|f| f.pulses.front().copied().or(f.pulses_done)));
         lines.chain(duration).chain(trunks).chain(pending).chain(self.switch.poll_timeout()).min()
     }
 

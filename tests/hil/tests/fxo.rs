@@ -292,3 +292,22 @@ fn a_pstn_call_reaches_a_sip_peer_with_the_callers_number_and_name_in_from() {
     assert!(out.success(), "the peer got INVITE, ACK and BYE: {}", out.messages);
     assert!(out.messages.contains("From: \"PSTN CALLER\" <sip:5551234@"), "{}", out.messages);
 }
+
+#[test]
+fn a_line_set_to_pulse_dialling_dials_with_loop_breaks() {
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let extra = EXTRA.replace("inbound = \"1001\"", "inbound = \"1001\"\ndial = \"pulse\"");
+    let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, ..GwOptions::default() });
+    let sim = gw.attach();
+    let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("9301").unwrap();
+    co.wait_seized(Duration::from_secs(8)).expect("seized");
+    assert_eq!(co.wait_digits(3, Duration::from_secs(10)).unwrap(), "301", "pulse digits collected by the exchange");
+    assert!(co.is_seized(), "the dial pulses are no release");
+    co.answer(true).unwrap();
+    gw.wait_until("phone 1 connected", Duration::from_secs(5), || gw.port_state(1) == "Connected");
+    phone.on_hook();
+    co.wait_released(Duration::from_secs(3)).expect("released");
+}
