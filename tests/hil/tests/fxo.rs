@@ -311,3 +311,54 @@ fn a_line_set_to_pulse_dialling_dials_with_loop_breaks() {
     phone.on_hook();
     co.wait_released(Duration::from_secs(3)).expect("released");
 }
+
+/// White noise at `dbm0`, `secs` long (a speech-band stand-in the canceller can learn from).
+fn noise(dbm0: f32, secs: f32) -> Vec<i16> {
+    let mut x: u32 = 0x1234_5678;
+    let raw: Vec<f32> = (0..(secs * 8000.0) as usize)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let rms = (raw.iter().map(|v| v * v).sum::<f32>() / raw.len() as f32).sqrt();
+    let target = 22826.0 / 2f32.sqrt() * 10f32.powf(dbm0 / 20.0);
+    raw.iter().map(|v| (v / rms * target) as i16).collect()
+}
+
+#[test]
+fn the_line_echo_of_a_pstn_line_is_cancelled() {
+    use linesim::{EchoPath, HybridModel};
+    for (model, delay) in [(HybridModel::D2, 20), (HybridModel::D5, 50)] {
+        // The exchange's echo comes after a 50 ms bulk delay: a 128 ms tail covers it.
+        let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+        let opts = GwOptions { register_expires: 0, echo_tail_ms: 128, extra: EXTRA.into(), ..GwOptions::default() };
+        let gw = Gatewayd::start(nobody, opts);
+        let sim = gw.attach();
+        let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
+        // The exchange's hybrid returns the phone's speech 6 dB down.
+        co.set_echo(Some(EchoPath { delay_ms: delay, erl_db: 6.0, model })).unwrap();
+        co.ring(&[]).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while !phone.is_ringing() {
+            assert!(Instant::now() < end, "phone 1 does not ring");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        phone.off_hook();
+        co.wait_seized(Duration::from_secs(3)).expect("seized");
+        gw.wait_until("FXO 1 connected", Duration::from_secs(3), || fxo_state(&gw) == "Connected");
+        let talk = noise(-15.0, 8.0);
+        let sent = hil::level_dbm0(&talk);
+        phone.play_samples(talk, true);
+        std::thread::sleep(Duration::from_secs(4));
+        let heard = hil::level_dbm0(&phone.record(Duration::from_secs(2)).unwrap());
+        phone.stop_playback();
+        let erle = sent - 6.0 - heard;
+        eprintln!("{model:?}, {delay} ms: the phone sends {sent:.1} dBm0, hears {heard:.1} dBm0 of its echo: ERLE {erle:.1} dB");
+        assert!(erle >= 20.0, "{model:?}: ERLE {erle:.1} dB on the PSTN line");
+        phone.on_hook();
+        co.wait_released(Duration::from_secs(3)).expect("released");
+    }
+}
