@@ -822,9 +822,11 @@ impl Gateway {
         self.fxo[k].line.place(now, &setup.called);
         self.drain_fxo(now, k);
         // Seizing, waiting for dial tone and dialling take longer than a
-        // setup timer: the line is working on it.
+        // setup timer: the line is working on it, and the caller hears
+        // ringback at once (the exchange's own tones replace it once the
+        // line's audio is through: Alerting with in-band audio).
         if self.fxo[k].leg == Some(leg) {
-            self.signal(now, leg, Signal::Proceeding);
+            self.signal(now, leg, Signal::Alerting { inband: false });
         }
         Ok(())
     }

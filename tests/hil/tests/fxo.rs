@@ -154,6 +154,8 @@ fn with_the_carrier_down_calls_fall_back_to_the_pstn_line_and_emergency_calls_us
     phone.dial("2000").unwrap();
     co.wait_seized(Duration::from_secs(2)).expect("the PSTN line is seized at once");
     eprintln!("fallback: line seized {} ms after dialling began", t0.elapsed().as_millis());
+    let st = gw.status().unwrap();
+    assert_eq!(st["ports"][0]["state"], "Ringback", "the caller hears ringback while the line is dialled");
     assert_eq!(co.wait_digits(4, Duration::from_secs(10)).unwrap(), "2000");
     let route = gw.status().unwrap()["ports"][0]["route"].as_str().unwrap_or_default().to_string();
     assert!(route.contains("trunk \"carrier\" -> 38"), "{route}");
@@ -361,4 +363,23 @@ fn the_line_echo_of_a_pstn_line_is_cancelled() {
         phone.on_hook();
         co.wait_released(Duration::from_secs(3)).expect("released");
     }
+}
+
+#[test]
+fn an_emergency_call_goes_to_the_pstn_line_while_the_carrier_is_up() {
+    let far_tone = hil::tone(1400.0, -12.0, 1.0).unwrap();
+    let w = common::World::start(GwOptions { extra: EXTRA.into(), ..GwOptions::default() }, None, &far_tone);
+    let sim = w.gw.attach();
+    let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial("911").unwrap();
+    co.wait_seized(Duration::from_secs(8)).expect("911 seizes the PSTN line although the carrier is registered");
+    assert_eq!(co.wait_digits(3, Duration::from_secs(10)).unwrap(), "911");
+    co.answer(true).unwrap();
+    w.gw.wait_until("phone 1 connected", Duration::from_secs(5), || w.gw.port_state(1) == "Connected");
+    phone_and_co_talk(&phone, &co);
+    assert!(!w.kamailio.log().contains("INVITE sip:911"), "911 did not go to the carrier");
+    phone.on_hook();
+    co.wait_released(Duration::from_secs(3)).expect("released");
 }
