@@ -855,6 +855,21 @@ impl Config {
         self.route_table().map(|_| ())
     }
 
+    /// Settings an installer must not leave as shipped.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let shipped = |p: &str| p == "change-me";
+        if shipped(&self.sip.password) || self.fxs.iter().any(|f| f.password.as_deref().is_some_and(shipped)) {
+            w.push("the SIP password is the shipped default \"change-me\": set sip.password".to_string());
+        }
+        for t in &self.trunk {
+            if t.password.as_deref().is_some_and(shipped) {
+                w.push(format!("trunk {:?} has the shipped default password \"change-me\"", t.name));
+            }
+        }
+        w
+    }
+
     /// The emergency numbers in force (configured, else the country's).
     pub fn emergency_numbers(&self) -> Vec<String> {
         match &self.emergency.numbers {
@@ -977,6 +992,16 @@ mod tests {
 
     fn err(text: &str) -> ConfigError {
         Config::from_toml(text, 4).unwrap_err()
+    }
+
+    #[test]
+    fn the_shipped_default_password_is_warned_about() {
+        let c = Config::default_sim();
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        let text = with(|t| {
+            t["sip"].as_table_mut().unwrap().insert("password".into(), "s3cret-of-the-site".into());
+        });
+        assert!(Config::from_toml(&text, 4).unwrap().warnings().is_empty());
     }
 
     #[test]

@@ -188,10 +188,18 @@ fn run(
             sim_addr.map(|a| a.to_string()),
             rt_stats.snapshot(),
         )));
+        let warnings = config.warnings();
+        for w in &warnings {
+            warn!("{w}");
+        }
+        status.lock().unwrap_or_else(|p| p.into_inner()).warnings = warnings.clone();
         println!("gatewayd {} on board '{}'", env!("CARGO_PKG_VERSION"), board_desc.name);
+        for w in &warnings {
+            println!("  WARNING: {w}");
+        }
         println!("  SIP (UDP):      {sip_addr}  -> trunk proxy {}", config.sip.proxy);
         println!("  web UI/status:  http://{http_addr}/  (JSON: http://{http_addr}/api/status)");
-        println!("  console:        {console_addr}  (e.g. `nc {} {}`)", console_addr.ip(), console_addr.port());
+        println!("  console:        {console_addr}  (`cargo run -p gwctl -- --tcp {console_addr} show status`)");
         if let Some(a) = sim_addr {
             println!("  sim line card:  {a}  (attach phones: `cargo run -p linesim -- --connect {a}`)");
         }

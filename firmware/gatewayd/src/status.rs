@@ -121,6 +121,8 @@ pub struct Status {
     pub rt: RtStatsSnapshot,
     pub rt_setup: RtSetupStatus,
     pub rt_command_overruns: u64,
+    /// What the installer should fix (a shipped default password, ...).
+    pub warnings: Vec<String>,
     pub media: MediaStatus,
     pub sip_admission: AdmissionStatus,
 }
@@ -140,6 +142,7 @@ impl Status {
             rt,
             rt_setup: RtSetupStatus::default(),
             rt_command_overruns: 0,
+            warnings: Vec::new(),
             media: MediaStatus::default(),
             sip_admission: AdmissionStatus::default(),
         }
@@ -149,6 +152,9 @@ impl Status {
         let mut s = String::new();
         let _ = writeln!(s, "gatewayd {} on board {}", self.version, self.board);
         let _ = writeln!(s, "SIP {}; sim link {}", self.sip_listen, self.sim_link.as_deref().unwrap_or("-"));
+        for w in &self.warnings {
+            let _ = writeln!(s, "WARNING: {w}");
+        }
         let _ = writeln!(s, "Registrations:");
         for r in &self.registrations {
             let _ = writeln!(s, "  {:<12} {}", r.user, r.state);

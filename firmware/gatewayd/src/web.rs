@@ -52,6 +52,7 @@ pub async fn serve_with(listener: TcpListener, ctx: WebContext, connections: usi
                 resp
             }),
         )
+        .layer(axum::middleware::from_fn(guard))
         .with_state(ctx);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(%e, "web UI server stopped");
@@ -93,6 +94,51 @@ fn authorized(header: Option<&str>, password: &str) -> bool {
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Refuses what a hostile page or a rebound DNS name could send, and tells
+/// the browser to keep the page out of frames and foreign scripts:
+/// - a `Host` that is not an address literal or `localhost` (DNS rebinding:
+///   a name the attacker controls pointing at this box) gets 421;
+/// - a state-changing request whose `Origin` is another site (a cross-site
+///   form or fetch riding on the browser's cached credentials) gets 403.
+async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if !host_allowed(&host) {
+        return (StatusCode::MISDIRECTED_REQUEST, "this box answers to its address, not to that name\n").into_response();
+    }
+    if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+        let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if let Some(o) = origin {
+            let o_host = o.split("://").nth(1).unwrap_or("");
+            if o_host != host {
+                return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'self'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// An IPv4 or bracketed IPv6 literal or `localhost`, with an optional port.
+fn host_allowed(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((addr, _)) => return addr.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 async fn page(State(ctx): State<WebContext>) -> Response {
@@ -161,8 +207,47 @@ mod tests {
         assert_eq!(read_all(&mut b).await, "");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         let mut d = TcpStream::connect(addr).await.unwrap();
-        d.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        d.write_all(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").await.unwrap();
         assert!(read_all(&mut d).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn foreign_hosts_and_cross_site_posts_are_refused_and_pages_carry_security_headers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpStream;
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, restarts, path) = ctx(dir.path(), Some("installer-pw"));
+        let before = std::fs::read_to_string(&path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve_with(listener, ctx, 8, std::time::Duration::from_secs(5)));
+        async fn ask(addr: std::net::SocketAddr, req: String) -> String {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        let get = |host: &str| format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let ok = ask(addr, get(&addr.to_string())).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        let lower = ok.to_ascii_lowercase();
+        assert!(lower.contains("x-frame-options: deny") && lower.contains("content-security-policy: default-src 'self'"), "{ok}");
+        assert!(ask(addr, get("localhost:8080")).await.starts_with("HTTP/1.1 200"));
+        // DNS rebinding: a name that points here is not this box's name.
+        assert!(ask(addr, get("evil.example:8080")).await.starts_with("HTTP/1.1 421"));
+        // A hostile page's form POST with the browser's cached credentials.
+        let doc = "[system]\ncountry = \"DE\"\n";
+        let auth = basic("admin:installer-pw");
+        let post = format!(
+            "POST /api/config HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAuthorization: {auth}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{doc}",
+            doc.len()
+        );
+        assert!(ask(addr, post).await.starts_with("HTTP/1.1 403"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "nothing saved");
+        assert_eq!(restarts.load(Ordering::Relaxed), 0);
+        assert!(host_allowed("[::1]:80") && host_allowed("10.0.0.1") && !host_allowed("[::1") && !host_allowed("box.local"));
     }
 
     fn ctx(dir: &std::path::Path, web_password: Option<&str>) -> (WebContext, Arc<AtomicU32>, std::path::PathBuf) {

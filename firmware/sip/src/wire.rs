@@ -247,30 +247,89 @@ pub(crate) fn response_for(req: &rsip::Request, status: u16, to_tag: Option<&str
 
 /// A status code with its RFC 3261 §21 reason phrase.
 pub(crate) fn status_code(code: u16) -> rsip::StatusCode {
-    let reason = match code {
+    rsip::StatusCode::Other(code, reason_phrase(code).to_string())
+}
+
+/// The reason phrase of a status (RFC 3261 21, RFC 3262/3311/3515/4028/
+/// 5079/6086 for the later ones); a status without one gets its class's
+/// name, never "Unknown".
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
         100 => "Trying",
         180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
         183 => "Session Progress",
         200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        489 => "Bad Event",
         491 => "Request Pending",
+        493 => "Undecipherable",
         500 => "Server Internal Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
         603 => "Decline",
-        _ => "Unknown",
-    };
-    rsip::StatusCode::Other(code, reason.to_string())
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        100..=199 => "Session Progress",
+        200..=299 => "OK",
+        300..=399 => "Redirection",
+        400..=499 => "Request Failure",
+        500..=599 => "Server Failure",
+        _ => "Global Failure",
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::reason_phrase;
+
+    #[test]
+    fn every_status_gets_a_reason_phrase_never_unknown() {
+        assert_eq!(reason_phrase(405), "Method Not Allowed");
+        assert_eq!(reason_phrase(420), "Bad Extension");
+        assert_eq!(reason_phrase(499), "Request Failure");
+        for code in 100..700 {
+            assert_ne!(reason_phrase(code), "Unknown", "{code}");
+        }
+    }
 }
 
 /// Sets the body (and Content-Type / Content-Length) of a header list.

@@ -128,7 +128,7 @@ impl Qemu {
     fn status(&self) -> Option<serde_json::Value> {
         let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        write!(s, "GET /api/status HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
+        write!(s, "GET /api/status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http).ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
         let json = body.split_once("\r\n\r\n")?.1;

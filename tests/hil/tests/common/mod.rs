@@ -214,7 +214,8 @@ console_listen = "{console}"
             .unwrap_or_default();
         write!(
             s,
-            "POST {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n{auth}Content-Type: application/toml\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}Content-Type: application/toml\r\nContent-Length: {}\r\n\r\n{body}",
+            self.http,
             body.len()
         )
         .unwrap();
@@ -228,7 +229,7 @@ console_listen = "{console}"
     pub fn try_get(&self, path: &str) -> Option<String> {
         let mut s = TcpStream::connect(self.http).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.http).ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
         Some(body.split_once("\r\n\r\n")?.1.to_string())
