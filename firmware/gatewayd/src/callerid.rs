@@ -130,11 +130,17 @@ fn is_private(s: &str) -> bool {
 }
 
 /// Month, day, hour and minute of a time in seconds since 1970-01-01 (the
-/// proleptic Gregorian calendar; days from the civil-from-days algorithm).
+/// proleptic Gregorian calendar).
 fn civil(secs: i64) -> (u8, u8, u8, u8) {
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (hour, minute) = ((rem / 3600) as u8, ((rem % 3600) / 60) as u8);
+    let (_, month, day) = civil_from_days(secs.div_euclid(86_400));
+    (month, day, hour, minute)
+}
+
+/// Year, month and day of a day count since 1970-01-01 (H. Hinnant's
+/// civil-from-days algorithm).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u8, u8) {
     // Shift the epoch to 0000-03-01 so leap days end each 400-year era.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -144,7 +150,7 @@ fn civil(secs: i64) -> (u8, u8, u8, u8) {
     let mp = (5 * doy + 2) / 153;
     let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    (month, day, hour, minute)
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]

@@ -740,6 +740,8 @@ impl Gateway {
             // An inbound PSTN call answered at its destination: answer the line.
             Signal::Answer => self.fxo[k].line.answer(now),
             Signal::Release(_) => {
+                // An emergency call that gave up before its preempted line was free.
+                self.pending_fxo.retain(|p| p.0 != k);
                 self.fxo[k].pulses.clear();
                 self.fxo[k].pulses_done = None;
                 self.fxo[k].leg = None;

@@ -48,6 +48,13 @@ fn fxo_state(gw: &Gatewayd) -> String {
     gw.status().unwrap()["fxo"][0]["state"].as_str().unwrap_or_default().to_string()
 }
 
+/// The phone goes off hook, hears dial tone and dials `number`.
+fn off_hook_and_dial(phone: &Phone, number: &str) {
+    phone.off_hook();
+    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    phone.dial(number).unwrap();
+}
+
 /// `listener` measures the tone `talker` plays (each a phone or the exchange).
 fn hears(play: impl Fn(f32), stop: impl Fn(), measure: impl Fn() -> linesim::Measurement, hz: f32) {
     play(hz);
@@ -106,9 +113,7 @@ fn a_phone_dials_out_on_the_pstn_line_and_hangs_up() {
     let gw = start();
     let sim = gw.attach();
     let (phone, co) = (sim.phone(1), sim.co(sim.fxo_ports()[0]));
-    phone.off_hook();
-    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    phone.dial("95551234").unwrap();
+    off_hook_and_dial(&phone, "95551234");
     co.wait_seized(Duration::from_secs(5)).expect("the line is seized");
     let digits = co.wait_digits(7, Duration::from_secs(10)).expect("the number dialled on the line");
     assert_eq!(digits, "5551234");
@@ -164,9 +169,7 @@ fn with_the_carrier_down_calls_fall_back_to_the_pstn_line_and_emergency_calls_us
     gw.wait_until("FXO 1 idle", Duration::from_secs(5), || fxo_state(&gw) == "Idle");
 
     // 911: the emergency rule takes the PSTN line first.
-    phone.off_hook();
-    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    phone.dial("911").unwrap();
+    off_hook_and_dial(&phone, "911");
     // "911" is also a prefix of "9." here: the inter-digit timeout (4 s) ends it.
     co.wait_seized(Duration::from_secs(8)).expect("911 seizes the PSTN line");
     assert_eq!(co.wait_digits(3, Duration::from_secs(10)).unwrap(), "911");
@@ -186,9 +189,7 @@ fn the_exchange_hanging_up_with_busy_tone_only_releases_the_line() {
     let gw = start();
     let sim = gw.attach();
     let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
-    phone.off_hook();
-    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    phone.dial("95551234").unwrap();
+    off_hook_and_dial(&phone, "95551234");
     co.wait_seized(Duration::from_secs(8)).expect("seized");
     co.wait_digits(7, Duration::from_secs(10)).unwrap();
     co.answer(true).unwrap();
@@ -235,17 +236,13 @@ fn an_emergency_call_takes_the_busy_pstn_line_from_an_ordinary_call() {
     let gw = start();
     let sim = gw.attach();
     let (p1, p2, co) = (sim.phone(0), sim.phone(1), sim.co(sim.fxo_ports()[0]));
-    p1.off_hook();
-    p1.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    p1.dial("95550001").unwrap();
+    off_hook_and_dial(&p1, "95550001");
     co.wait_seized(Duration::from_secs(8)).expect("seized");
     assert_eq!(co.wait_digits(7, Duration::from_secs(10)).unwrap(), "5550001");
     co.answer(true).unwrap();
     gw.wait_until("phone 1 connected", Duration::from_secs(5), || gw.port_state(1) == "Connected");
     // Phone 2 dials 911 with the only line busy.
-    p2.off_hook();
-    p2.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    p2.dial("911").unwrap();
+    off_hook_and_dial(&p2, "911");
     co.wait_released(Duration::from_secs(8)).expect("the ordinary call's line is released");
     p1.wait_for_tone(&plans::US_REORDER, Duration::from_secs(5)).expect("the preempted caller hears reorder");
     co.wait_seized(Duration::from_secs(5)).expect("the emergency call seizes the line");
@@ -302,9 +299,7 @@ fn a_line_set_to_pulse_dialling_dials_with_loop_breaks() {
     let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, ..GwOptions::default() });
     let sim = gw.attach();
     let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
-    phone.off_hook();
-    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    phone.dial("9301").unwrap();
+    off_hook_and_dial(&phone, "9301");
     co.wait_seized(Duration::from_secs(8)).expect("seized");
     assert_eq!(co.wait_digits(3, Duration::from_secs(10)).unwrap(), "301", "pulse digits collected by the exchange");
     assert!(co.is_seized(), "the dial pulses are no release");
@@ -373,9 +368,7 @@ fn an_emergency_call_goes_to_the_pstn_line_while_the_carrier_is_up() {
     let w = common::World::start(GwOptions { extra: EXTRA.into(), ..GwOptions::default() }, None, &far_tone);
     let sim = w.gw.attach();
     let (phone, co) = (sim.phone(0), sim.co(sim.fxo_ports()[0]));
-    phone.off_hook();
-    phone.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
-    phone.dial("911").unwrap();
+    off_hook_and_dial(&phone, "911");
     co.wait_seized(Duration::from_secs(8)).expect("911 seizes the PSTN line although the carrier is registered");
     assert_eq!(co.wait_digits(3, Duration::from_secs(10)).unwrap(), "911");
     co.answer(true).unwrap();
