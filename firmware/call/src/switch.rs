@@ -185,6 +185,20 @@ impl Switch {
         Switch { table, limits: Limits::new(), calls: BTreeMap::new(), legs: BTreeMap::new(), next_leg: 1, out: VecDeque::new() }
     }
 
+    /// Takes a new routing table (a committed configuration) without
+    /// touching the calls in progress: they keep the route and destinations
+    /// they were given; new calls and digits still being collected are
+    /// routed by the new table. Per-rule `max_calls` counting starts afresh
+    /// with the new rule numbers (calls admitted under the old table no
+    /// longer count); per-trunk counts are kept.
+    pub fn set_table(&mut self, table: RouteTable) {
+        self.table = table;
+        self.limits.forget_rules();
+        for call in self.calls.values_mut() {
+            call.limit_held = false;
+        }
+    }
+
     // ---- getters ------------------------------------------------------
 
     pub fn table(&self) -> &RouteTable {
@@ -528,6 +542,44 @@ mod tests {
 
     fn release(c: u8) -> Signal {
         Signal::Release(Release { cause: Cause::new(c).unwrap(), location: Location::PrivateRemote, local: None })
+    }
+
+    #[test]
+    fn a_new_table_leaves_calls_in_progress_alone_and_routes_new_ones() {
+        let t0 = Instant::now();
+        let mut s = switch();
+        let a = s.originate(t0, "phones", setup("1002", "1001"), &up);
+        let [(b, Target::Owner)] = placed(&drain(&mut s))[..] else { panic!() };
+        s.signal(t0, b, Signal::Answer, &up);
+        drain(&mut s);
+        // "out" (rule 1, max_calls 1) holds one call.
+        let a2 = s.originate(t0, "phones", setup("2000", "1001"), &up);
+        assert_eq!(placed(&drain(&mut s)).len(), 1);
+        assert_eq!(s.active_calls_of_rule(1), 1);
+        // The new table has only the local rule, for 1xxx and 4xxx.
+        let groups = vec![GroupConfig { name: "phones".into(), fxs: vec![1, 2, 3, 4], fxo: vec![] }];
+        let trunks = vec!["a".to_string(), "b".to_string()];
+        let routes = vec![RouteConfig {
+            name: Some("local".into()),
+            from: vec!["phones".into()],
+            called: vec!["1xxx".into(), "4xxx".into()],
+            to: vec![DestinationConfig { owner: true, ..Default::default() }],
+            ..Default::default()
+        }];
+        s.set_table(RouteTable::new(&groups, &trunks, &routes).unwrap().0);
+        assert_eq!(s.calls().count(), 2, "both calls go on");
+        assert_eq!(s.peer(a), Some(b));
+        assert_eq!(s.active_calls_of_rule(1), 0, "rule counts start afresh");
+        // New calls: 4xxx now routes, 2xxx no longer does.
+        s.originate(t0, "phones", setup("4001", "1001"), &up);
+        assert!(matches!(placed(&drain(&mut s))[..], [(_, Target::Owner)]));
+        s.originate(t0, "phones", setup("2001", "1001"), &up);
+        assert!(placed(&drain(&mut s)).is_empty());
+        // The old calls end normally, releasing nothing they no longer hold.
+        s.signal(t0, a, release(16), &up);
+        s.signal(t0, a2, release(16), &up);
+        assert_eq!(to_leg(&drain(&mut s), b), [release(16)]);
+        assert_eq!(s.active_calls_of_rule(0), 1, "only the 4001 call counts");
     }
 
     #[test]
