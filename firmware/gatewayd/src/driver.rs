@@ -30,6 +30,10 @@ pub struct Driver {
     pub echo_enabled: bool,
     /// Per-source limits and bans, applied before a datagram is parsed.
     pub admission: Admission,
+    /// Committed configurations to apply live (`console::Context::apply_saved`).
+    pub changes: tokio::sync::mpsc::UnboundedReceiver<crate::config::Config>,
+    /// Restarts gatewayd: a change the gateway could not take live after all.
+    pub restart: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Driver {
@@ -73,6 +77,18 @@ impl Driver {
                     }
                     self.gateway.check_media_liveness(now);
                     self.update_status();
+                }
+                Some(config) = self.changes.recv() => {
+                    let warnings = config.warnings();
+                    match self.gateway.apply(Instant::now(), config) {
+                        Ok(_) => {
+                            self.status.lock().unwrap_or_else(|p| p.into_inner()).warnings = warnings;
+                        }
+                        Err(why) => {
+                            warn!(?why, "the committed configuration cannot be applied live: restarting");
+                            (self.restart)();
+                        }
+                    }
                 }
                 _ = shutdown.changed() => {
                     self.gateway.stop(Instant::now());

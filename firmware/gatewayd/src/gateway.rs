@@ -197,6 +197,193 @@ struct Trunk {
     counters: TrunkCounters,
 }
 
+/// What a [`Trunk`] is built (or rebuilt) from: one per trunk, `default`
+/// (from `[sip]`) first, then `[[trunk]]` in order.
+struct TrunkSettings {
+    name: String,
+    ua: UaConfig,
+    accept: Vec<IpNet>,
+    register: RegisterMode,
+    pilot: Option<String>,
+    codecs: Vec<Codec>,
+    cause_map: CauseMap,
+    limits: TrunkLimits,
+    options_interval: Option<Duration>,
+    options_failures: u32,
+}
+
+fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<TrunkSettings> {
+    let sip = &config.sip;
+    let per_number = |password: &str, auth: bool| -> Vec<Account> {
+        config
+            .fxs
+            .iter()
+            .map(|p| Account {
+                user: p.number.clone(),
+                auth_user: if auth { p.auth_user.clone().unwrap_or_else(|| p.number.clone()) } else { p.number.clone() },
+                password: if auth { p.password.clone().unwrap_or_else(|| password.to_string()) } else { password.to_string() },
+            })
+            .collect()
+    };
+    let accept = |proxy: SocketAddr, accept: &[String]| -> Vec<IpNet> {
+        if accept.is_empty() {
+            vec![IpNet::host(proxy.ip())]
+        } else {
+            accept.iter().filter_map(|a| IpNet::parse(a)).collect()
+        }
+    };
+    let codecs = config.codecs();
+    let mut out = vec![TrunkSettings {
+        name: DEFAULT_TRUNK.to_string(),
+        ua: UaConfig {
+            local_addr: local_sip,
+            proxy: sip.proxy,
+            domain: sip.domain.clone(),
+            user_agent: sip.user_agent.clone(),
+            accounts: per_number(&sip.password, true),
+            register_expires: sip.register_expires,
+            register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+            register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+            timers: Default::default(),
+            rng_seed: seed,
+        },
+        accept: accept(sip.proxy, &sip.accept_from),
+        register: if sip.register_expires == 0 { RegisterMode::None } else { RegisterMode::PerNumber },
+        pilot: None,
+        codecs: codecs.clone(),
+        cause_map: CauseMap::default(),
+        limits: TrunkLimits::default(),
+        options_interval: (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into())),
+        options_failures: 2,
+    }];
+    for (k, t) in config.trunk.iter().enumerate() {
+        let password = t.password.clone().unwrap_or_default();
+        let accounts = match t.register {
+            RegisterMode::PerNumber => per_number(&password, false),
+            RegisterMode::Pilot | RegisterMode::None => t
+                .username
+                .iter()
+                .map(|u| Account {
+                    user: u.clone(),
+                    auth_user: t.auth_user.clone().unwrap_or_else(|| u.clone()),
+                    password: password.clone(),
+                })
+                .collect(),
+        };
+        out.push(TrunkSettings {
+            name: t.name.clone(),
+            ua: UaConfig {
+                local_addr: local_sip,
+                proxy: t.proxy,
+                domain: t.domain.clone().unwrap_or_else(|| t.proxy.ip().to_string()),
+                user_agent: sip.user_agent.clone(),
+                accounts,
+                register_expires: if t.register == RegisterMode::None { 0 } else { t.register_expires },
+                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+                timers: Default::default(),
+                rng_seed: seed.wrapping_add(k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            },
+            accept: accept(t.proxy, &t.accept_from),
+            register: t.register,
+            pilot: (t.register == RegisterMode::Pilot).then(|| t.username.clone()).flatten(),
+            codecs: if t.codecs.is_empty() {
+                codecs.clone()
+            } else {
+                t.codecs.iter().filter_map(|c| crate::config::parse_codec(c)).collect()
+            },
+            cause_map: CauseMap::new(&t.cause_map).expect("validated cause map"),
+            limits: t.limits.clone(),
+            options_interval: (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into())),
+            options_failures: t.options_failures,
+        });
+    }
+    out
+}
+
+/// The FXS line settings of a port in group `source`: without `[[route]]`
+/// the dial plan is `[dialplan]`'s, as it always was; with it, the digits the
+/// table can route from the port's group.
+fn fxs_line_config(config: &Config, cadence: RingCadence, table: &gw_call::RouteTable, source: Option<&str>) -> FxsConfig {
+    let legacy_plan = || {
+        let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
+        DialPlan::new(&patterns).expect("validated dial plan")
+    };
+    let dial_plan = if config.route.is_empty() {
+        legacy_plan()
+    } else {
+        source.and_then(|g| table.digit_map(g)).unwrap_or_else(legacy_plan)
+    };
+    FxsConfig {
+        dial_plan,
+        ring_cadence: cadence,
+        first_digit_timeout: Duration::from_millis(config.dialplan.first_digit_timeout_ms),
+        inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
+        reorder_timeout: Duration::from_secs(30),
+        disconnect_open_ms: None,
+        caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
+        no_answer_timeout: (config.limits.no_answer_timeout_s > 0).then(|| Duration::from_secs(config.limits.no_answer_timeout_s)),
+    }
+}
+
+impl Trunk {
+    fn new(st: TrunkSettings) -> Trunk {
+        Trunk {
+            name: st.name,
+            proxy: st.ua.proxy,
+            ua: UserAgent::new(st.ua),
+            accept: st.accept,
+            register: st.register,
+            pilot: st.pilot,
+            codecs: st.codecs,
+            cause_map: st.cause_map,
+            limits: st.limits,
+            options_interval: st.options_interval,
+            options_failures: st.options_failures,
+            ping_misses: 0,
+            next_ping: None,
+            ping_deadline: None,
+            options_down: false,
+            failed_accounts: HashSet::new(),
+            registrations: HashMap::new(),
+            active: 0,
+            counters: TrunkCounters::default(),
+        }
+    }
+
+    /// Takes new settings in place: calls on the trunk go on (see
+    /// [`UserAgent::reconfigure`]).
+    fn reconfigure(&mut self, now: Instant, st: TrunkSettings) -> Result<(), gw_sip::UaError> {
+        let proxy = st.ua.proxy;
+        self.ua.reconfigure(now, st.ua)?;
+        if proxy != self.proxy {
+            // A new far end: its health is unknown again.
+            self.failed_accounts.clear();
+            self.registrations.clear();
+            self.ping_misses = 0;
+            self.ping_deadline = None;
+            self.options_down = false;
+        }
+        if st.options_interval != self.options_interval {
+            self.next_ping = st.options_interval.map(|_| now);
+            self.ping_deadline = None;
+            self.ping_misses = 0;
+            self.options_down = false;
+        }
+        self.proxy = proxy;
+        self.name = st.name;
+        self.accept = st.accept;
+        self.register = st.register;
+        self.pilot = st.pilot;
+        self.codecs = st.codecs;
+        self.cause_map = st.cause_map;
+        self.limits = st.limits;
+        self.options_interval = st.options_interval;
+        self.options_failures = st.options_failures;
+        Ok(())
+    }
+}
+
 /// Per-trunk figures for `show sip`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct TrunkCounters {
@@ -299,6 +486,10 @@ pub struct CallCounters {
 
 pub struct Gateway {
     config: Config,
+    /// The SIP socket's address and the seed the trunks were built with
+    /// (for [`Gateway::apply`]).
+    local_sip: SocketAddr,
+    seed: u64,
     profile: &'static CountryProfile,
     cadence: RingCadence,
     /// The call-control core: routes, limits, each call's legs and failover.
@@ -366,148 +557,28 @@ impl Gateway {
         for w in &warnings {
             warn!("routing table: {w}");
         }
-        let legacy_plan = {
-            let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
-            DialPlan::new(&patterns).expect("validated dial plan")
-        };
-        let line_config = |plan: DialPlan| FxsConfig {
-            dial_plan: plan,
-            ring_cadence: cadence,
-            first_digit_timeout: Duration::from_millis(config.dialplan.first_digit_timeout_ms),
-            inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
-            reorder_timeout: Duration::from_secs(30),
-            disconnect_open_ms: None,
-            caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
-            no_answer_timeout: (config.limits.no_answer_timeout_s > 0)
-                .then(|| Duration::from_secs(config.limits.no_answer_timeout_s)),
-        };
-
         let mut hal_ports: Vec<Option<(u8, Box<dyn FxsPort + Send>)>> = hal_ports.into_iter().map(Some).collect();
         let mut ports = Vec::new();
         for p in &config.fxs {
             let Some((channel, hal)) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
             let source = table.fxs_source(p.port).map(str::to_string);
-            // Without [[route]] the dial plan is [dialplan]'s, as it always was;
-            // with it, the digits the table can route from the port's group.
-            let plan = if config.route.is_empty() {
-                legacy_plan.clone()
-            } else {
-                source.as_deref().and_then(|g| table.digit_map(g)).unwrap_or_else(|| legacy_plan.clone())
-            };
             ports.push(Port {
                 channel,
                 label: p.port,
                 number: p.number.clone(),
+                line: FxsLine::new(fxs_line_config(&config, cadence, &table, source.as_deref())),
                 source,
                 hal,
-                line: FxsLine::new(line_config(plan)),
                 leg: None,
                 last_route: None,
             });
         }
-
-        let mut trunks = Vec::new();
-        let sip = &config.sip;
-        let per_number = |password: &str, auth: bool| -> Vec<Account> {
-            config
-                .fxs
-                .iter()
-                .map(|p| Account {
-                    user: p.number.clone(),
-                    auth_user: if auth { p.auth_user.clone().unwrap_or_else(|| p.number.clone()) } else { p.number.clone() },
-                    password: if auth { p.password.clone().unwrap_or_else(|| password.to_string()) } else { password.to_string() },
-                })
-                .collect()
-        };
-        let codecs = config.codecs();
-        let new_trunk = |name: &str, ua: UaConfig, accept: &[String], register, pilot, codecs: Vec<Codec>| Trunk {
-            name: name.to_string(),
-            proxy: ua.proxy,
-            accept: if accept.is_empty() {
-                vec![IpNet::host(ua.proxy.ip())]
-            } else {
-                accept.iter().filter_map(|a| IpNet::parse(a)).collect()
-            },
-            ua: UserAgent::new(ua),
-            register,
-            pilot,
-            codecs,
-            cause_map: CauseMap::default(),
-            limits: TrunkLimits::default(),
-            options_interval: None,
-            options_failures: 2,
-            ping_misses: 0,
-            next_ping: None,
-            ping_deadline: None,
-            options_down: false,
-            failed_accounts: HashSet::new(),
-            registrations: HashMap::new(),
-            active: 0,
-            counters: TrunkCounters::default(),
-        };
-        let mut default = new_trunk(
-            DEFAULT_TRUNK,
-            UaConfig {
-                local_addr: local_sip,
-                proxy: sip.proxy,
-                domain: sip.domain.clone(),
-                user_agent: sip.user_agent.clone(),
-                accounts: per_number(&sip.password, true),
-                register_expires: sip.register_expires,
-                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
-                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
-                timers: Default::default(),
-                rng_seed: seed,
-            },
-            &sip.accept_from,
-            if sip.register_expires == 0 { RegisterMode::None } else { RegisterMode::PerNumber },
-            None,
-            codecs.clone(),
-        );
-        default.options_interval = (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into()));
-        trunks.push(default);
-        for (k, t) in config.trunk.iter().enumerate() {
-            let password = t.password.clone().unwrap_or_default();
-            let accounts = match t.register {
-                RegisterMode::PerNumber => per_number(&password, false),
-                RegisterMode::Pilot | RegisterMode::None => t
-                    .username
-                    .iter()
-                    .map(|u| Account {
-                        user: u.clone(),
-                        auth_user: t.auth_user.clone().unwrap_or_else(|| u.clone()),
-                        password: password.clone(),
-                    })
-                    .collect(),
-            };
-            let ua = UaConfig {
-                local_addr: local_sip,
-                proxy: t.proxy,
-                domain: t.domain.clone().unwrap_or_else(|| t.proxy.ip().to_string()),
-                user_agent: sip.user_agent.clone(),
-                accounts,
-                register_expires: if t.register == RegisterMode::None { 0 } else { t.register_expires },
-                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
-                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
-                timers: Default::default(),
-                rng_seed: seed.wrapping_add(k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            };
-            let trunk_codecs = if t.codecs.is_empty() {
-                codecs.clone()
-            } else {
-                t.codecs.iter().filter_map(|c| crate::config::parse_codec(c)).collect()
-            };
-            let pilot = (t.register == RegisterMode::Pilot).then(|| t.username.clone()).flatten();
-            let mut trunk = new_trunk(&t.name, ua, &t.accept_from, t.register, pilot, trunk_codecs);
-            trunk.cause_map = CauseMap::new(&t.cause_map).expect("validated cause map");
-            trunk.limits = t.limits.clone();
-            trunk.options_interval = (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into()));
-            trunk.options_failures = t.options_failures;
-            trunks.push(trunk);
-        }
+        let trunks = trunk_settings(&config, local_sip, seed).into_iter().map(Trunk::new).collect();
         let rtp_ports = RtpPorts::new(config.media.rtp_ip, config.media.rtp_port_min, config.media.rtp_port_max);
         Gateway {
             config,
+            local_sip,
+            seed,
             profile,
             cadence,
             switch: Switch::new(table),
@@ -532,6 +603,81 @@ impl Gateway {
             rt_overruns: 0,
             rng: seed | 1,
         }
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Applies a committed configuration without a restart, to the parts it
+    /// touches: the routing table (new calls), each port's number, group and
+    /// dialling settings, each FXO line's settings, each trunk's settings
+    /// (a trunk whose registrar or accounts changed re-registers; one that
+    /// did not keeps its binding) and trunks added at the end. Calls in
+    /// progress keep their legs, route and audio. `Err` (nothing changed)
+    /// names what can take effect only with a restart: see
+    /// [`crate::apply::plan_change`].
+    pub fn apply(&mut self, now: Instant, new: Config) -> Result<Vec<String>, Vec<String>> {
+        let plan = crate::apply::plan_change(&self.config, &new);
+        if !plan.restart.is_empty() {
+            return Err(plan.restart);
+        }
+        let (table, warnings) = new.route_table().map_err(|e| vec![format!("routing table: {e}")])?;
+        for w in &warnings {
+            warn!("routing table: {w}");
+        }
+        // Refusals first, so that nothing is half applied.
+        let settings = trunk_settings(&new, self.local_sip, self.seed);
+        let mut fxo_configs = Vec::new();
+        for f in &self.fxo {
+            let Some(c) = new.fxo.iter().find(|c| c.port == f.label) else {
+                return Err(vec![format!("fxo port {} removed", f.label)]);
+            };
+            let lc = c.line_config(&new.system.country).map_err(|e| vec![format!("fxo port {}: {e}", f.label)])?;
+            fxo_configs.push((c.clone(), lc));
+        }
+        for (k, st) in settings.into_iter().enumerate() {
+            if k < self.trunks.len() {
+                self.trunks[k].reconfigure(now, st).map_err(|e| vec![format!("trunk {k}: {e}")])?;
+            } else {
+                info!(trunk = %st.name, "trunk added");
+                let mut trunk = Trunk::new(st);
+                trunk.ua.start(now);
+                if trunk.options_interval.is_some() {
+                    trunk.next_ping = Some(now);
+                }
+                self.trunks.push(trunk);
+            }
+        }
+        for k in 0..self.ports.len() {
+            let Some(p) = new.fxs.iter().find(|p| p.port == self.ports[k].label) else { continue };
+            let source = table.fxs_source(p.port).map(str::to_string);
+            let line = fxs_line_config(&new, self.cadence, &table, source.as_deref());
+            let port = &mut self.ports[k];
+            if port.number != p.number {
+                info!(port = port.label, old = %port.number, new = %p.number, "port number changed");
+            }
+            port.number = p.number.clone();
+            port.source = source;
+            port.line.set_config(line);
+        }
+        for (k, (c, lc)) in fxo_configs.into_iter().enumerate() {
+            let source = table.groups().iter().find(|g| g.fxo.contains(&c.port)).map(|g| g.name.clone());
+            let f = &mut self.fxo[k];
+            f.number = c.number.clone();
+            f.inbound = c.inbound.clone();
+            f.source = source;
+            f.line.set_config(lc);
+        }
+        self.switch.set_table(table);
+        self.config = new;
+        for t in 0..self.trunks.len() {
+            self.drain_ua(now, t);
+        }
+        self.handle_timeout(now);
+        info!(changed = ?plan.live, "configuration applied without a restart");
+        Ok(plan.live)
     }
 
     pub fn start(&mut self, now: Instant) {
@@ -2503,6 +2649,53 @@ mod tests {
         let cmds = w.commands();
         assert!(tone_on(&cmds, 3, &us.reorder), "no reorder for the called side: {cmds:?}");
         assert!(listens(&cmds).contains(&(2, None)) && listens(&cmds).contains(&(3, None)));
+    }
+
+    #[test]
+    fn a_committed_port_number_applies_live_while_a_call_is_up_on_other_ports() {
+        let mut w = World::new(CallerIdMode::Off);
+        // Ports 1 and 2 talk.
+        w.hook(1, true);
+        w.dial(1, "1002");
+        w.advance(100);
+        w.hook(2, true);
+        w.commands();
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 1002 (local, port 2)"));
+        // Port 4 becomes 1444; a restart-only change is refused whole.
+        let mut bad = w.gw.config().clone();
+        bad.fxs[3].number = "1444".into();
+        bad.system.country = "DE".into();
+        let why = w.gw.apply(w.now, bad).unwrap_err();
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert_eq!(w.gw.port_status()[3].number, "1004", "a refused change changes nothing");
+        let mut new = w.gw.config().clone();
+        new.fxs[3].number = "1444".into();
+        assert_eq!(w.gw.apply(w.now, new).unwrap(), vec!["FXS 4".to_string()]);
+        w.advance(100);
+        // The call goes on: nothing torn down or re-routed.
+        let cmds = w.commands();
+        assert!(listens(&cmds).is_empty(), "the call's cross-connect untouched: {cmds:?}");
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 1002 (local, port 2)"));
+        assert_eq!(w.gw.port_status()[3].number, "1444");
+        // The new number rings port 4; the old one no longer exists.
+        w.hook(3, true);
+        w.dial(3, "1444");
+        w.advance(100);
+        assert!(w.ringing(4), "the new number rings port 4");
+        w.hook(3, false);
+        w.advance(100);
+        w.hook(3, true);
+        w.dial(3, "1004");
+        w.advance(100);
+        assert!(!w.ringing(4), "the old number no longer rings it");
+        w.commands();
+        // The first call still ends normally.
+        w.hook(2, false);
+        let cmds = w.commands();
+        let mut l = listens(&cmds);
+        l.sort();
+        l.dedup();
+        assert_eq!(l, vec![(0, None), (1, None)]);
     }
 
     #[test]

@@ -216,7 +216,18 @@ fn run(
                 let _ = shutdown_tx.send(true);
             }
         });
-        let management = console::Context { status: status.clone(), store, restart: request_restart };
+        let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+        let apply: Arc<dyn Fn(Config) + Send + Sync> = Arc::new({
+            let config_path = config_path.clone();
+            move |config| {
+                // Taken live: the saved file is the running one, nothing to undo.
+                if let Some(path) = &config_path {
+                    gatewayd::config_store::confirm(path);
+                }
+                let _ = changes_tx.send(config);
+            }
+        });
+        let management = console::Context { status: status.clone(), store, restart: request_restart.clone(), apply };
         tokio::spawn(web::serve(http, management.clone()));
         tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change
@@ -245,6 +256,8 @@ fn run(
             status,
             echo_enabled: config.media.echo_canceller,
             admission: gatewayd::limits::admission_for(&config, std::time::Instant::now()),
+            changes: changes_rx,
+            restart: request_restart,
         };
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -7,7 +7,7 @@
 //! - `POST /api/config`: a whole TOML document (HTTP Basic auth, user `admin`,
 //!   password `management.web_password`). Secrets left masked keep their
 //!   values. It is validated and saved exactly like `config commit` on the
-//!   console (`config_store.rs`): 200 and gatewayd restarts in place, or 422
+//!   console (`config_store.rs`) and applied (live, or by a restart), or 422
 //!   with the field and the reason and nothing changed, 401 on a wrong
 //!   password, 403 when no web password is configured (read-only web UI).
 //!
@@ -74,10 +74,10 @@ pub fn post_config(ctx: &WebContext, authorization: Option<&str>, body: &str) ->
     };
     match store.commit(&candidate) {
         Ok(saved) => {
-            info!(path = %saved.path.display(), "configuration saved from the web UI; restarting");
+            info!(path = %saved.path.display(), "configuration saved from the web UI");
             drop(store);
-            (ctx.restart)();
-            (StatusCode::OK, format!("saved {}; gatewayd restarts to apply it\n", saved.path.display()))
+            let (how, _) = ctx.apply_saved(saved.config.clone());
+            (StatusCode::OK, format!("saved {}; {how}\n", saved.path.display()))
         }
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("error: {e}\n")),
     }
@@ -147,7 +147,7 @@ async fn page(State(ctx): State<WebContext>) -> Response {
     let editable = ctx.store().running().management.web_password.is_some();
     let form = if editable {
         r#"<p><label>admin password <input type="password" id="pw"></label>
-<button onclick="save()">Validate, save and restart</button></p>
+<button onclick="save()">Validate, save and apply</button></p>
 <pre id="result"></pre>
 <script>
 async function save() {
@@ -256,7 +256,7 @@ mod tests {
             text = text.replace("[management]\n", &format!("[management]\nweb_password = \"{pw}\"\n"));
         }
         let f = crate::config_store::fixture(dir, &text);
-        (WebContext { status: f.status, store: f.store, restart: f.restart }, f.restarts, f.path)
+        (WebContext { status: f.status, store: f.store, restart: f.restart, apply: f.apply }, f.applies, f.path)
     }
 
     fn basic(user_pw: &str) -> String {
@@ -284,7 +284,8 @@ mod tests {
         assert_eq!(restarts.load(Ordering::Relaxed), 0);
         let (code, text) = post_config(&ctx, Some(&auth), &doc);
         assert_eq!(code, StatusCode::OK, "{text}");
-        assert_eq!(restarts.load(Ordering::Relaxed), 1);
+        assert!(text.contains("applied without a restart (trunk default ([sip]))"), "{text}");
+        assert_eq!(restarts.load(Ordering::Relaxed), 1, "handed to the control plane once");
         let saved = crate::config::Config::load(&path, 4).unwrap();
         assert_eq!(saved.sip.register_expires, 120);
         assert_eq!(saved.management.web_password.as_deref(), Some("installer-pw"), "masked secrets kept");
