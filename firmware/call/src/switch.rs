@@ -111,7 +111,23 @@ pub enum CallEvent {
     /// The call is over; `by`: which side released it. `route`: what
     /// [`CallView::describe`] said last; `trunks_down`: the trunks its
     /// routing skipped as down.
-    Released { a: LegId, release: Release, by: Side, route: String, trunks_down: Vec<String> },
+    Released { a: LegId, release: Release, by: Side, route: String, trunks_down: Vec<String>, record: Box<CallRecord> },
+}
+
+/// What a call record (CDR) needs of a call that ended: who called whom,
+/// by which rule, every destination tried with its result, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The group or trunk the call came from.
+    pub source: String,
+    /// After the rule's rewriting, if a rule matched; else as dialled.
+    pub called: String,
+    pub calling: Option<String>,
+    /// The rule's index and name.
+    pub rule: Option<(usize, Option<String>)>,
+    pub attempts: Vec<Attempt>,
+    pub started: Instant,
+    pub answered: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +149,7 @@ struct Call {
     limit_held: bool,
     state: State,
     started: Instant,
+    answered: Option<Instant>,
 }
 
 /// A call as the installer sees it (`show calls`).
@@ -250,6 +267,7 @@ impl Switch {
             limit_held: false,
             state: State::Collecting,
             started: now,
+            answered: None,
         };
         self.calls.insert(a, call);
         self.route(now, a, health);
@@ -294,6 +312,7 @@ impl Switch {
                     return;
                 }
                 call.state = State::Answered;
+                call.answered = Some(now);
                 if let Some(r) = call.routing.as_mut() {
                     r.answered(now);
                 }
@@ -452,7 +471,17 @@ impl Switch {
         if let (true, Some(m)) = (call.limit_held, call.route.as_ref()) {
             self.limits.release(m.rule);
         }
-        self.out.push_back(Output::Event(CallEvent::Released { a, release, by, route, trunks_down }));
+        let v = view(&call);
+        let record = Box::new(CallRecord {
+            source: call.source.clone(),
+            called: v.called.to_string(),
+            calling: call.setup.calling.clone(),
+            rule: call.route.as_ref().map(|m| (m.rule, m.rule_name.clone())),
+            attempts: v.attempts.to_vec(),
+            started: call.started,
+            answered: call.answered,
+        });
+        self.out.push_back(Output::Event(CallEvent::Released { a, release, by, route, trunks_down, record }));
     }
 }
 
@@ -599,9 +628,21 @@ mod tests {
         assert!(out.contains(&Output::Event(CallEvent::Answered { a, b })));
         assert!(s.call_of(a).unwrap().describe().contains("owner (answered)"));
         // The called side hangs up: the caller is told, the call is gone.
-        s.signal(t0, b, release(16), &up);
+        let t1 = t0 + Duration::from_secs(30);
+        s.signal(t1, b, release(16), &up);
         let out = drain(&mut s);
         assert_eq!(to_leg(&out, a), [release(16)]);
+        let record = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Event(CallEvent::Released { record, by: Side::B, .. }) => Some(record.clone()),
+                _ => None,
+            })
+            .expect("a call record");
+        assert_eq!((record.source.as_str(), record.called.as_str(), record.calling.as_deref()), ("phones", "1002", Some("1001")));
+        assert_eq!(record.rule, Some((0, Some("local".to_string()))));
+        assert_eq!((record.started, record.answered), (t0, Some(t0)));
+        assert!(matches!(&record.attempts[..], [x] if x.target == Target::Owner && x.result.is_none()));
         assert_eq!(s.calls().count(), 0);
         // Late signals for gone legs change nothing.
         s.signal(t0, b, Signal::Answer, &up);

@@ -83,6 +83,7 @@ const HELP: &str = "\
 show status | show ports | show registrations
 show sip                     trunks: health, limits, registrations
 show calls                   calls in progress: both legs, rule, destinations tried
+show cdr [N]                 the last N calls' records (default 20): legs, cause, who released
 show routes                  the routing table
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
@@ -190,6 +191,11 @@ impl Session {
                 out
             }
             ["show", "routes"] => show_routes(ctx.store().running()),
+            ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
+            ["show", "cdr", n] => match n.parse::<usize>() {
+                Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
+                _ => format!("error: {n:?} is not a number of calls (show cdr [N], N >= 1)\n"),
+            },
             ["test", "route", from, number, rest @ ..] if rest.len() <= 1 => {
                 let config = ctx.store().running().clone();
                 match config.route_table() {

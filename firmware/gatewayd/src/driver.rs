@@ -34,6 +34,8 @@ pub struct Driver {
     pub changes: tokio::sync::mpsc::UnboundedReceiver<crate::config::Config>,
     /// Restarts gatewayd: a change the gateway could not take live after all.
     pub restart: Arc<dyn Fn() + Send + Sync>,
+    /// `[log] cdr_file`: call records appended as JSON lines.
+    pub cdr_file: Option<crate::logging::RotatingFile>,
 }
 
 impl Driver {
@@ -76,6 +78,7 @@ impl Driver {
                         self.gateway.handle_rt_event(now, ev);
                     }
                     self.gateway.check_media_liveness(now);
+                    self.take_cdrs();
                     self.update_status();
                 }
                 Some(config) = self.changes.recv() => {
@@ -106,6 +109,22 @@ impl Driver {
                 }
             }
             self.flush().await;
+        }
+    }
+
+    /// Call records to the status's call log and the CDR file.
+    fn take_cdrs(&mut self) {
+        let mut status = None;
+        while let Some(cdr) = self.gateway.poll_cdr() {
+            if let Some(f) = self.cdr_file.as_mut() {
+                use std::io::Write;
+                let line = serde_json::to_string(&cdr).unwrap_or_default();
+                if let Err(e) = writeln!(f, "{line}") {
+                    warn!(%e, "cannot write the CDR file; records stay in memory only");
+                    self.cdr_file = None;
+                }
+            }
+            status.get_or_insert_with(|| self.status.lock().unwrap_or_else(|p| p.into_inner())).call_log.push(cdr);
         }
     }
 

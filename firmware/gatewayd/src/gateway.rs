@@ -490,6 +490,12 @@ pub struct Gateway {
     /// (for [`Gateway::apply`]).
     local_sip: SocketAddr,
     seed: u64,
+    /// Call records not yet taken by the driver, the last number given, the
+    /// wall clock they are stamped with, and each live call's leg names.
+    cdrs: VecDeque<crate::cdr::Cdr>,
+    next_cdr: u64,
+    clock: crate::cdr::Clock,
+    cdr_legs: HashMap<LegId, (String, Option<String>)>,
     profile: &'static CountryProfile,
     cadence: RingCadence,
     /// The call-control core: routes, limits, each call's legs and failover.
@@ -579,6 +585,10 @@ impl Gateway {
             config,
             local_sip,
             seed,
+            cdrs: VecDeque::new(),
+            next_cdr: 0,
+            clock: crate::cdr::Clock::now(),
+            cdr_legs: HashMap::new(),
             profile,
             cadence,
             switch: Switch::new(table),
@@ -1646,7 +1656,7 @@ impl Gateway {
                     }
                     self.signal_leg(now, leg, signal);
                 }
-                SwitchOutput::Event(e) => self.call_event(e),
+                SwitchOutput::Event(e) => self.call_event(now, e),
             }
         }
     }
@@ -1683,12 +1693,32 @@ impl Gateway {
         entry.1 = skipped.len();
     }
 
-    fn call_event(&mut self, e: CallEvent) {
+    /// "FXS 1", "FXO 2", "trunk carrier": a leg as the call log names it.
+    fn leg_name(&self, leg: LegId) -> Option<String> {
+        Some(match self.legs.get(&leg)? {
+            Leg::Fxs(i) => format!("FXS {}", self.ports[*i].label),
+            Leg::Fxo(k) => format!("FXO {}", self.fxo[*k].label),
+            Leg::Sip(t, _) => format!("trunk {}", self.trunks[*t].name),
+        })
+    }
+
+    /// The next call record (see `cdr.rs`); the driver stores them.
+    pub fn poll_cdr(&mut self) -> Option<crate::cdr::Cdr> {
+        self.cdrs.pop_front()
+    }
+
+    fn call_event(&mut self, now: Instant, e: CallEvent) {
         match e {
             CallEvent::Routed { a, rule, rule_name, called } => {
                 info!(%a, rule, name = ?rule_name, %called, "routing");
+                if let Some(name) = self.leg_name(a) {
+                    self.cdr_legs.entry(a).or_insert((name, None));
+                }
             }
             CallEvent::Refused { a, release } => {
+                if let Some(name) = self.leg_name(a) {
+                    self.cdr_legs.entry(a).or_insert((name, None));
+                }
                 info!(%a, %release, "call refused");
                 if release.local == Some(LocalReason::LimitReached) {
                     self.counters.rule_limited += 1;
@@ -1700,10 +1730,22 @@ impl Gateway {
             CallEvent::AttemptFailed { a, target, release } => info!(%a, %target, %release, "attempt failed"),
             CallEvent::Answered { a, b } => {
                 info!(%a, %b, "answered");
+                let to = self.leg_name(b);
+                let from = self.leg_name(a);
+                let entry = self.cdr_legs.entry(a).or_insert((from.unwrap_or_default(), None));
+                entry.1 = to;
                 self.counters.answered += 1;
             }
-            CallEvent::Released { a, release, by, route, trunks_down } => {
+            CallEvent::Released { a, release, by, route, trunks_down, record } => {
                 info!(%a, %release, ?by, %route, "call ended");
+                let (from, to) = self.cdr_legs.remove(&a).unwrap_or_else(|| (self.leg_name(a).unwrap_or_default(), None));
+                self.next_cdr += 1;
+                let legs = crate::cdr::Legs { from, to };
+                let cdr = crate::cdr::record(self.next_cdr, &self.clock, now, &record, &release, by, legs);
+                if self.cdrs.len() >= crate::cdr::KEPT {
+                    self.cdrs.pop_front();
+                }
+                self.cdrs.push_back(cdr);
                 if let Some(pair) = self.bridged.remove(&a) {
                     self.rt_command(RtCommand::Listen { channel: pair.0, from: None });
                     self.rt_command(RtCommand::Listen { channel: pair.1, from: None });
@@ -2696,6 +2738,36 @@ mod tests {
         l.sort();
         l.dedup();
         assert_eq!(l, vec![(0, None), (1, None)]);
+    }
+
+    #[test]
+    fn every_call_leaves_a_record_with_both_legs_the_cause_and_who_released() {
+        let mut w = World::new(CallerIdMode::Off);
+        w.hook(1, true);
+        w.dial(1, "1002");
+        w.advance(100);
+        w.hook(2, true);
+        w.advance(2000);
+        w.hook(1, false);
+        let cdrs: Vec<_> = std::iter::from_fn(|| w.gw.poll_cdr()).collect();
+        let [c] = &cdrs[..] else { panic!("{cdrs:?}") };
+        assert_eq!((c.id, c.from_leg.as_str(), c.to_leg.as_deref()), (1, "FXS 1", Some("FXS 2")));
+        assert_eq!((c.source.as_str(), c.calling.as_deref(), c.called.as_str()), ("phones", Some("1001"), "1002"));
+        assert_eq!((c.q850, c.sip_status, c.released_by.as_str()), (16, 200, "caller"));
+        assert_eq!(c.rule.as_deref(), Some("route[0] \"local\""));
+        assert!(c.talk_s >= 2.0 && c.answer.is_some(), "{c:?}");
+        w.hook(2, false);
+        // A port that is busy: the attempt and its cause are in the record.
+        w.hook(3, true);
+        w.hook(4, true);
+        w.dial(3, "1004");
+        w.advance(100);
+        w.hook(3, false);
+        let cdrs: Vec<_> = std::iter::from_fn(|| w.gw.poll_cdr()).collect();
+        let [c] = &cdrs[..] else { panic!("{cdrs:?}") };
+        assert_eq!((c.id, c.q850, c.sip_status, c.to_leg.as_deref(), c.answer.as_deref()), (2, 17, 486, None, None));
+        assert_eq!(c.tried, ["the number's owner -> 17 user busy"]);
+        assert_eq!(c.released_by, "called side");
     }
 
     #[test]

@@ -258,6 +258,11 @@ fn run(
             admission: gatewayd::limits::admission_for(&config, std::time::Instant::now()),
             changes: changes_rx,
             restart: request_restart,
+            cdr_file: config.log.cdr_file.as_ref().and_then(|path| {
+                gatewayd::logging::RotatingFile::open(path, config.log.file_max_bytes, config.log.file_keep)
+                    .map_err(|e| warn!(path = %path.display(), %e, "cannot open the CDR file; records stay in memory only"))
+                    .ok()
+            }),
         };
         tokio::spawn(async move {
             wait_for_signal().await;

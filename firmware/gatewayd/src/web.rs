@@ -3,6 +3,7 @@
 //!
 //! - `GET /`: a page with the status and the running configuration in a form;
 //! - `GET /api/status`: the status as JSON;
+//! - `GET /api/cdr`: the last calls' records (`cdr.rs`) as JSON, oldest first;
 //! - `GET /api/config`: the running configuration as TOML, secrets masked;
 //! - `POST /api/config`: a whole TOML document (HTTP Basic auth, user `admin`,
 //!   password `management.web_password`). Secrets left masked keep their
@@ -36,6 +37,13 @@ pub async fn serve_with(listener: TcpListener, ctx: WebContext, connections: usi
     let app = axum::Router::new()
         .route("/", get(page))
         .route("/api/status", get(|State(ctx): State<WebContext>| async move { axum::Json(snapshot(&ctx.status)) }))
+        .route(
+            "/api/cdr",
+            get(|State(ctx): State<WebContext>| async move {
+                let log = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.clone();
+                axum::Json(log.records)
+            }),
+        )
         .route(
             "/api/config",
             get(|State(ctx): State<WebContext>| async move {
