@@ -68,7 +68,10 @@ impl Driver {
                     }
                     // ICMP port unreachable from an earlier send shows up here
                     // on Linux; it is not fatal for a UDP server.
-                    Err(e) => warn!(%e, "SIP socket receive error"),
+                    Err(e) => {
+                        warn!(%e, "SIP socket receive error");
+                        self.gateway.note_socket_error(Instant::now(), e.to_string());
+                    }
                 },
                 _ = tokio::time::sleep_until(deadline) => self.gateway.handle_timeout(Instant::now()),
                 _ = tick.tick() => {
@@ -156,7 +159,7 @@ impl Driver {
             }
             p.signals = channel.map(|c| c.signals());
         }
-        s.registrations = self.gateway.registration_status();
+        s.registrations = self.gateway.registration_status(Instant::now());
         s.trunks = self.gateway.trunk_status();
         s.fxo = self.gateway.fxo_status();
         s.calls = self.gateway.counters();

@@ -496,6 +496,8 @@ pub struct Gateway {
     next_cdr: u64,
     clock: crate::cdr::Clock,
     cdr_legs: HashMap<LegId, (String, Option<String>)>,
+    /// The SIP socket's last error and when (`note_socket_error`).
+    socket_error: Option<(Instant, String)>,
     profile: &'static CountryProfile,
     cadence: RingCadence,
     /// The call-control core: routes, limits, each call's legs and failover.
@@ -589,6 +591,7 @@ impl Gateway {
             next_cdr: 0,
             clock: crate::cdr::Clock::now(),
             cdr_legs: HashMap::new(),
+            socket_error: None,
             profile,
             cadence,
             switch: Switch::new(table),
@@ -996,19 +999,47 @@ impl Gateway {
         self.trunks.iter_mut().find_map(|t| t.ua.poll_transmit())
     }
 
-    pub fn registration_status(&self) -> Vec<RegistrationStatus> {
-        let mut v: Vec<RegistrationStatus> = self
-            .trunks
-            .iter()
-            .flat_map(|t| {
-                t.registrations.iter().map(move |(u, s)| RegistrationStatus {
-                    user: if t.name == DEFAULT_TRUNK { u.clone() } else { format!("{}/{u}", t.name) },
-                    state: s.clone(),
-                })
-            })
-            .collect();
+    /// Each registering account's state in an installer's words: where it
+    /// registers, what the registrar or the network last said, and when the
+    /// next attempt goes out (a countdown from `now`).
+    pub fn registration_status(&self, now: Instant) -> Vec<RegistrationStatus> {
+        use gw_sip::RegState;
+        let secs = |t: Instant| t.saturating_duration_since(now).as_secs();
+        let network = self
+            .socket_error
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < Duration::from_secs(60))
+            .map(|(at, e)| format!("; the network said \"{e}\" {} s ago", now.saturating_duration_since(*at).as_secs()))
+            .unwrap_or_default();
+        let mut v: Vec<RegistrationStatus> = Vec::new();
+        for t in self.trunks.iter().filter(|t| t.register != RegisterMode::None) {
+            for u in t.ua.account_users() {
+                let Some(state) = t.ua.registration_state(u) else { continue };
+                let proxy = t.proxy;
+                let state = match state {
+                    RegState::Idle => "not started".to_string(),
+                    RegState::Pending => format!("registering with {proxy}: no answer yet{network}"),
+                    RegState::Registered { until } => format!("registered with {proxy}, {} s left", secs(until)),
+                    RegState::Failed { status: None, retry_at, .. } => {
+                        format!("failed: no answer from {proxy}{network}; next attempt in {} s", secs(retry_at))
+                    }
+                    RegState::Failed { status: Some(code), reason, retry_at } => {
+                        format!("failed: {proxy} answered {code} {reason}; next attempt in {} s", secs(retry_at))
+                    }
+                    RegState::Unregistered => "unregistered".to_string(),
+                };
+                let user = if t.name == DEFAULT_TRUNK { u.to_string() } else { format!("{}/{u}", t.name) };
+                v.push(RegistrationStatus { user, state });
+            }
+        }
         v.sort_by(|a, b| a.user.cmp(&b.user));
         v
+    }
+
+    /// The SIP socket reported an error (on Linux, an ICMP port or host
+    /// unreachable for an earlier send): shown with the registrations.
+    pub fn note_socket_error(&mut self, now: Instant, error: String) {
+        self.socket_error = Some((now, error));
     }
 
     pub fn trunk_status(&self) -> Vec<TrunkStatus> {
@@ -2815,7 +2846,7 @@ mod tests {
         let mut w = World::with(config).start();
         // Nobody answers the REGISTERs: after timer F (32 s) the account is down.
         w.advance(33_000);
-        assert!(w.gw.registration_status().iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
+        assert!(w.gw.registration_status(w.now).iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
         w.hook(1, true);
         w.commands();
         w.dial(1, "2000");

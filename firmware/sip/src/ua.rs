@@ -497,6 +497,11 @@ impl UserAgent {
 
     // ----- getters -------------------------------------------------------
 
+    /// The accounts this UA registers (or would, with `register_expires > 0`).
+    pub fn account_users(&self) -> Vec<&str> {
+        self.regs.iter().filter(|r| !r.retired).map(|r| r.account.user.as_str()).collect()
+    }
+
     /// Registration state of the account `user`, `None` if there is none.
     pub fn registration_state(&self, user: &str) -> Option<RegState> {
         self.regs.iter().find(|r| !r.retired && r.account.user == user).map(|r| r.state.clone())
