@@ -546,7 +546,7 @@ where
                 }
             }
             if src & regs::INT_POL != 0 && !self.ringing && self.voltage.is_some() {
-                self.polarity_check_at = Some(now + u64::from(self.config.polarity_debounce_ms));
+                self.polarity_check_at = Some(now.saturating_add(u64::from(self.config.polarity_debounce_ms)));
                 self.polarity_silent = false;
             }
             if src & regs::INT_DOD != 0 && self.seized && self.flash_until.is_none() && self.loop_state == Loop::Present
@@ -565,7 +565,7 @@ where
                 self.ringing = false;
                 self.push(FxoEvent::RingStop);
                 if self.voltage.is_some() {
-                    self.polarity_check_at = Some(now + u64::from(self.config.polarity_debounce_ms));
+                    self.polarity_check_at = Some(now.saturating_add(u64::from(self.config.polarity_debounce_ms)));
                     self.polarity_silent = true;
                 }
             }
@@ -593,7 +593,7 @@ where
 
         // Cached status for line_status().
         if self.config.status_refresh_ms > 0 && now >= self.next_refresh {
-            self.next_refresh = now + u64::from(self.config.status_refresh_ms);
+            self.next_refresh = now.saturating_add(u64::from(self.config.status_refresh_ms));
             if self.voltage.is_some() {
                 let v = self.read_reg(regs::LINE_VOLTAGE)? as i8;
                 self.voltage = Some(i16::from(v).abs());
@@ -616,7 +616,7 @@ where
             if self.config.loop_poll_ms == 0 || now < self.next_loop_poll {
                 return Ok(());
             }
-            self.next_loop_poll = now + u64::from(self.config.loop_poll_ms);
+            self.next_loop_poll = now.saturating_add(u64::from(self.config.loop_poll_ms));
         }
         let raw = self.read_reg(regs::LOOP_CURRENT)?;
         self.loop_ma = lcs2_to_ma(raw);
@@ -649,7 +649,7 @@ where
             (Loop::Restoring { .. }, false) => Loop::Dropped,
         };
         if self.loop_state == Loop::Present && state != Loop::Present {
-            self.next_loop_poll = now + u64::from(self.config.loop_poll_ms);
+            self.next_loop_poll = now.saturating_add(u64::from(self.config.loop_poll_ms));
         }
         Ok(())
     }
@@ -683,7 +683,7 @@ where
         }
         let bits = self.hook_bits(false);
         self.write_reg(regs::DAA_CTRL1, bits).map_err(|_| PortError::CardGone)?;
-        self.flash_until = Some(self.now + u64::from(ms));
+        self.flash_until = Some(self.now.saturating_add(u64::from(ms)));
         self.loop_state = Loop::Acquiring;
         Ok(())
     }

@@ -83,6 +83,9 @@ pub struct ModelState {
     link_up: bool,
     pub in_reset: bool,
     pub bus_down: bool,
+    /// Raise DODI when the loop current drops off hook (false: a chip or
+    /// board where the drop-out interrupt never comes; polling must catch it).
+    pub raise_dod: bool,
     pub line: Line,
     now_ms: u64,
     /// (time, off hook) at every change of the OH bit.
@@ -109,6 +112,7 @@ impl ModelState {
             link_up: false,
             in_reset: false,
             bus_down: false,
+            raise_dod: true,
             line: Line {
                 battery: true,
                 reversed: false,
@@ -189,7 +193,7 @@ impl ModelState {
             // A validated ring, and the ring voltage's swings through zero.
             self.raise(regs::INT_RDT | regs::INT_POL);
         }
-        if self.off_hook() && cur0 > 0 && cur1 == 0 {
+        if self.raise_dod && self.off_hook() && cur0 > 0 && cur1 == 0 {
             self.raise(regs::INT_DOD);
         }
     }

@@ -455,3 +455,20 @@ fn gains_and_pcm_can_change_after_init_and_bad_values_write_nothing() {
     assert_eq!(dut.config().pcm, PcmFormat::Linear16);
     done(dut);
 }
+
+#[test]
+fn driver_core_uses_no_std() {
+    // The driver core must build for no_std targets: core, heapless and
+    // embedded-hal only (the model and the tests may use std).
+    for (name, src) in [
+        ("mod.rs", include_str!("mod.rs")),
+        ("regs.rs", include_str!("regs.rs")),
+        ("country.rs", include_str!("country.rs")),
+    ] {
+        for (i, line) in src.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            assert!(!code.contains("std::"), "{name}:{}: {line}", i + 1);
+            assert!(!code.contains("Vec<") && !code.contains("Box<") && !code.contains("String"), "{name}:{}: {line}", i + 1);
+        }
+    }
+}
