@@ -28,6 +28,23 @@ pub enum Country {
     Jp,
 }
 
+/// A country code that is not in the table (see [`Country::from_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCountry;
+
+impl core::fmt::Display for UnknownCountry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("unknown country code (known: US, CA, FCC, CTR21, TBR21, EU, UK, GB, DE, FR, AU, JP)")
+    }
+}
+
+impl core::str::FromStr for Country {
+    type Err = UnknownCountry;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Country::parse(s)
+    }
+}
+
 /// Register bits for one country.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CountryParams {
@@ -109,6 +126,11 @@ impl Country {
         ];
         let code = code.trim();
         CODES.iter().find(|(c, _)| c.eq_ignore_ascii_case(code)).map(|&(_, k)| k)
+    }
+
+    /// Like [`Country::from_code`], with an error that says what was wrong.
+    pub fn parse(code: &str) -> Result<Country, UnknownCountry> {
+        Country::from_code(code).ok_or(UnknownCountry)
     }
 
     /// This country's row of [`COUNTRIES`].

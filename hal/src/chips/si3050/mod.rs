@@ -54,7 +54,7 @@ use embedded_hal::digital::{InputPin, OutputPin};
 use embedded_hal::spi::{Operation, SpiDevice};
 use heapless::Deque;
 
-pub use country::{Country, CountryParams, COUNTRIES};
+pub use country::{Country, CountryParams, UnknownCountry, COUNTRIES};
 
 use crate::{FxoEvent, FxoLineStatus, FxoPort, Polarity, PortError};
 
@@ -197,6 +197,8 @@ pub enum Error<E> {
     InvalidConfig(&'static str),
     /// An operation that needs [`Si3050::init`] first.
     NotInitialised,
+    /// The isolation link to the line side lost frame lock after init.
+    LinkLost,
 }
 
 /// Loop-current supervision state while seized.
@@ -234,6 +236,8 @@ pub struct Si3050<SPI, RST, INT> {
     /// Re-read without reporting (after a ring, whose swings fired POLI).
     polarity_silent: bool,
     flash_until: Option<u64>,
+    /// The isolation link lost frame lock (FDTI) and has not come back.
+    link_lost: bool,
     loop_state: Loop,
     next_loop_poll: u64,
     next_refresh: u64,
@@ -264,6 +268,7 @@ where
             polarity_check_at: None,
             polarity_silent: false,
             flash_until: None,
+            link_lost: false,
             loop_state: Loop::Idle,
             next_loop_poll: 0,
             next_refresh: 0,
@@ -380,8 +385,8 @@ where
         // Gains.
         self.apply_gains(c.tx_gain_tenth_db, c.rx_gain_tenth_db)?;
 
-        // Interrupts: ring, drop-out, polarity; INT active low.
-        self.write_reg(regs::INT_MASK, regs::INT_RDT | regs::INT_DOD | regs::INT_POL)?;
+        // Interrupts: ring, link loss, drop-out, polarity; INT active low.
+        self.write_reg(regs::INT_MASK, regs::INT_RDT | regs::INT_FDT | regs::INT_DOD | regs::INT_POL)?;
         self.write_reg(regs::CTRL2, regs::CTRL2_INTE | regs::CTRL2_HBE | regs::CTRL2_RXE)?;
 
         // Line side up: clear PDL, then wait (bounded) for frame detect.
@@ -415,6 +420,7 @@ where
         self.seized = false;
         self.ringing = false;
         self.flash_until = None;
+        self.link_lost = false;
         self.loop_state = Loop::Idle;
         self.polarity = Polarity::Normal;
         self.polarity_check_at = None;
@@ -532,10 +538,15 @@ where
 
         // Interrupt line (active low).
         let mut reg5 = None;
+        let mut link_checked = false;
         if self.int.is_low().map_err(|_| Error::Pin)? {
             let src = self.read_reg(regs::INT_SOURCE)?;
             // Clear exactly the bits seen; a source that sets in between stays.
             self.write_reg(regs::INT_SOURCE, !src)?;
+            if src & regs::INT_FDT != 0 {
+                self.link_lost = self.read_reg(regs::LS_STATUS)? & regs::LS_STATUS_FDT == 0;
+                link_checked = true;
+            }
             if src & regs::INT_RDT != 0 {
                 let r5 = self.read_reg(regs::DAA_CTRL1)?;
                 reg5 = Some(r5);
@@ -552,6 +563,17 @@ where
             if src & regs::INT_DOD != 0 && self.seized && self.flash_until.is_none() && self.loop_state == Loop::Present
             {
                 self.loop_state = Loop::Suspect { since: now };
+            }
+        }
+
+        // A lost link is re-checked every tick until frame lock is back; the
+        // line side's status is meaningless meanwhile.
+        if self.link_lost {
+            if !link_checked {
+                self.link_lost = self.read_reg(regs::LS_STATUS)? & regs::LS_STATUS_FDT == 0;
+            }
+            if self.link_lost {
+                return Ok(());
             }
         }
 
@@ -666,6 +688,9 @@ where
     /// Seizes (closes the loop) or releases the line.
     pub fn set_hook(&mut self, off_hook: bool) -> Result<(), Error<E>> {
         self.ready()?;
+        if self.link_lost {
+            return Err(Error::LinkLost);
+        }
         self.write_reg(regs::DAA_CTRL1, self.hook_bits(off_hook))?;
         self.seized = off_hook;
         self.flash_until = None;
@@ -681,11 +706,20 @@ where
         if self.identity.is_none() || !self.seized || self.flash_until.is_some() || ms == 0 {
             return Err(PortError::InvalidState);
         }
+        if self.link_lost {
+            return Err(PortError::CardGone);
+        }
         let bits = self.hook_bits(false);
         self.write_reg(regs::DAA_CTRL1, bits).map_err(|_| PortError::CardGone)?;
         self.flash_until = Some(self.now.saturating_add(u64::from(ms)));
         self.loop_state = Loop::Acquiring;
         Ok(())
+    }
+
+    /// False after the isolation link to the line side lost frame lock (FDTI),
+    /// until it is back: hook changes are refused with `CardGone` meanwhile.
+    pub fn link_ok(&self) -> bool {
+        self.identity.is_some() && !self.link_lost
     }
 
     /// True while a flash is in progress (the loop is open).

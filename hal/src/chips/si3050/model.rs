@@ -335,6 +335,19 @@ impl ModelHandle {
     pub fn off_hook(&self) -> bool {
         self.0.borrow().off_hook()
     }
+    /// The isolation link loses frame lock (raises FDTI) and stays down.
+    pub fn break_link(&self) {
+        let mut s = self.0.borrow_mut();
+        s.link_works = false;
+        s.link_up = false;
+        s.raise(regs::INT_FDT);
+    }
+    /// The link may lock again (after `link_delay_polls` FDT reads).
+    pub fn mend_link(&self) {
+        let mut s = self.0.borrow_mut();
+        s.link_works = true;
+        s.fdt_polls = 0;
+    }
 }
 
 /// The model's SPI side.

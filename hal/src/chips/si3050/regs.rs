@@ -33,21 +33,26 @@ pub const CTRL2_INTP: u8 = 0x40;
 pub const CTRL2_HBE: u8 = 0x02;
 pub const CTRL2_RXE: u8 = 0x01;
 
-/// Register 3, Interrupt Mask; register 4, Interrupt Source. Same bit layout:
-/// a source bit sets, and raises INT when its mask bit is set; a source bit is
-/// cleared by writing 0 to it (writing 1 leaves it as it is).
+/// Register 3, Interrupt Mask; register 4, Interrupt Source. Same bit layout
+/// (also that of the sibling Si306x DAA's registers 3/4): a source bit sets, and
+/// raises INT when its mask bit and INTE are set; it "must be written to 0 to be
+/// cleared" (writing 1 leaves it as it is). RDTI fires at the start of a ring
+/// (and at its end too with register 2 RDI set, which this driver leaves clear);
+/// powering the line side up can latch it, so the driver clears register 4 after
+/// the link is up.
 pub const INT_MASK: u8 = 3;
 pub const INT_SOURCE: u8 = 4;
 /// Bit 7 RDTI: ring detect (validated ring when RNGV is set).
 pub const INT_RDT: u8 = 0x80;
 /// Bit 6 ROVI: receive overload.
 pub const INT_ROV: u8 = 0x40;
-/// Bit 5 FDTI: frame detect (isolation link) change.
+/// Bit 5 FDTI: set when the isolation link does not have frame lock.
 pub const INT_FDT: u8 = 0x20;
 /// Bit 4 BTDI: billing tone detect.
 pub const INT_BTD: u8 = 0x10;
-/// Bit 3 DODI: drop-out detect: the line side lost its loop-current supply
-/// while off hook (open loop / CPC).
+/// Bit 3 DODI: drop-out detect: off hook the line side is powered from the
+/// loop; DODI sets when that line-derived supply collapses, e.g. when the line
+/// is disconnected (open loop / CPC).
 pub const INT_DOD: u8 = 0x08;
 /// Bit 2 LCSOI: loop current sense overload.
 pub const INT_LCSO: u8 = 0x04;

@@ -62,7 +62,7 @@ fn init_script(c: &Config, link_after: u8) -> Vec<S<u8>> {
     s.extend(w(40, t3));
     s.extend(w(39, r2));
     s.extend(w(41, r3));
-    s.extend(w(3, 0x89)); // RDTM | DODM | POLM
+    s.extend(w(3, 0xA9)); // RDTM | FDTM | DODM | POLM
     s.extend(w(2, 0x83)); // INTE | HBE | RXE
     s.extend(w(6, 0x00)); // PDL cleared: line side up
     for _ in 1..link_after {
@@ -162,7 +162,11 @@ fn country_codes_parse_and_unknown_is_none() {
     assert_eq!(Country::from_code("JP"), Some(Country::Jp));
     for bad in ["", "XX", "U", "USA1", "ÜK", "\u{0}"] {
         assert_eq!(Country::from_code(bad), None, "{bad:?}");
+        assert_eq!(bad.parse::<Country>(), Err(UnknownCountry), "{bad:?}");
     }
+    assert_eq!("fr".parse::<Country>(), Ok(Country::Fr));
+    let msg = std::format!("{}", UnknownCountry);
+    assert!(msg.contains("unknown country") && msg.contains("CTR21"), "{msg}");
 }
 
 #[test]
@@ -471,4 +475,29 @@ fn driver_core_uses_no_std() {
             assert!(!code.contains("Vec<") && !code.contains("Box<") && !code.contains("String"), "{name}:{}: {line}", i + 1);
         }
     }
+}
+
+#[test]
+fn link_loss_interrupt_refuses_hook_changes_until_frame_lock_is_back() {
+    let mut s = vec![];
+    // t=0: FDTI: link lost.
+    s.extend(r(4, 0x20));
+    s.extend(w(4, 0xDF));
+    s.extend(r(12, 0x00));
+    // t=10: still lost (checked every tick, nothing else read).
+    s.extend(r(12, 0x00));
+    // t=20: back.
+    s.extend(r(12, 0x40));
+    s.extend(w(5, 0x09));
+    let int = vec![P::get(State::Low), P::get(State::High), P::get(State::High)];
+    let mut dut = ready(s, int);
+    dut.tick(0).unwrap();
+    assert!(!dut.link_ok());
+    assert_eq!(dut.seize(true), Err(PortError::CardGone));
+    dut.tick(10).unwrap();
+    assert!(!dut.link_ok());
+    dut.tick(20).unwrap();
+    assert!(dut.link_ok());
+    dut.seize(true).unwrap();
+    done(dut);
 }

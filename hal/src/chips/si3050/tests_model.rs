@@ -313,3 +313,23 @@ fn garbage_status_registers_never_panic() {
     }
     assert_eq!(lcs2_to_ma(255), 280);
 }
+
+#[test]
+fn isolation_link_loss_mid_call_is_card_gone_until_it_relocks() {
+    let mut b = Bench::new(Config::new(Country::Fcc));
+    b.dut.seize(true).unwrap();
+    b.run(200);
+    b.m.break_link();
+    b.run(100);
+    assert!(!b.dut.link_ok());
+    assert_eq!(b.dut.seize(false), Err(PortError::CardGone));
+    assert_eq!(b.dut.flash(100), Err(PortError::CardGone));
+    b.run(500);
+    assert!(!b.dut.link_ok(), "stays down while the link does");
+    b.m.mend_link();
+    b.run(100);
+    assert!(b.dut.link_ok());
+    b.dut.seize(false).unwrap();
+    assert!(!b.m.off_hook());
+    b.no_framing_errors();
+}
