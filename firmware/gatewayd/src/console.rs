@@ -32,13 +32,15 @@ pub struct Context {
     /// Hands a saved configuration to the control plane to apply live
     /// (`Gateway::apply`).
     pub apply: Arc<dyn Fn(crate::config::Config) + Send + Sync>,
+    /// The packet capture of SIP and RTP (`capture.rs`).
+    pub capture: Arc<crate::capture::Capture>,
 }
 
 impl Context {
     /// A context with the embedded default configuration and no restart.
     pub fn for_tests(status: SharedStatus) -> Context {
         let store = ConfigStore::new(None, 4, crate::config::Config::default_sim());
-        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}), apply: Arc::new(|_| {}) }
+        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}), apply: Arc::new(|_| {}), capture: Arc::default() }
     }
 
     /// Puts a saved configuration into effect: live when every part it
@@ -84,6 +86,8 @@ show status | show ports | show registrations
 show sip                     trunks: health, limits, registrations
 show calls                   calls in progress: both legs, rule, destinations tried
 show cdr [N]                 the last N calls' records (default 20): legs, cause, who released
+capture start|stop|status    record this gateway's SIP and RTP (pcap, 16 MB at most)
+capture save FILE            write the recording to FILE (tshark/Wireshark read it)
 show routes                  the routing table
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
@@ -191,6 +195,23 @@ impl Session {
                 out
             }
             ["show", "routes"] => show_routes(ctx.store().running()),
+            ["capture", "start"] => {
+                ctx.capture.start(crate::capture::DEFAULT_LIMIT);
+                info!("packet capture started from the console");
+                "capture started: SIP and RTP of this gateway (stop with 'capture stop')\n".into()
+            }
+            ["capture", "stop"] => {
+                ctx.capture.stop();
+                format!("{}; download it from the web UI (/api/capture.pcap) or 'capture save FILE'\n", ctx.capture.status())
+            }
+            ["capture", "status"] | ["capture"] => format!("{}\n", ctx.capture.status()),
+            ["capture", "save", file] => match ctx.capture.pcap() {
+                None => "error: nothing captured yet ('capture start' first)\n".into(),
+                Some(bytes) => match std::fs::write(file, &bytes) {
+                    Ok(()) => format!("wrote {} bytes to {file}\n", bytes.len()),
+                    Err(e) => format!("error: cannot write {file}: {e}\n"),
+                },
+            },
             ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
             ["show", "cdr", n] => match n.parse::<usize>() {
                 Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
@@ -439,7 +460,7 @@ mod tests {
     /// Also counts the changes handed to the control plane to apply live.
     fn ctx_counting(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, Arc<AtomicU32>, std::path::PathBuf) {
         let f = crate::config_store::fixture(dir, crate::config::DEFAULT_TOML);
-        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply }, f.restarts, f.applies, f.path)
+        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Arc::default() }, f.restarts, f.applies, f.path)
     }
 
     fn text(r: Reply) -> String {

@@ -34,6 +34,8 @@ pub struct Driver {
     pub changes: tokio::sync::mpsc::UnboundedReceiver<crate::config::Config>,
     /// Restarts gatewayd: a change the gateway could not take live after all.
     pub restart: Arc<dyn Fn() + Send + Sync>,
+    /// The installer's packet capture (SIP here, RTP in the media thread).
+    pub capture: Arc<crate::capture::Capture>,
     /// `[log] cdr_file`: call records appended as JSON lines.
     pub cdr_file: Option<crate::logging::RotatingFile>,
 }
@@ -55,6 +57,11 @@ impl Driver {
                 r = self.sip.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         let now = Instant::now();
+                        if self.capture.is_on() {
+                            if let Ok(local) = self.sip.local_addr() {
+                                self.capture.record(from, local, &buf[..n]);
+                            }
+                        }
                         match self.admission.check(now, from.ip()) {
                             Verdict::Admit if admission::plausible_sip(&buf[..n]) => {
                                 trace!(target: "gatewayd::sip", %from, "received\n{}", String::from_utf8_lossy(&buf[..n]));
@@ -145,6 +152,10 @@ impl Driver {
             trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
+            } else if self.capture.is_on() {
+                if let Ok(local) = self.sip.local_addr() {
+                    self.capture.record(local, t.destination, &t.payload);
+                }
             }
         }
     }

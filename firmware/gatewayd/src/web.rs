@@ -4,6 +4,7 @@
 //! - `GET /`: a page with the status and the running configuration in a form;
 //! - `GET /api/status`: the status as JSON;
 //! - `GET /api/cdr`: the last calls' records (`cdr.rs`) as JSON, oldest first;
+//! - `GET /api/capture.pcap`: the console's packet capture (`capture.rs`), for `admin`;
 //! - `GET /api/config`: the running configuration as TOML, secrets masked;
 //! - `POST /api/config`: a whole TOML document (HTTP Basic auth, user `admin`,
 //!   password `management.web_password`). Secrets left masked keep their
@@ -37,6 +38,10 @@ pub async fn serve_with(listener: TcpListener, ctx: WebContext, connections: usi
     let app = axum::Router::new()
         .route("/", get(page))
         .route("/api/status", get(|State(ctx): State<WebContext>| async move { axum::Json(snapshot(&ctx.status)) }))
+        .route(
+            "/api/capture.pcap",
+            get(|State(ctx): State<WebContext>, headers: HeaderMap| async move { capture_download(&ctx, &headers) }),
+        )
         .route(
             "/api/cdr",
             get(|State(ctx): State<WebContext>| async move {
@@ -88,6 +93,30 @@ pub fn post_config(ctx: &WebContext, authorization: Option<&str>, body: &str) ->
             (StatusCode::OK, format!("saved {}; {how}\n", saved.path.display()))
         }
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("error: {e}\n")),
+    }
+}
+
+/// The packet capture as a pcap file: it holds signalling and voice, so
+/// only for `admin`, like a configuration change.
+fn capture_download(ctx: &WebContext, headers: &HeaderMap) -> Response {
+    let Some(password) = ctx.store().running().management.web_password.clone() else {
+        return (StatusCode::FORBIDDEN, "set management.web_password to download captures here (or use the console's capture save)\n").into_response();
+    };
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !authorized(auth, &password) {
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"gatewayd\"")], "user admin and the web password are needed\n")
+            .into_response();
+    }
+    match ctx.capture.pcap() {
+        None => (StatusCode::NOT_FOUND, "nothing captured yet: 'capture start' on the console\n").into_response(),
+        Some(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"gatewayd.pcap\""),
+            ],
+            bytes,
+        )
+            .into_response(),
     }
 }
 
@@ -264,7 +293,7 @@ mod tests {
             text = text.replace("[management]\n", &format!("[management]\nweb_password = \"{pw}\"\n"));
         }
         let f = crate::config_store::fixture(dir, &text);
-        (WebContext { status: f.status, store: f.store, restart: f.restart, apply: f.apply }, f.applies, f.path)
+        (WebContext { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Default::default() }, f.applies, f.path)
     }
 
     fn basic(user_pw: &str) -> String {
