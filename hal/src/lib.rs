@@ -13,6 +13,7 @@
 //! allocate or lock.
 #![forbid(unsafe_code)]
 
+pub mod chips;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.
