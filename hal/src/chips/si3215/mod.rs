@@ -627,13 +627,23 @@ where
             LineFeed::Reverse => self.reversed = true,
             _ => {}
         }
+        let was_open = self.feed == LineFeed::Open;
         self.feed = feed;
         if self.ringing.is_some() {
             return Ok(());
         }
         self.tip_open = false;
         let lf = self.idle_lf();
-        self.write(LINEFEED, lf)
+        self.write(LINEFEED, lf)?;
+        if was_open && feed != LineFeed::Open {
+            // Hook changes during the open interval raised no usable interrupt.
+            let loop_closed = self.read(LOOP_STATUS)? & LCR != 0;
+            if loop_closed != self.raw_off_hook {
+                self.raw_off_hook = loop_closed;
+                self.raw_since = self.now;
+            }
+        }
+        Ok(())
     }
 
     /// Tip open: ground-start operation; a loop closure is then a ground key.
@@ -758,9 +768,15 @@ where
         }
 
         if self.ringing.is_some() {
-            // Ringing voltage disturbs the loop closure detector: only the
-            // ring trip detector counts while ringing.
-            if s2 & IRQ2_RTIP != 0 || status & RTP != 0 {
+            // Ringing voltage disturbs the loop closure detector: while the
+            // ring is on only the ring trip detector counts. In a silent period
+            // of the cadence (the chip is in on-hook transmission) an answer
+            // is a plain loop closure.
+            let mut answered = s2 & IRQ2_RTIP != 0 || status & RTP != 0;
+            if !answered && s2 & IRQ2_LCIP != 0 && loop_closed {
+                answered = (self.read(LINEFEED)? >> 4) & LF_MASK != LF_RINGING;
+            }
+            if answered {
                 self.ringing = None;
                 let lf = self.answer_lf();
                 self.feed = if self.reversed { LineFeed::Reverse } else { LineFeed::Forward };
@@ -781,6 +797,12 @@ where
             if s2 & IRQ2_LCIP != 0 && loop_closed {
                 self.push(SlicEvent::GroundKey);
             }
+            return Ok(());
+        }
+
+        if self.feed == LineFeed::Open {
+            // No feed, no loop current: the detector says nothing about the
+            // phone. `set_feed` re-reads the loop when the feed returns.
             return Ok(());
         }
 

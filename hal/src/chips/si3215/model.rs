@@ -148,7 +148,7 @@ impl Chip {
 
     /// Line side changed: update LCR/RTP and raise the interrupts.
     fn line_changed(&mut self, before: bool) {
-        if self.lfs() == LF_RINGING || (self.ring_timers_on() && self.lf() == LF_RINGING) {
+        if self.lfs() == LF_RINGING {
             if self.loop_closed {
                 // Ring trip: the chip leaves ringing for forward active by itself.
                 self.regs[LOOP_STATUS as usize] |= RTP;
@@ -318,6 +318,11 @@ impl Chip {
                 self.ring_active = !self.ring_active;
                 // Inactive periods are on-hook transmission (data sheet 2.4.1).
                 self.set_lfs(if self.ring_active { LF_RINGING } else { LF_FWD_OHT });
+                if self.ring_active && self.loop_closed {
+                    // Ringing into a closed loop trips at once.
+                    self.line_changed(true);
+                    return;
+                }
             }
         }
     }

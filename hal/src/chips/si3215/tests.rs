@@ -318,6 +318,36 @@ fn ring_trip_interrupt_stops_ringing_at_once() {
 }
 
 #[test]
+fn answer_in_a_silent_period_is_a_loop_closure_interrupt() {
+    let mut s = Script::default();
+    s.w(48, 0x40).w(49, 0x1F).w(50, 0x80).w(51, 0x3E).w(34, 0x06).w(64, 4);
+    isr(&mut s, 0x02, 0x01); // LCIP with LCR, no ring trip
+    s.r(64, 0x24); // LF ringing, actual state on-hook transmission: a silent period
+    s.w(34, 0).w(64, 1);
+    let mut d = mock_driver(&s, &[LOW(), HIGH()]);
+    d.set_ringing(RingCadence::new(&[1000, 2000])).unwrap();
+    d.tick(1500).unwrap();
+    assert_eq!(d.poll_event(), Some(FxsEvent::OffHook));
+    assert!(!d.is_ringing());
+    finish(d);
+}
+
+#[test]
+fn loop_closure_while_the_ring_is_on_is_not_an_answer() {
+    let mut s = Script::default();
+    s.w(48, 0x40).w(49, 0x1F).w(50, 0x80).w(51, 0x3E).w(34, 0x06).w(64, 4);
+    isr(&mut s, 0x02, 0x01);
+    s.r(64, 0x44); // ringing for real: the detector is disturbed by the ring
+    let mut d = mock_driver(&s, &[LOW(), HIGH(), HIGH()]);
+    d.set_ringing(RingCadence::new(&[1000, 2000])).unwrap();
+    d.tick(500).unwrap();
+    d.tick(600).unwrap();
+    assert_eq!(d.poll_event(), None);
+    assert!(d.is_ringing());
+    finish(d);
+}
+
+#[test]
 fn ground_key_interrupt_in_tip_open() {
     let mut s = Script::default();
     s.w(64, 3);
@@ -619,6 +649,30 @@ fn polarity_reversal_and_on_hook_transmission() {
     assert_eq!(b.take(), [FxsEvent::OffHook]);
     assert_eq!(b.m.lf(), 5);
     assert!(b.events.is_empty());
+}
+
+#[test]
+fn open_interval_does_not_read_as_a_hang_up() {
+    let mut b = Bench::new();
+    b.m.set_off_hook(true);
+    b.run(50);
+    assert_eq!(b.take(), [FxsEvent::OffHook]);
+    // A 1.5 s open switch interval (disconnect signal) with the phone still off hook.
+    b.d.set_line_feed(LineFeed::Open).unwrap();
+    assert_eq!(b.m.lfs(), 0);
+    b.run(1500);
+    b.d.set_line_feed(LineFeed::Forward).unwrap();
+    b.run(1500);
+    assert!(b.take().is_empty());
+    assert_eq!(b.d.hook(), HookState::OffHook);
+    // The phone hangs up during the next open interval: seen once the feed is back.
+    b.d.set_line_feed(LineFeed::Open).unwrap();
+    b.m.set_off_hook(false);
+    b.run(1500);
+    assert!(b.take().is_empty());
+    b.d.set_line_feed(LineFeed::Forward).unwrap();
+    b.run(1000);
+    assert_eq!(b.take(), [FxsEvent::OnHook]);
 }
 
 #[test]
