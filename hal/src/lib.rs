@@ -14,6 +14,8 @@
 #![forbid(unsafe_code)]
 
 pub mod chips;
+#[cfg(test)]
+mod fxs_conformance;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.

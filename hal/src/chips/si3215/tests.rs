@@ -772,3 +772,82 @@ fn driver_core_uses_no_std() {
         }
     }
 }
+
+// ---- The HAL's FXS behaviour, as the sim card shows it (fxs_conformance.rs) ----
+
+struct ModelFxsBench {
+    m: Si3215Model,
+    d: Drv,
+    t: u32,
+}
+
+impl ModelFxsBench {
+    fn step(&mut self) {
+        self.t += 10;
+        self.m.advance_ms(10);
+        self.d.tick(self.t).unwrap();
+    }
+}
+
+impl crate::fxs_conformance::FxsBench for ModelFxsBench {
+    type Port = Drv;
+
+    fn port(&mut self) -> &mut Drv {
+        &mut self.d
+    }
+
+    fn set_off_hook(&mut self, off: bool) {
+        self.m.set_off_hook(off);
+    }
+
+    fn flash(&mut self) {
+        self.m.set_off_hook(false);
+        for _ in 0..30 {
+            self.step();
+        }
+        self.m.set_off_hook(true);
+    }
+
+    fn next_event(&mut self) -> Option<FxsEvent> {
+        for _ in 0..300 {
+            if let Some(e) = self.d.poll_event() {
+                return Some(e);
+            }
+            self.step();
+        }
+        None
+    }
+
+    fn start_ringing(&mut self, cadence: RingCadence) -> bool {
+        self.d.set_ringing(Some(cadence)).unwrap();
+        self.m.ring_voltage()
+    }
+
+    fn advance(&mut self, ms: u32) -> Vec<(u32, bool)> {
+        let mut changes = Vec::new();
+        let mut last = self.m.ring_voltage();
+        for i in 1..=ms / 10 {
+            self.step();
+            let now = self.m.ring_voltage();
+            if now != last {
+                changes.push((i * 10, now));
+                last = now;
+            }
+        }
+        changes
+    }
+
+    fn ring_dropped(&mut self) -> bool {
+        !self.m.ring_voltage()
+    }
+}
+
+#[test]
+fn fxs_behaviour_of_the_sim_card_holds_on_the_chip_model() {
+    let m = Si3215Model::new();
+    let mut d = Si3215::new(m.spi(), m.reset_pin(), m.int_pin(), Config::new()).unwrap();
+    d.init(&mut NoopDelay::new(), None).unwrap();
+    let mut b = ModelFxsBench { m, d, t: 0 };
+    crate::fxs_conformance::run_all(&mut b);
+    assert!(b.m.violations().is_empty());
+}
