@@ -167,6 +167,14 @@ impl Config {
         }
     }
 
+    /// Transmit and receive in 8-bit timeslot `slot` (start count `slot * 8`);
+    /// 16-bit linear takes `slot` and the next one.
+    pub const fn timeslot(mut self, slot: u16) -> Self {
+        self.tx_start = slot.saturating_mul(8);
+        self.rx_start = slot.saturating_mul(8);
+        self
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tx_start > 1023 || self.rx_start > 1023 {
             return Err(ConfigError::PcmStart);
@@ -702,6 +710,11 @@ where
             self.write(LINEFEED, lf)?;
         }
         Ok(())
+    }
+
+    /// Battery voltage magnitude in millivolts (reg 82, 376 mV per step).
+    pub fn battery_mv(&mut self) -> Result<u32, SlicError<E>> {
+        Ok(u32::from(self.read(VBAT_SENSE)?) * 376)
     }
 
     pub fn is_ringing(&self) -> bool {

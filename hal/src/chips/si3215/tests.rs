@@ -465,6 +465,23 @@ fn model_init_programs_the_chip() {
 }
 
 #[test]
+fn timeslot_and_battery_reading() {
+    let c = Config::new().timeslot(5);
+    assert_eq!((c.tx_start, c.rx_start), (40, 40));
+    assert_eq!(Config::new().timeslot(128).validate(), Err(ConfigError::PcmStart));
+    assert_eq!(Config::new().timeslot(u16::MAX).validate(), Err(ConfigError::PcmStart));
+    let mut b = Bench::with(Si3215Model::new(), c);
+    assert_eq!((b.m.reg(2), b.m.reg(4)), (40, 40));
+    assert_eq!(b.d.battery_mv().unwrap(), 0xC8 * 376);
+    assert!(!b.d.needs_tick(), "idle line: interrupts only");
+    b.m.set_off_hook(true);
+    b.run(10);
+    assert!(b.d.needs_tick(), "debouncing");
+    b.run(30);
+    assert!(!b.d.needs_tick());
+}
+
+#[test]
 fn warm_reinit_on_the_model_skips_calibration() {
     let m = Si3215Model::new();
     let mut d = Si3215::new(m.spi(), m.reset_pin(), m.int_pin(), Config::new()).unwrap();
