@@ -15,7 +15,8 @@
 //! access is a write when IDA was written since the last IAA write, else a read.
 //!
 //! Faults for the bad-input tests: no chip, an Si3210 instead of an Si3215,
-//! a stuck indirect-busy bit, a calibration that never ends, a dead battery.
+//! a stuck indirect-busy bit, a calibration that never ends, a dead battery, a
+//! DC-DC calibration that never ends, a broken indirect register.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -36,6 +37,10 @@ pub struct Faults {
     pub stuck_indirect_busy: bool,
     pub never_calibrates: bool,
     pub dead_battery: bool,
+    /// The DC-DC calibration bit (reg 93 bit 7) never clears.
+    pub dcdc_cal_stuck: bool,
+    /// Indirect writes lose bit 0 (a broken indirect register file).
+    pub indirect_bit0_stuck: bool,
 }
 
 /// Calibration results the model produces (regs 98..=107).
@@ -195,7 +200,8 @@ impl Chip {
                 }
                 let a = (value & 0x7F) as usize;
                 if self.ida_written {
-                    self.indirect[a] = u16::from_le_bytes([self.regs[IDA_LO as usize], self.regs[IDA_HI as usize]]);
+                    let v = u16::from_le_bytes([self.regs[IDA_LO as usize], self.regs[IDA_HI as usize]]);
+                    self.indirect[a] = if self.faults.indirect_bit0_stuck { v & !1 } else { v };
                 } else {
                     let [lo, hi] = self.indirect[a].to_le_bytes();
                     self.regs[IDA_LO as usize] = lo;
@@ -277,7 +283,9 @@ impl Chip {
             }
             DCDC => {
                 let v = self.regs[r];
-                self.regs[r] &= !DCDC_CAL;
+                if !self.faults.dcdc_cal_stuck {
+                    self.regs[r] &= !DCDC_CAL;
+                }
                 v
             }
             _ => self.regs[r],

@@ -753,6 +753,11 @@ fn faults_become_errors_not_hangs() {
     let (e, m) = faulty(Faults { dead_battery: true, ..Faults::default() });
     assert_eq!(e, SlicError::BatteryLow { vbat: 0 });
     assert_eq!(m.reg(14), 0x10, "converter switched off again");
+    assert_eq!(faulty(Faults { dcdc_cal_stuck: true, ..Faults::default() }).0, SlicError::DcDcCalibrationTimeout);
+    assert_eq!(
+        faulty(Faults { indirect_bit0_stuck: true, ..Faults::default() }).0,
+        SlicError::IndirectVerify { addr: 1, wrote: 0x0063, read: 0x0062 }
+    );
 }
 
 #[test]
@@ -867,4 +872,46 @@ fn fxs_behaviour_of_the_sim_card_holds_on_the_chip_model() {
     let mut b = ModelFxsBench { m, d, t: 0 };
     crate::fxs_conformance::run_all(&mut b);
     assert!(b.m.violations().is_empty());
+}
+
+#[test]
+fn random_line_and_control_sequences_never_panic_and_settle() {
+    // A small LCG: deterministic, no dependency.
+    let mut seed: u32 = 0x1234_5678;
+    let mut rnd = move |n: u32| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) % n
+    };
+    let mut b = Bench::new();
+    let cadences = [&[2000u16, 4000][..], &[400, 200, 400, 2000], &[100, 100], &[9000, 1000]];
+    for _ in 0..3000 {
+        match rnd(8) {
+            0 => b.m.set_off_hook(rnd(2) == 0),
+            1 => b.m.set_ground(rnd(2) == 0),
+            2 => {
+                let feed = [LineFeed::Open, LineFeed::Forward, LineFeed::Reverse, LineFeed::OnHookTransmission][rnd(4) as usize];
+                b.d.set_line_feed(feed).unwrap();
+            }
+            3 => {
+                let c = RingCadence::new(cadences[rnd(4) as usize]);
+                let r = b.d.set_ringing(c);
+                assert!(r.is_ok() || r == Err(PortError::InvalidState));
+            }
+            4 => b.d.set_ringing(None).unwrap(),
+            5 => b.d.set_tip_open().unwrap(),
+            _ => b.run(10 * (1 + rnd(50))),
+        }
+        while b.d.poll_slic_event().is_some() {}
+        b.take();
+    }
+    // Whatever happened, a steady line is seen as it is.
+    b.d.set_ringing(None).unwrap();
+    b.d.set_line_feed(LineFeed::Forward).unwrap();
+    b.m.set_ground(false);
+    for off in [true, false, true] {
+        b.m.set_off_hook(off);
+        b.run(2000);
+        let want = if off { HookState::OffHook } else { HookState::OnHook };
+        assert_eq!(b.d.hook(), want);
+    }
 }
