@@ -151,7 +151,7 @@ pub struct Config {
 
 impl Config {
     /// µ-law in timeslot 0, 20 mA, 20 Hz ringing at 70 V peak, 30 ms debounce,
-    /// flash 80-800 ms.
+    /// a flash is an on-hook of 100-700 ms (as linesim judges it, SIMLINK.md).
     pub const fn new() -> Self {
         Config {
             pcm_format: PcmFormat::MuLaw,
@@ -162,8 +162,8 @@ impl Config {
             ring_vpk: 70,
             vbat_min: VBAT_MIN_DEFAULT,
             hook_debounce_ms: 30,
-            flash_min_ms: 80,
-            flash_max_ms: 800,
+            flash_min_ms: 100,
+            flash_max_ms: 700,
         }
     }
 

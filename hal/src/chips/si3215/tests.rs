@@ -291,10 +291,10 @@ fn off_hook_then_on_hook_interrupts() {
     assert_eq!(d.hook(), HookState::OffHook);
     d.tick(1000).unwrap();
     d.tick(1030).unwrap();
-    d.tick(1799).unwrap();
+    d.tick(1699).unwrap();
     assert_eq!(d.poll_event(), None, "an on-hook shorter than the flash maximum is not yet a hang-up");
     assert_eq!(d.hook(), HookState::OffHook);
-    d.tick(1800).unwrap();
+    d.tick(1700).unwrap();
     assert_eq!(d.poll_event(), Some(FxsEvent::OnHook));
     assert_eq!(d.hook(), HookState::OnHook);
     finish(d);
