@@ -9,6 +9,14 @@
 //! bit position is taken from the open DAHDI `wctdm` driver (which programs the
 //! same part) rather than read off a data sheet table, the comment says so.
 //!
+//! To check on the first real board (the data sheet text available while this
+//! was written did not show these bit tables legibly): the bit positions in
+//! `IRQ_STATUS2` (RTIP bit 0, LCIP bit 1, power alarms 7:2, as remembered from
+//! the data sheet's register 19), the `RING_OSC_CTL` bits (taken from the order
+//! Table 28 lists them in: TSWS, RVO, RTAE, RTIE, ROE as D4..D0; DAHDI's neon
+//! set-up 0x19 = TSWS | RVO | ROE agrees), and write-1-to-clear on the
+//! interrupt status (DAHDI clears them by writing 0xFF).
+//!
 //! The Si3215 has no DTMF decoder and fewer indirect registers than the Si3210,
 //! so its indirect addresses differ: `ir::*` are Si3215 addresses (DAHDI's
 //! `translate_3215` table maps the Si3210 numbers onto these).
