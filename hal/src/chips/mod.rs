@@ -4,3 +4,4 @@
 //! input (`tick(now_ms)`), never read from a clock.
 
 pub mod si3050;
+pub mod si3215;
