@@ -452,6 +452,16 @@ impl CallControl {
         &self.cfg
     }
 
+    /// User side PTMP: the TEI assigned to us (our calls move to it).
+    pub fn set_tei(&mut self, tei: u8) {
+        self.cfg.tei = tei;
+        if self.cfg.side == Side::User {
+            for c in &mut self.calls {
+                c.link = Link::Tei(tei);
+            }
+        }
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Tx> {
         self.tx.pop_front()
     }
@@ -1109,7 +1119,9 @@ impl CallControl {
         let found = self.calls.iter().position(|c| {
             c.cr == value
                 && c.ours == ours
-                && (c.link == link || (ours && ptmp_nt && (c.link == Link::Broadcast || c.responders.contains(&link_tei(link)))))
+                && (c.link == link
+                    || self.cfg.side == Side::User
+                    || (ours && ptmp_nt && (c.link == Link::Broadcast || c.responders.contains(&link_tei(link)))))
         });
         let Some(i) = found else {
             self.unknown_call(now, link, &msg, from_network);

@@ -30,5 +30,6 @@ pub mod hdlc;
 pub mod lapd;
 pub mod q921;
 pub mod q931;
+pub mod span;
 pub mod tei;
 pub mod tei_mgmt;
