@@ -239,7 +239,7 @@ impl Harness {
             rec.extend_from_slice(&8445u16.to_be_bytes()); // ARPHRD_LAPD
             rec.extend_from_slice(&1u16.to_be_bytes());
             let mut addr = [0u8; 8];
-            addr[0] = c.from_network as u8; // 1: sent by the network side
+            addr[0] = self.we_are_network as u8; // 1: the capturing (local) end is the network side
             rec.extend_from_slice(&addr);
             rec.extend_from_slice(&0x0030u16.to_be_bytes()); // ETH_P_LAPD
             rec.extend_from_slice(&c.frame);
@@ -573,4 +573,9 @@ fn check_pcap(path: &std::path::Path, frames: usize) {
     assert_eq!(decoded, frames, "every frame decoded");
     assert!(text.contains("Q.931"), "Q.931 decoded");
     assert!(text.contains("Message type: SETUP"), "{text}");
+    // Commands and responses told apart from the pseudo header: the
+    // network's SABME is a command from the remote network.
+    let summary = Command::new("tshark").arg("-r").arg(path).output().unwrap();
+    let summary = String::from_utf8_lossy(&summary.stdout);
+    assert!(summary.lines().next().is_some_and(|l| l.contains("Remote Network") && l.contains("SABME")), "{summary}");
 }
