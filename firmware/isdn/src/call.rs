@@ -406,6 +406,9 @@ struct Call {
     responders: Vec<u8>,
     /// Cause of the last TE that refused a broadcast SETUP.
     refused: Option<u8>,
+    /// The cause (and location) of the peer's DISCONNECT: what ended the
+    /// call, reported in `Released` after our RELEASE completes.
+    peer_cause: Option<(u8, u8)>,
 }
 
 /// The call control of one D channel.
@@ -833,6 +836,7 @@ impl CallControl {
             clear_cause: cause::NORMAL_CLEARING,
             responders: Vec::new(),
             refused: None,
+            peer_cause: None,
         });
         self.calls.len() - 1
     }
@@ -1328,6 +1332,7 @@ impl CallControl {
                     }
                     _ => {
                         self.stop_all(i);
+                        self.calls[i].peer_cause = Some((c, l));
                         self.calls[i].state = State::DisconnectReceived;
                         self.events.push_back(Event::Disconnect { call: id, cause: c, location: l, inband });
                         if !(inband && side == Side::User) {
@@ -1348,12 +1353,22 @@ impl CallControl {
                     };
                     self.send(i, MessageType::ReleaseComplete, ies);
                 }
-                let c = if st == State::ReleaseRequest { self.calls[i].clear_cause } else { c };
+                let (c, l) = if st == State::ReleaseRequest {
+                    self.calls[i].peer_cause.unwrap_or((self.calls[i].clear_cause, self.cfg.location))
+                } else {
+                    (c, l)
+                };
                 self.free(i, c, Some(l));
             }
             MessageType::ReleaseComplete => {
                 let (c, l) = Self::msg_cause(msg);
-                let c = if st == State::ReleaseRequest && msg.ie(crate::q931::ie_id::CAUSE).is_none() { self.calls[i].clear_cause } else { c };
+                let (c, l) = match (st, self.calls[i].peer_cause) {
+                    (State::ReleaseRequest, Some(pc)) => pc,
+                    (State::ReleaseRequest, None) if msg.ie(crate::q931::ie_id::CAUSE).is_none() => {
+                        (self.calls[i].clear_cause, self.cfg.location)
+                    }
+                    _ => (c, l),
+                };
                 self.free(i, c, Some(l));
             }
             MessageType::StatusEnquiry => self.status(i, cause::RESPONSE_TO_STATUS_ENQUIRY),
