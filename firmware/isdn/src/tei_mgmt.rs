@@ -135,7 +135,7 @@ impl TeiUser {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.t202_at.is_some_and(|t| t <= now) {
+        if self.t202_at.is_none_or(|t| t > now) {
             return;
         }
         self.t202_at = None;

@@ -625,7 +625,7 @@ fn request(cc: &mut CallControl, now: Instant, r: u8, k: u8) {
         4 => cc.progress(now, id, 8),
         5 => cc.disconnect(now, id, 16),
         6 => cc.release(now, id, 16),
-        7 => cc.information(now, id, b"5", k % 2 == 0),
+        7 => cc.information(now, id, b"5", k.is_multiple_of(2)),
         8 => cc.status_enquiry(now, id),
         9 => cc.restart(now, Some(k + 1)),
         10 => cc.restart(now, None),
