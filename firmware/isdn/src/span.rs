@@ -257,7 +257,16 @@ impl Span {
                         self.cc.dl_released(now, link);
                         self.events.push_back(SpanEvent::LinkDown(tei));
                     }
-                    q921::Event::MdlError(m) => self.events.push_back(SpanEvent::MdlError(tei, m)),
+                    q921::Event::MdlError(m) => {
+                        // 5.3.4.1: an unexpected UA hints that two TEs hold
+                        // one TEI: check it (both answer: it is removed).
+                        if matches!(m, q921::MdlError::UnsolicitedUaF1 | q921::MdlError::UnsolicitedUaF0) {
+                            if let Some(n) = &mut self.tei_net {
+                                n.check(now, Some(tei));
+                            }
+                        }
+                        self.events.push_back(SpanEvent::MdlError(tei, m));
+                    }
                 }
             }
             // Call control.

@@ -87,7 +87,7 @@ impl TeiUser {
     pub fn new(seed: u64) -> Self {
         TeiUser {
             state: UserState::Unassigned,
-            rng: Rng(seed | 1),
+            rng: Rng((seed ^ 0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1),
             t202_at: None,
             t202: Duration::from_secs(2),
             n202: 3,
@@ -447,6 +447,28 @@ mod tests {
         assert_eq!(tes[0].tei(), Some(65));
         let evs: Vec<Event> = std::iter::from_fn(|| tes[0].poll_event()).collect();
         assert_eq!(evs, [Event::Assigned(64), Event::Removed(64), Event::Assigned(65)]);
+    }
+
+    #[test]
+    fn a_tei_held_twice_is_removed_by_the_check() {
+        let t0 = Instant::now();
+        // Two TEs end up with TEI 64 (as when both drew the same Ri).
+        let mut tes = [TeiUser::new(8), TeiUser::new(9)];
+        let mut nt = TeiNetwork::new();
+        tes[0].request(t0);
+        pump(&mut tes[..1], &mut nt, t0, None);
+        tes[1].request(t0);
+        let ri = management_message(&tes[1].poll_transmit().unwrap()).unwrap().ri;
+        tes[1].handle_frame(t0, &frame(true, &Message::new(MessageType::IdentityAssigned, ri, 64)));
+        assert_eq!((tes[0].tei(), tes[1].tei()), (Some(64), Some(64)));
+        // The check gets two answers for 64: removed; both ask again.
+        nt.check(t0, Some(64));
+        pump(&mut tes, &mut nt, t0, None);
+        nt.handle_timeout(t0 + Duration::from_secs(1));
+        assert!(!nt.assigned().contains(&64));
+        pump(&mut tes, &mut nt, t0, None);
+        let (a, b) = (tes[0].tei(), tes[1].tei());
+        assert!(a.is_some() && b.is_some() && a != b, "{a:?} {b:?}");
     }
 
     #[test]

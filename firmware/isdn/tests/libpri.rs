@@ -52,12 +52,32 @@ struct Captured {
     frame: Vec<u8>,
 }
 
-struct Harness {
+/// One libpri process on its socket.
+struct Peer {
     child: Child,
     sock: UnixDatagram,
+    events: VecDeque<String>,
+}
+
+impl Peer {
+    fn spawn(role: &str, kind: &str) -> Option<Peer> {
+        let bin = peer_binary()?;
+        let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
+        ours.set_nonblocking(true).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg(role).arg(kind);
+        if std::env::var_os("PRI_DEBUG").is_some() {
+            cmd.arg("debug");
+        }
+        let child = cmd.stdin(Stdio::from(OwnedFd::from(theirs))).stdout(Stdio::null()).spawn().expect("spawn pri_peer");
+        Some(Peer { child, sock: ours, events: VecDeque::new() })
+    }
+}
+
+struct Harness {
+    peers: Vec<Peer>,
     span: Span,
     start: Instant,
-    peer_events: VecDeque<String>,
     span_events: VecDeque<SpanEvent>,
     /// Drop this many of the next I frames going to libpri / coming from it.
     drop_to_peer: u32,
@@ -69,8 +89,10 @@ struct Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for p in &mut self.peers {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
     }
 }
 
@@ -81,22 +103,17 @@ fn is_i_frame(f: &[u8]) -> bool {
 impl Harness {
     /// `peer_role`/`peer_kind` as pri_peer takes them; `cfg` for our side.
     fn new(peer_role: &str, peer_kind: &str, cfg: call::Config, mode: Mode) -> Option<Self> {
-        let bin = peer_binary()?;
-        let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
-        ours.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.arg(peer_role).arg(peer_kind);
-        if std::env::var_os("PRI_DEBUG").is_some() {
-            cmd.arg("debug");
-        }
-        let child = cmd.stdin(Stdio::from(OwnedFd::from(theirs))).stdout(Stdio::null()).spawn().expect("spawn pri_peer");
+        Self::with_peers(peer_role, peer_kind, 1, cfg, mode)
+    }
+
+    /// Several libpri TEs on one bus (PTMP): each hears every frame we send.
+    fn with_peers(peer_role: &str, peer_kind: &str, n: usize, cfg: call::Config, mode: Mode) -> Option<Self> {
+        let peers = (0..n).map(|_| Peer::spawn(peer_role, peer_kind)).collect::<Option<Vec<_>>>()?;
         let we_are_network = cfg.side == Side::Network;
         let mut h = Harness {
-            child,
-            sock: ours,
+            peers,
             span: Span::new(cfg, mode, 0x5eed),
             start: Instant::now(),
-            peer_events: VecDeque::new(),
             span_events: VecDeque::new(),
             drop_to_peer: 0,
             drop_from_peer: 0,
@@ -104,7 +121,9 @@ impl Harness {
             capture: Vec::new(),
             we_are_network,
         };
-        h.peer("ready", Duration::from_secs(5));
+        for k in 0..n {
+            h.peer_at(k, "ready", Duration::from_secs(5));
+        }
         let now = Instant::now();
         h.span.start(now);
         h.flush();
@@ -124,42 +143,52 @@ impl Harness {
             self.capture.push(Captured { at: self.start.elapsed(), from_network: self.we_are_network, frame: f.clone() });
             let mut d = vec![b'F'];
             d.extend_from_slice(&f);
-            self.sock.send(&d).expect("send to pri_peer");
+            for p in &self.peers {
+                p.sock.send(&d).expect("send to pri_peer");
+            }
         }
         while let Some(e) = self.span.poll_event() {
             self.span_events.push_back(e);
         }
     }
 
-    /// One round: receive what is there (up to 10 ms), run timers.
+    /// One round: receive what is there (waiting up to 10 ms), run timers.
     fn step(&mut self) {
         let mut buf = [0u8; 1024];
-        if let Ok(n) = self.sock.recv(&mut buf) {
-            let d = &buf[..n];
-            let now = Instant::now();
-            match d.first() {
-                Some(b'F') => {
-                    let f = &d[1..];
-                    if std::env::var_os("PRI_DEBUG").is_some() {
-                        eprintln!("{:?} <- {:02x?}", self.start.elapsed(), f);
+        let mut got = false;
+        for k in 0..self.peers.len() {
+            while let Ok(n) = self.peers[k].sock.recv(&mut buf) {
+                got = true;
+                let d = &buf[..n];
+                let now = Instant::now();
+                match d.first() {
+                    Some(b'F') => {
+                        let f = &d[1..];
+                        if std::env::var_os("PRI_DEBUG").is_some() {
+                            eprintln!("{:?} <-{k} {:02x?}", self.start.elapsed(), f);
+                        }
+                        if self.drop_from_peer > 0 && is_i_frame(f) {
+                            self.drop_from_peer -= 1;
+                            self.dropped += 1;
+                        } else {
+                            self.capture.push(Captured { at: self.start.elapsed(), from_network: !self.we_are_network, frame: f.to_vec() });
+                            self.span.handle_frame(now, f);
+                        }
                     }
-                    if self.drop_from_peer > 0 && is_i_frame(f) {
-                        self.drop_from_peer -= 1;
-                        self.dropped += 1;
-                    } else {
-                        self.capture.push(Captured { at: self.start.elapsed(), from_network: !self.we_are_network, frame: f.to_vec() });
-                        self.span.handle_frame(now, f);
+                    Some(b'E') => {
+                        let line = String::from_utf8_lossy(&d[1..]).into_owned();
+                        if std::env::var_os("PRI_DEBUG").is_some() {
+                            eprintln!("libpri {k}: {line}");
+                        }
+                        self.peers[k].events.push_back(line);
                     }
+                    _ => {}
                 }
-                Some(b'E') => {
-                    let line = String::from_utf8_lossy(&d[1..]).into_owned();
-                    if std::env::var_os("PRI_DEBUG").is_some() {
-                        eprintln!("libpri: {line}");
-                    }
-                    self.peer_events.push_back(line);
-                }
-                _ => {}
+                self.flush();
             }
+        }
+        if !got {
+            std::thread::sleep(Duration::from_millis(2));
         }
         let now = Instant::now();
         if self.span.poll_timeout().is_some_and(|t| t <= now) {
@@ -169,19 +198,32 @@ impl Harness {
     }
 
     fn command(&mut self, c: &str) {
+        self.command_at(0, c);
+    }
+
+    fn command_at(&mut self, k: usize, c: &str) {
         let mut d = vec![b'C'];
         d.extend_from_slice(c.as_bytes());
-        self.sock.send(&d).expect("send command");
+        self.peers[k].sock.send(&d).expect("send command");
     }
 
     /// Waits for a libpri event line starting with `prefix`.
     fn peer(&mut self, prefix: &str, within: Duration) -> String {
+        self.peer_at(0, prefix, within)
+    }
+
+    fn peer_at(&mut self, k: usize, prefix: &str, within: Duration) -> String {
         let end = Instant::now() + within;
         loop {
-            if let Some(i) = self.peer_events.iter().position(|l| l.starts_with(prefix)) {
-                return self.peer_events.remove(i).unwrap();
+            if let Some(i) = self.peers[k].events.iter().position(|l| l.starts_with(prefix)) {
+                return self.peers[k].events.remove(i).unwrap();
             }
-            assert!(Instant::now() < end, "no libpri event {prefix:?}; seen {:?}, span {:?}", self.peer_events, self.span_events);
+            assert!(
+                Instant::now() < end,
+                "no libpri event {prefix:?} from peer {k}; seen {:?}, span {:?}",
+                self.peers.iter().map(|p| &p.events).collect::<Vec<_>>(),
+                self.span_events
+            );
             self.step();
         }
     }
@@ -195,7 +237,12 @@ impl Harness {
                 let Some(SpanEvent::Call(c)) = self.span_events.remove(i) else { unreachable!() };
                 return f(&c).unwrap();
             }
-            assert!(Instant::now() < end, "no {what}; ours {:?}, libpri {:?}", self.span_events, self.peer_events);
+            assert!(
+                Instant::now() < end,
+                "no {what}; ours {:?}, libpri {:?}",
+                self.span_events,
+                self.peers.iter().map(|p| &p.events).collect::<Vec<_>>()
+            );
             self.step();
         }
     }
@@ -203,7 +250,7 @@ impl Harness {
     fn link_up(&mut self, within: Duration) {
         let end = Instant::now() + within;
         while !self.span_events.iter().any(|e| matches!(e, SpanEvent::LinkUp(_))) {
-            assert!(Instant::now() < end, "layer 2 did not come up: {:?} {:?}", self.span_events, self.peer_events);
+            assert!(Instant::now() < end, "layer 2 did not come up: {:?}", self.span_events);
             self.step();
         }
         self.span_events.retain(|e| !matches!(e, SpanEvent::LinkUp(_)));
@@ -523,7 +570,7 @@ fn bri_ptmp_network_with_libpri_te() {
     // libpri asks for a TEI, gets 64 from our pool, brings its link up.
     let end = Instant::now() + S;
     while !h.span_events.iter().any(|e| matches!(e, SpanEvent::TeiAssigned(64))) {
-        assert!(Instant::now() < end, "no TEI assignment: {:?} {:?}", h.span_events, h.peer_events);
+        assert!(Instant::now() < end, "no TEI assignment: {:?}", h.span_events);
         h.step();
     }
     // libpri -> us (its data link comes up on the first call).
@@ -578,4 +625,51 @@ fn check_pcap(path: &std::path::Path, frames: usize) {
     let summary = Command::new("tshark").arg("-r").arg(path).output().unwrap();
     let summary = String::from_utf8_lossy(&summary.stdout);
     assert!(summary.lines().next().is_some_and(|l| l.contains("Remote Network") && l.contains("SABME")), "{summary}");
+}
+
+#[test]
+fn bri_ptmp_two_libpri_tes_first_connect_wins() {
+    let Some(mut h) = Harness::with_peers(
+        "user",
+        "bri-ptmp",
+        2,
+        call::Config::new(Side::Network, Interface::Bri, &call::EUROISDN),
+        Mode::PointToMultipoint,
+    ) else {
+        return;
+    };
+    // Both TEs get their own TEI from the pool.
+    let end = Instant::now() + S;
+    loop {
+        let teis: Vec<u8> = h.span_events.iter().filter_map(|e| if let SpanEvent::TeiAssigned(t) = e { Some(*t) } else { None }).collect();
+        if teis.len() == 2 {
+            assert_eq!(teis, [64, 65]);
+            break;
+        }
+        assert!(Instant::now() < end, "TEIs: {:?}", h.span_events);
+        h.step();
+    }
+    // One broadcast SETUP rings both.
+    let info = SetupInfo { called: Some(num(4, "31", None)), sending_complete: true, ..Default::default() };
+    let call = h.req(|cc, now| cc.setup(now, info)).unwrap();
+    let id0 = field(&h.peer_at(0, "ring", S), "id").to_string();
+    let id1 = field(&h.peer_at(1, "ring", S), "id").to_string();
+    h.command_at(0, &format!("alert {id0}"));
+    h.command_at(1, &format!("alert {id1}"));
+    h.ours("alerting", S, |e| matches!(e, Event::Alerting { call: c, .. } if *c == call).then_some(()));
+    // The second TE answers first: it gets the call, the first is told 26.
+    h.command_at(1, &format!("answer {id1}"));
+    h.ours("connected", S, |e| matches!(e, Event::Connected { call: c } if *c == call).then_some(()));
+    let lost = h.peer_at(0, "hangup", S);
+    assert_eq!(field(&lost, "cause"), "26", "{lost}");
+    // The winner hangs up with 16; we see it.
+    h.command_at(1, &format!("hangup {id1} 16"));
+    let c = h.ours("disconnect", S, |e| match e {
+        Event::Disconnect { call: c, cause, .. } if *c == call => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(c, 16);
+    h.ours("released", S, |e| matches!(e, Event::Released { call: c, .. } if *c == call).then_some(()));
+    h.settle(Duration::from_millis(200));
+    assert_eq!(h.span.cc.calls().count(), 0);
 }

@@ -243,6 +243,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: pri_peer <network|user> <pri|bri-ptp|bri-ptmp> [debug]\n");
 		return 2;
 	}
+	/* libpri draws TEI request references (Ri) from random(): TEs on one
+	 * bus must not draw the same ones. */
+	srandom((unsigned)getpid());
 	int node = !strcmp(argv[1], "network") ? PRI_NETWORK : PRI_CPE;
 	struct pri *pri;
 	pri_set_message(msg_cb);
