@@ -1353,10 +1353,11 @@ impl CallControl {
                     };
                     self.send(i, MessageType::ReleaseComplete, ies);
                 }
-                let (c, l) = if st == State::ReleaseRequest {
-                    self.calls[i].peer_cause.unwrap_or((self.calls[i].clear_cause, self.cfg.location))
-                } else {
-                    (c, l)
+                // The call ends with the cause of whoever cleared it first.
+                let (c, l) = match st {
+                    State::ReleaseRequest => self.calls[i].peer_cause.unwrap_or((self.calls[i].clear_cause, self.cfg.location)),
+                    State::DisconnectSent => (self.calls[i].clear_cause, self.cfg.location),
+                    _ => (c, l),
                 };
                 self.free(i, c, Some(l));
             }

@@ -682,3 +682,43 @@ proptest! {
         prop_assert!(n.users[0].busy_channels().is_empty(), "{:?}", n.users[0].calls().collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn t310_t313_and_t301() {
+    // T310: CALL PROCEEDING, then nothing for 30 s: DISCONNECT 102.
+    let mut n = Net::new(Interface::Pri, 0);
+    let c = n.user_setup(0, enbloc("1"));
+    let (nc, _) = Net::incoming(&n.net_events).pop().unwrap();
+    n.net.proceeding(n.now, nc).unwrap();
+    n.run();
+    n.advance(Duration::from_millis(29_900));
+    assert_eq!(n.users[0].state(c), Some(State::OutProceeding));
+    n.advance(Duration::from_millis(200));
+    assert_eq!(cause_of(n.sent(false, MessageType::Disconnect)[0]), Some(102));
+    n.advance(Duration::from_secs(1));
+    assert_eq!(n.users[0].calls().count(), 0);
+
+    // T313: our CONNECT is never acknowledged: DISCONNECT 102 after 4 s.
+    let mut n = Net::new(Interface::Pri, 0);
+    let nc = n.net_setup(enbloc("2"));
+    let (uc, _) = Net::incoming(&n.user_events[0]).pop().unwrap();
+    n.mute_users = true;
+    n.users[0].connect(n.now, uc).unwrap();
+    n.run();
+    n.advance(Duration::from_millis(3_900));
+    assert_eq!(n.users[0].state(uc), Some(State::InConnectRequest));
+    n.advance(Duration::from_millis(200));
+    assert_eq!(n.users[0].state(uc), Some(State::DisconnectSent));
+    assert_eq!(cause_of(n.sent(false, MessageType::Disconnect)[0]), Some(102));
+    let _ = nc;
+
+    // T301: ALERTING and no answer for 3 minutes: cleared with 19.
+    let mut n = Net::new(Interface::Pri, 0);
+    let c = n.user_setup(0, enbloc("3"));
+    let (nc, _) = Net::incoming(&n.net_events).pop().unwrap();
+    n.net.alerting(n.now, nc).unwrap();
+    n.run();
+    n.advance(Duration::from_secs(181));
+    assert_eq!(released(&n.user_events[0], c), Some(19));
+    assert!(n.net.busy_channels().is_empty() && n.users[0].busy_channels().is_empty());
+}

@@ -673,3 +673,49 @@ fn bri_ptmp_two_libpri_tes_first_connect_wins() {
     h.settle(Duration::from_millis(200));
     assert_eq!(h.span.cc.calls().count(), 0);
 }
+
+#[test]
+fn bri_ptmp_te_against_libpri_nt() {
+    // We are the TE on a PTMP bus: libpri's NT assigns our TEI and offers
+    // its calls by broadcast SETUP (UI on TEI 127).
+    let Some(mut h) =
+        Harness::new("network", "bri-ptmp", call::Config::new(Side::User, Interface::Bri, &call::EUROISDN), Mode::PointToMultipoint)
+    else {
+        return;
+    };
+    let end = Instant::now() + S;
+    let tei = loop {
+        if let Some(t) = h.span_events.iter().find_map(|e| if let SpanEvent::TeiAssigned(t) = e { Some(*t) } else { None }) {
+            break t;
+        }
+        assert!(Instant::now() < end, "no TEI from libpri: {:?}", h.span_events);
+        h.step();
+    };
+    assert!((64..=126).contains(&tei));
+    h.command("call 600 700 0 0 1");
+    let (call, info, link) = h.ours("broadcast setup", S, |e| match e {
+        Event::Setup { call, info, link } => Some((*call, info.clone(), *link)),
+        _ => None,
+    });
+    assert_eq!(link, Link::Tei(tei), "answered on our own data link");
+    assert_eq!(info.called.unwrap().digits, b"600");
+    let id = field(&h.peer("placed", S), "id").to_string();
+    h.req(|cc, now| cc.alerting(now, call)).unwrap();
+    h.peer("ringing", S);
+    h.req(|cc, now| cc.connect(now, call)).unwrap();
+    h.peer("answer", S);
+    h.ours("connected", S, |e| matches!(e, Event::Connected { call: c } if *c == call).then_some(()));
+    // Our call out, cleared by libpri with 34.
+    let info = SetupInfo { called: Some(num(0, "800", None)), sending_complete: true, ..Default::default() };
+    let out = h.req(|cc, now| cc.setup(now, info)).unwrap();
+    let ring = h.peer("ring", S);
+    assert_eq!(field(&ring, "called"), "800");
+    h.command(&format!("hangup {} 34", field(&ring, "id")));
+    let c = h.ours("out released", S, |e| match e {
+        Event::Disconnect { call: c, cause, .. } | Event::Released { call: c, cause, .. } if *c == out => Some(*cause),
+        _ => None,
+    });
+    assert_eq!(c, 34);
+    h.command(&format!("hangup {id} 16"));
+    h.ours("released", S, |e| matches!(e, Event::Released { call: c, .. } if *c == call).then_some(()));
+}
