@@ -1442,7 +1442,8 @@ impl CallControl {
                     self.events.push_back(Event::RestartAcknowledged { channel: ch });
                 }
             }
-            MessageType::Status | MessageType::StatusEnquiry if msg.message_type == MessageType::Status => {}
+            // STATUS on the global call reference: nothing to compare it with.
+            MessageType::Status => {}
             _ => {
                 // 5.8.3.3: other messages on the global call reference.
                 let _ = (now, from_network);

@@ -722,3 +722,36 @@ fn t310_t313_and_t301() {
     assert_eq!(released(&n.user_events[0], c), Some(19));
     assert!(n.net.busy_channels().is_empty() && n.users[0].busy_channels().is_empty());
 }
+
+#[test]
+fn an_external_timer_wheel_drives_the_timers_by_name() {
+    use call::{Timer, TimerAction, TimerId};
+    let now = Instant::now();
+    let mut u = CallControl::new(call::Config::new(Side::User, Interface::Pri, &call::EUROISDN));
+    u.dl_established(now, Link::Tei(0));
+    let c = u.setup(now, enbloc("1")).unwrap();
+    let t303 = TimerId { call: Some(c), timer: Timer::T303 };
+    assert_eq!(u.poll_timer(), Some(TimerAction::Start { id: t303, at: now + Duration::from_secs(4) }));
+    assert_eq!(u.poll_timer(), None);
+    while u.poll_transmit().is_some() {}
+    // The wheel fires T303 by name: SETUP again, T303 started again.
+    u.handle_timer(now + Duration::from_secs(4), t303);
+    let m = Message::parse(&u.poll_transmit().unwrap().octets).unwrap();
+    assert_eq!(m.message_type, MessageType::Setup);
+    assert!(matches!(u.poll_timer(), Some(TimerAction::Start { id, .. }) if id == t303));
+    // A timer that is not running (stale, or another call's) does nothing.
+    u.handle_timer(now, TimerId { call: Some(c), timer: Timer::T310 });
+    u.handle_timer(now, TimerId { call: Some(CallId(999)), timer: Timer::T303 });
+    u.handle_timer(now, TimerId { call: None, timer: Timer::T309 });
+    assert_eq!(u.poll_transmit(), None);
+    // CALL PROCEEDING stops T303 and starts T310, both announced.
+    let cp = Message::new(
+        CallRef { len: 2, flag: true, value: 1 },
+        MessageType::CallProceeding,
+        vec![Ie::ChannelId(ChannelId { primary: true, exclusive: true, d_channel: false, selection: 1, channel: Some(1) })],
+    );
+    u.handle_message(now, Link::Tei(0), &cp.to_vec());
+    assert_eq!(u.poll_timer(), Some(TimerAction::Stop { id: t303 }));
+    assert!(matches!(u.poll_timer(), Some(TimerAction::Start { id: TimerId { timer: Timer::T310, .. }, .. })));
+    assert_eq!(u.state(c), Some(State::OutProceeding));
+}
