@@ -610,7 +610,8 @@ impl CallControl {
         let Some(call) = id.call else {
             match id.timer {
                 Timer::T309 if self.t309.take().is_some() => {
-                    let ids: Vec<CallId> = self.calls.iter().map(|c| c.id).collect();
+                    // The calls whose data link did not come back.
+                    let ids: Vec<CallId> = self.calls.iter().filter(|c| !self.link_up(c.link)).map(|c| c.id).collect();
                     for c in ids {
                         if let Some(i) = self.find(c) {
                             self.free(i, cause::DESTINATION_OUT_OF_ORDER, None);
