@@ -641,25 +641,40 @@ proptest! {
     /// span, and once everything is cleared no channel is left busy.
     #[test]
     fn random_sequences_keep_channels_consistent(steps in proptest::collection::vec(arb_step(), 1..60)) {
-        let mut n = Net::new(Interface::Pri, 0);
+        random_sequence(Interface::Pri, 0, steps)?;
+    }
+
+    /// The same on a PTMP BRI: a network with two TEs, broadcast SETUPs,
+    /// messages from either TEI.
+    #[test]
+    fn random_sequences_on_a_ptmp_bus(steps in proptest::collection::vec(arb_step(), 1..60)) {
+        random_sequence(Interface::Bri, 2, steps)?;
+    }
+}
+
+fn random_sequence(interface: Interface, ptmp: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    {
+        let mut n = Net::new(interface, ptmp);
+        let k = n.users.len() - 1;
+        let link = Link::Tei(tei_of(k, ptmp > 0));
         for s in steps {
             let now = n.now;
             match s {
                 Step::UserSetup(ch, ex) => { let _ = n.users[0].setup(now, SetupInfo { channel: ch, exclusive: ex, ..enbloc("1") }); }
                 Step::NetSetup(ch) => { let _ = n.net.setup(now, SetupInfo { channel: ch, ..enbloc("2") }); }
-                Step::Request(true, r, k) => request(&mut n.users[0], now, r, k),
+                Step::Request(true, r, q) => request(&mut n.users[k], now, r, q),
                 Step::Request(false, r, k) => request(&mut n.net, now, r, k),
-                Step::Message(true, m) => n.users[0].handle_message(now, Link::Tei(0), &m),
-                Step::Message(false, m) => n.net.handle_message(now, Link::Tei(0), &m),
+                Step::Message(true, m) => n.users[k].handle_message(now, link, &m),
+                Step::Message(false, m) => n.net.handle_message(now, link, &m),
                 Step::Advance(ms) => n.advance(Duration::from_millis(u64::from(ms))),
-                Step::LinkDown(true) => n.users[0].dl_released(now, Link::Tei(0)),
-                Step::LinkDown(false) => n.net.dl_released(now, Link::Tei(0)),
-                Step::LinkUp(true) => n.users[0].dl_established(now, Link::Tei(0)),
-                Step::LinkUp(false) => n.net.dl_established(now, Link::Tei(0)),
+                Step::LinkDown(true) => n.users[k].dl_released(now, link),
+                Step::LinkDown(false) => n.net.dl_released(now, link),
+                Step::LinkUp(true) => n.users[k].dl_established(now, link),
+                Step::LinkUp(false) => n.net.dl_established(now, link),
             }
             n.run();
             // Every busy channel belongs to a call that exists.
-            for cc in [&n.net, &n.users[0]] {
+            for cc in std::iter::once(&n.net).chain(n.users.iter()) {
                 for ch in cc.busy_channels() {
                     let owner = cc.channel_owner(ch).unwrap();
                     prop_assert!(cc.state(owner).is_some());
@@ -668,9 +683,9 @@ proptest! {
         }
         // Bring the links back and clear whatever is left: nothing stays busy.
         let now = n.now;
-        n.users[0].dl_established(now, Link::Tei(0));
-        n.net.dl_established(now, Link::Tei(0));
-        for cc in [&mut n.net, &mut n.users[0]] {
+        n.users[k].dl_established(now, link);
+        n.net.dl_established(now, link);
+        for cc in std::iter::once(&mut n.net).chain(n.users.iter_mut()) {
             let ids: Vec<CallId> = cc.calls().map(|c| c.0).collect();
             for id in ids {
                 let _ = cc.disconnect(now, id, 16);
@@ -679,8 +694,11 @@ proptest! {
         n.run();
         n.advance(Duration::from_secs(200));
         prop_assert!(n.net.busy_channels().is_empty(), "{:?}", n.net.calls().collect::<Vec<_>>());
-        prop_assert!(n.users[0].busy_channels().is_empty(), "{:?}", n.users[0].calls().collect::<Vec<_>>());
+        for u in &n.users {
+            prop_assert!(u.busy_channels().is_empty(), "{:?}", u.calls().collect::<Vec<_>>());
+        }
     }
+    Ok(())
 }
 
 #[test]
@@ -754,4 +772,30 @@ fn an_external_timer_wheel_drives_the_timers_by_name() {
     assert_eq!(u.poll_timer(), Some(TimerAction::Stop { id: t303 }));
     assert!(matches!(u.poll_timer(), Some(TimerAction::Start { id: TimerId { timer: Timer::T310, .. }, .. })));
     assert_eq!(u.state(c), Some(State::OutProceeding));
+}
+
+#[test]
+fn ni2_variant_is_a_table_of_differences() {
+    // NI-2 on a T1: channels 1-23, en-bloc only, single-interface restart.
+    let now = Instant::now();
+    let cfg = call::Config::new(Side::User, Interface::Pri, &call::NI2);
+    assert_eq!(cfg.channels, (1..=23).collect::<Vec<u8>>());
+    assert_eq!(cfg.timers.t310, Duration::from_secs(10));
+    let mut u = CallControl::new(cfg);
+    u.dl_established(now, Link::Tei(0));
+    assert_eq!(
+        u.setup(now, SetupInfo { channel: Some(24), exclusive: true, ..enbloc("1") }),
+        Err(call::RequestError::NoChannel(6))
+    );
+    u.restart(now, None).unwrap();
+    let m = Message::parse(&u.poll_transmit().unwrap().octets).unwrap();
+    assert!(m.ies.contains(&Ie::RestartIndicator(6)));
+    // A SETUP without a called number cannot be completed by overlap: refused.
+    u.handle_message(now, Link::Tei(0), &setup_from_network(3, vec![]));
+    let m = Message::parse(&u.poll_transmit().unwrap().octets).unwrap();
+    assert_eq!((m.message_type, cause_of(&m)), (MessageType::ReleaseComplete, Some(28)));
+    // EuroISDN accepts the same SETUP (digits may follow by overlap).
+    let mut e = CallControl::new(call::Config::new(Side::User, Interface::Pri, &call::EUROISDN));
+    e.handle_message(now, Link::Tei(0), &setup_from_network(3, vec![]));
+    assert!(matches!(e.poll_event(), Some(Event::Setup { .. })));
 }
