@@ -13,7 +13,9 @@
 //! - [`tei`]: TEI management messages (Q.921 5.3), codec only.
 //! - [`q931`]: Q.931 / EN 300 403-1 message and information element codec
 //!   with the 5.8 checks (mandatory and comprehension-required elements).
-//!   The call state machine comes later.
+//! - [`call`]: the Q.931 call state machine (user and network side, timers,
+//!   channel selection, RESTART, STATUS, PTMP broadcast SETUP), sans-IO.
+//! - [`tei_mgmt`]: TEI assignment procedures (Q.921 5.3) for PTMP BRI.
 //!
 //! How to drive a [`q921::DataLink`]: feed every received frame (without FCS)
 //! to `handle_frame`, layer-3 requests to the `dl_*` methods, and call
@@ -23,8 +25,11 @@
 //! sleeps: every input carries `now`.
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod hdlc;
 pub mod lapd;
 pub mod q921;
 pub mod q931;
+pub mod span;
 pub mod tei;
+pub mod tei_mgmt;

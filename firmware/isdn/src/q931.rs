@@ -50,11 +50,28 @@ impl std::error::Error for Error {}
 
 /// Q.850 cause values the codec's checks produce.
 pub mod cause {
+    pub const CHANNEL_UNACCEPTABLE: u8 = 6;
     pub const NORMAL_CLEARING: u8 = 16;
+    pub const USER_BUSY: u8 = 17;
+    pub const NO_USER_RESPONDING: u8 = 18;
+    pub const NO_ANSWER: u8 = 19;
+    pub const CALL_REJECTED: u8 = 21;
+    pub const NON_SELECTED_USER_CLEARING: u8 = 26;
+    pub const DESTINATION_OUT_OF_ORDER: u8 = 27;
+    pub const INVALID_NUMBER_FORMAT: u8 = 28;
+    pub const RESPONSE_TO_STATUS_ENQUIRY: u8 = 30;
+    pub const NORMAL_UNSPECIFIED: u8 = 31;
+    pub const NO_CHANNEL_AVAILABLE: u8 = 34;
+    pub const TEMPORARY_FAILURE: u8 = 41;
+    pub const REQUESTED_CHANNEL_NOT_AVAILABLE: u8 = 44;
+    pub const INVALID_CALL_REFERENCE: u8 = 81;
     pub const MANDATORY_IE_MISSING: u8 = 96;
     pub const MESSAGE_TYPE_NONEXISTENT: u8 = 97;
     pub const IE_NONEXISTENT: u8 = 99;
     pub const INVALID_IE_CONTENTS: u8 = 100;
+    pub const MESSAGE_NOT_COMPATIBLE_WITH_STATE: u8 = 98;
+    pub const MESSAGE_NOT_COMPATIBLE: u8 = 101;
+    pub const RECOVERY_ON_TIMER_EXPIRY: u8 = 102;
 }
 
 /// A call reference (4.3). `flag` is false from the side that allocated it.
