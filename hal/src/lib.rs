@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chips;
+pub mod isdn;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.
