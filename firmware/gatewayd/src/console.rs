@@ -32,13 +32,21 @@ pub struct Context {
     /// Hands a saved configuration to the control plane to apply live
     /// (`Gateway::apply`).
     pub apply: Arc<dyn Fn(crate::config::Config) + Send + Sync>,
+    /// Requests to the ISDN span task (`capture isdn`).
+    pub isdn: crate::isdn::Control,
 }
 
 impl Context {
     /// A context with the embedded default configuration and no restart.
     pub fn for_tests(status: SharedStatus) -> Context {
         let store = ConfigStore::new(None, 4, crate::config::Config::default_sim());
-        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}), apply: Arc::new(|_| {}) }
+        Context {
+            status,
+            store: Arc::new(Mutex::new(store)),
+            restart: Arc::new(|| {}),
+            apply: Arc::new(|_| {}),
+            isdn: Default::default(),
+        }
     }
 
     /// Puts a saved configuration into effect: live when every part it
@@ -85,6 +93,9 @@ show sip                     trunks: health, limits, registrations
 show calls                   calls in progress: both legs, rule, destinations tried
 show cdr [N]                 the last N calls' records (default 20): legs, cause, who released
 show routes                  the routing table
+show isdn                    ISDN spans: layer 1 and alarms, layer 2, TEI, counters, B-channels
+capture isdn SPAN FILE       write SPAN's D-channel frames to FILE (pcap, LAPD)
+capture stop                 end every D-channel capture
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
                              would do, without placing it
@@ -191,6 +202,15 @@ impl Session {
                 out
             }
             ["show", "routes"] => show_routes(ctx.store().running()),
+            ["show", "isdn"] => crate::isdn::show_isdn(&ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn),
+            ["capture", "isdn", span, file] => {
+                let spans = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn.clone();
+                crate::isdn::console_capture(&ctx.isdn, &spans, span, file)
+            }
+            ["capture", "stop"] => {
+                ctx.isdn.push(crate::isdn::Command::StopCaptures);
+                "every D-channel capture stops\n".into()
+            }
             ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
             ["show", "cdr", n] => match n.parse::<usize>() {
                 Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
@@ -439,7 +459,8 @@ mod tests {
     /// Also counts the changes handed to the control plane to apply live.
     fn ctx_counting(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, Arc<AtomicU32>, std::path::PathBuf) {
         let f = crate::config_store::fixture(dir, crate::config::DEFAULT_TOML);
-        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply }, f.restarts, f.applies, f.path)
+        let isdn = Default::default();
+        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply, isdn }, f.restarts, f.applies, f.path)
     }
 
     fn text(r: Reply) -> String {

@@ -121,7 +121,16 @@ fn run(
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let board_ports = board_desc.fxs_count();
-    let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
+    gatewayd::isdn::check_board(&config.span, &board_desc.span_infos()).map_err(|e| format!("configuration: {e}"))?;
+    let mut board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
+    // ISDN spans: the configured ones get a layer-2 task; the others stay idle.
+    let mut board_spans: Vec<_> = std::mem::take(&mut board.spans).into_iter().map(|s| Some((s.info, s.dchan))).collect();
+    let spans = gatewayd::isdn::build_spans(&config.span, &mut board_spans)?;
+    let span_wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(sim) = board.sim.as_ref() {
+        let wake = span_wake.clone();
+        sim.set_span_notify(Box::new(move || wake.notify_one()));
+    }
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
     // The PCM bus's channels, then the bridge channels of trunk-to-trunk calls.
     let lines = board.pcm.channels();
@@ -227,7 +236,10 @@ fn run(
                 let _ = changes_tx.send(config);
             }
         });
-        let management = console::Context { status: status.clone(), store, restart: request_restart.clone(), apply };
+        let isdn_control = gatewayd::isdn::Control::default();
+        let management =
+            console::Context { status: status.clone(), store, restart: request_restart.clone(), apply, isdn: isdn_control.clone() };
+        tokio::spawn(gatewayd::isdn::run(spans, status.clone(), isdn_control, span_wake, shutdown_rx.clone()));
         tokio::spawn(web::serve(http, management.clone()));
         tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change
