@@ -792,3 +792,313 @@ pub async fn run(
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gw_hal::isdn::{Alarms, DChannelError, DChannelStats, L1State};
+
+    /// A D channel whose far end is a test's own Q.921 link.
+    #[derive(Default)]
+    struct Line {
+        l1: Option<L1Status>,
+        events: VecDeque<L1Status>,
+        to_gw: VecDeque<Vec<u8>>,
+        from_gw: VecDeque<Vec<u8>>,
+        requests: u32,
+        side: Option<Side>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Line>>);
+
+    impl DChannel for Fake {
+        fn kind(&self) -> SpanKind {
+            SpanKind::Pri
+        }
+        fn poll_frame(&mut self) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().to_gw.pop_front()
+        }
+        fn send_frame(&mut self, frame: &[u8]) -> Result<(), DChannelError> {
+            let mut l = self.0.lock().unwrap();
+            if !l.l1.is_some_and(|s| s.is_up()) {
+                return Err(DChannelError::L1Down);
+            }
+            l.from_gw.push_back(frame.to_vec());
+            Ok(())
+        }
+        fn poll_l1_event(&mut self) -> Option<L1Status> {
+            self.0.lock().unwrap().events.pop_front()
+        }
+        fn l1_status(&self) -> L1Status {
+            self.0.lock().unwrap().l1.unwrap_or(L1Status::DOWN)
+        }
+        fn request_l1(&mut self, _activate: bool) -> Result<(), DChannelError> {
+            self.0.lock().unwrap().requests += 1;
+            Ok(())
+        }
+        fn set_side(&mut self, side: Side) -> Result<(), DChannelError> {
+            self.0.lock().unwrap().side = Some(side);
+            Ok(())
+        }
+        fn stats(&self) -> DChannelStats {
+            DChannelStats::default()
+        }
+    }
+
+    impl Fake {
+        fn set_l1(&self, s: L1Status) {
+            let mut l = self.0.lock().unwrap();
+            l.l1 = Some(s);
+            l.events.push_back(s);
+        }
+    }
+
+    const UP: L1Status = L1Status { state: L1State::Activated, alarms: Alarms { los: false, ais: false, rai: false } };
+
+    fn cfg(role: &str) -> SpanConfig {
+        SpanConfig {
+            name: "pri".into(),
+            index: 1,
+            kind: "pri".into(),
+            role: role.into(),
+            mode: "ptp".into(),
+            switch: "euroisdn".into(),
+            channels: Some(vec![1, 2, 17]),
+            clock: None,
+            capture: None,
+        }
+    }
+
+    fn info() -> SpanInfo {
+        SpanInfo { kind: SpanKind::Pri, label: "PRI 1".into(), b_timeslots: (8..38).collect() }
+    }
+
+    /// Moves frames both ways (and runs due timers) until nothing moves.
+    fn pump(span: &mut Span, line: &Fake, peer: &mut DataLink, now: Instant) {
+        for _ in 0..50 {
+            span.poll(now);
+            if peer.poll_timeout().is_some_and(|t| t <= now) {
+                peer.handle_timeout(now);
+            }
+            let frames: Vec<_> = line.0.lock().unwrap().from_gw.drain(..).collect();
+            for f in &frames {
+                peer.handle_frame(now, f);
+            }
+            let mut moved = !frames.is_empty();
+            while let Some(f) = peer.poll_transmit() {
+                moved = true;
+                if line.l1_status().is_up() {
+                    line.0.lock().unwrap().to_gw.push_back(f);
+                }
+            }
+            while peer.poll_event().is_some() {}
+            if !moved {
+                return;
+            }
+        }
+        panic!("frames never stopped moving");
+    }
+
+    #[test]
+    fn layer_2_comes_up_with_layer_1_goes_with_it_and_comes_back() {
+        let line = Fake::default();
+        let mut span = Span::new(cfg("nt"), info(), Box::new(line.clone()));
+        let mut peer = DataLink::new(q921::Config::pri(q921::Role::User));
+        let t0 = Instant::now();
+        span.start(t0);
+        assert_eq!(line.0.lock().unwrap().side, Some(Side::Nt));
+        assert_eq!(line.0.lock().unwrap().requests, 1, "asks for layer 1");
+        pump(&mut span, &line, &mut peer, t0);
+        assert!(!span.l2_up(), "no layer 2 without layer 1");
+        assert!(line.0.lock().unwrap().from_gw.is_empty());
+        // Layer 1 comes: SABME from the gateway, UA from the peer.
+        line.set_l1(UP);
+        pump(&mut span, &line, &mut peer, t0);
+        assert!(span.l2_up());
+        assert_eq!(peer.state(), q921::State::MultipleFrameEstablished);
+        let st = span.status();
+        assert_eq!((st.l1.as_str(), st.l2.as_str(), st.tei), ("activated", "multiple-frame-established", 0));
+        assert_eq!(st.counters.l2_establishments, 1);
+        assert_eq!(st.b_channels.len(), 30);
+        assert_eq!(st.b_channels[15].number, 17, "TS16 is skipped");
+        assert_eq!((st.b_channels[15].state.as_str(), st.b_channels[3].state.as_str()), ("idle", "unused"));
+        // A Q.931 message from the peer is taken and counted.
+        let setup = gw_isdn::q931::Message::new(
+            gw_isdn::q931::CallRef { len: 2, flag: false, value: 1 },
+            gw_isdn::q931::MessageType::Setup,
+            vec![],
+        );
+        peer.dl_data_request(t0, setup.to_vec()).unwrap();
+        pump(&mut span, &line, &mut peer, t0);
+        assert_eq!(span.status().counters.q931_in, 1);
+        assert_eq!(span.q931_rx.len(), 1);
+        // Layer 1 lost with LOS: layer 2 is down at once.
+        line.set_l1(L1Status { state: L1State::Deactivated, alarms: Alarms { los: true, ..Alarms::default() } });
+        span.poll(t0);
+        let st = span.status();
+        assert!(!st.l2_up);
+        assert_eq!((st.l1.as_str(), st.alarms.as_str(), st.l2.as_str()), ("deactivated", "LOS", "tei-assigned"));
+        assert_eq!((st.counters.l1_losses, st.counters.l2_losses), (1, 1));
+        // It asks for layer 1 again every L1_RETRY.
+        span.poll(t0 + L1_RETRY);
+        assert_eq!(line.0.lock().unwrap().requests, 2);
+        // Layer 1 returns: layer 2 is established again (the peer starts over too).
+        peer = DataLink::new(q921::Config::pri(q921::Role::User));
+        line.set_l1(UP);
+        pump(&mut span, &line, &mut peer, t0 + L1_RETRY);
+        assert!(span.l2_up());
+        assert_eq!(span.status().counters.l2_establishments, 2);
+    }
+
+    #[test]
+    fn layer_2_released_by_the_far_end_is_established_again() {
+        let line = Fake::default();
+        let mut span = Span::new(cfg("te"), info(), Box::new(line.clone()));
+        let mut peer = DataLink::new(q921::Config::pri(q921::Role::Network));
+        let t0 = Instant::now();
+        line.set_l1(UP);
+        span.start(t0);
+        pump(&mut span, &line, &mut peer, t0);
+        assert!(span.l2_up());
+        peer.dl_release_request(t0);
+        pump(&mut span, &line, &mut peer, t0);
+        assert!(!span.l2_up());
+        assert_eq!(span.status().counters.l2_losses, 1);
+        assert_eq!(span.poll_timeout(), Some(t0 + L2_RETRY));
+        pump(&mut span, &line, &mut peer, t0 + L2_RETRY);
+        assert!(span.l2_up(), "re-established after L2_RETRY");
+        assert_eq!(peer.state(), q921::State::MultipleFrameEstablished);
+    }
+
+    #[test]
+    fn a_silent_far_end_costs_retries_then_an_mdl_error_never_a_panic() {
+        let line = Fake::default();
+        let mut span = Span::new(cfg("te"), info(), Box::new(line.clone()));
+        let t0 = Instant::now();
+        line.set_l1(UP);
+        span.start(t0);
+        let mut now = t0;
+        for _ in 0..20 {
+            span.poll(now);
+            now += Duration::from_millis(500);
+            // Garbage from the line is ignored by Q.921.
+            line.0.lock().unwrap().to_gw.push_back(vec![0xFF, 0xFF, 0xFF, 0x00]);
+        }
+        let sent = line.0.lock().unwrap().from_gw.len();
+        assert!(sent >= 4, "SABME and its N200 retries: {sent}");
+        assert!(span.status().counters.mdl_errors >= 1);
+        assert!(!span.l2_up());
+    }
+
+    #[test]
+    fn pcap_has_the_linux_lapd_header_and_direction() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let mut w = PcapWriter::new(Box::new(buf.clone()), true).unwrap();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        w.frame(at, true, &[0x02, 0x01, 0x7F]).unwrap();
+        w.frame(at, false, &[0x00, 0x01, 0x73]).unwrap();
+        let b = buf.0.lock().unwrap().clone();
+        assert_eq!(&b[..4], &[0xD4, 0xC3, 0xB2, 0xA1]);
+        assert_eq!(u32::from_le_bytes(b[20..24].try_into().unwrap()), 177);
+        let rec = &b[24..];
+        assert_eq!(u32::from_le_bytes(rec[0..4].try_into().unwrap()), 1_700_000_000);
+        assert_eq!(u32::from_le_bytes(rec[4..8].try_into().unwrap()), 123_456);
+        assert_eq!(u32::from_le_bytes(rec[8..12].try_into().unwrap()), 19);
+        let hdr = &rec[16..32];
+        assert_eq!(&hdr[0..2], &[0, 4], "outgoing");
+        assert_eq!(&hdr[2..4], &8445u16.to_be_bytes());
+        assert_eq!(hdr[6], 1, "we are the network side");
+        assert_eq!(&hdr[14..16], &[0x00, 0x30]);
+        assert_eq!(&rec[32..35], &[0x02, 0x01, 0x7F]);
+        let rec2 = &rec[35..];
+        assert_eq!(&rec2[16..18], &[0, 0], "received");
+        assert_eq!(w.frames, 2);
+    }
+
+    #[test]
+    fn span_config_errors_name_the_field() {
+        let ok = cfg("te");
+        assert!(validate_spans(&[ok.clone()]).is_ok());
+        let bad = |f: &dyn Fn(&mut SpanConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            validate_spans(&[c]).unwrap_err().to_string()
+        };
+        assert!(bad(&|c| c.role = "user".into()).starts_with("span[0].role: "));
+        assert!(bad(&|c| c.kind = "t1".into()).starts_with("span[0].kind: "));
+        assert!(bad(&|c| c.name = "a b".into()).starts_with("span[0].name: "));
+        assert!(bad(&|c| c.mode = "ptmp".into()).contains("PRI is point-to-point"));
+        assert!(bad(&|c| c.switch = "ni2".into()).starts_with("span[0].switch: "));
+        assert!(bad(&|c| c.clock = Some("gps".into())).starts_with("span[0].clock: "));
+        assert!(bad(&|c| c.channels = Some(vec![16])).contains("16 is not a B-channel"));
+        assert!(bad(&|c| c.channels = Some(vec![1, 1])).contains("listed twice"));
+        assert!(bad(&|c| c.channels = Some(vec![])).starts_with("span[0].channels: "));
+        let mut bri = ok.clone();
+        bri.kind = "bri".into();
+        bri.channels = Some(vec![3]);
+        assert!(validate_spans(&[bri.clone()]).unwrap_err().to_string().contains("must be 1 or 2"));
+        bri.channels = None;
+        bri.mode = "ptmp".into();
+        assert!(validate_spans(&[bri]).unwrap_err().to_string().contains("TEI management"));
+        let mut two = ok.clone();
+        two.index = 0;
+        assert!(validate_spans(&[ok.clone(), two.clone()]).unwrap_err().to_string().contains("names two spans"));
+        two.name = "other".into();
+        two.index = 1;
+        assert!(validate_spans(&[ok.clone(), two]).unwrap_err().to_string().contains("configured twice"));
+        // Against the board.
+        let board = vec![
+            SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![6, 7] },
+            info(),
+        ];
+        assert!(check_board(&[ok.clone()], &board).is_ok());
+        let mut c = ok.clone();
+        c.index = 0;
+        assert!(check_board(&[c], &board).unwrap_err().to_string().contains("is a bri, not a pri"));
+        let mut c = ok;
+        c.index = 5;
+        assert!(check_board(&[c], &board).unwrap_err().to_string().contains("no span 5"));
+    }
+
+    #[test]
+    fn the_config_file_takes_spans() {
+        let text = format!(
+            "{}\n[[span]]\nname = \"carrier\"\nindex = 0\nkind = \"bri\"\nrole = \"te\"\n\n[[span]]\nname = \"pbx\"\nindex = 1\nkind = \"pri\"\nrole = \"nt\"\nchannels = [1, 2, 3]\nclock = \"internal\"\n",
+            crate::config::DEFAULT_TOML
+        );
+        let c: crate::config::Config = toml::from_str(&text).unwrap();
+        c.validate(4).unwrap();
+        assert_eq!(c.span.len(), 2);
+        assert_eq!((c.span[0].mode.as_str(), c.span[0].clock_source()), ("ptp", "line"));
+        assert_eq!(c.span[1].channels_in_use(), vec![1, 2, 3]);
+        let bad = text.replace("role = \"nt\"", "role = \"network\"");
+        let c: crate::config::Config = toml::from_str(&bad).unwrap();
+        assert!(c.validate(4).unwrap_err().to_string().starts_with("span[1].role"));
+        let typo = text.replace("clock = ", "clok = ");
+        assert!(toml::from_str::<crate::config::Config>(&typo).is_err());
+    }
+
+    #[test]
+    fn show_isdn_lists_each_span() {
+        let line = Fake::default();
+        let span = Span::new(cfg("nt"), info(), Box::new(line));
+        let t = show_isdn(&[span.status()]);
+        assert!(t.contains("span pri (PRI 1): PRI NT PTP, euroisdn, clock internal"), "{t}");
+        assert!(t.contains("layer 1: deactivated"), "{t}");
+        assert!(t.contains("layer 2: tei-assigned (TEI 0) - down"), "{t}");
+        assert!(t.contains(" 1:idle 2:idle 3:unused"), "{t}");
+        assert_eq!(show_isdn(&[]), "no ISDN span configured ([[span]])\n");
+    }
+}
