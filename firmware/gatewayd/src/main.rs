@@ -57,6 +57,15 @@ fn main() -> ExitCode {
             }
         },
     };
+    // `[[span]]` against the board's ISDN spans.
+    if let Err(e) = gatewayd::isdn::check_board(&config.span, &board_desc.span_infos()) {
+        error!("configuration refused: {e}");
+        eprintln!("gatewayd: configuration refused: {e}");
+        if let (Some(path), false) = (&args.config, args.check_config) {
+            undo_failed_change(path);
+        }
+        return ExitCode::from(2);
+    }
     if args.check_config {
         println!("configuration OK");
         return ExitCode::SUCCESS;
@@ -121,7 +130,6 @@ fn run(
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let board_ports = board_desc.fxs_count();
-    gatewayd::isdn::check_board(&config.span, &board_desc.span_infos()).map_err(|e| format!("configuration: {e}"))?;
     let mut board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
     // ISDN spans: the configured ones get a layer-2 task; the others stay idle.
     let mut board_spans: Vec<_> = std::mem::take(&mut board.spans).into_iter().map(|s| Some((s.info, s.dchan))).collect();

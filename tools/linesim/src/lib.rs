@@ -64,6 +64,7 @@ pub use callerid::{CallerId, MessageType, Standard};
 pub use echo::{EchoLine, EchoPath, EchoPathError, HybridModel};
 pub use wav::{read_wav, write_wav};
 pub use isdn::{IsdnSpan, SpanStats};
+pub use gw_hal::isdn::{Alarms, L1State, L1Status, Side, SpanKind};
 
 /// Samples per 10 ms frame.
 const FRAME: usize = gw_hal::FRAME_SAMPLES;
