@@ -154,7 +154,14 @@ fn run(
         profile: gw_dsp::tones::profile(&config.system.country).expect("validated country"),
         modem_bypass: config.media.modem_bypass,
         bridge_channels: 2 * usize::from(config.media.sip_bridges),
+        digital_lines: [0; 2],
     };
+    let mut rt_config = rt_config;
+    for s in board_desc.spans.iter() {
+        for &t in &s.timeslots {
+            rt_config.set_digital(usize::from(t));
+        }
+    }
     let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone(), rt_config);
     let stop = Arc::new(AtomicBool::new(false));
     let (setup_tx, setup_rx) = std::sync::mpsc::channel();
