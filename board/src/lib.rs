@@ -46,6 +46,45 @@ pub struct BoardDesc {
     /// Ports, sorted by `index` after [`parse`].
     #[serde(default)]
     pub ports: Vec<PortDesc>,
+    /// ISDN spans, sorted by `index` after [`parse`]. Their B-channels are
+    /// PCM timeslots like the ports' audio; the sim card carries them after
+    /// the analog ports.
+    #[serde(default)]
+    pub spans: Vec<SpanDesc>,
+}
+
+/// What kind of ISDN interface a span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanKindDesc {
+    /// S/T basic rate: 2 B-channels.
+    Bri,
+    /// E1 primary rate: 30 B-channels (TS1-15, 17-31), D on TS16.
+    Pri,
+}
+
+impl SpanKindDesc {
+    pub fn hal(self) -> gw_hal::isdn::SpanKind {
+        match self {
+            SpanKindDesc::Bri => gw_hal::isdn::SpanKind::Bri,
+            SpanKindDesc::Pri => gw_hal::isdn::SpanKind::Pri,
+        }
+    }
+}
+
+/// One ISDN span of the board. Which side (TE or NT) the gateway plays on it
+/// is configuration (gatewayd's `[[span]]`), not board data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpanDesc {
+    /// 0-based span number, contiguous over the board's spans.
+    pub index: usize,
+    pub kind: SpanKindDesc,
+    /// What the front panel says ("BRI 1").
+    pub label: String,
+    /// PCM timeslot of each B-channel, B1 first (a PRI: E1 TS1..15, then
+    /// TS17..31): 2 for a BRI, 30 for a PRI.
+    pub timeslots: Vec<u16>,
 }
 
 /// What kind of line a port is.
@@ -108,6 +147,10 @@ pub enum BoardError {
     TooManyPorts(usize),
     /// The sim card could not start (e.g. the listen address is taken).
     SimStart(std::io::Error),
+    /// A span lists the wrong number of B-channel timeslots for its kind.
+    SpanChannels { index: usize, expected: usize, got: usize },
+    /// Span indexes must be 0..n without gaps; this one is missing or twice.
+    SpanIndex(usize),
 }
 
 impl fmt::Display for BoardError {
@@ -130,6 +173,10 @@ impl fmt::Display for BoardError {
             }
             BoardError::TooManyPorts(n) => write!(f, "{n} ports is more than the sim card carries"),
             BoardError::SimStart(e) => write!(f, "sim card did not start: {e}"),
+            BoardError::SpanChannels { index, expected, got } => {
+                write!(f, "span {index}: {got} B-channel timeslots, its kind has {expected}")
+            }
+            BoardError::SpanIndex(i) => write!(f, "span index {i} is missing or appears twice (indexes are 0..n)"),
         }
     }
 }
@@ -181,6 +228,34 @@ fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
     if let Some(missing) = (0..desc.ports.len()).find(|i| !indexes.contains(i)) {
         return Err(BoardError::MissingIndex(missing));
     }
+    let mut span_indexes = HashSet::new();
+    for s in &desc.spans {
+        if !span_indexes.insert(s.index) {
+            return Err(BoardError::SpanIndex(s.index));
+        }
+        let expected = s.kind.hal().b_channels();
+        if s.timeslots.len() != expected {
+            return Err(BoardError::SpanChannels { index: s.index, expected, got: s.timeslots.len() });
+        }
+        for &t in &s.timeslots {
+            if t > MAX_TIMESLOT {
+                return Err(BoardError::TimeslotOutOfRange { index: s.index, timeslot: t });
+            }
+            if !slots.insert(t) {
+                return Err(BoardError::DuplicateTimeslot(t));
+            }
+        }
+        if s.label.trim().is_empty() {
+            return Err(BoardError::EmptyLabel { index: s.index });
+        }
+        if !labels.insert(s.label.as_str()) {
+            return Err(BoardError::DuplicateLabel(s.label.clone()));
+        }
+    }
+    if let Some(missing) = (0..desc.spans.len()).find(|i| !span_indexes.contains(i)) {
+        return Err(BoardError::SpanIndex(missing));
+    }
+    desc.spans.sort_by_key(|s| s.index);
     desc.ports.sort_by_key(|p| p.index);
     if let Some(first_fxo) = desc.ports.iter().position(|p| p.kind == PortKind::Fxo) {
         if let Some(p) = desc.ports[first_fxo..].iter().find(|p| p.kind == PortKind::Fxs) {
@@ -200,6 +275,21 @@ impl BoardDesc {
     pub fn fxo_count(&self) -> usize {
         self.ports.iter().filter(|p| p.kind == PortKind::Fxo).count()
     }
+
+    /// The spans as the HAL describes them.
+    pub fn span_infos(&self) -> Vec<gw_hal::isdn::SpanInfo> {
+        self.spans
+            .iter()
+            .map(|s| gw_hal::isdn::SpanInfo { kind: s.kind.hal(), label: s.label.clone(), b_timeslots: s.timeslots.clone() })
+            .collect()
+    }
+}
+
+/// One ISDN span turned into HAL objects.
+pub struct BoardSpan {
+    pub info: gw_hal::isdn::SpanInfo,
+    /// Its D channel (control plane).
+    pub dchan: Box<dyn gw_hal::isdn::DChannel + Send>,
 }
 
 /// The sim board (`board/sim/board.toml`, embedded).
@@ -220,6 +310,9 @@ pub struct Board {
     pub fxo: Vec<Box<dyn gw_hal::FxoPort + Send>>,
     /// The PCM timeslot of each of `fxo`.
     pub fxo_timeslots: Vec<u16>,
+    /// ISDN spans in span order; their B-channels are on `pcm` at
+    /// `info.b_timeslots`.
+    pub spans: Vec<BoardSpan>,
     /// The PCM bus, indexed by timeslot (`desc.ports[i].timeslot`).
     pub pcm: Box<dyn gw_hal::PcmBus + Send>,
     /// The sim card itself (for `local_addr`, `is_attached`, event notify).
@@ -233,6 +326,7 @@ impl fmt::Debug for Board {
             .field("desc", &self.desc)
             .field("fxs", &self.fxs.len())
             .field("fxo", &self.fxo.len())
+            .field("spans", &self.spans.len())
             .field("pcm_channels", &self.pcm.channels())
             .field("sim", &self.sim)
             .finish()
@@ -248,15 +342,22 @@ pub fn build(desc: &BoardDesc, sim_listen_override: Option<SocketAddr>) -> Resul
     let Some(sim) = desc.sim else {
         return Err(BoardError::NoLineCard);
     };
-    let total = desc.ports.len();
+    let total = desc.ports.len() + desc.spans.iter().map(|s| s.timeslots.len()).sum::<usize>();
     if total > gw_hal::sim::MAX_PORTS {
         return Err(BoardError::TooManyPorts(total));
     }
     let fxs_ports = desc.fxs_count();
-    let fxo_ports = total - fxs_ports;
+    let fxo_ports = desc.ports.len() - fxs_ports;
     let listen = sim_listen_override.unwrap_or(sim.listen);
     let config = SimCardConfig { listen, ports: fxs_ports, fxo_ports };
-    let mut card = SimCard::start(config).map_err(BoardError::SimStart)?;
+    let kinds: Vec<_> = desc.spans.iter().map(|s| s.kind.hal()).collect();
+    let mut card = SimCard::start_with_spans(config, &kinds).map_err(BoardError::SimStart)?;
+    let spans = card
+        .take_dchannels()
+        .into_iter()
+        .zip(desc.span_infos())
+        .map(|(d, info)| BoardSpan { info, dchan: Box::new(d) })
+        .collect();
     let fxs = card
         .take_ports()
         .into_iter()
@@ -272,11 +373,14 @@ pub fn build(desc: &BoardDesc, sim_listen_override: Option<SocketAddr>) -> Resul
     };
     // The sim card carries port i's audio as its channel i (FXS ports
     // first, as validated); the board file says which timeslot it uses.
-    let slots: Vec<u16> = desc.ports.iter().map(|p| p.timeslot).collect();
+    // Then each span's B-channels, span by span.
+    let mut slots: Vec<u16> = desc.ports.iter().map(|p| p.timeslot).collect();
+    let analog = slots.len();
+    slots.extend(desc.spans.iter().flat_map(|s| s.timeslots.iter().copied()));
     let fxs_timeslots = slots[..fxs_ports].to_vec();
-    let fxo_timeslots = slots[fxs_ports..].to_vec();
+    let fxo_timeslots = slots[fxs_ports..analog].to_vec();
     let pcm = Box::new(TimeslotBus::new(sim_pcm, &slots)) as Box<dyn gw_hal::PcmBus + Send>;
-    Ok(Board { desc, fxs, fxs_timeslots, fxo, fxo_timeslots, pcm, sim: Some(card) })
+    Ok(Board { desc, fxs, fxs_timeslots, fxo, fxo_timeslots, spans, pcm, sim: Some(card) })
 }
 
 /// A PCM bus whose channel `i` is carried on timeslot `slots[i]`: the rt
@@ -375,6 +479,43 @@ mod tests {
     }
 
     #[test]
+    fn sim_board_has_a_bri_and_a_pri_after_the_analog_ports() {
+        let b = sim_board();
+        assert_eq!(b.spans.len(), 2);
+        assert_eq!((b.spans[0].kind, b.spans[0].timeslots.clone()), (SpanKindDesc::Bri, vec![6, 7]));
+        assert_eq!(b.spans[1].kind, SpanKindDesc::Pri);
+        assert_eq!(b.spans[1].timeslots, (8..38).collect::<Vec<u16>>());
+        let mut board = build(&b, Some("127.0.0.1:0".parse().unwrap())).unwrap();
+        assert_eq!(board.pcm.channels(), 38, "4 FXS + 2 FXO + 2 + 30");
+        assert_eq!(board.spans.len(), 2);
+        assert_eq!(board.spans[1].info.label, "PRI 1");
+        assert_eq!(board.spans[1].dchan.kind(), gw_hal::isdn::SpanKind::Pri);
+        assert!(!board.spans[0].dchan.l1_status().is_up());
+        assert_eq!(board.spans[0].dchan.send_frame(&[0, 1, 0x7F]), Err(gw_hal::isdn::DChannelError::L1Down));
+    }
+
+    #[test]
+    fn span_validation_names_the_problem() {
+        let span = |index: usize, kind: &str, label: &str, slots: &str| {
+            format!("[[spans]]\nindex = {index}\nkind = \"{kind}\"\nlabel = \"{label}\"\ntimeslots = [{slots}]\n")
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (board_with(&(port(0, "A", 0) + &span(0, "bri", "B", "1"))), "SpanChannels { index: 0, expected: 2, got: 1 }"),
+            (board_with(&(port(0, "A", 0) + &span(0, "bri", "B", "0, 1"))), "DuplicateTimeslot(0)"),
+            (board_with(&(port(0, "A", 0) + &span(1, "bri", "B", "1, 2"))), "SpanIndex(0)"),
+            (board_with(&(port(0, "A", 0) + &span(0, "bri", "A", "1, 2"))), "DuplicateLabel(\"A\")"),
+            (board_with(&(port(0, "A", 0) + &span(0, "bri", "B", "1, 200"))), "TimeslotOutOfRange { index: 0, timeslot: 200 }"),
+            (board_with(&(port(0, "A", 0) + &span(0, "pri", "P", "1, 2"))), "SpanChannels { index: 0, expected: 30, got: 2 }"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(format!("{:?}", parse(&text).unwrap_err()), want, "for:\n{text}");
+        }
+        assert!(matches!(parse(&board_with(&(port(0, "A", 0) + &span(0, "t1", "B", "1, 2")))), Err(BoardError::Syntax(_))));
+        let d = parse(&board_with(&(port(0, "A", 0) + &span(1, "bri", "C", "3, 4") + &span(0, "bri", "B", "1, 2")))).unwrap();
+        assert_eq!(d.spans.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), ["B", "C"]);
+    }
+
+    #[test]
     fn sim_board_is_four_fxs_and_two_fxo_ports() {
         let b = sim_board();
         assert_eq!(b.name, "sim");
@@ -455,7 +596,7 @@ mod tests {
         assert_eq!(board.fxo.len(), 2);
         assert_eq!(board.fxs_timeslots, vec![0, 1, 2, 3]);
         assert_eq!(board.fxo_timeslots, vec![4, 5]);
-        assert_eq!(board.pcm.channels(), 6);
+        assert_eq!(board.pcm.channels(), 38);
         assert!(!board.fxo[1].line_status().seized);
         board.fxo[1].seize(true).unwrap();
         assert!(board.fxo[1].line_status().seized);

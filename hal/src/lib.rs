@@ -16,6 +16,7 @@
 pub mod chips;
 #[cfg(test)]
 mod fxs_conformance;
+pub mod isdn;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.

@@ -36,6 +36,9 @@ use std::time::Duration;
 
 use heapless::spsc::{Consumer, Producer, Queue};
 
+use crate::isdn::{
+    Alarms, DChannel, DChannelError, DChannelStats, L1State, L1Status, Side, SpanKind, MAX_FRAME, MIN_FRAME,
+};
 use crate::{
     Frame, FxoEvent, FxoLineStatus, FxoPort, FxsEvent, FxsPort, HookState, LineFeed, PcmBus, PcmStats,
     Polarity, PortError, RingCadence, FRAME_MS, FRAME_SAMPLES,
@@ -192,6 +195,76 @@ impl FxoCtl {
     }
 }
 
+/// Received D-channel frames kept for the control plane before the oldest is dropped.
+const SPAN_RX_QUEUE: usize = 64;
+/// D-channel frames waiting for the I/O thread before `send_frame` says `Busy`.
+const SPAN_TX_QUEUE: usize = 64;
+
+/// Control-plane view of one ISDN span, shared with the I/O thread.
+#[derive(Debug)]
+struct SpanCtl {
+    kind: SpanKind,
+    side: Side,
+    /// Card port (channel) of B1; the B-channels follow.
+    first_channel: usize,
+    l1: L1Status,
+    l1_events: VecDeque<L1Status>,
+    rx: VecDeque<Vec<u8>>,
+    /// Whole frames to send (the I/O thread adds the FCS).
+    tx: VecDeque<Vec<u8>>,
+    /// Activation requests to pass to linesim.
+    requests: VecDeque<bool>,
+    stats: DChannelStats,
+}
+
+impl SpanCtl {
+    /// Layer 1 without a far end: deactivated, and on an E1 loss of signal.
+    fn idle_l1(kind: SpanKind) -> L1Status {
+        L1Status { state: L1State::Deactivated, alarms: Alarms { los: kind == SpanKind::Pri, ..Alarms::default() } }
+    }
+
+    fn set_l1(&mut self, status: L1Status) -> bool {
+        if self.l1 == status {
+            return false;
+        }
+        self.l1 = status;
+        if status.state != L1State::Activated {
+            // Nothing more can leave on a dead line.
+            self.tx.clear();
+        }
+        self.l1_events.push_back(status);
+        self.stats.l1_changes += 1;
+        true
+    }
+
+    /// A DFRAME from linesim: FCS and size checked here, below the trait.
+    fn receive(&mut self, octets: &[u8]) -> bool {
+        let Some(frame) = wire::dframe_check(octets) else {
+            if octets.len() < MIN_FRAME + 2 {
+                self.stats.malformed += 1;
+            } else {
+                self.stats.bad_fcs += 1;
+            }
+            return false;
+        };
+        if frame.len() < MIN_FRAME || frame.len() > MAX_FRAME {
+            self.stats.malformed += 1;
+            return false;
+        }
+        if self.l1.state != L1State::Activated {
+            // No frame crosses a deactivated interface.
+            return false;
+        }
+        if self.rx.len() >= SPAN_RX_QUEUE {
+            self.rx.pop_front();
+            self.stats.rx_overflow += 1;
+        }
+        self.rx.push_back(frame.to_vec());
+        self.stats.frames_in += 1;
+        true
+    }
+}
+
 type Notify = Arc<dyn Fn() + Send + Sync>;
 
 struct Shared {
@@ -200,6 +273,10 @@ struct Shared {
     /// `ports` when both are held.
     fxo: Mutex<Vec<FxoCtl>>,
     notify: Mutex<Option<Notify>>,
+    /// ISDN spans, in span order. Locked after `ports` and `fxo`.
+    spans: Mutex<Vec<SpanCtl>>,
+    /// Fired when a span has a frame or a layer-1 event to poll.
+    span_notify: Mutex<Option<Notify>>,
     /// Ticks (exchange calls) completed by the rt thread.
     ticks: AtomicU64,
     attached: AtomicBool,
@@ -231,6 +308,13 @@ impl Shared {
             f();
         }
     }
+
+    fn fire_span_notify(&self) {
+        let f = self.span_notify.lock().ok().and_then(|g| g.clone());
+        if let Some(f) = f {
+            f();
+        }
+    }
 }
 
 /// The software line card. Owns the listener and the I/O thread; dropping it
@@ -240,6 +324,7 @@ pub struct SimCard {
     local_addr: SocketAddr,
     ports: Vec<SimFxsPort>,
     fxo: Vec<SimFxoPort>,
+    dchans: Vec<SimDChannel>,
     pcm: Option<SimPcmBus>,
     thread: Option<JoinHandle<()>>,
 }
@@ -259,8 +344,18 @@ impl SimCard {
     /// Fails with `InvalidInput` when the total port count (FXS and FXO) is
     /// 0 or above [`MAX_PORTS`].
     pub fn start(config: SimCardConfig) -> io::Result<SimCard> {
+        Self::start_with_spans(config, &[])
+    }
+
+    /// Like [`SimCard::start`], with ISDN spans after the analog ports: each
+    /// span's B-channels are card ports (and PCM channels) following the FXO
+    /// ports, span by span (SIMLINK.md, "ISDN spans"). Every span starts as TE
+    /// with layer 1 deactivated.
+    pub fn start_with_spans(config: SimCardConfig, spans: &[SpanKind]) -> io::Result<SimCard> {
         let fxs_ports = config.ports;
-        let total = config.ports.saturating_add(config.fxo_ports);
+        let analog = config.ports.saturating_add(config.fxo_ports);
+        let b_total: usize = spans.iter().map(|k| k.b_channels()).sum();
+        let total = analog.saturating_add(b_total);
         if total == 0 || total > MAX_PORTS {
             return Err(io::Error::new(
                 ErrorKind::InvalidInput,
@@ -275,6 +370,28 @@ impl SimCard {
             ports: Mutex::new((0..fxs_ports).map(|_| PortCtl::new()).collect()),
             fxo: Mutex::new((0..config.fxo_ports).map(|_| FxoCtl::new()).collect()),
             notify: Mutex::new(None),
+            spans: Mutex::new({
+                let mut first = analog;
+                spans
+                    .iter()
+                    .map(|&kind| {
+                        let c = SpanCtl {
+                            kind,
+                            side: Side::Te,
+                            first_channel: first,
+                            l1: SpanCtl::idle_l1(kind),
+                            l1_events: VecDeque::new(),
+                            rx: VecDeque::new(),
+                            tx: VecDeque::new(),
+                            requests: VecDeque::new(),
+                            stats: DChannelStats::default(),
+                        };
+                        first += kind.b_channels();
+                        c
+                    })
+                    .collect()
+            }),
+            span_notify: Mutex::new(None),
             ticks: AtomicU64::new(0),
             attached: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -315,8 +432,9 @@ impl SimCard {
         let fxo = (0..config.fxo_ports)
             .map(|i| SimFxoPort { shared: shared.clone(), index: fxs_ports + i, fxo_index: i })
             .collect();
+        let dchans = spans.iter().enumerate().map(|(span, &kind)| SimDChannel { shared: shared.clone(), span, kind }).collect();
         let pcm = SimPcmBus { tx: rt_tx, rx: rt_rx, ticks: shared.clone() };
-        Ok(SimCard { shared, local_addr, ports, fxo, pcm: Some(pcm), thread: Some(thread) })
+        Ok(SimCard { shared, local_addr, ports, fxo, dchans, pcm: Some(pcm), thread: Some(thread) })
     }
 
     /// The bound address (the real port when the configured port was 0).
@@ -332,6 +450,19 @@ impl SimCard {
     /// The FXO ports, once; later calls return an empty vector.
     pub fn take_fxo_ports(&mut self) -> Vec<SimFxoPort> {
         std::mem::take(&mut self.fxo)
+    }
+
+    /// The D channels of the spans, in span order, once.
+    pub fn take_dchannels(&mut self) -> Vec<SimDChannel> {
+        std::mem::take(&mut self.dchans)
+    }
+
+    /// Called (from the I/O thread) whenever a span has a received frame or
+    /// a layer-1 event to poll. Replaces any earlier closure.
+    pub fn set_span_notify(&self, f: Box<dyn Fn() + Send + Sync>) {
+        if let Ok(mut g) = self.shared.span_notify.lock() {
+            *g = Some(Arc::from(f));
+        }
     }
 
     /// The PCM bus for the rt thread, once.
@@ -519,6 +650,92 @@ impl FxoPort for SimFxoPort {
     }
 }
 
+/// The D channel of one span of the sim card (control plane side). The sim
+/// link carries each frame with its FCS; this side checks it (a bad one is
+/// counted in [`DChannelStats::bad_fcs`] and dropped) and adds it on send.
+pub struct SimDChannel {
+    shared: Arc<Shared>,
+    span: usize,
+    kind: SpanKind,
+}
+
+impl std::fmt::Debug for SimDChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDChannel").field("span", &self.span).field("kind", &self.kind).finish()
+    }
+}
+
+impl SimDChannel {
+    /// 0-based span index (the sim-link port field of its D-channel messages).
+    pub fn span(&self) -> usize {
+        self.span
+    }
+
+    fn with_span<T>(&self, f: impl FnOnce(&mut SpanCtl) -> T) -> Result<T, DChannelError> {
+        if !self.shared.alive.load(Ordering::Acquire) {
+            return Err(DChannelError::CardGone);
+        }
+        let mut spans = self.shared.spans.lock().map_err(|_| DChannelError::CardGone)?;
+        let s = spans.get_mut(self.span).ok_or(DChannelError::CardGone)?;
+        Ok(f(s))
+    }
+}
+
+impl DChannel for SimDChannel {
+    fn kind(&self) -> SpanKind {
+        self.kind
+    }
+
+    fn poll_frame(&mut self) -> Option<Vec<u8>> {
+        self.with_span(|s| s.rx.pop_front()).ok().flatten()
+    }
+
+    fn send_frame(&mut self, frame: &[u8]) -> Result<(), DChannelError> {
+        if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
+            return Err(DChannelError::BadFrame);
+        }
+        self.with_span(|s| {
+            if s.l1.state != L1State::Activated {
+                s.stats.tx_refused += 1;
+                return Err(DChannelError::L1Down);
+            }
+            if s.tx.len() >= SPAN_TX_QUEUE {
+                return Err(DChannelError::Busy);
+            }
+            s.tx.push_back(frame.to_vec());
+            s.stats.frames_out += 1;
+            Ok(())
+        })?
+    }
+
+    fn poll_l1_event(&mut self) -> Option<L1Status> {
+        self.with_span(|s| s.l1_events.pop_front()).ok().flatten()
+    }
+
+    fn l1_status(&self) -> L1Status {
+        self.with_span(|s| s.l1).unwrap_or(SpanCtl::idle_l1(self.kind))
+    }
+
+    /// Passed to linesim as L1_REQUEST (when attached); the state changes
+    /// when linesim answers with L1.
+    fn request_l1(&mut self, activate: bool) -> Result<(), DChannelError> {
+        self.with_span(|s| {
+            if s.requests.len() < 8 {
+                s.requests.push_back(activate);
+            }
+        })
+    }
+
+    /// Sent to linesim as SPAN (now, or at the next attach).
+    fn set_side(&mut self, side: Side) -> Result<(), DChannelError> {
+        self.with_span(|s| s.side = side)
+    }
+
+    fn stats(&self) -> DChannelStats {
+        self.with_span(|s| s.stats).unwrap_or_default()
+    }
+}
+
 /// The sim card's PCM bus (rt side). Channel `i` is card port `i` (FXS
 /// ports, then FXO ports).
 pub struct SimPcmBus {
@@ -576,6 +793,8 @@ struct Conn {
     sent_ring: Vec<Option<bool>>,
     /// FXO: the loop state last sent (SEIZE), per FXO port.
     sent_seize: Vec<Option<bool>>,
+    /// ISDN: the side last sent (SPAN), per span.
+    sent_side: Vec<Option<Side>>,
 }
 
 /// Why a connection ends.
@@ -677,10 +896,22 @@ impl IoThread {
         let _ = stream.set_nodelay(true);
         let n = self.tx.len();
         let n_fxo = self.shared.fxo.lock().map(|f| f.len()).unwrap_or(0);
-        let kinds = if n_fxo == 0 {
+        let n_fxs = self.shared.ports.lock().map(|f| f.len()).unwrap_or(0);
+        let n_spans = self.shared.spans.lock().map(|s| s.len()).unwrap_or(0);
+        let kinds = if n_fxo == 0 && n_spans == 0 {
             Vec::new()
         } else {
-            (0..n).map(|i| if i < n - n_fxo { PortKind::Fxs } else { PortKind::Fxo }).collect()
+            (0..n)
+                .map(|i| {
+                    if i < n_fxs {
+                        PortKind::Fxs
+                    } else if i < n_fxs + n_fxo {
+                        PortKind::Fxo
+                    } else {
+                        PortKind::BChannel
+                    }
+                })
+                .collect()
         };
         let mut conn = Conn {
             stream,
@@ -689,6 +920,7 @@ impl IoThread {
             sent_feed: vec![None; n],
             sent_ring: vec![None; n],
             sent_seize: vec![None; n_fxo],
+            sent_side: vec![None; n_spans],
         };
         // SIMLINK.md "Connect and disconnect": HELLO, then FEED and RING of
         // every FXS port and SEIZE of every FXO port (sent by sync_control
@@ -717,6 +949,16 @@ impl IoThread {
                 *notify |= p.reset_line();
             }
         }
+        if let Ok(mut spans) = self.shared.spans.lock() {
+            let mut any = false;
+            for s in spans.iter_mut() {
+                s.requests.clear();
+                any |= s.set_l1(SpanCtl::idle_l1(s.kind));
+            }
+            if any {
+                self.shared.fire_span_notify();
+            }
+        }
         for p in &mut self.rx {
             prefill(p);
         }
@@ -734,6 +976,10 @@ impl IoThread {
         for (k, p) in fxo.iter().enumerate() {
             sync_fxo(conn, ports.len(), k, p);
         }
+        let Ok(mut spans) = self.shared.spans.lock() else { return };
+        for (k, s) in spans.iter_mut().enumerate() {
+            sync_span(conn, k, s);
+        }
     }
 
     /// Processes the ticks the rt thread completed since the last call: per
@@ -747,6 +993,7 @@ impl IoThread {
         let Ok(mut ports) = self.shared.ports.lock() else { return false };
         let Ok(mut fxo) = self.shared.fxo.lock() else { return false };
         let n_fxs = ports.len();
+        let n_analog = n_fxs + fxo.len();
         while self.ticks_done < now {
             self.ticks_done += 1;
             for i in 0..self.tx.len() {
@@ -754,7 +1001,7 @@ impl IoThread {
                 if let Some(conn) = self.conn.as_mut() {
                     if i < n_fxs {
                         sync_port(conn, i, &ports[i]);
-                    } else {
+                    } else if i < n_analog {
                         sync_fxo(conn, n_fxs, i - n_fxs, &fxo[i - n_fxs]);
                     }
                     wire::encode_audio(&mut conn.output, i as u8, &frame);
@@ -766,7 +1013,7 @@ impl IoThread {
                     if let Some(r) = ports[i].ringing.as_mut() {
                         r.advance(FRAME_MS);
                     }
-                } else {
+                } else if i < n_analog {
                     let p = &mut fxo[i - n_fxs];
                     p.open_ms = p.open_ms.saturating_sub(FRAME_MS);
                 }
@@ -802,6 +1049,29 @@ fn sync_fxo(conn: &mut Conn, n_fxs: usize, k: usize, p: &FxoCtl) {
     if conn.sent_seize[k] != Some(closed) {
         Message::Seize { port: (n_fxs + k) as u8, on: closed }.encode(&mut conn.output);
         conn.sent_seize[k] = Some(closed);
+    }
+}
+
+/// SIMLINK.md "ISDN spans": the SPAN description when the side changed (and
+/// after HELLO), then pending activation requests and D-channel frames.
+fn sync_span(conn: &mut Conn, k: usize, s: &mut SpanCtl) {
+    let span = k as u8;
+    if conn.sent_side[k] != Some(s.side) {
+        Message::Span {
+            span,
+            kind: s.kind,
+            side: s.side,
+            first_channel: s.first_channel as u8,
+            channels: s.kind.b_channels() as u8,
+        }
+        .encode(&mut conn.output);
+        conn.sent_side[k] = Some(s.side);
+    }
+    while let Some(activate) = s.requests.pop_front() {
+        Message::L1Request { span, activate }.encode(&mut conn.output);
+    }
+    while let Some(frame) = s.tx.pop_front() {
+        Message::DFrame { span, octets: wire::dframe_payload(&frame) }.encode(&mut conn.output);
     }
 }
 
@@ -931,7 +1201,31 @@ fn handle_message(
                 }
             }
         }
-        Message::Feed { .. } | Message::Seize { .. } | Message::Unknown { .. } => {}
+        Message::DFrame { span, octets } => {
+            let Ok(mut spans) = shared.spans.lock() else { return Ok(()) };
+            if let Some(s) = spans.get_mut(usize::from(span)) {
+                if s.receive(&octets) {
+                    drop(spans);
+                    shared.fire_span_notify();
+                }
+            }
+        }
+        Message::L1 { span, status } => {
+            let Ok(mut spans) = shared.spans.lock() else { return Ok(()) };
+            if let Some(s) = spans.get_mut(usize::from(span)) {
+                // A BRI has no E1 alarms.
+                let status = if s.kind == SpanKind::Bri { L1Status { alarms: Alarms::default(), ..status } } else { status };
+                if s.set_l1(status) {
+                    drop(spans);
+                    shared.fire_span_notify();
+                }
+            }
+        }
+        Message::Feed { .. }
+        | Message::Seize { .. }
+        | Message::Span { .. }
+        | Message::L1Request { .. }
+        | Message::Unknown { .. } => {}
     }
     Ok(())
 }
@@ -1636,5 +1930,145 @@ mod tests {
         wait_until("attach", || c.is_attached());
         let mut b = SimFxsBench { _card: c, pcm, port, peer };
         crate::fxs_conformance::run_all(&mut b);
+    }
+
+    fn span_card() -> SimCard {
+        let cfg = SimCardConfig { listen: "127.0.0.1:0".parse().unwrap(), ports: 1, fxo_ports: 1 };
+        SimCard::start_with_spans(cfg, &[SpanKind::Bri, SpanKind::Pri]).unwrap()
+    }
+
+    fn next_l1(d: &mut SimDChannel) -> L1Status {
+        let mut ev = None;
+        wait_until("an L1 event", || {
+            ev = d.poll_l1_event();
+            ev.is_some()
+        });
+        ev.unwrap()
+    }
+
+    #[test]
+    fn spans_add_b_channels_and_describe_themselves() {
+        let mut c = span_card();
+        assert_eq!(c.take_pcm().unwrap().channels(), 2 + 2 + 30);
+        let mut d = c.take_dchannels();
+        assert_eq!(d.len(), 2);
+        assert!(c.take_dchannels().is_empty());
+        assert_eq!(d[0].l1_status(), L1Status::DOWN);
+        assert_eq!(d[1].l1_status().alarms, Alarms { los: true, ..Default::default() }, "no far end: LOS");
+        d[1].set_side(Side::Nt).unwrap();
+        let mut peer = Peer::connect(&c);
+        let mut kinds = vec![PortKind::Fxs, PortKind::Fxo];
+        kinds.extend(std::iter::repeat(PortKind::BChannel).take(32));
+        assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 34, kinds });
+        assert_eq!(peer.expect(), Message::Feed { port: 0, feed: LineFeed::Forward });
+        assert_eq!(peer.expect(), Message::Ring { port: 0, on: false });
+        assert_eq!(peer.expect(), Message::Seize { port: 1, on: false });
+        assert_eq!(
+            peer.expect(),
+            Message::Span { span: 0, kind: SpanKind::Bri, side: Side::Te, first_channel: 2, channels: 2 }
+        );
+        assert_eq!(
+            peer.expect(),
+            Message::Span { span: 1, kind: SpanKind::Pri, side: Side::Nt, first_channel: 4, channels: 30 }
+        );
+        // A side change is told at once.
+        d[0].set_side(Side::Nt).unwrap();
+        assert_eq!(
+            peer.expect(),
+            Message::Span { span: 0, kind: SpanKind::Bri, side: Side::Nt, first_channel: 2, channels: 2 }
+        );
+        d[0].request_l1(true).unwrap();
+        assert_eq!(peer.expect(), Message::L1Request { span: 0, activate: true });
+    }
+
+    #[test]
+    fn d_channel_frames_cross_with_fcs_checked_below_the_trait() {
+        let mut c = span_card();
+        let mut d = c.take_dchannels();
+        let fired = Arc::new(AtomicUsize::new(0));
+        c.set_span_notify(Box::new({
+            let fired = fired.clone();
+            move || {
+                fired.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+        // Layer 1 down: nothing is sent.
+        assert_eq!(d[0].send_frame(&[0, 1, 0x7F]), Err(DChannelError::L1Down));
+        assert_eq!(d[0].stats().tx_refused, 1);
+        assert_eq!(d[0].send_frame(&[0, 1]), Err(DChannelError::BadFrame));
+        assert_eq!(d[0].send_frame(&[0; MAX_FRAME + 1]), Err(DChannelError::BadFrame));
+        let mut peer = Peer::connect(&c);
+        while !matches!(peer.expect(), Message::Span { span: 1, .. }) {}
+        let up = L1Status { state: L1State::Activated, alarms: Alarms::default() };
+        peer.send(Message::L1 { span: 0, status: up });
+        assert_eq!(next_l1(&mut d[0]), up);
+        assert!(fired.load(Ordering::Relaxed) >= 1);
+        // A BRI has no E1 alarms: they are cleared.
+        peer.send(Message::L1 { span: 0, status: L1Status { alarms: Alarms { rai: true, ..Default::default() }, ..up } });
+        // A repeat is no event; the PRI comes up with RAI.
+        let rai = L1Status { state: L1State::Activated, alarms: Alarms { rai: true, ..Default::default() } };
+        peer.send(Message::L1 { span: 1, status: rai });
+        assert_eq!(next_l1(&mut d[1]), rai);
+        assert_eq!(d[0].poll_l1_event(), None);
+        // Good frame in, bad FCS dropped and counted, short frame counted.
+        let sabme = [0x00, 0x01, 0x7F];
+        let mut bad = wire::dframe_payload(&sabme);
+        bad[1] ^= 0x04;
+        peer.send(Message::DFrame { span: 0, octets: bad });
+        peer.send(Message::DFrame { span: 0, octets: vec![1, 2, 3] });
+        peer.send(Message::DFrame { span: 0, octets: wire::dframe_payload(&sabme) });
+        peer.send(Message::DFrame { span: 9, octets: wire::dframe_payload(&sabme) });
+        let mut got = None;
+        wait_until("a frame", || {
+            got = d[0].poll_frame();
+            got.is_some()
+        });
+        assert_eq!(got.unwrap(), sabme);
+        assert_eq!(d[0].poll_frame(), None, "the bad ones were not delivered");
+        let st = d[0].stats();
+        assert_eq!((st.frames_in, st.bad_fcs, st.malformed), (1, 1, 1));
+        // Out: the card adds the FCS.
+        d[0].send_frame(&[0x02, 0x01, 0x73]).unwrap();
+        let m = loop {
+            match peer.expect() {
+                Message::DFrame { span, octets } => break (span, octets),
+                _ => continue,
+            }
+        };
+        assert_eq!(m.0, 0);
+        assert_eq!(wire::dframe_check(&m.1), Some(&[0x02, 0x01, 0x73][..]));
+        // linesim goes: layer 1 drops on every span, the PRI with LOS.
+        drop(peer);
+        assert_eq!(next_l1(&mut d[0]), L1Status::DOWN);
+        assert_eq!(next_l1(&mut d[1]).alarms, Alarms { los: true, ..Default::default() });
+        assert_eq!(d[0].send_frame(&sabme), Err(DChannelError::L1Down));
+    }
+
+    #[test]
+    fn b_channel_audio_uses_the_ports_after_the_analog_ones() {
+        let mut c = span_card();
+        let mut pcm = c.take_pcm().unwrap();
+        let mut peer = Peer::connect(&c);
+        while !matches!(peer.expect(), Message::Span { span: 1, .. }) {}
+        peer.send(Message::Hello { version: 1, ports: 0, kinds: vec![] });
+        let mut tx = vec![[0i16; FRAME_SAMPLES]; 34];
+        tx[33] = [1234; FRAME_SAMPLES];
+        let mut rx = vec![[0i16; FRAME_SAMPLES]; 34];
+        pcm.exchange(&tx, &mut rx);
+        let mut seen = Vec::new();
+        while seen.len() < 34 {
+            if let Message::Audio { port, samples } = peer.expect() {
+                seen.push(port);
+                if port == 33 {
+                    assert_eq!(samples[0], 1234);
+                }
+            }
+        }
+        assert_eq!(seen, (0..34).collect::<Vec<u8>>());
+        peer.send(Message::Audio { port: 20, samples: [-77; FRAME_SAMPLES] });
+        wait_until("b-channel audio", || {
+            pcm.exchange(&tx, &mut rx);
+            rx[20][0] == -77
+        });
     }
 }

@@ -89,6 +89,7 @@ impl Setup {
             profile: gw_dsp::tones::profile(&config.system.country).expect("validated country"),
             modem_bypass: m.modem_bypass,
             bridge_channels: 0,
+            digital_lines: [0; 2],
         };
         Setup { rt, ptime_ms: m.ptime_ms, jitter_ms: m.jitter_ms, codec: VoiceCodec::G711(Law::Ulaw) }
     }

@@ -52,6 +52,7 @@ pub fn plan_change(old: &Config, new: &Config) -> ChangePlan {
         "media echo canceller or modem bypass (set up by the rt thread at start)",
     );
     restart(om.sip_bridges != nm.sip_bridges, "media.sip_bridges (rt channels)");
+    restart(old.span != new.span, "[[span]] (ISDN spans)");
     let (ol, nl) = (&old.limits, &new.limits);
     restart(
         ol.console_sessions != nl.console_sessions

@@ -50,6 +50,9 @@ pub struct Config {
     /// from that trunk ring the port whose number they name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<gw_call::RouteConfig>,
+    /// ISDN spans of the board put to use (`crate::isdn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub span: Vec<crate::isdn::SpanConfig>,
 }
 
 /// `[emergency]`: the numbers that are routed as emergency calls.
@@ -852,6 +855,7 @@ impl Config {
                 }
             }
         }
+        crate::isdn::validate_spans(&self.span)?;
         self.route_table().map(|_| ())
     }
 

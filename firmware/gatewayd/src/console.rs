@@ -34,13 +34,22 @@ pub struct Context {
     pub apply: Arc<dyn Fn(crate::config::Config) + Send + Sync>,
     /// The packet capture of SIP and RTP (`capture.rs`).
     pub capture: Arc<crate::capture::Capture>,
+    /// Requests to the ISDN span task (`capture isdn`).
+    pub isdn: crate::isdn::Control,
 }
 
 impl Context {
     /// A context with the embedded default configuration and no restart.
     pub fn for_tests(status: SharedStatus) -> Context {
         let store = ConfigStore::new(None, 4, crate::config::Config::default_sim());
-        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}), apply: Arc::new(|_| {}), capture: Arc::default() }
+        Context {
+            status,
+            store: Arc::new(Mutex::new(store)),
+            restart: Arc::new(|| {}),
+            apply: Arc::new(|_| {}),
+            capture: Arc::default(),
+            isdn: Default::default(),
+        }
     }
 
     /// Puts a saved configuration into effect: live when every part it
@@ -89,6 +98,9 @@ show cdr [N]                 the last N calls' records (default 20): legs, cause
 capture start|stop|status    record this gateway's SIP and RTP (pcap, 16 MB at most)
 capture save FILE            write the recording to FILE (tshark/Wireshark read it)
 show routes                  the routing table
+show isdn                    ISDN spans: layer 1 and alarms, layer 2, TEI, counters, B-channels
+capture isdn SPAN FILE       write SPAN's D-channel frames to FILE (pcap, LAPD)
+capture stop                 end every D-channel capture
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
                              would do, without placing it
@@ -202,7 +214,11 @@ impl Session {
             }
             ["capture", "stop"] => {
                 ctx.capture.stop();
-                format!("{}; download it from the web UI (/api/capture.pcap) or 'capture save FILE'\n", ctx.capture.status())
+                ctx.isdn.push(crate::isdn::Command::StopCaptures);
+                format!(
+                    "{}; download it from the web UI (/api/capture.pcap) or 'capture save FILE'; D-channel captures stop too\n",
+                    ctx.capture.status()
+                )
             }
             ["capture", "status"] | ["capture"] => format!("{}\n", ctx.capture.status()),
             ["capture", "save", file] => match ctx.capture.pcap() {
@@ -212,6 +228,11 @@ impl Session {
                     Err(e) => format!("error: cannot write {file}: {e}\n"),
                 },
             },
+            ["show", "isdn"] => crate::isdn::show_isdn(&ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn),
+            ["capture", "isdn", span, file] => {
+                let spans = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn.clone();
+                crate::isdn::console_capture(&ctx.isdn, &spans, span, file)
+            }
             ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
             ["show", "cdr", n] => match n.parse::<usize>() {
                 Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
@@ -460,7 +481,8 @@ mod tests {
     /// Also counts the changes handed to the control plane to apply live.
     fn ctx_counting(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, Arc<AtomicU32>, std::path::PathBuf) {
         let f = crate::config_store::fixture(dir, crate::config::DEFAULT_TOML);
-        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Arc::default() }, f.restarts, f.applies, f.path)
+        let isdn = Default::default();
+        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Arc::default(), isdn }, f.restarts, f.applies, f.path)
     }
 
     fn text(r: Reply) -> String {

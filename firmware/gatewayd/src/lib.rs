@@ -4,6 +4,7 @@
 //! - [`media_io`]: the thread that moves RTP between sockets and the rt queues;
 //! - [`gateway`]: the call router joining line machines, SIP and the rt thread;
 //! - [`driver`]: the tokio task that owns the SIP socket and the clock;
+//! - [`isdn`]: ISDN spans (`[[span]]`, layer 2 per span, `show isdn`, D-channel pcap);
 //! - [`callerid`]: the caller ID delivery for an incoming call;
 //! - [`capture`]: the installer's packet capture of SIP and RTP (pcap);
 //! - [`cdr`]: call detail records (`show cdr`, the status's call log, `[log] cdr_file`);
@@ -28,6 +29,7 @@ pub mod conn_limit;
 pub mod console;
 pub mod driver;
 pub mod gateway;
+pub mod isdn;
 pub mod limits;
 pub mod logging;
 pub mod media_io;

@@ -57,6 +57,15 @@ fn main() -> ExitCode {
             }
         },
     };
+    // `[[span]]` against the board's ISDN spans.
+    if let Err(e) = gatewayd::isdn::check_board(&config.span, &board_desc.span_infos()) {
+        error!("configuration refused: {e}");
+        eprintln!("gatewayd: configuration refused: {e}");
+        if let (Some(path), false) = (&args.config, args.check_config) {
+            undo_failed_change(path);
+        }
+        return ExitCode::from(2);
+    }
     if args.check_config {
         println!("configuration OK");
         return ExitCode::SUCCESS;
@@ -121,7 +130,15 @@ fn run(
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let board_ports = board_desc.fxs_count();
-    let board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
+    let mut board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
+    // ISDN spans: the configured ones get a layer-2 task; the others stay idle.
+    let mut board_spans: Vec<_> = std::mem::take(&mut board.spans).into_iter().map(|s| Some((s.info, s.dchan))).collect();
+    let spans = gatewayd::isdn::build_spans(&config.span, &mut board_spans)?;
+    let span_wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(sim) = board.sim.as_ref() {
+        let wake = span_wake.clone();
+        sim.set_span_notify(Box::new(move || wake.notify_one()));
+    }
     let sim_addr = board.sim.as_ref().map(|s| s.local_addr());
     // The PCM bus's channels, then the bridge channels of trunk-to-trunk calls.
     let lines = board.pcm.channels();
@@ -139,7 +156,14 @@ fn run(
         profile: gw_dsp::tones::profile(&config.system.country).expect("validated country"),
         modem_bypass: config.media.modem_bypass,
         bridge_channels: 2 * usize::from(config.media.sip_bridges),
+        digital_lines: [0; 2],
     };
+    let mut rt_config = rt_config;
+    for s in board_desc.spans.iter() {
+        for &t in &s.timeslots {
+            rt_config.set_digital(usize::from(t));
+        }
+    }
     let engine = RtEngine::new(BoxedPcm(board.pcm), rt_queues, rt_stats.clone(), rt_config);
     let stop = Arc::new(AtomicBool::new(false));
     let (setup_tx, setup_rx) = std::sync::mpsc::channel();
@@ -229,7 +253,16 @@ fn run(
                 let _ = changes_tx.send(config);
             }
         });
-        let management = console::Context { status: status.clone(), store, restart: request_restart.clone(), apply, capture: capture.clone() };
+        let isdn_control = gatewayd::isdn::Control::default();
+        let management = console::Context {
+            status: status.clone(),
+            store,
+            restart: request_restart.clone(),
+            apply,
+            capture: capture.clone(),
+            isdn: isdn_control.clone(),
+        };
+        tokio::spawn(gatewayd::isdn::run(spans, status.clone(), isdn_control, span_wake, shutdown_rx.clone()));
         tokio::spawn(web::serve(http, management.clone()));
         tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change

@@ -486,6 +486,23 @@ struct Channel {
     monitor: Option<LineMonitor>,
     /// On-hook caller ID receiver (an FXO line).
     cid_rx: Option<CallerIdReceiver>,
+    /// An ISDN B-channel ([`RtConfig::digital_lines`]).
+    digital: bool,
+}
+
+impl Channel {
+    /// A B-channel with nothing to do: its detectors need not run.
+    fn idle_digital(&self) -> bool {
+        self.digital
+            && self.media.is_none()
+            && self.hears.is_none()
+            && self.tone.is_none()
+            && self.caller_id.is_none()
+            && self.dial.is_none()
+            && self.digit_out.is_none()
+            && self.monitor.is_none()
+            && self.cid_rx.is_none()
+    }
 }
 
 /// Sends a dial string key by key (Q.23: at least 40 ms of tone and 40 ms
@@ -573,6 +590,26 @@ pub struct RtConfig {
     /// Channels after the PCM bus's, with no line: each carries one RTP
     /// session of a call between two SIP legs. No echo canceller.
     pub bridge_channels: usize,
+    /// PCM lines that are ISDN B-channels (bit `i` of the mask: line `i`,
+    /// up to 128): 4-wire digital, so no echo canceller (there is no hybrid
+    /// on the gateway's side), and while idle (no call, tone, dialler or
+    /// listener) their detectors do not run: 30 idle B-channels of an E1
+    /// cost a copy each.
+    pub digital_lines: [u64; 2],
+}
+
+impl RtConfig {
+    /// Whether line `i` is in [`RtConfig::digital_lines`].
+    pub fn is_digital(&self, i: usize) -> bool {
+        i < 128 && self.digital_lines[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
+    /// Marks line `i` (< 128) as digital.
+    pub fn set_digital(&mut self, i: usize) {
+        if i < 128 {
+            self.digital_lines[i / 64] |= 1u64 << (i % 64);
+        }
+    }
 }
 
 impl RtConfig {
@@ -583,6 +620,7 @@ impl RtConfig {
             profile: gw_dsp::tones::profile("US").expect("US profile"),
             modem_bypass: true,
             bridge_channels: 0,
+            digital_lines: [0; 2],
         }
     }
 }
@@ -612,7 +650,8 @@ impl<P: PcmBus> RtEngine<P> {
         assert!(stats.channels.len() >= n, "RtStats sized for fewer channels than the PCM bus and the bridges");
         let channels = (0..n)
             .map(|i| Channel {
-                echo: config.echo_tail.filter(|_| i < lines).map(|t| Box::new(EchoCanceller::new(t))),
+                echo: config.echo_tail.filter(|_| i < lines && !config.is_digital(i)).map(|t| Box::new(EchoCanceller::new(t))),
+                digital: i < lines && config.is_digital(i),
                 dtmf: DtmfDetector::new(),
                 tone: None,
                 caller_id: None,
@@ -890,6 +929,11 @@ impl<P: PcmBus> RtEngine<P> {
         for i in 0..self.channels.len() {
             let channel = i as u8;
             let ch = &mut self.channels[i];
+            if ch.idle_digital() {
+                // Still heard as it is by a channel listening to it.
+                self.clean[i] = self.rx[i];
+                continue;
+            }
             // What the line sent, less the echo of what we sent it (not in
             // voice-band data: the modems cancel their own echo).
             match ch.echo.as_mut() {
@@ -1253,6 +1297,41 @@ mod tests {
             initial_ts: 0,
             jitter_depth_ms: 40,
         }
+    }
+
+    #[test]
+    fn idle_b_channels_cost_a_copy_and_have_no_echo_canceller() {
+        // Lines 0 (analog) and 1, 2 (B-channels) all send a DTMF 5.
+        let digit_frames = dtmf_frames(b'5');
+        let line = move |tick: u64, _ch: usize, f: &mut Frame| {
+            let t = tick as usize;
+            *f = if t < digit_frames.len() { digit_frames[t] } else { [0; FRAME_SAMPLES] };
+        };
+        let pcm = LoopPcm { n: 3, tick: 0, line, last_tx: vec![[0; FRAME_SAMPLES]; 3] };
+        let (rtq, mut ctl) = make_queues();
+        let mut config = RtConfig { echo_tail: Some(512), ..RtConfig::plain() };
+        config.set_digital(1);
+        config.set_digital(2);
+        assert!(config.is_digital(2) && !config.is_digital(0) && !config.is_digital(200));
+        let mut engine = RtEngine::new(pcm, rtq, Arc::new(RtStats::new(3)), config);
+        assert!(engine.channels[0].echo.is_some());
+        assert!(engine.channels[1].echo.is_none() && engine.channels[2].echo.is_none(), "4-wire: no canceller");
+        // B-channel 2 is in a call (RTP): its detectors run; idle B-channel 1's do not.
+        ctl.commands
+            .enqueue(RtCommand::StartMedia { channel: 2, session: session(0), codec: VoiceCodec::G711(Law::Ulaw) })
+            .unwrap();
+        for _ in 0..40 {
+            engine.tick();
+        }
+        let mut digits = Vec::new();
+        while let Some(ev) = ctl.events.dequeue() {
+            if let RtEvent::LineDigit { channel, .. } = ev {
+                digits.push(channel);
+            }
+        }
+        assert_eq!(digits, vec![0, 2]);
+        // What an idle B-channel receives is still there for a listener.
+        assert_eq!(engine.clean[1], engine.rx[1]);
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct Status {
     pub warnings: Vec<String>,
     pub media: MediaStatus,
     pub sip_admission: AdmissionStatus,
+    /// ISDN spans (`show isdn`).
+    pub isdn: Vec<crate::isdn::SpanStatus>,
     /// The last calls' records (`show cdr`, `GET /api/cdr`); not in the
     /// status JSON, which is polled.
     #[serde(skip)]
@@ -149,6 +151,7 @@ impl Status {
             warnings: Vec::new(),
             media: MediaStatus::default(),
             sip_admission: AdmissionStatus::default(),
+            isdn: Vec::new(),
             call_log: Default::default(),
         }
     }

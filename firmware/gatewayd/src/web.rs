@@ -293,7 +293,7 @@ mod tests {
             text = text.replace("[management]\n", &format!("[management]\nweb_password = \"{pw}\"\n"));
         }
         let f = crate::config_store::fixture(dir, &text);
-        (WebContext { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Default::default() }, f.applies, f.path)
+        (WebContext { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Default::default(), isdn: Default::default() }, f.applies, f.path)
     }
 
     fn basic(user_pw: &str) -> String {

@@ -3,6 +3,7 @@
 //! Shared by the card ([`super::SimCard`]) and by `linesim`, so both ends agree
 //! on one implementation of the byte layout. Pure functions: no I/O.
 
+use crate::isdn::{Alarms, L1State, L1Status, Side, SpanKind, MAX_FRAME};
 use crate::{Frame, LineFeed, Polarity, FRAME_SAMPLES};
 
 /// Protocol version spoken here (SIMLINK.md, HELLO).
@@ -28,7 +29,15 @@ pub mod msg_type {
     pub const POLARITY: u8 = 0x40;
     pub const LOOP_CURRENT: u8 = 0x41;
     pub const SEIZE: u8 = 0x42;
+    /// ISDN spans (SIMLINK.md, "ISDN spans").
+    pub const SPAN: u8 = 0x50;
+    pub const DFRAME: u8 = 0x51;
+    pub const L1: u8 = 0x52;
+    pub const L1_REQUEST: u8 = 0x53;
 }
+
+/// Largest DFRAME payload: a whole LAPD frame and its 2 FCS octets.
+pub const MAX_DFRAME: usize = MAX_FRAME + 2;
 
 /// What a port of the card is (HELLO's optional kind list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +46,9 @@ pub enum PortKind {
     Fxs,
     /// An exchange line; the card is the phone. Wire code 1.
     Fxo,
+    /// A B-channel of an ISDN span: audio only (the span's D channel and
+    /// layer 1 travel in SPAN, DFRAME and L1 messages). Wire code 2.
+    BChannel,
 }
 
 impl PortKind {
@@ -44,6 +56,7 @@ impl PortKind {
         match self {
             PortKind::Fxs => 0,
             PortKind::Fxo => 1,
+            PortKind::BChannel => 2,
         }
     }
 
@@ -51,6 +64,7 @@ impl PortKind {
         match code {
             0 => Some(PortKind::Fxs),
             1 => Some(PortKind::Fxo),
+            2 => Some(PortKind::BChannel),
             _ => None,
         }
     }
@@ -79,6 +93,17 @@ pub enum Message {
     LoopCurrent { port: u8, on: bool },
     /// card -> linesim, FXO: the card closes (`on`) or opens the loop.
     Seize { port: u8, on: bool },
+    /// card -> linesim, after HELLO: span `span` is a `kind` interface whose
+    /// card side plays `side`; its B-channels are card ports
+    /// `first_channel..first_channel + channels`.
+    Span { span: u8, kind: SpanKind, side: Side, first_channel: u8, channels: u8 },
+    /// Both directions: one D-channel frame of span `span`, the LAPD octets
+    /// followed by their FCS-16, low octet first (the receiver checks it).
+    DFrame { span: u8, octets: Vec<u8> },
+    /// linesim -> card: layer-1 state and alarms of span `span`.
+    L1 { span: u8, status: L1Status },
+    /// card -> linesim: the card asks for layer-1 activation (`true`) or deactivation.
+    L1Request { span: u8, activate: bool },
     /// A type this version does not know; its payload was skipped.
     Unknown { msg_type: u8, port: u8 },
 }
@@ -129,6 +154,43 @@ pub fn feed_from_code(code: u8) -> Option<LineFeed> {
         2 => Some(LineFeed::Reverse),
         3 => Some(LineFeed::OnHookTransmission),
         _ => None,
+    }
+}
+
+/// Wire code of an [`L1State`] (L1 payload): 0 deactivated, 1 activating, 2 activated.
+pub fn l1_state_code(s: L1State) -> u8 {
+    match s {
+        L1State::Deactivated => 0,
+        L1State::Activating => 1,
+        L1State::Activated => 2,
+    }
+}
+
+/// Inverse of [`l1_state_code`].
+pub fn l1_state_from_code(c: u8) -> Option<L1State> {
+    match c {
+        0 => Some(L1State::Deactivated),
+        1 => Some(L1State::Activating),
+        2 => Some(L1State::Activated),
+        _ => None,
+    }
+}
+
+/// A DFRAME payload for the whole LAPD frame `frame`: the frame and its
+/// FCS-16 (Q.921 2.7), low octet first.
+pub fn dframe_payload(frame: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(frame.len() + 2);
+    v.extend_from_slice(frame);
+    v.extend_from_slice(&gw_isdn::hdlc::fcs16(frame).to_le_bytes());
+    v
+}
+
+/// The whole frame inside a DFRAME payload, if its FCS checks.
+pub fn dframe_check(octets: &[u8]) -> Option<&[u8]> {
+    if octets.len() >= 2 && gw_isdn::hdlc::fcs_ok(octets) {
+        Some(&octets[..octets.len() - 2])
+    } else {
+        None
     }
 }
 
@@ -217,6 +279,36 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
             expect(1)?;
             Message::Seize { port, on: bool_value(payload[0])? }
         }
+        msg_type::SPAN => {
+            expect(4)?;
+            let kind = match payload[0] {
+                0 => SpanKind::Bri,
+                1 => SpanKind::Pri,
+                value => return Err(WireError::BadValue { msg_type, value }),
+            };
+            let side = match payload[1] {
+                0 => Side::Te,
+                1 => Side::Nt,
+                value => return Err(WireError::BadValue { msg_type, value }),
+            };
+            Message::Span { span: port, kind, side, first_channel: payload[2], channels: payload[3] }
+        }
+        msg_type::DFRAME => {
+            if length > MAX_DFRAME {
+                return Err(WireError::BadLength { msg_type, length });
+            }
+            Message::DFrame { span: port, octets: payload.to_vec() }
+        }
+        msg_type::L1 => {
+            expect(2)?;
+            let state = l1_state_from_code(payload[0]).ok_or(WireError::BadValue { msg_type, value: payload[0] })?;
+            let alarms = Alarms::from_bits(payload[1]).ok_or(WireError::BadValue { msg_type, value: payload[1] })?;
+            Message::L1 { span: port, status: L1Status { state, alarms } }
+        }
+        msg_type::L1_REQUEST => {
+            expect(1)?;
+            Message::L1Request { span: port, activate: bool_value(payload[0])? }
+        }
         _ => Message::Unknown { msg_type, port },
     };
     Ok(Some((message, total)))
@@ -264,6 +356,26 @@ impl Message {
             Message::Seize { port, on } => {
                 header(out, msg_type::SEIZE, *port, 1);
                 out.push(u8::from(*on));
+            }
+            Message::Span { span, kind, side, first_channel, channels } => {
+                header(out, msg_type::SPAN, *span, 4);
+                out.push(u8::from(*kind == SpanKind::Pri));
+                out.push(u8::from(*side == Side::Nt));
+                out.push(*first_channel);
+                out.push(*channels);
+            }
+            Message::DFrame { span, octets } => {
+                header(out, msg_type::DFRAME, *span, octets.len());
+                out.extend_from_slice(octets);
+            }
+            Message::L1 { span, status } => {
+                header(out, msg_type::L1, *span, 2);
+                out.push(l1_state_code(status.state));
+                out.push(status.alarms.bits());
+            }
+            Message::L1Request { span, activate } => {
+                header(out, msg_type::L1_REQUEST, *span, 1);
+                out.push(u8::from(*activate));
             }
             Message::Unknown { msg_type, port } => header(out, *msg_type, *port, 0),
         }
@@ -321,6 +433,71 @@ mod tests {
             *s = (i as i16 - 40) * 811;
         }
         roundtrip(Message::Audio { port: 1, samples });
+        roundtrip(Message::Hello { version: 1, ports: 2, kinds: vec![PortKind::Fxs, PortKind::BChannel] });
+        for (kind, side) in [(SpanKind::Bri, Side::Te), (SpanKind::Pri, Side::Nt)] {
+            roundtrip(Message::Span { span: 1, kind, side, first_channel: 8, channels: 30 });
+        }
+        roundtrip(Message::DFrame { span: 0, octets: dframe_payload(&[0x00, 0x01, 0x7F]) });
+        roundtrip(Message::DFrame { span: 1, octets: vec![0xAA; MAX_DFRAME] });
+        roundtrip(Message::DFrame { span: 1, octets: vec![] });
+        for state in 0..3 {
+            for alarms in [0, 1, 2, 4, 7] {
+                let status = L1Status {
+                    state: l1_state_from_code(state).unwrap(),
+                    alarms: Alarms::from_bits(alarms).unwrap(),
+                };
+                roundtrip(Message::L1 { span: 0, status });
+            }
+        }
+        roundtrip(Message::L1Request { span: 1, activate: true });
+        roundtrip(Message::L1Request { span: 0, activate: false });
+    }
+
+    #[test]
+    fn isdn_layout_matches_simlink_md() {
+        let mut buf = Vec::new();
+        Message::Span { span: 1, kind: SpanKind::Pri, side: Side::Nt, first_channel: 8, channels: 30 }
+            .encode(&mut buf);
+        Message::L1 { span: 1, status: L1Status { state: L1State::Deactivated, alarms: Alarms { los: true, ..Default::default() } } }
+            .encode(&mut buf);
+        Message::L1Request { span: 0, activate: true }.encode(&mut buf);
+        assert_eq!(buf, [0x50, 1, 0, 4, 1, 1, 8, 30, 0x52, 1, 0, 2, 0, 1, 0x53, 0, 0, 1, 1]);
+        // SABME command from the network, TEI 0, P=1: 02 01 7F, FCS low octet first.
+        let p = dframe_payload(&[0x02, 0x01, 0x7F]);
+        assert_eq!(p.len(), 5);
+        assert_eq!(dframe_check(&p), Some(&[0x02, 0x01, 0x7F][..]));
+    }
+
+    #[test]
+    fn dframe_check_refuses_a_bad_fcs() {
+        let mut p = dframe_payload(&[0x00, 0x01, 0x73]);
+        for i in 0..p.len() {
+            p[i] ^= 0x10;
+            assert_eq!(dframe_check(&p), None, "bit flip in octet {i}");
+            p[i] ^= 0x10;
+        }
+        assert!(dframe_check(&p).is_some());
+        assert_eq!(dframe_check(&[]), None);
+        assert_eq!(dframe_check(&[0x12]), None);
+    }
+
+    #[test]
+    fn isdn_protocol_errors_are_named() {
+        // SPAN: 4 bytes, kind and side 0 or 1.
+        assert_eq!(decode(&[0x50, 0, 0, 3, 0, 0, 0]), Err(WireError::BadLength { msg_type: 0x50, length: 3 }));
+        assert_eq!(decode(&[0x50, 0, 0, 4, 2, 0, 0, 2]), Err(WireError::BadValue { msg_type: 0x50, value: 2 }));
+        assert_eq!(decode(&[0x50, 0, 0, 4, 0, 5, 0, 2]), Err(WireError::BadValue { msg_type: 0x50, value: 5 }));
+        // L1: state 0..2, alarm bits 0..7.
+        assert_eq!(decode(&[0x52, 0, 0, 2, 3, 0]), Err(WireError::BadValue { msg_type: 0x52, value: 3 }));
+        assert_eq!(decode(&[0x52, 0, 0, 2, 2, 8]), Err(WireError::BadValue { msg_type: 0x52, value: 8 }));
+        assert_eq!(decode(&[0x52, 0, 0, 1, 2]), Err(WireError::BadLength { msg_type: 0x52, length: 1 }));
+        assert_eq!(decode(&[0x53, 0, 0, 1, 2]), Err(WireError::BadValue { msg_type: 0x53, value: 2 }));
+        // DFRAME: at most MAX_DFRAME octets.
+        let mut big = vec![0x51, 0, 0x01, 0x0B];
+        big.resize(4 + 267, 0);
+        assert_eq!(decode(&big), Err(WireError::BadLength { msg_type: 0x51, length: 267 }));
+        // A B-channel kind is 2; 3 is unknown.
+        assert_eq!(decode(&[0x01, 0xFF, 0, 3, 1, 1, 3]), Err(WireError::BadValue { msg_type: 1, value: 3 }));
     }
 
     #[test]
@@ -372,7 +549,7 @@ mod tests {
             decode(&[0x01, 0xFF, 0, 3, 1, 2, 0]),
             Err(WireError::BadLength { msg_type: 1, length: 3 })
         );
-        assert_eq!(decode(&[0x01, 0xFF, 0, 3, 1, 1, 2]), Err(WireError::BadValue { msg_type: 1, value: 2 }));
+        assert_eq!(decode(&[0x01, 0xFF, 0, 3, 1, 1, 3]), Err(WireError::BadValue { msg_type: 1, value: 3 }));
         for t in [0x40, 0x41, 0x42] {
             assert_eq!(decode(&[t, 0, 0, 1, 2]), Err(WireError::BadValue { msg_type: t, value: 2 }));
             assert_eq!(decode(&[t, 0, 0, 0]), Err(WireError::BadLength { msg_type: t, length: 0 }));

@@ -41,6 +41,7 @@ pub mod callerid;
 pub mod cli;
 pub mod co;
 pub mod echo;
+pub mod isdn;
 pub mod signals;
 pub mod wav;
 
@@ -62,6 +63,8 @@ pub use analysis::{plans, Measurement, ToneDetector, TonePlan, ToneReport};
 pub use callerid::{CallerId, MessageType, Standard};
 pub use echo::{EchoLine, EchoPath, EchoPathError, HybridModel};
 pub use wav::{read_wav, write_wav};
+pub use isdn::{IsdnSpan, SpanStats};
+pub use gw_hal::isdn::{Alarms, L1State, L1Status, Side, SpanKind};
 
 /// Samples per 10 ms frame.
 const FRAME: usize = gw_hal::FRAME_SAMPLES;
@@ -111,6 +114,10 @@ pub enum LinesimError {
     Wav(String),
     /// An echo path out of range (see [`EchoPath`]).
     EchoPath(EchoPathError),
+    /// The card has no ISDN span with this index.
+    NoSuchSpan(usize),
+    /// An ISDN layer-2 or layer-3 failure, in words.
+    Isdn(String),
     Io(io::Error),
 }
 
@@ -126,6 +133,8 @@ impl std::fmt::Display for LinesimError {
             LinesimError::BadDigit(c) => write!(f, "{c:?} is not a DTMF key"),
             LinesimError::Wav(m) => write!(f, "WAV: {m}"),
             LinesimError::EchoPath(e) => write!(f, "echo path: {e}"),
+            LinesimError::NoSuchSpan(i) => write!(f, "the card has no ISDN span {i}"),
+            LinesimError::Isdn(m) => write!(f, "ISDN: {m}"),
             LinesimError::Io(e) => write!(f, "I/O: {e}"),
         }
     }
@@ -307,6 +316,8 @@ struct State {
     next_tap: u64,
     /// Why the link ended, for messages.
     closed_reason: Option<String>,
+    /// The card's ISDN spans (SPAN messages), by span index.
+    spans: Vec<Option<isdn::SpanSim>>,
 }
 
 struct Inner {
@@ -416,6 +427,11 @@ impl Linesim {
         self.inner.lock().ports.as_ref()?.get(index).map(|p| p.kind)
     }
 
+    /// linesim's end of the card's ISDN span `index` (see [`isdn`]).
+    pub fn span(&self, index: usize) -> IsdnSpan {
+        IsdnSpan { inner: self.inner.clone(), index }
+    }
+
     /// Indexes of the card's FXO ports.
     pub fn fxo_ports(&self) -> Vec<usize> {
         (0..self.port_count).filter(|&i| self.port_kind(i) == Some(PortKind::Fxo)).collect()
@@ -476,6 +492,7 @@ fn read_loop(mut stream: TcpStream, inner: &Inner) {
                     }
                 }
             }
+            isdn::poll(&mut st, &mut reply, Instant::now());
         }
         input.drain(..used);
         inner.changed.notify_all();
@@ -543,7 +560,11 @@ fn handle(st: &mut State, m: Message, reply: &mut Vec<u8>) {
                 wire::encode_audio(reply, port, &out);
             }
         }
+        m @ (Message::Span { .. } | Message::DFrame { .. } | Message::L1Request { .. }) => {
+            isdn::handle(st, m, reply, Instant::now())
+        }
         Message::Hook { .. }
+        | Message::L1 { .. }
         | Message::Flash { .. }
         | Message::Polarity { .. }
         | Message::LoopCurrent { .. }
