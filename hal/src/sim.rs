@@ -1958,7 +1958,7 @@ mod tests {
         d[1].set_side(Side::Nt).unwrap();
         let mut peer = Peer::connect(&c);
         let mut kinds = vec![PortKind::Fxs, PortKind::Fxo];
-        kinds.extend(std::iter::repeat(PortKind::BChannel).take(32));
+        kinds.extend(std::iter::repeat_n(PortKind::BChannel, 32));
         assert_eq!(peer.expect(), Message::Hello { version: 1, ports: 34, kinds });
         assert_eq!(peer.expect(), Message::Feed { port: 0, feed: LineFeed::Forward });
         assert_eq!(peer.expect(), Message::Ring { port: 0, on: false });

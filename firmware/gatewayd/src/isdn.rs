@@ -1030,7 +1030,7 @@ mod tests {
     #[test]
     fn span_config_errors_name_the_field() {
         let ok = cfg("te");
-        assert!(validate_spans(&[ok.clone()]).is_ok());
+        assert!(validate_spans(std::slice::from_ref(&ok)).is_ok());
         let bad = |f: &dyn Fn(&mut SpanConfig)| {
             let mut c = ok.clone();
             f(&mut c);
@@ -1063,7 +1063,7 @@ mod tests {
             SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![6, 7] },
             info(),
         ];
-        assert!(check_board(&[ok.clone()], &board).is_ok());
+        assert!(check_board(std::slice::from_ref(&ok), &board).is_ok());
         let mut c = ok.clone();
         c.index = 0;
         assert!(check_board(&[c], &board).unwrap_err().to_string().contains("is a bri, not a pri"));
