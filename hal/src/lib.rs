@@ -16,6 +16,8 @@
 pub mod chips;
 #[cfg(test)]
 mod fxs_conformance;
+#[cfg(test)]
+mod fxo_conformance;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.
