@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chips;
+pub mod isdn;
 #[cfg(test)]
 mod fxs_conformance;
 #[cfg(test)]
