@@ -504,9 +504,11 @@ where
         self.write_reg(regs::A_SU_WR_STA, act)
     }
 
-    /// True when `service` has work even without an interrupt.
+    /// True when `service` has work even without an interrupt: a frame to
+    /// send, or an activated interface whose RX FIFO may hold the start of a
+    /// frame longer than the FIFO (the FIFO interrupt comes at frame end only).
     pub fn needs_service(&self) -> bool {
-        self.ports.iter().flatten().any(|p| !p.tx.is_empty() || !p.rx_buf.is_empty() || p.rx_discard)
+        self.ports.iter().flatten().any(|p| !p.tx.is_empty() || p.l1 == L1State::Activated || p.rx_discard)
     }
 
     /// Serves the chip: interrupts, RX FIFOs, TX FIFOs. Does nothing on the
@@ -535,7 +537,7 @@ where
         }
         for p in 0..MAX_PORTS {
             let Some(port) = self.port(p) else { continue };
-            if rx_flag[p] || !port.rx_buf.is_empty() || port.rx_discard {
+            if rx_flag[p] || port.l1 == L1State::Activated || !port.rx_buf.is_empty() || port.rx_discard {
                 self.drain_rx(p)?;
             }
             if self.port(p).is_some_and(|x| !x.tx.is_empty()) {
