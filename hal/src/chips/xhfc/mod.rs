@@ -524,7 +524,7 @@ where
         let mut rx_flag = [false; MAX_PORTS];
         if irq {
             let su = self.read_reg(regs::R_SU_IRQ)?;
-            for p in 0..MAX_PORTS {
+            for (p, flag) in rx_flag.iter_mut().enumerate() {
                 if self.port(p).is_none() {
                     continue;
                 }
@@ -532,12 +532,12 @@ where
                     self.read_state(p)?;
                 }
                 let fifo = self.read_reg(regs::R_FIFO_BL0_IRQ + p as u8)?;
-                rx_flag[p] = fifo & regs::M_D_RX_IRQ != 0;
+                *flag = fifo & regs::M_D_RX_IRQ != 0;
             }
         }
-        for p in 0..MAX_PORTS {
+        for (p, &flag) in rx_flag.iter().enumerate() {
             let Some(port) = self.port(p) else { continue };
-            if rx_flag[p] || port.l1 == L1State::Activated || !port.rx_buf.is_empty() || port.rx_discard {
+            if flag || port.l1 == L1State::Activated || !port.rx_buf.is_empty() || port.rx_discard {
                 self.drain_rx(p)?;
             }
             if self.port(p).is_some_and(|x| !x.tx.is_empty()) {

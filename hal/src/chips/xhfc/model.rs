@@ -284,12 +284,10 @@ impl ModelState {
                 }
                 self.busy_left = self.busy_reads;
             }
-            regs::A_FIFO_DATA => {
-                if self.fifo_sel.1 == 0 {
-                    let f = self.fifo();
-                    if !f.put(v) {
-                        f.err = true;
-                    }
+            regs::A_FIFO_DATA if self.fifo_sel.1 == 0 => {
+                let f = self.fifo();
+                if !f.put(v) {
+                    f.err = true;
                 }
             }
             regs::A_CON_HDLC => self.fifo().con_hdlc = v,
@@ -366,13 +364,7 @@ impl ModelState {
             regs::A_F1 => self.fifo().f1,
             regs::A_F2 => self.fifo().f2,
             regs::A_FIFO_STA => u8::from(self.fifo().err),
-            regs::A_FIFO_DATA => {
-                if rx {
-                    self.fifo().take().unwrap_or(0)
-                } else {
-                    0
-                }
-            }
+            regs::A_FIFO_DATA if rx => self.fifo().take().unwrap_or(0),
             regs::A_SU_RD_STA => self.su.get(self.su_sel).map_or(0, |s| s.state),
             regs::R_SU_IRQ => core::mem::take(&mut self.su_irq),
             r if (regs::R_FIFO_BL0_IRQ..regs::R_FIFO_BL0_IRQ + 4).contains(&r) => {
