@@ -14,9 +14,11 @@
 #![forbid(unsafe_code)]
 
 pub mod chips;
+pub mod isdn;
 #[cfg(test)]
 mod fxs_conformance;
-pub mod isdn;
+#[cfg(test)]
+mod fxo_conformance;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.

@@ -2071,4 +2071,75 @@ mod tests {
             rx[20][0] == -77
         });
     }
+
+    /// The sim card's FXO port against the HAL's shared FXO behaviour checks;
+    /// the peer plays the exchange.
+    struct SimFxoBench {
+        _card: SimCard,
+        pcm: SimPcmBus,
+        port: SimFxoPort,
+        peer: Peer,
+    }
+
+    impl crate::fxo_conformance::FxoBench for SimFxoBench {
+        type Port = SimFxoPort;
+
+        fn port(&mut self) -> &mut SimFxoPort {
+            &mut self.port
+        }
+
+        fn set_ringing(&mut self, on: bool) {
+            self.peer.send(Message::Ring { port: 0, on });
+        }
+
+        fn set_polarity(&mut self, polarity: Polarity) {
+            self.peer.send(Message::Polarity { port: 0, polarity });
+        }
+
+        fn set_battery(&mut self, on: bool) {
+            self.peer.send(Message::LoopCurrent { port: 0, on });
+        }
+
+        fn next_event(&mut self) -> Option<FxoEvent> {
+            let end = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < end {
+                if let Some(e) = self.port.poll_event() {
+                    return Some(e);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None
+        }
+
+        /// One PCM tick per 10 ms; SEIZE messages read before a tick's
+        /// AUDIO frame are stamped with the ticks completed before it.
+        fn advance(&mut self, ms: u32) -> Vec<(u32, bool)> {
+            let mut seen = Vec::new();
+            for t in 0..ms / FRAME_MS {
+                let tx = [[0; FRAME_SAMPLES]];
+                let mut rx = [[0; FRAME_SAMPLES]];
+                self.pcm.exchange(&tx, &mut rx);
+                loop {
+                    match self.peer.expect() {
+                        Message::Seize { port: 0, on } => seen.push((t * FRAME_MS, on)),
+                        Message::Audio { port: 0, .. } => break,
+                        _ => {}
+                    }
+                }
+            }
+            seen
+        }
+    }
+
+    #[test]
+    fn fxo_behaviour_checks_hold_on_the_sim_card() {
+        let mut c = fxo_card(0, 1);
+        let pcm = c.take_pcm().unwrap();
+        let port = c.take_fxo_ports().remove(0);
+        let mut peer = Peer::connect(&c);
+        fxo_handshake(&mut peer, 0, 1);
+        wait_until("attach", || c.is_attached());
+        let mut b = SimFxoBench { _card: c, pcm, port, peer };
+        crate::fxo_conformance::run_all(&mut b);
+    }
 }

@@ -5,3 +5,4 @@
 
 pub mod si3050;
 pub mod si3215;
+pub mod xhfc;

@@ -333,3 +333,79 @@ fn isolation_link_loss_mid_call_is_card_gone_until_it_relocks() {
     assert!(!b.m.off_hook());
     b.no_framing_errors();
 }
+
+// ---- The HAL's FXO behaviour, as the sim card shows it (fxo_conformance.rs) ----
+
+/// The model plays the exchange; events seen while time runs wait in `pending`.
+struct ModelFxoBench {
+    b: Bench,
+    polarity: Polarity,
+    loop_closed: bool,
+    pending: std::collections::VecDeque<FxoEvent>,
+}
+
+impl ModelFxoBench {
+    fn step(&mut self) {
+        self.b.run(10);
+        self.pending.extend(self.b.events());
+    }
+}
+
+impl crate::fxo_conformance::FxoBench for ModelFxoBench {
+    type Port = Dut;
+
+    fn port(&mut self) -> &mut Dut {
+        &mut self.b.dut
+    }
+
+    fn set_ringing(&mut self, on: bool) {
+        self.b.m.set_ringing(on);
+    }
+
+    fn set_polarity(&mut self, polarity: Polarity) {
+        if polarity != self.polarity {
+            self.b.m.reverse_polarity();
+            self.polarity = polarity;
+        }
+    }
+
+    fn set_battery(&mut self, on: bool) {
+        self.b.m.set_battery(on);
+    }
+
+    fn next_event(&mut self) -> Option<FxoEvent> {
+        for _ in 0..300 {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            self.step();
+        }
+        None
+    }
+
+    fn advance(&mut self, ms: u32) -> Vec<(u32, bool)> {
+        let mut seen = Vec::new();
+        let mut t = 0;
+        loop {
+            let closed = self.b.m.off_hook();
+            if closed != self.loop_closed {
+                seen.push((t, closed));
+                self.loop_closed = closed;
+            }
+            if t >= ms {
+                return seen;
+            }
+            self.step();
+            t += 10;
+        }
+    }
+}
+
+#[test]
+fn fxo_behaviour_of_the_sim_card_holds_on_the_chip_model() {
+    let b = Bench::new(Config::new(Country::Ctr21));
+    let mut mb = ModelFxoBench { b, polarity: Polarity::Normal, loop_closed: false, pending: Default::default() };
+    crate::fxo_conformance::FxoBench::advance(&mut mb, 200);
+    crate::fxo_conformance::run_all(&mut mb);
+    mb.b.no_framing_errors();
+}
