@@ -250,3 +250,32 @@ fn no_talk_off_on_multilingual_speech() {
     let secs: usize = corpus.iter().map(|c| c.1.len()).sum::<usize>() / SECOND;
     assert!(false_keys.is_empty(), "talk-off in {secs} s of speech x 3 levels:\n{}", false_keys.join("\n"));
 }
+
+/// Issue 12, line noise: white noise at -55 dBm0 on the line side (about 32 dB under
+/// the echo of the speech-like far end at -16 dBm0), every Annex D hybrid behind 40 ms,
+/// ERL 6 dB, G.711 both ways, NLP off. The filter's ERLE as G.168 3.4 defines it (the
+/// echo against echo minus estimate, so neither the noise nor Sin's quantisation
+/// counts) over seconds 5-10 must reach 39 dB on every model (the issue asks 35 dB of
+/// the harness's measure, which also counts Sin's µ-law noise; see the bench). Before
+/// the noise-aware step (`echo::adapt`) the normalised step turned the noise into
+/// misadjustment: 36.1-38.2 dB here (29-31 dB on the bench's espeak-ng speech); with
+/// it 39.7-40.7 dB.
+#[test]
+fn line_noise_at_minus_55_dbm0_costs_the_filter_little_on_every_model() {
+    let n = 10 * SECOND;
+    let mut f = SpeechLike::new(1, -16.0);
+    let far: Vec<i16> = (0..n).map(|_| law(f.sample() as f32)).collect();
+    let mut failures = Vec::new();
+    for (mi, (name, m)) in models().iter().enumerate() {
+        let noise = white_noise(500 + mi as u64, n, -55.0);
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        ec.set_nlp(false);
+        let (near_in, out, echo) = run_line(&mut ec, &far, &noise, m, 320);
+        let erle = erle_linear(&echo, &near_in, &out, 5 * SECOND, n);
+        eprintln!("{name}: G.168 ERLE over 5-10 s with -55 dBm0 line noise {erle:.1} dB");
+        if erle < 39.0 {
+            failures.push(format!("{name}: {erle:.1} dB"));
+        }
+    }
+    assert!(failures.is_empty(), "G.168 ERLE under 39 dB with -55 dBm0 line noise: {}", failures.join(", "));
+}
