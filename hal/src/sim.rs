@@ -29,7 +29,7 @@ pub mod wire;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -208,13 +208,6 @@ struct Shared {
     alive: AtomicBool,
     /// Why the last linesim connection ended (for diagnostics).
     last_close: Mutex<Option<String>>,
-    /// Per port: receive frames the rt thread replaced with silence (underruns while
-    /// attached) whose late originals are still to come. The I/O thread drops those
-    /// when they arrive, so the receive latency stays what it was, as on a TDM bus:
-    /// before, each underrun delayed all later audio by a frame (up to 8), and a line
-    /// echo that an echo canceller had converged on moved by 10 ms per underrun,
-    /// out of a 128 ms tail after a few on a loaded machine.
-    owed: Vec<AtomicU32>,
 }
 
 impl Shared {
@@ -287,7 +280,6 @@ impl SimCard {
             stop: AtomicBool::new(false),
             alive: AtomicBool::new(true),
             last_close: Mutex::new(None),
-            owed: (0..config.ports).map(|_| AtomicU32::new(0)).collect(),
         });
 
         let mut rt_tx = Vec::with_capacity(config.ports);
@@ -561,13 +553,6 @@ impl PcmBus for SimPcmBus {
                 Some(f) => f,
                 None => {
                     stats.rx_underruns += 1;
-                    if self.ticks.attached.load(Ordering::Relaxed) {
-                        if let Some(o) = self.ticks.owed.get(ch) {
-                            let _ = o.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                                (v < QUEUE_SLOTS as u32).then_some(v + 1)
-                            });
-                        }
-                    }
                     SILENCE
                 }
             };
@@ -709,9 +694,6 @@ impl IoThread {
         // every FXS port and SEIZE of every FXO port (sent by sync_control
         // right after).
         Message::Hello { version: wire::VERSION, ports: n as u8, kinds }.encode(&mut conn.output);
-        for o in &self.shared.owed {
-            o.store(0, Ordering::Relaxed);
-        }
         Some(conn)
     }
 
@@ -737,9 +719,6 @@ impl IoThread {
         }
         for p in &mut self.rx {
             prefill(p);
-        }
-        for o in &self.shared.owed {
-            o.store(0, Ordering::Relaxed);
         }
     }
 
@@ -894,12 +873,7 @@ fn handle_message(
         }
         Message::Audio { port, samples } => {
             if let Some(p) = rx.get_mut(usize::from(port)) {
-                // A frame whose slot the rt thread already played as silence is
-                // dropped: the latency stays constant (`Shared::owed`).
-                let late = shared.owed.get(usize::from(port)).is_some_and(|o| {
-                    o.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1)).is_ok()
-                });
-                if !late && p.len() < RX_MAX_DEPTH {
+                if p.len() < RX_MAX_DEPTH {
                     let _ = p.enqueue(samples);
                 }
             }
@@ -1265,52 +1239,6 @@ mod tests {
         }
         assert_eq!(seen[0], vec![1, 2, 3, 4, 5]);
         assert_eq!(seen[1], vec![-1, -2, -3, -4, -5]);
-    }
-
-    /// Receive underruns while attached (linesim's answers late, e.g. the rt thread
-    /// catching up after a late tick) do not delay the audio that follows: the late
-    /// frames, already played as silence, are dropped, and the answer to tick `t` is
-    /// heard at tick `t + L` with the same `L` before and after. Before, every underrun
-    /// added a frame of delay for good (up to 8), which moved a line's echo out of the
-    /// echo canceller's tail on a loaded machine (issue 12).
-    #[test]
-    fn underruns_do_not_add_receive_latency() {
-        let mut c = card(2);
-        let mut pcm = c.take_pcm().unwrap();
-        let mut peer = Peer::connect(&c);
-        peer.handshake(2);
-        wait_until("attach", || c.is_attached());
-        // (tick, value heard on port 0)
-        let mut heard: Vec<(i16, i16)> = Vec::new();
-        let mut withheld = Vec::new();
-        for t in 1..=40i16 {
-            let (rx, _) = tick(&mut pcm, t);
-            heard.push((t, rx[0][0]));
-            assert_eq!(peer.expect(), Message::Audio { port: 0, samples: [t; FRAME_SAMPLES] });
-            assert_eq!(peer.expect(), Message::Audio { port: 1, samples: [-t; FRAME_SAMPLES] });
-            // Ticks 11-15 are answered late, all at once after tick 15.
-            if (11..=15).contains(&t) {
-                withheld.push(t);
-                if t < 15 {
-                    continue;
-                }
-            } else {
-                withheld.push(t);
-            }
-            for v in withheld.drain(..) {
-                peer.send(Message::Audio { port: 0, samples: [v; FRAME_SAMPLES] });
-                peer.send(Message::Audio { port: 1, samples: [-v; FRAME_SAMPLES] });
-            }
-            // Let the I/O thread queue them before the next tick.
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        let lag = |from: i16, to: i16| -> Vec<i16> {
-            heard.iter().filter(|&&(t, v)| t >= from && t <= to && v != 0).map(|&(t, v)| t - v).collect()
-        };
-        let before = lag(3, 10);
-        let after = lag(25, 40);
-        assert!(!before.is_empty() && before.iter().all(|&l| l == before[0]), "{heard:?}");
-        assert!(after.len() == 16 && after.iter().all(|&l| l == before[0]), "latency {} before, {after:?} after: {heard:?}", before[0]);
     }
 
     #[test]
