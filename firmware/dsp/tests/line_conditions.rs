@@ -250,3 +250,114 @@ fn no_talk_off_on_multilingual_speech() {
     let secs: usize = corpus.iter().map(|c| c.1.len()).sum::<usize>() / SECOND;
     assert!(false_keys.is_empty(), "talk-off in {secs} s of speech x 3 levels:\n{}", false_keys.join("\n"));
 }
+
+/// Issue 12, line noise: white noise at -55 dBm0 on the line side (about 32 dB under
+/// the echo of the speech-like far end at -16 dBm0), every Annex D hybrid behind 40 ms,
+/// ERL 6 dB, G.711 both ways, NLP off. The filter's ERLE as G.168 3.4 defines it (the
+/// echo against echo minus estimate, so neither the noise nor Sin's quantisation
+/// counts) over seconds 5-10 must reach 39 dB on every model (the issue asks 35 dB of
+/// the harness's measure, which also counts Sin's µ-law noise; see the bench). Before
+/// the noise-aware step (`echo::adapt`) the normalised step turned the noise into
+/// misadjustment: 36.1-38.2 dB here (29-31 dB on the bench's espeak-ng speech); with
+/// it 39.7-40.7 dB.
+#[test]
+fn line_noise_at_minus_55_dbm0_costs_the_filter_little_on_every_model() {
+    let n = 10 * SECOND;
+    let mut f = SpeechLike::new(1, -16.0);
+    let far: Vec<i16> = (0..n).map(|_| law(f.sample() as f32)).collect();
+    let mut failures = Vec::new();
+    for (mi, (name, m)) in models().iter().enumerate() {
+        let noise = white_noise(500 + mi as u64, n, -55.0);
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        ec.set_nlp(false);
+        let (near_in, out, echo) = run_line(&mut ec, &far, &noise, m, 320);
+        let erle = erle_linear(&echo, &near_in, &out, 5 * SECOND, n);
+        eprintln!("{name}: G.168 ERLE over 5-10 s with -55 dBm0 line noise {erle:.1} dB");
+        if erle < 39.0 {
+            failures.push(format!("{name}: {erle:.1} dB"));
+        }
+    }
+    assert!(failures.is_empty(), "G.168 ERLE under 39 dB with -55 dBm0 line noise: {}", failures.join(", "));
+}
+
+/// The FXO hil test's D.5 case at the unit level (issue 12 (d)). There the phone sends
+/// white noise at -15 dBm0, the exchange returns it through D.5 after 50 ms, ERL 6 dB,
+/// and the canceller has a 128 ms tail; one CI run heard the echo uncancelled
+/// (-1.2 dB). The canceller sees the line's delay *plus* the sim card's receive
+/// queue: 2 frames ahead, one more frame per receive underrun (each late frame is
+/// replaced by silence and the rest arrive one frame later), up to 8 frames
+/// (`hal/src/sim.rs`, RX_PREFILL, RX_MAX_DEPTH). Underruns come when the rt thread
+/// misses deadlines on a loaded machine (the failing run's counts were not kept; a
+/// passing run here counted 117 missed ticks and 6 underruns in its first 15 s). With
+/// 75 ms or more of queue (7-8 frames; the cap is 8), D.5's energy (its first ~8 ms)
+/// leaves the 128 ms tail. Here: the same signals, bulk delays from 50 ms to 130 ms in
+/// 5 ms steps (several block phases). While the echo's energy is inside the tail every
+/// delay is cancelled from a fresh start; beyond it the canceller cannot cancel and must
+/// not make things worse: it sees a near end that the far end does not explain, freezes
+/// (a near-end talker for G.168 6.4.2.4) and passes the line's signal unchanged, no
+/// louder than the echo.
+#[test]
+fn fxo_white_noise_echo_is_cancelled_anywhere_in_the_tail_and_left_alone_beyond_it() {
+    let n = 6 * SECOND;
+    let far: Vec<i16> = white_noise(7, n, -15.0).iter().map(|&v| law(v)).collect();
+    let (_, d5) = models().into_iter().find(|m| m.0 == "d5").expect("D.5");
+    let mut failures = Vec::new();
+    for delay in (400..=1040).step_by(40) {
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        let (near_in, out, _) = run_line(&mut ec, &far, &vec![0.0; n], &d5, delay);
+        let win = 4 * SECOND..n;
+        let erle = db(power(near_in[win.clone()].iter().map(|&v| v as f32)) / power(out[win].iter().map(|&v| v as f32)));
+        // D.5's energy sits in its first 64 taps; from 125 ms on it is past the tail.
+        let (inside, beyond) = (delay + 64 <= 1024, delay >= 1000);
+        eprintln!("D.5 at {} ms: ERLE {erle:.1} dB", delay / 8);
+        if inside && erle < 40.0 || beyond && !(-0.5..=0.5).contains(&erle) || erle < -0.5 {
+            failures.push(format!("{} ms: {erle:.1} dB", delay / 8));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join(", "));
+}
+
+/// Frames lost on the PCM path (the sim card under load plays an rx underrun as a
+/// frame of digital silence; a TDM slip does the same): 40 of the 1000 frames of a
+/// 10 s call, at pseudo-random places, every Annex D hybrid behind 40 ms, speech-like
+/// far end, G.711, NLP off. In a lost frame there is no echo, and the canceller must
+/// send (almost) nothing: before, it sent minus its echo estimate, i.e. the echo
+/// again, and the whole call's ERLE over seconds 5-10 fell to 10.8-12.2 dB (now
+/// 30.5-33.8). The filter's ERLE outside the lost frames must stay at 30 dB or more
+/// (34.5-35.2).
+#[test]
+fn lost_frames_in_sin_are_not_filled_with_the_echo_estimate() {
+    let n = 10 * SECOND;
+    let mut f = SpeechLike::new(1, -16.0);
+    let far: Vec<i16> = (0..n).map(|_| law(f.sample() as f32)).collect();
+    let mut lost = vec![false; n / FRAME];
+    let mut x: u32 = 12345;
+    for _ in 0..40 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let k = (x >> 8) as usize % (n / FRAME);
+        lost[k] = true;
+    }
+    let mut failures = Vec::new();
+    for (name, m) in models() {
+        let echo = echo_of(&m, 320, 6.0, &far);
+        let mut near = near_in(&echo, &vec![0.0; n]);
+        for (fi, _) in lost.iter().enumerate().filter(|l| *l.1) {
+            near[fi * FRAME..(fi + 1) * FRAME].fill(0);
+        }
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        ec.set_nlp(false);
+        let mut out = vec![0i16; n];
+        for i in (0..n).step_by(FRAME) {
+            ec.process(&far[i..i + FRAME], &near[i..i + FRAME], &mut out[i..i + FRAME]);
+        }
+        let pe = power(echo[5 * SECOND..].iter().copied());
+        let whole = db(pe / power(out[5 * SECOND..].iter().map(|&v| v as f32)));
+        let kept: Vec<usize> = (5 * SECOND..n).filter(|&i| !lost[i / FRAME]).collect();
+        let outside = db(power(kept.iter().map(|&i| echo[i])) / power(kept.iter().map(|&i| out[i] as f32)));
+        eprintln!("{name}: ERLE over 5-10 s with 4 % of the frames lost: {whole:.1} dB ({outside:.1} dB outside the lost frames)");
+        if whole < 25.0 || outside < 30.0 {
+            failures.push(format!("{name}: {whole:.1} dB, outside the lost frames {outside:.1} dB"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join(", "));
+}

@@ -328,9 +328,18 @@ fn noise(dbm0: f32, secs: f32) -> Vec<i16> {
 #[test]
 fn the_line_echo_of_a_pstn_line_is_cancelled() {
     use linesim::{EchoPath, HybridModel};
-    // D.5 after a 50 ms bulk delay passed once at 53.7 dB and failed once at
-    // -1.2 dB (nothing cancelled) on the loaded CI machine: not in CI until
-    // that is understood (issue 12).
+    // D.5 after a 50 ms bulk delay passed at 50-54 dB and failed once at -1.2 dB
+    // (nothing cancelled) on the loaded CI machine. The canceller sees the line's
+    // delay plus the sim card's receive queue, which grows by a frame at each rx
+    // underrun (the rt thread late) up to 8 frames (hal/src/sim.rs): with 75 ms or
+    // more of it, D.5 at 50 ms leaves the 128 ms tail, and the canceller passes the
+    // echo unchanged (gw-dsp test
+    // fxo_white_noise_echo_is_cancelled_anywhere_in_the_tail_and_left_alone_beyond_it).
+    // D.2 at 20 ms fits whatever the queue. A sim card that keeps its receive
+    // latency constant (dropping the late frame an underrun replaced) was tried: on
+    // the loaded machine the 2-frame queue then never grows to absorb the jitter and
+    // hundreds of frames are lost, so the growing queue stays and D.5 at 50 ms stays
+    // out of this test (issue 12).
     for (model, delay) in [(HybridModel::D2, 20)] {
         let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let opts = GwOptions { register_expires: 0, echo_tail_ms: 128, extra: EXTRA.into(), ..GwOptions::default() };
@@ -355,8 +364,15 @@ fn the_line_echo_of_a_pstn_line_is_cancelled() {
         let heard = hil::level_dbm0(&phone.record(Duration::from_secs(2)).unwrap());
         phone.stop_playback();
         let erle = sent - 6.0 - heard;
-        eprintln!("{model:?}, {delay} ms: the phone sends {sent:.1} dBm0, hears {heard:.1} dBm0 of its echo: ERLE {erle:.1} dB");
-        assert!(erle >= 20.0, "{model:?}: ERLE {erle:.1} dB on the PSTN line");
+        // The rt thread's late ticks and rx underruns: each underrun adds 10 ms to the
+        // echo delay the canceller sees.
+        let rt = gw.status().map(|s| s["rt"].clone()).unwrap_or_default();
+        eprintln!(
+            "{model:?}, {delay} ms: the phone sends {sent:.1} dBm0, hears {heard:.1} dBm0 of its echo: ERLE {erle:.1} dB \
+             (rt: {} missed ticks, {} rx underruns)",
+            rt["deadline_misses"], rt["pcm_rx_underruns"]
+        );
+        assert!(erle >= 20.0, "{model:?}: ERLE {erle:.1} dB on the PSTN line (rt: {rt})");
         phone.on_hook();
         co.wait_released(Duration::from_secs(3)).expect("released");
     }
