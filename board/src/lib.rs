@@ -322,6 +322,14 @@ pub fn parse(toml_text: &str) -> Result<BoardDesc, BoardError> {
     Ok(desc)
 }
 
+/// Validates a description built or changed in code (what [`parse`] checks
+/// of a file) and returns it with its ports sorted by index.
+pub fn validate_desc(desc: &BoardDesc) -> Result<BoardDesc, BoardError> {
+    let mut d = desc.clone();
+    validate(&mut d)?;
+    Ok(d)
+}
+
 fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
     if desc.name.trim().is_empty() {
         return Err(BoardError::EmptyName);
