@@ -5,14 +5,17 @@
 //! - [`sim`]: a software line card that speaks the sim-link protocol
 //!   (`hal/SIMLINK.md`) over a byte stream to `linesim`, so the whole gateway is
 //!   testable without hardware.
-//! - real chip drivers (ProSLIC-class SLIC, Si3050-class DAA) come later,
-//!   generic over `embedded_hal::spi::SpiDevice`.
+//! - [`chips`]: real chip drivers, generic over `embedded_hal::spi::SpiDevice`
+//!   and `embedded_hal::digital` pins: [`chips::si3215`] (ProSLIC FXS SLIC).
 //!
 //! Threading model: port control ([`FxsPort`], [`FxoPort`]) belongs to the control plane;
 //! the [`PcmBus`] belongs to the real-time thread and must never block,
 //! allocate or lock.
 #![forbid(unsafe_code)]
 
+pub mod chips;
+#[cfg(test)]
+mod fxs_conformance;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.

@@ -1576,4 +1576,65 @@ mod tests {
         assert_eq!(fxo[0].poll_event(), None);
         assert_eq!(fxo[0].line_status().voltage, None);
     }
+
+    /// The sim card against the HAL's shared FXS behaviour checks.
+    struct SimFxsBench {
+        _card: SimCard,
+        pcm: SimPcmBus,
+        port: SimFxsPort,
+        peer: Peer,
+    }
+
+    impl crate::fxs_conformance::FxsBench for SimFxsBench {
+        type Port = SimFxsPort;
+
+        fn port(&mut self) -> &mut SimFxsPort {
+            &mut self.port
+        }
+
+        fn set_off_hook(&mut self, off: bool) {
+            self.peer.send(Message::Hook { port: 0, off_hook: off });
+        }
+
+        fn flash(&mut self) {
+            self.peer.send(Message::Flash { port: 0 });
+        }
+
+        fn next_event(&mut self) -> Option<FxsEvent> {
+            let end = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < end {
+                if let Some(e) = self.port.poll_event() {
+                    return Some(e);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None
+        }
+
+        fn start_ringing(&mut self, cadence: RingCadence) -> bool {
+            self.port.set_ringing(Some(cadence)).unwrap();
+            self.peer.expect() == Message::Ring { port: 0, on: true }
+        }
+
+        fn advance(&mut self, ms: u32) -> Vec<(u32, bool)> {
+            let n = (ms / FRAME_MS) as usize;
+            run_frames(&mut self.pcm, &mut self.peer, n).into_iter().map(|(f, on)| (f as u32 * FRAME_MS, on)).collect()
+        }
+
+        fn ring_dropped(&mut self) -> bool {
+            self.peer.expect() == Message::Ring { port: 0, on: false }
+        }
+    }
+
+    #[test]
+    fn fxs_behaviour_checks_hold_on_the_sim_card() {
+        let mut c = card(2);
+        let pcm = c.take_pcm().unwrap();
+        let port = c.take_ports().remove(0);
+        let mut peer = Peer::connect(&c);
+        peer.handshake(2);
+        wait_until("attach", || c.is_attached());
+        let mut b = SimFxsBench { _card: c, pcm, port, peer };
+        crate::fxs_conformance::run_all(&mut b);
+    }
 }

@@ -273,6 +273,12 @@ impl Limits {
         }
     }
 
+    /// Forgets the per-rule counts (the rule numbers changed); trunk counts
+    /// and admission rates are kept.
+    pub fn forget_rules(&mut self) {
+        self.active.clear();
+    }
+
     /// Calls active through `rule`.
     pub fn active(&self, rule: usize) -> u32 {
         self.active.get(&rule).copied().unwrap_or(0)

@@ -60,4 +60,4 @@ pub use route::{
     RouteTrace, RouteWarning, Select, Target,
 };
 pub use sip_cause::{reason, CauseMap, CauseMapConfig, CauseMapError};
-pub use switch::{CallEvent, CallView, LegId, Output, Setup, Side, Signal, Switch};
+pub use switch::{CallEvent, CallRecord, CallView, LegId, Output, Setup, Side, Signal, Switch};

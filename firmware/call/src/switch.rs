@@ -111,7 +111,23 @@ pub enum CallEvent {
     /// The call is over; `by`: which side released it. `route`: what
     /// [`CallView::describe`] said last; `trunks_down`: the trunks its
     /// routing skipped as down.
-    Released { a: LegId, release: Release, by: Side, route: String, trunks_down: Vec<String> },
+    Released { a: LegId, release: Release, by: Side, route: String, trunks_down: Vec<String>, record: Box<CallRecord> },
+}
+
+/// What a call record (CDR) needs of a call that ended: who called whom,
+/// by which rule, every destination tried with its result, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The group or trunk the call came from.
+    pub source: String,
+    /// After the rule's rewriting, if a rule matched; else as dialled.
+    pub called: String,
+    pub calling: Option<String>,
+    /// The rule's index and name.
+    pub rule: Option<(usize, Option<String>)>,
+    pub attempts: Vec<Attempt>,
+    pub started: Instant,
+    pub answered: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +149,7 @@ struct Call {
     limit_held: bool,
     state: State,
     started: Instant,
+    answered: Option<Instant>,
 }
 
 /// A call as the installer sees it (`show calls`).
@@ -183,6 +200,20 @@ pub struct Switch {
 impl Switch {
     pub fn new(table: RouteTable) -> Switch {
         Switch { table, limits: Limits::new(), calls: BTreeMap::new(), legs: BTreeMap::new(), next_leg: 1, out: VecDeque::new() }
+    }
+
+    /// Takes a new routing table (a committed configuration) without
+    /// touching the calls in progress: they keep the route and destinations
+    /// they were given; new calls and digits still being collected are
+    /// routed by the new table. Per-rule `max_calls` counting starts afresh
+    /// with the new rule numbers (calls admitted under the old table no
+    /// longer count); per-trunk counts are kept.
+    pub fn set_table(&mut self, table: RouteTable) {
+        self.table = table;
+        self.limits.forget_rules();
+        for call in self.calls.values_mut() {
+            call.limit_held = false;
+        }
     }
 
     // ---- getters ------------------------------------------------------
@@ -236,6 +267,7 @@ impl Switch {
             limit_held: false,
             state: State::Collecting,
             started: now,
+            answered: None,
         };
         self.calls.insert(a, call);
         self.route(now, a, health);
@@ -280,6 +312,7 @@ impl Switch {
                     return;
                 }
                 call.state = State::Answered;
+                call.answered = Some(now);
                 if let Some(r) = call.routing.as_mut() {
                     r.answered(now);
                 }
@@ -438,7 +471,17 @@ impl Switch {
         if let (true, Some(m)) = (call.limit_held, call.route.as_ref()) {
             self.limits.release(m.rule);
         }
-        self.out.push_back(Output::Event(CallEvent::Released { a, release, by, route, trunks_down }));
+        let v = view(&call);
+        let record = Box::new(CallRecord {
+            source: call.source.clone(),
+            called: v.called.to_string(),
+            calling: call.setup.calling.clone(),
+            rule: call.route.as_ref().map(|m| (m.rule, m.rule_name.clone())),
+            attempts: v.attempts.to_vec(),
+            started: call.started,
+            answered: call.answered,
+        });
+        self.out.push_back(Output::Event(CallEvent::Released { a, release, by, route, trunks_down, record }));
     }
 }
 
@@ -531,6 +574,44 @@ mod tests {
     }
 
     #[test]
+    fn a_new_table_leaves_calls_in_progress_alone_and_routes_new_ones() {
+        let t0 = Instant::now();
+        let mut s = switch();
+        let a = s.originate(t0, "phones", setup("1002", "1001"), &up);
+        let [(b, Target::Owner)] = placed(&drain(&mut s))[..] else { panic!() };
+        s.signal(t0, b, Signal::Answer, &up);
+        drain(&mut s);
+        // "out" (rule 1, max_calls 1) holds one call.
+        let a2 = s.originate(t0, "phones", setup("2000", "1001"), &up);
+        assert_eq!(placed(&drain(&mut s)).len(), 1);
+        assert_eq!(s.active_calls_of_rule(1), 1);
+        // The new table has only the local rule, for 1xxx and 4xxx.
+        let groups = vec![GroupConfig { name: "phones".into(), fxs: vec![1, 2, 3, 4], fxo: vec![] }];
+        let trunks = vec!["a".to_string(), "b".to_string()];
+        let routes = vec![RouteConfig {
+            name: Some("local".into()),
+            from: vec!["phones".into()],
+            called: vec!["1xxx".into(), "4xxx".into()],
+            to: vec![DestinationConfig { owner: true, ..Default::default() }],
+            ..Default::default()
+        }];
+        s.set_table(RouteTable::new(&groups, &trunks, &routes).unwrap().0);
+        assert_eq!(s.calls().count(), 2, "both calls go on");
+        assert_eq!(s.peer(a), Some(b));
+        assert_eq!(s.active_calls_of_rule(1), 0, "rule counts start afresh");
+        // New calls: 4xxx now routes, 2xxx no longer does.
+        s.originate(t0, "phones", setup("4001", "1001"), &up);
+        assert!(matches!(placed(&drain(&mut s))[..], [(_, Target::Owner)]));
+        s.originate(t0, "phones", setup("2001", "1001"), &up);
+        assert!(placed(&drain(&mut s)).is_empty());
+        // The old calls end normally, releasing nothing they no longer hold.
+        s.signal(t0, a, release(16), &up);
+        s.signal(t0, a2, release(16), &up);
+        assert_eq!(to_leg(&drain(&mut s), b), [release(16)]);
+        assert_eq!(s.active_calls_of_rule(0), 1, "only the 4001 call counts");
+    }
+
+    #[test]
     fn fxs_to_fxs_call_alerting_answer_release_either_side() {
         let t0 = Instant::now();
         let mut s = switch();
@@ -547,9 +628,21 @@ mod tests {
         assert!(out.contains(&Output::Event(CallEvent::Answered { a, b })));
         assert!(s.call_of(a).unwrap().describe().contains("owner (answered)"));
         // The called side hangs up: the caller is told, the call is gone.
-        s.signal(t0, b, release(16), &up);
+        let t1 = t0 + Duration::from_secs(30);
+        s.signal(t1, b, release(16), &up);
         let out = drain(&mut s);
         assert_eq!(to_leg(&out, a), [release(16)]);
+        let record = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Event(CallEvent::Released { record, by: Side::B, .. }) => Some(record.clone()),
+                _ => None,
+            })
+            .expect("a call record");
+        assert_eq!((record.source.as_str(), record.called.as_str(), record.calling.as_deref()), ("phones", "1002", Some("1001")));
+        assert_eq!(record.rule, Some((0, Some("local".to_string()))));
+        assert_eq!((record.started, record.answered), (t0, Some(t0)));
+        assert!(matches!(&record.attempts[..], [x] if x.target == Target::Owner && x.result.is_none()));
         assert_eq!(s.calls().count(), 0);
         // Late signals for gone legs change nothing.
         s.signal(t0, b, Signal::Answer, &up);

@@ -49,10 +49,12 @@ pub struct Candidate {
 }
 
 /// What a successful commit or rollback did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Saved {
     pub path: PathBuf,
     pub previous: PathBuf,
+    /// The configuration now in the file (validated).
+    pub config: Config,
 }
 
 impl ConfigStore {
@@ -62,6 +64,12 @@ impl ConfigStore {
 
     pub fn running(&self) -> &Config {
         &self.running
+    }
+
+    /// The configuration now running, after a change applied without a
+    /// restart.
+    pub fn set_running(&mut self, config: Config) {
+        self.running = config;
     }
 
     /// The running configuration as TOML, secrets masked.
@@ -128,7 +136,7 @@ impl ConfigStore {
         write_atomically(&previous, &current)?;
         write_atomically(&suffixed(path, ".pending"), b"")?;
         write_atomically(path, format!("{header}{text}").as_bytes())?;
-        Ok(Saved { path: path.clone(), previous })
+        Ok(Saved { path: path.clone(), previous, config })
     }
 
     /// Swaps the configuration file and `.prev`, if `.prev` is a valid
@@ -138,13 +146,13 @@ impl ConfigStore {
         let previous = prev_path(path);
         let old = fs::read(&previous).map_err(|_| format!("no previous configuration ({})", previous.display()))?;
         let old_text = String::from_utf8(old.clone()).map_err(|_| "the previous configuration is not UTF-8".to_string())?;
-        Config::from_toml(&old_text, self.board_ports)
+        let config = Config::from_toml(&old_text, self.board_ports)
             .map_err(|e| format!("the previous configuration is not valid, nothing changed: {e}"))?;
         let current = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         write_atomically(&previous, &current)?;
         write_atomically(&suffixed(path, ".pending"), b"")?;
         write_atomically(path, &old)?;
-        Ok(Saved { path: path.clone(), previous })
+        Ok(Saved { path: path.clone(), previous, config })
     }
 }
 
@@ -455,6 +463,9 @@ pub(crate) struct Fixture {
     /// Counts into `restarts`.
     pub restart: Arc<dyn Fn() + Send + Sync>,
     pub restarts: Arc<std::sync::atomic::AtomicU32>,
+    /// Counts into `applies` (changes applied live).
+    pub apply: Arc<dyn Fn(Config) + Send + Sync>,
+    pub applies: Arc<std::sync::atomic::AtomicU32>,
     pub path: PathBuf,
 }
 
@@ -474,7 +485,12 @@ pub(crate) fn fixture(dir: &Path, text: &str) -> Fixture {
     let restart: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         r.fetch_add(1, Ordering::Relaxed);
     });
-    Fixture { store, status, restart, restarts, path }
+    let applies = Arc::new(AtomicU32::new(0));
+    let a = applies.clone();
+    let apply: Arc<dyn Fn(Config) + Send + Sync> = Arc::new(move |_| {
+        a.fetch_add(1, Ordering::Relaxed);
+    });
+    Fixture { store, status, restart, restarts, apply, applies, path }
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! Besides `show status|ports|registrations`, it edits the configuration
 //! (`config_store.rs`): each session has its own candidate; `config commit`
 //! validates the whole candidate, saves it (old file kept as `.prev`) and
-//! restarts gatewayd so every setting takes effect together; `config
-//! rollback` brings the previous file back the same way. A refused command
-//! says why and changes nothing.
+//! applies it: live where every part it touches can take it (`apply.rs`;
+//! calls in progress go on), else by restarting gatewayd; `config rollback`
+//! brings the previous file back the same way. A refused command says why
+//! and changes nothing.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,15 +27,38 @@ use crate::status::{snapshot, SharedStatus};
 pub struct Context {
     pub status: SharedStatus,
     pub store: Arc<Mutex<ConfigStore>>,
-    /// Asks gatewayd to restart (after a commit or rollback).
+    /// Asks gatewayd to restart (a saved change that cannot be applied live).
     pub restart: Arc<dyn Fn() + Send + Sync>,
+    /// Hands a saved configuration to the control plane to apply live
+    /// (`Gateway::apply`).
+    pub apply: Arc<dyn Fn(crate::config::Config) + Send + Sync>,
+    /// The packet capture of SIP and RTP (`capture.rs`).
+    pub capture: Arc<crate::capture::Capture>,
 }
 
 impl Context {
     /// A context with the embedded default configuration and no restart.
     pub fn for_tests(status: SharedStatus) -> Context {
         let store = ConfigStore::new(None, 4, crate::config::Config::default_sim());
-        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}) }
+        Context { status, store: Arc::new(Mutex::new(store)), restart: Arc::new(|| {}), apply: Arc::new(|_| {}), capture: Arc::default() }
+    }
+
+    /// Puts a saved configuration into effect: live when every part it
+    /// touches can take it (calls in progress go on), else by a restart.
+    /// Returns the installer's words and whether gatewayd restarts.
+    pub fn apply_saved(&self, config: crate::config::Config) -> (String, bool) {
+        let plan = crate::apply::plan_change(self.store().running(), &config);
+        if plan.restart.is_empty() {
+            let parts = if plan.live.is_empty() { "nothing to change".to_string() } else { plan.live.join(", ") };
+            self.store().set_running(config.clone());
+            (self.apply)(config);
+            (format!("applied without a restart ({parts}); calls in progress go on"), false)
+        } else {
+            // The store says what the file says, until the restart.
+            self.store().set_running(config);
+            (self.restart)();
+            (format!("gatewayd restarts to apply {} (calls in progress are dropped)", plan.restart.join(", ")), true)
+        }
     }
 
     pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
@@ -61,6 +85,9 @@ const HELP: &str = "\
 show status | show ports | show registrations
 show sip                     trunks: health, limits, registrations
 show calls                   calls in progress: both legs, rule, destinations tried
+show cdr [N]                 the last N calls' records (default 20): legs, cause, who released
+capture start|stop|status    record this gateway's SIP and RTP (pcap, 16 MB at most)
+capture save FILE            write the recording to FILE (tshark/Wireshark read it)
 show routes                  the routing table
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
@@ -71,9 +98,10 @@ config set PATH VALUE        e.g. config set sip.register_expires 120
                                   config set fxs[0].number \"2001\"
 config unset PATH            back to the default (or remove a list element)
 config diff                  what the candidate changes
-config commit                validate, save (old file kept as .prev), restart
+config commit                validate, save (old file kept as .prev), apply
+                             (live where it can; else gatewayd restarts)
 config discard               drop the candidate
-config rollback              restore the previous file, restart
+config rollback              restore the previous file, apply it
 help | quit
 ";
 
@@ -167,6 +195,28 @@ impl Session {
                 out
             }
             ["show", "routes"] => show_routes(ctx.store().running()),
+            ["capture", "start"] => {
+                ctx.capture.start(crate::capture::DEFAULT_LIMIT);
+                info!("packet capture started from the console");
+                "capture started: SIP and RTP of this gateway (stop with 'capture stop')\n".into()
+            }
+            ["capture", "stop"] => {
+                ctx.capture.stop();
+                format!("{}; download it from the web UI (/api/capture.pcap) or 'capture save FILE'\n", ctx.capture.status())
+            }
+            ["capture", "status"] | ["capture"] => format!("{}\n", ctx.capture.status()),
+            ["capture", "save", file] => match ctx.capture.pcap() {
+                None => "error: nothing captured yet ('capture start' first)\n".into(),
+                Some(bytes) => match std::fs::write(file, &bytes) {
+                    Ok(()) => format!("wrote {} bytes to {file}\n", bytes.len()),
+                    Err(e) => format!("error: cannot write {file}: {e}\n"),
+                },
+            },
+            ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
+            ["show", "cdr", n] => match n.parse::<usize>() {
+                Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
+                _ => format!("error: {n:?} is not a number of calls (show cdr [N], N >= 1)\n"),
+            },
             ["test", "route", from, number, rest @ ..] if rest.len() <= 1 => {
                 let config = ctx.store().running().clone();
                 match config.route_table() {
@@ -235,14 +285,15 @@ impl Session {
                 let result = ctx.store().commit(c);
                 return match result {
                     Ok(saved) => {
-                        info!(path = %saved.path.display(), "configuration committed from the console; restarting");
+                        info!(path = %saved.path.display(), "configuration committed from the console");
                         self.candidate = None;
-                        (ctx.restart)();
-                        Reply::Restart(format!(
-                            "saved {} (previous: {}); gatewayd restarts to apply it\n",
-                            saved.path.display(),
-                            saved.previous.display()
-                        ))
+                        let (how, restart) = ctx.apply_saved(saved.config.clone());
+                        let text = format!("saved {} (previous: {}); {how}\n", saved.path.display(), saved.previous.display());
+                        if restart {
+                            Reply::Restart(text)
+                        } else {
+                            Reply::Text(text)
+                        }
                     }
                     Err(e) => Reply::Text(format!("error: {e}\n")),
                 };
@@ -251,9 +302,14 @@ impl Session {
                 let result = ctx.store().rollback();
                 return match result {
                     Ok(saved) => {
-                        info!(path = %saved.path.display(), "configuration rolled back from the console; restarting");
-                        (ctx.restart)();
-                        Reply::Restart(format!("restored the previous configuration into {}; gatewayd restarts\n", saved.path.display()))
+                        info!(path = %saved.path.display(), "configuration rolled back from the console");
+                        let (how, restart) = ctx.apply_saved(saved.config.clone());
+                        let text = format!("restored the previous configuration into {}; {how}\n", saved.path.display());
+                        if restart {
+                            Reply::Restart(text)
+                        } else {
+                            Reply::Text(text)
+                        }
                     }
                     Err(e) => Reply::Text(format!("error: {e}\n")),
                 };
@@ -397,8 +453,14 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn ctx_with_file(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, std::path::PathBuf) {
+        let (ctx, restarts, _, path) = ctx_counting(dir);
+        (ctx, restarts, path)
+    }
+
+    /// Also counts the changes handed to the control plane to apply live.
+    fn ctx_counting(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, Arc<AtomicU32>, std::path::PathBuf) {
         let f = crate::config_store::fixture(dir, crate::config::DEFAULT_TOML);
-        (Context { status: f.status, store: f.store, restart: f.restart }, f.restarts, f.path)
+        (Context { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Arc::default() }, f.restarts, f.applies, f.path)
     }
 
     fn text(r: Reply) -> String {
@@ -430,9 +492,9 @@ mod tests {
     }
 
     #[test]
-    fn edit_commit_restarts_once_and_refusals_change_nothing() {
+    fn edit_commit_applies_once_and_refusals_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (ctx, restarts, path) = ctx_with_file(dir.path());
+        let (ctx, restarts, applies, path) = ctx_counting(dir.path());
         let mut s = Session::default();
         assert_eq!(text(s.command("config diff", &ctx)), "no changes\n");
         assert!(text(s.command("config  set   sip.user_agent  Branch GW 7", &ctx)).starts_with("ok"));
@@ -448,11 +510,25 @@ mod tests {
         assert!(text(s.command("config unset media.ptime_ms", &ctx)).starts_with("ok"));
         assert!(text(s.command("config set media.ptime_ms 30", &ctx)).starts_with("ok"));
         let r = s.command("config commit", &ctx);
-        assert!(matches!(&r, Reply::Restart(t) if t.starts_with("saved")), "{r:?}");
-        assert_eq!(restarts.load(Ordering::Relaxed), 1);
+        // Both are taken live: no restart, calls go on.
+        assert!(
+            matches!(&r, Reply::Text(t) if t.starts_with("saved") && t.contains("applied without a restart (trunk default ([sip]), media settings of new calls)")),
+            "{r:?}"
+        );
+        assert_eq!((restarts.load(Ordering::Relaxed), applies.load(Ordering::Relaxed)), (0, 1));
         let saved = crate::config::Config::load(&path, 4).unwrap();
         assert_eq!((saved.media.ptime_ms, saved.sip.user_agent.as_str()), (30, "Branch GW 7"));
+        assert_eq!(ctx.store().running(), &saved, "the running configuration is the saved one");
         assert_eq!(text(s.command("config commit", &ctx)), "nothing to commit\n", "the candidate went with the commit");
+        // The country is set up once at start: a restart, said up front.
+        assert!(text(s.command("config set system.country DE", &ctx)).starts_with("ok"));
+        let r = s.command("config commit", &ctx);
+        assert!(matches!(&r, Reply::Restart(t) if t.contains("gatewayd restarts to apply [system]")), "{r:?}");
+        assert_eq!((restarts.load(Ordering::Relaxed), applies.load(Ordering::Relaxed)), (1, 1));
+        // A rollback is applied the same way (back to US: a restart again).
+        let r = s.command("config rollback", &ctx);
+        assert!(matches!(&r, Reply::Restart(t) if t.starts_with("restored")), "{r:?}");
+        assert_eq!(restarts.load(Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -483,7 +559,7 @@ mod tests {
             0..12,
         )) {
             let dir = tempfile::tempdir().unwrap();
-            let (ctx, restarts, path) = ctx_with_file(dir.path());
+            let (ctx, restarts, applies, path) = ctx_counting(dir.path());
             let mut s = Session::default();
             for l in &lines {
                 match s.command(l, &ctx) {
@@ -491,14 +567,18 @@ mod tests {
                     Reply::Restart(t) => proptest::prop_assert!(false, "restart without commit: {}", t),
                 }
             }
-            proptest::prop_assert_eq!(restarts.load(Ordering::Relaxed), 0);
+            proptest::prop_assert_eq!(restarts.load(Ordering::Relaxed) + applies.load(Ordering::Relaxed), 0);
             proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), crate::config::DEFAULT_TOML);
-            // A commit of whatever came out is either refused, or saves a
-            // file that loads as a valid configuration.
-            if let Reply::Restart(_) = s.command("config commit", &ctx) {
-                proptest::prop_assert!(crate::config::Config::load(&path, 4).is_ok());
+            // A commit of whatever came out is either refused (nothing
+            // changes), or saves a file that loads as a valid configuration
+            // and puts it into effect once.
+            s.command("config commit", &ctx);
+            let effects = restarts.load(Ordering::Relaxed) + applies.load(Ordering::Relaxed);
+            if std::fs::read_to_string(&path).unwrap() == crate::config::DEFAULT_TOML {
+                proptest::prop_assert_eq!(effects, 0);
             } else {
-                proptest::prop_assert_eq!(std::fs::read_to_string(&path).unwrap(), crate::config::DEFAULT_TOML);
+                proptest::prop_assert!(crate::config::Config::load(&path, 4).is_ok());
+                proptest::prop_assert_eq!(effects, 1);
             }
         }
     }

@@ -30,6 +30,14 @@ pub struct Driver {
     pub echo_enabled: bool,
     /// Per-source limits and bans, applied before a datagram is parsed.
     pub admission: Admission,
+    /// Committed configurations to apply live (`console::Context::apply_saved`).
+    pub changes: tokio::sync::mpsc::UnboundedReceiver<crate::config::Config>,
+    /// Restarts gatewayd: a change the gateway could not take live after all.
+    pub restart: Arc<dyn Fn() + Send + Sync>,
+    /// The installer's packet capture (SIP here, RTP in the media thread).
+    pub capture: Arc<crate::capture::Capture>,
+    /// `[log] cdr_file`: call records appended as JSON lines.
+    pub cdr_file: Option<crate::logging::RotatingFile>,
 }
 
 impl Driver {
@@ -49,6 +57,11 @@ impl Driver {
                 r = self.sip.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
                         let now = Instant::now();
+                        if self.capture.is_on() {
+                            if let Ok(local) = self.sip.local_addr() {
+                                self.capture.record(from, local, &buf[..n]);
+                            }
+                        }
                         match self.admission.check(now, from.ip()) {
                             Verdict::Admit if admission::plausible_sip(&buf[..n]) => {
                                 trace!(target: "gatewayd::sip", %from, "received\n{}", String::from_utf8_lossy(&buf[..n]));
@@ -62,7 +75,10 @@ impl Driver {
                     }
                     // ICMP port unreachable from an earlier send shows up here
                     // on Linux; it is not fatal for a UDP server.
-                    Err(e) => warn!(%e, "SIP socket receive error"),
+                    Err(e) => {
+                        warn!(%e, "SIP socket receive error");
+                        self.gateway.note_socket_error(Instant::now(), e.to_string());
+                    }
                 },
                 _ = tokio::time::sleep_until(deadline) => self.gateway.handle_timeout(Instant::now()),
                 _ = tick.tick() => {
@@ -72,7 +88,20 @@ impl Driver {
                         self.gateway.handle_rt_event(now, ev);
                     }
                     self.gateway.check_media_liveness(now);
+                    self.take_cdrs();
                     self.update_status();
+                }
+                Some(config) = self.changes.recv() => {
+                    let warnings = config.warnings();
+                    match self.gateway.apply(Instant::now(), config) {
+                        Ok(_) => {
+                            self.status.lock().unwrap_or_else(|p| p.into_inner()).warnings = warnings;
+                        }
+                        Err(why) => {
+                            warn!(?why, "the committed configuration cannot be applied live: restarting");
+                            (self.restart)();
+                        }
+                    }
                 }
                 _ = shutdown.changed() => {
                     self.gateway.stop(Instant::now());
@@ -93,6 +122,22 @@ impl Driver {
         }
     }
 
+    /// Call records to the status's call log and the CDR file.
+    fn take_cdrs(&mut self) {
+        let mut status = None;
+        while let Some(cdr) = self.gateway.poll_cdr() {
+            if let Some(f) = self.cdr_file.as_mut() {
+                use std::io::Write;
+                let line = serde_json::to_string(&cdr).unwrap_or_default();
+                if let Err(e) = writeln!(f, "{line}") {
+                    warn!(%e, "cannot write the CDR file; records stay in memory only");
+                    self.cdr_file = None;
+                }
+            }
+            status.get_or_insert_with(|| self.status.lock().unwrap_or_else(|p| p.into_inner())).call_log.push(cdr);
+        }
+    }
+
     async fn flush(&mut self) {
         let now = Instant::now();
         while let Some(t) = self.gateway.poll_transmit() {
@@ -107,6 +152,10 @@ impl Driver {
             trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
+            } else if self.capture.is_on() {
+                if let Ok(local) = self.sip.local_addr() {
+                    self.capture.record(local, t.destination, &t.payload);
+                }
             }
         }
     }
@@ -121,7 +170,7 @@ impl Driver {
             }
             p.signals = channel.map(|c| c.signals());
         }
-        s.registrations = self.gateway.registration_status();
+        s.registrations = self.gateway.registration_status(Instant::now());
         s.trunks = self.gateway.trunk_status();
         s.fxo = self.gateway.fxo_status();
         s.calls = self.gateway.counters();

@@ -197,6 +197,193 @@ struct Trunk {
     counters: TrunkCounters,
 }
 
+/// What a [`Trunk`] is built (or rebuilt) from: one per trunk, `default`
+/// (from `[sip]`) first, then `[[trunk]]` in order.
+struct TrunkSettings {
+    name: String,
+    ua: UaConfig,
+    accept: Vec<IpNet>,
+    register: RegisterMode,
+    pilot: Option<String>,
+    codecs: Vec<Codec>,
+    cause_map: CauseMap,
+    limits: TrunkLimits,
+    options_interval: Option<Duration>,
+    options_failures: u32,
+}
+
+fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<TrunkSettings> {
+    let sip = &config.sip;
+    let per_number = |password: &str, auth: bool| -> Vec<Account> {
+        config
+            .fxs
+            .iter()
+            .map(|p| Account {
+                user: p.number.clone(),
+                auth_user: if auth { p.auth_user.clone().unwrap_or_else(|| p.number.clone()) } else { p.number.clone() },
+                password: if auth { p.password.clone().unwrap_or_else(|| password.to_string()) } else { password.to_string() },
+            })
+            .collect()
+    };
+    let accept = |proxy: SocketAddr, accept: &[String]| -> Vec<IpNet> {
+        if accept.is_empty() {
+            vec![IpNet::host(proxy.ip())]
+        } else {
+            accept.iter().filter_map(|a| IpNet::parse(a)).collect()
+        }
+    };
+    let codecs = config.codecs();
+    let mut out = vec![TrunkSettings {
+        name: DEFAULT_TRUNK.to_string(),
+        ua: UaConfig {
+            local_addr: local_sip,
+            proxy: sip.proxy,
+            domain: sip.domain.clone(),
+            user_agent: sip.user_agent.clone(),
+            accounts: per_number(&sip.password, true),
+            register_expires: sip.register_expires,
+            register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+            register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+            timers: Default::default(),
+            rng_seed: seed,
+        },
+        accept: accept(sip.proxy, &sip.accept_from),
+        register: if sip.register_expires == 0 { RegisterMode::None } else { RegisterMode::PerNumber },
+        pilot: None,
+        codecs: codecs.clone(),
+        cause_map: CauseMap::default(),
+        limits: TrunkLimits::default(),
+        options_interval: (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into())),
+        options_failures: 2,
+    }];
+    for (k, t) in config.trunk.iter().enumerate() {
+        let password = t.password.clone().unwrap_or_default();
+        let accounts = match t.register {
+            RegisterMode::PerNumber => per_number(&password, false),
+            RegisterMode::Pilot | RegisterMode::None => t
+                .username
+                .iter()
+                .map(|u| Account {
+                    user: u.clone(),
+                    auth_user: t.auth_user.clone().unwrap_or_else(|| u.clone()),
+                    password: password.clone(),
+                })
+                .collect(),
+        };
+        out.push(TrunkSettings {
+            name: t.name.clone(),
+            ua: UaConfig {
+                local_addr: local_sip,
+                proxy: t.proxy,
+                domain: t.domain.clone().unwrap_or_else(|| t.proxy.ip().to_string()),
+                user_agent: sip.user_agent.clone(),
+                accounts,
+                register_expires: if t.register == RegisterMode::None { 0 } else { t.register_expires },
+                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
+                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
+                timers: Default::default(),
+                rng_seed: seed.wrapping_add(k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            },
+            accept: accept(t.proxy, &t.accept_from),
+            register: t.register,
+            pilot: (t.register == RegisterMode::Pilot).then(|| t.username.clone()).flatten(),
+            codecs: if t.codecs.is_empty() {
+                codecs.clone()
+            } else {
+                t.codecs.iter().filter_map(|c| crate::config::parse_codec(c)).collect()
+            },
+            cause_map: CauseMap::new(&t.cause_map).expect("validated cause map"),
+            limits: t.limits.clone(),
+            options_interval: (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into())),
+            options_failures: t.options_failures,
+        });
+    }
+    out
+}
+
+/// The FXS line settings of a port in group `source`: without `[[route]]`
+/// the dial plan is `[dialplan]`'s, as it always was; with it, the digits the
+/// table can route from the port's group.
+fn fxs_line_config(config: &Config, cadence: RingCadence, table: &gw_call::RouteTable, source: Option<&str>) -> FxsConfig {
+    let legacy_plan = || {
+        let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
+        DialPlan::new(&patterns).expect("validated dial plan")
+    };
+    let dial_plan = if config.route.is_empty() {
+        legacy_plan()
+    } else {
+        source.and_then(|g| table.digit_map(g)).unwrap_or_else(legacy_plan)
+    };
+    FxsConfig {
+        dial_plan,
+        ring_cadence: cadence,
+        first_digit_timeout: Duration::from_millis(config.dialplan.first_digit_timeout_ms),
+        inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
+        reorder_timeout: Duration::from_secs(30),
+        disconnect_open_ms: None,
+        caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
+        no_answer_timeout: (config.limits.no_answer_timeout_s > 0).then(|| Duration::from_secs(config.limits.no_answer_timeout_s)),
+    }
+}
+
+impl Trunk {
+    fn new(st: TrunkSettings) -> Trunk {
+        Trunk {
+            name: st.name,
+            proxy: st.ua.proxy,
+            ua: UserAgent::new(st.ua),
+            accept: st.accept,
+            register: st.register,
+            pilot: st.pilot,
+            codecs: st.codecs,
+            cause_map: st.cause_map,
+            limits: st.limits,
+            options_interval: st.options_interval,
+            options_failures: st.options_failures,
+            ping_misses: 0,
+            next_ping: None,
+            ping_deadline: None,
+            options_down: false,
+            failed_accounts: HashSet::new(),
+            registrations: HashMap::new(),
+            active: 0,
+            counters: TrunkCounters::default(),
+        }
+    }
+
+    /// Takes new settings in place: calls on the trunk go on (see
+    /// [`UserAgent::reconfigure`]).
+    fn reconfigure(&mut self, now: Instant, st: TrunkSettings) -> Result<(), gw_sip::UaError> {
+        let proxy = st.ua.proxy;
+        self.ua.reconfigure(now, st.ua)?;
+        if proxy != self.proxy {
+            // A new far end: its health is unknown again.
+            self.failed_accounts.clear();
+            self.registrations.clear();
+            self.ping_misses = 0;
+            self.ping_deadline = None;
+            self.options_down = false;
+        }
+        if st.options_interval != self.options_interval {
+            self.next_ping = st.options_interval.map(|_| now);
+            self.ping_deadline = None;
+            self.ping_misses = 0;
+            self.options_down = false;
+        }
+        self.proxy = proxy;
+        self.name = st.name;
+        self.accept = st.accept;
+        self.register = st.register;
+        self.pilot = st.pilot;
+        self.codecs = st.codecs;
+        self.cause_map = st.cause_map;
+        self.limits = st.limits;
+        self.options_interval = st.options_interval;
+        self.options_failures = st.options_failures;
+        Ok(())
+    }
+}
+
 /// Per-trunk figures for `show sip`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct TrunkCounters {
@@ -299,6 +486,18 @@ pub struct CallCounters {
 
 pub struct Gateway {
     config: Config,
+    /// The SIP socket's address and the seed the trunks were built with
+    /// (for [`Gateway::apply`]).
+    local_sip: SocketAddr,
+    seed: u64,
+    /// Call records not yet taken by the driver, the last number given, the
+    /// wall clock they are stamped with, and each live call's leg names.
+    cdrs: VecDeque<crate::cdr::Cdr>,
+    next_cdr: u64,
+    clock: crate::cdr::Clock,
+    cdr_legs: HashMap<LegId, (String, Option<String>)>,
+    /// The SIP socket's last error and when (`note_socket_error`).
+    socket_error: Option<(Instant, String)>,
     profile: &'static CountryProfile,
     cadence: RingCadence,
     /// The call-control core: routes, limits, each call's legs and failover.
@@ -366,148 +565,33 @@ impl Gateway {
         for w in &warnings {
             warn!("routing table: {w}");
         }
-        let legacy_plan = {
-            let patterns: Vec<&str> = config.dialplan.patterns.iter().map(String::as_str).collect();
-            DialPlan::new(&patterns).expect("validated dial plan")
-        };
-        let line_config = |plan: DialPlan| FxsConfig {
-            dial_plan: plan,
-            ring_cadence: cadence,
-            first_digit_timeout: Duration::from_millis(config.dialplan.first_digit_timeout_ms),
-            inter_digit_timeout: Duration::from_millis(config.dialplan.inter_digit_timeout_ms),
-            reorder_timeout: Duration::from_secs(30),
-            disconnect_open_ms: None,
-            caller_id: config.caller_id.mode.resolve(&config.system.country) != CallerIdMode::Off,
-            no_answer_timeout: (config.limits.no_answer_timeout_s > 0)
-                .then(|| Duration::from_secs(config.limits.no_answer_timeout_s)),
-        };
-
         let mut hal_ports: Vec<Option<(u8, Box<dyn FxsPort + Send>)>> = hal_ports.into_iter().map(Some).collect();
         let mut ports = Vec::new();
         for p in &config.fxs {
             let Some((channel, hal)) = hal_ports.get_mut(p.port - 1).and_then(Option::take) else { continue };
             let source = table.fxs_source(p.port).map(str::to_string);
-            // Without [[route]] the dial plan is [dialplan]'s, as it always was;
-            // with it, the digits the table can route from the port's group.
-            let plan = if config.route.is_empty() {
-                legacy_plan.clone()
-            } else {
-                source.as_deref().and_then(|g| table.digit_map(g)).unwrap_or_else(|| legacy_plan.clone())
-            };
             ports.push(Port {
                 channel,
                 label: p.port,
                 number: p.number.clone(),
+                line: FxsLine::new(fxs_line_config(&config, cadence, &table, source.as_deref())),
                 source,
                 hal,
-                line: FxsLine::new(line_config(plan)),
                 leg: None,
                 last_route: None,
             });
         }
-
-        let mut trunks = Vec::new();
-        let sip = &config.sip;
-        let per_number = |password: &str, auth: bool| -> Vec<Account> {
-            config
-                .fxs
-                .iter()
-                .map(|p| Account {
-                    user: p.number.clone(),
-                    auth_user: if auth { p.auth_user.clone().unwrap_or_else(|| p.number.clone()) } else { p.number.clone() },
-                    password: if auth { p.password.clone().unwrap_or_else(|| password.to_string()) } else { password.to_string() },
-                })
-                .collect()
-        };
-        let codecs = config.codecs();
-        let new_trunk = |name: &str, ua: UaConfig, accept: &[String], register, pilot, codecs: Vec<Codec>| Trunk {
-            name: name.to_string(),
-            proxy: ua.proxy,
-            accept: if accept.is_empty() {
-                vec![IpNet::host(ua.proxy.ip())]
-            } else {
-                accept.iter().filter_map(|a| IpNet::parse(a)).collect()
-            },
-            ua: UserAgent::new(ua),
-            register,
-            pilot,
-            codecs,
-            cause_map: CauseMap::default(),
-            limits: TrunkLimits::default(),
-            options_interval: None,
-            options_failures: 2,
-            ping_misses: 0,
-            next_ping: None,
-            ping_deadline: None,
-            options_down: false,
-            failed_accounts: HashSet::new(),
-            registrations: HashMap::new(),
-            active: 0,
-            counters: TrunkCounters::default(),
-        };
-        let mut default = new_trunk(
-            DEFAULT_TRUNK,
-            UaConfig {
-                local_addr: local_sip,
-                proxy: sip.proxy,
-                domain: sip.domain.clone(),
-                user_agent: sip.user_agent.clone(),
-                accounts: per_number(&sip.password, true),
-                register_expires: sip.register_expires,
-                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
-                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
-                timers: Default::default(),
-                rng_seed: seed,
-            },
-            &sip.accept_from,
-            if sip.register_expires == 0 { RegisterMode::None } else { RegisterMode::PerNumber },
-            None,
-            codecs.clone(),
-        );
-        default.options_interval = (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into()));
-        trunks.push(default);
-        for (k, t) in config.trunk.iter().enumerate() {
-            let password = t.password.clone().unwrap_or_default();
-            let accounts = match t.register {
-                RegisterMode::PerNumber => per_number(&password, false),
-                RegisterMode::Pilot | RegisterMode::None => t
-                    .username
-                    .iter()
-                    .map(|u| Account {
-                        user: u.clone(),
-                        auth_user: t.auth_user.clone().unwrap_or_else(|| u.clone()),
-                        password: password.clone(),
-                    })
-                    .collect(),
-            };
-            let ua = UaConfig {
-                local_addr: local_sip,
-                proxy: t.proxy,
-                domain: t.domain.clone().unwrap_or_else(|| t.proxy.ip().to_string()),
-                user_agent: sip.user_agent.clone(),
-                accounts,
-                register_expires: if t.register == RegisterMode::None { 0 } else { t.register_expires },
-                register_retry_base: Duration::from_secs(sip.register_retry_base_s),
-                register_retry_max: Duration::from_secs(sip.register_retry_max_s),
-                timers: Default::default(),
-                rng_seed: seed.wrapping_add(k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            };
-            let trunk_codecs = if t.codecs.is_empty() {
-                codecs.clone()
-            } else {
-                t.codecs.iter().filter_map(|c| crate::config::parse_codec(c)).collect()
-            };
-            let pilot = (t.register == RegisterMode::Pilot).then(|| t.username.clone()).flatten();
-            let mut trunk = new_trunk(&t.name, ua, &t.accept_from, t.register, pilot, trunk_codecs);
-            trunk.cause_map = CauseMap::new(&t.cause_map).expect("validated cause map");
-            trunk.limits = t.limits.clone();
-            trunk.options_interval = (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into()));
-            trunk.options_failures = t.options_failures;
-            trunks.push(trunk);
-        }
+        let trunks = trunk_settings(&config, local_sip, seed).into_iter().map(Trunk::new).collect();
         let rtp_ports = RtpPorts::new(config.media.rtp_ip, config.media.rtp_port_min, config.media.rtp_port_max);
         Gateway {
             config,
+            local_sip,
+            seed,
+            cdrs: VecDeque::new(),
+            next_cdr: 0,
+            clock: crate::cdr::Clock::now(),
+            cdr_legs: HashMap::new(),
+            socket_error: None,
             profile,
             cadence,
             switch: Switch::new(table),
@@ -532,6 +616,81 @@ impl Gateway {
             rt_overruns: 0,
             rng: seed | 1,
         }
+    }
+
+    /// The running configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Applies a committed configuration without a restart, to the parts it
+    /// touches: the routing table (new calls), each port's number, group and
+    /// dialling settings, each FXO line's settings, each trunk's settings
+    /// (a trunk whose registrar or accounts changed re-registers; one that
+    /// did not keeps its binding) and trunks added at the end. Calls in
+    /// progress keep their legs, route and audio. `Err` (nothing changed)
+    /// names what can take effect only with a restart: see
+    /// [`crate::apply::plan_change`].
+    pub fn apply(&mut self, now: Instant, new: Config) -> Result<Vec<String>, Vec<String>> {
+        let plan = crate::apply::plan_change(&self.config, &new);
+        if !plan.restart.is_empty() {
+            return Err(plan.restart);
+        }
+        let (table, warnings) = new.route_table().map_err(|e| vec![format!("routing table: {e}")])?;
+        for w in &warnings {
+            warn!("routing table: {w}");
+        }
+        // Refusals first, so that nothing is half applied.
+        let settings = trunk_settings(&new, self.local_sip, self.seed);
+        let mut fxo_configs = Vec::new();
+        for f in &self.fxo {
+            let Some(c) = new.fxo.iter().find(|c| c.port == f.label) else {
+                return Err(vec![format!("fxo port {} removed", f.label)]);
+            };
+            let lc = c.line_config(&new.system.country).map_err(|e| vec![format!("fxo port {}: {e}", f.label)])?;
+            fxo_configs.push((c.clone(), lc));
+        }
+        for (k, st) in settings.into_iter().enumerate() {
+            if k < self.trunks.len() {
+                self.trunks[k].reconfigure(now, st).map_err(|e| vec![format!("trunk {k}: {e}")])?;
+            } else {
+                info!(trunk = %st.name, "trunk added");
+                let mut trunk = Trunk::new(st);
+                trunk.ua.start(now);
+                if trunk.options_interval.is_some() {
+                    trunk.next_ping = Some(now);
+                }
+                self.trunks.push(trunk);
+            }
+        }
+        for k in 0..self.ports.len() {
+            let Some(p) = new.fxs.iter().find(|p| p.port == self.ports[k].label) else { continue };
+            let source = table.fxs_source(p.port).map(str::to_string);
+            let line = fxs_line_config(&new, self.cadence, &table, source.as_deref());
+            let port = &mut self.ports[k];
+            if port.number != p.number {
+                info!(port = port.label, old = %port.number, new = %p.number, "port number changed");
+            }
+            port.number = p.number.clone();
+            port.source = source;
+            port.line.set_config(line);
+        }
+        for (k, (c, lc)) in fxo_configs.into_iter().enumerate() {
+            let source = table.groups().iter().find(|g| g.fxo.contains(&c.port)).map(|g| g.name.clone());
+            let f = &mut self.fxo[k];
+            f.number = c.number.clone();
+            f.inbound = c.inbound.clone();
+            f.source = source;
+            f.line.set_config(lc);
+        }
+        self.switch.set_table(table);
+        self.config = new;
+        for t in 0..self.trunks.len() {
+            self.drain_ua(now, t);
+        }
+        self.handle_timeout(now);
+        info!(changed = ?plan.live, "configuration applied without a restart");
+        Ok(plan.live)
     }
 
     pub fn start(&mut self, now: Instant) {
@@ -840,19 +999,47 @@ impl Gateway {
         self.trunks.iter_mut().find_map(|t| t.ua.poll_transmit())
     }
 
-    pub fn registration_status(&self) -> Vec<RegistrationStatus> {
-        let mut v: Vec<RegistrationStatus> = self
-            .trunks
-            .iter()
-            .flat_map(|t| {
-                t.registrations.iter().map(move |(u, s)| RegistrationStatus {
-                    user: if t.name == DEFAULT_TRUNK { u.clone() } else { format!("{}/{u}", t.name) },
-                    state: s.clone(),
-                })
-            })
-            .collect();
+    /// Each registering account's state in an installer's words: where it
+    /// registers, what the registrar or the network last said, and when the
+    /// next attempt goes out (a countdown from `now`).
+    pub fn registration_status(&self, now: Instant) -> Vec<RegistrationStatus> {
+        use gw_sip::RegState;
+        let secs = |t: Instant| t.saturating_duration_since(now).as_secs();
+        let network = self
+            .socket_error
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < Duration::from_secs(60))
+            .map(|(at, e)| format!("; the network said \"{e}\" {} s ago", now.saturating_duration_since(*at).as_secs()))
+            .unwrap_or_default();
+        let mut v: Vec<RegistrationStatus> = Vec::new();
+        for t in self.trunks.iter().filter(|t| t.register != RegisterMode::None) {
+            for u in t.ua.account_users() {
+                let Some(state) = t.ua.registration_state(u) else { continue };
+                let proxy = t.proxy;
+                let state = match state {
+                    RegState::Idle => "not started".to_string(),
+                    RegState::Pending => format!("registering with {proxy}: no answer yet{network}"),
+                    RegState::Registered { until } => format!("registered with {proxy}, {} s left", secs(until)),
+                    RegState::Failed { status: None, retry_at, .. } => {
+                        format!("failed: no answer from {proxy}{network}; next attempt in {} s", secs(retry_at))
+                    }
+                    RegState::Failed { status: Some(code), reason, retry_at } => {
+                        format!("failed: {proxy} answered {code} {reason}; next attempt in {} s", secs(retry_at))
+                    }
+                    RegState::Unregistered => "unregistered".to_string(),
+                };
+                let user = if t.name == DEFAULT_TRUNK { u.to_string() } else { format!("{}/{u}", t.name) };
+                v.push(RegistrationStatus { user, state });
+            }
+        }
         v.sort_by(|a, b| a.user.cmp(&b.user));
         v
+    }
+
+    /// The SIP socket reported an error (on Linux, an ICMP port or host
+    /// unreachable for an earlier send): shown with the registrations.
+    pub fn note_socket_error(&mut self, now: Instant, error: String) {
+        self.socket_error = Some((now, error));
     }
 
     pub fn trunk_status(&self) -> Vec<TrunkStatus> {
@@ -1500,7 +1687,7 @@ impl Gateway {
                     }
                     self.signal_leg(now, leg, signal);
                 }
-                SwitchOutput::Event(e) => self.call_event(e),
+                SwitchOutput::Event(e) => self.call_event(now, e),
             }
         }
     }
@@ -1537,12 +1724,32 @@ impl Gateway {
         entry.1 = skipped.len();
     }
 
-    fn call_event(&mut self, e: CallEvent) {
+    /// "FXS 1", "FXO 2", "trunk carrier": a leg as the call log names it.
+    fn leg_name(&self, leg: LegId) -> Option<String> {
+        Some(match self.legs.get(&leg)? {
+            Leg::Fxs(i) => format!("FXS {}", self.ports[*i].label),
+            Leg::Fxo(k) => format!("FXO {}", self.fxo[*k].label),
+            Leg::Sip(t, _) => format!("trunk {}", self.trunks[*t].name),
+        })
+    }
+
+    /// The next call record (see `cdr.rs`); the driver stores them.
+    pub fn poll_cdr(&mut self) -> Option<crate::cdr::Cdr> {
+        self.cdrs.pop_front()
+    }
+
+    fn call_event(&mut self, now: Instant, e: CallEvent) {
         match e {
             CallEvent::Routed { a, rule, rule_name, called } => {
                 info!(%a, rule, name = ?rule_name, %called, "routing");
+                if let Some(name) = self.leg_name(a) {
+                    self.cdr_legs.entry(a).or_insert((name, None));
+                }
             }
             CallEvent::Refused { a, release } => {
+                if let Some(name) = self.leg_name(a) {
+                    self.cdr_legs.entry(a).or_insert((name, None));
+                }
                 info!(%a, %release, "call refused");
                 if release.local == Some(LocalReason::LimitReached) {
                     self.counters.rule_limited += 1;
@@ -1554,10 +1761,22 @@ impl Gateway {
             CallEvent::AttemptFailed { a, target, release } => info!(%a, %target, %release, "attempt failed"),
             CallEvent::Answered { a, b } => {
                 info!(%a, %b, "answered");
+                let to = self.leg_name(b);
+                let from = self.leg_name(a);
+                let entry = self.cdr_legs.entry(a).or_insert((from.unwrap_or_default(), None));
+                entry.1 = to;
                 self.counters.answered += 1;
             }
-            CallEvent::Released { a, release, by, route, trunks_down } => {
+            CallEvent::Released { a, release, by, route, trunks_down, record } => {
                 info!(%a, %release, ?by, %route, "call ended");
+                let (from, to) = self.cdr_legs.remove(&a).unwrap_or_else(|| (self.leg_name(a).unwrap_or_default(), None));
+                self.next_cdr += 1;
+                let legs = crate::cdr::Legs { from, to };
+                let cdr = crate::cdr::record(self.next_cdr, &self.clock, now, &record, &release, by, legs);
+                if self.cdrs.len() >= crate::cdr::KEPT {
+                    self.cdrs.pop_front();
+                }
+                self.cdrs.push_back(cdr);
                 if let Some(pair) = self.bridged.remove(&a) {
                     self.rt_command(RtCommand::Listen { channel: pair.0, from: None });
                     self.rt_command(RtCommand::Listen { channel: pair.1, from: None });
@@ -2506,6 +2725,83 @@ mod tests {
     }
 
     #[test]
+    fn a_committed_port_number_applies_live_while_a_call_is_up_on_other_ports() {
+        let mut w = World::new(CallerIdMode::Off);
+        // Ports 1 and 2 talk.
+        w.hook(1, true);
+        w.dial(1, "1002");
+        w.advance(100);
+        w.hook(2, true);
+        w.commands();
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 1002 (local, port 2)"));
+        // Port 4 becomes 1444; a restart-only change is refused whole.
+        let mut bad = w.gw.config().clone();
+        bad.fxs[3].number = "1444".into();
+        bad.system.country = "DE".into();
+        let why = w.gw.apply(w.now, bad).unwrap_err();
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert_eq!(w.gw.port_status()[3].number, "1004", "a refused change changes nothing");
+        let mut new = w.gw.config().clone();
+        new.fxs[3].number = "1444".into();
+        assert_eq!(w.gw.apply(w.now, new).unwrap(), vec!["FXS 4".to_string()]);
+        w.advance(100);
+        // The call goes on: nothing torn down or re-routed.
+        let cmds = w.commands();
+        assert!(listens(&cmds).is_empty(), "the call's cross-connect untouched: {cmds:?}");
+        assert_eq!(w.gw.port_status()[0].call.as_deref(), Some("to 1002 (local, port 2)"));
+        assert_eq!(w.gw.port_status()[3].number, "1444");
+        // The new number rings port 4; the old one no longer exists.
+        w.hook(3, true);
+        w.dial(3, "1444");
+        w.advance(100);
+        assert!(w.ringing(4), "the new number rings port 4");
+        w.hook(3, false);
+        w.advance(100);
+        w.hook(3, true);
+        w.dial(3, "1004");
+        w.advance(100);
+        assert!(!w.ringing(4), "the old number no longer rings it");
+        w.commands();
+        // The first call still ends normally.
+        w.hook(2, false);
+        let cmds = w.commands();
+        let mut l = listens(&cmds);
+        l.sort();
+        l.dedup();
+        assert_eq!(l, vec![(0, None), (1, None)]);
+    }
+
+    #[test]
+    fn every_call_leaves_a_record_with_both_legs_the_cause_and_who_released() {
+        let mut w = World::new(CallerIdMode::Off);
+        w.hook(1, true);
+        w.dial(1, "1002");
+        w.advance(100);
+        w.hook(2, true);
+        w.advance(2000);
+        w.hook(1, false);
+        let cdrs: Vec<_> = std::iter::from_fn(|| w.gw.poll_cdr()).collect();
+        let [c] = &cdrs[..] else { panic!("{cdrs:?}") };
+        assert_eq!((c.id, c.from_leg.as_str(), c.to_leg.as_deref()), (1, "FXS 1", Some("FXS 2")));
+        assert_eq!((c.source.as_str(), c.calling.as_deref(), c.called.as_str()), ("phones", Some("1001"), "1002"));
+        assert_eq!((c.q850, c.sip_status, c.released_by.as_str()), (16, 200, "caller"));
+        assert_eq!(c.rule.as_deref(), Some("route[0] \"local\""));
+        assert!(c.talk_s >= 2.0 && c.answer.is_some(), "{c:?}");
+        w.hook(2, false);
+        // A port that is busy: the attempt and its cause are in the record.
+        w.hook(3, true);
+        w.hook(4, true);
+        w.dial(3, "1004");
+        w.advance(100);
+        w.hook(3, false);
+        let cdrs: Vec<_> = std::iter::from_fn(|| w.gw.poll_cdr()).collect();
+        let [c] = &cdrs[..] else { panic!("{cdrs:?}") };
+        assert_eq!((c.id, c.q850, c.sip_status, c.to_leg.as_deref(), c.answer.as_deref()), (2, 17, 486, None, None));
+        assert_eq!(c.tried, ["the number's owner -> 17 user busy"]);
+        assert_eq!(c.released_by, "called side");
+    }
+
+    #[test]
     fn caller_hanging_up_while_the_other_port_rings_stops_the_ringing() {
         let mut w = World::new(CallerIdMode::Off);
         w.hook(1, true);
@@ -2550,7 +2846,7 @@ mod tests {
         let mut w = World::with(config).start();
         // Nobody answers the REGISTERs: after timer F (32 s) the account is down.
         w.advance(33_000);
-        assert!(w.gw.registration_status().iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
+        assert!(w.gw.registration_status(w.now).iter().any(|r| r.user == "1001" && r.state.starts_with("failed")));
         w.hook(1, true);
         w.commands();
         w.dial(1, "2000");

@@ -5,6 +5,9 @@
 //! - [`gateway`]: the call router joining line machines, SIP and the rt thread;
 //! - [`driver`]: the tokio task that owns the SIP socket and the clock;
 //! - [`callerid`]: the caller ID delivery for an incoming call;
+//! - [`capture`]: the installer's packet capture of SIP and RTP (pcap);
+//! - [`cdr`]: call detail records (`show cdr`, the status's call log, `[log] cdr_file`);
+//! - [`apply`]: which parts a committed configuration touches (live or restart);
 //! - [`config`]: the validated TOML configuration; [`config_store`]: editing,
 //!   saving and rolling it back;
 //! - [`logging`]: rate-limited repeats and the size-capped rotating log file;
@@ -15,7 +18,10 @@
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
 #![deny(unsafe_code)]
 
+pub mod apply;
 pub mod callerid;
+pub mod capture;
+pub mod cdr;
 pub mod config;
 pub mod config_store;
 pub mod conn_limit;

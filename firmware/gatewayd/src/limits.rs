@@ -180,11 +180,15 @@ pub struct Log {
     pub file: Option<PathBuf>,
     pub file_max_bytes: u64,
     pub file_keep: u32,
+    /// Also append each call's record (`cdr.rs`) to this file as a JSON
+    /// line, rotated like the log file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdr_file: Option<PathBuf>,
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Log { max_repeats_per_s: 10, max_lines_per_s: 200, file: None, file_max_bytes: 4 << 20, file_keep: 2 }
+        Log { max_repeats_per_s: 10, max_lines_per_s: 200, file: None, file_max_bytes: 4 << 20, file_keep: 2, cdr_file: None }
     }
 }
 

@@ -129,7 +129,9 @@ fn run(
 
     let (rt_queues, ctl) = rt::make_queues();
     let rt_stats = Arc::new(RtStats::new(channels));
-    let media = MediaIo::start(channels, ctl.packets_out, ctl.packets_in).map_err(|e| format!("media thread: {e}"))?;
+    let capture = Arc::new(gatewayd::capture::Capture::default());
+    let media = MediaIo::start_with(channels, ctl.packets_out, ctl.packets_in, capture.clone())
+        .map_err(|e| format!("media thread: {e}"))?;
 
     // The engine is built (and allocates) here, before the rt thread starts.
     let rt_config = RtConfig {
@@ -216,7 +218,18 @@ fn run(
                 let _ = shutdown_tx.send(true);
             }
         });
-        let management = console::Context { status: status.clone(), store, restart: request_restart };
+        let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
+        let apply: Arc<dyn Fn(Config) + Send + Sync> = Arc::new({
+            let config_path = config_path.clone();
+            move |config| {
+                // Taken live: the saved file is the running one, nothing to undo.
+                if let Some(path) = &config_path {
+                    gatewayd::config_store::confirm(path);
+                }
+                let _ = changes_tx.send(config);
+            }
+        });
+        let management = console::Context { status: status.clone(), store, restart: request_restart.clone(), apply, capture: capture.clone() };
         tokio::spawn(web::serve(http, management.clone()));
         tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change
@@ -245,6 +258,14 @@ fn run(
             status,
             echo_enabled: config.media.echo_canceller,
             admission: gatewayd::limits::admission_for(&config, std::time::Instant::now()),
+            changes: changes_rx,
+            restart: request_restart,
+            capture,
+            cdr_file: config.log.cdr_file.as_ref().and_then(|path| {
+                gatewayd::logging::RotatingFile::open(path, config.log.file_max_bytes, config.log.file_keep)
+                    .map_err(|e| warn!(path = %path.display(), %e, "cannot open the CDR file; records stay in memory only"))
+                    .ok()
+            }),
         };
         tokio::spawn(async move {
             wait_for_signal().await;

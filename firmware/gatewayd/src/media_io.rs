@@ -75,6 +75,8 @@ struct Slot {
     /// Packets queued for the rt thread in the current 10 ms window.
     queued: usize,
     held: bool,
+    /// Our address, for the packet capture.
+    local: SocketAddr,
 }
 
 impl Slot {
@@ -118,6 +120,16 @@ impl MediaIo {
         packets_out: Consumer<'static, Packet>,
         packets_in: Producer<'static, Packet>,
     ) -> std::io::Result<MediaIo> {
+        Self::start_with(channels, packets_out, packets_in, Arc::default())
+    }
+
+    /// As [`MediaIo::start`], recording the RTP into `capture` while it runs.
+    pub fn start_with(
+        channels: usize,
+        packets_out: Consumer<'static, Packet>,
+        packets_in: Producer<'static, Packet>,
+        capture: Arc<crate::capture::Capture>,
+    ) -> std::io::Result<MediaIo> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(MediaStats::default());
@@ -127,7 +139,7 @@ impl MediaIo {
             let stop = stop.clone();
             let stats = stats.clone();
             let activity = Activity { last_rx_ms: last_rx_ms.clone(), epoch };
-            move || run(channels, rx, packets_out, packets_in, stop, stats, activity)
+            move || run(channels, rx, packets_out, packets_in, stop, stats, activity, capture)
         })?;
         Ok(MediaIo { commands: tx, last_rx_ms, epoch, stop, thread: Some(thread), stats })
     }
@@ -182,6 +194,7 @@ fn run(
     stop: Arc<AtomicBool>,
     stats: Arc<MediaStats>,
     activity: Activity,
+    capture: Arc<crate::capture::Capture>,
 ) {
     let mut slots: Vec<Option<Slot>> = (0..channels).map(|_| None).collect();
     let mut pkt = Packet::empty();
@@ -201,7 +214,8 @@ fn run(
                 MediaCommand::Open { channel, socket, remote } => {
                     if let Some(slot) = slots.get_mut(channel as usize) {
                         if socket.set_nonblocking(true).is_ok() {
-                            *slot = Some(Slot { socket, remote, latched: None, queued: 0, held: false });
+                            let local = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                            *slot = Some(Slot { socket, remote, latched: None, queued: 0, held: false, local });
                         }
                     }
                 }
@@ -225,7 +239,10 @@ fn run(
         while let Some(out) = packets_out.dequeue() {
             if let Some(Some(slot)) = slots.get(out.channel as usize).filter(|s| s.as_ref().is_some_and(|s| !s.held)) {
                 match slot.socket.send_to(out.bytes(), slot.destination()) {
-                    Ok(_) => stats.sent.fetch_add(1, Ordering::Relaxed),
+                    Ok(_) => {
+                        capture.record(slot.local, slot.destination(), out.bytes());
+                        stats.sent.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(_) => stats.send_errors.fetch_add(1, Ordering::Relaxed),
                 };
             }
@@ -252,6 +269,7 @@ fn run(
                     continue;
                 }
                 slot.queued += 1;
+                capture.record(from, slot.local, &pkt.data[..n]);
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 if let Some(l) = activity.last_rx_ms.get(ch) {
                     l.store(now_ms, Ordering::Relaxed);

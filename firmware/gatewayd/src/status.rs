@@ -125,6 +125,10 @@ pub struct Status {
     pub warnings: Vec<String>,
     pub media: MediaStatus,
     pub sip_admission: AdmissionStatus,
+    /// The last calls' records (`show cdr`, `GET /api/cdr`); not in the
+    /// status JSON, which is polled.
+    #[serde(skip)]
+    pub call_log: crate::cdr::CallLog,
 }
 
 impl Status {
@@ -145,6 +149,7 @@ impl Status {
             warnings: Vec::new(),
             media: MediaStatus::default(),
             sip_admission: AdmissionStatus::default(),
+            call_log: Default::default(),
         }
     }
 

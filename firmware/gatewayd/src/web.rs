@@ -3,11 +3,13 @@
 //!
 //! - `GET /`: a page with the status and the running configuration in a form;
 //! - `GET /api/status`: the status as JSON;
+//! - `GET /api/cdr`: the last calls' records (`cdr.rs`) as JSON, oldest first;
+//! - `GET /api/capture.pcap`: the console's packet capture (`capture.rs`), for `admin`;
 //! - `GET /api/config`: the running configuration as TOML, secrets masked;
 //! - `POST /api/config`: a whole TOML document (HTTP Basic auth, user `admin`,
 //!   password `management.web_password`). Secrets left masked keep their
 //!   values. It is validated and saved exactly like `config commit` on the
-//!   console (`config_store.rs`): 200 and gatewayd restarts in place, or 422
+//!   console (`config_store.rs`) and applied (live, or by a restart), or 422
 //!   with the field and the reason and nothing changed, 401 on a wrong
 //!   password, 403 when no web password is configured (read-only web UI).
 //!
@@ -36,6 +38,17 @@ pub async fn serve_with(listener: TcpListener, ctx: WebContext, connections: usi
     let app = axum::Router::new()
         .route("/", get(page))
         .route("/api/status", get(|State(ctx): State<WebContext>| async move { axum::Json(snapshot(&ctx.status)) }))
+        .route(
+            "/api/capture.pcap",
+            get(|State(ctx): State<WebContext>, headers: HeaderMap| async move { capture_download(&ctx, &headers) }),
+        )
+        .route(
+            "/api/cdr",
+            get(|State(ctx): State<WebContext>| async move {
+                let log = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.clone();
+                axum::Json(log.records)
+            }),
+        )
         .route(
             "/api/config",
             get(|State(ctx): State<WebContext>| async move {
@@ -74,12 +87,36 @@ pub fn post_config(ctx: &WebContext, authorization: Option<&str>, body: &str) ->
     };
     match store.commit(&candidate) {
         Ok(saved) => {
-            info!(path = %saved.path.display(), "configuration saved from the web UI; restarting");
+            info!(path = %saved.path.display(), "configuration saved from the web UI");
             drop(store);
-            (ctx.restart)();
-            (StatusCode::OK, format!("saved {}; gatewayd restarts to apply it\n", saved.path.display()))
+            let (how, _) = ctx.apply_saved(saved.config.clone());
+            (StatusCode::OK, format!("saved {}; {how}\n", saved.path.display()))
         }
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("error: {e}\n")),
+    }
+}
+
+/// The packet capture as a pcap file: it holds signalling and voice, so
+/// only for `admin`, like a configuration change.
+fn capture_download(ctx: &WebContext, headers: &HeaderMap) -> Response {
+    let Some(password) = ctx.store().running().management.web_password.clone() else {
+        return (StatusCode::FORBIDDEN, "set management.web_password to download captures here (or use the console's capture save)\n").into_response();
+    };
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !authorized(auth, &password) {
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"gatewayd\"")], "user admin and the web password are needed\n")
+            .into_response();
+    }
+    match ctx.capture.pcap() {
+        None => (StatusCode::NOT_FOUND, "nothing captured yet: 'capture start' on the console\n").into_response(),
+        Some(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"gatewayd.pcap\""),
+            ],
+            bytes,
+        )
+            .into_response(),
     }
 }
 
@@ -147,7 +184,7 @@ async fn page(State(ctx): State<WebContext>) -> Response {
     let editable = ctx.store().running().management.web_password.is_some();
     let form = if editable {
         r#"<p><label>admin password <input type="password" id="pw"></label>
-<button onclick="save()">Validate, save and restart</button></p>
+<button onclick="save()">Validate, save and apply</button></p>
 <pre id="result"></pre>
 <script>
 async function save() {
@@ -256,7 +293,7 @@ mod tests {
             text = text.replace("[management]\n", &format!("[management]\nweb_password = \"{pw}\"\n"));
         }
         let f = crate::config_store::fixture(dir, &text);
-        (WebContext { status: f.status, store: f.store, restart: f.restart }, f.restarts, f.path)
+        (WebContext { status: f.status, store: f.store, restart: f.restart, apply: f.apply, capture: Default::default() }, f.applies, f.path)
     }
 
     fn basic(user_pw: &str) -> String {
@@ -284,7 +321,8 @@ mod tests {
         assert_eq!(restarts.load(Ordering::Relaxed), 0);
         let (code, text) = post_config(&ctx, Some(&auth), &doc);
         assert_eq!(code, StatusCode::OK, "{text}");
-        assert_eq!(restarts.load(Ordering::Relaxed), 1);
+        assert!(text.contains("applied without a restart (trunk default ([sip]))"), "{text}");
+        assert_eq!(restarts.load(Ordering::Relaxed), 1, "handed to the control plane once");
         let saved = crate::config::Config::load(&path, 4).unwrap();
         assert_eq!(saved.sip.register_expires, 120);
         assert_eq!(saved.management.web_password.as_deref(), Some("installer-pw"), "masked secrets kept");

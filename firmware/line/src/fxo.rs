@@ -544,6 +544,13 @@ impl FxoLine {
         }
     }
 
+    /// Takes changed settings (a committed configuration): a call in
+    /// progress goes on; the new answer, disconnect and dialling rules serve
+    /// the next call.
+    pub fn set_config(&mut self, config: FxoConfig) {
+        self.config = config;
+    }
+
     // ---------------------------------------------------------------- getters
 
     pub fn state(&self) -> FxoState {

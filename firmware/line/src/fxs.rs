@@ -243,6 +243,13 @@ impl FxsLine {
         }
     }
 
+    /// Takes changed settings (a committed configuration) without
+    /// disturbing the line: a call in progress goes on; the new dial plan,
+    /// timeouts and cadence serve the next dialling and ringing.
+    pub fn set_config(&mut self, config: FxsConfig) {
+        self.config = config;
+    }
+
     // ---------------------------------------------------------------- getters
 
     pub fn state(&self) -> State {

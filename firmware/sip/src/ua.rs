@@ -66,7 +66,7 @@ pub const MAX_CALLS: usize = 128;
 const TRUNK_RESERVE: usize = 256;
 
 /// One SIP account of the gateway.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     /// AOR user part, e.g. "1001".
     pub user: String,
@@ -200,6 +200,30 @@ struct Registration {
     cached: Option<(auth::Challenge, &'static str)>,
     expires: u32,
     unregistering: bool,
+    /// Dropped by [`UserAgent::reconfigure`]: unregistered once, then inert
+    /// (kept so that transaction owners' indices stay valid).
+    retired: bool,
+}
+
+fn new_registration(rng: &mut SmallRng, config: &UaConfig, account: Account) -> Registration {
+    let call_id = format!("{:016x}@{}", rng.next_u64(), config.local_addr.ip());
+    let local_tag = format!("{:012x}", rng.next_u64() & 0xffff_ffff_ffff);
+    Registration {
+        account,
+        call_id,
+        local_tag,
+        cseq: 0,
+        state: RegState::Idle,
+        next_at: None,
+        failures: 0,
+        auth_sent_nonce: None,
+        auth_rounds: 0,
+        auth: AuthState::default(),
+        cached: None,
+        expires: config.register_expires,
+        unregistering: false,
+        retired: false,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -385,6 +409,8 @@ pub struct UserAgent {
     overload_rejects: u64,
     calls: BTreeMap<CallHandle, Call>,
     regs: Vec<Registration>,
+    /// Between `start` and `stop`: new accounts register at once.
+    started: bool,
     next_call: u32,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -453,26 +479,7 @@ fn challenge_of(resp: &rsip::Response) -> Option<(auth::Challenge, String, bool,
 impl UserAgent {
     pub fn new(config: UaConfig) -> Self {
         let mut rng = SmallRng::seed_from_u64(config.rng_seed);
-        let mut regs = Vec::new();
-        for a in &config.accounts {
-            let call_id = format!("{:016x}@{}", rng.next_u64(), config.local_addr.ip());
-            let local_tag = format!("{:012x}", rng.next_u64() & 0xffff_ffff_ffff);
-            regs.push(Registration {
-                account: a.clone(),
-                call_id,
-                local_tag,
-                cseq: 0,
-                state: RegState::Idle,
-                next_at: None,
-                failures: 0,
-                auth_sent_nonce: None,
-                auth_rounds: 0,
-                auth: AuthState::default(),
-                cached: None,
-                expires: config.register_expires,
-                unregistering: false,
-            });
-        }
+        let regs = config.accounts.iter().map(|a| new_registration(&mut rng, &config, a.clone())).collect();
         UserAgent {
             config,
             rng,
@@ -481,6 +488,7 @@ impl UserAgent {
             overload_rejects: 0,
             calls: BTreeMap::new(),
             regs,
+            started: false,
             next_call: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -489,9 +497,14 @@ impl UserAgent {
 
     // ----- getters -------------------------------------------------------
 
+    /// The accounts this UA registers (or would, with `register_expires > 0`).
+    pub fn account_users(&self) -> Vec<&str> {
+        self.regs.iter().filter(|r| !r.retired).map(|r| r.account.user.as_str()).collect()
+    }
+
     /// Registration state of the account `user`, `None` if there is none.
     pub fn registration_state(&self, user: &str) -> Option<RegState> {
-        self.regs.iter().find(|r| r.account.user == user).map(|r| r.state.clone())
+        self.regs.iter().find(|r| !r.retired && r.account.user == user).map(|r| r.state.clone())
     }
 
     /// The peer's latest session description for `call`: the offer of an
@@ -556,10 +569,14 @@ impl UserAgent {
 
     /// Begins registration of every account (if `register_expires > 0`).
     pub fn start(&mut self, now: Instant) {
+        self.started = true;
         if self.config.register_expires == 0 {
             return;
         }
         for i in 0..self.regs.len() {
+            if self.regs[i].retired {
+                continue;
+            }
             self.regs[i].unregistering = false;
             self.regs[i].expires = self.config.register_expires;
             self.send_register(now, i, None);
@@ -569,17 +586,63 @@ impl UserAgent {
 
     /// Unregisters (Expires: 0) every account that is or may be registered.
     pub fn stop(&mut self, now: Instant) {
+        self.started = false;
         for i in 0..self.regs.len() {
-            if matches!(self.regs[i].state, RegState::Idle | RegState::Unregistered) {
-                continue;
-            }
-            self.regs[i].unregistering = true;
-            self.regs[i].next_at = None;
-            self.regs[i].auth_rounds = 0;
-            self.regs[i].auth_sent_nonce = None;
-            self.send_register(now, i, None);
+            self.unregister(now, i);
         }
         self.pump(now);
+    }
+
+    fn unregister(&mut self, now: Instant, i: usize) {
+        if matches!(self.regs[i].state, RegState::Idle | RegState::Unregistered) {
+            self.regs[i].next_at = None;
+            return;
+        }
+        self.regs[i].unregistering = true;
+        self.regs[i].next_at = None;
+        self.regs[i].auth_rounds = 0;
+        self.regs[i].auth_sent_nonce = None;
+        self.send_register(now, i, None);
+    }
+
+    /// Takes a changed configuration without dropping calls: dialogs and
+    /// transactions in progress go on; an account whose credentials,
+    /// registrar, domain or expiry changed, or that is gone, is unregistered
+    /// (with the old settings) and a changed or new one registers afresh;
+    /// accounts that did not change keep their binding, with no REGISTER.
+    /// The local address cannot change (the socket is bound to it).
+    pub fn reconfigure(&mut self, now: Instant, new: UaConfig) -> Result<(), UaError> {
+        if new.local_addr != self.config.local_addr {
+            return Err(UaError::InvalidState("the local SIP address changes only with a restart"));
+        }
+        let same_server = new.proxy == self.config.proxy
+            && new.domain == self.config.domain
+            && new.register_expires == self.config.register_expires;
+        let mut kept = Vec::new();
+        for i in 0..self.regs.len() {
+            if self.regs[i].retired {
+                continue;
+            }
+            if same_server && new.accounts.contains(&self.regs[i].account) && !kept.contains(&self.regs[i].account) {
+                kept.push(self.regs[i].account.clone());
+                continue;
+            }
+            // Unregistered with the settings it registered with.
+            self.unregister(now, i);
+            self.regs[i].retired = true;
+        }
+        self.config = new;
+        let fresh: Vec<Account> = self.config.accounts.iter().filter(|a| !kept.contains(a)).cloned().collect();
+        for account in fresh {
+            let reg = new_registration(&mut self.rng, &self.config, account);
+            self.regs.push(reg);
+            let i = self.regs.len() - 1;
+            if self.started && self.config.register_expires > 0 {
+                self.send_register(now, i, None);
+            }
+        }
+        self.pump(now);
+        Ok(())
     }
 
     fn send_register(&mut self, now: Instant, i: usize, authorization: Option<(&'static str, String)>) {
@@ -2483,6 +2546,67 @@ mod tests {
         net.run_until(10_000);
         assert_eq!(net.uas[0].poll_timeout(), None, "nothing left to do");
         assert_eq!(net.sent(0, "REGISTER").len(), 3, "no refresh after stop");
+    }
+
+    #[test]
+    fn reconfigure_keeps_unchanged_bindings_and_registers_new_accounts() {
+        let mut net = reg_pair(ProxyPolicy { grant: 600, ..Default::default() }, "secret1");
+        let now = net.now;
+        net.uas[0].start(now);
+        net.flush();
+        assert!(matches!(&net.take(0)[..], [Event::Registered { .. }]));
+        assert_eq!(net.sent(0, "REGISTER").len(), 1);
+        let mut changed = net.uas[0].config.clone();
+        changed.accounts.push(Account { user: "1002".into(), auth_user: "1002".into(), password: "p2".into() });
+        net.uas[0].reconfigure(now, changed).unwrap();
+        net.flush();
+        // Only the new account registers; 1001 keeps its binding untouched.
+        assert_eq!(net.sent(0, "REGISTER").len(), 2);
+        assert!(matches!(&net.take(0)[..], [Event::Registered { user, .. }] if user == "1002"));
+        assert!(matches!(net.uas[0].registration_state("1001"), Some(RegState::Registered { .. })));
+        assert!(matches!(net.uas[0].registration_state("1002"), Some(RegState::Registered { .. })));
+    }
+
+    #[test]
+    fn reconfigure_re_registers_a_changed_account_and_unregisters_a_removed_one() {
+        let mut net = reg_pair(ProxyPolicy { grant: 600, ..Default::default() }, "secret1");
+        let now = net.now;
+        net.uas[0].start(now);
+        net.flush();
+        net.take(0);
+        let mut expires = Vec::new();
+        let mut changed = net.uas[0].config.clone();
+        changed.accounts = vec![Account { user: "1003".into(), auth_user: "1003".into(), password: "p3".into() }];
+        net.uas[0].reconfigure(now, changed).unwrap();
+        while let Some(t) = net.uas[0].poll_transmit() {
+            let text = String::from_utf8_lossy(&t.payload).to_string();
+            let user = text.lines().find(|l| l.starts_with("To:")).unwrap_or("").to_string();
+            let e = text.lines().find(|l| l.starts_with("Expires:")).unwrap_or("").to_string();
+            expires.push((user, e));
+        }
+        assert_eq!(expires.len(), 2, "{expires:?}");
+        assert!(expires[0].0.contains("1001") && expires[0].1.ends_with(" 0"), "the removed account unregisters: {expires:?}");
+        assert!(expires[1].0.contains("1003") && expires[1].1.ends_with(" 3600"), "the new one registers: {expires:?}");
+        assert_eq!(net.uas[0].registration_state("1001"), None, "a removed account is gone from the status");
+    }
+
+    #[test]
+    fn reconfigure_keeps_calls_and_refuses_a_new_local_address() {
+        let mut net = pair(ProxyPolicy::default());
+        let (a, b) = call_established(&mut net);
+        let now = net.now;
+        let mut moved = net.uas[0].config.clone();
+        moved.local_addr = "10.0.0.9:5060".parse().unwrap();
+        assert!(net.uas[0].reconfigure(now, moved).is_err());
+        assert_eq!(net.uas[0].config.local_addr, "10.0.0.1:5060".parse().unwrap(), "a refused change changes nothing");
+        let mut changed = net.uas[0].config.clone();
+        changed.user_agent = "gw-test/2".into();
+        changed.accounts.push(Account { user: "1009".into(), auth_user: "1009".into(), password: "x".into() });
+        net.uas[0].reconfigure(now, changed).unwrap();
+        assert_eq!(net.uas[0].call_count(), 1, "the call is still there");
+        net.uas[0].hangup(now, a).unwrap();
+        net.flush();
+        assert!(net.take(1).iter().any(|e| matches!(e, Event::Ended { call, .. } if *call == b)), "the BYE reached the far end");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The installer's console edits the configuration of a running gatewayd:
 //! a refused candidate changes nothing, a commit saves the file (the old one
-//! kept as .prev) and restarts gatewayd in place with it, a rollback brings
-//! the previous file back the same way, and a valid change that cannot start
-//! is undone by gatewayd itself.
+//! kept as .prev) and applies it live where it can (else gatewayd restarts
+//! in place with it), a rollback brings the previous file back the same way,
+//! and a valid change that cannot start is undone by gatewayd itself.
 
 mod common;
 
@@ -17,7 +17,7 @@ fn user_agent(gw: &Gatewayd) -> String {
 }
 
 #[test]
-fn console_commit_restarts_with_the_new_configuration_rollback_restores_it_and_a_failed_start_is_undone() {
+fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_is_undone() {
     let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
     let mut gw = Gatewayd::start(kamailio.addr(), GwOptions { fxs_ports: 1, ..Default::default() });
     gw.wait_registered(&["1001"]);
@@ -33,13 +33,24 @@ fn console_commit_restarts_with_the_new_configuration_rollback_restores_it_and_a
     assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original);
     assert!(!gw.log().contains("restarting"));
 
-    // A good one: saved, and gatewayd restarts in place (same pid) with it.
+    // A good one: saved and applied live (no restart).
     let out = gw.console(&["config set sip.user_agent Branch-GW-7", "config diff", "config commit"]);
     assert_eq!(out[1], "- sip.user_agent = \"gatewayd\"\n+ sip.user_agent = \"Branch-GW-7\"\n");
-    assert!(out[2].starts_with("saved"), "{out:?}");
+    assert!(out[2].starts_with("saved") && out[2].contains("applied without a restart"), "{out:?}");
+    assert_eq!(user_agent(&gw), "user_agent = \"Branch-GW-7\"");
+    assert!(!gw.log().contains("restarting"));
+    let prev = gw.config_path.with_file_name("gatewayd.toml.prev");
+    assert_eq!(std::fs::read_to_string(&prev).unwrap(), original, "the old file kept whole");
+    let live = std::fs::read_to_string(&gw.config_path).unwrap();
+
+    // One the rt thread takes only at start: gatewayd restarts in place
+    // (same pid) with it, and says so first.
+    let out = gw.console(&["config set media.echo_tail_ms 128", "config commit"]);
+    assert!(out[1].starts_with("saved") && out[1].contains("gatewayd restarts to apply media echo canceller"), "{out:?}");
     gw.wait_until("the restart", Duration::from_secs(10), || gw.log().contains("restarting with the new configuration"));
     gw.wait_until("the restarted daemon's console", Duration::from_secs(15), || {
-        std::net::TcpStream::connect(gw.console).is_ok() && user_agent(&gw) == "user_agent = \"Branch-GW-7\""
+        std::net::TcpStream::connect(gw.console).is_ok()
+            && gw.console(&["show config"]).remove(0).contains("echo_tail_ms = 128")
     });
     assert!(gw.alive());
     assert_eq!(gw.pid(), pid, "restarted in place");
@@ -52,18 +63,18 @@ fn console_commit_restarts_with_the_new_configuration_rollback_restores_it_and_a
     let web = gw.http_get("/api/config");
     assert!(web.contains("user_agent = \"Branch-GW-7\""), "{web}");
     assert!(web.contains("password = \"********\"") && !web.contains(PASSWORD), "{web}");
-    let prev = gw.config_path.with_file_name("gatewayd.toml.prev");
-    assert_eq!(std::fs::read_to_string(&prev).unwrap(), original, "the old file kept whole");
+    assert_eq!(std::fs::read_to_string(&prev).unwrap(), live, "the file before the change kept whole");
 
     // Rollback: the previous file comes back, and gatewayd runs it.
     let out = gw.console(&["config rollback"]);
     assert!(out[0].starts_with("restored"), "{out:?}");
     gw.wait_until("the rolled-back configuration", Duration::from_secs(15), || {
-        std::net::TcpStream::connect(gw.console).is_ok() && user_agent(&gw) == "user_agent = \"gatewayd\""
+        std::net::TcpStream::connect(gw.console).is_ok() && gw.console(&["show config"]).remove(0).contains("echo_tail_ms = 64")
     });
-    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), live);
     assert!(gw.alive());
     gw.wait_registered(&["1001"]);
+    let original = live;
 
     // A valid change that cannot start (the web UI's new address is taken by
     // another process): gatewayd goes back to the previous file by itself.
@@ -110,8 +121,9 @@ fn web_ui_edits_the_configuration_for_admin_only() {
 
     let (code, text) = gw.http_post("/api/config", Some("admin:installer-pw"), &edited);
     assert_eq!(code, 200, "{text}");
+    assert!(text.contains("applied without a restart"), "{text}");
     gw.wait_until("the new configuration running", Duration::from_secs(15), || {
-        gw.log().contains("restarting with the new configuration") && gw.try_get("/api/config").is_some_and(|c| c.contains("Web-GW"))
+        gw.try_get("/api/config").is_some_and(|c| c.contains("Web-GW"))
     });
     // The masked secrets kept their values: the account still registers.
     gw.wait_registered(&["1001"]);

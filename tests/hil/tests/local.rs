@@ -104,4 +104,76 @@ fn phones_call_each_other_with_no_trunk_caller_id_audio_both_ways_either_side_ha
     p1.on_hook();
     p3.wait_ring_stop(Duration::from_secs(8)).expect("ringing stops when the caller gives up");
     wait_state(&gw, 3, "Idle");
+
+    // The call log has each call: legs, cause (Q.850 and SIP), who released.
+    let cdr = gw.console(&["show cdr"]).remove(0);
+    let lines: Vec<&str> = cdr.lines().collect();
+    assert!(lines[0].starts_with("id  start") && lines.len() == 5, "{cdr}");
+    assert!(lines[1].contains("FXS 1 1001") && lines[1].contains("1003") && lines[1].contains("caller"), "{cdr}");
+    assert!(lines[2].contains("1002") && lines[2].contains("17 / SIP 486") && lines[2].contains("called side"), "{cdr}");
+    assert!(lines[4].contains("FXS 2") && lines[4].contains("16 / SIP 200") && lines[4].contains("called side"), "{cdr}");
+    let json: serde_json::Value = serde_json::from_str(&gw.http_get("/api/cdr")).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(json[0]["to_leg"], "FXS 2");
+    assert_eq!(json[0]["released_by"], "called side");
+    assert!(json[0]["talk_s"].as_f64().unwrap() > 1.0, "{json}");
+}
+
+/// A committed change to another port's number is applied live: the call
+/// in progress keeps its audio (measured across the commit), gatewayd does
+/// not restart, the new number rings at once, and a rollback is live too.
+#[test]
+fn a_commit_during_a_call_keeps_its_audio_and_the_new_number_rings() {
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, ..GwOptions::default() });
+    let sim = gw.attach();
+    let (p1, p2, p3, p4) = (sim.phone(0), sim.phone(1), sim.phone(2), sim.phone(3));
+    let pid = gw.pid();
+    p1.off_hook();
+    p1.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    p1.dial("1002").unwrap();
+    assert!(rings(&p2, 10), "port 2 rings");
+    p2.off_hook();
+    wait_state(&gw, 1, "Connected");
+    hears(&p1, &p2, 1004.0);
+
+    // Port 1's tone plays through the commit; port 2 measures it meanwhile.
+    p1.play_tone(1004.0, -10.0);
+    std::thread::sleep(Duration::from_millis(200));
+    let measuring = std::thread::spawn({
+        let p2 = p2.clone();
+        move || p2.measure(Duration::from_millis(2000))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let out = gw.console(&["config set fxs[3].number 1444", "config commit"]);
+    assert!(out[1].starts_with("saved") && out[1].contains("applied without a restart (FXS 4"), "{out:?}");
+    let m = measuring.join().unwrap().unwrap();
+    p1.stop_playback();
+    assert!((m.freq_hz - 1004.0).abs() <= 10.0 && (m.level_dbm0 + 10.0).abs() <= 1.5, "across the commit: {m:?}");
+    assert_eq!(gw.pid(), pid);
+    assert!(!gw.log().contains("restarting"), "no restart");
+    hears(&p2, &p1, 1400.0);
+    assert_eq!(gw.port_state(1), "Connected");
+
+    // The new number rings port 4 now.
+    p3.off_hook();
+    p3.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    p3.dial("1444").unwrap();
+    assert!(rings(&p4, 5), "1444 rings port 4");
+    p3.on_hook();
+    p4.wait_ring_stop(Duration::from_secs(8)).expect("ringing stops");
+    wait_state(&gw, 3, "Idle");
+
+    // Rollback, live as well: 1004 rings port 4 again; the call still talks.
+    let out = gw.console(&["config rollback"]);
+    assert!(out[0].starts_with("restored") && out[0].contains("applied without a restart"), "{out:?}");
+    p3.off_hook();
+    p3.wait_for_tone(&plans::US_DIAL, Duration::from_secs(3)).expect("dial tone");
+    p3.dial("1004").unwrap();
+    assert!(rings(&p4, 5), "1004 rings port 4 after the rollback");
+    p3.on_hook();
+    hears(&p1, &p2, 1004.0);
+    assert_eq!(gw.pid(), pid);
+    p2.on_hook();
+    p1.on_hook();
 }
