@@ -63,6 +63,8 @@ pub struct IrqEvent {
 pub trait IrqSource: AsFd + Send {
     /// Reads one queued edge: `(asserted, timestamp_ns)`.
     fn read_edge(&mut self) -> io::Result<(bool, u64)>;
+    /// The line's level now (asserted or not), read once at start.
+    fn asserted(&mut self) -> io::Result<bool>;
 }
 
 impl IrqSource for LineEventHandle {
@@ -71,6 +73,42 @@ impl IrqSource for LineEventHandle {
         let level = self.get_value().map_err(io::Error::other)?;
         Ok((level == 1, ev.timestamp()))
     }
+
+    fn asserted(&mut self) -> io::Result<bool> {
+        Ok(self.get_value().map_err(io::Error::other)? == 1)
+    }
+}
+
+/// A chip's interrupt output as the chip drivers want it: an
+/// `embedded_hal::digital::InputPin` that `is_low()` while the interrupt is
+/// asserted (the chips' /INT is active low), whatever the board's wiring
+/// polarity (`active_low` in board.toml is applied when the line is
+/// requested). Reads the level the [`IrqWatcher`] last saw: no system call,
+/// so a driver's `tick` may poll it every 10 ms.
+#[derive(Debug, Clone)]
+pub struct IrqPin {
+    level: Arc<AtomicBool>,
+}
+
+impl IrqPin {
+    /// A pin over a level kept elsewhere (the watcher's, or a test's).
+    pub fn new(level: Arc<AtomicBool>) -> Self {
+        IrqPin { level }
+    }
+}
+
+impl embedded_hal::digital::ErrorType for IrqPin {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_hal::digital::InputPin for IrqPin {
+    fn is_high(&mut self) -> Result<bool, Self::Error> {
+        Ok(!self.level.load(Ordering::Acquire))
+    }
+
+    fn is_low(&mut self) -> Result<bool, Self::Error> {
+        Ok(self.level.load(Ordering::Acquire))
+    }
 }
 
 /// The thread that turns interrupt edges into [`IrqEvent`]s. Stops (and is
@@ -78,6 +116,8 @@ impl IrqSource for LineEventHandle {
 /// fails (the error is sent as the thread's result).
 pub struct IrqWatcher {
     stop: Arc<AtomicBool>,
+    /// Per chip index: the interrupt is asserted (for [`IrqPin`]s).
+    levels: Vec<Arc<AtomicBool>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -86,6 +126,12 @@ impl IrqWatcher {
     pub fn spawn<S: IrqSource + 'static>(mut sources: Vec<(usize, S)>, tx: Sender<IrqEvent>) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let chips = sources.iter().map(|(c, _)| c + 1).max().unwrap_or(0);
+        let levels: Vec<Arc<AtomicBool>> = (0..chips).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        for (chip, src) in sources.iter_mut() {
+            levels[*chip].store(src.asserted()?, Ordering::Release);
+        }
+        let thread_levels = levels.clone();
         let thread = std::thread::Builder::new().name("gw-irq".into()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 let ready: Vec<bool> = {
@@ -104,6 +150,7 @@ impl IrqWatcher {
                         continue;
                     }
                     let (asserted, timestamp_ns) = src.read_edge()?;
+                    thread_levels[*chip].store(asserted, Ordering::Release);
                     if tx.send(IrqEvent { chip: *chip, asserted, timestamp_ns }).is_err() {
                         return Ok(());
                     }
@@ -111,7 +158,13 @@ impl IrqWatcher {
             }
             Ok(())
         })?;
-        Ok(IrqWatcher { stop, thread: Some(thread) })
+        Ok(IrqWatcher { stop, levels, thread: Some(thread) })
+    }
+
+    /// The interrupt input of chip `chip` for its driver (`None`: no
+    /// interrupt line of that chip is watched).
+    pub fn pin(&self, chip: usize) -> Option<IrqPin> {
+        self.levels.get(chip).map(|l| IrqPin::new(l.clone()))
     }
 
     /// Stops the thread and returns how it ended.
@@ -162,6 +215,10 @@ mod tests {
             self.1 += 1;
             Ok((b[0] == 1, self.1))
         }
+
+        fn asserted(&mut self) -> io::Result<bool> {
+            Ok(false)
+        }
     }
 
     #[test]
@@ -170,13 +227,21 @@ mod tests {
         let (mut daa, b) = UnixStream::pair().unwrap();
         let (tx, rx) = mpsc::channel();
         let w = IrqWatcher::spawn(vec![(0, PipeLine(a, 0)), (1, PipeLine(b, 0))], tx).unwrap();
+        use embedded_hal::digital::InputPin;
+        let (mut slic_int, mut daa_int) = (w.pin(0).unwrap(), w.pin(1).unwrap());
+        assert!(w.pin(2).is_none());
+        assert!(slic_int.is_high().unwrap(), "idle: /INT high");
         slic.write_all(&[1]).unwrap();
         let e = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(e, IrqEvent { chip: 0, asserted: true, timestamp_ns: 1 });
+        assert!(slic_int.is_low().unwrap(), "asserted: the driver sees /INT low");
+        assert!(daa_int.is_high().unwrap());
         daa.write_all(&[1]).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), IrqEvent { chip: 1, asserted: true, timestamp_ns: 1 });
         slic.write_all(&[0]).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), IrqEvent { chip: 0, asserted: false, timestamp_ns: 2 });
+        assert!(slic_int.is_high().unwrap());
+        assert!(daa_int.is_low().unwrap());
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "no edge, no event");
         w.stop().unwrap();
     }

@@ -11,6 +11,9 @@
 //!   [`gpio::IrqEvent`]s for the control plane, through gpio-cdev.
 //! - [`highway`] and [`alsa_pcm`]: the PCM highway, a [`gw_hal::PcmBus`] for
 //!   the rt thread.
+//! - [`ports`]: each port's Si3215 / Si3050 driver configured from the board
+//!   (PCM format, start count of its timeslot) and initialised on those
+//!   devices ([`ports::LineCard`]).
 //!
 //! **Which PCM path and why.** The rt frame goes through an **ALSA PCM
 //! device** (the SoC's PCM/I2S block as an ASoC card, one channel per
@@ -42,6 +45,7 @@ pub mod alsa_pcm;
 pub mod devices;
 pub mod gpio;
 pub mod highway;
+pub mod ports;
 pub mod spi;
 
 use std::sync::mpsc;
