@@ -105,3 +105,21 @@ fn highway_runs_at_the_rt_frame() {
     assert!(under <= 4 * n as u32, "{under} underruns in 100 periods");
     assert!(over <= 4 * n as u32, "{over} overruns in 100 periods");
 }
+
+/// The whole line card through the drivers: every port's chip resets,
+/// identifies, powers up (the SLIC's DC-DC and battery), calibrates, links
+/// (the DAA's line side) and takes the board's PCM slot.
+#[test]
+fn line_card_initialises_through_the_drivers() {
+    let Some(desc) = attached("line_card_initialises_through_the_drivers") else { return };
+    let map = gw_hal_linux::devices::map_board(&desc).unwrap();
+    let hw = gw_hal_linux::open(&map).unwrap_or_else(|e| panic!("board {}: {e}", desc.name));
+    let country = gw_hal::chips::si3050::country::Country::Fcc;
+    let mut card = gw_hal_linux::ports::LineCard::open(&map, hw, country).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((card.fxs.len(), card.fxo.len()), (desc.fxs_count(), desc.fxo_count()));
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        card.tick(start.elapsed().as_millis() as u64).expect("drivers tick");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
