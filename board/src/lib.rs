@@ -31,6 +31,13 @@ pub const SIM_BOARD_TOML: &str = include_str!("../sim/board.toml");
 /// Highest TDM timeslot accepted (a 8.192 MHz PCM highway has 128).
 pub const MAX_TIMESLOT: u16 = 127;
 
+/// Fastest SPI clock accepted for a line chip (the Si3215 and Si3050 take
+/// up to 16.384 MHz; general, see the datasheets' SPI timing tables).
+pub const MAX_SPI_HZ: u32 = 16_384_000;
+
+/// The reference board's description (`board/rpi4-fxs-fxo/board.toml`).
+pub const RPI4_FXS_FXO_TOML: &str = include_str!("../rpi4-fxs-fxo/board.toml");
+
 /// A board as described by its `board.toml`.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +53,13 @@ pub struct BoardDesc {
     /// Ports, sorted by `index` after [`parse`].
     #[serde(default)]
     pub ports: Vec<PortDesc>,
+    /// The PCM highway of a board with real line chips (absent on the sim board).
+    #[serde(default)]
+    pub pcm: Option<PcmDesc>,
+    /// The line chips of a real board: which chip on which SPI chip select,
+    /// with which reset and interrupt lines. Empty on the sim board.
+    #[serde(default)]
+    pub chips: Vec<ChipDesc>,
     /// ISDN spans, sorted by `index` after [`parse`]. Their B-channels are
     /// PCM timeslots like the ports' audio; the sim card carries them after
     /// the analog ports.
@@ -87,6 +101,110 @@ pub struct SpanDesc {
     pub timeslots: Vec<u16>,
 }
 
+/// How samples sit in a timeslot of the PCM highway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SlotFormat {
+    /// G.711 mu-law, one 8-bit slot per sample.
+    Ulaw,
+    /// G.711 A-law, one 8-bit slot per sample.
+    Alaw,
+    /// 16-bit linear (two's complement, little-endian on the host side), one
+    /// 16-bit slot per sample.
+    Linear16,
+}
+
+impl SlotFormat {
+    /// Bits of one timeslot in this format.
+    pub fn slot_bits(self) -> u16 {
+        match self {
+            SlotFormat::Ulaw | SlotFormat::Alaw => 8,
+            SlotFormat::Linear16 => 16,
+        }
+    }
+}
+
+/// The board's PCM interface: the highway every line chip's audio is on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcmDesc {
+    /// ALSA PCM device name (`hw:CARD=linecard,DEV=0`): the SoC's PCM/I2S
+    /// block as clock and frame master, one ALSA channel per timeslot.
+    pub alsa_device: String,
+    pub format: SlotFormat,
+    /// Timeslots per 8 kHz frame (channels of the ALSA device); a port's
+    /// `timeslot` is below this. PCLK = 8 kHz x slots x slot bits.
+    pub slots: u16,
+}
+
+impl PcmDesc {
+    /// Bit clock of the highway in kHz.
+    pub fn pclk_khz(&self) -> u32 {
+        8 * u32::from(self.slots) * u32::from(self.format.slot_bits())
+    }
+}
+
+/// A line chip model this firmware knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ChipModel {
+    /// Silicon Labs Si3215 ProSLIC: one FXS port.
+    Si3215,
+    /// Silicon Labs Si3050 DAA with its Si3018/Si3019 line side: one FXO port.
+    Si3050,
+}
+
+impl ChipModel {
+    /// The kind of port this (single-channel) chip drives.
+    pub fn port_kind(self) -> PortKind {
+        match self {
+            ChipModel::Si3215 => PortKind::Fxs,
+            ChipModel::Si3050 => PortKind::Fxo,
+        }
+    }
+}
+
+/// One GPIO line: a Linux GPIO character device and its line offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioDesc {
+    /// `/dev/gpiochip0`
+    pub chip: String,
+    /// Line offset on that chip (the SoC's GPIO number on a Raspberry Pi).
+    pub line: u32,
+    /// The line is active when low (reset and interrupt lines usually are).
+    #[serde(default)]
+    pub active_low: bool,
+}
+
+/// One line chip on the board's SPI bus.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChipDesc {
+    /// Name the ports refer to (`slic0`).
+    pub name: String,
+    pub model: ChipModel,
+    /// SPI bus number: `/dev/spidev<bus>.<cs>`.
+    pub spi_bus: u16,
+    /// Chip select on that bus.
+    pub spi_cs: u16,
+    /// SPI clock in Hz.
+    pub spi_hz: u32,
+    /// The chip's reset input.
+    pub reset: GpioDesc,
+    /// The chip's interrupt output (hook, ring trip, ring detect ...).
+    pub irq: GpioDesc,
+}
+
+impl ChipDesc {
+    /// The spidev node of this chip.
+    pub fn spidev_path(&self) -> String {
+        format!("/dev/spidev{}.{}", self.spi_bus, self.spi_cs)
+    }
+}
+
 /// What kind of line a port is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +227,9 @@ pub struct PortDesc {
     pub label: String,
     /// PCM timeslot the port's audio uses.
     pub timeslot: u16,
+    /// On a board with real chips: the `chips` entry that drives this port.
+    #[serde(default)]
+    pub chip: Option<String>,
 }
 
 /// The sim link of a sim board.
@@ -137,8 +258,9 @@ pub enum BoardError {
     TimeslotOutOfRange { index: usize, timeslot: u16 },
     EmptyLabel { index: usize },
     DuplicateLabel(String),
-    /// The board has no line card this build can drive (no `[sim]`, and real
-    /// chip drivers are not there yet).
+    /// The board has no line card [`build`] can drive: no `[sim]`. A board
+    /// with `[[chips]]` is opened on Linux by `gw-hal-linux` (its devices);
+    /// turning those into ports waits for the chip drivers.
     NoLineCard,
     /// An FXS port after an FXO port in index order (the sim card numbers
     /// its FXS ports first); `index` is the FXS port's.
@@ -151,6 +273,32 @@ pub enum BoardError {
     SpanChannels { index: usize, expected: usize, got: usize },
     /// Span indexes must be 0..n without gaps; this one is missing or twice.
     SpanIndex(usize),
+    /// A board with both a `[sim]` card and `[[chips]]`.
+    SimAndChips,
+    /// `[[chips]]` without the `[pcm]` highway they are on.
+    ChipsWithoutPcm,
+    /// `[pcm]` with an empty ALSA device name or no slots.
+    BadPcm(String),
+    /// A timeslot beyond the `[pcm]` frame (`slots`).
+    TimeslotBeyondFrame { index: usize, timeslot: u16, slots: u16 },
+    /// Two chips share a name.
+    DuplicateChip(String),
+    /// Two chips on the same SPI bus and chip select.
+    DuplicateChipSelect { bus: u16, cs: u16 },
+    /// One GPIO line used twice (as reset or interrupt, by any chips).
+    DuplicateGpio { chip: String, line: u32 },
+    /// An SPI clock of 0 or above what the chips take (`MAX_SPI_HZ`).
+    BadSpiClock { chip: String, hz: u32 },
+    /// A port names a chip that is not in `[[chips]]`.
+    UnknownChip { index: usize, chip: String },
+    /// On a board with chips, a port without `chip`; or on a sim board, with one.
+    PortChipMismatch { index: usize },
+    /// A port's kind is not what its chip drives (an FXO port on a SLIC).
+    WrongChipKind { index: usize, chip: String },
+    /// A single-channel chip named by two ports.
+    ChipUsedTwice(String),
+    /// A chip no port uses.
+    UnusedChip(String),
 }
 
 impl fmt::Display for BoardError {
@@ -177,6 +325,29 @@ impl fmt::Display for BoardError {
                 write!(f, "span {index}: {got} B-channel timeslots, its kind has {expected}")
             }
             BoardError::SpanIndex(i) => write!(f, "span index {i} is missing or appears twice (indexes are 0..n)"),
+            BoardError::SimAndChips => f.write_str("a board has either a [sim] card or [[chips]], not both"),
+            BoardError::ChipsWithoutPcm => f.write_str("[[chips]] need the [pcm] section of their highway"),
+            BoardError::BadPcm(m) => write!(f, "[pcm]: {m}"),
+            BoardError::TimeslotBeyondFrame { index, timeslot, slots } => {
+                write!(f, "port {index}: timeslot {timeslot} is beyond the {slots} slots of the [pcm] frame")
+            }
+            BoardError::DuplicateChip(n) => write!(f, "chip name {n:?} appears twice"),
+            BoardError::DuplicateChipSelect { bus, cs } => {
+                write!(f, "two chips on SPI bus {bus} chip select {cs} (/dev/spidev{bus}.{cs})")
+            }
+            BoardError::DuplicateGpio { chip, line } => write!(f, "GPIO line {line} of {chip} is used twice"),
+            BoardError::BadSpiClock { chip, hz } => {
+                write!(f, "chip {chip:?}: SPI clock {hz} Hz is not in 1..={MAX_SPI_HZ}")
+            }
+            BoardError::UnknownChip { index, chip } => write!(f, "port {index} names chip {chip:?}, which is not in [[chips]]"),
+            BoardError::PortChipMismatch { index } => {
+                write!(f, "port {index}: ports name their chip on a board with [[chips]], and only there")
+            }
+            BoardError::WrongChipKind { index, chip } => {
+                write!(f, "port {index}: chip {chip:?} drives the other kind of port")
+            }
+            BoardError::ChipUsedTwice(n) => write!(f, "chip {n:?} (one channel) is named by two ports"),
+            BoardError::UnusedChip(n) => write!(f, "chip {n:?} is not used by any port"),
         }
     }
 }
@@ -196,6 +367,14 @@ pub fn parse(toml_text: &str) -> Result<BoardDesc, BoardError> {
         toml::from_str(toml_text).map_err(|e| BoardError::Syntax(e.to_string()))?;
     validate(&mut desc)?;
     Ok(desc)
+}
+
+/// Validates a description built or changed in code (what [`parse`] checks
+/// of a file) and returns it with its ports sorted by index.
+pub fn validate_desc(desc: &BoardDesc) -> Result<BoardDesc, BoardError> {
+    let mut d = desc.clone();
+    validate(&mut d)?;
+    Ok(d)
 }
 
 fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
@@ -257,6 +436,7 @@ fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
     }
     desc.spans.sort_by_key(|s| s.index);
     desc.ports.sort_by_key(|p| p.index);
+    validate_hardware(desc)?;
     if let Some(first_fxo) = desc.ports.iter().position(|p| p.kind == PortKind::Fxo) {
         if let Some(p) = desc.ports[first_fxo..].iter().find(|p| p.kind == PortKind::Fxs) {
             return Err(BoardError::FxsAfterFxo { index: p.index });
@@ -265,7 +445,85 @@ fn validate(desc: &mut BoardDesc) -> Result<(), BoardError> {
     Ok(())
 }
 
+/// The checks of a board with real chips: every chip select, GPIO line and
+/// timeslot once, every port on a chip of its kind, every chip used.
+fn validate_hardware(desc: &BoardDesc) -> Result<(), BoardError> {
+    if desc.chips.is_empty() {
+        if let Some(p) = desc.ports.iter().find(|p| p.chip.is_some()) {
+            return Err(BoardError::PortChipMismatch { index: p.index });
+        }
+        if let Some(pcm) = &desc.pcm {
+            check_pcm(desc, pcm)?;
+        }
+        return Ok(());
+    }
+    if desc.sim.is_some() {
+        return Err(BoardError::SimAndChips);
+    }
+    let Some(pcm) = &desc.pcm else {
+        return Err(BoardError::ChipsWithoutPcm);
+    };
+    check_pcm(desc, pcm)?;
+    let mut names = HashSet::new();
+    let mut selects = HashSet::new();
+    let mut gpios = HashSet::new();
+    for c in &desc.chips {
+        if c.name.trim().is_empty() || !names.insert(c.name.as_str()) {
+            return Err(BoardError::DuplicateChip(c.name.clone()));
+        }
+        if !selects.insert((c.spi_bus, c.spi_cs)) {
+            return Err(BoardError::DuplicateChipSelect { bus: c.spi_bus, cs: c.spi_cs });
+        }
+        if c.spi_hz == 0 || c.spi_hz > MAX_SPI_HZ {
+            return Err(BoardError::BadSpiClock { chip: c.name.clone(), hz: c.spi_hz });
+        }
+        for g in [&c.reset, &c.irq] {
+            if !gpios.insert((g.chip.as_str(), g.line)) {
+                return Err(BoardError::DuplicateGpio { chip: g.chip.clone(), line: g.line });
+            }
+        }
+    }
+    let mut used = HashSet::new();
+    for p in &desc.ports {
+        let Some(name) = &p.chip else {
+            return Err(BoardError::PortChipMismatch { index: p.index });
+        };
+        let Some(chip) = desc.chips.iter().find(|c| &c.name == name) else {
+            return Err(BoardError::UnknownChip { index: p.index, chip: name.clone() });
+        };
+        if chip.model.port_kind() != p.kind {
+            return Err(BoardError::WrongChipKind { index: p.index, chip: name.clone() });
+        }
+        if !used.insert(name.as_str()) {
+            return Err(BoardError::ChipUsedTwice(name.clone()));
+        }
+    }
+    if let Some(c) = desc.chips.iter().find(|c| !used.contains(c.name.as_str())) {
+        return Err(BoardError::UnusedChip(c.name.clone()));
+    }
+    Ok(())
+}
+
+fn check_pcm(desc: &BoardDesc, pcm: &PcmDesc) -> Result<(), BoardError> {
+    if pcm.alsa_device.trim().is_empty() {
+        return Err(BoardError::BadPcm("alsa_device is empty".into()));
+    }
+    if pcm.slots == 0 || pcm.slots > MAX_TIMESLOT + 1 {
+        return Err(BoardError::BadPcm(format!("slots = {} is not in 1..={}", pcm.slots, MAX_TIMESLOT + 1)));
+    }
+    if let Some(p) = desc.ports.iter().find(|p| p.timeslot >= pcm.slots) {
+        return Err(BoardError::TimeslotBeyondFrame { index: p.index, timeslot: p.timeslot, slots: pcm.slots });
+    }
+    Ok(())
+}
+
 impl BoardDesc {
+    /// The chip that drives `port` (a board with `[[chips]]`).
+    pub fn chip_of(&self, port: &PortDesc) -> Option<&ChipDesc> {
+        let name = port.chip.as_deref()?;
+        self.chips.iter().find(|c| c.name == name)
+    }
+
     /// Number of FXS ports (what gatewayd's `[[fxs]]` sections may name).
     pub fn fxs_count(&self) -> usize {
         self.ports.iter().filter(|p| p.kind == PortKind::Fxs).count()
@@ -290,6 +548,12 @@ pub struct BoardSpan {
     pub info: gw_hal::isdn::SpanInfo,
     /// Its D channel (control plane).
     pub dchan: Box<dyn gw_hal::isdn::DChannel + Send>,
+}
+
+/// The reference board (`board/rpi4-fxs-fxo/board.toml`, embedded).
+pub fn rpi4_fxs_fxo() -> BoardDesc {
+    // Checked by this crate's tests, like the sim board.
+    parse(RPI4_FXS_FXO_TOML).expect("embedded board/rpi4-fxs-fxo/board.toml is valid")
 }
 
 /// The sim board (`board/sim/board.toml`, embedded).
@@ -610,6 +874,91 @@ mod tests {
         // A second board on the same address fails with a named reason.
         let taken = card.local_addr();
         assert!(matches!(build(&desc, Some(taken)), Err(BoardError::SimStart(_))));
+    }
+
+    #[test]
+    fn reference_board_is_one_fxs_and_one_fxo_on_spi0_and_pcm() {
+        let b = rpi4_fxs_fxo();
+        assert_eq!(b.name, "rpi4-fxs-fxo");
+        assert_eq!(b.rt_core, Some(3));
+        assert!(b.sim.is_none());
+        assert_eq!((b.fxs_count(), b.fxo_count()), (1, 1));
+        let pcm = b.pcm.as_ref().unwrap();
+        assert_eq!((pcm.format, pcm.slots, pcm.pclk_khz()), (SlotFormat::Linear16, 2, 256));
+        let slic = b.chip_of(&b.ports[0]).unwrap();
+        assert_eq!((slic.model, slic.spidev_path().as_str()), (ChipModel::Si3215, "/dev/spidev0.0"));
+        assert_eq!((slic.reset.line, slic.irq.line), (23, 25));
+        let daa = b.chip_of(&b.ports[1]).unwrap();
+        assert_eq!((daa.model, daa.spidev_path().as_str()), (ChipModel::Si3050, "/dev/spidev0.1"));
+        assert_eq!((b.ports[0].timeslot, b.ports[1].timeslot), (0, 1));
+        // No sim card: build() cannot drive it (gw-hal-linux opens it).
+        assert!(matches!(build(&b, None), Err(BoardError::NoLineCard)));
+    }
+
+    /// The reference board's text with `from` replaced by `to` (once, checked).
+    fn rpi4_with(from: &str, to: &str) -> String {
+        assert!(RPI4_FXS_FXO_TOML.contains(from), "{from:?} not in the reference board");
+        RPI4_FXS_FXO_TOML.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn hardware_validation_names_the_problem() {
+        let cases: Vec<(String, &str)> = vec![
+            (rpi4_with("spi_cs = 1", "spi_cs = 0"), "DuplicateChipSelect { bus: 0, cs: 0 }"),
+            (rpi4_with("line = 24", "line = 25"), "DuplicateGpio { chip: \"/dev/gpiochip0\", line: 25 }"),
+            (rpi4_with("line = 22", "line = 23"), "DuplicateGpio { chip: \"/dev/gpiochip0\", line: 23 }"),
+            (rpi4_with("timeslot = 1", "timeslot = 0"), "DuplicateTimeslot(0)"),
+            (rpi4_with("timeslot = 1", "timeslot = 2"), "TimeslotBeyondFrame { index: 1, timeslot: 2, slots: 2 }"),
+            (rpi4_with("name = \"daa0\"", "name = \"slic0\""), "DuplicateChip(\"slic0\")"),
+            (rpi4_with("chip = \"daa0\"", "chip = \"daa1\""), "UnknownChip { index: 1, chip: \"daa1\" }"),
+            (rpi4_with("chip = \"daa0\"", "chip = \"slic0\""), "WrongChipKind { index: 1, chip: \"slic0\" }"),
+            (rpi4_with("model = \"si3050\"", "model = \"si3215\""), "WrongChipKind { index: 1, chip: \"daa0\" }"),
+            (rpi4_with("chip = \"daa0\"\n", ""), "PortChipMismatch { index: 1 }"),
+            (rpi4_with("spi_hz = 1000000", "spi_hz = 0"), "BadSpiClock { chip: \"slic0\", hz: 0 }"),
+            (rpi4_with("slots = 2", "slots = 0"), "BadPcm(\"slots = 0 is not in 1..=128\")"),
+            (rpi4_with("alsa_device = \"hw:CARD=linecard,DEV=0\"", "alsa_device = \" \""), "BadPcm(\"alsa_device is empty\")"),
+            (rpi4_with("[pcm]", "[sim]\nlisten = \"127.0.0.1:0\"\n[pcm]"), "SimAndChips"),
+            (
+                rpi4_with("[pcm]\nalsa_device = \"hw:CARD=linecard,DEV=0\"\nformat = \"linear16\"\nslots = 2\n", ""),
+                "ChipsWithoutPcm",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = format!("{:?}", parse(&text).unwrap_err());
+            assert_eq!(got, want, "for:\n{text}");
+        }
+        // A third chip that no port uses.
+        let extra = format!(
+            "{RPI4_FXS_FXO_TOML}\n[[chips]]\nname = \"spare\"\nmodel = \"si3215\"\nspi_bus = 1\nspi_cs = 0\nspi_hz = 1000\n\
+             reset = {{ chip = \"/dev/gpiochip0\", line = 5 }}\nirq = {{ chip = \"/dev/gpiochip0\", line = 6 }}\n"
+        );
+        assert_eq!(format!("{:?}", parse(&extra).unwrap_err()), "UnusedChip(\"spare\")");
+        // The same line number on another GPIO chip is another line.
+        let other = rpi4_with("line = 24", "line = 25").replacen(
+            "reset = { chip = \"/dev/gpiochip0\", line = 25",
+            "reset = { chip = \"/dev/gpiochip1\", line = 25",
+            1,
+        );
+        assert!(parse(&other).is_ok());
+        // A sim board port that names a chip.
+        let sim = board_with(&PORT.replace("timeslot = 0\n", "timeslot = 0\nchip = \"x\"\n"));
+        assert_eq!(format!("{:?}", parse(&sim).unwrap_err()), "PortChipMismatch { index: 0 }");
+    }
+
+    #[test]
+    fn hardware_fields_are_strict() {
+        let typo = rpi4_with("spi_hz = 1000000", "spi_hz = 1000000\nspi_mode = 3");
+        assert!(parse(&typo).unwrap_err().to_string().contains("spi_mode"));
+        let model = rpi4_with("model = \"si3215\"", "model = \"le9662\"");
+        assert!(matches!(parse(&model), Err(BoardError::Syntax(_))));
+        let fmt = rpi4_with("format = \"linear16\"", "format = \"g729\"");
+        assert!(matches!(parse(&fmt), Err(BoardError::Syntax(_))));
+        let messages = [
+            BoardError::DuplicateChipSelect { bus: 0, cs: 1 }.to_string(),
+            BoardError::DuplicateGpio { chip: "/dev/gpiochip0".into(), line: 7 }.to_string(),
+        ];
+        assert_eq!(messages[0], "two chips on SPI bus 0 chip select 1 (/dev/spidev0.1)");
+        assert_eq!(messages[1], "GPIO line 7 of /dev/gpiochip0 is used twice");
     }
 
     #[test]
