@@ -206,6 +206,18 @@ pub fn signing_key_from_seed(seed: [u8; 32]) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+/// CRC-32 (IEEE 802.3, as zlib), for the chunks of a transfer over a serial line.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 pub use ed25519_dalek::{SigningKey as PrivateKey, VerifyingKey as PublicKey};
 
 #[cfg(test)]
@@ -277,6 +289,12 @@ mod tests {
         let m = Manifest { compatible: DEV.into(), version: "has space".into() };
         let b = create(&m, b"x", &key(1));
         assert!(matches!(verify(&b, &key(1).verifying_key(), DEV), Err(BundleError::Manifest(_))));
+    }
+
+    #[test]
+    fn crc32_check_values() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub enum Reply {
 #[derive(Debug, Default)]
 pub struct Session {
     candidate: Option<Candidate>,
+    /// A firmware bundle being received (`upgrade.rs`).
+    upgrade: crate::upgrade::Transfer,
 }
 
 const HELP: &str = "\
@@ -74,6 +76,9 @@ config diff                  what the candidate changes
 config commit                validate, save (old file kept as .prev), restart
 config discard               drop the candidate
 config rollback              restore the previous file, restart
+upgrade status               the A/B slots and the boot state
+upgrade begin LEN | upgrade data BASE64 CRC32 | upgrade end
+                             a signed firmware bundle, in chunks (gwctl upgrade FILE)
 help | quit
 ";
 
@@ -258,6 +263,7 @@ impl Session {
                     Err(e) => Reply::Text(format!("error: {e}\n")),
                 };
             }
+            ["upgrade", args @ ..] => self.upgrade.command(args, crate::upgrade::global().map(|u| &**u)),
             ["quit"] | ["exit"] => return Reply::Quit,
             _ => format!("unknown command: {line:?} (try 'help')\n"),
         };
