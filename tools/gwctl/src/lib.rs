@@ -82,6 +82,60 @@ pub fn is_error(answer: &str) -> bool {
     answer.starts_with("error:") || answer.starts_with("unknown command")
 }
 
+/// Raw bytes per `upgrade data` line (base64: 4/3 of it, under the
+/// console's 4096-byte line limit).
+pub const UPGRADE_CHUNK: usize = 2048;
+
+/// Sends a firmware bundle through the console (`upgrade begin`, `upgrade
+/// data` chunks with their CRC-32, `upgrade end`) and returns the gateway's
+/// verdict. A chunk the gateway reports damaged is sent again (3 tries).
+/// `progress(sent, total)` after each chunk.
+pub fn upgrade(
+    link: &mut dyn Link,
+    bundle: &[u8],
+    chunk: usize,
+    timeout: Duration,
+    mut progress: impl FnMut(usize, usize),
+) -> io::Result<String> {
+    use base64::Engine;
+    let chunk = chunk.clamp(16, 3000);
+    let mut send = |link: &mut dyn Link, line: &str| -> io::Result<String> {
+        link.write_all(line.as_bytes())?;
+        link.write_all(b"\n")?;
+        link.flush()?;
+        read_answer(link, timeout)
+    };
+    read_answer(link, timeout)?; // banner + prompt
+    let a = send(link, &format!("upgrade begin {}", bundle.len()))?;
+    if !a.starts_with("ready") {
+        return Ok(a);
+    }
+    let mut sent = 0;
+    for c in bundle.chunks(chunk) {
+        let line = format!(
+            "upgrade data {} {:08x}",
+            base64::engine::general_purpose::STANDARD.encode(c),
+            gw_bundle::crc32(c)
+        );
+        let mut tries = 0;
+        loop {
+            let a = send(link, &line)?;
+            if a.starts_with("ok ") {
+                break;
+            }
+            tries += 1;
+            if !a.contains("resend") || tries == 3 {
+                let _ = send(link, "upgrade abort");
+                return Ok(a);
+            }
+        }
+        sent += c.len();
+        progress(sent, bundle.len());
+    }
+    // Verifying a few MB takes a while on a small CPU.
+    send(link, "upgrade end")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +190,52 @@ mod tests {
         drop(link);
         console.join().unwrap();
         assert!(is_error("error: x") && is_error("unknown command: \"x\"") && !is_error("ok"));
+    }
+
+    /// A console that checks each chunk's CRC (and garbles the first
+    /// arrival of chunk 2 to exercise the resend) and reassembles the bundle.
+    #[test]
+    fn upgrade_sends_checked_chunks_and_returns_the_verdict() {
+        use base64::Engine;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let console = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"banner\n> ").unwrap();
+            let mut got = Vec::new();
+            let mut n = 0;
+            for line in io::BufRead::lines(io::BufReader::new(s.try_clone().unwrap())) {
+                let line = line.unwrap();
+                let w: Vec<&str> = line.split(' ').collect();
+                let answer = match w.as_slice() {
+                    ["upgrade", "begin", len] => format!("ready for {len} bytes\n"),
+                    ["upgrade", "data", b64, crc] => {
+                        n += 1;
+                        let c = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+                        if n == 2 || u32::from_str_radix(crc, 16).unwrap() != gw_bundle::crc32(&c) {
+                            "error: chunk checksum mismatch (dropped; resend it)\n".to_string()
+                        } else {
+                            got.extend_from_slice(&c);
+                            format!("ok {}\n", got.len())
+                        }
+                    }
+                    ["upgrade", "end"] => format!("upgrade: done, {} bytes\n", got.len()),
+                    _ => "unknown\n".into(),
+                };
+                s.write_all(answer.as_bytes()).unwrap();
+                s.write_all(b"> ").unwrap();
+            }
+            got
+        });
+        let bundle: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        let mut seen = Vec::new();
+        let v = upgrade(&mut *link, &bundle, 1000, Duration::from_secs(5), |s, t| seen.push((s, t))).unwrap();
+        assert_eq!(v, "upgrade: done, 10000 bytes\n");
+        assert_eq!(seen.len(), 10);
+        assert_eq!(seen.last(), Some(&(10_000, 10_000)));
+        drop(link);
+        assert_eq!(console.join().unwrap(), bundle, "every chunk once, in order, the garbled one resent");
     }
 
     #[test]
