@@ -173,13 +173,25 @@ pub fn start_supervision(config: &crate::config::Config, rt_stats: Arc<RtStats>,
     if let Some(u) = &upgrader {
         crate::upgrade::set_global(u.clone());
     }
-    spawn(&config.watchdog, rt_stats, status, move |v| {
+    let tick = move |v| {
         if let Some(u) = &upgrader {
             u.on_tick(v);
         }
-    })
-    .map(|_| ())
-    .map_err(|e| format!("watchdog {}: {e}", config.watchdog.device.display()))
+    };
+    let tick = Arc::new(tick);
+    let t = tick.clone();
+    match spawn(&config.watchdog, rt_stats.clone(), status.clone(), move |v| t(v)) {
+        Ok(_) => Ok(()),
+        // A configured watchdog that cannot be opened is a fault to report,
+        // not a reason to stop the phones: run without it, say so.
+        Err(e) => {
+            error!(device = %config.watchdog.device.display(), %e, "cannot open the watchdog; running WITHOUT it");
+            let off = WatchdogConfig { enabled: false, ..config.watchdog.clone() };
+            spawn(&off, rt_stats, status.clone(), move |v| tick(v)).map_err(|e| format!("supervisor thread: {e}"))?;
+            crate::status::lock(&status).supervision.watchdog = format!("FAILED to open {}: {e}", config.watchdog.device.display());
+            Ok(())
+        }
+    }
 }
 
 nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, libc::c_int);
