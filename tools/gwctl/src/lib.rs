@@ -53,6 +53,21 @@ pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String>
     Ok(String::from_utf8_lossy(&got).into_owned())
 }
 
+/// Waits for the console's first prompt. A TCP console sends its banner on
+/// connect; a serial console wrote its banner when the gateway started, long
+/// before: if no prompt comes within a second, an empty line asks for one.
+pub fn greet(link: &mut dyn Link, timeout: Duration) -> io::Result<()> {
+    match read_answer(link, Duration::from_secs(1).min(timeout)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            link.write_all(b"\n")?;
+            link.flush()?;
+            read_answer(link, timeout).map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Waits for the first prompt, sends `command` and returns the answer.
 pub fn run_command(link: &mut dyn Link, command: &str, timeout: Duration) -> io::Result<String> {
     Ok(run_session(link, &[command], timeout)?.remove(0))
@@ -66,7 +81,7 @@ pub fn run_session(link: &mut dyn Link, commands: &[&str], timeout: Duration) ->
     if commands.iter().any(|c| c.contains(['\r', '\n'])) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "one command per line"));
     }
-    read_answer(link, timeout)?; // banner + prompt
+    greet(link, timeout)?;
     let mut answers = Vec::new();
     for command in commands {
         link.write_all(command.as_bytes())?;
@@ -105,7 +120,7 @@ pub fn upgrade(
         link.flush()?;
         read_answer(link, timeout)
     };
-    read_answer(link, timeout)?; // banner + prompt
+    greet(link, timeout)?;
     let a = send(link, &format!("upgrade begin {}", bundle.len()))?;
     if !a.starts_with("ready") {
         return Ok(a);
@@ -236,6 +251,28 @@ mod tests {
         assert_eq!(seen.last(), Some(&(10_000, 10_000)));
         drop(link);
         assert_eq!(console.join().unwrap(), bundle, "every chunk once, in order, the garbled one resent");
+    }
+
+    /// A serial console that printed its banner long ago: gwctl asks for a
+    /// prompt with an empty line.
+    #[test]
+    fn a_console_without_a_fresh_banner_is_woken_with_an_empty_line() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let console = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut lines = io::BufRead::lines(io::BufReader::new(s.try_clone().unwrap()));
+            let mut seen = Vec::new();
+            while let Some(Ok(line)) = lines.next() {
+                seen.push(line.clone());
+                s.write_all(if line.is_empty() { b"> ".to_vec() } else { format!("did {line}\n> ").into_bytes() }.as_slice()).unwrap();
+            }
+            seen
+        });
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        assert_eq!(run_command(&mut *link, "show status", Duration::from_secs(5)).unwrap(), "did show status\n");
+        drop(link);
+        assert_eq!(console.join().unwrap(), ["", "show status"]);
     }
 
     #[test]
