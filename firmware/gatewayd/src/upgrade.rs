@@ -250,7 +250,8 @@ impl Transfer {
                     return format!("error: a bundle of {len} bytes is refused (at most {})\n", up.cfg.max_bundle_bytes);
                 }
                 self.expected = len;
-                self.buf = Some(Vec::with_capacity(len as usize));
+                // Grows as chunks arrive: an announced length costs no memory.
+                self.buf = Some(Vec::with_capacity(len.min(1 << 20) as usize));
                 format!("ready for {len} bytes\n")
             }
             ["data", b64, crc] => {

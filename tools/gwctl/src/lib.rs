@@ -114,7 +114,7 @@ pub fn upgrade(
 ) -> io::Result<String> {
     use base64::Engine;
     let chunk = chunk.clamp(16, 3000);
-    let mut send = |link: &mut dyn Link, line: &str| -> io::Result<String> {
+    let send = |link: &mut dyn Link, line: &str| -> io::Result<String> {
         link.write_all(line.as_bytes())?;
         link.write_all(b"\n")?;
         link.flush()?;
