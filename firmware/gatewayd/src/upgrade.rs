@@ -5,8 +5,17 @@
 //!
 //! ```text
 //! upgrade begin LEN            -> ready for LEN bytes
-//! upgrade data BASE64 CRC32    -> ok RECEIVED/LEN   (a chunk whose CRC-32 is wrong is dropped: resend it)
+//! upgrade data OFFSET BASE64 CRC32
+//!                              -> ok RECEIVED/LEN   (a chunk whose CRC-32 is wrong, or that is
+//!                                 not at the next offset, is dropped: "resend from N")
 //! upgrade end                  -> the verdict
+//! ```
+//!
+//! The offset lets the client send several chunks before their answers
+//! (go-back-N): after a dropped chunk every later one is refused too, and
+//! the client starts again at the offset the answer names.
+//!
+//! ```text
 //! upgrade abort | upgrade status
 //! ```
 //!
@@ -254,16 +263,20 @@ impl Transfer {
                 self.buf = Some(Vec::with_capacity(len.min(1 << 20) as usize));
                 format!("ready for {len} bytes\n")
             }
-            ["data", b64, crc] => {
+            ["data", offset, b64, crc] => {
                 let Some(buf) = self.buf.as_mut() else { return "error: no transfer ('upgrade begin LEN' first)\n".into() };
+                let at = buf.len();
+                if offset.parse::<usize>().ok() != Some(at) {
+                    return format!("error: chunk at offset {offset}, expected {at} (dropped; resend from {at})\n");
+                }
                 let Ok(chunk) = base64::engine::general_purpose::STANDARD.decode(b64) else {
-                    return "error: chunk is not base64 (dropped; resend it)\n".into();
+                    return format!("error: chunk is not base64 (dropped; resend from {at})\n");
                 };
                 let want = u32::from_str_radix(crc, 16).ok();
                 if want != Some(gw_bundle::crc32(&chunk)) {
-                    return "error: chunk checksum mismatch (dropped; resend it)\n".into();
+                    return format!("error: chunk checksum mismatch (dropped; resend from {at})\n");
                 }
-                if buf.len() as u64 + chunk.len() as u64 > self.expected {
+                if at as u64 + chunk.len() as u64 > self.expected {
                     self.buf = None;
                     return format!("error: more than the announced {} bytes; transfer dropped\n", self.expected);
                 }
@@ -282,7 +295,7 @@ impl Transfer {
                 "transfer dropped\n".into()
             }
             ["status"] | [] => up.boot_summary(),
-            _ => "error: upgrade begin LEN | data BASE64 CRC32 | end | abort | status\n".into(),
+            _ => "error: upgrade begin LEN | data OFFSET BASE64 CRC32 | end | abort | status\n".into(),
         }
     }
 }
@@ -324,10 +337,10 @@ pub(crate) mod tests {
     /// Sends `b` through the console protocol in chunks of `chunk` bytes.
     fn send(t: &mut Transfer, up: &Upgrader, b: &[u8], chunk: usize) -> String {
         assert_eq!(t.command(&["begin", &b.len().to_string()], Some(up)), format!("ready for {} bytes\n", b.len()));
-        for c in b.chunks(chunk) {
+        for (i, c) in b.chunks(chunk).enumerate() {
             let b64 = base64::engine::general_purpose::STANDARD.encode(c);
             let crc = format!("{:08x}", gw_bundle::crc32(c));
-            assert!(t.command(&["data", &b64, &crc], Some(up)).starts_with("ok "));
+            assert!(t.command(&["data", &(i * chunk).to_string(), &b64, &crc], Some(up)).starts_with("ok "));
         }
         t.command(&["end"], Some(up))
     }
@@ -388,15 +401,21 @@ pub(crate) mod tests {
         let f = fixture("A\n");
         healthy(&f.up);
         let mut t = Transfer::default();
-        assert!(t.command(&["data", "AAAA", "0"], Some(&f.up)).starts_with("error: no transfer"));
+        assert!(t.command(&["data", "0", "AAAA", "0"], Some(&f.up)).starts_with("error: no transfer"));
         assert!(t.command(&["begin", "999999999"], Some(&f.up)).starts_with("error: a bundle of"));
         let b = bundle(&f, "3", b"img");
         t.command(&["begin", &b.len().to_string()], Some(&f.up));
-        assert!(t.command(&["data", "!!!", "0"], Some(&f.up)).contains("not base64"));
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&b);
-        assert!(t.command(&["data", &b64, "deadbeef"], Some(&f.up)).contains("checksum mismatch"));
-        let crc = format!("{:08x}", gw_bundle::crc32(&b));
-        assert_eq!(t.command(&["data", &b64, &crc], Some(&f.up)), format!("ok {0}/{0}\n", b.len()));
+        assert!(t.command(&["data", "0", "!!!", "0"], Some(&f.up)).contains("not base64"));
+        let (head, tail) = b.split_at(10);
+        let enc = |c: &[u8]| (base64::engine::general_purpose::STANDARD.encode(c), format!("{:08x}", gw_bundle::crc32(c)));
+        let (b64, crc) = enc(head);
+        assert_eq!(t.command(&["data", "0", &b64, "deadbeef"], Some(&f.up)), "error: chunk checksum mismatch (dropped; resend from 0)\n");
+        assert_eq!(t.command(&["data", "0", &b64, &crc], Some(&f.up)), format!("ok 10/{}\n", b.len()));
+        // A chunk sent again, or one ahead of a dropped one: refused, with where to go on.
+        assert_eq!(t.command(&["data", "0", &b64, &crc], Some(&f.up)), "error: chunk at offset 0, expected 10 (dropped; resend from 10)\n");
+        let (b64, crc) = enc(tail);
+        assert!(t.command(&["data", "99", &b64, &crc], Some(&f.up)).contains("resend from 10"));
+        assert_eq!(t.command(&["data", "10", &b64, &crc], Some(&f.up)), format!("ok {0}/{0}\n", b.len()));
         assert!(t.command(&["end"], Some(&f.up)).contains("written to slot B"));
         assert!(Transfer::default().command(&["end"], None).contains("not configured"));
     }

@@ -405,9 +405,11 @@ fn signed_bundle(target: &Path, version: &str, image: &[u8]) -> Vec<u8> {
     gw_bundle::create(&gw_bundle::Manifest { compatible: "gatewayd-qemu-aarch64".into(), version: version.into() }, image, &key)
 }
 
-fn upgrade_over(addr: SocketAddr, bundle: &[u8]) -> String {
+/// `gwctl upgrade` through a console: the TCP one, or the UART's TCP end
+/// (fewer chunks in flight, as gwctl does on a serial port).
+fn upgrade_over(addr: SocketAddr, bundle: &[u8], window: usize) -> String {
     let mut link = gwctl::open_tcp(&addr.to_string(), Duration::from_millis(200)).expect("console connects");
-    gwctl::upgrade(&mut *link, bundle, gwctl::UPGRADE_CHUNK, Duration::from_secs(60), |_, _| {}).expect("upgrade answers")
+    gwctl::upgrade(&mut *link, bundle, gwctl::UPGRADE_CHUNK, window, Duration::from_secs(60), |_, _| {}).expect("upgrade answers")
 }
 
 #[test]
@@ -425,21 +427,22 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
     assert!(before.contains("B empty"), "{before}");
 
     // 1. Refused, nothing changed: a wrong key (over the serial port), a
-    //    flipped bit, a truncated transfer (over the TCP console).
+    //    flipped bit, a truncated transfer (over the TCP console). Small
+    //    bundles: the checks are the same at any size, the transfer is not.
     let other = gw_bundle::signing_key_from_seed([0x5a; 32]);
     let foreign = gw_bundle::create(
         &gw_bundle::Manifest { compatible: "gatewayd-qemu-aarch64".into(), version: "evil".into() },
         b"#!/bin/sh\necho not ours\n",
         &other,
     );
-    let v = upgrade_over(qemu.serial, &foreign);
+    let v = upgrade_over(qemu.serial, &foreign, 2);
     assert!(v.starts_with("error: upgrade refused, nothing changed: signature does not verify"), "{v}");
-    let good = signed_bundle(&target, "0.1.0+ab", &gatewayd);
-    let mut flipped = good.clone();
-    flipped[good.len() / 2] ^= 0x01;
-    let v = upgrade_over(qemu.console, &flipped);
+    let small = signed_bundle(&target, "0.1.0+small", &gatewayd[..200_000]);
+    let mut flipped = small.clone();
+    flipped[small.len() / 2] ^= 0x01;
+    let v = upgrade_over(qemu.console, &flipped, 8);
     assert!(v.contains("signature does not verify"), "{v}");
-    let v = upgrade_over(qemu.console, &good[..good.len() / 3]);
+    let v = upgrade_over(qemu.console, &small[..small.len() / 3], 8);
     assert!(v.starts_with("error: upgrade refused, nothing changed: truncated bundle"), "{v}");
     assert_eq!(state(&qemu), before, "refused bundles changed the boot state");
     let text = Qemu::console_command(qemu.console, "show status", "Upgrade:").unwrap();
@@ -448,7 +451,8 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
     // 2. A good bundle: slot B, reboot, trial, marked good.
     let boots = qemu.count("init: boot slot");
     let t = Instant::now();
-    let v = upgrade_over(qemu.console, &good);
+    let good = signed_bundle(&target, "0.1.0+ab", &gatewayd);
+    let v = upgrade_over(qemu.console, &good, 8);
     let sent = t.elapsed();
     assert!(v.contains("written to slot B") && v.contains("upgrade: done; rebooting into slot B on trial"), "{v}");
     qemu.wait_reboot(boots, "the reboot into slot B", Duration::from_secs(60));
@@ -471,7 +475,7 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
     //    written to A, booted on trial, the deadline reboots, back on B.
     let broken = signed_bundle(&target, "never-healthy", b"#!/bin/sh\necho 'broken build: never healthy'\nexec sleep 100000\n");
     let boots = qemu.count("init: boot slot");
-    let v = upgrade_over(qemu.serial, &broken);
+    let v = upgrade_over(qemu.serial, &broken, 2);
     assert!(v.contains("written to slot A"), "{v}");
     qemu.wait_until("the trial boot of the broken slot", Duration::from_secs(60), |q| q.count("init: boot slot") > boots);
     assert!(qemu.log().contains("init: boot slot A trial"), "not booted on trial");

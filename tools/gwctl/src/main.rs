@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     };
     if let [verb, file] = args.command.as_slice() {
         if verb == "upgrade" && args.exec.is_empty() {
-            return upgrade(&mut *link, file, timeout);
+            // A UART without flow control: fewer chunks in flight.
+            let window = if args.serial.is_some() { 2 } else { 8 };
+            return upgrade(&mut *link, file, window, timeout);
         }
     }
     let mut commands: Vec<String> = args.exec.clone();
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
 
 /// `gwctl upgrade FILE`: sends the bundle, prints progress on stderr and the
 /// gateway's verdict on stdout; fails if the gateway refused it.
-fn upgrade(link: &mut dyn gwctl::Link, file: &str, timeout: Duration) -> ExitCode {
+fn upgrade(link: &mut dyn gwctl::Link, file: &str, window: usize, timeout: Duration) -> ExitCode {
     let bundle = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -87,7 +89,7 @@ fn upgrade(link: &mut dyn gwctl::Link, file: &str, timeout: Duration) -> ExitCod
     };
     let t0 = std::time::Instant::now();
     let mut last = 0;
-    let verdict = gwctl::upgrade(link, &bundle, gwctl::UPGRADE_CHUNK, timeout.max(Duration::from_secs(60)), |sent, total| {
+    let verdict = gwctl::upgrade(link, &bundle, gwctl::UPGRADE_CHUNK, window, timeout.max(Duration::from_secs(60)), |sent, total| {
         let pct = sent * 100 / total.max(1);
         if pct >= last + 10 || sent == total {
             last = pct;
