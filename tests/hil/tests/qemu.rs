@@ -491,3 +491,35 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
     assert!(st.contains("A never-healthy (not confirmed, 0 attempts)"), "{st}");
     qemu.wait_registered(Duration::from_secs(30));
 }
+
+/// The README's figures: power-on (image/run started) to the four ports
+/// registered, median of 5 boots, and gatewayd's resident memory when idle.
+/// Not in the default run (about a minute): `cargo test -p hil --test qemu
+/// -- --ignored --nocapture boot_figures` (in `unshare -n`, as tools/test does).
+#[test]
+#[ignore]
+fn boot_figures() {
+    let target = image_or_panic();
+    let password = guest_password(&target.join("image/gatewayd.toml"));
+    let kamailio = Kamailio::start(free_udp_port(), &password).expect("kamailio starts");
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..5 {
+        let mut qemu = Qemu::boot(&target, kamailio.addr().port());
+        qemu.wait_registered(BOOT_TIMEOUT);
+        times.push(qemu.started.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_secs(2));
+        qemu.shell("echo RSS$(sed -n 's/^VmRSS: *\\([0-9]*\\) kB/\\1/p' /proc/$(pidof gatewayd)/status)KB");
+        qemu.wait_until("gatewayd's RSS", Duration::from_secs(10), |q| {
+            q.log().lines().any(|l| l.starts_with("RSS") && l.trim_end().ends_with("KB"))
+        });
+        let log = qemu.log();
+        let line = log.lines().find(|l| l.starts_with("RSS") && l.trim_end().ends_with("KB")).unwrap();
+        rss.push(line.trim_end().trim_start_matches("RSS").trim_end_matches("KB").parse::<u64>().unwrap());
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!("qemu: power-on to 1001..1004 registered: {times:.2?} s, median {:.2} s", sorted[2]);
+    eprintln!("qemu: gatewayd VmRSS idle, registered: {rss:?} kB");
+    assert!(rss.iter().all(|&r| r > 0));
+}
