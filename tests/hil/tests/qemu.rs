@@ -422,7 +422,11 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
     let _guard = KamailioLogOnPanic(&kamailio);
     qemu.wait_until("slot A marked good", BOOT_TIMEOUT, |q| q.supervision()["marked_good"] == true);
     assert_eq!(qemu.supervision()["slot"], "A");
-    let state = |q: &Qemu| Qemu::console_command(q.console, "upgrade status", "order").unwrap();
+    // The one line of the boot state ("booted A; order A B: ...").
+    let state = |q: &Qemu| {
+        let t = Qemu::console_command(q.console, "upgrade status", "attempts)\n").unwrap();
+        t.lines().map(|l| l.trim_start_matches("> ")).find(|l| l.starts_with("booted")).unwrap_or_else(|| panic!("{t}")).to_string()
+    };
     let before = state(&qemu);
     assert!(before.contains("B empty"), "{before}");
 
