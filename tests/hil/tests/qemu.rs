@@ -513,12 +513,12 @@ fn boot_figures() {
         qemu.wait_registered(BOOT_TIMEOUT);
         times.push(qemu.started.elapsed().as_secs_f64());
         std::thread::sleep(Duration::from_secs(2));
-        qemu.shell("echo RSS$(sed -n 's/^VmRSS: *\\([0-9]*\\) kB/\\1/p' /proc/$(pidof gatewayd)/status)KB");
+        qemu.shell("awk '/^VmRSS/ { print \"RSS\" $2 \"KB\" }' /proc/$(pidof gatewayd)/status");
         qemu.wait_until("gatewayd's RSS", Duration::from_secs(10), |q| {
-            q.log().lines().any(|l| l.starts_with("RSS") && l.trim_end().ends_with("KB"))
+            q.log().lines().any(|l| l.starts_with("RSS") && l.trim_end().ends_with("KB") && l.len() > 5)
         });
         let log = qemu.log();
-        let line = log.lines().find(|l| l.starts_with("RSS") && l.trim_end().ends_with("KB")).unwrap();
+        let line = log.lines().find(|l| l.starts_with("RSS") && l.trim_end().ends_with("KB") && l.len() > 5).unwrap();
         rss.push(line.trim_end().trim_start_matches("RSS").trim_end_matches("KB").parse::<u64>().unwrap());
     }
     let mut sorted = times.clone();
