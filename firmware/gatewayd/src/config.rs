@@ -53,6 +53,19 @@ pub struct Config {
     /// ISDN spans of the board put to use (`crate::isdn`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub span: Vec<crate::isdn::SpanConfig>,
+    /// The hardware watchdog (off by default).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub watchdog: crate::watchdog::WatchdogConfig,
+    /// The console on a serial line (`serial_console.rs`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub console: crate::serial_console::SerialConsoleConfig,
+    /// A/B upgrades (`upgrade.rs`); absent: refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::upgrade::UpgradeConfig>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// `[emergency]`: the numbers that are routed as emergency calls.
@@ -619,6 +632,8 @@ impl Config {
                 format!("unknown country profile {:?}", self.system.country),
             ));
         }
+        self.watchdog.validate().map_err(|e| ConfigError::new("watchdog", e))?;
+        self.console.validate().map_err(|e| ConfigError::new("console", e))?;
         if let Some(core) = self.system.rt_core {
             if core >= 1024 {
                 return Err(ConfigError::new("system.rt_core", "core index out of range"));

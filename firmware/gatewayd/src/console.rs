@@ -88,6 +88,8 @@ pub enum Reply {
 #[derive(Debug, Default)]
 pub struct Session {
     candidate: Option<Candidate>,
+    /// A firmware bundle being received (`upgrade.rs`).
+    upgrade: crate::upgrade::Transfer,
 }
 
 const HELP: &str = "\
@@ -114,6 +116,9 @@ config commit                validate, save (old file kept as .prev), apply
                              (live where it can; else gatewayd restarts)
 config discard               drop the candidate
 config rollback              restore the previous file, apply it
+upgrade status               the A/B slots and the boot state
+upgrade begin LEN | upgrade data BASE64 CRC32 | upgrade end
+                             a signed firmware bundle, in chunks (gwctl upgrade FILE)
 help | quit
 ";
 
@@ -335,6 +340,7 @@ impl Session {
                     Err(e) => Reply::Text(format!("error: {e}\n")),
                 };
             }
+            ["upgrade", args @ ..] => self.upgrade.command(args, crate::upgrade::global().map(|u| &**u)),
             ["quit"] | ["exit"] => return Reply::Quit,
             _ => format!("unknown command: {line:?} (try 'help')\n"),
         };

@@ -15,8 +15,11 @@
 //! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
 //! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
 //! - [`status`]: the status snapshot; [`web`]: the web UI.
+//! - [`watchdog`]: heartbeats and the hardware watchdog; [`upgrade`]: signed A/B
+//!   upgrades and mark-good; [`serial_console`]: the console on a tty.
 //!
-//! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
+//! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`) and the
+//! watchdog's timeout ioctl (`watchdog::spawn`).
 #![deny(unsafe_code)]
 
 pub mod apply;
@@ -34,7 +37,10 @@ pub mod limits;
 pub mod logging;
 pub mod media_io;
 pub mod rt;
+pub mod serial_console;
 pub mod status;
+pub mod upgrade;
+pub mod watchdog;
 pub mod web;
 
 use gw_hal::{Frame, PcmBus, PcmStats};

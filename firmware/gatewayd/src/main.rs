@@ -263,6 +263,9 @@ fn run(
             isdn: isdn_control.clone(),
         };
         tokio::spawn(gatewayd::isdn::run(spans, status.clone(), isdn_control, span_wake, shutdown_rx.clone()));
+        // Watchdog, A/B mark-good and upgrades, the console on a tty (issue 11).
+        gatewayd::watchdog::start_supervision(&config, rt_stats.clone(), status.clone())?;
+        gatewayd::serial_console::spawn(&config.console, management.clone(), config.limits.max_line_bytes);
         tokio::spawn(web::serve(http, management.clone()));
         tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change

@@ -131,6 +131,25 @@ pub struct Status {
     /// status JSON, which is polled.
     #[serde(skip)]
     pub call_log: crate::cdr::CallLog,
+    /// Boot slot, restarts, watchdog, upgrade (`watchdog.rs`, `upgrade.rs`).
+    pub supervision: Supervision,
+}
+
+/// What the supervisor and the A/B boot know.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Supervision {
+    /// The slot this gatewayd was booted from (A or B), if on the appliance.
+    pub slot: Option<String>,
+    /// The boot state, one line (order, versions, attempts).
+    pub boot: String,
+    /// True once this boot's slot was marked good.
+    pub marked_good: bool,
+    /// Restarts of gatewayd by the init loop since the box booted.
+    pub restarts: u32,
+    pub last_exit: String,
+    pub watchdog: String,
+    /// The last upgrade's verdict in this run.
+    pub upgrade: String,
 }
 
 impl Status {
@@ -153,6 +172,7 @@ impl Status {
             sip_admission: AdmissionStatus::default(),
             isdn: Vec::new(),
             call_log: Default::default(),
+            supervision: Supervision::default(),
         }
     }
 
@@ -162,6 +182,20 @@ impl Status {
         let _ = writeln!(s, "SIP {}; sim link {}", self.sip_listen, self.sim_link.as_deref().unwrap_or("-"));
         for w in &self.warnings {
             let _ = writeln!(s, "WARNING: {w}");
+        }
+        let v = &self.supervision;
+        if let Some(slot) = &v.slot {
+            let _ = writeln!(s, "Slot {slot}{}; boot state: {}", if v.marked_good { " (marked good)" } else { " (not yet marked good)" }, v.boot);
+        }
+        let _ = writeln!(
+            s,
+            "Supervision: restarts {}{}; watchdog {}",
+            v.restarts,
+            if v.last_exit.is_empty() { String::new() } else { format!(" (last: {})", v.last_exit) },
+            if v.watchdog.is_empty() { "off" } else { &v.watchdog }
+        );
+        if !v.upgrade.is_empty() {
+            let _ = writeln!(s, "Upgrade: {}", v.upgrade);
         }
         let _ = writeln!(s, "Registrations:");
         for r in &self.registrations {
@@ -274,6 +308,10 @@ impl Status {
 }
 
 pub type SharedStatus = Arc<Mutex<Status>>;
+
+pub fn lock(status: &SharedStatus) -> std::sync::MutexGuard<'_, Status> {
+    status.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 pub fn snapshot(status: &SharedStatus) -> Status {
     status.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -31,12 +31,16 @@ pub fn open_tcp(addr: &str, timeout: Duration) -> io::Result<Box<dyn Link>> {
     Ok(Box::new(s))
 }
 
-/// Reads until the prompt (which is not returned) or the deadline.
+/// Reads until the prompt (which is not returned) or the deadline. One byte
+/// at a time: with several commands in flight (`upgrade`), the next answer
+/// stays in the link for the next call. The prompt is "> " alone or after
+/// a newline (an answer line such as "1xxx -> owner" holds "> " too).
 pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String> {
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    while !got.ends_with(PROMPT) {
+    let mut buf = [0u8; 1];
+    let at_prompt = |got: &[u8]| got == PROMPT || (got.ends_with(PROMPT) && got[..got.len() - PROMPT.len()].ends_with(b"\n"));
+    while !at_prompt(&got) {
         if Instant::now() > deadline {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no prompt from the console"));
         }
@@ -47,10 +51,25 @@ pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String>
             Err(e) => return Err(e),
         }
     }
-    if got.ends_with(PROMPT) {
+    if at_prompt(&got) {
         got.truncate(got.len() - PROMPT.len());
     }
     Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Waits for the console's first prompt. A TCP console sends its banner on
+/// connect; a serial console wrote its banner when the gateway started, long
+/// before: if no prompt comes within a second, an empty line asks for one.
+pub fn greet(link: &mut dyn Link, timeout: Duration) -> io::Result<()> {
+    match read_answer(link, Duration::from_secs(1).min(timeout)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            link.write_all(b"\n")?;
+            link.flush()?;
+            read_answer(link, timeout).map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Waits for the first prompt, sends `command` and returns the answer.
@@ -66,7 +85,7 @@ pub fn run_session(link: &mut dyn Link, commands: &[&str], timeout: Duration) ->
     if commands.iter().any(|c| c.contains(['\r', '\n'])) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "one command per line"));
     }
-    read_answer(link, timeout)?; // banner + prompt
+    greet(link, timeout)?;
     let mut answers = Vec::new();
     for command in commands {
         link.write_all(command.as_bytes())?;
@@ -80,6 +99,77 @@ pub fn run_session(link: &mut dyn Link, commands: &[&str], timeout: Duration) ->
 /// True for an answer that reports a refusal (`error: ...`, `unknown command`).
 pub fn is_error(answer: &str) -> bool {
     answer.starts_with("error:") || answer.starts_with("unknown command")
+}
+
+/// Raw bytes per `upgrade data` line (base64: 4/3 of it, under the
+/// console's default 4096-byte line limit).
+pub const UPGRADE_CHUNK: usize = 2800;
+
+/// Sends a firmware bundle through the console (`upgrade begin`, `upgrade
+/// data OFFSET BASE64 CRC32` lines, `upgrade end`) and returns the gateway's
+/// verdict. Up to `window` chunks are in flight before their answers (the
+/// round trip, not the bandwidth, limits a line protocol); a chunk the
+/// gateway drops (bad CRC, wrong offset) is sent again with everything after
+/// it, from the offset the gateway names (go-back-N, 5 tries).
+/// `progress(confirmed, total)` after each confirmed chunk.
+pub fn upgrade(
+    link: &mut dyn Link,
+    bundle: &[u8],
+    chunk: usize,
+    window: usize,
+    timeout: Duration,
+    mut progress: impl FnMut(usize, usize),
+) -> io::Result<String> {
+    use base64::Engine;
+    let chunk = chunk.clamp(16, 2900);
+    let window = window.clamp(1, 64);
+    let send = |link: &mut dyn Link, line: &str| -> io::Result<()> {
+        link.write_all(line.as_bytes())?;
+        link.write_all(b"\n")?;
+        link.flush()
+    };
+    greet(link, timeout)?;
+    send(link, &format!("upgrade begin {}", bundle.len()))?;
+    let a = read_answer(link, timeout)?;
+    if !a.starts_with("ready") {
+        return Ok(a);
+    }
+    let (mut confirmed, mut next, mut failures) = (0usize, 0usize, 0);
+    let mut in_flight = std::collections::VecDeque::new();
+    while confirmed < bundle.len() {
+        while in_flight.len() < window && next < bundle.len() {
+            let c = &bundle[next..(next + chunk).min(bundle.len())];
+            let line = format!(
+                "upgrade data {next} {} {:08x}",
+                base64::engine::general_purpose::STANDARD.encode(c),
+                gw_bundle::crc32(c)
+            );
+            send(link, &line)?;
+            in_flight.push_back(next + c.len());
+            next += c.len();
+        }
+        let a = read_answer(link, timeout)?;
+        let end = in_flight.pop_front().expect("a chunk in flight");
+        if a.starts_with("ok ") {
+            confirmed = end;
+            progress(confirmed, bundle.len());
+            continue;
+        }
+        // The answers to the chunks after it (all refused: wrong offset).
+        for _ in in_flight.drain(..) {
+            read_answer(link, timeout)?;
+        }
+        failures += 1;
+        if !a.contains("resend from") || failures == 5 {
+            send(link, "upgrade abort")?;
+            read_answer(link, timeout)?;
+            return Ok(a);
+        }
+        next = confirmed;
+    }
+    // Verifying a few MB takes a while on a small CPU.
+    send(link, "upgrade end")?;
+    read_answer(link, timeout)
 }
 
 #[cfg(test)]
@@ -106,13 +196,13 @@ mod tests {
             while master.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
                 line.push(b[0]);
             }
-            let reply = format!("you said {}\n> ", String::from_utf8_lossy(&line));
+            let reply = format!("you said {} -> ok\n> ", String::from_utf8_lossy(&line));
             master.write_all(reply.as_bytes()).unwrap();
             master
         });
         let mut link = open_serial(slave_path.to_str().unwrap(), 115_200, Duration::from_millis(100)).unwrap();
         let answer = run_command(&mut *link, "show ports", Duration::from_secs(5)).unwrap();
-        assert_eq!(answer, "you said show ports\n");
+        assert_eq!(answer, "you said show ports -> ok\n", "a '> ' inside a line is no prompt");
         drop(console.join().unwrap());
     }
 
@@ -136,6 +226,77 @@ mod tests {
         drop(link);
         console.join().unwrap();
         assert!(is_error("error: x") && is_error("unknown command: \"x\"") && !is_error("ok"));
+    }
+
+    /// A console that checks each chunk's offset and CRC, and garbles the
+    /// first arrival of the third chunk: gwctl goes back to it, every byte
+    /// arrives once and in order, with several chunks in flight.
+    #[test]
+    fn upgrade_sends_checked_chunks_and_returns_the_verdict() {
+        use base64::Engine;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let console = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"banner\n> ").unwrap();
+            let mut got = Vec::new();
+            let mut n = 0;
+            for line in io::BufRead::lines(io::BufReader::new(s.try_clone().unwrap())) {
+                let line = line.unwrap();
+                let w: Vec<&str> = line.split(' ').collect();
+                let answer = match w.as_slice() {
+                    ["upgrade", "begin", len] => format!("ready for {len} bytes\n"),
+                    ["upgrade", "data", off, b64, crc] => {
+                        n += 1;
+                        let c = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+                        if off.parse::<usize>().unwrap() != got.len() {
+                            format!("error: chunk at offset {off}, expected {0} (dropped; resend from {0})\n", got.len())
+                        } else if n == 3 || u32::from_str_radix(crc, 16).unwrap() != gw_bundle::crc32(&c) {
+                            format!("error: chunk checksum mismatch (dropped; resend from {})\n", got.len())
+                        } else {
+                            got.extend_from_slice(&c);
+                            format!("ok {}\n", got.len())
+                        }
+                    }
+                    ["upgrade", "end"] => format!("upgrade: done, {} bytes\n", got.len()),
+                    _ => "unknown\n".into(),
+                };
+                s.write_all(answer.as_bytes()).unwrap();
+                s.write_all(b"> ").unwrap();
+            }
+            got
+        });
+        let bundle: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        let mut seen = Vec::new();
+        let v = upgrade(&mut *link, &bundle, 1000, 4, Duration::from_secs(5), |s, t| seen.push((s, t))).unwrap();
+        assert_eq!(v, "upgrade: done, 10000 bytes\n");
+        assert_eq!(seen.len(), 10, "{seen:?}");
+        assert_eq!(seen.last(), Some(&(10_000, 10_000)));
+        drop(link);
+        assert_eq!(console.join().unwrap(), bundle, "every chunk once, in order, the garbled one resent");
+    }
+
+    /// A serial console that printed its banner long ago: gwctl asks for a
+    /// prompt with an empty line.
+    #[test]
+    fn a_console_without_a_fresh_banner_is_woken_with_an_empty_line() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let console = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut lines = io::BufRead::lines(io::BufReader::new(s.try_clone().unwrap()));
+            let mut seen = Vec::new();
+            while let Some(Ok(line)) = lines.next() {
+                seen.push(line.clone());
+                s.write_all(if line.is_empty() { b"> ".to_vec() } else { format!("did {line}\n> ").into_bytes() }.as_slice()).unwrap();
+            }
+            seen
+        });
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        assert_eq!(run_command(&mut *link, "show status", Duration::from_secs(5)).unwrap(), "did show status\n");
+        drop(link);
+        assert_eq!(console.join().unwrap(), ["", "show status"]);
     }
 
     #[test]

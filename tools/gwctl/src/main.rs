@@ -1,5 +1,6 @@
 //! `gwctl --tcp 127.0.0.1:5023 show status` or `gwctl --serial /dev/ttyUSB0 show status`;
-//! several commands in one session: `gwctl -e 'config set sip.register_expires 120' -e 'config commit'`.
+//! several commands in one session: `gwctl -e 'config set sip.register_expires 120' -e 'config commit'`;
+//! a firmware upgrade: `gwctl --tcp 127.0.0.1:5023 upgrade gatewayd.bundle` (or over `--serial`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +44,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let [verb, file] = args.command.as_slice() {
+        if verb == "upgrade" && args.exec.is_empty() {
+            // A UART without flow control: fewer chunks in flight.
+            let window = if args.serial.is_some() { 2 } else { 8 };
+            return upgrade(&mut *link, file, window, timeout);
+        }
+    }
     let mut commands: Vec<String> = args.exec.clone();
     if !args.command.is_empty() {
         commands.push(args.command.join(" "));
@@ -57,6 +65,42 @@ fn main() -> ExitCode {
             answers.iter().for_each(|a| print!("{a}"));
             // A refused command fails the run, so scripts stop on it.
             if answers.iter().any(|a| gwctl::is_error(a)) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("gwctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gwctl upgrade FILE`: sends the bundle, prints progress on stderr and the
+/// gateway's verdict on stdout; fails if the gateway refused it.
+fn upgrade(link: &mut dyn gwctl::Link, file: &str, window: usize, timeout: Duration) -> ExitCode {
+    let bundle = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gwctl: {file}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let mut last = 0;
+    let verdict = gwctl::upgrade(link, &bundle, gwctl::UPGRADE_CHUNK, window, timeout.max(Duration::from_secs(60)), |sent, total| {
+        let pct = sent * 100 / total.max(1);
+        if pct >= last + 10 || sent == total {
+            last = pct;
+            eprintln!("gwctl: sent {sent}/{total} bytes ({pct}%, {:.1} s)", t0.elapsed().as_secs_f64());
+        }
+    });
+    match verdict {
+        Ok(v) => {
+            print!("{v}");
+            eprintln!("gwctl: upgrade answered after {:.1} s", t0.elapsed().as_secs_f64());
+            if gwctl::is_error(&v) || !v.contains("upgrade: done") {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
