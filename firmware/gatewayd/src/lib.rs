@@ -10,11 +10,13 @@
 //! - [`logging`]: rate-limited repeats and the size-capped rotating log file;
 //! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
 //! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
-//! - [`status`]: the status snapshot; [`web`]: the web UI.
+//! - [`status`]: the status snapshot; [`web`]: the web UI;
+//! - [`accounts`]: management users, argon2 passwords, login rate limits.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
 #![deny(unsafe_code)]
 
+pub mod accounts;
 pub mod callerid;
 pub mod config;
 pub mod config_store;
