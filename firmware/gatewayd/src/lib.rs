@@ -11,7 +11,8 @@
 //! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
 //! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
 //! - [`status`]: the status snapshot; [`web`]: the web UI;
-//! - [`accounts`]: management users, argon2 passwords, login rate limits.
+//! - [`accounts`]: management users, argon2 passwords, login rate limits;
+//!   [`tls`]: the web UI's device certificate and HTTPS listener.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
 #![deny(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod media_io;
 pub mod rt;
 pub mod status;
+pub mod tls;
 pub mod web;
 
 use gw_hal::{Frame, PcmBus, PcmStats};
