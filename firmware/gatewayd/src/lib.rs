@@ -12,12 +12,13 @@
 //! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
 //! - [`status`]: the status snapshot; [`web`]: the web UI;
 //! - [`accounts`]: management users, argon2 passwords, login rate limits;
-//!   [`tls`]: the web UI's device certificate and HTTPS listener.
+//!   [`tls`]: the web UI's device certificate and HTTPS listener; [`audit`]: who changed what.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`).
 #![deny(unsafe_code)]
 
 pub mod accounts;
+pub mod audit;
 pub mod callerid;
 pub mod config;
 pub mod config_store;
