@@ -220,6 +220,7 @@ fn see_other(to: &str) -> Response {
 
 /// The request's session, or the answer to give instead: to `/login`
 /// without one, to `/password` while the password must be changed.
+#[allow(clippy::result_large_err)] // the Err is the response to send
 fn session(web: &Web, headers: &HeaderMap, password_page: bool) -> Result<(String, Session), Response> {
     let Some(id) = cookie_id(headers) else { return Err(see_other("/login")) };
     let Some(s) = web.sessions().get(&id, Instant::now()) else { return Err(see_other("/login")) };
@@ -231,6 +232,7 @@ fn session(web: &Web, headers: &HeaderMap, password_page: bool) -> Result<(Strin
 
 /// For a state-changing request: a session, its CSRF token, and (if
 /// `change`) a role that may change things.
+#[allow(clippy::result_large_err)]
 fn authorize(web: &Web, headers: &HeaderMap, form: &HashMap<String, String>, change: bool, password_page: bool) -> Result<(String, Session), Response> {
     let (id, s) = session(web, headers, password_page)?;
     let token = form.get("csrf").map(String::as_str).or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
