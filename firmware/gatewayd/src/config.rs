@@ -331,20 +331,35 @@ pub enum CallerIdFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Management {
-    /// Status page and JSON API (`GET /api/status`).
+    /// Plain HTTP: `GET /api/status` (JSON) and a redirect to HTTPS.
     pub http_listen: SocketAddr,
+    /// The web UI over HTTPS; by default the HTTP address with port + 363
+    /// (8080 -> 8443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_listen: Option<SocketAddr>,
     /// Line-oriented console (the sim board's stand-in for the serial console).
     pub console_listen: SocketAddr,
-    /// Password of the web UI's `admin` user; without it the web UI is
-    /// read-only (configuration is then edited on the console only).
+    /// No longer used (the web UI has accounts: `accounts.toml`); still
+    /// read so that older files load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_password: Option<String>,
+}
+
+impl Management {
+    /// Where the HTTPS web UI listens (see `https_listen`).
+    pub fn https_listen(&self) -> SocketAddr {
+        self.https_listen.unwrap_or_else(|| {
+            let port = self.http_listen.port();
+            SocketAddr::new(self.http_listen.ip(), if port == 0 { 0 } else { port.saturating_add(363) })
+        })
+    }
 }
 
 impl Default for Management {
     fn default() -> Self {
         Management {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https_listen: None,
             console_listen: SocketAddr::from(([127, 0, 0, 1], 5023)),
             web_password: None,
         }

@@ -14,15 +14,19 @@
 //! - [`logging`]: rate-limited repeats and the size-capped rotating log file;
 //! - [`limits`]: the `[security]`, `[limits]` and `[log]` sections (network-edge robustness);
 //! - [`console`]: the installer's console; [`conn_limit`]: connection budgets and idle timeouts;
-//! - [`status`]: the status snapshot; [`web`]: the web UI.
+//! - [`status`]: the status snapshot; [`web`]: the web UI;
 //! - [`watchdog`]: heartbeats and the hardware watchdog; [`upgrade`]: signed A/B
 //!   upgrades and mark-good; [`serial_console`]: the console on a tty.
+//! - [`accounts`]: management users, argon2 passwords, login rate limits;
+//!   [`tls`]: the web UI's device certificate and HTTPS listener; [`audit`]: who changed what.
 //!
 //! `unsafe` appears only in the rt thread set-up (`rt::set_fifo`) and the
 //! watchdog's timeout ioctl (`watchdog::spawn`).
 #![deny(unsafe_code)]
 
 pub mod apply;
+pub mod accounts;
+pub mod audit;
 pub mod callerid;
 pub mod capture;
 pub mod cdr;
@@ -41,6 +45,7 @@ pub mod serial_console;
 pub mod status;
 pub mod upgrade;
 pub mod watchdog;
+pub mod tls;
 pub mod web;
 
 use gw_hal::{Frame, PcmBus, PcmStats};

@@ -205,7 +205,24 @@ fn run(
         let console = tokio::net::TcpListener::bind(config.management.console_listen)
             .await
             .map_err(|e| format!("console listen {}: {e}", config.management.console_listen))?;
+        let https_listen = config.management.https_listen();
+        let https = tokio::net::TcpListener::bind(https_listen)
+            .await
+            .map_err(|e| format!("HTTPS listen {https_listen}: {e}"))?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let https_addr = https.local_addr().map_err(|e| e.to_string())?;
+        // The web UI's accounts, device certificate and audit log sit next
+        // to the configuration (in memory without one).
+        let state_dir = gatewayd::tls::state_dir(config_path.as_deref());
+        let opened = match &state_dir {
+            Some(d) => gatewayd::accounts::Accounts::open(&d.join("accounts.toml")).map_err(|e| e.to_string())?,
+            None => gatewayd::accounts::Accounts::in_memory(),
+        };
+        let identity = gatewayd::tls::Identity::load_or_create(state_dir.as_deref(), &[https_addr.ip()])?;
+        let audit = gatewayd::audit::AuditLog::open(
+            state_dir.as_ref().map(|d| d.join(gatewayd::audit::FILE)),
+            gatewayd::audit::DEFAULT_MAX_BYTES,
+        );
         let console_addr = console.local_addr().map_err(|e| e.to_string())?;
 
         let status = Arc::new(Mutex::new(Status::new(
@@ -224,7 +241,11 @@ fn run(
             println!("  WARNING: {w}");
         }
         println!("  SIP (UDP):      {sip_addr}  -> trunk proxy {}", config.sip.proxy);
-        println!("  web UI/status:  http://{http_addr}/  (JSON: http://{http_addr}/api/status)");
+        println!("  web UI:         https://{https_addr}/  (status JSON: http://{http_addr}/api/status)");
+        println!("  web certificate SHA-256: {}", identity.fingerprint());
+        if let Some(pw) = &opened.initial_password {
+            println!("  INITIAL PASSWORD for user 'admin' (shown once, to be changed at first login): {pw}");
+        }
         println!("  console:        {console_addr}  (`cargo run -p gwctl -- --tcp {console_addr} show status`)");
         if let Some(a) = sim_addr {
             println!("  sim line card:  {a}  (attach phones: `cargo run -p linesim -- --connect {a}`)");
@@ -266,7 +287,8 @@ fn run(
         // Watchdog, A/B mark-good and upgrades, the console on a tty (issue 11).
         gatewayd::watchdog::start_supervision(&config, rt_stats.clone(), status.clone())?;
         gatewayd::serial_console::spawn(&config.console, management.clone(), config.limits.max_line_bytes);
-        tokio::spawn(web::serve(http, management.clone()));
+        let web_state = web::Web::new(management.clone(), opened.accounts, audit, https_addr.port());
+        tokio::spawn(async move { web::serve(http, https, &identity, web_state).await });
         tokio::spawn(console::serve(console, management));
         // Everything this configuration needs is bound: a committed change
         // is no longer pending.

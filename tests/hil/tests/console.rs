@@ -59,10 +59,6 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     gw.wait_until("a REGISTER with the new User-Agent", Duration::from_secs(10), || {
         gw.log().contains("User-Agent: Branch-GW-7")
     });
-    // The web UI shows the running configuration, secrets masked.
-    let web = gw.http_get("/api/config");
-    assert!(web.contains("user_agent = \"Branch-GW-7\""), "{web}");
-    assert!(web.contains("password = \"********\"") && !web.contains(PASSWORD), "{web}");
     assert_eq!(std::fs::read_to_string(&prev).unwrap(), live, "the file before the change kept whole");
 
     // Rollback: the previous file comes back, and gatewayd runs it.
@@ -95,36 +91,4 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     assert!(failed.contains(&taken.to_string()), "the failed file kept for the installer");
     gw.wait_registered(&["1001"]);
     drop(squatter);
-}
-
-#[test]
-fn web_ui_edits_the_configuration_for_admin_only() {
-    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
-    let gw = Gatewayd::start(
-        kamailio.addr(),
-        GwOptions { fxs_ports: 1, web_password: Some("installer-pw"), ..Default::default() },
-    );
-    gw.wait_registered(&["1001"]);
-    let page = gw.http_get("/");
-    assert!(page.contains("<textarea") && page.contains("user_agent = &quot;gatewayd&quot;"), "{page}");
-    assert!(!page.contains("installer-pw") && !page.contains(PASSWORD), "secrets never shown");
-
-    let shown = gw.http_get("/api/config");
-    let edited = shown.replace("user_agent = \"gatewayd\"", "user_agent = \"Web-GW\"");
-    let original = std::fs::read_to_string(&gw.config_path).unwrap();
-    assert_eq!(gw.http_post("/api/config", None, &edited).0, 401);
-    assert_eq!(gw.http_post("/api/config", Some("admin:guess-1234"), &edited).0, 401);
-    let (code, text) = gw.http_post("/api/config", Some("admin:installer-pw"), &edited.replace("ptime_ms = 20", "ptime_ms = 25"));
-    assert_eq!(code, 422, "{text}");
-    assert!(text.contains("media.ptime_ms"), "{text}");
-    assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), original, "refusals change nothing");
-
-    let (code, text) = gw.http_post("/api/config", Some("admin:installer-pw"), &edited);
-    assert_eq!(code, 200, "{text}");
-    assert!(text.contains("applied without a restart"), "{text}");
-    gw.wait_until("the new configuration running", Duration::from_secs(15), || {
-        gw.try_get("/api/config").is_some_and(|c| c.contains("Web-GW"))
-    });
-    // The masked secrets kept their values: the account still registers.
-    gw.wait_registered(&["1001"]);
 }

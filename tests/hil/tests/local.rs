@@ -112,11 +112,6 @@ fn phones_call_each_other_with_no_trunk_caller_id_audio_both_ways_either_side_ha
     assert!(lines[1].contains("FXS 1 1001") && lines[1].contains("1003") && lines[1].contains("caller"), "{cdr}");
     assert!(lines[2].contains("1002") && lines[2].contains("17 / SIP 486") && lines[2].contains("called side"), "{cdr}");
     assert!(lines[4].contains("FXS 2") && lines[4].contains("16 / SIP 200") && lines[4].contains("called side"), "{cdr}");
-    let json: serde_json::Value = serde_json::from_str(&gw.http_get("/api/cdr")).unwrap();
-    assert_eq!(json.as_array().map(Vec::len), Some(4), "{json}");
-    assert_eq!(json[0]["to_leg"], "FXS 2");
-    assert_eq!(json[0]["released_by"], "called side");
-    assert!(json[0]["talk_s"].as_f64().unwrap() > 1.0, "{json}");
 }
 
 /// A committed change to another port's number is applied live: the call

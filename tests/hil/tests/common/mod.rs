@@ -20,6 +20,8 @@ pub struct Gatewayd {
     log: Arc<Mutex<String>>,
     pub sim: SocketAddr,
     http: SocketAddr,
+    /// The HTTPS web UI.
+    pub https: SocketAddr,
     pub console: SocketAddr,
     /// The configuration file gatewayd runs from.
     pub config_path: std::path::PathBuf,
@@ -80,6 +82,7 @@ impl Gatewayd {
         let sip = free_udp_port();
         let (rtp_lo, rtp_hi) = free_udp_port_range(16);
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let https: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let console: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let sim: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let fxs: String = (1..=opts.fxs_ports)
@@ -121,6 +124,7 @@ inter_digit_timeout_ms = 4000
 
 [management]
 http_listen = "{http}"
+https_listen = "{https}"
 console_listen = "{console}"
 {web_password}
 {fxs}
@@ -154,7 +158,7 @@ console_listen = "{console}"
             .arg("--sim-listen")
             .arg(sim.to_string())
             .env("GATEWAYD_LOG", "info,gatewayd=debug,gatewayd::sip=trace")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("gatewayd starts (build it first: cargo build -p gatewayd)");
@@ -170,11 +174,24 @@ console_listen = "{console}"
                 }
             }
         });
+        // The banner (the web certificate's fingerprint, the initial password).
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
         let gw = Gatewayd {
             child,
             log,
             sim,
             http,
+            https,
             console,
             config_path: path,
             sip: format!("127.0.0.1:{sip}").parse().unwrap(),
