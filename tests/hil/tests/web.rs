@@ -215,20 +215,40 @@ fn web_ui_over_https_with_accounts_csrf_roles_and_audit() {
     }
     assert_eq!(b.login("admin", "site-admin-1").code, 429);
 
-    // The change, then the restart: the audit log keeps it.
+    // A change every part can take live: applied at once, the session kept,
+    // the trunk's next request carries the new User-Agent.
     let ok = b.post("/config", &admin, &form(&[("csrf", &csrf), ("config", &edited)]));
     assert_eq!(ok.code, 200, "{ok:?}");
+    assert!(ok.body.contains("applied without a restart"), "{}", ok.body);
+    gw.wait_until("the live change", Duration::from_secs(10), || {
+        gw.log().contains("configuration applied without a restart")
+    });
+    assert!(!gw.log().contains("restarting with the new configuration"));
+    assert!(std::fs::read_to_string(&gw.config_path).unwrap().contains("Web-GW"));
+    let dash = b.get("/", &admin);
+    assert_eq!(dash.code, 200, "the session outlives a live change: {dash:?}");
+
+    // A change that needs a restart (the country: tones and cadences).
+    let csrf = b.get("/config", &admin).csrf();
+    let shown = b.get("/api/config", &admin).body;
+    assert!(shown.contains("Web-GW"), "{shown}");
+    let restart = shown.replace("country = \"US\"", "country = \"DE\"");
+    assert_ne!(restart, shown);
+    let ok = b.post("/config", &admin, &form(&[("csrf", &csrf), ("config", &restart)]));
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert!(ok.body.contains("restart"), "{}", ok.body);
     gw.wait_until("the new configuration running", Duration::from_secs(20), || {
         gw.log().contains("restarting with the new configuration") && gw.status().is_some()
     });
     gw.wait_registered(&["1001"]);
-    assert!(std::fs::read_to_string(&gw.config_path).unwrap().contains("Web-GW"));
+    let file = std::fs::read_to_string(&gw.config_path).unwrap();
+    assert!(file.contains("Web-GW") && file.contains("country = \"DE\""), "{file}");
     // Sessions end with the process; the accounts and the certificate stay.
     assert_eq!(b.get("/", &admin).header("location").as_deref(), Some("/login"));
     let again = b.login("viewer", "viewer-pass-2");
     assert_eq!(again.code, 303, "{again:?}");
     let audit = b.get("/audit", &again.cookie()).body;
-    for needle in ["config.commit", "user_agent", "account.add", "password.change", "127.0.0.1"] {
+    for needle in ["config.commit", "user_agent", "country", "account.add", "password.change", "127.0.0.1"] {
         assert!(audit.contains(needle), "{needle} in {audit}");
     }
 }
