@@ -52,6 +52,8 @@ use gw_dsp::modem_tones::ModemToneEvent;
 use gw_dsp::progress::ProgressEvent;
 use gw_dsp::tones::{CountryProfile, ToneKind};
 use gw_hal::{FxsPort, RingCadence};
+use gw_isdn::call::{CallId as IsdnCallId, Event as IsdnEvent};
+use gw_isdn::q931::PartyNumber;
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
@@ -88,6 +90,8 @@ enum Leg {
     Fxs(usize),
     Fxo(usize),
     Sip(usize, CallHandle),
+    /// A B-channel call: the span (index in `spans`) and its Q.931 call.
+    Isdn(usize, gw_isdn::call::CallId),
 }
 
 /// One configured FXO port: the FXO leg adapter's state.
@@ -159,6 +163,8 @@ struct SipCall {
 /// Trunk health as seen when a call is routed (the switch asks per target).
 struct Health {
     trunks: Vec<(String, TargetState)>,
+    /// Groups of ISDN spans: up while one of their spans is usable.
+    span_groups: Vec<(String, TargetState)>,
 }
 
 impl Health {
@@ -166,7 +172,8 @@ impl Health {
         match t {
             Target::Trunk(name) => self.trunks.iter().find(|(n, _)| n == name).map_or(TargetState::Down, |x| x.1),
             // Ports answer for themselves when the call is placed.
-            Target::Owner | Target::Group(_) => TargetState::Unknown,
+            Target::Group(name) => self.span_groups.iter().find(|(n, _)| n == name).map_or(TargetState::Unknown, |x| x.1),
+            Target::Owner => TargetState::Unknown,
         }
     }
 }
@@ -508,6 +515,11 @@ pub struct Gateway {
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
     fxo: Vec<FxoLinePort>,
+    /// ISDN spans (`[[span]]`): their B-channels are legs.
+    spans: Vec<crate::isdn::Span>,
+    isdn_legs: HashMap<(usize, gw_isdn::call::CallId), LegId>,
+    /// The B-channel timeslot each ISDN leg's audio is connected on.
+    isdn_ts: HashMap<LegId, u8>,
     /// Preempted lines an emergency call waits for: the line, the number and
     /// when the line has been on hook long enough for the exchange to clear
     /// the old call (longer than a hook flash).
@@ -600,6 +612,9 @@ impl Gateway {
             trunks,
             ports,
             fxo: Vec::new(),
+            spans: Vec::new(),
+            isdn_legs: HashMap::new(),
+            isdn_ts: HashMap::new(),
             pending_fxo: Vec::new(),
             legs: HashMap::new(),
             sip: HashMap::new(),
@@ -694,6 +709,9 @@ impl Gateway {
     }
 
     pub fn start(&mut self, now: Instant) {
+        for sp in &mut self.spans {
+            sp.start(now);
+        }
         for t in 0..self.trunks.len() {
             self.trunks[t].ua.start(now);
             if self.trunks[t].options_interval.is_some() {
@@ -1249,6 +1267,9 @@ impl Gateway {
         if !self.pending_fxo.is_empty() {
             self.place_pending_fxo(now);
         }
+        if self.spans.iter().any(|sp| sp.poll_timeout().is_some_and(|t| t <= now)) {
+            self.handle_isdn(now);
+        }
         if self.switch.poll_timeout().is_some_and(|t| t <= now) {
             // A trunk that said 100 Trying is alive: no failover for it.
             let trying: Vec<LegId> = self
@@ -1425,7 +1446,8 @@ impl Gateway {
             .iter()
             .map(|p| p.2)
             .chain(self.fxo.iter().filter_map(|f| f.pulses.front().copied().or(f.pulses_done)));
-        lines.chain(duration).chain(trunks).chain(pending).chain(self.switch.poll_timeout()).min()
+        let spans = self.spans.iter().filter_map(crate::isdn::Span::poll_timeout);
+        lines.chain(duration).chain(trunks).chain(pending).chain(spans).chain(self.switch.poll_timeout()).min()
     }
 
     pub fn port_status(&self) -> Vec<PortStatus> {
@@ -1488,6 +1510,12 @@ impl Gateway {
                 let c = self.sip.get(&peer)?;
                 let hold = if c.held { ", on hold" } else { "" };
                 Some(format!("{dir} {} (trunk {}{hold})", c.remote_party, self.trunks[*t].name))
+            }
+            Leg::Isdn(s, call) => {
+                let who = self.switch.call_of(leg).and_then(|v| if dir == "from" { v.calling.map(str::to_string) } else { Some(v.called.to_string()) });
+                let sp = &self.spans[*s];
+                let b = sp.channel_of(*call).map_or("-".to_string(), |c| c.to_string());
+                Some(format!("{dir} {} (ISDN span {} B{b})", who.unwrap_or_else(|| "-".into()), sp.name()))
             }
         }
     }
@@ -1615,6 +1643,10 @@ impl Gateway {
             Some(Leg::Fxs(j)) => self.ports[j].channel,
             Some(Leg::Fxo(m)) => self.fxo[m].channel,
             Some(Leg::Sip(..)) => return self.connect_media(peer, channel),
+            Some(Leg::Isdn(s, call)) => match self.isdn_timeslot(s, call) {
+                Some(ts) => ts,
+                None => return,
+            },
             None => return,
         };
         self.rt_command(RtCommand::Listen { channel, from: Some(from) });
@@ -1641,7 +1673,17 @@ impl Gateway {
     /// Every trunk's health, as the switch asks for it (per-number trunks
     /// for the account of `calling`).
     fn health(&self, calling: Option<&str>) -> Health {
-        Health { trunks: self.trunks.iter().map(|t| (t.name.clone(), self.trunk_health(t, calling))).collect() }
+        let mut span_groups: Vec<(String, TargetState)> = Vec::new();
+        for sp in &self.spans {
+            let Some(g) = &sp.cfg.group else { continue };
+            let up = if sp.usable() { TargetState::Up } else { TargetState::Down };
+            match span_groups.iter_mut().find(|(n, _)| n == g) {
+                Some(e) if up == TargetState::Up => e.1 = up,
+                Some(_) => {}
+                None => span_groups.push((g.clone(), up)),
+            }
+        }
+        Health { trunks: self.trunks.iter().map(|t| (t.name.clone(), self.trunk_health(t, calling))).collect(), span_groups }
     }
 
     /// An event of `leg` for the switch, then whatever the switch asks.
@@ -1730,6 +1772,10 @@ impl Gateway {
             Leg::Fxs(i) => format!("FXS {}", self.ports[*i].label),
             Leg::Fxo(k) => format!("FXO {}", self.fxo[*k].label),
             Leg::Sip(t, _) => format!("trunk {}", self.trunks[*t].name),
+            Leg::Isdn(s, call) => match self.spans[*s].channel_of(*call) {
+                Some(b) => format!("ISDN {} B{b}", self.spans[*s].name()),
+                None => format!("ISDN {}", self.spans[*s].name()),
+            },
         })
     }
 
@@ -1812,6 +1858,9 @@ impl Gateway {
                 let j = self.ports.iter().position(|p| p.number == setup.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
                 self.ring_port(now, a, leg, j, setup)
             }
+            Target::Group(name) if self.spans.iter().any(|sp| sp.cfg.group.as_deref() == Some(name.as_str())) => {
+                self.place_isdn(now, a, leg, name, setup)
+            }
             Target::Group(name) if self.switch.table().group(name).is_some_and(|g| !g.fxo.is_empty()) => {
                 match self.place_fxo(now, a, leg, name, setup) {
                     Err(r) if emergency && self.config.emergency.preempt => self.preempt_fxo(now, a, leg, name, setup).ok_or(r),
@@ -1847,6 +1896,13 @@ impl Gateway {
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
                         self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own), None)
+                    }
+                    // An ISDN caller to SIP: the B-channel's timeslot carries the RTP.
+                    Some(Leg::Isdn(s, call)) => {
+                        self.admit_on_trunk(now, t)?;
+                        let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
+                        let channel = self.isdn_timeslot(s, call).ok_or(ours(Cause::CHANNEL_NOT_AVAILABLE))?;
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None, setup.calling_name.as_deref())
                     }
                     // A PSTN caller to SIP: the line's channel carries the RTP.
                     Some(Leg::Fxo(k)) => {
@@ -1918,6 +1974,7 @@ impl Gateway {
             Some(Leg::Fxs(i)) => self.signal_fxs(now, i, leg, signal),
             Some(Leg::Fxo(k)) => self.signal_fxo(now, k, leg, signal),
             Some(Leg::Sip(..)) => self.signal_sip(now, leg, signal),
+            Some(Leg::Isdn(s, call)) => self.signal_isdn(now, s, call, leg, signal),
             None => {}
         }
     }
@@ -2270,7 +2327,8 @@ impl Gateway {
                             c.max_until = max;
                         }
                         // Trunk to trunk: no line machine asks for the media.
-                        let peer_is_sip = self.switch.peer(leg).is_some_and(|p| matches!(self.legs.get(&p), Some(Leg::Sip(..))));
+                        let peer_is_sip =
+                            self.switch.peer(leg).is_some_and(|p| matches!(self.legs.get(&p), Some(Leg::Sip(..) | Leg::Isdn(..))));
                         if let (true, Some(ch)) = (peer_is_sip, c_channel(&self.sip, leg)) {
                             self.connect_media(leg, ch);
                         }
@@ -2391,6 +2449,272 @@ impl Gateway {
         );
         self.drain_switch(now);
         self.drain_ua(now, t);
+    }
+}
+
+// ---- ISDN B-channels as legs ----------------------------------------------
+
+/// A number as Q.931 carries it: type unknown, plan E.164 (ISDN).
+fn party_number(digits: &str, presentation: Option<u8>) -> PartyNumber {
+    PartyNumber {
+        type_of_number: 0,
+        plan: 1,
+        presentation,
+        screening: if presentation.is_some() { 3 } else { 0 },
+        reason: None,
+        digits: digits.bytes().filter(|b| b.is_ascii_digit() || *b == b'*' || *b == b'#').take(32).collect(),
+    }
+}
+
+fn number_text(n: &PartyNumber) -> String {
+    n.digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect()
+}
+
+impl Gateway {
+    /// The configured ISDN spans (built by `isdn::build_spans`); started by
+    /// [`Gateway::start`].
+    pub fn add_isdn_spans(&mut self, spans: Vec<crate::isdn::Span>) {
+        self.spans = spans;
+    }
+
+    /// For the console's requests (captures).
+    pub fn isdn_spans_mut(&mut self) -> &mut [crate::isdn::Span] {
+        &mut self.spans
+    }
+
+    pub fn isdn_status(&self) -> Vec<crate::isdn::SpanStatus> {
+        self.spans.iter().map(crate::isdn::Span::status).collect()
+    }
+
+    /// Runs every span (frames, layer 1, timers) and takes its call events.
+    pub fn handle_isdn(&mut self, now: Instant) {
+        for s in 0..self.spans.len() {
+            self.spans[s].poll(now);
+            while let Some(ev) = self.spans[s].poll_event() {
+                self.isdn_event(now, s, ev);
+            }
+        }
+    }
+
+    /// A span's request, its events handled after it.
+    fn isdn_request<R>(&mut self, now: Instant, s: usize, f: impl FnOnce(&mut gw_isdn::call::CallControl, Instant) -> R) -> R {
+        let r = self.spans[s].request(now, f);
+        while let Some(ev) = self.spans[s].poll_event() {
+            self.isdn_event(now, s, ev);
+        }
+        r
+    }
+
+    /// The rt channel of a call's B-channel, once chosen.
+    fn isdn_timeslot(&self, s: usize, call: IsdnCallId) -> Option<u8> {
+        let sp = self.spans.get(s)?;
+        sp.timeslot(sp.channel_of(call)?)
+    }
+
+    fn isdn_event(&mut self, now: Instant, s: usize, ev: IsdnEvent) {
+        debug!(span = %self.spans[s].name(), ?ev, "ISDN call event");
+        let leg_of = |g: &Gateway, call: IsdnCallId| g.isdn_legs.get(&(s, call)).copied();
+        match ev {
+            IsdnEvent::Setup { call, info, .. } => self.isdn_incoming(now, s, call, info),
+            IsdnEvent::SetupAck { call, .. } | IsdnEvent::Proceeding { call, .. } => {
+                if let Some(leg) = leg_of(self, call) {
+                    self.isdn_channel_known(s, call, leg);
+                    self.signal(now, leg, Signal::Proceeding);
+                }
+            }
+            IsdnEvent::ChannelChanged { call, .. } => {
+                if let Some(leg) = leg_of(self, call) {
+                    self.isdn_channel_known(s, call, leg);
+                }
+            }
+            IsdnEvent::Alerting { call, inband } => {
+                if let Some(leg) = leg_of(self, call) {
+                    if inband {
+                        self.isdn_audio(leg);
+                    }
+                    self.signal(now, leg, Signal::Alerting { inband });
+                }
+            }
+            IsdnEvent::Progress { call, description } => {
+                // Progress description 1 (not end-to-end ISDN) or 8 (in-band information).
+                if let (Some(leg), true) = (leg_of(self, call), matches!(description, 1 | 8)) {
+                    self.isdn_audio(leg);
+                    self.signal(now, leg, Signal::Progress);
+                }
+            }
+            IsdnEvent::Connected { call } => {
+                // Our own CONNECT acknowledged (an incoming call) says nothing new.
+                if let Some(leg) = leg_of(self, call).filter(|l| self.switch.side(*l) == Some(Side::B)) {
+                    self.isdn_audio(leg);
+                    self.signal(now, leg, Signal::Answer);
+                }
+            }
+            IsdnEvent::Digits { call, digits, .. } => {
+                if let Some(leg) = leg_of(self, call) {
+                    let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                    if !d.is_empty() {
+                        self.signal(now, leg, Signal::Digits(d));
+                    }
+                }
+            }
+            IsdnEvent::Disconnect { call, cause, location, .. } => self.isdn_gone(now, s, call, cause, Some(location)),
+            IsdnEvent::Released { call, cause, location } => self.isdn_gone(now, s, call, cause, location),
+            other => info!(span = %self.spans[s].name(), ?other, "ISDN span event"),
+        }
+    }
+
+    /// An incoming SETUP: a new call from the span's group.
+    fn isdn_incoming(&mut self, now: Instant, s: usize, call: IsdnCallId, info: gw_isdn::call::SetupInfo) {
+        let name = self.spans[s].name().to_string();
+        let called = info.called.as_ref().map(number_text).unwrap_or_default();
+        let calling = info.calling.as_ref().map(number_text).filter(|n| !n.is_empty());
+        // Presentation restricted (1) or not available (2) hides the number (RFC 3323 Privacy: id).
+        let presentation = info.calling.as_ref().and_then(|n| n.presentation).map(|p| {
+            if p == 0 {
+                gw_call::Presentation::Allowed
+            } else {
+                gw_call::Presentation::Restricted
+            }
+        });
+        let display = info.display.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()).filter(|d| !d.is_empty());
+        self.spans[s].note_call(call, crate::isdn::CallNote { calling: calling.clone(), called: called.clone(), incoming: true });
+        info!(span = %name, call = call.0, from = ?calling, to = %called, channel = ?self.spans[s].channel_of(call), "incoming ISDN call");
+        self.counters.incoming += 1;
+        let refuse = |g: &mut Gateway, cause: Cause| {
+            let _ = g.isdn_request(now, s, |cc, now| cc.disconnect(now, call, cause.get()));
+        };
+        // Only speech and 3.1 kHz audio cross to the other legs.
+        if info.bearer.as_ref().is_some_and(|b| b.transfer_capability != 0x00 && b.transfer_capability != 0x10) {
+            info!(span = %name, call = call.0, "a data call (unrestricted digital bearer): refused with cause 65");
+            return refuse(self, Cause::BEARER_NOT_IMPLEMENTED);
+        }
+        let Some(source) = self.spans[s].cfg.group.clone() else {
+            info!(span = %name, call = call.0, "the span is in no group of the routing table: refused");
+            return refuse(self, Release::local(LocalReason::NoRoute).cause);
+        };
+        let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
+        let setup = Setup { called, calling, calling_name: display, presentation, complete: true };
+        let h = self.health(None);
+        let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
+        self.legs.insert(a, Leg::Isdn(s, call));
+        self.isdn_legs.insert((s, call), a);
+        self.drain_switch(now);
+    }
+
+    /// The call's B-channel is known (or moved): a SIP peer's RTP is carried there.
+    fn isdn_channel_known(&mut self, s: usize, call: IsdnCallId, leg: LegId) {
+        let Some(ts) = self.isdn_timeslot(s, call) else { return };
+        if let Some(c) = self.switch.peer(leg).and_then(|p| self.sip.get_mut(&p)) {
+            if c.socket.is_some() {
+                c.media_channel = Some(ts);
+            }
+        }
+    }
+
+    /// The ISDN leg's B-channel hears its peer (and a SIP peer's RTP starts on it).
+    fn isdn_audio(&mut self, leg: LegId) {
+        let Some(Leg::Isdn(s, call)) = self.legs.get(&leg).copied() else { return };
+        let Some(ts) = self.isdn_timeslot(s, call) else { return };
+        self.isdn_ts.insert(leg, ts);
+        self.connect_to_peer(Some(leg), ts);
+    }
+
+    /// The ISDN side ended the call (or its span lost layer 1).
+    fn isdn_gone(&mut self, now: Instant, s: usize, call: IsdnCallId, cause: u8, location: Option<u8>) {
+        let Some(leg) = self.isdn_legs.remove(&(s, call)) else { return };
+        info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN call cleared by the span");
+        self.legs.remove(&leg);
+        if let Some(ts) = self.isdn_ts.remove(&leg) {
+            self.rt_command(RtCommand::Listen { channel: ts, from: None });
+        }
+        let cause = Cause::new(cause).unwrap_or(Cause::NORMAL_UNSPECIFIED);
+        let location = location.and_then(Location::from_code).unwrap_or(Location::PublicLocal);
+        self.signal(now, leg, Signal::Release(Release::remote(cause, location)));
+    }
+
+    /// The ISDN adapter: switch signals become Q.931 requests.
+    fn signal_isdn(&mut self, now: Instant, s: usize, call: IsdnCallId, leg: LegId, signal: Signal) {
+        let incoming = self.switch.side(leg) == Some(Side::A);
+        let r = match signal {
+            Signal::Proceeding => Ok(()),
+            Signal::Digits(d) if !incoming => self.isdn_request(now, s, |cc, now| cc.information(now, call, d.as_bytes(), false)),
+            Signal::Digits(_) => Ok(()),
+            Signal::Alerting { inband } if incoming => {
+                let r = self.isdn_request(now, s, |cc, now| cc.alerting(now, call));
+                if inband {
+                    self.isdn_audio(leg);
+                    let _ = self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8));
+                }
+                r
+            }
+            Signal::Progress if incoming => {
+                self.isdn_audio(leg);
+                self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8))
+            }
+            Signal::Answer if incoming => {
+                self.isdn_audio(leg);
+                self.isdn_request(now, s, |cc, now| cc.connect(now, call))
+            }
+            Signal::Alerting { .. } | Signal::Progress | Signal::Answer => Ok(()),
+            Signal::Release(r) => {
+                self.isdn_legs.remove(&(s, call));
+                self.legs.remove(&leg);
+                if let Some(ts) = self.isdn_ts.remove(&leg) {
+                    self.rt_command(RtCommand::Listen { channel: ts, from: None });
+                }
+                self.isdn_request(now, s, |cc, now| cc.disconnect(now, call, r.cause.get()))
+            }
+        };
+        if let Err(e) = r {
+            debug!(span = %self.spans[s].name(), call = call.0, ?e, "ISDN request refused");
+        }
+    }
+
+    /// Calls `setup.called` out on a B-channel of a span of group `name`
+    /// (spans in order, those down skipped; all channels busy: cause 34).
+    fn place_isdn(&mut self, now: Instant, a: LegId, leg: LegId, name: &str, setup: &Setup) -> Result<(), Release> {
+        let members: Vec<usize> = (0..self.spans.len()).filter(|&s| self.spans[s].cfg.group.as_deref() == Some(name)).collect();
+        let mut last = Release::local(LocalReason::TrunkDown);
+        for s in members {
+            if !self.spans[s].usable() {
+                continue;
+            }
+            let presentation = match setup.presentation {
+                Some(gw_call::Presentation::Restricted) => Some(1),
+                Some(gw_call::Presentation::Allowed) => Some(0),
+                None => None,
+            };
+            let info = gw_isdn::call::SetupInfo {
+                called: Some(party_number(&setup.called, None)),
+                calling: setup.calling.as_deref().map(|c| party_number(c, presentation.or(Some(0)))),
+                sending_complete: setup.complete,
+                exclusive: self.spans[s].cfg.exclusive,
+                display: setup.calling_name.as_ref().map(|n| n.bytes().filter(|b| (0x20..0x7F).contains(b)).take(32).collect()),
+                ..Default::default()
+            };
+            match self.isdn_request(now, s, |cc, now| cc.setup(now, info)) {
+                Ok(call) => {
+                    let note = crate::isdn::CallNote { calling: setup.calling.clone(), called: setup.called.clone(), incoming: false };
+                    self.spans[s].note_call(call, note);
+                    info!(span = %self.spans[s].name(), call = call.0, to = %setup.called, channel = ?self.spans[s].channel_of(call), "calling out on ISDN");
+                    self.legs.insert(leg, Leg::Isdn(s, call));
+                    self.isdn_legs.insert((s, call), leg);
+                    if let (Some(ts), Some(c)) = (self.isdn_timeslot(s, call), self.sip.get_mut(&a)) {
+                        c.media_channel = Some(ts);
+                    }
+                    return Ok(());
+                }
+                Err(gw_isdn::call::RequestError::NoChannel(_)) => {
+                    info!(span = %self.spans[s].name(), "every B-channel busy");
+                    last = ours(Cause::NO_CIRCUIT_AVAILABLE);
+                }
+                Err(e) => {
+                    warn!(span = %self.spans[s].name(), ?e, "SETUP refused by the call control");
+                    last = ours(Cause::TEMPORARY_FAILURE);
+                }
+            }
+        }
+        Err(last)
     }
 }
 
