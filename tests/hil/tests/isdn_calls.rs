@@ -15,6 +15,9 @@ use common::{GwOptions, World};
 use hil::dominant_frequency;
 use linesim::{CallState, IsdnSpan, Phone};
 
+/// The carrier's calling number: one of the gateway's accounts on the
+/// per-number trunk `default` (Kamailio authenticates the INVITE by it).
+const CALLER: &str = "1003";
 const WAIT: Duration = Duration::from_secs(10);
 /// The far end sends this tone in every call; the B-channel measures it.
 const FAR_TONE_HZ: f32 = 1400.0;
@@ -36,7 +39,6 @@ name = "pri"
 index = 1
 kind = "pri"
 role = "te"
-channels = [1, 2, 3, 17]
 group = "pri"
 
 [[group]]
@@ -108,12 +110,12 @@ fn a_pri_call_reaches_the_far_end_with_audio_and_busy_comes_back_as_cause_17() {
 
     // En-bloc call on B-channel 17 from the carrier to 2000 (the far end).
     w.far.set_auto_answer(true);
-    let h = pri.place_call("2000", Some("5551234"), Some(17), true).unwrap();
+    let h = pri.place_call("2000", Some(CALLER), Some(17), true).unwrap();
     pri.wait_state(h, CallState::Connected, Duration::from_secs(15)).expect("the far end answers");
     w.far.wait_established(WAIT).unwrap();
     let show = show_isdn(&w);
     eprintln!("{show}");
-    assert!(show.contains("B17: call") && show.contains("in 5551234 -> 2000"), "{show}");
+    assert!(show.contains("B17: call") && show.contains("in 1003 -> 2000"), "{show}");
     assert!(show.contains("17:busy"), "{show}");
     let b = pri.b_channel(15).unwrap(); // timeslot 17 is the 16th B-channel of the E1
     audio_both_ways(&w, &b);
@@ -125,21 +127,21 @@ fn a_pri_call_reaches_the_far_end_with_audio_and_busy_comes_back_as_cause_17() {
 
     // The far end refuses (486): cause 17 in the DISCONNECT.
     w.far.set_auto_answer(false);
-    let h = pri.place_call("2000", Some("5551234"), None, true).unwrap();
+    let h = pri.place_call("2000", Some(CALLER), None, true).unwrap();
     pri.wait_state(h, CallState::Alerting, Duration::from_secs(15)).expect("the far end rings");
     w.far.hangup().unwrap();
     pri.wait_state(h, CallState::Released, WAIT).unwrap();
     assert_eq!(pri.last_cause(h).unwrap(), Some(17), "486 from the far end is user busy");
 
     // A number no route takes: refused at once with the route table's cause.
-    let h = pri.place_call("9999", Some("5551234"), None, true).unwrap();
+    let h = pri.place_call("9999", Some(CALLER), None, true).unwrap();
     pri.wait_state(h, CallState::Released, WAIT).unwrap();
     let cause = pri.last_cause(h).unwrap();
     assert!(cause.is_some_and(|c| c != 16 && c != 17), "no route: cause {cause:?}");
 
     // Layer 1 pulled during a call: the far end is hung up (cause 38 in Reason).
     w.far.set_auto_answer(true);
-    let h = pri.place_call("2000", Some("5551234"), Some(1), true).unwrap();
+    let h = pri.place_call("2000", Some(CALLER), Some(1), true).unwrap();
     pri.wait_state(h, CallState::Connected, Duration::from_secs(15)).expect("answered");
     w.far.wait_established(WAIT).unwrap();
     pri.pull_l1().unwrap();
@@ -150,7 +152,7 @@ fn a_pri_call_reaches_the_far_end_with_audio_and_busy_comes_back_as_cause_17() {
     std::thread::sleep(Duration::from_millis(300));
     pri.restore_l1().unwrap();
     span_up(&w, &pri, 1);
-    let h = pri.place_call("2000", None, Some(2), true).unwrap();
+    let h = pri.place_call("2000", Some(CALLER), Some(2), true).unwrap();
     pri.wait_state(h, CallState::Connected, Duration::from_secs(15)).expect("answered after layer 1 returned");
     pri.release(h, 16).unwrap();
     w.far.wait_call_closed(WAIT).expect("the far end's call ends");
