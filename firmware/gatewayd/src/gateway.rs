@@ -2863,7 +2863,7 @@ mod tests {
                 .enumerate()
                 .map(|(k, l)| (k as u8, Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>))
                 .collect();
-            let media = MediaIo::start(4, ctl.packets_out, ctl.packets_in).unwrap();
+            let media = MediaIo::start(8, ctl.packets_out, ctl.packets_in).unwrap();
             let sip: SocketAddr = GW_SIP.parse().unwrap();
             let gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);
             World { gw, lines, commands: rtq.commands, now: Instant::now(), peers: Vec::new(), strays: Vec::new() }
@@ -3692,5 +3692,297 @@ to = [{ trunk = "default" }]
             proptest::prop_assert!(w.gw.trunk_status().iter().all(|t| t.active_calls == 0), "{:?}", w.gw.trunk_status());
             proptest::prop_assert!(w.gw.port_status().iter().all(|p| p.state == "Idle"), "{:?}", w.gw.port_status().iter().map(|p| p.state.clone()).collect::<Vec<_>>());
         }
+    }
+    // ---- ISDN legs ------------------------------------------------------
+
+    use gw_hal::isdn::{Alarms, DChannel, DChannelError, DChannelStats, L1State, L1Status, SpanInfo, SpanKind};
+
+    /// A D channel between the gateway's span and a test's own gw-isdn span.
+    #[derive(Default)]
+    struct DLine {
+        l1: Option<L1Status>,
+        l1_events: VecDeque<L1Status>,
+        to_gw: VecDeque<Vec<u8>>,
+        from_gw: VecDeque<Vec<u8>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeD(Arc<Mutex<DLine>>);
+
+    impl DChannel for FakeD {
+        fn kind(&self) -> SpanKind {
+            SpanKind::Bri
+        }
+        fn poll_frame(&mut self) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().to_gw.pop_front()
+        }
+        fn send_frame(&mut self, frame: &[u8]) -> Result<(), DChannelError> {
+            let mut l = self.0.lock().unwrap();
+            if !l.l1.is_some_and(|s| s.is_up()) {
+                return Err(DChannelError::L1Down);
+            }
+            l.from_gw.push_back(frame.to_vec());
+            Ok(())
+        }
+        fn poll_l1_event(&mut self) -> Option<L1Status> {
+            self.0.lock().unwrap().l1_events.pop_front()
+        }
+        fn l1_status(&self) -> L1Status {
+            self.0.lock().unwrap().l1.unwrap_or(L1Status::DOWN)
+        }
+        fn request_l1(&mut self, _activate: bool) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn set_side(&mut self, _side: gw_hal::isdn::Side) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn stats(&self) -> DChannelStats {
+            DChannelStats::default()
+        }
+    }
+
+    const L1_UP: L1Status = L1Status { state: L1State::Activated, alarms: Alarms { los: false, ais: false, rai: false } };
+
+    /// A gateway with a BRI (TE, group `isdn`, B1 on rt channel 2, B2 on 3)
+    /// whose far end is a gw-isdn network side (the carrier), trunk
+    /// `default` on peer A and `b` on peer B.
+    struct IsdnWorld {
+        w: World,
+        line: FakeD,
+        carrier: gw_isdn::span::Span,
+        events: Vec<gw_isdn::call::Event>,
+    }
+
+    impl IsdnWorld {
+        fn new(a: Policy, b: Policy, span_extra: &str) -> IsdnWorld {
+            let text = format!(
+                r#"{base}
+[[trunk]]
+name = "b"
+proxy = "127.0.0.1:7002"
+
+[[span]]
+name = "carrier"
+index = 0
+kind = "bri"
+role = "te"
+group = "isdn"
+{span_extra}
+
+[[group]]
+name = "phones"
+fxs = [1, 2]
+
+[[group]]
+name = "isdn"
+
+[[route]]
+name = "isdn-in"
+from = ["isdn"]
+called = ["2xxx"]
+to = [{{ trunk = "default" }}]
+
+[[route]]
+name = "isdn-out"
+from = ["phones"]
+called = ["3xxx"]
+to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
+"#,
+                base = base_toml()
+                    .replace("proxy = \"127.0.0.1:5060\"", "proxy = \"127.0.0.1:7001\"")
+                    .replace("register_expires = 300", "register_expires = 0")
+                    .replace("mode = \"auto\"", "mode = \"off\""),
+            );
+            let config = Config::from_toml(&text, 4).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let line = FakeD::default();
+            line.0.lock().unwrap().l1 = Some(L1_UP);
+            let info = SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![2, 3] };
+            let span = crate::isdn::Span::new(config.span[0].clone(), info, Box::new(line.clone()));
+            let mut w = World::with(config);
+            w.gw.add_isdn_spans(vec![span]);
+            w.peers.push(Peer::new("127.0.0.1:7001", a));
+            w.peers.push(Peer::new("127.0.0.1:7002", b));
+            let cfg = gw_isdn::call::Config::new(gw_isdn::call::Side::Network, gw_isdn::call::Interface::Bri, &gw_isdn::call::EUROISDN);
+            let carrier = gw_isdn::span::Span::new(cfg, gw_isdn::span::Mode::PointToPoint, 3);
+            let mut iw = IsdnWorld { w: w.start(), line, carrier, events: Vec::new() };
+            iw.run(10);
+            assert!(iw.w.gw.isdn_status()[0].l2_up, "layer 2 up");
+            iw
+        }
+
+        /// Moves frames, datagrams and timers for `ms` of virtual time.
+        fn run(&mut self, ms: u64) {
+            let end = self.w.now + Duration::from_millis(ms);
+            loop {
+                for _ in 0..100 {
+                    let now = self.w.now;
+                    self.w.gw.handle_isdn(now);
+                    self.w.pump();
+                    let frames: Vec<Vec<u8>> = self.line.0.lock().unwrap().from_gw.drain(..).collect();
+                    let mut moved = !frames.is_empty();
+                    for f in frames {
+                        self.carrier.handle_frame(now, &f);
+                    }
+                    while let Some(f) = self.carrier.poll_transmit() {
+                        moved = true;
+                        let mut l = self.line.0.lock().unwrap();
+                        if l.l1.is_some_and(|s| s.is_up()) {
+                            l.to_gw.push_back(f);
+                        }
+                    }
+                    while let Some(e) = self.carrier.poll_event() {
+                        if let gw_isdn::span::SpanEvent::Call(c) = e {
+                            self.events.push(c);
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+                let next = self.carrier.poll_timeout().into_iter().chain(self.w.gw.poll_timeout()).min();
+                match next.filter(|&t| t <= end) {
+                    Some(t) => {
+                        self.w.now = t.max(self.w.now);
+                        let now = self.w.now;
+                        self.carrier.handle_timeout(now);
+                        self.w.advance(0);
+                    }
+                    None => break,
+                }
+            }
+            self.w.now = end;
+            self.w.advance(0);
+        }
+
+        fn call(&mut self, called: &str, calling: &str, presentation: Option<u8>) -> gw_isdn::call::CallId {
+            let n = |d: &str, p| gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: p, screening: 0, reason: None, digits: d.as_bytes().to_vec() };
+            let info = gw_isdn::call::SetupInfo {
+                called: Some(n(called, None)),
+                calling: Some(n(calling, presentation)),
+                sending_complete: true,
+                ..Default::default()
+            };
+            let now = self.w.now;
+            let id = self.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+            self.run(50);
+            id
+        }
+
+        fn released(&self, call: gw_isdn::call::CallId) -> Option<u8> {
+            self.events.iter().find_map(|e| match e {
+                gw_isdn::call::Event::Disconnect { call: c, cause, .. } | gw_isdn::call::Event::Released { call: c, cause, .. } if *c == call => Some(*cause),
+                _ => None,
+            })
+        }
+
+        fn incoming_setups(&self) -> Vec<(gw_isdn::call::CallId, gw_isdn::call::SetupInfo)> {
+            self.events
+                .iter()
+                .filter_map(|e| match e {
+                    gw_isdn::call::Event::Setup { call, info, .. } => Some((*call, info.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn an_isdn_call_reaches_the_trunk_its_b_channel_carries_the_rtp_and_causes_cross() {
+        let mut iw = IsdnWorld::new(Policy::Answer, Policy::Answer, "");
+        let call = iw.call("2000", "5551234", Some(0));
+        assert_eq!(invites(&iw.w.peers[0]), 1, "the INVITE went to trunk default");
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Connected { call: c } if *c == call)), "{:?}", iw.events);
+        let ch = iw.carrier.cc.calls().find(|c| c.0 == call).and_then(|c| c.2).expect("a B-channel");
+        let ts = if ch == 1 { 2 } else { 3 };
+        let cmds = iw.w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel, .. } if *channel == ts)), "RTP on the B-channel's timeslot {ts}: {cmds:?}");
+        let show = crate::isdn::show_isdn(&iw.w.gw.isdn_status());
+        assert!(show.contains(&format!("B{ch}: call")) && show.contains("in 5551234 -> 2000 (Active)"), "{show}");
+        // The carrier clears with cause 16: BYE with Reason cause 16 at the far end.
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.disconnect(now, call, 16)).unwrap();
+        iw.run(100);
+        let far = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::Ended { call, .. } => Some(*call),
+            _ => None,
+        });
+        assert_eq!(iw.w.peers[0].ua.remote_reason(far.expect("far end saw the BYE")), Some("Q.850;cause=16"));
+        assert!(crate::isdn::show_isdn(&iw.w.gw.isdn_status()).contains(" 1:idle 2:idle"));
+        assert_eq!(iw.w.gw.switch.calls().count(), 0);
+    }
+
+    #[test]
+    fn a_busy_far_end_is_cause_17_towards_isdn_and_a_data_call_is_refused() {
+        let mut iw = IsdnWorld::new(Policy::Reject(486, None), Policy::Answer, "");
+        let call = iw.call("2000", "5551234", None);
+        assert_eq!(iw.released(call), Some(17), "486 is user busy: {:?}", iw.events);
+        // An unrestricted digital (data) SETUP never reaches SIP: cause 65.
+        let info = gw_isdn::call::SetupInfo {
+            bearer: Some(gw_isdn::q931::BearerCapability { coding_standard: 0, transfer_capability: 0x08, transfer_mode: 0, transfer_rate: 0x10, rate_multiplier: None, layer1: None }),
+            called: Some(gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: b"2000".to_vec() }),
+            sending_complete: true,
+            ..Default::default()
+        };
+        let now = iw.w.now;
+        let data = iw.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+        iw.run(50);
+        assert_eq!(iw.released(data), Some(65));
+        assert_eq!(invites(&iw.w.peers[0]), 1, "only the speech call was offered");
+        // Nothing is left busy.
+        assert!(iw.w.gw.isdn_status()[0].b_channels.iter().all(|b| b.state == "idle"));
+    }
+
+    #[test]
+    fn a_phone_calls_out_on_a_b_channel_then_cause_34_fails_over_and_layer_1_loss_clears_with_38() {
+        let mut iw = IsdnWorld::new(Policy::Answer, Policy::Ring, "channels = [1]\nexclusive = true");
+        iw.w.hook(1, true);
+        iw.w.dial(1, "3000");
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let (call, info) = &setups[0];
+        assert_eq!((info.channel, info.exclusive), (Some(1), true));
+        assert_eq!(info.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
+        let call = *call;
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.alerting(now, call)).unwrap();
+        iw.run(50);
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.connect(now, call)).unwrap();
+        iw.run(50);
+        assert_eq!(iw.w.gw.port_status()[0].state, "Connected");
+        assert_eq!(iw.w.gw.port_status()[0].call.as_deref(), Some("to 3000 (ISDN span carrier B1)"));
+        let l = listens(&iw.w.commands());
+        assert!(l.contains(&(0, Some(2))) && l.contains(&(2, Some(0))), "port 1 and B1 cross-connected: {l:?}");
+        // The span's only channel is busy: the next call gets 34 and fails over to trunk b.
+        iw.w.hook(2, true);
+        iw.w.dial(2, "3001");
+        iw.run(100);
+        assert_eq!(iw.incoming_setups().len(), 1, "no second SETUP");
+        assert_eq!(invites(&iw.w.peers[1]), 1, "failed over to trunk b");
+        let route = iw.w.gw.port_status()[1].route.clone().unwrap();
+        assert!(route.contains("group \"isdn\" -> 34"), "{route}");
+        // Layer 1 goes: the call on B1 is cleared (the phone hears it), the span is down for routing.
+        {
+            let mut l = iw.line.0.lock().unwrap();
+            let down = L1Status { state: L1State::Deactivated, alarms: Alarms { los: true, ..Alarms::default() } };
+            l.l1 = Some(down);
+            l.l1_events.push_back(down);
+        }
+        iw.run(100);
+        assert_ne!(iw.w.gw.port_status()[0].state, "Connected");
+        assert!(iw.w.gw.port_status()[0].route.as_deref().unwrap_or_default().contains("38"), "{:?}", iw.w.gw.port_status()[0].route);
+        assert!(iw.w.gw.isdn_status()[0].b_channels.iter().all(|b| b.state != "busy"));
+        iw.w.hook(1, false);
+        iw.w.hook(2, false);
+        iw.run(100);
+        iw.w.hook(1, true);
+        iw.w.dial(1, "3002");
+        iw.run(100);
+        assert_eq!(invites(&iw.w.peers[1]), 2, "the span is down: straight to trunk b");
+        let route = iw.w.gw.port_status()[0].route.clone().unwrap();
+        // Skipped by the switch without a SETUP: the span group is down.
+        assert!(route.contains("group \"isdn\" -> 34 no circuit/channel available (destination unavailable)"), "{route}");
+        assert_eq!(iw.incoming_setups().len(), 1, "no SETUP on a span that is down");
     }
 }
