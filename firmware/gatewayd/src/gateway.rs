@@ -137,6 +137,16 @@ fn pulse_plan(start: Instant, digits: &str) -> (VecDeque<Instant>, Instant) {
     (breaks, at)
 }
 
+/// Who an outgoing SIP call is from, for the trunk's authentication.
+enum Caller {
+    /// An FXS port: its own number's account on a per-number trunk.
+    Port(String),
+    /// Another leg's caller: its number's account if the trunk has one.
+    Other,
+    /// A hidden caller (From anonymous), authenticated by this account.
+    Anonymous(Option<String>),
+}
+
 /// A SIP leg: one dialog on one trunk, with the RTP it carries.
 struct SipCall {
     trunk: usize,
@@ -1895,21 +1905,24 @@ impl Gateway {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own), None)
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Port(own), None)
                     }
                     // An ISDN caller to SIP: the B-channel's timeslot carries the RTP.
                     Some(Leg::Isdn(s, call)) => {
                         self.admit_on_trunk(now, t)?;
-                        let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
                         let channel = self.isdn_timeslot(s, call).ok_or(ours(Cause::CHANNEL_NOT_AVAILABLE))?;
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None, setup.calling_name.as_deref())
+                        if setup.presentation == Some(gw_call::Presentation::Restricted) {
+                            return self.place_sip_anonymous(now, leg, t, setup, channel);
+                        }
+                        let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
                     }
                     // A PSTN caller to SIP: the line's channel carries the RTP.
                     Some(Leg::Fxo(k)) => {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
                         let channel = self.fxo[k].channel;
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
                     }
                     // Trunk to trunk: two bridge channels join the two RTP
                     // sessions inside the rt thread.
@@ -1929,7 +1942,7 @@ impl Gateway {
                         let (_, vb) = self.bridged[&a];
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_default();
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, None, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, Caller::Other, setup.calling_name.as_deref())
                     }
                     None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
                 }
@@ -2075,7 +2088,7 @@ impl Gateway {
         calling: &str,
         called: &str,
         channel: u8,
-        own: Option<String>,
+        own: Caller,
         name: Option<&str>,
     ) -> Result<(), Release> {
         let label = channel;
@@ -2093,10 +2106,12 @@ impl Gateway {
         let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
         let trunk = &mut self.trunks[t];
         let placed = match (trunk.register, own) {
+            // An anonymous caller: From anonymous, authenticated by this account.
+            (_, Caller::Anonymous(acct)) => trunk.ua.invite_named(now, calling, None, called, offer.clone(), acct.as_deref()),
             // The port's own account (today's behaviour), from its own number.
-            (RegisterMode::PerNumber, Some(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
+            (RegisterMode::PerNumber, Caller::Port(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
             // Another trunk's caller: its number's account if it has one here.
-            (RegisterMode::PerNumber, None) => trunk
+            (RegisterMode::PerNumber, Caller::Other) => trunk
                 .ua
                 .invite(now, calling, called, offer.clone())
                 .or_else(|_| trunk.ua.invite_named(now, calling, name, called, offer.clone(), None)),
@@ -2670,6 +2685,25 @@ impl Gateway {
         }
     }
 
+    /// An ISDN caller whose number is presentation restricted: the INVITE's
+    /// From is `anonymous` (RFC 3323 section 4.1.1.3) with no display name;
+    /// the trunk still authenticates it by the caller's account (per-number
+    /// trunks) or its own.
+    fn place_sip_anonymous(&mut self, now: Instant, leg: LegId, t: usize, setup: &Setup, channel: u8) -> Result<(), Release> {
+        let trunk = &self.trunks[t];
+        let account = match trunk.register {
+            RegisterMode::Pilot => trunk.pilot.clone(),
+            RegisterMode::PerNumber => setup
+                .calling
+                .clone()
+                .filter(|c| trunk.ua.account_users().contains(&c.as_str()))
+                .or_else(|| trunk.ua.account_users().first().map(|u| u.to_string())),
+            RegisterMode::None => trunk.ua.account_users().first().map(|u| u.to_string()),
+        };
+        info!(trunk = %trunk.name, to = %setup.called, "the ISDN caller's number is restricted: From anonymous");
+        self.place_sip_call(now, leg, t, "anonymous", &setup.called, channel, Caller::Anonymous(account), None)
+    }
+
     /// Calls `setup.called` out on a B-channel of a span of group `name`
     /// (spans in order, those down skipped; all channels busy: cause 34).
     fn place_isdn(&mut self, now: Instant, a: LegId, leg: LegId, name: &str, setup: &Setup) -> Result<(), Release> {
@@ -2679,17 +2713,21 @@ impl Gateway {
             if !self.spans[s].usable() {
                 continue;
             }
+            // A SIP caller who hides (From: anonymous, RFC 3323) or a
+            // route that restricts: presentation restricted, no digits.
+            let anonymous = setup.calling.as_deref().is_none_or(|c| c.eq_ignore_ascii_case("anonymous"));
             let presentation = match setup.presentation {
                 Some(gw_call::Presentation::Restricted) => Some(1),
+                _ if anonymous => Some(1),
                 Some(gw_call::Presentation::Allowed) => Some(0),
                 None => None,
             };
             let info = gw_isdn::call::SetupInfo {
                 called: Some(party_number(&setup.called, None)),
-                calling: setup.calling.as_deref().map(|c| party_number(c, presentation.or(Some(0)))),
+                calling: Some(party_number(if anonymous { "" } else { setup.calling.as_deref().unwrap_or_default() }, presentation.or(Some(0)))),
                 sending_complete: setup.complete,
                 exclusive: self.spans[s].cfg.exclusive,
-                display: setup.calling_name.as_ref().map(|n| n.bytes().filter(|b| (0x20..0x7F).contains(b)).take(32).collect()),
+                display: setup.calling_name.as_ref().filter(|_| !anonymous).map(|n| n.bytes().filter(|b| (0x20..0x7F).contains(b)).take(32).collect()),
                 ..Default::default()
             };
             match self.isdn_request(now, s, |cc, now| cc.setup(now, info)) {
@@ -3784,7 +3822,7 @@ to = [{{ trunk = "default" }}]
 
 [[route]]
 name = "isdn-out"
-from = ["phones"]
+from = ["phones", "default"]
 called = ["3xxx"]
 to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
 "#,
@@ -3984,5 +4022,38 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         // Skipped by the switch without a SETUP: the span group is down.
         assert!(route.contains("group \"isdn\" -> 34 no circuit/channel available (destination unavailable)"), "{route}");
         assert_eq!(iw.incoming_setups().len(), 1, "no SETUP on a span that is down");
+    }
+    #[test]
+    fn a_restricted_isdn_caller_is_anonymous_in_sip_and_an_anonymous_sip_caller_is_restricted_in_isdn() {
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, "");
+        iw.call("2000", "5551234", Some(1));
+        let from = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::IncomingCall { from_user, from_display, .. } => Some((from_user.clone(), from_display.clone())),
+            _ => None,
+        });
+        assert_eq!(from, Some(("anonymous".to_string(), None)), "the number is hidden");
+        // Allowed presentation: the number is the From user.
+        iw.call("2001", "5551235", Some(0));
+        let users: Vec<String> = iw.w.peers[0].events.iter().filter_map(|e| match e {
+            Event::IncomingCall { from_user, .. } => Some(from_user.clone()),
+            _ => None,
+        }).collect();
+        assert_eq!(users, ["anonymous", "5551235"]);
+        let calls: Vec<gw_isdn::call::CallId> = iw.carrier.cc.calls().map(|c| c.0).collect();
+        for c in calls {
+            let now = iw.w.now;
+            iw.carrier.request(now, |cc, now| cc.disconnect(now, c, 16)).unwrap();
+        }
+        iw.run(100);
+        // A SIP caller from anonymous: the SETUP's calling number is restricted, without digits.
+        let now = iw.w.now;
+        let offer = sdp::make_offer("127.0.0.1".parse().unwrap(), 7090, &[Codec::Pcmu], Some(101), 1);
+        iw.w.peers[0].ua.invite_named(now, "anonymous", None, "3000", offer, None).unwrap();
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let calling = setups[0].1.calling.clone().expect("a calling party IE");
+        assert_eq!((calling.presentation, calling.digits.len()), (Some(1), 0), "{calling:?}");
+        assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
     }
 }
