@@ -1728,6 +1728,7 @@ impl Gateway {
             match out {
                 SwitchOutput::Place { a, leg, target, setup, emergency } => {
                     self.note_route(a);
+                    self.isdn_routed(now, a);
                     if let Err(r) = self.place(now, a, leg, &target, &setup, emergency) {
                         debug!(%target, %r, "destination refused the call");
                         self.signal(now, leg, Signal::Release(r));
@@ -2564,14 +2565,18 @@ impl Gateway {
                     self.signal(now, leg, Signal::Answer);
                 }
             }
-            IsdnEvent::Digits { call, digits, .. } => {
+            IsdnEvent::Digits { call, digits, complete } => {
                 if let Some(leg) = leg_of(self, call) {
                     let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
                     if !d.is_empty() {
                         self.signal(now, leg, Signal::Digits(d));
                     }
+                    if complete {
+                        self.isdn_number_ended(now, s, call, "sending complete");
+                    }
                 }
             }
+            IsdnEvent::DigitTimeout { call } => self.isdn_number_ended(now, s, call, "T302 expired"),
             IsdnEvent::Disconnect { call, cause, location, .. } => self.isdn_gone(now, s, call, cause, Some(location)),
             IsdnEvent::Released { call, cause, location } => self.isdn_gone(now, s, call, cause, location),
             other => info!(span = %self.spans[s].name(), ?other, "ISDN span event"),
@@ -2607,13 +2612,44 @@ impl Gateway {
             info!(span = %name, call = call.0, "the span is in no group of the routing table: refused");
             return refuse(self, Release::local(LocalReason::NoRoute).cause);
         };
-        let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
-        let setup = Setup { called, calling, calling_name: display, presentation, complete: true };
+        // Overlap receiving: without "sending complete" more digits may come
+        // (SETUP ACK; INFORMATION until the route table has a match, T302
+        // or sending complete). En bloc: CALL PROCEEDING at once.
+        let complete = info.sending_complete;
+        let _ = if complete {
+            self.isdn_request(now, s, |cc, now| cc.proceeding(now, call))
+        } else {
+            self.isdn_request(now, s, |cc, now| cc.setup_ack(now, call))
+        };
+        let setup = Setup { called, calling, calling_name: display, presentation, complete };
         let h = self.health(None);
         let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
         self.legs.insert(a, Leg::Isdn(s, call));
         self.isdn_legs.insert((s, call), a);
         self.drain_switch(now);
+    }
+
+    /// No more digits will come for an incoming overlap call: if the route
+    /// table has not matched the number yet, it is incomplete (cause 28).
+    fn isdn_number_ended(&mut self, now: Instant, s: usize, call: IsdnCallId, why: &str) {
+        let Some(leg) = self.isdn_legs.get(&(s, call)).copied() else { return };
+        if self.switch.call_of(leg).is_some_and(|v| v.route.is_some()) {
+            return;
+        }
+        let called = self.switch.call_of(leg).map(|v| v.called.to_string()).unwrap_or_default();
+        info!(span = %self.spans[s].name(), call = call.0, %called, why, "overlap number incomplete: cause 28");
+        let r = ours(Cause::INVALID_NUMBER_FORMAT);
+        self.signal_isdn(now, s, call, leg, Signal::Release(r));
+        self.signal(now, leg, Signal::Release(r));
+    }
+
+    /// An incoming overlap call is routed: the number is complete (CALL PROCEEDING stops T302).
+    fn isdn_routed(&mut self, now: Instant, a: LegId) {
+        if let Some(Leg::Isdn(s, call)) = self.legs.get(&a).copied() {
+            if self.spans[s].call_state(call) == Some(gw_isdn::call::State::InOverlap) {
+                let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
+            }
+        }
     }
 
     /// The call's B-channel is known (or moved): a SIP peer's RTP is carried there.
@@ -4055,5 +4091,42 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         let calling = setups[0].1.calling.clone().expect("a calling party IE");
         assert_eq!((calling.presentation, calling.digits.len()), (Some(1), 0), "{calling:?}");
         assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
+    }
+    #[test]
+    fn overlap_digits_from_isdn_are_routed_when_the_table_matches_else_28_by_timer_or_sending_complete() {
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, "");
+        let overlap = |iw: &mut IsdnWorld, first: &str| {
+            let n = gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: first.as_bytes().to_vec() };
+            let info = gw_isdn::call::SetupInfo { called: Some(n), sending_complete: false, ..Default::default() };
+            let now = iw.w.now;
+            let call = iw.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+            iw.run(50);
+            assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::SetupAck { call: c, .. } if *c == call)), "SETUP ACK: {:?}", iw.events);
+            call
+        };
+        let digits = |iw: &mut IsdnWorld, call, d: &str, complete: bool| {
+            let now = iw.w.now;
+            iw.carrier.request(now, |cc, now| cc.information(now, call, d.as_bytes(), complete)).unwrap();
+            iw.run(50);
+        };
+        // Digit by digit until "2xxx" matches: then CALL PROCEEDING and the INVITE.
+        let call = overlap(&mut iw, "2");
+        digits(&mut iw, call, "0", false);
+        digits(&mut iw, call, "0", false);
+        assert_eq!(invites(&iw.w.peers[0]), 0, "200 is not complete");
+        digits(&mut iw, call, "1", false);
+        assert_eq!(invites(&iw.w.peers[0]), 1);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call: c, .. } if *c == call)), "{:?}", iw.events);
+        assert_eq!(iw.w.gw.switch.call_of(iw.w.gw.isdn_legs[&(0, call)]).map(|v| v.called.to_string()), Some("2001".into()));
+        // Sending complete on an incomplete number: 28.
+        let call = overlap(&mut iw, "2");
+        digits(&mut iw, call, "0", true);
+        assert_eq!(iw.released(call), Some(28), "{:?}", iw.events);
+        // No more digits: T302 ends it with 28.
+        let call = overlap(&mut iw, "20");
+        assert_eq!(iw.released(call), None);
+        iw.run(20_000);
+        assert_eq!(iw.released(call), Some(28), "{:?}", iw.events);
+        assert_eq!(invites(&iw.w.peers[0]), 1, "only the complete number went out");
     }
 }
