@@ -185,3 +185,96 @@ fn a_sip_call_goes_out_on_a_bri_b_channel_with_audio() {
     eprintln!("far end: {reason}");
     far_end_heard_isdn(&w);
 }
+
+/// 30 SIP calls fill the E1's B-channels; the 31st is refused with cause 34
+/// (503 with `Reason: Q.850;cause=34`); the callers' BYEs clear every
+/// B-channel with cause 16.
+#[test]
+fn thirty_sip_calls_fill_the_e1_and_the_31st_gets_cause_34() {
+    use common::Gatewayd;
+    use hil::{free_udp_port, free_udp_port_range, sipp_scenario, Sipp};
+    let peer_port = free_udp_port();
+    let extra = format!(
+        r#"
+[[trunk]]
+name = "peer"
+proxy = "127.0.0.3:{peer_port}"
+register = "none"
+options_interval_s = 0
+accept_from = ["127.0.0.3"]
+
+[[span]]
+name = "pri"
+index = 1
+kind = "pri"
+role = "te"
+group = "pri"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pri"
+
+[[route]]
+name = "to-pri"
+from = ["peer"]
+called = ["4xxx"]
+to = [{{ group = "pri" }}]
+"#
+    );
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, rtp_ports: 80, ..GwOptions::default() });
+    let sim = gw.attach();
+    let pri = sim.span(1);
+    pri.wait_present(WAIT).unwrap();
+    pri.wait_l2(true, WAIT).unwrap();
+    gw.wait_until("layer 2 up at gatewayd", WAIT, || gw.status().is_some_and(|s| s["isdn"][0]["l2_up"] == true));
+    pri.enable_calls().unwrap();
+    // The carrier answers every call it is offered.
+    let answering = std::thread::spawn({
+        let pri = pri.clone();
+        move || {
+            let mut handles = Vec::new();
+            while let Ok(h) = pri.wait_incoming(Duration::from_secs(20)) {
+                pri.alert(h).unwrap();
+                pri.answer(h).unwrap();
+                handles.push(h);
+                if handles.len() == 30 {
+                    break;
+                }
+            }
+            handles
+        }
+    });
+    let gw_sip = gw.sip.to_string();
+    let (rtp, _) = free_udp_port_range(4);
+    let args = [
+        "-m", "30", "-l", "30", "-r", "10", "-i", "127.0.0.3", "-p", &peer_port.to_string(), "-mp", &rtp.to_string(),
+        "-s", "4000", "-key", "caller", "5551234", "-d", "12000", "-timeout", "60s", &gw_sip,
+    ];
+    let calls = Sipp::spawn(&sipp_scenario("uac_hold.xml"), &args, &[]).unwrap();
+    let handles = answering.join().unwrap();
+    assert_eq!(handles.len(), 30, "the carrier answered 30 calls");
+    gw.wait_until("30 calls up", WAIT, || pri.active_calls().unwrap() == 30);
+    gw.wait_until("30 B-channels busy in show isdn", WAIT, || gw.console(&["show isdn"]).remove(0).matches(":busy").count() == 30);
+    // The 31st: every B-channel busy.
+    let (rtp2, _) = free_udp_port_range(2);
+    let args = [
+        "-m", "1", "-i", "127.0.0.3", "-p", &free_udp_port().to_string(), "-mp", &rtp2.to_string(), "-s", "4031",
+        "-key", "caller", "5551234", "-timeout", "15s", &gw_sip,
+    ];
+    let out = Sipp::spawn(&sipp_scenario("invite_refused.xml"), &args, &[]).unwrap().wait(Duration::from_secs(20));
+    assert!(out.success(), "{}\n{}", out.messages, out.log);
+    assert!(out.messages.contains("SIP/2.0 503"), "{}", out.messages);
+    assert!(out.messages.contains("cause=34"), "{}", out.messages);
+    // The callers hang up: every call is cleared with cause 16.
+    let out = calls.wait(Duration::from_secs(40));
+    assert!(out.success(), "{}", out.log);
+    gw.wait_until("all B-channels idle", WAIT, || pri.active_calls().unwrap() == 0);
+    for h in handles {
+        assert_eq!(pri.last_cause(h).unwrap(), Some(16));
+    }
+    gw.wait_until("no B-channel busy in show isdn", WAIT, || gw.console(&["show isdn"]).remove(0).matches(":busy").count() == 0);
+}
