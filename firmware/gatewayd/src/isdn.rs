@@ -349,7 +349,8 @@ pub struct BChannelStatus {
     pub timeslot: u16,
     /// "idle", "busy", or "unused" (not in the span's `channels`).
     pub state: String,
-    /// The call on it: "call 3 in 5551234 -> 1001 (Active)".
+    /// The call on it: "call ref 3 in 5551234 -> 1001 (Active)" (the Q.931
+    /// call reference, the direction, the numbers and the Q.931 state).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<String>,
 }
@@ -720,15 +721,15 @@ impl Span {
                 };
                 let call = owner.map(|c| {
                     let st = self.q.cc.state(c).map_or("-".to_string(), |s| format!("{s:?}"));
+                    let cr = self.q.cc.call_ref(c).unwrap_or_default();
                     match self.notes.get(&c) {
                         Some(n) => format!(
-                            "call {} {} {} -> {} ({st})",
-                            c.0,
+                            "call ref {cr} {} {} -> {} ({st})",
                             if n.incoming { "in" } else { "out" },
                             n.calling.as_deref().unwrap_or("-"),
                             n.called
                         ),
-                        None => format!("call {} ({st})", c.0),
+                        None => format!("call ref {cr} ({st})"),
                     }
                 });
                 BChannelStatus { number, timeslot, state: state.into(), call }

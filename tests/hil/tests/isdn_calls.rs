@@ -5,7 +5,8 @@
 //! B-channel, the far end's hang-up arrives as cause 16 and its 486 as cause
 //! 17; a SIP call from the far end goes out on a BRI B-channel; pulling layer
 //! 1 clears a call (cause 38 towards SIP) and the span carries calls again
-//! when it comes back. Every wait is bounded.
+//! when it comes back; overlap digits are routed when the table matches; 30
+//! SIP calls fill the E1 and the 31st gets cause 34. Every wait is bounded.
 
 mod common;
 
@@ -124,6 +125,15 @@ fn a_pri_call_reaches_the_far_end_with_audio_and_busy_comes_back_as_cause_17() {
     assert_eq!(pri.last_cause(h).unwrap(), Some(16), "the far end's BYE is normal clearing");
     far_end_heard_isdn(&w);
     w.gw.wait_until("the B-channel idle again", WAIT, || show_isdn(&w).contains("17:idle"));
+
+    // Overlap: "20" in the SETUP, "00" by INFORMATION: routed once "2xxx" matches.
+    let h = pri.place_call("20", Some(CALLER), None, false).unwrap();
+    pri.wait_state(h, CallState::Proceeding, WAIT).expect("SETUP ACK");
+    pri.send_digits(h, "00", false).unwrap();
+    pri.wait_state(h, CallState::Connected, Duration::from_secs(15)).expect("answered once the number is complete");
+    w.far.wait_established(WAIT).unwrap();
+    pri.release(h, 16).unwrap();
+    w.far.wait_call_closed(WAIT).expect("the far end's call ends");
 
     // The far end refuses (486): cause 17 in the DISCONNECT.
     w.far.set_auto_answer(false);
