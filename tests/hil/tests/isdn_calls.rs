@@ -77,7 +77,7 @@ fn span_up(w: &World, span: &IsdnSpan, i: usize) {
 }
 
 /// The B-channel hears the far end's tone, and the far end hears the B-channel's.
-fn audio_both_ways(w: &World, b: &Phone) {
+fn audio_both_ways(b: &Phone) {
     b.play_tone(ISDN_TONE_HZ, -10.0);
     std::thread::sleep(Duration::from_millis(400));
     let m = b.measure(Duration::from_millis(1000)).unwrap();
@@ -119,7 +119,7 @@ fn a_pri_call_reaches_the_far_end_with_audio_and_busy_comes_back_as_cause_17() {
     assert!(show.contains("B17: call") && show.contains("in 1003 -> 2000"), "{show}");
     assert!(show.contains("17:busy"), "{show}");
     let b = pri.b_channel(15).unwrap(); // timeslot 17 is the 16th B-channel of the E1
-    audio_both_ways(&w, &b);
+    audio_both_ways(&b);
     w.far.hangup().unwrap();
     pri.wait_state(h, CallState::Released, WAIT).unwrap();
     assert_eq!(pri.last_cause(h).unwrap(), Some(16), "the far end's BYE is normal clearing");
@@ -187,7 +187,7 @@ fn a_sip_call_goes_out_on_a_bri_b_channel_with_audio() {
     bri.answer(h).unwrap();
     w.far.wait_established(WAIT).expect("answered");
     let b = bri.b_channel(usize::from(ch - 1)).unwrap();
-    audio_both_ways(&w, &b);
+    audio_both_ways(&b);
     let show = show_isdn(&w);
     assert!(show.contains(&format!("B{ch}: call")) && show.contains("out 2000 -> 1004"), "{show}");
     bri.release(h, 16).unwrap();
