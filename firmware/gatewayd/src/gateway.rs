@@ -2666,7 +2666,10 @@ impl Gateway {
     fn isdn_audio(&mut self, leg: LegId) {
         let Some(Leg::Isdn(s, call)) = self.legs.get(&leg).copied() else { return };
         let Some(ts) = self.isdn_timeslot(s, call) else { return };
-        self.isdn_ts.insert(leg, ts);
+        if self.isdn_ts.insert(leg, ts).is_some() {
+            // Our own ringback, if it played, gives way to the peer's audio.
+            self.rt_command(RtCommand::StopTone { channel: ts });
+        }
         self.connect_to_peer(Some(leg), ts);
     }
 
@@ -2676,6 +2679,7 @@ impl Gateway {
         info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN call cleared by the span");
         self.legs.remove(&leg);
         if let Some(ts) = self.isdn_ts.remove(&leg) {
+            self.rt_command(RtCommand::StopTone { channel: ts });
             self.rt_command(RtCommand::Listen { channel: ts, from: None });
         }
         let cause = Cause::new(cause).unwrap_or(Cause::NORMAL_UNSPECIFIED);
@@ -2692,8 +2696,17 @@ impl Gateway {
             Signal::Digits(_) => Ok(()),
             Signal::Alerting { inband } if incoming => {
                 let r = self.isdn_request(now, s, |cc, now| cc.alerting(now, call));
+                let nt = self.spans[s].cfg.side() == gw_hal::isdn::Side::Nt;
                 if inband {
                     self.isdn_audio(leg);
+                    let _ = self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8));
+                } else if nt {
+                    // The network side gives its user (a PBX) the ringback
+                    // in band, and says so (progress indicator 8).
+                    if let Some(ts) = self.isdn_timeslot(s, call) {
+                        self.isdn_ts.insert(leg, ts);
+                        self.play_tone(ts, Tone::Ringback);
+                    }
                     let _ = self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8));
                 }
                 r
@@ -2711,6 +2724,7 @@ impl Gateway {
                 self.isdn_legs.remove(&(s, call));
                 self.legs.remove(&leg);
                 if let Some(ts) = self.isdn_ts.remove(&leg) {
+                    self.rt_command(RtCommand::StopTone { channel: ts });
                     self.rt_command(RtCommand::Listen { channel: ts, from: None });
                 }
                 self.isdn_request(now, s, |cc, now| cc.disconnect(now, call, r.cause.get()))
@@ -3829,6 +3843,11 @@ to = [{ trunk = "default" }]
 
     impl IsdnWorld {
         fn new(a: Policy, b: Policy, span_extra: &str) -> IsdnWorld {
+            Self::with_role("te", a, b, span_extra)
+        }
+
+        /// `role`: the gateway's side on the BRI (the carrier plays the other).
+        fn with_role(role: &str, a: Policy, b: Policy, span_extra: &str) -> IsdnWorld {
             let text = format!(
                 r#"{base}
 [[trunk]]
@@ -3839,7 +3858,7 @@ proxy = "127.0.0.1:7002"
 name = "carrier"
 index = 0
 kind = "bri"
-role = "te"
+role = "{role}"
 group = "isdn"
 {span_extra}
 
@@ -3876,7 +3895,8 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
             w.gw.add_isdn_spans(vec![span]);
             w.peers.push(Peer::new("127.0.0.1:7001", a));
             w.peers.push(Peer::new("127.0.0.1:7002", b));
-            let cfg = gw_isdn::call::Config::new(gw_isdn::call::Side::Network, gw_isdn::call::Interface::Bri, &gw_isdn::call::EUROISDN);
+            let side = if role == "nt" { gw_isdn::call::Side::User } else { gw_isdn::call::Side::Network };
+            let cfg = gw_isdn::call::Config::new(side, gw_isdn::call::Interface::Bri, &gw_isdn::call::EUROISDN);
             let carrier = gw_isdn::span::Span::new(cfg, gw_isdn::span::Mode::PointToPoint, 3);
             let mut iw = IsdnWorld { w: w.start(), line, carrier, events: Vec::new() };
             iw.run(10);
@@ -4128,5 +4148,30 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         iw.run(20_000);
         assert_eq!(iw.released(call), Some(28), "{:?}", iw.events);
         assert_eq!(invites(&iw.w.peers[0]), 1, "only the complete number went out");
+    }
+    #[test]
+    fn as_the_network_side_the_gateway_plays_ringback_to_the_pbx_until_the_answer() {
+        let mut iw = IsdnWorld::with_role("nt", Policy::Ring, Policy::Answer, "");
+        let call = iw.call("2000", "201", None);
+        let ch = iw.carrier.cc.calls().find(|c| c.0 == call).and_then(|c| c.2).expect("a B-channel");
+        let ts = if ch == 1 { 2 } else { 3 };
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let cmds = iw.w.commands();
+        assert!(tone_on(&cmds, ts, &us.ringback), "ringback on the B-channel: {cmds:?}");
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Progress { description: 8, .. })), "{:?}", iw.events);
+        // The far end answers: the tone stops and the RTP runs on the B-channel.
+        let incoming = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::IncomingCall { call, offer, .. } => Some((*call, offer.clone())),
+            _ => None,
+        });
+        let (far, offer) = incoming.expect("the INVITE");
+        let (answer, _) = sdp::answer(offer.as_ref().unwrap(), "127.0.0.1".parse().unwrap(), 7078, &[Codec::Pcmu], 1).unwrap();
+        let now = iw.w.now;
+        iw.w.peers[0].ua.answer(now, far, answer).unwrap();
+        iw.run(100);
+        let cmds = iw.w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StopTone { channel } if *channel == ts)), "{cmds:?}");
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel, .. } if *channel == ts)), "{cmds:?}");
+        assert_eq!(iw.carrier.cc.state(call), Some(gw_isdn::call::State::Active));
     }
 }
