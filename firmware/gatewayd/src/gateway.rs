@@ -1251,6 +1251,11 @@ impl Gateway {
         for t in &mut self.trunks {
             t.ua.stop(now);
         }
+        // ISDN calls are cleared on their D channels (normal clearing).
+        let isdn: Vec<(usize, IsdnCallId)> = self.isdn_legs.keys().copied().collect();
+        for (s, call) in isdn {
+            let _ = self.spans[s].request(now, |cc, now| cc.disconnect(now, call, Cause::NORMAL_CLEARING.get()));
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -4173,5 +4178,16 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         assert!(cmds.iter().any(|c| matches!(c, RtCommand::StopTone { channel } if *channel == ts)), "{cmds:?}");
         assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel, .. } if *channel == ts)), "{cmds:?}");
         assert_eq!(iw.carrier.cc.state(call), Some(gw_isdn::call::State::Active));
+    }
+    #[test]
+    fn stopping_the_gateway_clears_its_isdn_calls_with_cause_16() {
+        // A far end that never answers: only the gateway itself can clear the call.
+        let mut iw = IsdnWorld::new(Policy::Silent, Policy::Silent, "");
+        let call = iw.call("2000", "5551234", None);
+        assert_eq!(iw.released(call), None);
+        let now = iw.w.now;
+        iw.w.gw.stop(now);
+        iw.run(50);
+        assert_eq!(iw.released(call), Some(16), "{:?}", iw.events);
     }
 }
