@@ -7,9 +7,15 @@
 //! it (deactivated, LOS on an E1) and [`IsdnSpan::restore_l1`] plugs it back.
 //! Layer 2 is gw-isdn's Q.921 [`DataLink`] on TEI 0, passive by default (it
 //! answers the card's SABME); [`IsdnSpan::establish_l2`] and
-//! [`IsdnSpan::drop_l2`] drive it. Layer 3 is raw: [`IsdnSpan::send_q931`]
-//! sends any message built with gw-isdn's codec (or [`IsdnSpan::send_setup`]
-//! a SETUP with numbers), [`IsdnSpan::recv_q931`] reads what arrived. The
+//! [`IsdnSpan::drop_l2`] drive it. Layer 3 is raw by default:
+//! [`IsdnSpan::send_q931`] sends any message built with gw-isdn's codec (or
+//! [`IsdnSpan::send_setup`] a SETUP with numbers), [`IsdnSpan::recv_q931`]
+//! reads what arrived. The call API ([`IsdnSpan::place_call`],
+//! [`IsdnSpan::wait_incoming`], `alert`/`answer`/`release`, `send_digits`,
+//! [`IsdnSpan::wait_state`], [`IsdnSpan::last_cause`]) runs gw-isdn's Q.931
+//! call control (EuroISDN, the side linesim plays) over the same link from
+//! its first use on; raw messages are still kept beside it. A layer-1 loss
+//! ends linesim's calls too. The
 //! B-channels are ordinary linesim ports ([`IsdnSpan::b_channel`] gives the
 //! [`Phone`] that plays and records on one).
 //!
