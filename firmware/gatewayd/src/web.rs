@@ -1,5 +1,6 @@
 //! The local web UI, over HTTPS, with accounts, sessions, CSRF tokens,
-//! roles and an audit log. Server-rendered HTML, no scripts.
+//! roles and an audit log. Server-rendered HTML; one same-origin script
+//! (`web/quality.js`) draws the dashboard's live quality plots.
 //!
 //! Two listeners:
 //! - `management.http_listen` (plain HTTP): `GET /api/status` (the status as
@@ -20,6 +21,10 @@
 //!   validated and saved exactly like `config commit` on the console; the
 //!   error shown next to the document, nothing changed); `GET /api/config`:
 //!   the running configuration as TOML, secrets masked;
+//! - `GET/POST /ports`, `/trunks`, `/routes`: per-field editors
+//!   ([`forms`]): each error next to its field, nothing changed;
+//! - `GET /api/quality`, `/static/quality.js`: live figures, their plots;
+//! - `GET/POST /diag`: `test route`, packet capture start/stop/download;
 //! - `GET /events`: the tail of the log file; `GET /audit`: the audit log;
 //! - `GET/POST /accounts`: the accounts; admins add read-only (or admin)
 //!   users, set passwords (the user must change it at next login), remove
@@ -32,6 +37,10 @@
 //! (DNS rebinding, 421) and cross-site `Origin`s on POST (403), and sends
 //! CSP, X-Frame-Options, nosniff and no-referrer.
 
+mod diag;
+mod edit;
+mod forms;
+mod quality;
 mod session;
 
 use std::collections::HashMap;
@@ -173,6 +182,18 @@ pub fn router(web: Web) -> axum::Router {
         .route("/calls", get(calls_page))
         .route("/api/cdr", get(api_cdr))
         .route("/api/capture.pcap", get(capture_download))
+        .route("/ports", get(|st, h| edit::page(st, h, edit::Editor::Ports)).post(
+            |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Ports),
+        ))
+        .route("/trunks", get(|st, h| edit::page(st, h, edit::Editor::Trunks)).post(
+            |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Trunks),
+        ))
+        .route("/routes", get(|st, h| edit::page(st, h, edit::Editor::Routes)).post(
+            |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Routes),
+        ))
+        .route("/diag", get(diag::page).post(diag::post))
+        .route("/api/quality", get(quality::api))
+        .route("/static/quality.js", get(quality::script))
         .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_page).post(post_accounts))
         .layer(axum::middleware::from_fn(guard))
@@ -257,7 +278,9 @@ fn escape(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1em 2em}nav a,nav form{margin-right:1em;display:inline}\
     pre{background:#f4f4f4;padding:.5em}.err{color:#a00;white-space:pre-wrap}.ok{color:#070}\
-    table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}";
+    table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}\
+    .plots figure{display:inline-block;margin:0 1em .5em 0}.plots h3{margin:.3em 0;font-size:1em}figcaption{font-size:.8em}\
+    fieldset{margin-bottom:1em}label{display:inline-block;min-width:22em}";
 
 fn page_html(title: &str, s: Option<&Session>, body: &str) -> Html<String> {
     page_with_head(title, s, body, "")
@@ -266,7 +289,8 @@ fn page_html(title: &str, s: Option<&Session>, body: &str) -> Html<String> {
 fn page_with_head(title: &str, s: Option<&Session>, body: &str, head: &str) -> Html<String> {
     let nav = match s {
         Some(s) => format!(
-            "<nav><a href=\"/\">Dashboard</a><a href=\"/config\">Configuration</a><a href=\"/events\">Event log</a>\
+            "<nav><a href=\"/\">Dashboard</a><a href=\"/ports\">Ports</a><a href=\"/trunks\">Trunks</a><a href=\"/routes\">Routes</a>\
+             <a href=\"/diag\">Diagnostics</a><a href=\"/config\">Configuration</a><a href=\"/events\">Event log</a>\
              <a href=\"/calls\">Calls</a><a href=\"/audit\">Audit log</a><a href=\"/accounts\">Accounts</a><a href=\"/password\">Password</a>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button>Log out {} ({})</button></form></nav>",
@@ -408,8 +432,13 @@ async fn dashboard(State(web): State<Web>, headers: HeaderMap) -> Response {
     page_with_head(
         "Dashboard",
         Some(&s),
-        &format!("<p>Refreshed every 5 s.</p><pre>{}</pre>", escape(&status)),
-        "<meta http-equiv=\"refresh\" content=\"5\">",
+        &format!(
+            "<p id=\"quality-state\">Refreshed every 5 s.</p><h2>Live quality</h2><div id=\"quality\"></div>\
+             <h2>Status</h2><pre id=\"status-text\">{}</pre>",
+            escape(&status)
+        ),
+        // The script refreshes the page's figures; without scripts, the page reloads itself.
+        "<script src=\"/static/quality.js\" defer></script><noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript>",
     )
     .into_response()
 }
@@ -524,7 +553,7 @@ async fn capture_download(State(web): State<Web>, headers: HeaderMap) -> Respons
         return (StatusCode::FORBIDDEN, "captures are for admin accounts\n").into_response();
     }
     match web.ctx.capture.pcap() {
-        None => (StatusCode::NOT_FOUND, "nothing captured yet: 'capture start' on the console\n").into_response(),
+        None => (StatusCode::NOT_FOUND, "nothing captured yet: start a capture on the Diagnostics page (/diag) or 'capture start' on the console\n").into_response(),
         Some(bytes) => (
             [
                 (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap"),
@@ -707,7 +736,9 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
