@@ -35,7 +35,7 @@
 //! changes get 403 too. Every change goes to the audit log ([`crate::audit`]).
 //! The [`guard`] middleware on both listeners refuses foreign `Host` names
 //! (DNS rebinding, 421) and cross-site `Origin`s on POST (403), and sends
-//! CSP, X-Frame-Options, nosniff and no-referrer.
+//! CSP, X-Frame-Options, nosniff and a same-origin referrer policy.
 
 mod diag;
 mod edit;
@@ -717,7 +717,8 @@ async fn post_accounts(
 /// - a `Host` that is not an address literal or `localhost` (DNS rebinding:
 ///   a name the attacker controls pointing at this box) gets 421;
 /// - a state-changing request whose `Origin` is another site (a cross-site
-///   form or fetch) gets 403, before any session or token is looked at.
+///   form or fetch) or is `null` (opaque) gets 403, before any session or
+///   token is looked at.
 async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     if !host_allowed(&host) {
@@ -726,8 +727,10 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
         let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
         if let Some(o) = origin {
+            // `null`: an opaque origin (a sandboxed frame, a data: page,
+            // or a cross-site POST under a no-referrer policy).
             let o_host = o.split("://").nth(1).unwrap_or("");
-            if o_host != host {
+            if o == "null" || o_host != host {
                 return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
             }
         }
@@ -742,7 +745,11 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` on the UI's
+    // own form POSTs (found by the headless-browser test), which the check
+    // above must refuse. `same-origin` keeps the real Origin on our own
+    // requests and sends no Referer elsewhere.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

@@ -31,7 +31,7 @@
     const pts = [];
     values.forEach(function (v, i) {
       if (v === null || v === undefined || isNaN(v)) return;
-      const x = (i * (w - 2)) / (KEEP - 1) + 1;
+      const x = ((KEEP - values.length + i) * (w - 2)) / (KEEP - 1) + 1; // newest at the right
       const c = Math.min(hi, Math.max(lo, v));
       const y = hgt - 1 - ((c - lo) * (hgt - 2)) / (hi - lo);
       pts.push(x.toFixed(1) + "," + y.toFixed(1));

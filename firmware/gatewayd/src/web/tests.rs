@@ -263,6 +263,11 @@ async fn foreign_hosts_are_refused_and_pages_carry_security_headers() {
     assert!(out.starts_with(b"HTTP/1.1 421"));
     assert!(host_allowed("[::1]:80") && host_allowed("10.0.0.1") && !host_allowed("[::1") && !host_allowed("box.local"));
     assert_eq!(escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    assert_eq!(ok.header("referrer-policy").as_deref(), Some("same-origin"), "no-referrer makes browsers send Origin: null");
+    let null = send(f.addr, "POST", "/login", "Origin: null\r\n", "user=admin&password=x").await;
+    assert_eq!(null.code, 403, "an opaque origin is cross-site");
+    let same = send(f.addr, "POST", "/login", &format!("Origin: https://{}\r\n", f.addr), "user=admin&password=x").await;
+    assert_eq!(same.code, 401, "the UI's own origin passes the guard");
     // Garbage bodies are refused, not a panic.
     assert!(send(f.addr, "POST", "/login", "", "%%%=\u{1}").await.code >= 400);
 }
