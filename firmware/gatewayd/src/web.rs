@@ -21,6 +21,7 @@
 //!   validated and saved exactly like `config commit` on the console; the
 //!   error shown next to the document, nothing changed); `GET /api/config`:
 //!   the running configuration as TOML, secrets masked;
+//! - `GET/POST /config/import`, `GET /config/export`, `POST /config/rollback`;
 //! - `GET/POST /ports`, `/trunks`, `/routes`: per-field editors
 //!   ([`forms`]): each error next to its field, nothing changed;
 //! - `GET /api/quality`, `/static/quality.js`: live figures, their plots;
@@ -40,6 +41,7 @@
 mod diag;
 mod edit;
 mod forms;
+mod import;
 mod quality;
 mod session;
 
@@ -192,6 +194,9 @@ pub fn router(web: Web) -> axum::Router {
             |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Routes),
         ))
         .route("/diag", get(diag::page).post(diag::post))
+        .route("/config/import", get(import::page).post(import::post))
+        .route("/config/export", get(import::export))
+        .route("/config/rollback", post(import::rollback))
         .route("/api/quality", get(quality::api))
         .route("/static/quality.js", get(quality::script))
         .route("/audit", get(audit_page))
@@ -462,7 +467,8 @@ fn config_form(s: &Session, text: &str, message: &str) -> Html<String> {
         Some(s),
         &format!(
             "{message}<form method=\"post\" action=\"/config\"><textarea name=\"config\" rows=\"40\" cols=\"100\"{}>{}</textarea>{controls}</form>\
-             <p>Secrets are shown masked; left masked they keep their values.</p>",
+             <p>Secrets are shown masked; left masked they keep their values. \
+             <a href=\"/config/import\">Import, export or roll back</a>.</p>",
             if editable { "" } else { " readonly" },
             escape(text)
         ),

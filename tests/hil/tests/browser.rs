@@ -184,6 +184,12 @@ impl Browser {
         self.call("POST", &format!("/element/{e}/value"), json!({ "text": value })).unwrap();
     }
 
+    /// Chooses `file` in a file input.
+    fn choose_file(&self, css: &str, file: &Path) {
+        let e = self.find(css);
+        self.call("POST", &format!("/element/{e}/value"), json!({ "text": file.to_str().unwrap() })).unwrap();
+    }
+
     fn click(&self, css: &str) {
         let e = self.find(css);
         self.call("POST", &format!("/element/{e}/click"), json!({})).unwrap_or_else(|err| panic!("click {css}: {err}"));
@@ -266,18 +272,18 @@ fn hostile_site(target: &str) -> (String, std::thread::JoinHandle<()>) {
     (format!("http://{addr}/"), h)
 }
 
-fn wait_file(dir: &Path, within: Duration) -> PathBuf {
+fn wait_file(dir: &Path, ext: &str, within: Duration) -> PathBuf {
     let t0 = Instant::now();
     loop {
         let done = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "pcap"));
+            .find(|p| p.extension().is_some_and(|x| x == ext));
         if let Some(p) = done {
             return p;
         }
-        assert!(t0.elapsed() < within, "no pcap downloaded into {}", dir.display());
+        assert!(t0.elapsed() < within, "no .{ext} downloaded into {}", dir.display());
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -392,7 +398,7 @@ fn the_web_ui_in_a_headless_browser() {
     b.click("#capture-stop");
     b.wait_text("the capture stopped", Duration::from_secs(10), |t| t.contains("capture stopped"));
     b.click("#capture-download");
-    let pcap = wait_file(b.downloads.path(), Duration::from_secs(20));
+    let pcap = wait_file(b.downloads.path(), "pcap", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(300));
     let out = Command::new("tshark").arg("-r").arg(&pcap).arg("-Y").arg("sip").output().expect("tshark runs");
     let decoded = String::from_utf8_lossy(&out.stdout);
@@ -407,6 +413,28 @@ fn the_web_ui_in_a_headless_browser() {
     b.click("#save");
     b.wait_text("the CSRF refusal", Duration::from_secs(10), |t| t.contains("form token"));
     assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), now, "no token, no change");
+
+    // Import: a truncated export and a file that is not UTF-8 are refused
+    // next to the file field, nothing changes; the whole export goes back in.
+    b.goto("/config/import");
+    b.click("#export");
+    let exported = wait_file(b.downloads.path(), "toml", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let export = std::fs::read_to_string(&exported).unwrap();
+    assert!(export.contains("register_expires = 300") && export.contains("password = \"********\""), "{export}");
+    let files = tempfile::Builder::new().prefix("hil-browser-up-").tempdir().unwrap();
+    let cut = files.path().join("cut.toml");
+    std::fs::write(&cut, &export[..export.find("[media]").unwrap() + 12]).unwrap();
+    let latin1 = files.path().join("latin1.toml");
+    std::fs::write(&latin1, b"[system]\ncountry = \"D\xC9\"\n").unwrap();
+    for (file, words) in [(&cut, "line "), (&latin1, "not UTF-8 text (line 2")] {
+        b.choose_file("#file", file);
+        b.click("#import");
+        b.wait_text("the import refused", Duration::from_secs(10), |t| t.contains(words));
+        assert!(b.exists("#file-err"), "{}", b.text());
+        assert_eq!(std::fs::read_to_string(&gw.config_path).unwrap(), now, "a bad import changes nothing");
+    }
+    b.screenshot("import-refused");
 
     // A cross-site form POST from a hostile page: refused.
     let (evil, _site) = hostile_site(&base);

@@ -404,3 +404,66 @@ async fn diagnostics_test_a_route_and_run_the_capture() {
     assert_eq!(post(f.addr, "/diag", &viewer, &form(&[("csrf", &vcsrf), ("action", "capture-start")])).await.code, 403);
     assert!(!f.web.ctx.capture.is_on());
 }
+
+async fn upload(addr: SocketAddr, cookie: &str, csrf: &str, file: &[u8]) -> Resp {
+    let mut body = format!("--B0undary\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--B0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"gw.toml\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--B0undary--\r\n");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /config/import HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Resp { code, head: head.to_string(), body: body.to_string() }
+}
+
+#[tokio::test]
+async fn import_refuses_bad_files_next_to_the_field_then_export_import_and_rollback_work() {
+    let f = fixture().await;
+    let before = std::fs::read_to_string(&f.path).unwrap();
+    let cookie = admin(&f).await;
+    let page = get(f.addr, "/config/import", &cookie).await;
+    assert!(page.code == 200 && page.body.contains("enctype=\"multipart/form-data\""));
+    let csrf = page.csrf();
+    let export = get(f.addr, "/config/export", &cookie).await;
+    assert!(export.header("content-disposition").unwrap().contains("attachment"));
+    assert!(export.body.contains("password = \"********\""), "secrets masked in the export");
+    let exported = export.body.clone();
+    // Invalid UTF-8, a truncated file, an invalid configuration, an empty upload.
+    let mut bad_utf8 = exported.clone().into_bytes();
+    bad_utf8.splice(10..10, [0xC3, 0x28]);
+    let cut = &exported[..exported.find("[media]").unwrap() + 12];
+    for (file, words) in [
+        (bad_utf8.as_slice(), "not UTF-8 text (line 1"),
+        (cut.as_bytes(), "line "),
+        (exported.replace("ptime_ms = 20", "ptime_ms = 25").as_bytes(), "media.ptime_ms"),
+        (b"".as_slice(), "empty"),
+    ] {
+        let r = upload(f.addr, &cookie, &csrf, file).await;
+        assert_eq!(r.code, 422, "{}", r.body);
+        let at = r.body.find("id=\"file-err\"").unwrap_or_else(|| panic!("no error next to the file field: {}", r.body));
+        assert!(r.body[at..].contains(words), "{words}: {}", r.body);
+    }
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), before, "bad imports change nothing");
+    // Garbage that is not multipart, and no token: refused.
+    assert_eq!(post(f.addr, "/config/import", &cookie, "file=x").await.code, 400);
+    assert_eq!(upload(f.addr, &cookie, "", exported.as_bytes()).await.code, 403);
+    // A good import (the masked secret keeps its value), then a rollback.
+    let r = upload(f.addr, &cookie, &csrf, exported.replace("register_expires = 300", "register_expires = 900").as_bytes()).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let saved = crate::config::Config::load(&f.path, 4).unwrap();
+    assert_eq!(saved.sip.register_expires, 900);
+    assert_eq!(saved.sip.password, crate::config::Config::default_sim().sip.password);
+    let r = post(f.addr, "/config/rollback", &cookie, &form(&[("csrf", &csrf)])).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(crate::config::Config::load(&f.path, 4).unwrap().sip.register_expires, 300);
+    let actions: Vec<String> = f.web.audit.lock().unwrap().recent(10).into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["config.rollback", "config.import", "config.commit"]);
+}
