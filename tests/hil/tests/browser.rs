@@ -335,7 +335,14 @@ fn the_web_ui_in_a_headless_browser() {
     let dash = b.wait_text("the call on the dashboard", Duration::from_secs(10), |t| t.contains("Connected"));
     assert!(dash.contains("2000"), "{dash}");
     // The live plots: drawn by the same-origin script (the CSP lets it run), fed by /api/quality.
-    b.wait_text("the live quality plots", Duration::from_secs(15), |t| t.contains("ERLE") && t.contains("RTP in") && t.contains("live, updated"));
+    // A figure shown with a value: "jitter: 1.2 ms", not "jitter: -".
+    let valued = |t: &str, label: &str| {
+        t.split(label).skip(1).any(|rest| rest.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit()))
+    };
+    let plots = b.wait_text("the live quality plots", Duration::from_secs(15), |t| {
+        t.contains("live, updated") && valued(t, "jitter: ") && valued(t, "loss: ") && valued(t, "level to line: ") && valued(t, "RTP in: ")
+    });
+    assert!(plots.contains("ERLE"), "{plots}");
     assert!(b.exists("#quality-port-1 svg polyline") && b.exists("#quality-rtp svg"), "{}", b.source());
     std::thread::sleep(Duration::from_millis(4500));
     b.screenshot("dashboard-call");

@@ -71,6 +71,19 @@
       const h = document.createElement("h3");
       h.textContent = "FXS " + p.port + " (" + p.number + "): " + p.state + (p.call ? ", " + p.call : "");
       div.appendChild(h);
+      const r = p.rtp;
+      const prev = last && last.ports.find(function (o) { return o.port === p.port; });
+      const pr = prev && prev.rtp;
+      // Loss over the last interval: lost / (received + lost), in %.
+      let loss = null;
+      if (r && pr && r.received >= pr.received) {
+        const got = r.received - pr.received, lost = Math.max(0, r.lost - pr.lost);
+        loss = got + lost > 0 ? (100 * lost) / (got + lost) : 0;
+      }
+      div.appendChild(plot(push(key + "jitter", r ? r.jitter_ms : null), 0, 60, "jitter", "ms"));
+      div.appendChild(plot(push(key + "loss", loss), 0, 20, "loss", "%"));
+      div.appendChild(plot(push(key + "tx", r ? r.to_line_dbm0 : null), -70, 0, "level to line", "dBm0"));
+      div.appendChild(plot(push(key + "rx", r ? r.from_line_dbm0 : null), -70, 0, "level from line", "dBm0"));
       div.appendChild(plot(push(key + "erle", p.erle_db), 0, 60, "ERLE", "dB"));
       div.appendChild(plot(push(key + "erl", p.erl_db), -10, 40, "ERL", "dB"));
       div.appendChild(plot(push(key + "delay", p.echo_delay_ms), 0, 64, "echo delay", "ms"));
