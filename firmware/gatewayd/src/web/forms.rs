@@ -265,9 +265,9 @@ pub fn check(field: &Field, input: &str, current: &str) -> Result<Change, String
             if input.chars().count() > 128 {
                 return Err("at most 128 characters".into());
             }
-            return Ok(Change::Set(quoted(input)));
+            Ok(Change::Set(quoted(input)))
         }
-        _ if input == current => return Ok(Change::Keep),
+        _ if input == current => Ok(Change::Keep),
         Kind::Int { min, max, optional } => {
             if input.is_empty() && optional {
                 return Ok(Change::Unset);

@@ -64,6 +64,10 @@ pub async fn api(State(web): State<Web>, headers: HeaderMap) -> Response {
     axum::Json(figures(&snapshot(&web.ctx.status))).into_response()
 }
 
+pub async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,8 +97,4 @@ mod tests {
         assert!(p["erle_db"].is_null(), "no echo canceller, no ERLE");
         assert!(f["text"].as_str().unwrap().contains("FXS 1"));
     }
-}
-
-pub async fn script() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT).into_response()
 }
