@@ -467,3 +467,28 @@ async fn import_refuses_bad_files_next_to_the_field_then_export_import_and_rollb
     let actions: Vec<String> = f.web.audit.lock().unwrap().recent(10).into_iter().map(|e| e.action).collect();
     assert_eq!(actions, ["config.rollback", "config.import", "config.commit"]);
 }
+
+#[tokio::test]
+async fn every_field_of_every_editor_refuses_overlong_and_non_utf8_input() {
+    let f = fixture().await;
+    let before = std::fs::read_to_string(&f.path).unwrap();
+    let cookie = admin(&f).await;
+    let csrf = get(f.addr, "/ports", &cookie).await.csrf();
+    let config = f.web.ctx.store().running().clone();
+    let editors = [("/ports", forms::ports(&config)), ("/trunks", forms::trunks(&config)), ("/routes", forms::routes(&config))];
+    let mut checked = 0;
+    for (page, sections) in &editors {
+        for field in sections.iter().flat_map(|s| &s.fields) {
+            for value in ["9".repeat(300), "%FF%FE".to_string()] {
+                // The value is sent as is (already encoded): %FF is a raw byte.
+                let body = format!("csrf={csrf}&{}={value}", field.path);
+                let r = post(f.addr, page, &cookie, &body).await;
+                assert_eq!(r.code, 422, "{page} {} = {value}: {}", field.path, r.body);
+                assert!(r.body.contains(&err_id(&field.path)), "{page} {}: no error next to it", field.path);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2 * (4 * 3 + 5 + 2 * 6), "{checked} checks");
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), before, "nothing changed");
+}
