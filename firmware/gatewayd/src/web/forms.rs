@@ -406,9 +406,13 @@ pub fn submit(
     if out.errors.is_empty() {
         let mut candidate = store.candidate();
         for (path, change) in &changes {
-            let r = match change {
-                Change::Set(v) => candidate.set(path, v),
-                Change::Unset => candidate.unset(path).or(Ok(())),
+            // Errors through `to_string`: the store's error type may be text or typed.
+            let r: Result<(), String> = match change {
+                Change::Set(v) => candidate.set(path, v).map_err(|e| e.to_string()),
+                Change::Unset => {
+                    let _ = candidate.unset(path); // "not set": already the default
+                    Ok(())
+                }
                 Change::Keep => Ok(()),
             };
             if let Err(e) = r {
@@ -420,6 +424,7 @@ pub fn submit(
             match store.commit(&candidate) {
                 Ok(saved) => return (out, Some((saved.config, diff))),
                 Err(e) => {
+                    let e = e.to_string();
                     let field = sections.iter().flat_map(|s| &s.fields).find(|f| e.contains(&format!("{}:", f.path)));
                     match field {
                         Some(f) => {

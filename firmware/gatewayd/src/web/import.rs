@@ -151,7 +151,7 @@ pub async fn rollback(
             let again = if restart { " (log in again)" } else { "" };
             render(&s, None, &format!("<p class=ok id=\"message\">Rolled back: {}{again}</p>", escape(&how))).into_response()
         }
-        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, render(&s, None, &format!("<p class=err id=\"message\">{}</p>", escape(&e)))).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, render(&s, None, &format!("<p class=err id=\"message\">{}</p>", escape(&e.to_string())))).into_response(),
     }
 }
 
