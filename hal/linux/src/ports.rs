@@ -8,7 +8,7 @@
 //! timeslot `t` starts at `t * slot_bits` (16-bit linear slot 1 of the
 //! reference board: start count 16). The configuration is generic over the
 //! SPI and pin types, so the host tests run it against the chips' register
-//! models; [`LineCard::open`] does it on the real devices.
+//! models; [`crate::linecard`] puts them together as a board.
 
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
