@@ -78,7 +78,7 @@ impl RingCadence {
         if periods_ms.is_empty() || periods_ms.len() % 2 != 0 || periods_ms.len() > 8 {
             return None;
         }
-        if periods_ms.iter().any(|&p| p == 0) {
+        if periods_ms.contains(&0) {
             return None;
         }
         let mut p = [0u16; 8];

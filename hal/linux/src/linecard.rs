@@ -213,6 +213,11 @@ where
     }
 }
 
+/// An FXS port of a line card: the Si3215 driver, ticked.
+pub type TickedSlic<S, R, I, C> = Ticked<Si3215<S, R, I>, C>;
+/// An FXO port of a line card: the Si3050 driver, ticked.
+pub type TickedDaa<S, R, I, C> = Ticked<Si3050<S, R, I>, C>;
+
 /// The devices of one chip: SPI device, reset output, interrupt input.
 pub type ChipIo<S, R, I> = (S, R, I);
 
@@ -220,9 +225,9 @@ pub type ChipIo<S, R, I> = (S, R, I);
 /// `S1`/`R1`/`I1` are the Si3215s' devices, `S2`/`R2`/`I2` the Si3050s'.
 pub struct LineCard<S1, R1, I1, S2, R2, I2, C> {
     /// FXS ports in port order, with their timeslots.
-    pub fxs: Vec<(u16, Ticked<Si3215<S1, R1, I1>, C>)>,
+    pub fxs: Vec<(u16, TickedSlic<S1, R1, I1, C>)>,
     /// FXO ports in port order, with their timeslots.
-    pub fxo: Vec<(u16, Ticked<Si3050<S2, R2, I2>, C>)>,
+    pub fxo: Vec<(u16, TickedDaa<S2, R2, I2, C>)>,
     /// Calibrations of the FXS ports (for a warm re-init).
     pub calibrations: Vec<si3215::Calibration>,
 }
