@@ -7,7 +7,8 @@
 //! FXS numbers at once and stream 20 s of 1004 Hz; the linesim phones answer
 //! and send a 697 Hz tone back. RSS (`VmRSS`) is read idle (registered,
 //! phones attached), every second while all four calls are connected, and
-//! after they ended.
+//! after they ended. `GATEWAYD_BIN=target/release/gatewayd` measures a
+//! release build (the figures in image/README.md).
 
 mod common;
 
@@ -103,10 +104,10 @@ fn rss_idle_and_with_four_calls_up() {
         s.get(s.len() / 2).copied().unwrap_or(0)
     };
     eprintln!(
-        "rss: gatewayd (sim board, debug={}) idle {} ({rss_idle} kB); {CALLS} FXS-to-SIP calls up with audio: \
+        "rss: {} (sim board) idle {} ({rss_idle} kB); {CALLS} FXS-to-SIP calls up with audio: \
          median {} max {} over {} samples ({:?} kB); after the calls {} ({rss_after} kB); \
          rt frames {} deadline misses {}",
-        cfg!(debug_assertions),
+        hil::gatewayd_binary().display(),
         mb(rss_idle),
         mb(up_median),
         mb(up_max),
