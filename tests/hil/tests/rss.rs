@@ -124,3 +124,106 @@ fn rss_idle_and_with_four_calls_up() {
         assert!(o.success(), "SIPp for port {} failed:\n{}", i + 1, o.log);
     }
 }
+
+/// 30 calls up on the sim board's E1 PRI: a SIP peer calls 30 numbers that
+/// route to the PRI (gatewayd TE), linesim's carrier answers each; the
+/// calls are held 25 s. RTP flows from gatewayd only (the peer sends none:
+/// `uac_hold.xml`), so the jitter buffers stay empty.
+#[test]
+fn rss_with_thirty_pri_calls_up() {
+    let peer_port = free_udp_port();
+    let extra = format!(
+        r#"
+[[trunk]]
+name = "peer"
+proxy = "127.0.0.3:{peer_port}"
+register = "none"
+options_interval_s = 0
+accept_from = ["127.0.0.3"]
+
+[[span]]
+name = "pri"
+index = 1
+kind = "pri"
+role = "te"
+group = "pri"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pri"
+
+[[route]]
+name = "to-pri"
+from = ["peer"]
+called = ["4xxx"]
+to = [{{ group = "pri" }}]
+"#
+    );
+    let wait = Duration::from_secs(15);
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, rtp_ports: 80, ..GwOptions::default() });
+    let sim = gw.attach();
+    let pri = sim.span(1);
+    pri.wait_present(wait).unwrap();
+    pri.wait_l2(true, wait).unwrap();
+    gw.wait_until("layer 2 up at gatewayd", wait, || gw.status().is_some_and(|s| s["isdn"][0]["l2_up"] == true));
+    pri.enable_calls().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_idle = gw.rss_kb();
+    let answering = std::thread::spawn({
+        let pri = pri.clone();
+        move || {
+            let mut n = 0;
+            while let Ok(h) = pri.wait_incoming(Duration::from_secs(30)) {
+                pri.alert(h).unwrap();
+                pri.answer(h).unwrap();
+                n += 1;
+                if n == 30 {
+                    break;
+                }
+            }
+            n
+        }
+    });
+    let (rtp, _) = free_udp_port_range(4);
+    let gw_sip = gw.sip.to_string();
+    let args = [
+        "-m", "30", "-l", "30", "-r", "10", "-i", "127.0.0.3", "-p", &peer_port.to_string(), "-mp", &rtp.to_string(),
+        "-s", "4000", "-key", "caller", "5551234", "-d", "25000", "-timeout", "90s", &gw_sip,
+    ];
+    let calls = Sipp::spawn(&sipp_scenario("uac_hold.xml"), &args, &[]).unwrap();
+    let answered = answering.join().unwrap();
+    gw.wait_until("30 calls up", wait, || pri.active_calls().unwrap() == 30);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut samples = Vec::new();
+    for _ in 0..8 {
+        if pri.active_calls().unwrap() != 30 {
+            break;
+        }
+        samples.push(gw.rss_kb());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let st = gw.status().expect("status");
+    let out = calls.wait(Duration::from_secs(60));
+    gw.wait_until("all B-channels idle", wait, || pri.active_calls().unwrap() == 0);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = gw.rss_kb();
+    let up_max = samples.iter().copied().max().unwrap_or(0);
+    eprintln!(
+        "rss: {} (sim board) idle {} ({rss_idle} kB, PRI layer 2 up); 30 PRI calls up: max {} over {} samples \
+         ({samples:?} kB); after the calls {} ({rss_after} kB); rt frames {} deadline misses {}",
+        hil::gatewayd_binary().display(),
+        mb(rss_idle),
+        mb(up_max),
+        samples.len(),
+        mb(rss_after),
+        st["rt"]["frames"],
+        st["rt"]["deadline_misses"],
+    );
+    assert_eq!(answered, 30, "the carrier answered 30 calls");
+    assert!(samples.len() >= 3, "the 30 calls were up for at least 3 samples: {samples:?}");
+    assert!(out.success(), "{}", out.log);
+}
