@@ -1,7 +1,7 @@
 //! gatewayd's memory: RSS idle and with four FXS-to-SIP calls up with audio
-//! both ways on the sim board, printed as figures (README, "Figures"). Not a
-//! timed test: it asserts only that the calls were up while measured and
-//! that the figures were read.
+//! both ways on the sim board, and with 30 calls up on its E1 PRI, printed
+//! as figures (image/README.md, "Figures"). Not a timed test: it asserts
+//! only that the calls were up while measured and that the figures were read.
 //!
 //! Four SIPp UACs (through Kamailio, with proxy authentication) call the four
 //! FXS numbers at once and stream 20 s of 1004 Hz; the linesim phones answer
