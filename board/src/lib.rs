@@ -259,8 +259,8 @@ pub enum BoardError {
     EmptyLabel { index: usize },
     DuplicateLabel(String),
     /// The board has no line card [`build`] can drive: no `[sim]`. A board
-    /// with `[[chips]]` is opened on Linux by `gw-hal-linux` (its devices);
-    /// turning those into ports waits for the chip drivers.
+    /// with `[[chips]]` is opened on Linux by `gw_hal_linux::linecard::open_board`
+    /// (gw-hal-linux depends on this crate, so this crate cannot call it).
     NoLineCard,
     /// An FXS port after an FXO port in index order (the sim card numbers
     /// its FXS ports first); `index` is the FXS port's.
@@ -556,6 +556,26 @@ pub fn rpi4_fxs_fxo() -> BoardDesc {
     parse(RPI4_FXS_FXO_TOML).expect("embedded board/rpi4-fxs-fxo/board.toml is valid")
 }
 
+/// The boards built into this firmware, by name.
+pub const BUILTIN_BOARDS: [(&str, &str); 2] = [("sim", SIM_BOARD_TOML), ("rpi4-fxs-fxo", RPI4_FXS_FXO_TOML)];
+
+/// A board by name (`sim`, `rpi4-fxs-fxo`: the embedded descriptions) or by
+/// the path of a `board.toml` (anything with a `/` or ending in `.toml`, e.g.
+/// the image's `/etc/gatewayd/board.toml`). Errors say which and why.
+pub fn load(spec: &str) -> Result<BoardDesc, String> {
+    if spec.contains('/') || spec.ends_with(".toml") {
+        let text = std::fs::read_to_string(spec).map_err(|e| format!("board file {spec}: {e}"))?;
+        return parse(&text).map_err(|e| format!("board file {spec}: {e}"));
+    }
+    match BUILTIN_BOARDS.iter().find(|(name, _)| *name == spec) {
+        Some((name, text)) => parse(text).map_err(|e| format!("built-in board {name}: {e}")),
+        None => {
+            let known: Vec<&str> = BUILTIN_BOARDS.iter().map(|(n, _)| *n).collect();
+            Err(format!("unknown board {spec:?} (built in: {}; or the path of a board.toml)", known.join(", ")))
+        }
+    }
+}
+
 /// The sim board (`board/sim/board.toml`, embedded).
 pub fn sim_board() -> BoardDesc {
     // The embedded file is checked by this crate's tests, so this cannot fail
@@ -582,6 +602,9 @@ pub struct Board {
     /// The sim card itself (for `local_addr`, `is_attached`, event notify).
     /// Keep it alive: dropping it stops the sim link.
     pub sim: Option<SimCard>,
+    /// What a board with real chips must keep alive as long as its ports
+    /// (gw-hal-linux's interrupt thread); `None` on the sim board.
+    pub keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl fmt::Debug for Board {
@@ -644,7 +667,7 @@ pub fn build(desc: &BoardDesc, sim_listen_override: Option<SocketAddr>) -> Resul
     let fxs_timeslots = slots[..fxs_ports].to_vec();
     let fxo_timeslots = slots[fxs_ports..analog].to_vec();
     let pcm = Box::new(TimeslotBus::new(sim_pcm, &slots)) as Box<dyn gw_hal::PcmBus + Send>;
-    Ok(Board { desc, fxs, fxs_timeslots, fxo, fxo_timeslots, spans, pcm, sim: Some(card) })
+    Ok(Board { desc, fxs, fxs_timeslots, fxo, fxo_timeslots, spans, pcm, sim: Some(card), keep: None })
 }
 
 /// A PCM bus whose channel `i` is carried on timeslot `slots[i]`: the rt
@@ -959,6 +982,25 @@ mod tests {
         ];
         assert_eq!(messages[0], "two chips on SPI bus 0 chip select 1 (/dev/spidev0.1)");
         assert_eq!(messages[1], "GPIO line 7 of /dev/gpiochip0 is used twice");
+    }
+
+    #[test]
+    fn boards_load_by_name_or_path_with_clear_errors() {
+        assert_eq!(load("sim").unwrap(), sim_board());
+        assert_eq!(load("rpi4-fxs-fxo").unwrap(), rpi4_fxs_fxo());
+        let e = load("rpi5").unwrap_err();
+        assert_eq!(e, "unknown board \"rpi5\" (built in: sim, rpi4-fxs-fxo; or the path of a board.toml)");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/rpi4-fxs-fxo/board.toml");
+        assert_eq!(load(path).unwrap(), rpi4_fxs_fxo());
+        let e = load("/nonexistent/board.toml").unwrap_err();
+        assert!(e.starts_with("board file /nonexistent/board.toml: "), "{e}");
+        let dir = std::env::temp_dir().join(format!("gw-board-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("board.toml");
+        std::fs::write(&bad, RPI4_FXS_FXO_TOML.replacen("spi_cs = 1", "spi_cs = 0", 1)).unwrap();
+        let e = load(bad.to_str().unwrap()).unwrap_err();
+        assert!(e.ends_with("two chips on SPI bus 0 chip select 0 (/dev/spidev0.0)"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

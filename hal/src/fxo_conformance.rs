@@ -9,7 +9,7 @@
 
 use crate::{FxoEvent, FxoLineStatus, FxoPort, Polarity, PortError};
 
-pub(crate) trait FxoBench {
+pub trait FxoBench {
     type Port: FxoPort;
 
     fn port(&mut self) -> &mut Self::Port;
@@ -29,7 +29,7 @@ pub(crate) trait FxoBench {
 }
 
 /// Runs every check in order, starting from an idle, unseized line.
-pub(crate) fn run_all(b: &mut impl FxoBench) {
+pub fn run_all(b: &mut impl FxoBench) {
     idle_line(b);
     ring_bursts(b);
     polarity_reversal_on_hook(b);

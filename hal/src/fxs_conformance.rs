@@ -8,7 +8,7 @@
 
 use crate::{FxsEvent, FxsPort, HookState, PortError, RingCadence};
 
-pub(crate) trait FxsBench {
+pub trait FxsBench {
     type Port: FxsPort;
 
     fn port(&mut self) -> &mut Self::Port;
@@ -30,7 +30,7 @@ pub(crate) trait FxsBench {
 }
 
 /// Runs every check in order, starting from an idle line.
-pub(crate) fn run_all(b: &mut impl FxsBench) {
+pub fn run_all(b: &mut impl FxsBench) {
     hook_events(b);
     cadence_is_exact(b);
     ring_trip(b);

@@ -15,10 +15,13 @@
 
 pub mod chips;
 pub mod isdn;
-#[cfg(test)]
-mod fxs_conformance;
-#[cfg(test)]
-mod fxo_conformance;
+// The FXS and FXO behaviour every port backend must show; public with the
+// `conformance` feature so that other crates run it against their backends
+// (gw-hal-linux: the reference board's line card on the chip models).
+#[cfg(any(test, feature = "conformance"))]
+pub mod fxs_conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod fxo_conformance;
 pub mod sim;
 
 /// Samples per channel per PCM tick: 10 ms at 8 kHz.
@@ -75,7 +78,7 @@ impl RingCadence {
         if periods_ms.is_empty() || periods_ms.len() % 2 != 0 || periods_ms.len() > 8 {
             return None;
         }
-        if periods_ms.iter().any(|&p| p == 0) {
+        if periods_ms.contains(&0) {
             return None;
         }
         let mut p = [0u16; 8];

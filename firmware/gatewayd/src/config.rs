@@ -615,6 +615,19 @@ impl Config {
         Config::from_toml(DEFAULT_TOML, 4).expect("embedded default configuration is valid")
     }
 
+    /// The embedded default for a board with `fxs_ports` FXS ports (the
+    /// reference board has one): the default's `[[fxs]]` entries and group
+    /// members beyond the board are left out.
+    pub fn default_for_board(fxs_ports: usize) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(DEFAULT_TOML).map_err(|e| ConfigError::new("", e.to_string()))?;
+        config.fxs.retain(|p| p.port <= fxs_ports);
+        for g in &mut config.group {
+            g.fxs.retain(|&p| p <= fxs_ports);
+        }
+        config.validate(fxs_ports)?;
+        Ok(config)
+    }
+
     /// Parses and validates a whole document for a board with `board_ports` FXS ports.
     pub fn from_toml(text: &str, board_ports: usize) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {

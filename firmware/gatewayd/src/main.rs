@@ -24,6 +24,13 @@ struct Args {
     /// Configuration file (TOML). Without it the embedded sim-board default is used.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The board: a built-in one by name (`sim`, `rpi4-fxs-fxo`) or the path of
+    /// a board.toml (the image passes /etc/gatewayd/board.toml). The board is
+    /// the hardware, fixed by the image, so it is not in the configuration
+    /// (which is edited, committed and copied between boxes, and is
+    /// validated against the board's ports).
+    #[arg(long, default_value = "sim", value_name = "NAME|PATH")]
+    board: String,
     /// Override the sim link listen address of the sim board (linesim attaches here).
     #[arg(long)]
     sim_listen: Option<SocketAddr>,
@@ -41,10 +48,27 @@ fn main() -> ExitCode {
         print!("{DEFAULT_TOML}");
         return ExitCode::SUCCESS;
     }
-    let board_desc = gw_board::sim_board();
+    let board_desc = match gw_board::load(&args.board) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gatewayd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.sim_listen.is_some() && board_desc.sim.is_none() {
+        eprintln!("gatewayd: --sim-listen is for a sim board; board '{}' has real line chips", board_desc.name);
+        return ExitCode::from(2);
+    }
     let board_ports = board_desc.fxs_count();
     let config = match &args.config {
-        None => Config::default_sim(),
+        None if board_desc.sim.is_some() && board_ports == 4 => Config::default_sim(),
+        None => match Config::default_for_board(board_ports) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("gatewayd: the default configuration does not fit board '{}': {e}", board_desc.name);
+                return ExitCode::from(2);
+            }
+        },
         Some(path) => match Config::load(path, board_ports) {
             Ok(c) => c,
             Err(e) => {
@@ -130,7 +154,7 @@ fn run(
     restart: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let board_ports = board_desc.fxs_count();
-    let mut board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
+    let mut board = open_board(&board_desc, sim_listen, &config.system.country)?;
     // ISDN spans: the configured ones are run by the gateway; the others stay idle.
     let mut board_spans: Vec<_> = std::mem::take(&mut board.spans).into_iter().map(|s| Some((s.info, s.dchan))).collect();
     let spans = gatewayd::isdn::build_spans(&config.span, &mut board_spans)?;
@@ -339,6 +363,25 @@ fn run(
     let _ = rt_thread.join();
     drop(board.sim);
     result
+}
+
+/// The sim board through `gw_board::build`; a board with real chips through
+/// gw-hal-linux (spidev, gpio-cdev, ALSA), whose error names the missing
+/// device ("/dev/spidev0.0: No such file or directory").
+fn open_board(desc: &gw_board::BoardDesc, sim_listen: Option<SocketAddr>, country: &str) -> Result<gw_board::Board, String> {
+    if desc.chips.is_empty() {
+        return gw_board::build(desc, sim_listen).map_err(|e| format!("board {}: {e:?}", desc.name));
+    }
+    use gw_hal::chips::si3050::country::Country;
+    // The DAA's line settings (DC termination, AC impedance, ring detection)
+    // follow the tone profile's country; TBR21 is the one most PTTs accept.
+    let daa_country = Country::parse(country).unwrap_or_else(|_| {
+        warn!(country, "no DAA line settings for this country: using CTR21 (TBR21)");
+        Country::Ctr21
+    });
+    let board = gw_hal_linux::linecard::open_board(desc, daa_country).map_err(|e| format!("board {}: {e}", desc.name))?;
+    info!(board = %desc.name, fxs = board.fxs.len(), fxo = board.fxo.len(), "line card up");
+    Ok(board)
 }
 
 async fn wait_for_signal() {

@@ -12,8 +12,11 @@
 //! - [`highway`] and [`alsa_pcm`]: the PCM highway, a [`gw_hal::PcmBus`] for
 //!   the rt thread.
 //! - [`ports`]: each port's Si3215 / Si3050 driver configured from the board
-//!   (PCM format, start count of its timeslot) and initialised on those
-//!   devices ([`ports::LineCard`]).
+//!   (PCM format, start count of its timeslot) and initialised.
+//! - [`linecard`]: the ports ticked by a clock and put together as a
+//!   `gw_board::Board` for gatewayd ([`linecard::open_board`]); generic, so
+//!   the host tests build the reference board on the chips' register models
+//!   and run the HAL's FXS/FXO behaviour tests against it.
 //!
 //! **Which PCM path and why.** The rt frame goes through an **ALSA PCM
 //! device** (the SoC's PCM/I2S block as an ASoC card, one channel per
@@ -45,6 +48,7 @@ pub mod alsa_pcm;
 pub mod devices;
 pub mod gpio;
 pub mod highway;
+pub mod linecard;
 pub mod ports;
 pub mod spi;
 

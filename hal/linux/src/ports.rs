@@ -8,7 +8,7 @@
 //! timeslot `t` starts at `t * slot_bits` (16-bit linear slot 1 of the
 //! reference board: start count 16). The configuration is generic over the
 //! SPI and pin types, so the host tests run it against the chips' register
-//! models; [`LineCard::open`] does it on the real devices.
+//! models; [`crate::linecard`] puts them together as a board.
 
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin};
@@ -132,77 +132,6 @@ where
 /// The drivers of the Linux devices.
 pub type LinuxSlic = Si3215<crate::spi::CsPerByte<linux_embedded_hal::SpidevDevice>, linux_embedded_hal::CdevPin, crate::gpio::IrqPin>;
 pub type LinuxDaa = Si3050<crate::spi::CsPerByte<linux_embedded_hal::SpidevDevice>, linux_embedded_hal::CdevPin, crate::gpio::IrqPin>;
-
-/// A real board's line card, its drivers initialised. The control plane
-/// owns it: it must call [`LineCard::tick`] every ~10 ms (and at once after
-/// an event on `irq_rx`), then poll the ports' events.
-pub struct LineCard {
-    /// FXS ports in port order, with their timeslots.
-    pub fxs: Vec<(u16, LinuxSlic)>,
-    /// FXO ports in port order, with their timeslots.
-    pub fxo: Vec<(u16, LinuxDaa)>,
-    /// Calibrations of the FXS ports (save them for a warm re-init).
-    pub calibrations: Vec<si3215::Calibration>,
-    /// Interrupt edges: a "tick now".
-    pub irq_rx: std::sync::mpsc::Receiver<crate::gpio::IrqEvent>,
-    /// The interrupt thread (dropping it stops the thread).
-    pub irq: crate::gpio::IrqWatcher,
-    #[cfg(feature = "alsa")]
-    pub pcm: crate::alsa_pcm::AlsaPcm,
-}
-
-impl LineCard {
-    /// Initialises every port's driver on the opened devices (the PCM stream
-    /// already runs, so the chips have PCLK when they leave reset).
-    pub fn open(map: &DeviceMap, hw: crate::LinuxHardware, country: Country) -> Result<Self, PortSetupError> {
-        let crate::LinuxHardware { spi, resets, irq, irq_rx, #[cfg(feature = "alsa")] pcm } = hw;
-        let mut spi: Vec<Option<_>> = spi.into_iter().map(Some).collect();
-        let mut resets: Vec<Option<_>> = resets.into_iter().map(Some).collect();
-        let mut delay = linux_embedded_hal::Delay;
-        let (mut fxs, mut fxo, mut calibrations) = (Vec::new(), Vec::new(), Vec::new());
-        for port in &map.ports {
-            let missing = |what| PortSetupError::Missing { port: port.index, what };
-            let s = spi.get_mut(port.chip).and_then(Option::take).ok_or(missing("SPI device"))?;
-            let r = resets.get_mut(port.chip).and_then(Option::take).ok_or(missing("reset line"))?;
-            let i = irq.pin(port.chip).ok_or(missing("interrupt line"))?;
-            match chip_model(map, port) {
-                Some(ChipModel::Si3215) => {
-                    let (d, cal) = init_slic(map, port, s, r, i, &mut delay)?;
-                    fxs.push((port.timeslot, d));
-                    calibrations.push(cal);
-                }
-                Some(ChipModel::Si3050) => fxo.push((port.timeslot, init_daa(map, port, country, s, r, i, &mut delay)?)),
-                _ => return Err(PortSetupError::WrongChip { port: port.index }),
-            }
-        }
-        Ok(LineCard {
-            fxs,
-            fxo,
-            calibrations,
-            irq_rx,
-            irq,
-            #[cfg(feature = "alsa")]
-            pcm,
-        })
-    }
-
-    /// Advances every driver to `now_ms`; the first error is returned after
-    /// all were ticked.
-    pub fn tick(&mut self, now_ms: u64) -> Result<(), String> {
-        let mut first = Ok(());
-        for (_, d) in self.fxs.iter_mut() {
-            if let Err(e) = d.tick(now_ms as u32) {
-                first = first.and(Err(format!("si3215: {e:?}")));
-            }
-        }
-        for (_, d) in self.fxo.iter_mut() {
-            if let Err(e) = d.tick(now_ms) {
-                first = first.and(Err(format!("si3050: {e:?}")));
-            }
-        }
-        first
-    }
-}
 
 #[cfg(test)]
 mod tests {

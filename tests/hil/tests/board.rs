@@ -106,20 +106,78 @@ fn highway_runs_at_the_rt_frame() {
     assert!(over <= 4 * n as u32, "{over} overruns in 100 periods");
 }
 
-/// The whole line card through the drivers: every port's chip resets,
+/// The whole line card through the drivers, as gatewayd opens it
+/// (`gw_hal_linux::linecard::open_board`): every port's chip resets,
 /// identifies, powers up (the SLIC's DC-DC and battery), calibrates, links
-/// (the DAA's line side) and takes the board's PCM slot.
+/// (the DAA's line side) and takes the board's PCM slot; then its ports are
+/// polled for a second as the control plane does (each poll ticks the driver).
 #[test]
 fn line_card_initialises_through_the_drivers() {
     let Some(desc) = attached("line_card_initialises_through_the_drivers") else { return };
-    let map = gw_hal_linux::devices::map_board(&desc).unwrap();
-    let hw = gw_hal_linux::open(&map).unwrap_or_else(|e| panic!("board {}: {e}", desc.name));
     let country = gw_hal::chips::si3050::country::Country::Fcc;
-    let mut card = gw_hal_linux::ports::LineCard::open(&map, hw, country).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((card.fxs.len(), card.fxo.len()), (desc.fxs_count(), desc.fxo_count()));
+    let mut board =
+        gw_hal_linux::linecard::open_board(&desc, country).unwrap_or_else(|e| panic!("board {}: {e}", desc.name));
+    assert_eq!((board.fxs.len(), board.fxo.len()), (desc.fxs_count(), desc.fxo_count()));
+    assert_eq!(board.pcm.channels(), usize::from(desc.pcm.as_ref().unwrap().slots));
     let start = Instant::now();
+    let mut events = Vec::new();
     while start.elapsed() < Duration::from_secs(1) {
-        card.tick(start.elapsed().as_millis() as u64).expect("drivers tick");
+        for p in board.fxs.iter_mut() {
+            events.extend(p.poll_event().map(|e| format!("{e:?}")));
+        }
+        for p in board.fxo.iter_mut() {
+            events.extend(p.poll_event().map(|e| format!("{e:?}")));
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+    for (i, p) in board.fxo.iter().enumerate() {
+        println!("FXO {}: {:?}", i + 1, p.line_status());
+    }
+    println!("events in the first second (none expected on idle lines): {events:?}");
+    assert_eq!(board.fxs.iter().map(|p| p.hook()).collect::<Vec<_>>(), vec![gw_hal::HookState::OnHook; board.fxs.len()]);
+}
+
+/// gatewayd itself on the board (`gatewayd --board NAME`, the binary from
+/// `GATEWAYD_BIN`, default `/usr/bin/gatewayd`): it opens the line card and
+/// prints its banner. Stop the image's own gatewayd first
+/// (`/etc/init.d/S60gatewayd stop`): the GPIO lines can be requested once.
+#[test]
+fn gatewayd_starts_on_the_board() {
+    use std::io::BufRead;
+    let Some(desc) = attached("gatewayd_starts_on_the_board") else { return };
+    let bin = std::env::var_os("GATEWAYD_BIN").unwrap_or_else(|| "/usr/bin/gatewayd".into());
+    let mut child = std::process::Command::new(&bin)
+        .args(["--board", &desc.name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", std::path::Path::new(&bin).display()));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let want = format!("on board '{}'", desc.name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) if l.contains(&want) => {
+                seen.push(l);
+                break;
+            }
+            Ok(l) => seen.push(l),
+            Err(_) if child.try_wait().ok().flatten().is_some() => break,
+            Err(_) => {}
+        }
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains(&want)),
+        "no banner {want:?}; stdout {seen:?}; stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -18,6 +18,10 @@ GATEWAYD_SUBDIR = firmware/gatewayd
 
 GATEWAYD_BOARD = $(call qstrip,$(BR2_PACKAGE_GATEWAYD_BOARD))
 
+# The PCM highway of a board with real line chips goes through ALSA.
+GATEWAYD_DEPENDENCIES = alsa-lib host-pkgconf
+GATEWAYD_CARGO_BUILD_OPTS = --features alsa
+
 define GATEWAYD_INSTALL_BOARDS
 	for f in $(@D)/board/*/board.toml; do \
 		b=$$(basename $$(dirname $$f)); \
