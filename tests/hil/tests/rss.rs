@@ -132,36 +132,7 @@ fn rss_idle_and_with_four_calls_up() {
 #[test]
 fn rss_with_thirty_pri_calls_up() {
     let peer_port = free_udp_port();
-    let extra = format!(
-        r#"
-[[trunk]]
-name = "peer"
-proxy = "127.0.0.3:{peer_port}"
-register = "none"
-options_interval_s = 0
-accept_from = ["127.0.0.3"]
-
-[[span]]
-name = "pri"
-index = 1
-kind = "pri"
-role = "te"
-group = "pri"
-
-[[group]]
-name = "phones"
-fxs = [1, 2, 3, 4]
-
-[[group]]
-name = "pri"
-
-[[route]]
-name = "to-pri"
-from = ["peer"]
-called = ["4xxx"]
-to = [{{ group = "pri" }}]
-"#
-    );
+    let extra = common::peer_to_pri_config(peer_port);
     let wait = Duration::from_secs(15);
     let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
     let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, rtp_ports: 80, ..GwOptions::default() });

@@ -397,3 +397,39 @@ impl Drop for World {
         }
     }
 }
+
+/// Extra configuration: a SIP peer trunk (`peer`, 127.0.0.3:`peer_port`, no
+/// registration) whose calls to 4xxx go out on the sim board's E1 PRI
+/// (span index 1, gatewayd TE, group `pri`).
+pub fn peer_to_pri_config(peer_port: u16) -> String {
+    format!(
+        r#"
+[[trunk]]
+name = "peer"
+proxy = "127.0.0.3:{peer_port}"
+register = "none"
+options_interval_s = 0
+accept_from = ["127.0.0.3"]
+
+[[span]]
+name = "pri"
+index = 1
+kind = "pri"
+role = "te"
+group = "pri"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pri"
+
+[[route]]
+name = "to-pri"
+from = ["peer"]
+called = ["4xxx"]
+to = [{{ group = "pri" }}]
+"#
+    )
+}
