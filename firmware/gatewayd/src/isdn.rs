@@ -553,6 +553,7 @@ impl Span {
     }
 
     fn capture_frame(&mut self, outgoing: bool, frame: &[u8]) {
+        crate::isdn_debug::tap(&self.cfg.name, self.cfg.side() == Side::Nt, outgoing, frame);
         if let Some((path, w)) = self.capture.as_mut() {
             if let Err(e) = w.frame(SystemTime::now(), outgoing, frame) {
                 warn!(span = %self.cfg.name, path = %path.display(), %e, "D-channel capture stopped");

@@ -1,0 +1,331 @@
+//! `debug isdn [SPAN]` / `undebug isdn`: the D-channel frames of one span (or
+//! of all spans), in and out, time stamped and decoded by
+//! [`gw_isdn::decode`], streamed to the console session that asked while it
+//! stays open.
+//!
+//! The span task calls [`tap`] for every frame it receives or sends (the
+//! same place the pcap capture writes). With no session watching, that is
+//! one atomic load. With watchers, the frame is decoded once (in the span
+//! task, not the rt thread) and offered to each watcher's bounded queue
+//! without waiting: a console slower than the D channel loses frames, and is
+//! told how many, but never holds up layer 2.
+//!
+//! ```text
+//! 08:12:03.120 isdn pri1 in  I N(S)=0 N(R)=0 P=0, SAPI 0 TEI 0 command; Q.931 SETUP cref 1 (originator) called "5678"
+//!   Q.921: SAPI 0 (call control), TEI 0, C/R 1 (command from the network side)
+//!   ...
+//! ```
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::SystemTime;
+
+use gw_isdn::q921::Role;
+use tokio::sync::mpsc;
+
+use crate::isdn::SpanStatus;
+
+/// Frames a watcher may have waiting before new ones are dropped.
+pub const QUEUE: usize = 256;
+
+struct Watcher {
+    id: u64,
+    /// None: every span.
+    span: Option<String>,
+    tx: mpsc::Sender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The watchers of every console session.
+#[derive(Default)]
+pub struct Hub {
+    watchers: Mutex<Vec<Watcher>>,
+    /// `watchers.len()`, read without the lock by [`tap`].
+    active: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+static HUB: LazyLock<Hub> = LazyLock::new(Hub::default);
+
+/// The hub the span task and the console sessions share.
+pub fn hub() -> &'static Hub {
+    &HUB
+}
+
+/// One frame of span `span` seen by the span task: `outgoing` if we sent it;
+/// `we_network` if the gateway is that span's network side (NT).
+pub fn tap(span: &str, we_network: bool, outgoing: bool, frame: &[u8]) {
+    hub().frame(SystemTime::now(), span, we_network, outgoing, frame);
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Watcher>> {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Offers one frame to the watchers of `span`.
+    pub fn frame(&self, at: SystemTime, span: &str, we_network: bool, outgoing: bool, frame: &[u8]) {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut text: Option<String> = None;
+        let mut ws = self.lock();
+        ws.retain(|w| {
+            if w.span.as_deref().is_some_and(|s| s != span) {
+                return true;
+            }
+            let t = text.get_or_insert_with(|| format_frame(at, span, we_network, outgoing, frame));
+            match w.tx.try_send(t.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    w.dropped.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                // The session went without saying `undebug`.
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        self.active.store(ws.len(), Ordering::Relaxed);
+    }
+
+    fn add(&self, span: Option<String>) -> (u64, mpsc::Receiver<String>, Arc<AtomicU64>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut ws = self.lock();
+        ws.push(Watcher { id, span, tx, dropped: dropped.clone() });
+        self.active.store(ws.len(), Ordering::Relaxed);
+        (id, rx, dropped)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut ws = self.lock();
+        ws.retain(|w| w.id != id);
+        self.active.store(ws.len(), Ordering::Relaxed);
+    }
+
+    /// Sessions watching now.
+    pub fn watchers(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// `HH:MM:SS.mmm` (UTC) of `at`.
+fn clock(at: SystemTime) -> String {
+    let t = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let s = t.as_secs() % 86_400;
+    format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, t.subsec_millis())
+}
+
+/// One frame as the console shows it: time, span, direction, the decoder's
+/// summary, then its details indented.
+pub fn format_frame(at: SystemTime, span: &str, we_network: bool, outgoing: bool, frame: &[u8]) -> String {
+    // The sender: us when outgoing, else the other side.
+    let sender_network = we_network == outgoing;
+    let sender = if sender_network { Role::Network } else { Role::User };
+    let d = gw_isdn::decode::decode_frame(frame, Some(sender));
+    let dir = if outgoing { "out" } else { "in " };
+    format!("{} isdn {span} {dir} {d:#}\n", clock(at))
+}
+
+/// A console session's `debug isdn`: at most one watch at a time.
+#[derive(Default)]
+pub struct Watch {
+    on: Option<(u64, Option<String>, mpsc::Receiver<String>, Arc<AtomicU64>)>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").field("span", &self.on.as_ref().map(|o| &o.1)).finish()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Watch {
+    /// `debug isdn [SPAN]`: `args` are the words after `debug isdn`.
+    pub fn start(&mut self, args: &[&str], spans: &[SpanStatus]) -> String {
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        if names.is_empty() {
+            return "error: no ISDN span configured ([[span]]): nothing to debug\n".into();
+        }
+        let span = match args {
+            [] | ["all"] => None,
+            [s] if names.contains(s) => Some(s.to_string()),
+            [s] => return format!("error: no span {s:?} (spans: {})\n", names.join(", ")),
+            _ => return "error: usage: debug isdn [SPAN]\n".into(),
+        };
+        self.stop();
+        let (id, rx, dropped) = hub().add(span.clone());
+        let what = match &span {
+            Some(s) => format!("span {s}"),
+            None => format!("every span ({})", names.join(", ")),
+        };
+        self.on = Some((id, span, rx, dropped));
+        format!("debugging the D channel of {what}: frames in and out, decoded, follow ('undebug isdn' stops)\n")
+    }
+
+    /// `undebug isdn`.
+    pub fn stop(&mut self) -> String {
+        match self.on.take() {
+            Some((id, span, ..)) => {
+                hub().remove(id);
+                format!("ISDN debugging of {} stopped\n", span.as_deref().unwrap_or("every span"))
+            }
+            None => "ISDN debugging was not on\n".into(),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on.is_some()
+    }
+
+    /// The next frame's text for the session (pending while off); frames
+    /// lost after it are said below it.
+    pub async fn next(&mut self) -> String {
+        let Some((_, _, rx, dropped)) = self.on.as_mut() else {
+            return std::future::pending().await;
+        };
+        match rx.recv().await {
+            Some(t) => with_gap(t, rx, dropped),
+            // Never: the hub keeps the sender while we are registered.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// What is waiting now, without waiting (the serial console's loop).
+    pub fn try_next(&mut self) -> Option<String> {
+        let (_, _, rx, dropped) = self.on.as_mut()?;
+        let t = rx.try_recv().ok()?;
+        Some(with_gap(t, rx, dropped))
+    }
+}
+
+/// After the last frame queued before a gap: how many frames were lost there.
+fn with_gap(mut t: String, rx: &mpsc::Receiver<String>, dropped: &AtomicU64) -> String {
+    if rx.is_empty() {
+        let n = dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            t.push_str(&format!("({n} frames not shown: the console did not keep up)\n"));
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(name: &str) -> SpanStatus {
+        SpanStatus { name: name.into(), ..Default::default() }
+    }
+
+    const SABME: [u8; 3] = [0x00, 0x01, 0x7F];
+
+    #[test]
+    fn frame_text_has_time_span_direction_and_the_decoded_frame() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(86_400_000 * 3 + 8 * 3_600_000 + 61_250);
+        let t = format_frame(at, "pri1", false, true, &SABME);
+        assert!(t.starts_with("08:01:01.250 isdn pri1 out SABME P=1, SAPI 0 TEI 0 command\n"), "{t}");
+        assert!(t.contains("\n  Q.921: SAPI 0 (call control), TEI 0, C/R 0 (command from the user side)"), "{t}");
+        // Received on an NT span: the user side sent it.
+        let t = format_frame(at, "pbx", true, false, &SABME);
+        assert!(t.contains("isdn pbx in  SABME P=1, SAPI 0 TEI 0 command"), "{t}");
+    }
+
+    #[tokio::test]
+    async fn a_watch_gets_its_spans_frames_until_stopped() {
+        let spans = [span("dbg-a"), span("dbg-b")];
+        let mut w = Watch::default();
+        assert!(w.start(&["nosuch"], &spans).starts_with("error: no span \"nosuch\" (spans: dbg-a, dbg-b)"));
+        assert!(!w.is_on());
+        assert!(w.start(&[], &[]).starts_with("error: no ISDN span configured"));
+        assert!(w.start(&["dbg-a"], &spans).starts_with("debugging the D channel of span dbg-a"));
+        tap("dbg-b", false, true, &SABME); // another span: not shown
+        tap("dbg-a", false, false, &[0x00, 0x01, 0x73]);
+        let t = tokio::time::timeout(std::time::Duration::from_secs(5), w.next()).await.unwrap();
+        assert!(t.contains("isdn dbg-a in  UA F=1, SAPI 0 TEI 0 response"), "{t}");
+        assert_eq!(w.try_next(), None, "the other span's frame was not queued");
+        // More than the queue holds: the rest is counted and said.
+        for _ in 0..QUEUE + 5 {
+            tap("dbg-a", false, true, &SABME);
+        }
+        for _ in 0..QUEUE - 1 {
+            assert!(!w.try_next().unwrap().contains("not shown"));
+        }
+        let t = w.try_next().unwrap();
+        assert!(t.ends_with("P 1\n(5 frames not shown: the console did not keep up)\n"), "{t}");
+        tap("dbg-a", false, true, &SABME);
+        assert!(!w.try_next().unwrap().contains("not shown"));
+        assert_eq!(w.stop(), "ISDN debugging of dbg-a stopped\n");
+        tap("dbg-a", false, true, &SABME);
+        assert_eq!(w.try_next(), None);
+        assert_eq!(w.stop(), "ISDN debugging was not on\n");
+    }
+
+    /// Over the TCP console: `debug isdn SPAN` streams the span's frames
+    /// between the prompts, commands still work, `undebug isdn` ends it.
+    #[tokio::test]
+    async fn the_console_session_streams_frames_while_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn read_until(s: &mut tokio::net::TcpStream, want: &str) -> String {
+            let mut got = String::new();
+            let mut buf = [0u8; 4096];
+            let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !got.contains(want) {
+                match tokio::time::timeout_at(end, s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    _ => panic!("no {want:?} in {got:?}"),
+                }
+            }
+            got
+        }
+        let status = crate::status::tests::tests_status();
+        status.lock().unwrap().isdn = vec![span("dbg-tcp")];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = crate::console::ConsoleLimits { sessions: 2, idle: std::time::Duration::from_secs(30), max_line: 256 };
+        tokio::spawn(crate::console::serve_with(listener, crate::console::Context::for_tests(status), limits));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        read_until(&mut c, "> ").await;
+        c.write_all(b"debug isdn nosuch\n").await.unwrap();
+        read_until(&mut c, "error: no span \"nosuch\" (spans: dbg-tcp)").await;
+        c.write_all(b"debug isdn dbg-tcp\n").await.unwrap();
+        read_until(&mut c, "debugging the D channel of span dbg-tcp").await;
+        // Half a command typed when the frame comes: both arrive intact.
+        c.write_all(b"show is").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tap("dbg-tcp", true, false, &SABME);
+        let t = read_until(&mut c, "C/R 0 (command from the user side)").await;
+        assert!(t.contains("isdn dbg-tcp in  SABME P=1, SAPI 0 TEI 0 command"), "{t}");
+        c.write_all(b"dn\n").await.unwrap();
+        read_until(&mut c, "span dbg-tcp (").await;
+        c.write_all(b"undebug isdn\n").await.unwrap();
+        read_until(&mut c, "ISDN debugging of dbg-tcp stopped").await;
+        tap("dbg-tcp", true, false, &SABME);
+        c.write_all(b"help\n").await.unwrap();
+        let t = read_until(&mut c, "help | quit").await;
+        assert!(!t.contains("SABME"), "nothing after undebug: {t}");
+    }
+
+    #[test]
+    fn a_dropped_session_leaves_the_hub() {
+        let spans = [span("dbg-c")];
+        let hub = Hub::default();
+        let (id, rx, _) = hub.add(Some("dbg-c".into()));
+        assert_eq!(hub.watchers(), 1);
+        drop(rx);
+        hub.frame(SystemTime::now(), "dbg-c", false, true, &SABME);
+        assert_eq!(hub.watchers(), 0, "a closed queue is removed at the next frame");
+        hub.remove(id);
+        // Through the global hub: dropping the Watch unregisters it.
+        let mut w = Watch::default();
+        w.start(&["all"], &spans);
+        assert!(w.is_on());
+        drop(w);
+    }
+}
