@@ -4,8 +4,9 @@
 //! stays open.
 //!
 //! The span task calls [`tap`] for every frame it receives or sends (the
-//! same place the pcap capture writes). With no session watching, that is
-//! one atomic load. With watchers, the frame is decoded once (in the span
+//! same place the pcap capture writes). The last [`RECENT`] frames are kept
+//! raw for the web UI's ISDN page (`web/isdn.rs`), decoded when shown. With
+//! no session watching, nothing more is done. With watchers, the frame is decoded once (in the span
 //! task, not the rt thread) and offered to each watcher's bounded queue
 //! without waiting: a console slower than the D channel loses frames, and is
 //! told how many, but never holds up layer 2.
@@ -27,6 +28,46 @@ use crate::isdn::SpanStatus;
 
 /// Frames a watcher may have waiting before new ones are dropped.
 pub const QUEUE: usize = 256;
+/// The last frames of all spans kept raw for the web UI's ISDN page.
+pub const RECENT: usize = 64;
+
+/// One frame kept for the web UI (decoded when shown).
+#[derive(Debug, Clone)]
+pub struct RecentFrame {
+    pub at: SystemTime,
+    pub span: String,
+    pub we_network: bool,
+    pub outgoing: bool,
+    pub frame: Vec<u8>,
+}
+
+/// A kept frame as `GET /api/isdn` and the page show it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct FrameView {
+    /// UTC, `HH:MM:SS.mmm`.
+    pub time: String,
+    pub span: String,
+    /// "in" or "out".
+    pub dir: &'static str,
+    pub summary: String,
+    pub details: Vec<String>,
+    /// The frame's octets in hex.
+    pub hex: String,
+}
+
+impl RecentFrame {
+    pub fn view(&self) -> FrameView {
+        let d = gw_isdn::decode::decode_frame(&self.frame, Some(sender(self.we_network, self.outgoing)));
+        FrameView {
+            time: clock(self.at),
+            span: self.span.clone(),
+            dir: if self.outgoing { "out" } else { "in" },
+            summary: d.summary,
+            details: d.details,
+            hex: self.frame.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+        }
+    }
+}
 
 struct Watcher {
     id: u64,
@@ -43,6 +84,7 @@ pub struct Hub {
     /// `watchers.len()`, read without the lock by [`tap`].
     active: AtomicUsize,
     next_id: AtomicU64,
+    recent: Mutex<std::collections::VecDeque<RecentFrame>>,
 }
 
 static HUB: LazyLock<Hub> = LazyLock::new(Hub::default);
@@ -65,6 +107,15 @@ impl Hub {
 
     /// Offers one frame to the watchers of `span`.
     pub fn frame(&self, at: SystemTime, span: &str, we_network: bool, outgoing: bool, frame: &[u8]) {
+        {
+            let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if r.len() >= RECENT {
+                r.pop_front();
+            }
+            // At most a LAPD frame's worth of octets each.
+            let frame = frame[..frame.len().min(4 + gw_isdn::lapd::N201)].to_vec();
+            r.push_back(RecentFrame { at, span: span.to_string(), we_network, outgoing, frame });
+        }
         if self.active.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -104,6 +155,12 @@ impl Hub {
         self.active.store(ws.len(), Ordering::Relaxed);
     }
 
+    /// The kept frames of the spans in `spans` (all if empty), oldest first.
+    pub fn recent(&self, spans: &[&str]) -> Vec<RecentFrame> {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        r.iter().filter(|f| spans.is_empty() || spans.contains(&f.span.as_str())).cloned().collect()
+    }
+
     /// Sessions watching now.
     pub fn watchers(&self) -> usize {
         self.active.load(Ordering::Relaxed)
@@ -117,13 +174,19 @@ fn clock(at: SystemTime) -> String {
     format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, t.subsec_millis())
 }
 
+/// Who sent a frame: us when outgoing, else the other side.
+fn sender(we_network: bool, outgoing: bool) -> Role {
+    if we_network == outgoing {
+        Role::Network
+    } else {
+        Role::User
+    }
+}
+
 /// One frame as the console shows it: time, span, direction, the decoder's
 /// summary, then its details indented.
 pub fn format_frame(at: SystemTime, span: &str, we_network: bool, outgoing: bool, frame: &[u8]) -> String {
-    // The sender: us when outgoing, else the other side.
-    let sender_network = we_network == outgoing;
-    let sender = if sender_network { Role::Network } else { Role::User };
-    let d = gw_isdn::decode::decode_frame(frame, Some(sender));
+    let d = gw_isdn::decode::decode_frame(frame, Some(sender(we_network, outgoing)));
     let dir = if outgoing { "out" } else { "in " };
     format!("{} isdn {span} {dir} {d:#}\n", clock(at))
 }

@@ -32,6 +32,7 @@
 //! (DNS rebinding, 421) and cross-site `Origin`s on POST (403), and sends
 //! CSP, X-Frame-Options, nosniff and no-referrer.
 
+mod isdn;
 mod session;
 
 use std::collections::HashMap;
@@ -172,6 +173,8 @@ pub fn router(web: Web) -> axum::Router {
         .route("/events", get(events_page))
         .route("/calls", get(calls_page))
         .route("/api/cdr", get(api_cdr))
+        .route("/isdn", get(isdn::isdn_page))
+        .route("/api/isdn", get(isdn::api_isdn))
         .route("/api/capture.pcap", get(capture_download))
         .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_page).post(post_accounts))
@@ -267,7 +270,7 @@ fn page_with_head(title: &str, s: Option<&Session>, body: &str, head: &str) -> H
     let nav = match s {
         Some(s) => format!(
             "<nav><a href=\"/\">Dashboard</a><a href=\"/config\">Configuration</a><a href=\"/events\">Event log</a>\
-             <a href=\"/calls\">Calls</a><a href=\"/audit\">Audit log</a><a href=\"/accounts\">Accounts</a><a href=\"/password\">Password</a>\
+             <a href=\"/calls\">Calls</a><a href=\"/isdn\">ISDN</a><a href=\"/audit\">Audit log</a><a href=\"/accounts\">Accounts</a><a href=\"/password\">Password</a>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button>Log out {} ({})</button></form></nav>",
             s.csrf,
