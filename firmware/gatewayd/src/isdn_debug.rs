@@ -375,6 +375,70 @@ mod tests {
         assert!(!t.contains("SABME"), "nothing after undebug: {t}");
     }
 
+    /// The hook in the span task: a span's own frames (its SABME at start,
+    /// the far end's UA) reach the watch, in and out, and the web's list.
+    #[tokio::test]
+    async fn a_spans_frames_are_tapped_both_ways() {
+        use gw_hal::isdn::{Alarms, DChannel, DChannelError, DChannelStats, L1State, L1Status, Side, SpanInfo, SpanKind};
+        struct Fake {
+            to_gw: Vec<Vec<u8>>,
+        }
+        const UP: L1Status = L1Status { state: L1State::Activated, alarms: Alarms { los: false, ais: false, rai: false } };
+        impl DChannel for Fake {
+            fn kind(&self) -> SpanKind {
+                SpanKind::Bri
+            }
+            fn poll_frame(&mut self) -> Option<Vec<u8>> {
+                self.to_gw.pop()
+            }
+            fn send_frame(&mut self, _: &[u8]) -> Result<(), DChannelError> {
+                Ok(())
+            }
+            fn poll_l1_event(&mut self) -> Option<L1Status> {
+                None
+            }
+            fn l1_status(&self) -> L1Status {
+                UP
+            }
+            fn request_l1(&mut self, _: bool) -> Result<(), DChannelError> {
+                Ok(())
+            }
+            fn set_side(&mut self, _: Side) -> Result<(), DChannelError> {
+                Ok(())
+            }
+            fn stats(&self) -> DChannelStats {
+                DChannelStats::default()
+            }
+        }
+        let cfg = crate::isdn::SpanConfig {
+            name: "dbg-span".into(),
+            index: 0,
+            kind: "bri".into(),
+            role: "te".into(),
+            mode: "ptp".into(),
+            switch: "euroisdn".into(),
+            channels: None,
+            clock: None,
+            capture: None,
+        };
+        let info = SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![6, 7] };
+        let mut w = Watch::default();
+        w.start(&["dbg-span"], &[span("dbg-span")]);
+        // The network's UA (C/R 0: a response from the network side) is waiting.
+        let mut s = crate::isdn::Span::new(cfg, info, Box::new(Fake { to_gw: vec![vec![0x00, 0x01, 0x73]] }));
+        let now = std::time::Instant::now();
+        s.start(now);
+        s.poll(now);
+        let a = w.try_next().expect("our SABME");
+        assert!(a.contains("isdn dbg-span out SABME P=1, SAPI 0 TEI 0 command"), "{a}");
+        let b = w.try_next().expect("their UA");
+        assert!(b.contains("isdn dbg-span in  UA F=1, SAPI 0 TEI 0 response"), "{b}");
+        assert!(b.contains("C/R 0 (response from the network side)"), "{b}");
+        assert!(s.l2_up());
+        let kept: Vec<String> = hub().recent(&["dbg-span"]).iter().map(|f| f.view().summary).collect();
+        assert_eq!(kept, ["SABME P=1, SAPI 0 TEI 0 command", "UA F=1, SAPI 0 TEI 0 response"]);
+    }
+
     #[test]
     fn a_dropped_session_leaves_the_hub() {
         let spans = [span("dbg-c")];
