@@ -194,12 +194,21 @@ pub fn format_frame(at: SystemTime, span: &str, we_network: bool, outgoing: bool
 /// A console session's `debug isdn`: at most one watch at a time.
 #[derive(Default)]
 pub struct Watch {
-    on: Option<(u64, Option<String>, mpsc::Receiver<String>, Arc<AtomicU64>)>,
+    on: Option<On>,
+}
+
+/// A registered watch.
+struct On {
+    id: u64,
+    /// None: every span.
+    span: Option<String>,
+    rx: mpsc::Receiver<String>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch").field("span", &self.on.as_ref().map(|o| &o.1)).finish()
+        f.debug_struct("Watch").field("span", &self.on.as_ref().map(|o| &o.span)).finish()
     }
 }
 
@@ -228,14 +237,14 @@ impl Watch {
             Some(s) => format!("span {s}"),
             None => format!("every span ({})", names.join(", ")),
         };
-        self.on = Some((id, span, rx, dropped));
+        self.on = Some(On { id, span, rx, dropped });
         format!("debugging the D channel of {what}: frames in and out, decoded, follow ('undebug isdn' stops)\n")
     }
 
     /// `undebug isdn`.
     pub fn stop(&mut self) -> String {
         match self.on.take() {
-            Some((id, span, ..)) => {
+            Some(On { id, span, .. }) => {
                 hub().remove(id);
                 format!("ISDN debugging of {} stopped\n", span.as_deref().unwrap_or("every span"))
             }
@@ -250,7 +259,7 @@ impl Watch {
     /// The next frame's text for the session (pending while off); frames
     /// lost after it are said below it.
     pub async fn next(&mut self) -> String {
-        let Some((_, _, rx, dropped)) = self.on.as_mut() else {
+        let Some(On { rx, dropped, .. }) = self.on.as_mut() else {
             return std::future::pending().await;
         };
         match rx.recv().await {
@@ -262,7 +271,7 @@ impl Watch {
 
     /// What is waiting now, without waiting (the serial console's loop).
     pub fn try_next(&mut self) -> Option<String> {
-        let (_, _, rx, dropped) = self.on.as_mut()?;
+        let On { rx, dropped, .. } = self.on.as_mut()?;
         let t = rx.try_recv().ok()?;
         Some(with_gap(t, rx, dropped))
     }
