@@ -404,6 +404,8 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
             let mut session = Session::default();
             let mut buf = Vec::new();
             let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
+            // The prompt ends the output: debug text then starts on a new line.
+            let mut at_prompt = true;
             loop {
                 // Bounded: a line longer than max_line never grows the buffer further.
                 // `debug isdn` output is written between reads (read_until keeps
@@ -412,10 +414,13 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
                 let mut bounded = (&mut r).take(room);
                 let got = tokio::select! {
                     got = bounded.read_until(b'\n', &mut buf) => got,
-                    text = session.isdn_debug.next() => match w.write_all(text.as_bytes()).await {
-                        Ok(()) => continue,
-                        Err(_) => break,
-                    },
+                    text = session.isdn_debug.next() => {
+                        let nl: &[u8] = if std::mem::take(&mut at_prompt) { b"\n" } else { b"" };
+                        match w.write_all(&[nl, text.as_bytes()].concat()).await {
+                            Ok(()) => continue,
+                            Err(_) => break,
+                        }
+                    }
                 };
                 match got {
                     Ok(0) | Err(_) => break,
@@ -436,6 +441,7 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
                 if w.write_all(text.as_bytes()).await.is_err() || !more || w.write_all(b"> ").await.is_err() {
                     break;
                 }
+                at_prompt = true;
             }
             debug!(%peer, "console session closed");
         });

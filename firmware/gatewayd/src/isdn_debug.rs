@@ -373,7 +373,8 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         tap("dbg-tcp", true, false, &SABME);
         let t = read_until(&mut c, "C/R 0 (command from the user side)").await;
-        assert!(t.contains("isdn dbg-tcp in  SABME P=1, SAPI 0 TEI 0 command"), "{t}");
+        // After the prompt, on a line of its own.
+        assert!(t.starts_with("\n") && t.contains(" isdn dbg-tcp in  SABME P=1, SAPI 0 TEI 0 command"), "{t:?}");
         c.write_all(b"dn\n").await.unwrap();
         read_until(&mut c, "span dbg-tcp (").await;
         c.write_all(b"undebug isdn\n").await.unwrap();
