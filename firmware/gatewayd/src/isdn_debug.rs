@@ -449,6 +449,51 @@ mod tests {
         assert_eq!(kept, ["SABME P=1, SAPI 0 TEI 0 command", "UA F=1, SAPI 0 TEI 0 response"]);
     }
 
+    /// On the serial console: frames are written between the port's reads.
+    #[test]
+    fn the_serial_console_writes_frames_between_reads() {
+        struct Port {
+            reads: u32,
+            out: Vec<u8>,
+        }
+        impl std::io::Read for Port {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.reads += 1;
+                match self.reads {
+                    1 => {
+                        let l = b"debug isdn dbg-ser\n";
+                        buf[..l.len()].copy_from_slice(l);
+                        Ok(l.len())
+                    }
+                    // A frame comes while the port waits for a byte.
+                    2 => {
+                        tap("dbg-ser", false, true, &SABME);
+                        Err(std::io::ErrorKind::TimedOut.into())
+                    }
+                    3 => Err(std::io::ErrorKind::TimedOut.into()),
+                    _ => Err(std::io::ErrorKind::BrokenPipe.into()),
+                }
+            }
+        }
+        impl std::io::Write for Port {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.out.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let status = crate::status::tests::tests_status();
+        status.lock().unwrap().isdn = vec![span("dbg-ser")];
+        let ctx = crate::console::Context::for_tests(status);
+        let mut port = Port { reads: 0, out: Vec::new() };
+        assert!(crate::serial_console::serve_port(&mut port, &ctx, 256).is_err(), "ends with the port");
+        let out = String::from_utf8_lossy(&port.out);
+        assert!(out.contains("debugging the D channel of span dbg-ser"), "{out}");
+        assert!(out.contains(" isdn dbg-ser out SABME P=1, SAPI 0 TEI 0 command\n  Q.921: SAPI 0"), "{out}");
+    }
+
     #[test]
     fn a_dropped_session_leaves_the_hub() {
         let spans = [span("dbg-c")];
