@@ -105,8 +105,9 @@ show routes                  the routing table
 show isdn                    ISDN spans: layer 1 and alarms, layer 2, TEI, counters, B-channels
 capture isdn SPAN FILE       write SPAN's D-channel frames to FILE (pcap, LAPD)
 capture stop                 end every D-channel capture
-debug isdn [SPAN] | undebug isdn
-                             decoded D-channel frames (Q.921, Q.931), in and out, on this session
+debug isdn [SPAN|all] [q921|q931] | undebug isdn
+                             decoded D-channel frames (q931: only those with a Q.931
+                             message), in and out, on this session
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
                              would do, without placing it

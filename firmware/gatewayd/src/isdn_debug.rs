@@ -73,8 +73,18 @@ struct Watcher {
     id: u64,
     /// None: every span.
     span: Option<String>,
+    /// `q931`: only frames carrying a layer-3 message (Q.931 or TEI
+    /// management), not the layer-2 traffic around them.
+    l3_only: bool,
     tx: mpsc::Sender<String>,
     dropped: Arc<AtomicU64>,
+}
+
+/// An I or UI frame with an information field.
+fn carries_l3(frame: &[u8]) -> bool {
+    use gw_isdn::lapd::{Control, Packet, Unnumbered};
+    let Ok(p) = Packet::new_checked(frame) else { return false };
+    matches!(p.control(), Ok(Control::I { .. } | Control::U { kind: Unnumbered::Ui, .. })) && !p.info().is_empty()
 }
 
 /// The watchers of every console session.
@@ -120,9 +130,10 @@ impl Hub {
             return;
         }
         let mut text: Option<String> = None;
+        let l3 = carries_l3(frame);
         let mut ws = self.lock();
         ws.retain(|w| {
-            if w.span.as_deref().is_some_and(|s| s != span) {
+            if w.span.as_deref().is_some_and(|s| s != span) || (w.l3_only && !l3) {
                 return true;
             }
             let t = text.get_or_insert_with(|| format_frame(at, span, we_network, outgoing, frame));
@@ -139,12 +150,12 @@ impl Hub {
         self.active.store(ws.len(), Ordering::Relaxed);
     }
 
-    fn add(&self, span: Option<String>) -> (u64, mpsc::Receiver<String>, Arc<AtomicU64>) {
+    fn add(&self, span: Option<String>, l3_only: bool) -> (u64, mpsc::Receiver<String>, Arc<AtomicU64>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut ws = self.lock();
-        ws.push(Watcher { id, span, tx, dropped: dropped.clone() });
+        ws.push(Watcher { id, span, l3_only, tx, dropped: dropped.clone() });
         self.active.store(ws.len(), Ordering::Relaxed);
         (id, rx, dropped)
     }
@@ -219,26 +230,36 @@ impl Drop for Watch {
 }
 
 impl Watch {
-    /// `debug isdn [SPAN]`: `args` are the words after `debug isdn`.
+    /// `debug isdn [SPAN|all] [q921|q931]`: `args` are the words after
+    /// `debug isdn`. `q931` shows only the frames carrying a layer-3
+    /// message; `q921` (the default) every frame.
     pub fn start(&mut self, args: &[&str], spans: &[SpanStatus]) -> String {
         let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
         if names.is_empty() {
             return "error: no ISDN span configured ([[span]]): nothing to debug\n".into();
         }
-        let span = match args {
-            [] | ["all"] => None,
-            [s] if names.contains(s) => Some(s.to_string()),
-            [s] => return format!("error: no span {s:?} (spans: {})\n", names.join(", ")),
-            _ => return "error: usage: debug isdn [SPAN]\n".into(),
+        let (which, level) = match args {
+            [s, l @ ("q921" | "q931")] => (Some(*s), *l),
+            [l @ ("q921" | "q931")] if !names.contains(l) => (None, *l),
+            [s] => (Some(*s), "q921"),
+            [] => (None, "q921"),
+            _ => return "error: usage: debug isdn [SPAN|all] [q921|q931]\n".into(),
         };
+        let span = match which {
+            None | Some("all") => None,
+            Some(s) if names.contains(&s) => Some(s.to_string()),
+            Some(s) => return format!("error: no span {s:?} (spans: {})\n", names.join(", ")),
+        };
+        let l3_only = level == "q931";
         self.stop();
-        let (id, rx, dropped) = hub().add(span.clone());
+        let (id, rx, dropped) = hub().add(span.clone(), l3_only);
         let what = match &span {
             Some(s) => format!("span {s}"),
             None => format!("every span ({})", names.join(", ")),
         };
+        let frames = if l3_only { "frames with Q.931 (or TEI management) messages" } else { "every frame" };
         self.on = Some(On { id, span, rx, dropped });
-        format!("debugging the D channel of {what}: frames in and out, decoded, follow ('undebug isdn' stops)\n")
+        format!("debugging the D channel of {what}: {frames}, in and out, decoded, follow ('undebug isdn' stops)\n")
     }
 
     /// `undebug isdn`.
@@ -316,7 +337,7 @@ mod tests {
         assert!(w.start(&["nosuch"], &spans).starts_with("error: no span \"nosuch\" (spans: dbg-a, dbg-b)"));
         assert!(!w.is_on());
         assert!(w.start(&[], &[]).starts_with("error: no ISDN span configured"));
-        assert!(w.start(&["dbg-a"], &spans).starts_with("debugging the D channel of span dbg-a"));
+        assert!(w.start(&["dbg-a"], &spans).starts_with("debugging the D channel of span dbg-a: every frame"));
         tap("dbg-b", false, true, &SABME); // another span: not shown
         tap("dbg-a", false, false, &[0x00, 0x01, 0x73]);
         let t = tokio::time::timeout(std::time::Duration::from_secs(5), w.next()).await.unwrap();
@@ -333,6 +354,19 @@ mod tests {
         assert!(t.ends_with("P 1\n(5 frames not shown: the console did not keep up)\n"), "{t}");
         tap("dbg-a", false, true, &SABME);
         assert!(!w.try_next().unwrap().contains("not shown"));
+        // `q931`: layer 2 alone is not shown, a Q.931 message is.
+        assert!(w.start(&["dbg-a", "q931"], &spans).contains("frames with Q.931 (or TEI management) messages"));
+        tap("dbg-a", false, true, &SABME);
+        tap("dbg-a", false, false, &[0x02, 0x01, 0x00, 0x02, 0x08, 0x01, 0x81, 0x45, 0x08, 0x02, 0x82, 0x90]);
+        let t = w.try_next().unwrap();
+        assert!(t.contains("Q.931 DISCONNECT cref 1 (to originator) cause 16 normal call clearing"), "{t}");
+        assert_eq!(w.try_next(), None, "the SABME was not shown");
+        assert!(w.start(&["q931", "extra", "words"], &spans).starts_with("error: usage: debug isdn [SPAN|all] [q921|q931]"));
+        assert!(w.start(&["nosuch", "q931"], &spans).starts_with("error: no span \"nosuch\""));
+        assert!(w.start(&["all", "q921"], &spans).starts_with("debugging the D channel of every span (dbg-a, dbg-b): every frame"));
+        tap("dbg-b", false, true, &SABME);
+        assert!(w.try_next().unwrap().contains("isdn dbg-b out SABME"));
+        w.start(&["dbg-a"], &spans);
         assert_eq!(w.stop(), "ISDN debugging of dbg-a stopped\n");
         tap("dbg-a", false, true, &SABME);
         assert_eq!(w.try_next(), None);
@@ -498,7 +532,7 @@ mod tests {
     fn a_dropped_session_leaves_the_hub() {
         let spans = [span("dbg-c")];
         let hub = Hub::default();
-        let (id, rx, _) = hub.add(Some("dbg-c".into()));
+        let (id, rx, _) = hub.add(Some("dbg-c".into()), false);
         assert_eq!(hub.watchers(), 1);
         drop(rx);
         hub.frame(SystemTime::now(), "dbg-c", false, true, &SABME);
