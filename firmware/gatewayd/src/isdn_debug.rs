@@ -423,53 +423,10 @@ mod tests {
     /// the far end's UA) reach the watch, in and out, and the web's list.
     #[tokio::test]
     async fn a_spans_frames_are_tapped_both_ways() {
-        use gw_hal::isdn::{Alarms, DChannel, DChannelError, DChannelStats, L1State, L1Status, Side, SpanInfo, SpanKind};
-        struct Fake {
-            to_gw: Vec<Vec<u8>>,
-        }
-        const UP: L1Status = L1Status { state: L1State::Activated, alarms: Alarms { los: false, ais: false, rai: false } };
-        impl DChannel for Fake {
-            fn kind(&self) -> SpanKind {
-                SpanKind::Bri
-            }
-            fn poll_frame(&mut self) -> Option<Vec<u8>> {
-                self.to_gw.pop()
-            }
-            fn send_frame(&mut self, _: &[u8]) -> Result<(), DChannelError> {
-                Ok(())
-            }
-            fn poll_l1_event(&mut self) -> Option<L1Status> {
-                None
-            }
-            fn l1_status(&self) -> L1Status {
-                UP
-            }
-            fn request_l1(&mut self, _: bool) -> Result<(), DChannelError> {
-                Ok(())
-            }
-            fn set_side(&mut self, _: Side) -> Result<(), DChannelError> {
-                Ok(())
-            }
-            fn stats(&self) -> DChannelStats {
-                DChannelStats::default()
-            }
-        }
-        let cfg = crate::isdn::SpanConfig {
-            name: "dbg-span".into(),
-            index: 0,
-            kind: "bri".into(),
-            role: "te".into(),
-            mode: "ptp".into(),
-            switch: "euroisdn".into(),
-            channels: None,
-            clock: None,
-            capture: None,
-        };
-        let info = SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![6, 7] };
         let mut w = Watch::default();
         w.start(&["dbg-span"], &[span("dbg-span")]);
         // The network's UA (C/R 0: a response from the network side) is waiting.
-        let mut s = crate::isdn::Span::new(cfg, info, Box::new(Fake { to_gw: vec![vec![0x00, 0x01, 0x73]] }));
+        let mut s = test_support::span("dbg-span", "bri", "te", vec![vec![0x00, 0x01, 0x73]]);
         let now = std::time::Instant::now();
         s.start(now);
         s.poll(now);
@@ -543,5 +500,60 @@ mod tests {
         w.start(&["all"], &spans);
         assert!(w.is_on());
         drop(w);
+    }
+}
+
+/// A gatewayd span on a scripted D channel (layer 1 up), for the tests of
+/// this module and of the web page.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use gw_hal::isdn::{Alarms, DChannel, DChannelError, DChannelStats, L1State, L1Status, Side, SpanInfo, SpanKind};
+
+    struct Fake {
+        kind: SpanKind,
+        /// Frames the far end sends, last first.
+        to_gw: Vec<Vec<u8>>,
+    }
+
+    const UP: L1Status = L1Status { state: L1State::Activated, alarms: Alarms { los: false, ais: false, rai: false } };
+
+    impl DChannel for Fake {
+        fn kind(&self) -> SpanKind {
+            self.kind
+        }
+        fn poll_frame(&mut self) -> Option<Vec<u8>> {
+            self.to_gw.pop()
+        }
+        fn send_frame(&mut self, _: &[u8]) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn poll_l1_event(&mut self) -> Option<L1Status> {
+            None
+        }
+        fn l1_status(&self) -> L1Status {
+            UP
+        }
+        fn request_l1(&mut self, _: bool) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn set_side(&mut self, _: Side) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn stats(&self) -> DChannelStats {
+            DChannelStats::default()
+        }
+    }
+
+    /// Span `name` of `kind` ("bri": B1/B2 on timeslots 6-7; "pri": TS1-2
+    /// on 8-9, only TS1 in use) as `role`; `to_gw` arrive in order.
+    pub(crate) fn span(name: &str, kind: &str, role: &str, mut to_gw: Vec<Vec<u8>>) -> crate::isdn::Span {
+        let channels = if kind == "pri" { "channels = [1]\n" } else { "" };
+        let cfg: crate::isdn::SpanConfig =
+            toml::from_str(&format!("name = \"{name}\"\nindex = 0\nkind = \"{kind}\"\nrole = \"{role}\"\n{channels}")).unwrap();
+        let (k, label, b_timeslots) =
+            if kind == "pri" { (SpanKind::Pri, "PRI <1>", vec![8, 9]) } else { (SpanKind::Bri, "BRI 1", vec![6, 7]) };
+        to_gw.reverse();
+        let info = SpanInfo { kind: k, label: label.into(), b_timeslots };
+        crate::isdn::Span::new(cfg, info, Box::new(Fake { kind: k, to_gw }))
     }
 }

@@ -272,7 +272,7 @@ async fn foreign_hosts_are_refused_and_pages_carry_security_headers() {
 /// last D-channel frames decoded; nothing without a session.
 #[tokio::test]
 async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
-    use crate::isdn::{BChannelStatus, SpanCounters, SpanStatus};
+    use crate::isdn::SpanCounters;
     let f = fixture().await;
     for p in ["/isdn", "/api/isdn"] {
         let r = get(f.addr, p, "").await;
@@ -287,26 +287,13 @@ async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
     let api: serde_json::Value = serde_json::from_str(&get(f.addr, "/api/isdn", &viewer).await.body).unwrap();
     assert_eq!(api, serde_json::json!({"spans": [], "frames": []}));
 
-    f.web.ctx.status.lock().unwrap().isdn = vec![SpanStatus {
-        name: "web-pri".into(),
-        label: "PRI <1>".into(),
-        kind: "pri".into(),
-        role: "nt".into(),
-        mode: "ptp".into(),
-        switch: "euroisdn".into(),
-        clock: "internal".into(),
-        l1: "deactivated".into(),
-        alarms: "LOS".into(),
-        l2: "tei-assigned".into(),
-        l2_up: false,
-        tei: 0,
-        counters: SpanCounters { frames_in: 7, bad_fcs: 2, l1_losses: 1, ..Default::default() },
-        b_channels: vec![
-            BChannelStatus { number: 1, timeslot: 8, state: "idle".into() },
-            BChannelStatus { number: 2, timeslot: 9, state: "unused".into() },
-        ],
-        capture: None,
-    }];
+    // A real span's status (its B-channels as the span reports them), then
+    // layer 1 lost with LOS.
+    let mut st = crate::isdn_debug::test_support::span("web-pri", "pri", "nt", vec![]).status();
+    st.l1 = "deactivated".into();
+    st.alarms = "LOS".into();
+    st.counters = SpanCounters { frames_in: 7, bad_fcs: 2, l1_losses: 1, ..Default::default() };
+    f.web.ctx.status.lock().unwrap().isdn = vec![st];
     // A SETUP from the user side, received on our NT span; one of another span not shown.
     let mut setup = vec![0x00, 0x01, 0x00, 0x00];
     setup.extend_from_slice(include_bytes!("../../../isdn/testdata/q931/setup-bri.bin"));
