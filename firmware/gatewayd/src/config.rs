@@ -886,6 +886,13 @@ impl Config {
             }
         }
         crate::isdn::validate_spans(&self.span)?;
+        for (i, sp) in self.span.iter().enumerate() {
+            if let Some(g) = &sp.group {
+                if !self.group.iter().any(|x| &x.name == g) {
+                    return Err(ConfigError::new(format!("span[{i}].group"), format!("{g:?} is not a [[group]]")));
+                }
+            }
+        }
         self.route_table().map(|_| ())
     }
 

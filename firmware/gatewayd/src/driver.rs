@@ -38,6 +38,10 @@ pub struct Driver {
     pub capture: Arc<crate::capture::Capture>,
     /// `[log] cdr_file`: call records appended as JSON lines.
     pub cdr_file: Option<crate::logging::RotatingFile>,
+    /// The console's requests to the ISDN spans, and the sim card's wake-up
+    /// when a span has frames or layer-1 news.
+    pub isdn: crate::isdn::Control,
+    pub isdn_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Driver {
@@ -81,8 +85,11 @@ impl Driver {
                     }
                 },
                 _ = tokio::time::sleep_until(deadline) => self.gateway.handle_timeout(Instant::now()),
+                _ = self.isdn_wake.notified() => self.gateway.handle_isdn(Instant::now()),
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    crate::isdn::apply_commands(self.gateway.isdn_spans_mut(), &self.isdn);
+                    self.gateway.handle_isdn(now);
                     self.gateway.handle_port_events(now);
                     while let Some(ev) = self.rt_events.dequeue() {
                         self.gateway.handle_rt_event(now, ev);
@@ -173,6 +180,7 @@ impl Driver {
         s.registrations = self.gateway.registration_status(Instant::now());
         s.trunks = self.gateway.trunk_status();
         s.fxo = self.gateway.fxo_status();
+        s.isdn = self.gateway.isdn_status();
         s.calls = self.gateway.counters();
         s.rt = self.rt_stats.snapshot();
         s.rt_setup = self.rt_setup.clone().into();

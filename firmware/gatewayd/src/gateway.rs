@@ -52,6 +52,8 @@ use gw_dsp::modem_tones::ModemToneEvent;
 use gw_dsp::progress::ProgressEvent;
 use gw_dsp::tones::{CountryProfile, ToneKind};
 use gw_hal::{FxsPort, RingCadence};
+use gw_isdn::call::{CallId as IsdnCallId, Event as IsdnEvent};
+use gw_isdn::q931::PartyNumber;
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
@@ -88,6 +90,8 @@ enum Leg {
     Fxs(usize),
     Fxo(usize),
     Sip(usize, CallHandle),
+    /// A B-channel call: the span (index in `spans`) and its Q.931 call.
+    Isdn(usize, gw_isdn::call::CallId),
 }
 
 /// One configured FXO port: the FXO leg adapter's state.
@@ -133,6 +137,16 @@ fn pulse_plan(start: Instant, digits: &str) -> (VecDeque<Instant>, Instant) {
     (breaks, at)
 }
 
+/// Who an outgoing SIP call is from, for the trunk's authentication.
+enum Caller {
+    /// An FXS port: its own number's account on a per-number trunk.
+    Port(String),
+    /// Another leg's caller: its number's account if the trunk has one.
+    Other,
+    /// A hidden caller (From anonymous), authenticated by this account.
+    Anonymous(Option<String>),
+}
+
 /// A SIP leg: one dialog on one trunk, with the RTP it carries.
 struct SipCall {
     trunk: usize,
@@ -159,6 +173,8 @@ struct SipCall {
 /// Trunk health as seen when a call is routed (the switch asks per target).
 struct Health {
     trunks: Vec<(String, TargetState)>,
+    /// Groups of ISDN spans: up while one of their spans is usable.
+    span_groups: Vec<(String, TargetState)>,
 }
 
 impl Health {
@@ -166,7 +182,8 @@ impl Health {
         match t {
             Target::Trunk(name) => self.trunks.iter().find(|(n, _)| n == name).map_or(TargetState::Down, |x| x.1),
             // Ports answer for themselves when the call is placed.
-            Target::Owner | Target::Group(_) => TargetState::Unknown,
+            Target::Group(name) => self.span_groups.iter().find(|(n, _)| n == name).map_or(TargetState::Unknown, |x| x.1),
+            Target::Owner => TargetState::Unknown,
         }
     }
 }
@@ -508,6 +525,11 @@ pub struct Gateway {
     trunks: Vec<Trunk>,
     ports: Vec<Port>,
     fxo: Vec<FxoLinePort>,
+    /// ISDN spans (`[[span]]`): their B-channels are legs.
+    spans: Vec<crate::isdn::Span>,
+    isdn_legs: HashMap<(usize, gw_isdn::call::CallId), LegId>,
+    /// The B-channel timeslot each ISDN leg's audio is connected on.
+    isdn_ts: HashMap<LegId, u8>,
     /// Preempted lines an emergency call waits for: the line, the number and
     /// when the line has been on hook long enough for the exchange to clear
     /// the old call (longer than a hook flash).
@@ -600,6 +622,9 @@ impl Gateway {
             trunks,
             ports,
             fxo: Vec::new(),
+            spans: Vec::new(),
+            isdn_legs: HashMap::new(),
+            isdn_ts: HashMap::new(),
             pending_fxo: Vec::new(),
             legs: HashMap::new(),
             sip: HashMap::new(),
@@ -694,6 +719,9 @@ impl Gateway {
     }
 
     pub fn start(&mut self, now: Instant) {
+        for sp in &mut self.spans {
+            sp.start(now);
+        }
         for t in 0..self.trunks.len() {
             self.trunks[t].ua.start(now);
             if self.trunks[t].options_interval.is_some() {
@@ -1223,6 +1251,11 @@ impl Gateway {
         for t in &mut self.trunks {
             t.ua.stop(now);
         }
+        // ISDN calls are cleared on their D channels (normal clearing).
+        let isdn: Vec<(usize, IsdnCallId)> = self.isdn_legs.keys().copied().collect();
+        for (s, call) in isdn {
+            let _ = self.spans[s].request(now, |cc, now| cc.disconnect(now, call, Cause::NORMAL_CLEARING.get()));
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -1248,6 +1281,9 @@ impl Gateway {
         }
         if !self.pending_fxo.is_empty() {
             self.place_pending_fxo(now);
+        }
+        if self.spans.iter().any(|sp| sp.poll_timeout().is_some_and(|t| t <= now)) {
+            self.handle_isdn(now);
         }
         if self.switch.poll_timeout().is_some_and(|t| t <= now) {
             // A trunk that said 100 Trying is alive: no failover for it.
@@ -1425,7 +1461,8 @@ impl Gateway {
             .iter()
             .map(|p| p.2)
             .chain(self.fxo.iter().filter_map(|f| f.pulses.front().copied().or(f.pulses_done)));
-        lines.chain(duration).chain(trunks).chain(pending).chain(self.switch.poll_timeout()).min()
+        let spans = self.spans.iter().filter_map(crate::isdn::Span::poll_timeout);
+        lines.chain(duration).chain(trunks).chain(pending).chain(spans).chain(self.switch.poll_timeout()).min()
     }
 
     pub fn port_status(&self) -> Vec<PortStatus> {
@@ -1488,6 +1525,12 @@ impl Gateway {
                 let c = self.sip.get(&peer)?;
                 let hold = if c.held { ", on hold" } else { "" };
                 Some(format!("{dir} {} (trunk {}{hold})", c.remote_party, self.trunks[*t].name))
+            }
+            Leg::Isdn(s, call) => {
+                let who = self.switch.call_of(leg).and_then(|v| if dir == "from" { v.calling.map(str::to_string) } else { Some(v.called.to_string()) });
+                let sp = &self.spans[*s];
+                let b = sp.channel_of(*call).map_or("-".to_string(), |c| c.to_string());
+                Some(format!("{dir} {} (ISDN span {} B{b})", who.unwrap_or_else(|| "-".into()), sp.name()))
             }
         }
     }
@@ -1615,6 +1658,10 @@ impl Gateway {
             Some(Leg::Fxs(j)) => self.ports[j].channel,
             Some(Leg::Fxo(m)) => self.fxo[m].channel,
             Some(Leg::Sip(..)) => return self.connect_media(peer, channel),
+            Some(Leg::Isdn(s, call)) => match self.isdn_timeslot(s, call) {
+                Some(ts) => ts,
+                None => return,
+            },
             None => return,
         };
         self.rt_command(RtCommand::Listen { channel, from: Some(from) });
@@ -1641,7 +1688,17 @@ impl Gateway {
     /// Every trunk's health, as the switch asks for it (per-number trunks
     /// for the account of `calling`).
     fn health(&self, calling: Option<&str>) -> Health {
-        Health { trunks: self.trunks.iter().map(|t| (t.name.clone(), self.trunk_health(t, calling))).collect() }
+        let mut span_groups: Vec<(String, TargetState)> = Vec::new();
+        for sp in &self.spans {
+            let Some(g) = &sp.cfg.group else { continue };
+            let up = if sp.usable() { TargetState::Up } else { TargetState::Down };
+            match span_groups.iter_mut().find(|(n, _)| n == g) {
+                Some(e) if up == TargetState::Up => e.1 = up,
+                Some(_) => {}
+                None => span_groups.push((g.clone(), up)),
+            }
+        }
+        Health { trunks: self.trunks.iter().map(|t| (t.name.clone(), self.trunk_health(t, calling))).collect(), span_groups }
     }
 
     /// An event of `leg` for the switch, then whatever the switch asks.
@@ -1676,6 +1733,7 @@ impl Gateway {
             match out {
                 SwitchOutput::Place { a, leg, target, setup, emergency } => {
                     self.note_route(a);
+                    self.isdn_routed(now, a);
                     if let Err(r) = self.place(now, a, leg, &target, &setup, emergency) {
                         debug!(%target, %r, "destination refused the call");
                         self.signal(now, leg, Signal::Release(r));
@@ -1730,6 +1788,10 @@ impl Gateway {
             Leg::Fxs(i) => format!("FXS {}", self.ports[*i].label),
             Leg::Fxo(k) => format!("FXO {}", self.fxo[*k].label),
             Leg::Sip(t, _) => format!("trunk {}", self.trunks[*t].name),
+            Leg::Isdn(s, call) => match self.spans[*s].channel_of(*call) {
+                Some(b) => format!("ISDN {} B{b}", self.spans[*s].name()),
+                None => format!("ISDN {}", self.spans[*s].name()),
+            },
         })
     }
 
@@ -1812,6 +1874,9 @@ impl Gateway {
                 let j = self.ports.iter().position(|p| p.number == setup.called).ok_or(ours(Cause::UNALLOCATED_NUMBER))?;
                 self.ring_port(now, a, leg, j, setup)
             }
+            Target::Group(name) if self.spans.iter().any(|sp| sp.cfg.group.as_deref() == Some(name.as_str())) => {
+                self.place_isdn(now, a, leg, name, setup)
+            }
             Target::Group(name) if self.switch.table().group(name).is_some_and(|g| !g.fxo.is_empty()) => {
                 match self.place_fxo(now, a, leg, name, setup) {
                     Err(r) if emergency && self.config.emergency.preempt => self.preempt_fxo(now, a, leg, name, setup).ok_or(r),
@@ -1846,14 +1911,24 @@ impl Gateway {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Some(own), None)
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Port(own), None)
+                    }
+                    // An ISDN caller to SIP: the B-channel's timeslot carries the RTP.
+                    Some(Leg::Isdn(s, call)) => {
+                        self.admit_on_trunk(now, t)?;
+                        let channel = self.isdn_timeslot(s, call).ok_or(ours(Cause::CHANNEL_NOT_AVAILABLE))?;
+                        if setup.presentation == Some(gw_call::Presentation::Restricted) {
+                            return self.place_sip_anonymous(now, leg, t, setup, channel);
+                        }
+                        let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
                     }
                     // A PSTN caller to SIP: the line's channel carries the RTP.
                     Some(Leg::Fxo(k)) => {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
                         let channel = self.fxo[k].channel;
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, None, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
                     }
                     // Trunk to trunk: two bridge channels join the two RTP
                     // sessions inside the rt thread.
@@ -1873,7 +1948,7 @@ impl Gateway {
                         let (_, vb) = self.bridged[&a];
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_default();
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, None, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, Caller::Other, setup.calling_name.as_deref())
                     }
                     None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
                 }
@@ -1918,6 +1993,7 @@ impl Gateway {
             Some(Leg::Fxs(i)) => self.signal_fxs(now, i, leg, signal),
             Some(Leg::Fxo(k)) => self.signal_fxo(now, k, leg, signal),
             Some(Leg::Sip(..)) => self.signal_sip(now, leg, signal),
+            Some(Leg::Isdn(s, call)) => self.signal_isdn(now, s, call, leg, signal),
             None => {}
         }
     }
@@ -2018,7 +2094,7 @@ impl Gateway {
         calling: &str,
         called: &str,
         channel: u8,
-        own: Option<String>,
+        own: Caller,
         name: Option<&str>,
     ) -> Result<(), Release> {
         let label = channel;
@@ -2036,10 +2112,12 @@ impl Gateway {
         let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
         let trunk = &mut self.trunks[t];
         let placed = match (trunk.register, own) {
+            // An anonymous caller: From anonymous, authenticated by this account.
+            (_, Caller::Anonymous(acct)) => trunk.ua.invite_named(now, calling, None, called, offer.clone(), acct.as_deref()),
             // The port's own account (today's behaviour), from its own number.
-            (RegisterMode::PerNumber, Some(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
+            (RegisterMode::PerNumber, Caller::Port(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
             // Another trunk's caller: its number's account if it has one here.
-            (RegisterMode::PerNumber, None) => trunk
+            (RegisterMode::PerNumber, Caller::Other) => trunk
                 .ua
                 .invite(now, calling, called, offer.clone())
                 .or_else(|_| trunk.ua.invite_named(now, calling, name, called, offer.clone(), None)),
@@ -2270,7 +2348,8 @@ impl Gateway {
                             c.max_until = max;
                         }
                         // Trunk to trunk: no line machine asks for the media.
-                        let peer_is_sip = self.switch.peer(leg).is_some_and(|p| matches!(self.legs.get(&p), Some(Leg::Sip(..))));
+                        let peer_is_sip =
+                            self.switch.peer(leg).is_some_and(|p| matches!(self.legs.get(&p), Some(Leg::Sip(..) | Leg::Isdn(..))));
                         if let (true, Some(ch)) = (peer_is_sip, c_channel(&self.sip, leg)) {
                             self.connect_media(leg, ch);
                         }
@@ -2391,6 +2470,344 @@ impl Gateway {
         );
         self.drain_switch(now);
         self.drain_ua(now, t);
+    }
+}
+
+// ---- ISDN B-channels as legs ----------------------------------------------
+
+/// A number as Q.931 carries it: type unknown, plan E.164 (ISDN).
+fn party_number(digits: &str, presentation: Option<u8>) -> PartyNumber {
+    PartyNumber {
+        type_of_number: 0,
+        plan: 1,
+        presentation,
+        screening: if presentation.is_some() { 3 } else { 0 },
+        reason: None,
+        digits: digits.bytes().filter(|b| b.is_ascii_digit() || *b == b'*' || *b == b'#').take(32).collect(),
+    }
+}
+
+fn number_text(n: &PartyNumber) -> String {
+    n.digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect()
+}
+
+impl Gateway {
+    /// The configured ISDN spans (built by `isdn::build_spans`); started by
+    /// [`Gateway::start`].
+    pub fn add_isdn_spans(&mut self, spans: Vec<crate::isdn::Span>) {
+        self.spans = spans;
+    }
+
+    /// For the console's requests (captures).
+    pub fn isdn_spans_mut(&mut self) -> &mut [crate::isdn::Span] {
+        &mut self.spans
+    }
+
+    pub fn isdn_status(&self) -> Vec<crate::isdn::SpanStatus> {
+        self.spans.iter().map(crate::isdn::Span::status).collect()
+    }
+
+    /// Runs every span (frames, layer 1, timers) and takes its call events.
+    pub fn handle_isdn(&mut self, now: Instant) {
+        for s in 0..self.spans.len() {
+            self.spans[s].poll(now);
+            while let Some(ev) = self.spans[s].poll_event() {
+                self.isdn_event(now, s, ev);
+            }
+        }
+    }
+
+    /// A span's request, its events handled after it.
+    fn isdn_request<R>(&mut self, now: Instant, s: usize, f: impl FnOnce(&mut gw_isdn::call::CallControl, Instant) -> R) -> R {
+        let r = self.spans[s].request(now, f);
+        while let Some(ev) = self.spans[s].poll_event() {
+            self.isdn_event(now, s, ev);
+        }
+        r
+    }
+
+    /// The rt channel of a call's B-channel, once chosen.
+    fn isdn_timeslot(&self, s: usize, call: IsdnCallId) -> Option<u8> {
+        let sp = self.spans.get(s)?;
+        sp.timeslot(sp.channel_of(call)?)
+    }
+
+    fn isdn_event(&mut self, now: Instant, s: usize, ev: IsdnEvent) {
+        debug!(span = %self.spans[s].name(), ?ev, "ISDN call event");
+        let leg_of = |g: &Gateway, call: IsdnCallId| g.isdn_legs.get(&(s, call)).copied();
+        match ev {
+            IsdnEvent::Setup { call, info, .. } => self.isdn_incoming(now, s, call, info),
+            IsdnEvent::SetupAck { call, .. } | IsdnEvent::Proceeding { call, .. } => {
+                if let Some(leg) = leg_of(self, call) {
+                    self.isdn_channel_known(s, call, leg);
+                    self.signal(now, leg, Signal::Proceeding);
+                }
+            }
+            IsdnEvent::ChannelChanged { call, .. } => {
+                if let Some(leg) = leg_of(self, call) {
+                    self.isdn_channel_known(s, call, leg);
+                }
+            }
+            IsdnEvent::Alerting { call, inband } => {
+                if let Some(leg) = leg_of(self, call) {
+                    if inband {
+                        self.isdn_audio(leg);
+                    }
+                    self.signal(now, leg, Signal::Alerting { inband });
+                }
+            }
+            IsdnEvent::Progress { call, description } => {
+                // Progress description 1 (not end-to-end ISDN) or 8 (in-band information).
+                if let (Some(leg), true) = (leg_of(self, call), matches!(description, 1 | 8)) {
+                    self.isdn_audio(leg);
+                    self.signal(now, leg, Signal::Progress);
+                }
+            }
+            IsdnEvent::Connected { call } => {
+                // Our own CONNECT acknowledged (an incoming call) says nothing new.
+                if let Some(leg) = leg_of(self, call).filter(|l| self.switch.side(*l) == Some(Side::B)) {
+                    self.isdn_audio(leg);
+                    self.signal(now, leg, Signal::Answer);
+                }
+            }
+            IsdnEvent::Digits { call, digits, complete } => {
+                if let Some(leg) = leg_of(self, call) {
+                    let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                    if !d.is_empty() {
+                        self.signal(now, leg, Signal::Digits(d));
+                    }
+                    if complete {
+                        self.isdn_number_ended(now, s, call, "sending complete");
+                    }
+                }
+            }
+            IsdnEvent::DigitTimeout { call } => self.isdn_number_ended(now, s, call, "T302 expired"),
+            IsdnEvent::Disconnect { call, cause, location, .. } => self.isdn_gone(now, s, call, cause, Some(location)),
+            IsdnEvent::Released { call, cause, location } => self.isdn_gone(now, s, call, cause, location),
+            other => info!(span = %self.spans[s].name(), ?other, "ISDN span event"),
+        }
+    }
+
+    /// An incoming SETUP: a new call from the span's group.
+    fn isdn_incoming(&mut self, now: Instant, s: usize, call: IsdnCallId, info: gw_isdn::call::SetupInfo) {
+        let name = self.spans[s].name().to_string();
+        let called = info.called.as_ref().map(number_text).unwrap_or_default();
+        let calling = info.calling.as_ref().map(number_text).filter(|n| !n.is_empty());
+        // Presentation restricted (1) or not available (2) hides the number (RFC 3323 Privacy: id).
+        let presentation = info.calling.as_ref().and_then(|n| n.presentation).map(|p| {
+            if p == 0 {
+                gw_call::Presentation::Allowed
+            } else {
+                gw_call::Presentation::Restricted
+            }
+        });
+        let display = info.display.as_ref().map(|d| String::from_utf8_lossy(d).into_owned()).filter(|d| !d.is_empty());
+        self.spans[s].note_call(call, crate::isdn::CallNote { calling: calling.clone(), called: called.clone(), incoming: true });
+        info!(span = %name, call = call.0, from = ?calling, to = %called, channel = ?self.spans[s].channel_of(call), "incoming ISDN call");
+        self.counters.incoming += 1;
+        let refuse = |g: &mut Gateway, cause: Cause| {
+            let _ = g.isdn_request(now, s, |cc, now| cc.disconnect(now, call, cause.get()));
+        };
+        // Only speech and 3.1 kHz audio cross to the other legs.
+        if info.bearer.as_ref().is_some_and(|b| b.transfer_capability != 0x00 && b.transfer_capability != 0x10) {
+            info!(span = %name, call = call.0, "a data call (unrestricted digital bearer): refused with cause 65");
+            return refuse(self, Cause::BEARER_NOT_IMPLEMENTED);
+        }
+        let Some(source) = self.spans[s].cfg.group.clone() else {
+            info!(span = %name, call = call.0, "the span is in no group of the routing table: refused");
+            return refuse(self, Release::local(LocalReason::NoRoute).cause);
+        };
+        // Overlap receiving: without "sending complete" more digits may come
+        // (SETUP ACK; INFORMATION until the route table has a match, T302
+        // or sending complete). En bloc: CALL PROCEEDING at once.
+        let complete = info.sending_complete;
+        let _ = if complete {
+            self.isdn_request(now, s, |cc, now| cc.proceeding(now, call))
+        } else {
+            self.isdn_request(now, s, |cc, now| cc.setup_ack(now, call))
+        };
+        let setup = Setup { called, calling, calling_name: display, presentation, complete };
+        let h = self.health(None);
+        let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
+        self.legs.insert(a, Leg::Isdn(s, call));
+        self.isdn_legs.insert((s, call), a);
+        self.drain_switch(now);
+    }
+
+    /// No more digits will come for an incoming overlap call: if the route
+    /// table has not matched the number yet, it is incomplete (cause 28).
+    fn isdn_number_ended(&mut self, now: Instant, s: usize, call: IsdnCallId, why: &str) {
+        let Some(leg) = self.isdn_legs.get(&(s, call)).copied() else { return };
+        if self.switch.call_of(leg).is_some_and(|v| v.route.is_some()) {
+            return;
+        }
+        let called = self.switch.call_of(leg).map(|v| v.called.to_string()).unwrap_or_default();
+        info!(span = %self.spans[s].name(), call = call.0, %called, why, "overlap number incomplete: cause 28");
+        let r = ours(Cause::INVALID_NUMBER_FORMAT);
+        self.signal_isdn(now, s, call, leg, Signal::Release(r));
+        self.signal(now, leg, Signal::Release(r));
+    }
+
+    /// An incoming overlap call is routed: the number is complete (CALL PROCEEDING stops T302).
+    fn isdn_routed(&mut self, now: Instant, a: LegId) {
+        if let Some(Leg::Isdn(s, call)) = self.legs.get(&a).copied() {
+            if self.spans[s].call_state(call) == Some(gw_isdn::call::State::InOverlap) {
+                let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
+            }
+        }
+    }
+
+    /// The call's B-channel is known (or moved): a SIP peer's RTP is carried there.
+    fn isdn_channel_known(&mut self, s: usize, call: IsdnCallId, leg: LegId) {
+        let Some(ts) = self.isdn_timeslot(s, call) else { return };
+        if let Some(c) = self.switch.peer(leg).and_then(|p| self.sip.get_mut(&p)) {
+            if c.socket.is_some() {
+                c.media_channel = Some(ts);
+            }
+        }
+    }
+
+    /// The ISDN leg's B-channel hears its peer (and a SIP peer's RTP starts on it).
+    fn isdn_audio(&mut self, leg: LegId) {
+        let Some(Leg::Isdn(s, call)) = self.legs.get(&leg).copied() else { return };
+        let Some(ts) = self.isdn_timeslot(s, call) else { return };
+        if self.isdn_ts.insert(leg, ts).is_some() {
+            // Our own ringback, if it played, gives way to the peer's audio.
+            self.rt_command(RtCommand::StopTone { channel: ts });
+        }
+        self.connect_to_peer(Some(leg), ts);
+    }
+
+    /// The ISDN side ended the call (or its span lost layer 1).
+    fn isdn_gone(&mut self, now: Instant, s: usize, call: IsdnCallId, cause: u8, location: Option<u8>) {
+        let Some(leg) = self.isdn_legs.remove(&(s, call)) else { return };
+        info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN call cleared by the span");
+        self.legs.remove(&leg);
+        if let Some(ts) = self.isdn_ts.remove(&leg) {
+            self.rt_command(RtCommand::StopTone { channel: ts });
+            self.rt_command(RtCommand::Listen { channel: ts, from: None });
+        }
+        let cause = Cause::new(cause).unwrap_or(Cause::NORMAL_UNSPECIFIED);
+        let location = location.and_then(Location::from_code).unwrap_or(Location::PublicLocal);
+        self.signal(now, leg, Signal::Release(Release::remote(cause, location)));
+    }
+
+    /// The ISDN adapter: switch signals become Q.931 requests.
+    fn signal_isdn(&mut self, now: Instant, s: usize, call: IsdnCallId, leg: LegId, signal: Signal) {
+        let incoming = self.switch.side(leg) == Some(Side::A);
+        let r = match signal {
+            Signal::Proceeding => Ok(()),
+            Signal::Digits(d) if !incoming => self.isdn_request(now, s, |cc, now| cc.information(now, call, d.as_bytes(), false)),
+            Signal::Digits(_) => Ok(()),
+            Signal::Alerting { inband } if incoming => {
+                let r = self.isdn_request(now, s, |cc, now| cc.alerting(now, call));
+                let nt = self.spans[s].cfg.side() == gw_hal::isdn::Side::Nt;
+                if inband {
+                    self.isdn_audio(leg);
+                    let _ = self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8));
+                } else if nt {
+                    // The network side gives its user (a PBX) the ringback
+                    // in band, and says so (progress indicator 8).
+                    if let Some(ts) = self.isdn_timeslot(s, call) {
+                        self.isdn_ts.insert(leg, ts);
+                        self.play_tone(ts, Tone::Ringback);
+                    }
+                    let _ = self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8));
+                }
+                r
+            }
+            Signal::Progress if incoming => {
+                self.isdn_audio(leg);
+                self.isdn_request(now, s, |cc, now| cc.progress(now, call, 8))
+            }
+            Signal::Answer if incoming => {
+                self.isdn_audio(leg);
+                self.isdn_request(now, s, |cc, now| cc.connect(now, call))
+            }
+            Signal::Alerting { .. } | Signal::Progress | Signal::Answer => Ok(()),
+            Signal::Release(r) => {
+                self.isdn_legs.remove(&(s, call));
+                self.legs.remove(&leg);
+                if let Some(ts) = self.isdn_ts.remove(&leg) {
+                    self.rt_command(RtCommand::StopTone { channel: ts });
+                    self.rt_command(RtCommand::Listen { channel: ts, from: None });
+                }
+                self.isdn_request(now, s, |cc, now| cc.disconnect(now, call, r.cause.get()))
+            }
+        };
+        if let Err(e) = r {
+            debug!(span = %self.spans[s].name(), call = call.0, ?e, "ISDN request refused");
+        }
+    }
+
+    /// An ISDN caller whose number is presentation restricted: the INVITE's
+    /// From is `anonymous` (RFC 3323 section 4.1.1.3) with no display name;
+    /// the trunk still authenticates it by the caller's account (per-number
+    /// trunks) or its own.
+    fn place_sip_anonymous(&mut self, now: Instant, leg: LegId, t: usize, setup: &Setup, channel: u8) -> Result<(), Release> {
+        let trunk = &self.trunks[t];
+        let account = match trunk.register {
+            RegisterMode::Pilot => trunk.pilot.clone(),
+            RegisterMode::PerNumber => setup
+                .calling
+                .clone()
+                .filter(|c| trunk.ua.account_users().contains(&c.as_str()))
+                .or_else(|| trunk.ua.account_users().first().map(|u| u.to_string())),
+            RegisterMode::None => trunk.ua.account_users().first().map(|u| u.to_string()),
+        };
+        info!(trunk = %trunk.name, to = %setup.called, "the ISDN caller's number is restricted: From anonymous");
+        self.place_sip_call(now, leg, t, "anonymous", &setup.called, channel, Caller::Anonymous(account), None)
+    }
+
+    /// Calls `setup.called` out on a B-channel of a span of group `name`
+    /// (spans in order, those down skipped; all channels busy: cause 34).
+    fn place_isdn(&mut self, now: Instant, a: LegId, leg: LegId, name: &str, setup: &Setup) -> Result<(), Release> {
+        let members: Vec<usize> = (0..self.spans.len()).filter(|&s| self.spans[s].cfg.group.as_deref() == Some(name)).collect();
+        let mut last = Release::local(LocalReason::TrunkDown);
+        for s in members {
+            if !self.spans[s].usable() {
+                continue;
+            }
+            // A SIP caller who hides (From: anonymous, RFC 3323) or a
+            // route that restricts: presentation restricted, no digits.
+            let anonymous = setup.calling.as_deref().is_none_or(|c| c.eq_ignore_ascii_case("anonymous"));
+            let presentation = match setup.presentation {
+                Some(gw_call::Presentation::Restricted) => Some(1),
+                _ if anonymous => Some(1),
+                Some(gw_call::Presentation::Allowed) => Some(0),
+                None => None,
+            };
+            let info = gw_isdn::call::SetupInfo {
+                called: Some(party_number(&setup.called, None)),
+                calling: Some(party_number(if anonymous { "" } else { setup.calling.as_deref().unwrap_or_default() }, presentation.or(Some(0)))),
+                sending_complete: setup.complete,
+                exclusive: self.spans[s].cfg.exclusive,
+                display: setup.calling_name.as_ref().filter(|_| !anonymous).map(|n| n.bytes().filter(|b| (0x20..0x7F).contains(b)).take(32).collect()),
+                ..Default::default()
+            };
+            match self.isdn_request(now, s, |cc, now| cc.setup(now, info)) {
+                Ok(call) => {
+                    let note = crate::isdn::CallNote { calling: setup.calling.clone(), called: setup.called.clone(), incoming: false };
+                    self.spans[s].note_call(call, note);
+                    info!(span = %self.spans[s].name(), call = call.0, to = %setup.called, channel = ?self.spans[s].channel_of(call), "calling out on ISDN");
+                    self.legs.insert(leg, Leg::Isdn(s, call));
+                    self.isdn_legs.insert((s, call), leg);
+                    if let (Some(ts), Some(c)) = (self.isdn_timeslot(s, call), self.sip.get_mut(&a)) {
+                        c.media_channel = Some(ts);
+                    }
+                    return Ok(());
+                }
+                Err(gw_isdn::call::RequestError::NoChannel(_)) => {
+                    info!(span = %self.spans[s].name(), "every B-channel busy");
+                    last = ours(Cause::NO_CIRCUIT_AVAILABLE);
+                }
+                Err(e) => {
+                    warn!(span = %self.spans[s].name(), ?e, "SETUP refused by the call control");
+                    last = ours(Cause::TEMPORARY_FAILURE);
+                }
+            }
+        }
+        Err(last)
     }
 }
 
@@ -2539,7 +2956,7 @@ mod tests {
                 .enumerate()
                 .map(|(k, l)| (k as u8, Box::new(FakePort(l.clone())) as Box<dyn FxsPort + Send>))
                 .collect();
-            let media = MediaIo::start(4, ctl.packets_out, ctl.packets_in).unwrap();
+            let media = MediaIo::start(8, ctl.packets_out, ctl.packets_in).unwrap();
             let sip: SocketAddr = GW_SIP.parse().unwrap();
             let gw = Gateway::new(config, sip, hal, ctl.commands, media, 7);
             World { gw, lines, commands: rtq.commands, now: Instant::now(), peers: Vec::new(), strays: Vec::new() }
@@ -3368,5 +3785,409 @@ to = [{ trunk = "default" }]
             proptest::prop_assert!(w.gw.trunk_status().iter().all(|t| t.active_calls == 0), "{:?}", w.gw.trunk_status());
             proptest::prop_assert!(w.gw.port_status().iter().all(|p| p.state == "Idle"), "{:?}", w.gw.port_status().iter().map(|p| p.state.clone()).collect::<Vec<_>>());
         }
+    }
+    // ---- ISDN legs ------------------------------------------------------
+
+    use gw_hal::isdn::{Alarms, DChannel, DChannelError, DChannelStats, L1State, L1Status, SpanInfo, SpanKind};
+
+    /// A D channel between the gateway's span and a test's own gw-isdn span.
+    #[derive(Default)]
+    struct DLine {
+        l1: Option<L1Status>,
+        l1_events: VecDeque<L1Status>,
+        to_gw: VecDeque<Vec<u8>>,
+        from_gw: VecDeque<Vec<u8>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeD(Arc<Mutex<DLine>>);
+
+    impl DChannel for FakeD {
+        fn kind(&self) -> SpanKind {
+            SpanKind::Bri
+        }
+        fn poll_frame(&mut self) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().to_gw.pop_front()
+        }
+        fn send_frame(&mut self, frame: &[u8]) -> Result<(), DChannelError> {
+            let mut l = self.0.lock().unwrap();
+            if !l.l1.is_some_and(|s| s.is_up()) {
+                return Err(DChannelError::L1Down);
+            }
+            l.from_gw.push_back(frame.to_vec());
+            Ok(())
+        }
+        fn poll_l1_event(&mut self) -> Option<L1Status> {
+            self.0.lock().unwrap().l1_events.pop_front()
+        }
+        fn l1_status(&self) -> L1Status {
+            self.0.lock().unwrap().l1.unwrap_or(L1Status::DOWN)
+        }
+        fn request_l1(&mut self, _activate: bool) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn set_side(&mut self, _side: gw_hal::isdn::Side) -> Result<(), DChannelError> {
+            Ok(())
+        }
+        fn stats(&self) -> DChannelStats {
+            DChannelStats::default()
+        }
+    }
+
+    const L1_UP: L1Status = L1Status { state: L1State::Activated, alarms: Alarms { los: false, ais: false, rai: false } };
+
+    /// A gateway with a BRI (TE, group `isdn`, B1 on rt channel 2, B2 on 3)
+    /// whose far end is a gw-isdn network side (the carrier), trunk
+    /// `default` on peer A and `b` on peer B.
+    struct IsdnWorld {
+        w: World,
+        line: FakeD,
+        carrier: gw_isdn::span::Span,
+        events: Vec<gw_isdn::call::Event>,
+    }
+
+    impl IsdnWorld {
+        fn new(a: Policy, b: Policy, span_extra: &str) -> IsdnWorld {
+            Self::with_role("te", a, b, span_extra)
+        }
+
+        /// `role`: the gateway's side on the BRI (the carrier plays the other).
+        fn with_role(role: &str, a: Policy, b: Policy, span_extra: &str) -> IsdnWorld {
+            let text = format!(
+                r#"{base}
+[[trunk]]
+name = "b"
+proxy = "127.0.0.1:7002"
+
+[[span]]
+name = "carrier"
+index = 0
+kind = "bri"
+role = "{role}"
+group = "isdn"
+{span_extra}
+
+[[group]]
+name = "phones"
+fxs = [1, 2]
+
+[[group]]
+name = "isdn"
+
+[[route]]
+name = "isdn-in"
+from = ["isdn"]
+called = ["2xxx"]
+to = [{{ trunk = "default" }}]
+
+[[route]]
+name = "isdn-out"
+from = ["phones", "default"]
+called = ["3xxx"]
+to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
+"#,
+                base = base_toml()
+                    .replace("proxy = \"127.0.0.1:5060\"", "proxy = \"127.0.0.1:7001\"")
+                    .replace("register_expires = 300", "register_expires = 0")
+                    .replace("mode = \"auto\"", "mode = \"off\""),
+            );
+            let config = Config::from_toml(&text, 4).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let line = FakeD::default();
+            line.0.lock().unwrap().l1 = Some(L1_UP);
+            let info = SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![2, 3] };
+            let span = crate::isdn::Span::new(config.span[0].clone(), info, Box::new(line.clone()));
+            let mut w = World::with(config);
+            w.gw.add_isdn_spans(vec![span]);
+            w.peers.push(Peer::new("127.0.0.1:7001", a));
+            w.peers.push(Peer::new("127.0.0.1:7002", b));
+            let side = if role == "nt" { gw_isdn::call::Side::User } else { gw_isdn::call::Side::Network };
+            let cfg = gw_isdn::call::Config::new(side, gw_isdn::call::Interface::Bri, &gw_isdn::call::EUROISDN);
+            let carrier = gw_isdn::span::Span::new(cfg, gw_isdn::span::Mode::PointToPoint, 3);
+            let mut iw = IsdnWorld { w: w.start(), line, carrier, events: Vec::new() };
+            iw.run(10);
+            assert!(iw.w.gw.isdn_status()[0].l2_up, "layer 2 up");
+            iw
+        }
+
+        /// Moves frames, datagrams and timers for `ms` of virtual time.
+        fn run(&mut self, ms: u64) {
+            let end = self.w.now + Duration::from_millis(ms);
+            loop {
+                for _ in 0..100 {
+                    let now = self.w.now;
+                    self.w.gw.handle_isdn(now);
+                    self.w.pump();
+                    let frames: Vec<Vec<u8>> = self.line.0.lock().unwrap().from_gw.drain(..).collect();
+                    let mut moved = !frames.is_empty();
+                    for f in frames {
+                        self.carrier.handle_frame(now, &f);
+                    }
+                    while let Some(f) = self.carrier.poll_transmit() {
+                        moved = true;
+                        let mut l = self.line.0.lock().unwrap();
+                        if l.l1.is_some_and(|s| s.is_up()) {
+                            l.to_gw.push_back(f);
+                        }
+                    }
+                    while let Some(e) = self.carrier.poll_event() {
+                        if let gw_isdn::span::SpanEvent::Call(c) = e {
+                            self.events.push(c);
+                        }
+                    }
+                    if !moved {
+                        break;
+                    }
+                }
+                let next = self.carrier.poll_timeout().into_iter().chain(self.w.gw.poll_timeout()).min();
+                match next.filter(|&t| t <= end) {
+                    Some(t) => {
+                        self.w.now = t.max(self.w.now);
+                        let now = self.w.now;
+                        self.carrier.handle_timeout(now);
+                        self.w.advance(0);
+                    }
+                    None => break,
+                }
+            }
+            self.w.now = end;
+            self.w.advance(0);
+        }
+
+        fn call(&mut self, called: &str, calling: &str, presentation: Option<u8>) -> gw_isdn::call::CallId {
+            let n = |d: &str, p| gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: p, screening: 0, reason: None, digits: d.as_bytes().to_vec() };
+            let info = gw_isdn::call::SetupInfo {
+                called: Some(n(called, None)),
+                calling: Some(n(calling, presentation)),
+                sending_complete: true,
+                ..Default::default()
+            };
+            let now = self.w.now;
+            let id = self.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+            self.run(50);
+            id
+        }
+
+        fn released(&self, call: gw_isdn::call::CallId) -> Option<u8> {
+            self.events.iter().find_map(|e| match e {
+                gw_isdn::call::Event::Disconnect { call: c, cause, .. } | gw_isdn::call::Event::Released { call: c, cause, .. } if *c == call => Some(*cause),
+                _ => None,
+            })
+        }
+
+        fn incoming_setups(&self) -> Vec<(gw_isdn::call::CallId, gw_isdn::call::SetupInfo)> {
+            self.events
+                .iter()
+                .filter_map(|e| match e {
+                    gw_isdn::call::Event::Setup { call, info, .. } => Some((*call, info.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn an_isdn_call_reaches_the_trunk_its_b_channel_carries_the_rtp_and_causes_cross() {
+        let mut iw = IsdnWorld::new(Policy::Answer, Policy::Answer, "");
+        let call = iw.call("2000", "5551234", Some(0));
+        assert_eq!(invites(&iw.w.peers[0]), 1, "the INVITE went to trunk default");
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Connected { call: c } if *c == call)), "{:?}", iw.events);
+        let ch = iw.carrier.cc.calls().find(|c| c.0 == call).and_then(|c| c.2).expect("a B-channel");
+        let ts = if ch == 1 { 2 } else { 3 };
+        let cmds = iw.w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel, .. } if *channel == ts)), "RTP on the B-channel's timeslot {ts}: {cmds:?}");
+        let show = crate::isdn::show_isdn(&iw.w.gw.isdn_status());
+        assert!(show.contains(&format!("B{ch}: call")) && show.contains("in 5551234 -> 2000 (Active)"), "{show}");
+        // The carrier clears with cause 16: BYE with Reason cause 16 at the far end.
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.disconnect(now, call, 16)).unwrap();
+        iw.run(100);
+        let far = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::Ended { call, .. } => Some(*call),
+            _ => None,
+        });
+        assert_eq!(iw.w.peers[0].ua.remote_reason(far.expect("far end saw the BYE")), Some("Q.850;cause=16"));
+        assert!(crate::isdn::show_isdn(&iw.w.gw.isdn_status()).contains(" 1:idle 2:idle"));
+        assert_eq!(iw.w.gw.switch.calls().count(), 0);
+    }
+
+    #[test]
+    fn a_busy_far_end_is_cause_17_towards_isdn_and_a_data_call_is_refused() {
+        let mut iw = IsdnWorld::new(Policy::Reject(486, None), Policy::Answer, "");
+        let call = iw.call("2000", "5551234", None);
+        assert_eq!(iw.released(call), Some(17), "486 is user busy: {:?}", iw.events);
+        // An unrestricted digital (data) SETUP never reaches SIP: cause 65.
+        let info = gw_isdn::call::SetupInfo {
+            bearer: Some(gw_isdn::q931::BearerCapability { coding_standard: 0, transfer_capability: 0x08, transfer_mode: 0, transfer_rate: 0x10, rate_multiplier: None, layer1: None }),
+            called: Some(gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: b"2000".to_vec() }),
+            sending_complete: true,
+            ..Default::default()
+        };
+        let now = iw.w.now;
+        let data = iw.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+        iw.run(50);
+        assert_eq!(iw.released(data), Some(65));
+        assert_eq!(invites(&iw.w.peers[0]), 1, "only the speech call was offered");
+        // Nothing is left busy.
+        assert!(iw.w.gw.isdn_status()[0].b_channels.iter().all(|b| b.state == "idle"));
+    }
+
+    #[test]
+    fn a_phone_calls_out_on_a_b_channel_then_cause_34_fails_over_and_layer_1_loss_clears_with_38() {
+        let mut iw = IsdnWorld::new(Policy::Answer, Policy::Ring, "channels = [1]\nexclusive = true");
+        iw.w.hook(1, true);
+        iw.w.dial(1, "3000");
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let (call, info) = &setups[0];
+        assert_eq!((info.channel, info.exclusive), (Some(1), true));
+        assert_eq!(info.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
+        let call = *call;
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.alerting(now, call)).unwrap();
+        iw.run(50);
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.connect(now, call)).unwrap();
+        iw.run(50);
+        assert_eq!(iw.w.gw.port_status()[0].state, "Connected");
+        assert_eq!(iw.w.gw.port_status()[0].call.as_deref(), Some("to 3000 (ISDN span carrier B1)"));
+        let l = listens(&iw.w.commands());
+        assert!(l.contains(&(0, Some(2))) && l.contains(&(2, Some(0))), "port 1 and B1 cross-connected: {l:?}");
+        // The span's only channel is busy: the next call gets 34 and fails over to trunk b.
+        iw.w.hook(2, true);
+        iw.w.dial(2, "3001");
+        iw.run(100);
+        assert_eq!(iw.incoming_setups().len(), 1, "no second SETUP");
+        assert_eq!(invites(&iw.w.peers[1]), 1, "failed over to trunk b");
+        let route = iw.w.gw.port_status()[1].route.clone().unwrap();
+        assert!(route.contains("group \"isdn\" -> 34"), "{route}");
+        // Layer 1 goes: the call on B1 is cleared (the phone hears it), the span is down for routing.
+        {
+            let mut l = iw.line.0.lock().unwrap();
+            let down = L1Status { state: L1State::Deactivated, alarms: Alarms { los: true, ..Alarms::default() } };
+            l.l1 = Some(down);
+            l.l1_events.push_back(down);
+        }
+        iw.run(100);
+        assert_ne!(iw.w.gw.port_status()[0].state, "Connected");
+        assert!(iw.w.gw.port_status()[0].route.as_deref().unwrap_or_default().contains("38"), "{:?}", iw.w.gw.port_status()[0].route);
+        assert!(iw.w.gw.isdn_status()[0].b_channels.iter().all(|b| b.state != "busy"));
+        iw.w.hook(1, false);
+        iw.w.hook(2, false);
+        iw.run(100);
+        iw.w.hook(1, true);
+        iw.w.dial(1, "3002");
+        iw.run(100);
+        assert_eq!(invites(&iw.w.peers[1]), 2, "the span is down: straight to trunk b");
+        let route = iw.w.gw.port_status()[0].route.clone().unwrap();
+        // Skipped by the switch without a SETUP: the span group is down.
+        assert!(route.contains("group \"isdn\" -> 34 no circuit/channel available (destination unavailable)"), "{route}");
+        assert_eq!(iw.incoming_setups().len(), 1, "no SETUP on a span that is down");
+    }
+    #[test]
+    fn a_restricted_isdn_caller_is_anonymous_in_sip_and_an_anonymous_sip_caller_is_restricted_in_isdn() {
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, "");
+        iw.call("2000", "5551234", Some(1));
+        let from = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::IncomingCall { from_user, from_display, .. } => Some((from_user.clone(), from_display.clone())),
+            _ => None,
+        });
+        assert_eq!(from, Some(("anonymous".to_string(), None)), "the number is hidden");
+        // Allowed presentation: the number is the From user.
+        iw.call("2001", "5551235", Some(0));
+        let users: Vec<String> = iw.w.peers[0].events.iter().filter_map(|e| match e {
+            Event::IncomingCall { from_user, .. } => Some(from_user.clone()),
+            _ => None,
+        }).collect();
+        assert_eq!(users, ["anonymous", "5551235"]);
+        let calls: Vec<gw_isdn::call::CallId> = iw.carrier.cc.calls().map(|c| c.0).collect();
+        for c in calls {
+            let now = iw.w.now;
+            iw.carrier.request(now, |cc, now| cc.disconnect(now, c, 16)).unwrap();
+        }
+        iw.run(100);
+        // A SIP caller from anonymous: the SETUP's calling number is restricted, without digits.
+        let now = iw.w.now;
+        let offer = sdp::make_offer("127.0.0.1".parse().unwrap(), 7090, &[Codec::Pcmu], Some(101), 1);
+        iw.w.peers[0].ua.invite_named(now, "anonymous", None, "3000", offer, None).unwrap();
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let calling = setups[0].1.calling.clone().expect("a calling party IE");
+        assert_eq!((calling.presentation, calling.digits.len()), (Some(1), 0), "{calling:?}");
+        assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
+    }
+    #[test]
+    fn overlap_digits_from_isdn_are_routed_when_the_table_matches_else_28_by_timer_or_sending_complete() {
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, "");
+        let overlap = |iw: &mut IsdnWorld, first: &str| {
+            let n = gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: first.as_bytes().to_vec() };
+            let info = gw_isdn::call::SetupInfo { called: Some(n), sending_complete: false, ..Default::default() };
+            let now = iw.w.now;
+            let call = iw.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+            iw.run(50);
+            assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::SetupAck { call: c, .. } if *c == call)), "SETUP ACK: {:?}", iw.events);
+            call
+        };
+        let digits = |iw: &mut IsdnWorld, call, d: &str, complete: bool| {
+            let now = iw.w.now;
+            iw.carrier.request(now, |cc, now| cc.information(now, call, d.as_bytes(), complete)).unwrap();
+            iw.run(50);
+        };
+        // Digit by digit until "2xxx" matches: then CALL PROCEEDING and the INVITE.
+        let call = overlap(&mut iw, "2");
+        digits(&mut iw, call, "0", false);
+        digits(&mut iw, call, "0", false);
+        assert_eq!(invites(&iw.w.peers[0]), 0, "200 is not complete");
+        digits(&mut iw, call, "1", false);
+        assert_eq!(invites(&iw.w.peers[0]), 1);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call: c, .. } if *c == call)), "{:?}", iw.events);
+        assert_eq!(iw.w.gw.switch.call_of(iw.w.gw.isdn_legs[&(0, call)]).map(|v| v.called.to_string()), Some("2001".into()));
+        // Sending complete on an incomplete number: 28.
+        let call = overlap(&mut iw, "2");
+        digits(&mut iw, call, "0", true);
+        assert_eq!(iw.released(call), Some(28), "{:?}", iw.events);
+        // No more digits: T302 ends it with 28.
+        let call = overlap(&mut iw, "20");
+        assert_eq!(iw.released(call), None);
+        iw.run(20_000);
+        assert_eq!(iw.released(call), Some(28), "{:?}", iw.events);
+        assert_eq!(invites(&iw.w.peers[0]), 1, "only the complete number went out");
+    }
+    #[test]
+    fn as_the_network_side_the_gateway_plays_ringback_to_the_pbx_until_the_answer() {
+        let mut iw = IsdnWorld::with_role("nt", Policy::Ring, Policy::Answer, "");
+        let call = iw.call("2000", "201", None);
+        let ch = iw.carrier.cc.calls().find(|c| c.0 == call).and_then(|c| c.2).expect("a B-channel");
+        let ts = if ch == 1 { 2 } else { 3 };
+        let us = gw_dsp::tones::profile("US").unwrap();
+        let cmds = iw.w.commands();
+        assert!(tone_on(&cmds, ts, &us.ringback), "ringback on the B-channel: {cmds:?}");
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Progress { description: 8, .. })), "{:?}", iw.events);
+        // The far end answers: the tone stops and the RTP runs on the B-channel.
+        let incoming = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::IncomingCall { call, offer, .. } => Some((*call, offer.clone())),
+            _ => None,
+        });
+        let (far, offer) = incoming.expect("the INVITE");
+        let (answer, _) = sdp::answer(offer.as_ref().unwrap(), "127.0.0.1".parse().unwrap(), 7078, &[Codec::Pcmu], 1).unwrap();
+        let now = iw.w.now;
+        iw.w.peers[0].ua.answer(now, far, answer).unwrap();
+        iw.run(100);
+        let cmds = iw.w.commands();
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StopTone { channel } if *channel == ts)), "{cmds:?}");
+        assert!(cmds.iter().any(|c| matches!(c, RtCommand::StartMedia { channel, .. } if *channel == ts)), "{cmds:?}");
+        assert_eq!(iw.carrier.cc.state(call), Some(gw_isdn::call::State::Active));
+    }
+    #[test]
+    fn stopping_the_gateway_clears_its_isdn_calls_with_cause_16() {
+        // A far end that never answers: only the gateway itself can clear the call.
+        let mut iw = IsdnWorld::new(Policy::Silent, Policy::Silent, "");
+        let call = iw.call("2000", "5551234", None);
+        assert_eq!(iw.released(call), None);
+        let now = iw.w.now;
+        iw.w.gw.stop(now);
+        iw.run(50);
+        assert_eq!(iw.released(call), Some(16), "{:?}", iw.events);
     }
 }

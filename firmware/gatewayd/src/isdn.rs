@@ -1,20 +1,21 @@
-//! ISDN spans: `[[span]]` configuration, the span manager that runs layer 2
-//! (gw-isdn's Q.921 [`DataLink`]) on each span's D channel, `show isdn`, and
-//! the D-channel capture (pcap, `LINKTYPE_LINUX_LAPD`).
+//! ISDN spans: `[[span]]` configuration, the span manager that runs layers
+//! 2 and 3 (gw-isdn's [`gw_isdn::span::Span`]: Q.921 and the Q.931 call
+//! control) on each span's D channel, `show isdn`, and the D-channel capture
+//! (pcap, `LINKTYPE_LINUX_LAPD`).
 //!
 //! Layering: the HAL's [`DChannel`] hands over whole, FCS-checked LAPD frames
-//! and layer-1 state; a [`Span`] feeds them to its `DataLink` with `now` from
-//! the caller (sans-IO, like the other protocol cores) and sends what the link
-//! wants sent. It asks for layer 1 at start (and again every
-//! [`L1_RETRY`] while it is down), establishes layer 2 (SABME/UA) as soon as
-//! layer 1 is active, re-establishes it [`L2_RETRY`] after a loss, and drops
-//! it (a fresh link, counted) when layer 1 goes. Q.931 messages received in I
-//! frames are counted and parsed for the status; the call state machine
-//! comes with the Q.931 work (issue 10 item 1).
+//! and layer-1 state; a [`Span`] feeds them to gw-isdn with `now` from the
+//! caller (sans-IO, like the other protocol cores) and sends what it wants
+//! sent. It asks for layer 1 at start (and again every [`L1_RETRY`] while it
+//! is down), establishes layer 2 (SABME/UA) as soon as layer 1 is active,
+//! re-establishes it [`L2_RETRY`] after a loss, and starts afresh (counted)
+//! when layer 1 goes: every call of the span is then released with cause 38
+//! ([`CAUSE_L1_LOST`]). A layer-2 loss alone is Q.931's business (T309, then
+//! cause 27 for the calls that were up).
 //!
-//! [`run`] is the async shell: one tokio task that owns every span, wakes on
-//! a 10 ms tick, the links' timers, the sim card's notify and console
-//! commands, and writes the spans' status into the shared [`Status`].
+//! The spans belong to the [`crate::gateway::Gateway`]: the B-channels are its
+//! ISDN legs (the call events of [`Span::poll_event`], the requests of
+//! [`Span::request`]); the driver polls them on its tick.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -23,13 +24,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+#[cfg(test)]
+use gw_isdn::q921::DataLink;
+
 use gw_hal::isdn::{DChannel, L1Status, Side, SpanInfo, SpanKind};
-use gw_isdn::q921::{self, DataLink, Event};
+use gw_isdn::call;
+use gw_isdn::q921;
+use gw_isdn::span::SpanEvent;
+use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::ConfigError;
-use crate::status::Status;
 
 /// How often a span asks for layer 1 again while it is down.
 pub const L1_RETRY: Duration = Duration::from_secs(5);
@@ -65,6 +71,14 @@ pub struct SpanConfig {
     /// on a TE span, internal on an NT span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
+    /// The routing table's group of the span (a `[[group]]` name): the
+    /// source of its incoming calls, and where routes send calls out on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Outgoing SETUPs ask for their B-channel as "exclusive" (true) or
+    /// "preferred" (false, the default: the network may pick another).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
     /// Write every D-channel frame of this span to this pcap file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<PathBuf>,
@@ -173,6 +187,11 @@ pub fn validate_spans(spans: &[SpanConfig]) -> Result<(), ConfigError> {
                 if ch[..k].contains(c) {
                     return Err(ConfigError::new(format!("span[{i}].channels[{k}]"), format!("channel {c} is listed twice")));
                 }
+            }
+        }
+        if let Some(g) = &s.group {
+            if g.is_empty() {
+                return Err(ConfigError::new(field("group"), "must name a [[group]]"));
             }
         }
         if let Some(p) = &s.capture {
@@ -330,6 +349,10 @@ pub struct BChannelStatus {
     pub timeslot: u16,
     /// "idle", "busy", or "unused" (not in the span's `channels`).
     pub state: String,
+    /// The call on it: "call ref 3 in 5551234 -> 1001 (Active)" (the Q.931
+    /// call reference, the direction, the numbers and the Q.931 state).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
 }
 
 /// `show isdn`.
@@ -368,6 +391,9 @@ pub fn show_isdn(spans: &[SpanStatus]) -> String {
             let _ = write!(s, " {}:{}", b.number, b.state);
         }
         let _ = writeln!(s);
+        for b in p.b_channels.iter().filter(|b| b.call.is_some()) {
+            let _ = writeln!(s, "    B{}: {}", b.number, b.call.as_deref().unwrap_or_default());
+        }
         if let Some(c) = &p.capture {
             let _ = writeln!(s, "  capture: {c}");
         }
@@ -387,12 +413,24 @@ fn l2_name(s: q921::State) -> &'static str {
 
 // ---------------------------------------------------------------- span
 
-/// One span's layer 1 and layer 2, driven with `now` by its caller.
+/// What `show isdn` says about a call on a B-channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallNote {
+    pub calling: Option<String>,
+    pub called: String,
+    pub incoming: bool,
+}
+
+/// The cause of the calls a layer-1 loss clears (Q.850: network out of order).
+pub const CAUSE_L1_LOST: u8 = 38;
+
+/// One span's layer 1, layer 2 and Q.931 call control (gw-isdn's
+/// [`gw_isdn::span::Span`]), driven with `now` by its caller.
 pub struct Span {
     pub cfg: SpanConfig,
     info: SpanInfo,
     dchan: Box<dyn DChannel + Send>,
-    link: DataLink,
+    q: gw_isdn::span::Span,
     l1: L1Status,
     /// When to ask for layer 1 again, while it is down.
     l1_retry: Option<Instant>,
@@ -400,10 +438,13 @@ pub struct Span {
     l2_retry: Option<Instant>,
     l2_up: bool,
     counters: SpanCounters,
+    /// Counters of the call controls replaced after a layer-1 loss.
+    old_q931: (u64, u64, u64),
     capture: Option<(PathBuf, PcapWriter)>,
-    /// Q.931 messages received (raw), for whoever takes them (the call
-    /// state machine later; tests now). Bounded.
-    pub q931_rx: VecDeque<Vec<u8>>,
+    /// Call events for the gateway's ISDN legs. Bounded by the calls.
+    events: VecDeque<call::Event>,
+    notes: HashMap<call::CallId, CallNote>,
+    seed: u64,
 }
 
 impl std::fmt::Debug for Span {
@@ -412,34 +453,35 @@ impl std::fmt::Debug for Span {
     }
 }
 
-const Q931_KEPT: usize = 32;
-
 impl Span {
     pub fn new(cfg: SpanConfig, info: SpanInfo, dchan: Box<dyn DChannel + Send>) -> Span {
-        let link = DataLink::new(Self::link_config(&cfg));
+        let seed = cfg.index as u64 + 1;
+        let q = Self::call_control(&cfg, seed);
         let l1 = dchan.l1_status();
         Span {
             cfg,
             info,
             dchan,
-            link,
+            q,
             l1,
             l1_retry: None,
             l2_retry: None,
             l2_up: false,
             counters: SpanCounters::default(),
+            old_q931: (0, 0, 0),
             capture: None,
-            q931_rx: VecDeque::new(),
+            events: VecDeque::new(),
+            notes: HashMap::new(),
+            seed,
         }
     }
 
-    fn link_config(cfg: &SpanConfig) -> q921::Config {
-        let role = if cfg.side() == Side::Nt { q921::Role::Network } else { q921::Role::User };
-        match cfg.span_kind() {
-            SpanKind::Pri => q921::Config::pri(role),
-            // Point-to-point BRI: TEI 0, like a PRI.
-            SpanKind::Bri => q921::Config::bri(role, 0),
-        }
+    fn call_control(cfg: &SpanConfig, seed: u64) -> gw_isdn::span::Span {
+        let side = if cfg.side() == Side::Nt { call::Side::Network } else { call::Side::User };
+        let interface = if cfg.span_kind() == SpanKind::Pri { call::Interface::Pri } else { call::Interface::Bri };
+        let mut c = call::Config::new(side, interface, &call::EUROISDN);
+        c.channels = cfg.channels_in_use();
+        gw_isdn::span::Span::new(c, gw_isdn::span::Mode::PointToPoint, seed)
     }
 
     pub fn name(&self) -> &str {
@@ -448,6 +490,44 @@ impl Span {
 
     pub fn l2_up(&self) -> bool {
         self.l2_up
+    }
+
+    /// The span can carry a new call: layers 1 and 2 are up.
+    pub fn usable(&self) -> bool {
+        self.l1.is_up() && self.l2_up
+    }
+
+    /// The rt channel (PCM timeslot) of B-channel `number`.
+    pub fn timeslot(&self, number: u8) -> Option<u8> {
+        let kind = self.cfg.span_kind();
+        let b = (0..self.info.b_timeslots.len()).find(|&b| kind.channel_number(b) as u8 == number)?;
+        u8::try_from(self.info.b_timeslots[b]).ok()
+    }
+
+    /// The B-channel of `call`, once chosen.
+    pub fn channel_of(&self, call: call::CallId) -> Option<u8> {
+        self.q.cc.calls().find(|(c, _, _)| *c == call).and_then(|(_, _, ch)| ch)
+    }
+
+    pub fn call_state(&self, call: call::CallId) -> Option<call::State> {
+        self.q.cc.state(call)
+    }
+
+    /// Keeps the numbers of `call` for `show isdn`.
+    pub fn note_call(&mut self, call: call::CallId, note: CallNote) {
+        self.notes.insert(call, note);
+    }
+
+    /// A Q.931 request (`cc.setup(..)`, `cc.connect(..)`...), its frames sent.
+    pub fn request<R>(&mut self, now: Instant, f: impl FnOnce(&mut call::CallControl, Instant) -> R) -> R {
+        let r = self.q.request(now, f);
+        self.drain(now);
+        r
+    }
+
+    /// The next call event for the gateway.
+    pub fn poll_event(&mut self) -> Option<call::Event> {
+        self.events.pop_front()
     }
 
     /// Writes every frame from now on to `w` (replacing an earlier capture).
@@ -466,7 +546,7 @@ impl Span {
         }
         self.ask_l1(now);
         if self.l1.is_up() {
-            self.link.dl_establish_request(now);
+            self.q.reestablish(now);
             self.drain(now);
         }
     }
@@ -476,20 +556,13 @@ impl Span {
         self.l1_retry = Some(now + L1_RETRY);
     }
 
-    /// Layer-2 data request (a Q.931 message) while layer 2 is up.
-    pub fn send_q931(&mut self, now: Instant, msg: Vec<u8>) -> Result<(), q921::DlError> {
-        self.link.dl_data_request(now, msg)?;
-        self.drain(now);
-        Ok(())
-    }
-
     /// The next instant [`Span::poll`] has work without any input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.link.poll_timeout(), self.l1_retry, self.l2_retry].into_iter().flatten().min()
+        [self.q.poll_timeout(), self.l1_retry, self.l2_retry].into_iter().flatten().min()
     }
 
     /// Takes the D channel's layer-1 events and frames, runs the due timers
-    /// and sends what layer 2 wants sent.
+    /// and sends what the span wants sent.
     pub fn poll(&mut self, now: Instant) {
         while let Some(st) = self.dchan.poll_l1_event() {
             self.on_l1(now, st);
@@ -498,11 +571,11 @@ impl Span {
             self.capture_frame(false, &frame);
             // Nothing crosses a layer 1 we believe down.
             if self.l1.is_up() {
-                self.link.handle_frame(now, &frame);
+                self.q.handle_frame(now, &frame);
             }
         }
-        if self.link.poll_timeout().is_some_and(|t| t <= now) {
-            self.link.handle_timeout(now);
+        if self.q.poll_timeout().is_some_and(|t| t <= now) {
+            self.q.handle_timeout(now);
         }
         if self.l1_retry.is_some_and(|t| t <= now) {
             if self.l1.is_up() {
@@ -514,7 +587,7 @@ impl Span {
         if self.l2_retry.is_some_and(|t| t <= now) {
             self.l2_retry = None;
             if self.l1.is_up() && !self.l2_up {
-                self.link.dl_establish_request(now);
+                self.q.reestablish(now);
             }
         }
         self.drain(now);
@@ -528,13 +601,14 @@ impl Span {
             (false, true) => {
                 info!(span = %self.cfg.name, "layer 1 activated: establishing layer 2");
                 self.l1_retry = None;
-                self.link.dl_establish_request(now);
+                self.q.reestablish(now);
             }
             (true, false) => {
-                warn!(span = %self.cfg.name, alarms = %st.alarms, "layer 1 lost: layer 2 released");
+                warn!(span = %self.cfg.name, alarms = %st.alarms, "layer 1 lost: layer 2 released, calls cleared");
                 self.counters.l1_losses += 1;
-                // MPH-DEACTIVATE: every data link goes back to state 4.
-                self.replace_link();
+                // MPH-DEACTIVATE: every data link goes back to state 4 and
+                // every call of the span is gone (cause 38).
+                self.replace_call_control();
                 if self.l2_up {
                     self.l2_up = false;
                     self.counters.l2_losses += 1;
@@ -546,10 +620,18 @@ impl Span {
         }
     }
 
-    fn replace_link(&mut self) {
-        let old = self.link.stats();
-        self.counters.retransmitted += old.retransmitted;
-        self.link = DataLink::new(Self::link_config(&self.cfg));
+    fn replace_call_control(&mut self) {
+        let calls: Vec<call::CallId> = self.q.cc.calls().map(|(c, _, _)| c).collect();
+        // The old one's events first (what it said before the loss).
+        self.drain_events();
+        for call in calls {
+            self.events.push_back(call::Event::Released { call, cause: CAUSE_L1_LOST, location: None });
+        }
+        self.notes.clear();
+        let (a, b, c) = self.old_q931;
+        self.old_q931 = (a + self.q.messages_in, b + self.q.messages_bad, c + self.q.retransmitted());
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        self.q = Self::call_control(&self.cfg, self.seed);
     }
 
     fn capture_frame(&mut self, outgoing: bool, frame: &[u8]) {
@@ -563,59 +645,52 @@ impl Span {
     }
 
     fn drain(&mut self, now: Instant) {
-        loop {
-            let mut any = false;
-            while let Some(tx) = self.link.poll_transmit() {
-                any = true;
-                match self.dchan.send_frame(&tx) {
-                    Ok(()) => self.capture_frame(true, &tx),
-                    // Lost like on a line; Q.921 recovers by T200.
-                    Err(e) => tracing::debug!(span = %self.cfg.name, %e, "D-channel frame not sent"),
-                }
-            }
-            while let Some(ev) = self.link.poll_event() {
-                any = true;
-                self.on_event(now, ev);
-            }
-            if !any {
-                break;
+        while let Some(tx) = self.q.poll_transmit() {
+            match self.dchan.send_frame(&tx) {
+                Ok(()) => self.capture_frame(true, &tx),
+                // Lost like on a line; Q.921 recovers by T200.
+                Err(e) => tracing::debug!(span = %self.cfg.name, %e, "D-channel frame not sent"),
             }
         }
+        self.drain_events_at(Some(now));
     }
 
-    fn on_event(&mut self, now: Instant, ev: Event) {
-        match ev {
-            Event::EstablishConfirm | Event::EstablishIndication => {
-                if !self.l2_up {
-                    info!(span = %self.cfg.name, "layer 2 established");
-                    self.counters.l2_establishments += 1;
+    fn drain_events(&mut self) {
+        self.drain_events_at(None);
+    }
+
+    fn drain_events_at(&mut self, now: Option<Instant>) {
+        while let Some(ev) = self.q.poll_event() {
+            match ev {
+                SpanEvent::LinkUp(_) => {
+                    if !self.l2_up {
+                        info!(span = %self.cfg.name, "layer 2 established");
+                        self.counters.l2_establishments += 1;
+                    }
+                    self.l2_up = true;
+                    self.l2_retry = None;
                 }
-                self.l2_up = true;
-                self.l2_retry = None;
-            }
-            Event::ReleaseIndication | Event::ReleaseConfirm => {
-                if self.l2_up {
-                    warn!(span = %self.cfg.name, "layer 2 released");
-                    self.counters.l2_losses += 1;
+                SpanEvent::LinkDown(_) => {
+                    if self.l2_up {
+                        warn!(span = %self.cfg.name, "layer 2 released");
+                        self.counters.l2_losses += 1;
+                    }
+                    self.l2_up = false;
+                    if let (true, Some(now)) = (self.l1.is_up(), now) {
+                        self.l2_retry = Some(now + L2_RETRY);
+                    }
                 }
-                self.l2_up = false;
-                if self.l1.is_up() {
-                    self.l2_retry = Some(now + L2_RETRY);
+                SpanEvent::MdlError(_, e) => {
+                    warn!(span = %self.cfg.name, code = %e.code(), ?e, "Q.921 management error");
+                    self.counters.mdl_errors += 1;
                 }
-            }
-            Event::Data(d) | Event::UnitData(d) => {
-                self.counters.q931_in += 1;
-                if gw_isdn::q931::Message::parse(&d).is_err() {
-                    self.counters.q931_bad += 1;
+                SpanEvent::Call(e) => {
+                    if let call::Event::Released { call, .. } = &e {
+                        self.notes.remove(call);
+                    }
+                    self.events.push_back(e);
                 }
-                if self.q931_rx.len() >= Q931_KEPT {
-                    self.q931_rx.pop_front();
-                }
-                self.q931_rx.push_back(d);
-            }
-            Event::MdlError(e) => {
-                warn!(span = %self.cfg.name, code = %e.code(), ?e, "Q.921 management error");
-                self.counters.mdl_errors += 1;
+                SpanEvent::TeiAssigned(_) | SpanEvent::TeiRemoved(_) => {}
             }
         }
     }
@@ -623,12 +698,13 @@ impl Span {
     pub fn status(&self) -> SpanStatus {
         let hal = self.dchan.stats();
         let mut counters = self.counters;
-        let ls = self.link.stats();
         counters.frames_in = hal.frames_in;
         counters.frames_out = hal.frames_out;
         counters.bad_fcs = hal.bad_fcs;
         counters.malformed = hal.malformed;
-        counters.retransmitted += ls.retransmitted;
+        counters.q931_in = self.old_q931.0 + self.q.messages_in;
+        counters.q931_bad = self.old_q931.1 + self.q.messages_bad;
+        counters.retransmitted = self.old_q931.2 + self.q.retransmitted();
         let kind = self.cfg.span_kind();
         let in_use = self.cfg.channels_in_use();
         let b_channels = self
@@ -638,11 +714,29 @@ impl Span {
             .enumerate()
             .map(|(b, &timeslot)| {
                 let number = kind.channel_number(b) as u8;
-                // No call uses a B-channel yet (the Q.931 call control comes next).
-                let state = if in_use.contains(&number) { "idle" } else { "unused" };
-                BChannelStatus { number, timeslot, state: state.into() }
+                let owner = self.q.cc.channel_owner(number);
+                let state = match owner {
+                    Some(_) => "busy",
+                    None if in_use.contains(&number) => "idle",
+                    None => "unused",
+                };
+                let call = owner.map(|c| {
+                    let st = self.q.cc.state(c).map_or("-".to_string(), |s| format!("{s:?}"));
+                    let cr = self.q.cc.call_ref(c).unwrap_or_default();
+                    match self.notes.get(&c) {
+                        Some(n) => format!(
+                            "call ref {cr} {} {} -> {} ({st})",
+                            if n.incoming { "in" } else { "out" },
+                            n.calling.as_deref().unwrap_or("-"),
+                            n.called
+                        ),
+                        None => format!("call ref {cr} ({st})"),
+                    }
+                });
+                BChannelStatus { number, timeslot, state: state.into(), call }
             })
             .collect();
+        let (l2, tei) = self.q.links().next().map_or(("tei-assigned", 0), |(t, s)| (l2_name(s), t));
         SpanStatus {
             name: self.cfg.name.clone(),
             label: self.info.label.clone(),
@@ -653,9 +747,9 @@ impl Span {
             clock: self.cfg.clock_source().to_string(),
             l1: self.l1.state.name().into(),
             alarms: self.l1.alarms.to_string(),
-            l2: l2_name(self.link.state()).into(),
+            l2: l2.into(),
             l2_up: self.l2_up,
-            tei: self.link.config().tei,
+            tei,
             counters,
             b_channels,
             capture: self.capture.as_ref().map(|(p, _)| p.display().to_string()),
@@ -753,47 +847,6 @@ pub fn build_spans(
     Ok(spans)
 }
 
-/// The span task: runs until `shutdown`.
-pub async fn run(
-    mut spans: Vec<Span>,
-    status: Arc<Mutex<Status>>,
-    control: Control,
-    wake: Arc<tokio::sync::Notify>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let now = Instant::now();
-    for s in &mut spans {
-        s.start(now);
-    }
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let deadline = spans
-            .iter()
-            .filter_map(Span::poll_timeout)
-            .min()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = wake.notified() => {}
-            _ = shutdown.changed() => return,
-        }
-        apply_commands(&mut spans, &control);
-        let now = Instant::now();
-        for s in &mut spans {
-            s.poll(now);
-        }
-        let st: Vec<SpanStatus> = spans.iter().map(Span::status).collect();
-        let mut g = status.lock().unwrap_or_else(|p| p.into_inner());
-        if g.isdn != st {
-            g.isdn = st;
-        }
-    }
-}
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,6 +920,8 @@ mod tests {
             switch: "euroisdn".into(),
             channels: Some(vec![1, 2, 17]),
             clock: None,
+            group: None,
+            exclusive: false,
             capture: None,
         }
     }
@@ -933,7 +988,7 @@ mod tests {
         peer.dl_data_request(t0, setup.to_vec()).unwrap();
         pump(&mut span, &line, &mut peer, t0);
         assert_eq!(span.status().counters.q931_in, 1);
-        assert_eq!(span.q931_rx.len(), 1);
+        assert_eq!(span.status().counters.q931_bad, 0);
         // Layer 1 lost with LOS: layer 2 is down at once.
         line.set_l1(L1Status { state: L1State::Deactivated, alarms: Alarms { los: true, ..Alarms::default() } });
         span.poll(t0);

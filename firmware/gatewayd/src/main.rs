@@ -131,7 +131,7 @@ fn run(
 ) -> Result<(), String> {
     let board_ports = board_desc.fxs_count();
     let mut board = gw_board::build(&board_desc, sim_listen).map_err(|e| format!("board {}: {e:?}", board_desc.name))?;
-    // ISDN spans: the configured ones get a layer-2 task; the others stay idle.
+    // ISDN spans: the configured ones are run by the gateway; the others stay idle.
     let mut board_spans: Vec<_> = std::mem::take(&mut board.spans).into_iter().map(|s| Some((s.info, s.dchan))).collect();
     let spans = gatewayd::isdn::build_spans(&config.span, &mut board_spans)?;
     let span_wake = Arc::new(tokio::sync::Notify::new());
@@ -283,7 +283,6 @@ fn run(
             capture: capture.clone(),
             isdn: isdn_control.clone(),
         };
-        tokio::spawn(gatewayd::isdn::run(spans, status.clone(), isdn_control, span_wake, shutdown_rx.clone()));
         // Watchdog, A/B mark-good and upgrades, the console on a tty (issue 11).
         gatewayd::watchdog::start_supervision(&config, rt_stats.clone(), status.clone())?;
         gatewayd::serial_console::spawn(&config.console, management.clone(), config.limits.max_line_bytes);
@@ -307,6 +306,7 @@ fn run(
         gateway.set_bridge_channels(lines as u8, config.media.sip_bridges);
         let fxo = board.fxo_timeslots.iter().map(|&t| t as u8).zip(board.fxo).collect();
         gateway.add_fxo_ports(fxo);
+        gateway.add_isdn_spans(spans);
         let driver = Driver {
             gateway,
             sip,
@@ -324,6 +324,8 @@ fn run(
                     .map_err(|e| warn!(path = %path.display(), %e, "cannot open the CDR file; records stay in memory only"))
                     .ok()
             }),
+            isdn: isdn_control,
+            isdn_wake: span_wake,
         };
         tokio::spawn(async move {
             wait_for_signal().await;

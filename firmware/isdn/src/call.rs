@@ -591,6 +591,11 @@ impl CallControl {
         self.find(call).map(|i| self.calls[i].state)
     }
 
+    /// The Q.931 call reference value of `call` (for the installer's view).
+    pub fn call_ref(&self, call: CallId) -> Option<u16> {
+        self.find(call).map(|i| self.calls[i].cr)
+    }
+
     /// The call holding B channel `ch`, if any.
     pub fn channel_owner(&self, ch: u8) -> Option<CallId> {
         self.calls.iter().find(|c| c.channel == Some(ch)).map(|c| c.id)

@@ -56,6 +56,10 @@ pub struct Span {
     /// Messages waiting for their data link to come up (Q.921 refuses
     /// DL-DATA while a layer-3 initiated establishment is under way).
     pending: Vec<(u8, Vec<u8>)>,
+    /// Q.931 messages handed to the call control, and those that did not
+    /// parse (for a driver's counters).
+    pub messages_in: u64,
+    pub messages_bad: u64,
 }
 
 impl Span {
@@ -80,6 +84,8 @@ impl Span {
             events: VecDeque::new(),
             waiting: Vec::new(),
             pending: Vec::new(),
+            messages_in: 0,
+            messages_bad: 0,
         };
         match (mode, role) {
             (Mode::PointToPoint, _) => s.add_link(0),
@@ -97,6 +103,18 @@ impl Span {
 
     pub fn links(&self) -> impl Iterator<Item = (u8, State)> + '_ {
         self.links.iter().map(|(t, l)| (*t, l.state()))
+    }
+
+    /// I frames sent again, over every data link.
+    pub fn retransmitted(&self) -> u64 {
+        self.links.iter().map(|(_, l)| l.stats().retransmitted).sum()
+    }
+
+    fn count_message(&mut self, octets: &[u8]) {
+        self.messages_in += 1;
+        if crate::q931::Message::parse(octets).is_err() {
+            self.messages_bad += 1;
+        }
     }
 
     pub fn tei_network(&mut self) -> Option<&mut TeiNetwork> {
@@ -158,6 +176,7 @@ impl Span {
                             return;
                         }
                         let info = r.info.to_vec();
+                        self.count_message(&info);
                         self.cc.handle_message(now, Link::Broadcast, &info);
                     }
                 }
@@ -237,8 +256,14 @@ impl Span {
             for (tei, e) in inds {
                 let link = Link::Tei(tei);
                 match e {
-                    q921::Event::Data(d) => self.cc.handle_message(now, link, &d),
-                    q921::Event::UnitData(d) => self.cc.handle_message(now, Link::Broadcast, &d),
+                    q921::Event::Data(d) => {
+                        self.count_message(&d);
+                        self.cc.handle_message(now, link, &d)
+                    }
+                    q921::Event::UnitData(d) => {
+                        self.count_message(&d);
+                        self.cc.handle_message(now, Link::Broadcast, &d)
+                    }
                     q921::Event::EstablishIndication | q921::Event::EstablishConfirm => {
                         let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(t, _)| *t == tei);
                         self.pending = keep;

@@ -63,7 +63,7 @@ pub use analysis::{plans, Measurement, ToneDetector, TonePlan, ToneReport};
 pub use callerid::{CallerId, MessageType, Standard};
 pub use echo::{EchoLine, EchoPath, EchoPathError, HybridModel};
 pub use wav::{read_wav, write_wav};
-pub use isdn::{IsdnSpan, SpanStats};
+pub use isdn::{CallHandle, CallState, IsdnSpan, SimCall, SpanStats};
 pub use gw_hal::isdn::{Alarms, L1State, L1Status, Side, SpanKind};
 
 /// Samples per 10 ms frame.

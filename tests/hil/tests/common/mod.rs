@@ -54,6 +54,8 @@ pub struct GwOptions {
     pub extra: String,
     /// Run gatewayd with this many file descriptors at most (`ulimit -n`).
     pub fd_limit: Option<u32>,
+    /// How many RTP ports gatewayd gets (one per SIP call).
+    pub rtp_ports: u16,
 }
 
 impl Default for GwOptions {
@@ -72,6 +74,7 @@ impl Default for GwOptions {
             web_password: None,
             extra: String::new(),
             fd_limit: None,
+            rtp_ports: 16,
         }
     }
 }
@@ -80,7 +83,7 @@ impl Gatewayd {
     pub fn start(proxy: SocketAddr, opts: GwOptions) -> Gatewayd {
         let dir = tempfile::Builder::new().prefix("hil-gw-").tempdir().unwrap();
         let sip = free_udp_port();
-        let (rtp_lo, rtp_hi) = free_udp_port_range(16);
+        let (rtp_lo, rtp_hi) = free_udp_port_range(opts.rtp_ports);
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let https: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let console: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
