@@ -1,7 +1,8 @@
 //! The installer's ISDN view in the web UI: `GET /isdn` (a page) and
 //! `GET /api/isdn` (JSON), for every logged-in user, read-only ones too.
 //! Each span's layer 1 (state, E1 alarms), layer 2 (Q.921 state, TEI),
-//! counters and B-channels, as `show isdn` on the console, and the last
+//! counters and B-channels (with the call on each busy one), as `show isdn`
+//! on the console, and the last
 //! D-channel frames decoded as `debug isdn` prints them
 //! ([`crate::isdn_debug`]). Nothing here changes anything.
 
@@ -101,9 +102,15 @@ pub fn render(v: &IsdnView) -> String {
         ] {
             out.push_str(&format!("<tr><th>{name}</th><td>{n}</td></tr>"));
         }
-        out.push_str("</table><h3>B-channels</h3><table><tr><th>Channel</th><th>PCM timeslot</th><th>State</th></tr>");
+        out.push_str("</table><h3>B-channels</h3><table><tr><th>Channel</th><th>PCM timeslot</th><th>State</th><th>Call</th></tr>");
         for b in &p.b_channels {
-            out.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", b.number, b.timeslot, escape(&b.state)));
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                b.number,
+                b.timeslot,
+                escape(&b.state),
+                escape(b.call.as_deref().unwrap_or(""))
+            ));
         }
         out.push_str("</table>");
     }

@@ -293,6 +293,8 @@ async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
     st.l1 = "deactivated".into();
     st.alarms = "LOS".into();
     st.counters = SpanCounters { frames_in: 7, bad_fcs: 2, l1_losses: 1, ..Default::default() };
+    st.b_channels[0].state = "busy".into();
+    st.b_channels[0].call = Some("call ref 3 in 5551234 -> 1001 (Active)".into());
     f.web.ctx.status.lock().unwrap().isdn = vec![st];
     // A SETUP from the user side, received on our NT span; one of another span not shown.
     let mut setup = vec![0x00, 0x01, 0x00, 0x00];
@@ -310,8 +312,8 @@ async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
         "<th>frames in</th><td>7</td>",
         "<th>bad FCS</th><td>2</td>",
         "<th>layer 1 lost</th><td>1</td>",
-        "<tr><td>1</td><td>8</td><td>idle</td></tr>",
-        "<tr><td>2</td><td>9</td><td>unused</td></tr>",
+        "<tr><td>1</td><td>8</td><td>busy</td><td>call ref 3 in 5551234 -&gt; 1001 (Active)</td></tr>",
+        "<tr><td>2</td><td>9</td><td>unused</td><td></td></tr>",
         "web-pri in  I N(S)=0 N(R)=0 P=0, SAPI 0 TEI 0 command; Q.931 SETUP cref 1 (originator) called &quot;5678&quot; calling &quot;1234&quot;",
         "C/R 0 (command from the user side)",
         "Bearer capability [80 90 a3]: ITU-T, speech; circuit mode, 64 kbit/s; layer 1 G.711 A-law",
@@ -326,6 +328,7 @@ async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
     assert_eq!(api["spans"][0]["alarms"], "LOS");
     assert_eq!(api["spans"][0]["counters"]["bad_fcs"], 2);
     assert_eq!(api["spans"][0]["b_channels"][1]["state"], "unused");
+    assert_eq!(api["spans"][0]["b_channels"][0]["call"], "call ref 3 in 5551234 -> 1001 (Active)");
     let frames = api["frames"].as_array().unwrap();
     assert_eq!(frames.len(), 1, "{api}");
     assert_eq!(frames[0]["dir"], "in");
