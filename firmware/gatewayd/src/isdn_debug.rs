@@ -440,6 +440,33 @@ mod tests {
         assert_eq!(kept, ["SABME P=1, SAPI 0 TEI 0 command", "UA F=1, SAPI 0 TEI 0 response"]);
     }
 
+    /// `switch = "qsig"` reaches the span's call control: its answer to a
+    /// RELEASE for an unknown call (RELEASE COMPLETE, 81) says location 1
+    /// (a PINX), where EuroISDN's network side says 2. Seen through the tap.
+    #[test]
+    fn the_spans_switch_variant_is_the_call_controls() {
+        // The user side's SABME and UA (to ours), then I(0,0) with RELEASE
+        // for call reference 5.
+        let sabme = vec![0x00, 0x01, 0x7F];
+        let ua = vec![0x02, 0x01, 0x73];
+        let release = vec![0x00, 0x01, 0x00, 0x00, 0x08, 0x02, 0x00, 0x05, 0x4D];
+        for (name, extra, location) in
+            [("dbg-qsig", "switch = \"qsig\"", "location 1 (private network"), ("dbg-etsi", "", "location 2 (public network")]
+        {
+            let mut s = test_support::span_with(name, "pri", "nt", extra, vec![sabme.clone(), ua.clone(), release.clone()]);
+            let now = std::time::Instant::now();
+            s.start(now);
+            s.poll(now);
+            let out: Vec<String> = hub().recent(&[name]).iter().filter(|f| f.outgoing).map(|f| f.view().details.join("\n")).collect();
+            let rc = out.iter().find(|d| d.contains("RELEASE COMPLETE")).unwrap_or_else(|| panic!("{name}: {out:#?}"));
+            assert!(rc.contains("cause 81 invalid call reference value") && rc.contains(location), "{name}: {rc}");
+        }
+        assert!(crate::isdn::validate_spans(&[toml::from_str("name = \"x\"\nindex = 0\nkind = \"pri\"\nrole = \"nt\"\nswitch = \"ni2\"").unwrap()])
+            .unwrap_err()
+            .to_string()
+            .contains("T1 PRI variant"));
+    }
+
     /// On the serial console: frames are written between the port's reads.
     #[test]
     fn the_serial_console_writes_frames_between_reads() {
@@ -546,10 +573,16 @@ pub(crate) mod test_support {
 
     /// Span `name` of `kind` ("bri": B1/B2 on timeslots 6-7; "pri": TS1-2
     /// on 8-9, only TS1 in use) as `role`; `to_gw` arrive in order.
-    pub(crate) fn span(name: &str, kind: &str, role: &str, mut to_gw: Vec<Vec<u8>>) -> crate::isdn::Span {
+    pub(crate) fn span(name: &str, kind: &str, role: &str, to_gw: Vec<Vec<u8>>) -> crate::isdn::Span {
+        span_with(name, kind, role, "", to_gw)
+    }
+
+    /// The same with more `[[span]]` lines (`extra`, e.g. `switch = "qsig"`).
+    pub(crate) fn span_with(name: &str, kind: &str, role: &str, extra: &str, mut to_gw: Vec<Vec<u8>>) -> crate::isdn::Span {
         let channels = if kind == "pri" { "channels = [1]\n" } else { "" };
-        let cfg: crate::isdn::SpanConfig =
-            toml::from_str(&format!("name = \"{name}\"\nindex = 0\nkind = \"{kind}\"\nrole = \"{role}\"\n{channels}")).unwrap();
+        let doc = format!("name = \"{name}\"\nindex = 0\nkind = \"{kind}\"\nrole = \"{role}\"\n{channels}{extra}\n");
+        let cfg: crate::isdn::SpanConfig = toml::from_str(&doc).unwrap();
+        crate::isdn::validate_spans(std::slice::from_ref(&cfg)).unwrap();
         let (k, label, b_timeslots) =
             if kind == "pri" { (SpanKind::Pri, "PRI <1>", vec![8, 9]) } else { (SpanKind::Bri, "BRI 1", vec![6, 7]) };
         to_gw.reverse();
