@@ -175,6 +175,16 @@ pub struct ChannelStats {
     pub cn_received: AtomicU32,
     pub suppressed_frames: AtomicU32,
     pub cn_played_frames: AtomicU32,
+    /// The call's RTP reception (its session's counters) and the levels to
+    /// and from the line, while it has media (the web UI's quality plots).
+    pub media_active: AtomicBool,
+    pub rtp_received: AtomicU32,
+    pub rtp_lost: AtomicU32,
+    pub rtp_late: AtomicU32,
+    pub rtp_concealed: AtomicU32,
+    pub rtp_jitter_ts: AtomicU32,
+    pub to_line_centi_dbm0: AtomicI32,
+    pub from_line_centi_dbm0: AtomicI32,
 }
 
 /// Per-channel signal detection figures for the status output.
@@ -187,6 +197,26 @@ pub struct SignalStatus {
     pub network_progress_tone: Option<&'static str>,
     /// Silence suppression figures of the call, when it negotiated comfort noise.
     pub silence: Option<SilenceStatus>,
+    /// Reception and levels of the call's media, while it has some.
+    pub quality: Option<MediaQuality>,
+}
+
+/// A call's RTP reception and audio levels (counters from the call's start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct MediaQuality {
+    pub received: u32,
+    /// Expected minus received (RFC 3550 A.3).
+    pub lost: u32,
+    /// Arrived after their playout time.
+    pub late: u32,
+    /// 10 ms frames concealed for want of audio.
+    pub concealed: u32,
+    /// Interarrival jitter (RFC 3550 A.8).
+    pub jitter_ms: f32,
+    /// The far end's audio as played to the line, and the line's audio
+    /// after the echo canceller, in dBm0 (the last 10 ms frame).
+    pub to_line_dbm0: f32,
+    pub from_line_dbm0: f32,
 }
 
 /// Per-call silence suppression (RFC 3389) counters for the status output.
@@ -291,6 +321,31 @@ impl ChannelStats {
                 suppressed_frames: self.suppressed_frames.load(r),
                 cn_played_frames: self.cn_played_frames.load(r),
             }),
+            quality: self.media_active.load(r).then(|| MediaQuality {
+                received: self.rtp_received.load(r),
+                lost: self.rtp_lost.load(r),
+                late: self.rtp_late.load(r),
+                concealed: self.rtp_concealed.load(r),
+                jitter_ms: self.rtp_jitter_ts.load(r) as f32 / 8.0,
+                to_line_dbm0: self.to_line_centi_dbm0.load(r) as f32 / 100.0,
+                from_line_dbm0: self.from_line_centi_dbm0.load(r) as f32 / 100.0,
+            }),
+        }
+    }
+
+    /// The call's reception figures and the level played to the line (one
+    /// relaxed store each; no allocation).
+    fn publish_quality(&self, session: Option<&RtpSession>, to_line: &Frame) {
+        let r = Ordering::Relaxed;
+        self.media_active.store(session.is_some(), r);
+        if let Some(st) = session.map(RtpSession::stats) {
+            let c = |v: u64| v.min(u64::from(u32::MAX)) as u32;
+            self.rtp_received.store(c(st.packets_received), r);
+            self.rtp_lost.store(c(st.lost.max(0) as u64), r);
+            self.rtp_late.store(c(st.late), r);
+            self.rtp_concealed.store(c(st.concealed), r);
+            self.rtp_jitter_ts.store(st.jitter, r);
+            self.to_line_centi_dbm0.store((frame_dbm0(to_line) * 100.0) as i32, r);
         }
     }
 
@@ -920,6 +975,7 @@ impl<P: PcmBus> RtEngine<P> {
                 out.fill(0);
             }
             cs.vbd.store(ch.vbd, Ordering::Relaxed);
+            cs.publish_quality(ch.media.as_ref().map(|m| &m.session), out);
         }
     }
 
@@ -944,6 +1000,9 @@ impl<P: PcmBus> RtEngine<P> {
                 _ => clean = self.rx[i],
             }
             self.clean[i] = clean;
+            if ch.media.is_some() {
+                self.stats.channels[i].from_line_centi_dbm0.store((frame_dbm0(&clean) * 100.0) as i32, Ordering::Relaxed);
+            }
             // An FXO line: the exchange's tones and speech, and caller ID on hook.
             if let Some(m) = ch.monitor.as_mut() {
                 if let Some(event) = m.progress.process(&clean) {
@@ -2331,6 +2390,24 @@ mod tests {
             }
         }
         assert_eq!(got, Some(b'7'));
+    }
+
+    #[test]
+    fn a_calls_reception_and_levels_are_published_for_the_quality_plots() {
+        // 1 s of a -10 dBm0 tone from the far end with packets 5, 10 and 15
+        // missing; the line sends a -20 dBm0 tone.
+        let mut packets = rtp_packets(&sine(1004.0, -10.0, 1000));
+        for k in [15, 10, 5] {
+            packets.remove(k);
+        }
+        let (_, stats, _) = run_call_packets(RtConfig::plain(), &packets, sine(697.0, -20.0, 1200), 100);
+        let q = stats.channels[0].signals().quality.expect("a call with media has quality figures");
+        assert_eq!((q.received, q.lost, q.late), (47, 3, 0), "{q:?}");
+        assert!(q.concealed >= 3, "the gaps were concealed: {q:?}");
+        assert!((q.to_line_dbm0 + 10.0).abs() < 1.5, "{q:?}");
+        assert!((q.from_line_dbm0 + 20.0).abs() < 1.5, "{q:?}");
+        assert!(q.jitter_ms < 5.0, "{q:?}");
+        assert_eq!(RtStats::new(1).channels[0].signals().quality, None, "no media, no figures");
     }
 
     #[test]

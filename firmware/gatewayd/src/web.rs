@@ -1,5 +1,6 @@
 //! The local web UI, over HTTPS, with accounts, sessions, CSRF tokens,
-//! roles and an audit log. Server-rendered HTML, no scripts.
+//! roles and an audit log. Server-rendered HTML; one same-origin script
+//! (`web/quality.js`) draws the dashboard's live quality plots.
 //!
 //! Two listeners:
 //! - `management.http_listen` (plain HTTP): `GET /api/status` (the status as
@@ -20,6 +21,11 @@
 //!   validated and saved exactly like `config commit` on the console; the
 //!   error shown next to the document, nothing changed); `GET /api/config`:
 //!   the running configuration as TOML, secrets masked;
+//! - `GET/POST /config/import`, `GET /config/export`, `POST /config/rollback`;
+//! - `GET/POST /ports`, `/trunks`, `/routes`: per-field editors
+//!   ([`forms`]): each error next to its field, nothing changed;
+//! - `GET /api/quality`, `/static/quality.js`: live figures, their plots;
+//! - `GET/POST /diag`: `test route`, packet capture start/stop/download;
 //! - `GET /events`: the tail of the log file; `GET /audit`: the audit log;
 //! - `GET/POST /accounts`: the accounts; admins add read-only (or admin)
 //!   users, set passwords (the user must change it at next login), remove
@@ -30,9 +36,14 @@
 //! changes get 403 too. Every change goes to the audit log ([`crate::audit`]).
 //! The [`guard`] middleware on both listeners refuses foreign `Host` names
 //! (DNS rebinding, 421) and cross-site `Origin`s on POST (403), and sends
-//! CSP, X-Frame-Options, nosniff and no-referrer.
+//! CSP, X-Frame-Options, nosniff and a same-origin referrer policy.
 
+mod diag;
+mod edit;
+mod forms;
+mod import;
 mod isdn;
+mod quality;
 mod session;
 
 use std::collections::HashMap;
@@ -176,6 +187,21 @@ pub fn router(web: Web) -> axum::Router {
         .route("/isdn", get(isdn::isdn_page))
         .route("/api/isdn", get(isdn::api_isdn))
         .route("/api/capture.pcap", get(capture_download))
+        .route("/ports", get(|st, h| edit::page(st, h, edit::Editor::Ports)).post(
+            |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Ports),
+        ))
+        .route("/trunks", get(|st, h| edit::page(st, h, edit::Editor::Trunks)).post(
+            |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Trunks),
+        ))
+        .route("/routes", get(|st, h| edit::page(st, h, edit::Editor::Routes)).post(
+            |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Routes),
+        ))
+        .route("/diag", get(diag::page).post(diag::post))
+        .route("/config/import", get(import::page).post(import::post))
+        .route("/config/export", get(import::export))
+        .route("/config/rollback", post(import::rollback))
+        .route("/api/quality", get(quality::api))
+        .route("/static/quality.js", get(quality::script))
         .route("/audit", get(audit_page))
         .route("/accounts", get(accounts_page).post(post_accounts))
         .layer(axum::middleware::from_fn(guard))
@@ -260,7 +286,9 @@ fn escape(s: &str) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1em 2em}nav a,nav form{margin-right:1em;display:inline}\
     pre{background:#f4f4f4;padding:.5em}.err{color:#a00;white-space:pre-wrap}.ok{color:#070}\
-    table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}";
+    table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}\
+    .plots figure{display:inline-block;margin:0 1em .5em 0}.plots h3{margin:.3em 0;font-size:1em}figcaption{font-size:.8em}\
+    fieldset{margin-bottom:1em}label{display:inline-block;min-width:22em}";
 
 fn page_html(title: &str, s: Option<&Session>, body: &str) -> Html<String> {
     page_with_head(title, s, body, "")
@@ -269,7 +297,8 @@ fn page_html(title: &str, s: Option<&Session>, body: &str) -> Html<String> {
 fn page_with_head(title: &str, s: Option<&Session>, body: &str, head: &str) -> Html<String> {
     let nav = match s {
         Some(s) => format!(
-            "<nav><a href=\"/\">Dashboard</a><a href=\"/config\">Configuration</a><a href=\"/events\">Event log</a>\
+            "<nav><a href=\"/\">Dashboard</a><a href=\"/ports\">Ports</a><a href=\"/trunks\">Trunks</a><a href=\"/routes\">Routes</a>\
+             <a href=\"/diag\">Diagnostics</a><a href=\"/config\">Configuration</a><a href=\"/events\">Event log</a>\
              <a href=\"/calls\">Calls</a><a href=\"/isdn\">ISDN</a><a href=\"/audit\">Audit log</a><a href=\"/accounts\">Accounts</a><a href=\"/password\">Password</a>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button>Log out {} ({})</button></form></nav>",
@@ -411,8 +440,13 @@ async fn dashboard(State(web): State<Web>, headers: HeaderMap) -> Response {
     page_with_head(
         "Dashboard",
         Some(&s),
-        &format!("<p>Refreshed every 5 s.</p><pre>{}</pre>", escape(&status)),
-        "<meta http-equiv=\"refresh\" content=\"5\">",
+        &format!(
+            "<p id=\"quality-state\">Refreshed every 5 s.</p><h2>Live quality</h2><div id=\"quality\"></div>\
+             <h2>Status</h2><pre id=\"status-text\">{}</pre>",
+            escape(&status)
+        ),
+        // The script refreshes the page's figures; without scripts, the page reloads itself.
+        "<script src=\"/static/quality.js\" defer></script><noscript><meta http-equiv=\"refresh\" content=\"5\"></noscript>",
     )
     .into_response()
 }
@@ -436,7 +470,8 @@ fn config_form(s: &Session, text: &str, message: &str) -> Html<String> {
         Some(s),
         &format!(
             "{message}<form method=\"post\" action=\"/config\"><textarea name=\"config\" rows=\"40\" cols=\"100\"{}>{}</textarea>{controls}</form>\
-             <p>Secrets are shown masked; left masked they keep their values.</p>",
+             <p>Secrets are shown masked; left masked they keep their values. \
+             <a href=\"/config/import\">Import, export or roll back</a>.</p>",
             if editable { "" } else { " readonly" },
             escape(text)
         ),
@@ -527,7 +562,7 @@ async fn capture_download(State(web): State<Web>, headers: HeaderMap) -> Respons
         return (StatusCode::FORBIDDEN, "captures are for admin accounts\n").into_response();
     }
     match web.ctx.capture.pcap() {
-        None => (StatusCode::NOT_FOUND, "nothing captured yet: 'capture start' on the console\n").into_response(),
+        None => (StatusCode::NOT_FOUND, "nothing captured yet: start a capture on the Diagnostics page (/diag) or 'capture start' on the console\n").into_response(),
         Some(bytes) => (
             [
                 (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap"),
@@ -691,7 +726,8 @@ async fn post_accounts(
 /// - a `Host` that is not an address literal or `localhost` (DNS rebinding:
 ///   a name the attacker controls pointing at this box) gets 421;
 /// - a state-changing request whose `Origin` is another site (a cross-site
-///   form or fetch) gets 403, before any session or token is looked at.
+///   form or fetch) or is `null` (opaque) gets 403, before any session or
+///   token is looked at.
 async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     if !host_allowed(&host) {
@@ -700,8 +736,10 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
         let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
         if let Some(o) = origin {
+            // `null`: an opaque origin (a sandboxed frame, a data: page,
+            // or a cross-site POST under a no-referrer policy).
             let o_host = o.split("://").nth(1).unwrap_or("");
-            if o_host != host {
+            if o == "null" || o_host != host {
                 return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
             }
         }
@@ -710,11 +748,17 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it browsers send `Origin: null` on the UI's
+    // own form POSTs (found by the headless-browser test), which the check
+    // above must refuse. `same-origin` keeps the real Origin on our own
+    // requests and sends no Referer elsewhere.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

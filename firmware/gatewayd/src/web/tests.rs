@@ -263,6 +263,11 @@ async fn foreign_hosts_are_refused_and_pages_carry_security_headers() {
     assert!(out.starts_with(b"HTTP/1.1 421"));
     assert!(host_allowed("[::1]:80") && host_allowed("10.0.0.1") && !host_allowed("[::1") && !host_allowed("box.local"));
     assert_eq!(escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    assert_eq!(ok.header("referrer-policy").as_deref(), Some("same-origin"), "no-referrer makes browsers send Origin: null");
+    let null = send(f.addr, "POST", "/login", "Origin: null\r\n", "user=admin&password=x").await;
+    assert_eq!(null.code, 403, "an opaque origin is cross-site");
+    let same = send(f.addr, "POST", "/login", &format!("Origin: https://{}\r\n", f.addr), "user=admin&password=x").await;
+    assert_eq!(same.code, 401, "the UI's own origin passes the guard");
     // Garbage bodies are refused, not a panic.
     assert!(send(f.addr, "POST", "/login", "", "%%%=\u{1}").await.code >= 400);
 }
@@ -335,4 +340,226 @@ async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
     assert!(frames[0]["summary"].as_str().unwrap().contains("Q.931 SETUP cref 1"), "{api}");
     assert!(frames[0]["hex"].as_str().unwrap().starts_with("00 01 00 00 08 01 01 05"), "{api}");
     assert!(frames[0]["details"].as_array().unwrap().iter().any(|d| d.as_str().unwrap().starts_with("IE 0x70 Called party number")));
+}
+
+/// The id of the error shown next to `path`'s input.
+fn err_id(path: &str) -> String {
+    let id: String = path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
+    format!("id=\"{id}-err\"")
+}
+
+#[tokio::test]
+async fn the_field_editors_show_each_error_next_to_its_field_and_change_nothing() {
+    let f = fixture().await;
+    let before = std::fs::read_to_string(&f.path).unwrap();
+    let cookie = admin(&f).await;
+    for p in ["/ports", "/trunks", "/routes"] {
+        let page = get(f.addr, p, &cookie).await;
+        assert_eq!(page.code, 200, "{p}");
+    }
+    let page = get(f.addr, "/trunks", &cookie).await;
+    assert!(page.body.contains("name=\"sip.register_expires\" value=\"300\""), "{}", page.body);
+    assert!(!page.body.contains("name=\"sip.password\" value=\"change-me\""), "secrets are never shown");
+    let csrf = page.csrf();
+    // Out of range, a URI for an address, an overlong string, a control character.
+    let bad = post(
+        f.addr,
+        "/trunks",
+        &cookie,
+        &form(&[
+            ("csrf", &csrf),
+            ("sip.register_expires", "100000"),
+            ("sip.proxy", "sip:carrier@@example.net"),
+            ("sip.user_agent", &"u".repeat(65)),
+            ("sip.domain", "bad\u{1}domain"),
+        ]),
+    )
+    .await;
+    assert_eq!(bad.code, 422, "{}", bad.body);
+    for (path, words) in [
+        ("sip.register_expires", "from 0 to 86400"),
+        ("sip.proxy", "not an address and port"),
+        ("sip.user_agent", "at most 64 characters"),
+        ("sip.domain", "one line"),
+    ] {
+        let at = bad.body.find(&err_id(path)).unwrap_or_else(|| panic!("{path}: no error next to it: {}", bad.body));
+        assert!(bad.body[at..].split("</span>").next().unwrap().contains(words), "{path}: {words}");
+    }
+    assert!(bad.body.contains("value=\"100000\""), "the bad input is shown again to be fixed");
+    // Invalid UTF-8 in a field: an error there, not a refused request.
+    let raw = format!("csrf={csrf}&sip.user_agent=%FF%FEgw");
+    let r = post(f.addr, "/trunks", &cookie, &raw).await;
+    assert_eq!(r.code, 422);
+    assert!(r.body.contains(&err_id("sip.user_agent")) && r.body.contains("not valid UTF-8"), "{}", r.body);
+    // Refused by the whole-configuration check: named by the store, shown at its field.
+    let r = post(f.addr, "/trunks", &cookie, &form(&[("csrf", &csrf), ("sip.register_expires", "30")])).await;
+    assert_eq!(r.code, 422);
+    let at = r.body.find(&err_id("sip.register_expires")).expect("the store's error at its field");
+    assert!(r.body[at..].contains("at least 60"), "{}", r.body);
+    // Ports and rules: a letter in a number, an overlong list item, a bad pattern.
+    let csrf_p = get(f.addr, "/ports", &cookie).await.csrf();
+    let r = post(f.addr, "/ports", &cookie, &form(&[("csrf", &csrf_p), ("fxs[0].number", "10a1"), ("fxs[1].number", &"1".repeat(40))])).await;
+    assert_eq!(r.code, 422);
+    assert!(r.body.contains(&err_id("fxs[0].number")) && r.body.contains(&err_id("fxs[1].number")), "{}", r.body);
+    let r = post(f.addr, "/routes", &cookie, &form(&[("csrf", &csrf_p), ("route[0].from", &"g".repeat(33)), ("route[0].strip", "99")])).await;
+    assert_eq!(r.code, 422);
+    assert!(r.body.contains(&err_id("route[0].from")) && r.body.contains(&err_id("route[0].strip")), "{}", r.body);
+    // A duplicate port number: refused by the store, nothing saved.
+    let r = post(f.addr, "/ports", &cookie, &form(&[("csrf", &csrf_p), ("fxs[0].number", "1002")])).await;
+    assert_eq!(r.code, 422, "{}", r.body);
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), before, "refusals change nothing");
+    assert!(f.web.audit.lock().unwrap().recent(10).iter().all(|e| e.action != "config.commit"));
+    // No token, or a read-only user: 403.
+    assert_eq!(post(f.addr, "/trunks", &cookie, &form(&[("sip.register_expires", "120")])).await.code, 403);
+    f.web.accounts.lock().unwrap().add("viewer", Role::ReadOnly, "viewer-pass-1").unwrap();
+    f.web.accounts.lock().unwrap().set_password("viewer", "viewer-pass-2", false).unwrap();
+    let viewer = log_in(f.addr, "viewer", "viewer-pass-2").await.cookie().unwrap();
+    let vpage = get(f.addr, "/trunks", &viewer).await;
+    assert!(vpage.body.contains(" readonly") && !vpage.body.contains("id=\"save\""));
+    let vcsrf = vpage.csrf();
+    assert_eq!(post(f.addr, "/trunks", &viewer, &form(&[("csrf", &vcsrf), ("sip.register_expires", "120")])).await.code, 403);
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), before);
+
+    // Good input: saved, applied live, audited; the form shows the new values.
+    let ok = post(f.addr, "/trunks", &cookie, &form(&[("csrf", &csrf), ("sip.register_expires", "120"), ("sip.user_agent", "Site \"A\" GW")])).await;
+    assert_eq!(ok.code, 200, "{}", ok.body);
+    assert!(ok.body.contains("applied without a restart") && ok.body.contains("value=\"120\""), "{}", ok.body);
+    let saved = crate::config::Config::load(&f.path, 4).unwrap();
+    assert_eq!((saved.sip.register_expires, saved.sip.user_agent.as_str()), (120, "Site \"A\" GW"));
+    assert_eq!(saved.sip.password, crate::config::Config::default_sim().sip.password, "an empty secret keeps its value");
+    assert_eq!(f.restarts.load(Ordering::Relaxed), 0);
+    let entry = f.web.audit.lock().unwrap().recent(1)[0].clone();
+    assert!(entry.action == "config.commit" && entry.detail.contains("/trunks") && entry.detail.contains("register_expires"), "{entry:?}");
+    let r = post(f.addr, "/ports", &cookie, &form(&[("csrf", &csrf), ("fxs[0].number", "2001")])).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(crate::config::Config::load(&f.path, 4).unwrap().fxs[0].number, "2001");
+    let r = post(f.addr, "/ports", &cookie, &form(&[("csrf", &csrf), ("fxs[0].number", "2001")])).await;
+    assert!(r.body.contains("nothing changed"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn diagnostics_test_a_route_and_run_the_capture() {
+    let f = fixture().await;
+    let cookie = admin(&f).await;
+    let page = get(f.addr, "/diag", &cookie).await;
+    assert_eq!(page.code, 200);
+    assert!(page.body.contains("<option>phones</option>") && page.body.contains("capture stopped"), "{}", page.body);
+    let csrf = page.csrf();
+    let r = post(f.addr, "/diag", &cookie, &form(&[("csrf", &csrf), ("action", "test-route"), ("from", "phones"), ("number", "2000")])).await;
+    assert_eq!(r.code, 200);
+    assert!(r.body.contains("id=\"route-result\"") && r.body.contains("result: route[1]"), "{}", r.body);
+    for (from, number, words) in [("phones", "20x0", "number:"), ("nowhere", "2000", "neither a group nor a trunk"), ("phones", "", "number:")] {
+        let r = post(f.addr, "/diag", &cookie, &form(&[("csrf", &csrf), ("action", "test-route"), ("from", from), ("number", number)])).await;
+        assert_eq!(r.code, 422, "{from} {number}");
+        assert!(r.body.contains("id=\"route-err\"") && r.body.contains(words), "{}", r.body);
+    }
+    assert!(!f.web.ctx.capture.is_on());
+    let r = post(f.addr, "/diag", &cookie, &form(&[("csrf", &csrf), ("action", "capture-start")])).await;
+    assert!(r.code == 200 && f.web.ctx.capture.is_on(), "{}", r.body);
+    f.web.ctx.capture.record("127.0.0.1:5060".parse().unwrap(), "127.0.0.1:5070".parse().unwrap(), b"OPTIONS sip:x SIP/2.0\r\n\r\n");
+    let r = post(f.addr, "/diag", &cookie, &form(&[("csrf", &csrf), ("action", "capture-stop")])).await;
+    assert!(r.body.contains("id=\"capture-download\""), "{}", r.body);
+    assert!(!f.web.ctx.capture.is_on());
+    let pcap = get(f.addr, "/api/capture.pcap", &cookie).await;
+    assert_eq!(pcap.header("content-type").as_deref(), Some("application/vnd.tcpdump.pcap"));
+    let actions: Vec<String> = f.web.audit.lock().unwrap().recent(10).into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["capture.stop", "capture.start"]);
+    // A read-only user may test a route, not capture.
+    f.web.accounts.lock().unwrap().add("viewer", Role::ReadOnly, "viewer-pass-1").unwrap();
+    f.web.accounts.lock().unwrap().set_password("viewer", "viewer-pass-2", false).unwrap();
+    let viewer = log_in(f.addr, "viewer", "viewer-pass-2").await.cookie().unwrap();
+    let vcsrf = get(f.addr, "/diag", &viewer).await.csrf();
+    let r = post(f.addr, "/diag", &viewer, &form(&[("csrf", &vcsrf), ("action", "test-route"), ("from", "phones"), ("number", "1002")])).await;
+    assert_eq!(r.code, 200);
+    assert_eq!(post(f.addr, "/diag", &viewer, &form(&[("csrf", &vcsrf), ("action", "capture-start")])).await.code, 403);
+    assert!(!f.web.ctx.capture.is_on());
+}
+
+async fn upload(addr: SocketAddr, cookie: &str, csrf: &str, file: &[u8]) -> Resp {
+    let mut body = format!("--B0undary\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--B0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"gw.toml\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--B0undary--\r\n");
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /config/import HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\nContent-Type: multipart/form-data; boundary=B0undary\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Resp { code, head: head.to_string(), body: body.to_string() }
+}
+
+#[tokio::test]
+async fn import_refuses_bad_files_next_to_the_field_then_export_import_and_rollback_work() {
+    let f = fixture().await;
+    let before = std::fs::read_to_string(&f.path).unwrap();
+    let cookie = admin(&f).await;
+    let page = get(f.addr, "/config/import", &cookie).await;
+    assert!(page.code == 200 && page.body.contains("enctype=\"multipart/form-data\""));
+    let csrf = page.csrf();
+    let export = get(f.addr, "/config/export", &cookie).await;
+    assert!(export.header("content-disposition").unwrap().contains("attachment"));
+    assert!(export.body.contains("password = \"********\""), "secrets masked in the export");
+    let exported = export.body.clone();
+    // Invalid UTF-8, a truncated file, an invalid configuration, an empty upload.
+    let mut bad_utf8 = exported.clone().into_bytes();
+    bad_utf8.splice(10..10, [0xC3, 0x28]);
+    let cut = &exported[..exported.find("[media]").unwrap() + 12];
+    for (file, words) in [
+        (bad_utf8.as_slice(), "not UTF-8 text (line 1"),
+        (cut.as_bytes(), "line |missing field"),
+        (exported.replace("ptime_ms = 20", "ptime_ms = 25").as_bytes(), "media.ptime_ms"),
+        (b"".as_slice(), "empty"),
+    ] {
+        let r = upload(f.addr, &cookie, &csrf, file).await;
+        assert_eq!(r.code, 422, "{}", r.body);
+        let at = r.body.find("id=\"file-err\"").unwrap_or_else(|| panic!("no error next to the file field: {}", r.body));
+        let shown = r.body[at..].split("</span>").next().unwrap();
+        assert!(words.split('|').any(|w| shown.contains(w)), "{words}: {}", r.body);
+    }
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), before, "bad imports change nothing");
+    // Garbage that is not multipart, and no token: refused.
+    assert_eq!(post(f.addr, "/config/import", &cookie, "file=x").await.code, 400);
+    assert_eq!(upload(f.addr, &cookie, "", exported.as_bytes()).await.code, 403);
+    // A good import (the masked secret keeps its value), then a rollback.
+    let r = upload(f.addr, &cookie, &csrf, exported.replace("register_expires = 300", "register_expires = 900").as_bytes()).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    let saved = crate::config::Config::load(&f.path, 4).unwrap();
+    assert_eq!(saved.sip.register_expires, 900);
+    assert_eq!(saved.sip.password, crate::config::Config::default_sim().sip.password);
+    let r = post(f.addr, "/config/rollback", &cookie, &form(&[("csrf", &csrf)])).await;
+    assert_eq!(r.code, 200, "{}", r.body);
+    assert_eq!(crate::config::Config::load(&f.path, 4).unwrap().sip.register_expires, 300);
+    let actions: Vec<String> = f.web.audit.lock().unwrap().recent(10).into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["config.rollback", "config.import", "config.commit"]);
+}
+
+#[tokio::test]
+async fn every_field_of_every_editor_refuses_overlong_and_non_utf8_input() {
+    let f = fixture().await;
+    let before = std::fs::read_to_string(&f.path).unwrap();
+    let cookie = admin(&f).await;
+    let csrf = get(f.addr, "/ports", &cookie).await.csrf();
+    let config = f.web.ctx.store().running().clone();
+    let editors = [("/ports", forms::ports(&config)), ("/trunks", forms::trunks(&config)), ("/routes", forms::routes(&config))];
+    let mut checked = 0;
+    for (page, sections) in &editors {
+        for field in sections.iter().flat_map(|s| &s.fields) {
+            for value in ["9".repeat(300), "%FF%FE".to_string()] {
+                // The value is sent as is (already encoded): %FF is a raw byte.
+                let body = format!("csrf={csrf}&{}={value}", field.path);
+                let r = post(f.addr, page, &cookie, &body).await;
+                assert_eq!(r.code, 422, "{page} {} = {value}: {}", field.path, r.body);
+                assert!(r.body.contains(&err_id(&field.path)), "{page} {}: no error next to it", field.path);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2 * (4 * 3 + 5 + 2 * 6), "{checked} checks");
+    assert_eq!(std::fs::read_to_string(&f.path).unwrap(), before, "nothing changed");
 }
