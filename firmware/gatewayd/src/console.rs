@@ -90,6 +90,8 @@ pub struct Session {
     candidate: Option<Candidate>,
     /// A firmware bundle being received (`upgrade.rs`).
     upgrade: crate::upgrade::Transfer,
+    /// `debug isdn`: frames streamed to this session (`isdn_debug.rs`).
+    isdn_debug: crate::isdn_debug::Watch,
 }
 
 const HELP: &str = "\
@@ -103,6 +105,9 @@ show routes                  the routing table
 show isdn                    ISDN spans: layer 1 and alarms, layer 2, TEI, counters, B-channels
 capture isdn SPAN FILE       write SPAN's D-channel frames to FILE (pcap, LAPD)
 capture stop                 end every D-channel capture
+debug isdn [SPAN|all] [q921|q931] | undebug isdn
+                             decoded D-channel frames (q931: only those with a Q.931
+                             message), in and out, on this session
 test route FROM NUMBER [CALLING]
                              what a call from FROM (a group or trunk) to NUMBER
                              would do, without placing it
@@ -163,6 +168,11 @@ fn show_routes(config: &crate::config::Config) -> String {
 }
 
 impl Session {
+    /// `debug isdn` output waiting for this session, without waiting.
+    pub fn debug_pending(&mut self) -> Option<String> {
+        self.isdn_debug.try_next()
+    }
+
     pub fn command(&mut self, line: &str, ctx: &Context) -> Reply {
         let line = line.trim();
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -238,6 +248,11 @@ impl Session {
                 let spans = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn.clone();
                 crate::isdn::console_capture(&ctx.isdn, &spans, span, file)
             }
+            ["debug", "isdn", args @ ..] => {
+                let spans = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn.clone();
+                self.isdn_debug.start(args, &spans)
+            }
+            ["undebug", "isdn"] | ["undebug", "all"] => self.isdn_debug.stop(),
             ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
             ["show", "cdr", n] => match n.parse::<usize>() {
                 Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
@@ -390,10 +405,25 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
             let mut session = Session::default();
             let mut buf = Vec::new();
             let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
+            // The prompt ends the output: debug text then starts on a new line.
+            let mut at_prompt = true;
             loop {
-                buf.clear();
                 // Bounded: a line longer than max_line never grows the buffer further.
-                match (&mut r).take(limits.max_line as u64 + 1).read_until(b'\n', &mut buf).await {
+                // `debug isdn` output is written between reads (read_until keeps
+                // what it read so far in `buf` when the other branch wins).
+                let room = (limits.max_line as u64 + 1).saturating_sub(buf.len() as u64);
+                let mut bounded = (&mut r).take(room);
+                let got = tokio::select! {
+                    got = bounded.read_until(b'\n', &mut buf) => got,
+                    text = session.isdn_debug.next() => {
+                        let nl: &[u8] = if std::mem::take(&mut at_prompt) { b"\n" } else { b"" };
+                        match w.write_all(&[nl, text.as_bytes()].concat()).await {
+                            Ok(()) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                match got {
                     Ok(0) | Err(_) => break,
                     Ok(_) if buf.len() > limits.max_line && !buf.ends_with(b"\n") => {
                         let _ = w.write_all(b"line too long; closing\n").await;
@@ -401,7 +431,8 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
                     }
                     Ok(_) => {}
                 }
-                let line = String::from_utf8_lossy(&buf);
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                buf.clear();
                 let line = line.trim_end_matches(['\r', '\n']);
                 let (text, more) = match session.command(line, &ctx) {
                     Reply::Quit => break,
@@ -411,6 +442,7 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
                 if w.write_all(text.as_bytes()).await.is_err() || !more || w.write_all(b"> ").await.is_err() {
                     break;
                 }
+                at_prompt = true;
             }
             debug!(%peer, "console session closed");
         });

@@ -60,7 +60,8 @@ pub struct SpanConfig {
     /// "ptp" (point-to-point, TEI 0) or "ptmp" (BRI point-to-multipoint).
     #[serde(default = "default_mode")]
     pub mode: String,
-    /// The Q.931 variant: "euroisdn" (ETSI EN 300 403).
+    /// The Q.931 variant: "euroisdn" (ETSI EN 300 403) or "qsig" (ECMA-143,
+    /// PINX to PINX); gw-isdn's `call::Variant` table.
     #[serde(default = "default_switch")]
     pub switch: String,
     /// B-channels in use, by number (BRI 1-2; E1 PRI timeslots 1-15, 17-31).
@@ -165,8 +166,10 @@ pub fn validate_spans(spans: &[SpanConfig]) -> Result<(), ConfigError> {
             }
             _ => return Err(ConfigError::new(field("mode"), "must be \"ptp\" or \"ptmp\"")),
         }
-        if s.switch != "euroisdn" {
-            return Err(ConfigError::new(field("switch"), "must be \"euroisdn\" (the only variant so far)"));
+        match s.switch.as_str() {
+            "euroisdn" | "qsig" => {}
+            "ni2" => return Err(ConfigError::new(field("switch"), "\"ni2\" is a T1 PRI variant and the board's spans are E1 or BRI: use \"euroisdn\" or \"qsig\"")),
+            _ => return Err(ConfigError::new(field("switch"), "must be \"euroisdn\" (ETSI) or \"qsig\" (PINX to PINX)")),
         }
         if let Some(c) = &s.clock {
             if c != "line" && c != "internal" {
@@ -479,7 +482,8 @@ impl Span {
     fn call_control(cfg: &SpanConfig, seed: u64) -> gw_isdn::span::Span {
         let side = if cfg.side() == Side::Nt { call::Side::Network } else { call::Side::User };
         let interface = if cfg.span_kind() == SpanKind::Pri { call::Interface::Pri } else { call::Interface::Bri };
-        let mut c = call::Config::new(side, interface, &call::EUROISDN);
+        let variant = call::Variant::by_name(&cfg.switch).unwrap_or(&call::EUROISDN);
+        let mut c = call::Config::new(side, interface, variant);
         c.channels = cfg.channels_in_use();
         gw_isdn::span::Span::new(c, gw_isdn::span::Mode::PointToPoint, seed)
     }
@@ -635,6 +639,7 @@ impl Span {
     }
 
     fn capture_frame(&mut self, outgoing: bool, frame: &[u8]) {
+        crate::isdn_debug::tap(&self.cfg.name, self.cfg.side() == Side::Nt, outgoing, frame);
         if let Some((path, w)) = self.capture.as_mut() {
             if let Err(e) = w.frame(SystemTime::now(), outgoing, frame) {
                 warn!(span = %self.cfg.name, path = %path.display(), %e, "D-channel capture stopped");

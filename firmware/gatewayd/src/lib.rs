@@ -37,6 +37,7 @@ pub mod console;
 pub mod driver;
 pub mod gateway;
 pub mod isdn;
+pub mod isdn_debug;
 pub mod limits;
 pub mod logging;
 pub mod media_io;

@@ -61,6 +61,10 @@ pub fn serve_port(port: &mut dyn ReadWrite, ctx: &Context, max_line: usize) -> i
     let mut too_long = false;
     let mut buf = [0u8; 512];
     loop {
+        // `debug isdn` output, between reads (each read waits at most the port's timeout).
+        while let Some(t) = session.debug_pending() {
+            port.write_all(t.as_bytes())?;
+        }
         let n = match port.read(&mut buf) {
             Ok(0) => {
                 // A tty read that returns nothing (no carrier): wait a little.

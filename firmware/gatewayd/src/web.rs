@@ -42,6 +42,7 @@ mod diag;
 mod edit;
 mod forms;
 mod import;
+mod isdn;
 mod quality;
 mod session;
 
@@ -183,6 +184,8 @@ pub fn router(web: Web) -> axum::Router {
         .route("/events", get(events_page))
         .route("/calls", get(calls_page))
         .route("/api/cdr", get(api_cdr))
+        .route("/isdn", get(isdn::isdn_page))
+        .route("/api/isdn", get(isdn::api_isdn))
         .route("/api/capture.pcap", get(capture_download))
         .route("/ports", get(|st, h| edit::page(st, h, edit::Editor::Ports)).post(
             |State(w): State<Web>, ConnectInfo(Peer(p)): ConnectInfo<Peer>, h: HeaderMap, b: axum::body::Bytes| edit::post(w, p, h, b, edit::Editor::Ports),
@@ -296,7 +299,7 @@ fn page_with_head(title: &str, s: Option<&Session>, body: &str, head: &str) -> H
         Some(s) => format!(
             "<nav><a href=\"/\">Dashboard</a><a href=\"/ports\">Ports</a><a href=\"/trunks\">Trunks</a><a href=\"/routes\">Routes</a>\
              <a href=\"/diag\">Diagnostics</a><a href=\"/config\">Configuration</a><a href=\"/events\">Event log</a>\
-             <a href=\"/calls\">Calls</a><a href=\"/audit\">Audit log</a><a href=\"/accounts\">Accounts</a><a href=\"/password\">Password</a>\
+             <a href=\"/calls\">Calls</a><a href=\"/isdn\">ISDN</a><a href=\"/audit\">Audit log</a><a href=\"/accounts\">Accounts</a><a href=\"/password\">Password</a>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button>Log out {} ({})</button></form></nav>",
             s.csrf,

@@ -68,10 +68,37 @@ pub enum Link {
     Broadcast,
 }
 
-/// A switch variant as a table of differences from EuroISDN.
+/// A switch variant as a table of differences from EuroISDN: the call
+/// control reads these fields and nothing else differs by variant.
+///
+/// ```text
+///                      euroisdn          ni2                 qsig
+/// standard             EN 300 403-1      NI-2 (Telcordia)    ECMA-143 / ISO 11572
+/// PRI channels         E1 1-15, 17-31    T1 1-23             E1 1-15, 17-31
+/// bearer layer 1       G.711 A-law       G.711 µ-law         G.711 A-law
+/// cause location       user 0, net 2     user 0, net 2       1 on both sides (PINX)
+/// overlap              yes               no (en-bloc)        yes
+/// restart "all"        class 7           class 6             class 7
+/// STATUS for ignored   yes               no                  yes
+/// message set          table 4-2 subset  no SETUP ACK        as euroisdn
+/// timers               EN 300 403        T310 10 s           as euroisdn
+/// ```
+///
+/// A message outside the variant's set is answered like an unknown one
+/// (STATUS, cause 97: Q.931 5.8.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variant {
     pub name: &'static str,
+    /// User information layer 1 in the bearer capability of the SETUPs we
+    /// place without one: 3 G.711 A-law, 2 G.711 µ-law.
+    pub law: u8,
+    /// The location we put in causes and progress indicators, on the user
+    /// side and on the network side (Q.850 2.2.5: 0 user, 1 private
+    /// network serving the local user, 2 public network serving the local
+    /// user).
+    pub location: [u8; 2],
+    /// The message types of the variant's basic call.
+    pub messages: &'static [MessageType],
     /// Usable PRI B channels (time slots).
     pub pri_channels: &'static [u8],
     /// Overlap sending/receiving offered (SETUP ACK answered to SETUP
@@ -89,9 +116,53 @@ pub struct Variant {
 const E1_CHANNELS: [u8; 30] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];
 const T1_CHANNELS: [u8; 23] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23];
 
+/// EN 300 403-1 section 3: every message [`MessageType`] names.
+const EUROISDN_MESSAGES: [MessageType; 17] = [
+    MessageType::Alerting,
+    MessageType::CallProceeding,
+    MessageType::Progress,
+    MessageType::Setup,
+    MessageType::Connect,
+    MessageType::SetupAcknowledge,
+    MessageType::ConnectAcknowledge,
+    MessageType::Disconnect,
+    MessageType::Restart,
+    MessageType::Release,
+    MessageType::RestartAcknowledge,
+    MessageType::ReleaseComplete,
+    MessageType::Facility,
+    MessageType::Notify,
+    MessageType::StatusEnquiry,
+    MessageType::Information,
+    MessageType::Status,
+];
+
+/// NI-2 PRI basic call: en-bloc only, so no SETUP ACKNOWLEDGE.
+const NI2_MESSAGES: [MessageType; 16] = [
+    MessageType::Alerting,
+    MessageType::CallProceeding,
+    MessageType::Progress,
+    MessageType::Setup,
+    MessageType::Connect,
+    MessageType::ConnectAcknowledge,
+    MessageType::Disconnect,
+    MessageType::Restart,
+    MessageType::Release,
+    MessageType::RestartAcknowledge,
+    MessageType::ReleaseComplete,
+    MessageType::Facility,
+    MessageType::Notify,
+    MessageType::StatusEnquiry,
+    MessageType::Information,
+    MessageType::Status,
+];
+
 /// EN 300 403-1 (EuroISDN, ETSI DSS1).
 pub const EUROISDN: Variant = Variant {
     name: "euroisdn",
+    law: 3,
+    location: [0, 2],
+    messages: &EUROISDN_MESSAGES,
     pri_channels: &E1_CHANNELS,
     overlap: true,
     restart_all_class: 7,
@@ -99,18 +170,52 @@ pub const EUROISDN: Variant = Variant {
     timers: Timers::EN300403,
 };
 
-/// NI-2 (North American PRI), a stub: only the differences known so far
-/// are in the table (T1 channels 1-23, en-bloc only, single-interface
-/// restart class, T310 10 s, no STATUS for ignored optional elements). Not
-/// tested against a switch.
+/// NI-2 (North American T1 PRI): T1 channels 1-23, µ-law, en-bloc only
+/// (no SETUP ACKNOWLEDGE), single-interface restart class, T310 10 s, no
+/// STATUS for ignored optional elements. Calls both ways against libpri's
+/// NI-2 in both roles (`tests/libpri.rs`).
 pub const NI2: Variant = Variant {
     name: "ni2",
+    law: 2,
+    location: [0, 2],
+    messages: &NI2_MESSAGES,
     pri_channels: &T1_CHANNELS,
     overlap: false,
     restart_all_class: 6,
     status_on_ignored_ie: false,
     timers: Timers { t310: Duration::from_secs(10), ..Timers::EN300403 },
 };
+
+/// QSIG basic call (ECMA-143, ISO/IEC 11572) between two PINXs on an E1:
+/// EuroISDN's messages, timers and channel rules; both ends are private
+/// networks, so the location is 1 whichever end we play. Calls both ways
+/// against libpri's QSIG in both roles (`tests/libpri.rs`).
+pub const QSIG: Variant = Variant {
+    name: "qsig",
+    law: 3,
+    location: [1, 1],
+    messages: &EUROISDN_MESSAGES,
+    pri_channels: &E1_CHANNELS,
+    overlap: true,
+    restart_all_class: 7,
+    status_on_ignored_ie: true,
+    timers: Timers::EN300403,
+};
+
+/// Every variant, by the name the configuration uses (`[[span]] switch`).
+pub const VARIANTS: [&Variant; 3] = [&EUROISDN, &NI2, &QSIG];
+
+impl Variant {
+    /// The variant called `name` ("euroisdn", "ni2", "qsig").
+    pub fn by_name(name: &str) -> Option<&'static Variant> {
+        VARIANTS.into_iter().find(|v| v.name == name)
+    }
+
+    /// Whether `t` belongs to the variant's message set.
+    pub fn knows(&self, t: MessageType) -> bool {
+        self.messages.contains(&t)
+    }
+}
 
 /// Timer values (EN 300 403-1 tables 9-1 and 9-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,7 +361,7 @@ impl Config {
             timers: variant.timers,
             tei: 0,
             ptmp: false,
-            location: if side == Side::User { 0 } else { 2 },
+            location: variant.location[(side == Side::Network) as usize],
             channels,
         }
     }
@@ -870,7 +975,7 @@ impl CallControl {
             transfer_mode: 0,
             transfer_rate: 0x10,
             rate_multiplier: None,
-            layer1: Some(3),
+            layer1: Some(self.cfg.variant.law),
         });
         let mut ies = Vec::new();
         if info.sending_complete {
@@ -1137,8 +1242,8 @@ impl CallControl {
             self.unknown_call(now, link, &msg, from_network);
             return;
         };
-        // 5.8.4: unknown message type.
-        if let MessageType::Unknown(_) = msg.message_type {
+        // 5.8.4: unknown message type, or one the variant does not use.
+        if matches!(msg.message_type, MessageType::Unknown(_)) || !self.cfg.variant.knows(msg.message_type) {
             self.status(i, cause::MESSAGE_TYPE_NONEXISTENT);
             return;
         }

@@ -16,6 +16,8 @@
 //! - [`call`]: the Q.931 call state machine (user and network side, timers,
 //!   channel selection, RESTART, STATUS, PTMP broadcast SETUP), sans-IO.
 //! - [`tei_mgmt`]: TEI assignment procedures (Q.921 5.3) for PTMP BRI.
+//! - [`decode`]: installer-readable text of a frame (Q.921, Q.931, TEI
+//!   management), as `debug isdn` and the web UI show it.
 //!
 //! How to drive a [`q921::DataLink`]: feed every received frame (without FCS)
 //! to `handle_frame`, layer-3 requests to the `dl_*` methods, and call
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod call;
+pub mod decode;
 pub mod hdlc;
 pub mod lapd;
 pub mod q921;

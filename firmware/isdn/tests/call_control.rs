@@ -799,3 +799,65 @@ fn ni2_variant_is_a_table_of_differences() {
     e.handle_message(now, Link::Tei(0), &setup_from_network(3, vec![]));
     assert!(matches!(e.poll_event(), Some(Event::Setup { .. })));
 }
+
+#[test]
+fn variants_differ_by_their_table_only() {
+    let now = Instant::now();
+    assert_eq!(call::Variant::by_name("euroisdn"), Some(&call::EUROISDN));
+    assert_eq!(call::Variant::by_name("ni2"), Some(&call::NI2));
+    assert_eq!(call::Variant::by_name("qsig"), Some(&call::QSIG));
+    assert_eq!(call::Variant::by_name("dms100"), None);
+    for (v, law, user_loc, net_loc, channels) in [
+        (&call::EUROISDN, 3, 0, 2, 30),
+        (&call::NI2, 2, 0, 2, 23),
+        (&call::QSIG, 3, 1, 1, 30),
+    ] {
+        // Our SETUP's bearer: the variant's G.711 law.
+        let mut u = CallControl::new(call::Config::new(Side::User, Interface::Pri, v));
+        assert_eq!(u.config().channels.len(), channels, "{}", v.name);
+        u.dl_established(now, Link::Tei(0));
+        let c = u.setup(now, enbloc("1")).unwrap();
+        let m = Message::parse(&u.poll_transmit().unwrap().octets).unwrap();
+        let Some(Ie::BearerCapability(b)) = m.ie(gw_isdn::q931::ie_id::BEARER_CAPABILITY) else { panic!("{m:?}") };
+        assert_eq!(b.layer1, Some(law), "{}", v.name);
+        // The location of our causes, on each side.
+        u.disconnect(now, c, 16).unwrap();
+        let m = Message::parse(&u.poll_transmit().unwrap().octets).unwrap();
+        let Some(Ie::Cause(Cause { location, .. })) = m.ie(gw_isdn::q931::ie_id::CAUSE) else { panic!("{m:?}") };
+        assert_eq!(*location, user_loc, "{} user side", v.name);
+        let mut n = CallControl::new(call::Config::new(Side::Network, Interface::Pri, v));
+        n.dl_established(now, Link::Tei(0));
+        n.handle_message(now, Link::Tei(0), &setup_from_network(9, vec![Ie::CalledNumber(called("12").unwrap())]));
+        let Some(Event::Setup { call, .. }) = n.poll_event() else { panic!("{}: no SETUP", v.name) };
+        n.disconnect(now, call, 17).unwrap();
+        let m = std::iter::from_fn(|| n.poll_transmit()).map(|t| Message::parse(&t.octets).unwrap()).last().unwrap();
+        let Some(Ie::Cause(Cause { location, value: 17, .. })) = m.ie(gw_isdn::q931::ie_id::CAUSE) else { panic!("{m:?}") };
+        assert_eq!(*location, net_loc, "{} network side", v.name);
+    }
+    // The message set: NI-2 has no SETUP ACKNOWLEDGE, so one is answered
+    // like an unknown message (STATUS 97); EuroISDN and QSIG take it.
+    for (v, known) in [(&call::EUROISDN, true), (&call::NI2, false), (&call::QSIG, true)] {
+        let mut u = CallControl::new(call::Config::new(Side::User, Interface::Pri, v));
+        u.dl_established(now, Link::Tei(0));
+        let c = u.setup(now, SetupInfo { called: called("12"), ..Default::default() }).unwrap();
+        let sent = Message::parse(&u.poll_transmit().unwrap().octets).unwrap();
+        let ack = Message::new(
+            CallRef { flag: true, ..sent.call_ref },
+            MessageType::SetupAcknowledge,
+            vec![Ie::ChannelId(ChannelId { primary: true, exclusive: true, d_channel: false, selection: 1, channel: Some(3) })],
+        );
+        u.handle_message(now, Link::Tei(0), &ack.to_vec());
+        let events: Vec<Event> = std::iter::from_fn(|| u.poll_event()).collect();
+        let replies: Vec<Message> = std::iter::from_fn(|| u.poll_transmit()).map(|t| Message::parse(&t.octets).unwrap()).collect();
+        if known {
+            assert!(events.iter().any(|e| matches!(e, Event::SetupAck { call, .. } if *call == c)), "{}: {events:?}", v.name);
+            assert!(replies.is_empty(), "{}: {replies:?}", v.name);
+        } else {
+            assert!(!events.iter().any(|e| matches!(e, Event::SetupAck { .. })), "{events:?}");
+            assert_eq!(replies.len(), 1, "{replies:?}");
+            assert_eq!((replies[0].message_type, cause_of(&replies[0])), (MessageType::Status, Some(97)));
+            assert_eq!(u.state(c), Some(State::OutInitiated), "the call goes on as before");
+        }
+        assert_eq!(v.knows(MessageType::SetupAcknowledge), known);
+    }
+}

@@ -60,12 +60,12 @@ struct Peer {
 }
 
 impl Peer {
-    fn spawn(role: &str, kind: &str) -> Option<Peer> {
+    fn spawn(role: &str, kind: &str, switch: &str) -> Option<Peer> {
         let bin = peer_binary()?;
         let (ours, theirs) = UnixDatagram::pair().expect("socketpair");
         ours.set_nonblocking(true).unwrap();
         let mut cmd = Command::new(bin);
-        cmd.arg(role).arg(kind);
+        cmd.arg(role).arg(kind).env("PRI_PEER_SWITCH", switch);
         if std::env::var_os("PRI_DEBUG").is_some() {
             cmd.arg("debug");
         }
@@ -108,7 +108,8 @@ impl Harness {
 
     /// Several libpri TEs on one bus (PTMP): each hears every frame we send.
     fn with_peers(peer_role: &str, peer_kind: &str, n: usize, cfg: call::Config, mode: Mode) -> Option<Self> {
-        let peers = (0..n).map(|_| Peer::spawn(peer_role, peer_kind)).collect::<Option<Vec<_>>>()?;
+        let switch = cfg.variant.name;
+        let peers = (0..n).map(|_| Peer::spawn(peer_role, peer_kind, switch)).collect::<Option<Vec<_>>>()?;
         let we_are_network = cfg.side == Side::Network;
         let mut h = Harness {
             peers,
@@ -718,4 +719,59 @@ fn bri_ptmp_te_against_libpri_nt() {
     assert_eq!(c, 34);
     h.command(&format!("hangup {id} 16"));
     h.ours("released", S, |e| matches!(e, Event::Released { call: c, .. } if *c == call).then_some(()));
+}
+
+/// NI-2 (North American T1 PRI): our user side against libpri's NI-2
+/// network and our network side against its NI-2 user, calls both ways on
+/// T1 channels (1-23), causes intact, and the capture clean in tshark.
+#[test]
+fn ni2_pri_user_against_libpri_network() {
+    let Some(mut h) = Harness::new("network", "pri", call::Config::new(Side::User, Interface::Pri, &call::NI2), Mode::PointToPoint)
+    else {
+        return;
+    };
+    h.link_up(S);
+    h.peer("dchan_up", S);
+    calls_both_ways(&mut h, Some(23), 22);
+    let pcap = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libpri-ni2-user.pcap");
+    h.write_pcap(&pcap);
+    check_pcap(&pcap, h.capture.len());
+}
+
+#[test]
+fn ni2_pri_network_against_libpri_user() {
+    let Some(mut h) = Harness::new("user", "pri", call::Config::new(Side::Network, Interface::Pri, &call::NI2), Mode::PointToPoint)
+    else {
+        return;
+    };
+    h.link_up(S);
+    h.peer("dchan_up", S);
+    calls_both_ways(&mut h, None, 0);
+}
+
+/// QSIG basic call between two PINXs: our user side against libpri's QSIG
+/// "network" end and the other way round, calls both ways on an E1.
+#[test]
+fn qsig_pri_user_against_libpri_network() {
+    let Some(mut h) = Harness::new("network", "pri", call::Config::new(Side::User, Interface::Pri, &call::QSIG), Mode::PointToPoint)
+    else {
+        return;
+    };
+    h.link_up(S);
+    h.peer("dchan_up", S);
+    calls_both_ways(&mut h, Some(1), 5);
+    let pcap = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libpri-qsig-user.pcap");
+    h.write_pcap(&pcap);
+    check_pcap(&pcap, h.capture.len());
+}
+
+#[test]
+fn qsig_pri_network_against_libpri_user() {
+    let Some(mut h) = Harness::new("user", "pri", call::Config::new(Side::Network, Interface::Pri, &call::QSIG), Mode::PointToPoint)
+    else {
+        return;
+    };
+    h.link_up(S);
+    h.peer("dchan_up", S);
+    calls_both_ways(&mut h, None, 0);
 }

@@ -272,6 +272,76 @@ async fn foreign_hosts_are_refused_and_pages_carry_security_headers() {
     assert!(send(f.addr, "POST", "/login", "", "%%%=\u{1}").await.code >= 400);
 }
 
+/// The ISDN page and `/api/isdn`: for any logged-in user (a read-only one
+/// here), each span's layers, alarms, TEI, counters and B-channels, and the
+/// last D-channel frames decoded; nothing without a session.
+#[tokio::test]
+async fn the_isdn_page_shows_spans_and_decoded_frames_to_read_only_users() {
+    use crate::isdn::SpanCounters;
+    let f = fixture().await;
+    for p in ["/isdn", "/api/isdn"] {
+        let r = get(f.addr, p, "").await;
+        assert_eq!((r.code, r.header("location").as_deref()), (303, Some("/login")), "{p}");
+    }
+    f.web.accounts.lock().unwrap().add("viewer", Role::ReadOnly, "viewer-pass-1").unwrap();
+    f.web.accounts.lock().unwrap().set_password("viewer", "viewer-pass-2", false).unwrap();
+    let viewer = log_in(f.addr, "viewer", "viewer-pass-2").await.cookie().unwrap();
+    let r = get(f.addr, "/isdn", &viewer).await;
+    assert_eq!(r.code, 200);
+    assert!(r.body.contains("No ISDN span is configured"), "{}", r.body);
+    let api: serde_json::Value = serde_json::from_str(&get(f.addr, "/api/isdn", &viewer).await.body).unwrap();
+    assert_eq!(api, serde_json::json!({"spans": [], "frames": []}));
+
+    // A real span's status (its B-channels as the span reports them), then
+    // layer 1 lost with LOS.
+    let mut st = crate::isdn_debug::test_support::span("web-pri", "pri", "nt", vec![]).status();
+    st.l1 = "deactivated".into();
+    st.alarms = "LOS".into();
+    st.counters = SpanCounters { frames_in: 7, bad_fcs: 2, l1_losses: 1, ..Default::default() };
+    st.b_channels[0].state = "busy".into();
+    st.b_channels[0].call = Some("call ref 3 in 5551234 -> 1001 (Active)".into());
+    f.web.ctx.status.lock().unwrap().isdn = vec![st];
+    // A SETUP from the user side, received on our NT span; one of another span not shown.
+    let mut setup = vec![0x00, 0x01, 0x00, 0x00];
+    setup.extend_from_slice(include_bytes!("../../../isdn/testdata/q931/setup-bri.bin"));
+    crate::isdn_debug::tap("web-pri", true, false, &setup);
+    crate::isdn_debug::tap("web-other", true, false, &[0x00, 0x01, 0x7F]);
+    let r = get(f.addr, "/isdn", &viewer).await;
+    assert_eq!(r.code, 200);
+    for want in [
+        "<h2>Span web-pri (PRI &lt;1&gt;)</h2>",
+        "PRI NT PTP, euroisdn, clock internal",
+        "<th>Layer 1</th><td class=err>deactivated</td>",
+        "<th>Alarms</th><td class=err>LOS</td>",
+        "<th>Layer 2</th><td class=err>tei-assigned (down)</td>",
+        "<th>frames in</th><td>7</td>",
+        "<th>bad FCS</th><td>2</td>",
+        "<th>layer 1 lost</th><td>1</td>",
+        "<tr><td>1</td><td>8</td><td>busy</td><td>call ref 3 in 5551234 -&gt; 1001 (Active)</td></tr>",
+        "<tr><td>2</td><td>9</td><td>unused</td><td></td></tr>",
+        "web-pri in  I N(S)=0 N(R)=0 P=0, SAPI 0 TEI 0 command; Q.931 SETUP cref 1 (originator) called &quot;5678&quot; calling &quot;1234&quot;",
+        "C/R 0 (command from the user side)",
+        "Bearer capability [80 90 a3]: ITU-T, speech; circuit mode, 64 kbit/s; layer 1 G.711 A-law",
+        "<a href=\"/isdn\">ISDN</a>",
+    ] {
+        assert!(r.body.contains(want), "missing {want:?} in {}", r.body);
+    }
+    assert!(!r.body.contains("web-other"), "{}", r.body);
+    let api: serde_json::Value = serde_json::from_str(&get(f.addr, "/api/isdn", &viewer).await.body).unwrap();
+    assert_eq!(api["spans"][0]["name"], "web-pri");
+    assert_eq!(api["spans"][0]["l1"], "deactivated");
+    assert_eq!(api["spans"][0]["alarms"], "LOS");
+    assert_eq!(api["spans"][0]["counters"]["bad_fcs"], 2);
+    assert_eq!(api["spans"][0]["b_channels"][1]["state"], "unused");
+    assert_eq!(api["spans"][0]["b_channels"][0]["call"], "call ref 3 in 5551234 -> 1001 (Active)");
+    let frames = api["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 1, "{api}");
+    assert_eq!(frames[0]["dir"], "in");
+    assert!(frames[0]["summary"].as_str().unwrap().contains("Q.931 SETUP cref 1"), "{api}");
+    assert!(frames[0]["hex"].as_str().unwrap().starts_with("00 01 00 00 08 01 01 05"), "{api}");
+    assert!(frames[0]["details"].as_array().unwrap().iter().any(|d| d.as_str().unwrap().starts_with("IE 0x70 Called party number")));
+}
+
 /// The id of the error shown next to `path`'s input.
 fn err_id(path: &str) -> String {
     let id: String = path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();

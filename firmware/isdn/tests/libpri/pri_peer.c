@@ -17,6 +17,9 @@
  *   restart                   RESTART of the whole interface
  *   reset <channel>           RESTART of one channel
  *
+ * The switch variant is EuroISDN E1 unless PRI_PEER_SWITCH says "ni2" or
+ * "qsig" (the same variants as gw-isdn's call::Variant).
+ *
  * libpri hands frames to the write callback with two octets of room for an
  * FCS and expects two such octets after each frame it reads.
  */
@@ -248,12 +251,18 @@ int main(int argc, char **argv)
 	srandom((unsigned)getpid());
 	int node = !strcmp(argv[1], "network") ? PRI_NETWORK : PRI_CPE;
 	struct pri *pri;
+	int sw = PRI_SWITCH_EUROISDN_E1;
+	const char *swname = getenv("PRI_PEER_SWITCH");
+	if (swname && !strcmp(swname, "ni2"))
+		sw = PRI_SWITCH_NI2;
+	else if (swname && !strcmp(swname, "qsig"))
+		sw = PRI_SWITCH_QSIG;
 	pri_set_message(msg_cb);
 	pri_set_error(msg_cb);
 	if (!strcmp(argv[2], "pri"))
-		pri = pri_new_cb(0, node, PRI_SWITCH_EUROISDN_E1, io_read, io_write, NULL);
+		pri = pri_new_cb(0, node, sw, io_read, io_write, NULL);
 	else
-		pri = pri_new_bri_cb(0, !strcmp(argv[2], "bri-ptp"), node, PRI_SWITCH_EUROISDN_E1, io_read, io_write, NULL);
+		pri = pri_new_bri_cb(0, !strcmp(argv[2], "bri-ptp"), node, sw, io_read, io_write, NULL);
 	if (!pri) {
 		fprintf(stderr, "pri_new failed\n");
 		return 1;
