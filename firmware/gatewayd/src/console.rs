@@ -287,7 +287,8 @@ impl Session {
                 let store = ctx.store();
                 let c = self.candidate.get_or_insert_with(|| store.candidate());
                 match c.unset(path) {
-                    Ok(()) => "ok\n".into(),
+                    Ok(crate::config_store::Unset::Removed) => "ok\n".into(),
+                    Ok(crate::config_store::Unset::Default(v)) => format!("ok (required: back to the default, {v})\n"),
                     Err(e) => format!("error: {e}\n"),
                 }
             }
@@ -325,7 +326,7 @@ impl Session {
                 };
             }
             ["config", "rollback"] => {
-                let result = ctx.store().rollback();
+                let result = ctx.store().rollback(1);
                 return match result {
                     Ok(saved) => {
                         info!(path = %saved.path.display(), "configuration rolled back from the console");
