@@ -136,6 +136,11 @@ fn commands(mode: Mode) -> impl Iterator<Item = &'static Command> {
     COMMANDS.iter().filter(move |c| c.config.is_none_or(|conf| conf == (mode == Mode::Config)))
 }
 
+/// Every command of `mode` as (syntax, help), for `help`.
+pub fn syntax(mode: Mode) -> Vec<(&'static str, &'static str)> {
+    commands(mode).map(|c| (c.syntax, c.help)).collect()
+}
+
 /// A suggestion for the next word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Next {
