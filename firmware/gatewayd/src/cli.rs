@@ -301,6 +301,8 @@ pub enum Edit {
     Help(String),
     /// TAB: complete the line so far.
     Complete(String),
+    /// A line longer than the bound was entered (dropped).
+    TooLong,
 }
 
 /// Bytes from a terminal (a raw serial port) to lines: echo, backspace,
@@ -318,6 +320,10 @@ pub struct LineEditor {
     esc: Vec<u8>,
     utf8: Vec<u8>,
     max: usize,
+    /// Bytes were dropped from this line (past the bound).
+    overflow: bool,
+    /// `?` and TAB are characters, and lines are not kept (a password).
+    pub plain: bool,
 }
 
 pub const HISTORY: usize = 50;
@@ -383,7 +389,10 @@ impl LineEditor {
                 self.buf.clear();
                 self.cursor = 0;
                 self.back = 0;
-                if !line.trim().is_empty() && self.history.back() != Some(&line) {
+                if std::mem::take(&mut self.overflow) {
+                    return ("\r\n".into(), Edit::TooLong);
+                }
+                if !self.plain && !line.trim().is_empty() && self.history.back() != Some(&line) {
                     if self.history.len() == HISTORY {
                         self.history.pop_front();
                     }
@@ -391,8 +400,8 @@ impl LineEditor {
                 }
                 ("\r\n".into(), Edit::Line(line))
             }
-            b'?' => ("?\r\n".into(), Edit::Help(self.line())),
-            b'\t' => (String::new(), Edit::Complete(self.line())),
+            b'?' if !self.plain => ("?\r\n".into(), Edit::Help(self.line())),
+            b'\t' if !self.plain => (String::new(), Edit::Complete(self.line())),
             0x7f | 0x08 => {
                 if self.cursor > 0 {
                     self.cursor -= 1;
@@ -410,11 +419,13 @@ impl LineEditor {
                 (self.redraw(prompt), Edit::None)
             }
             0x15 => {
+                self.overflow = false;
                 self.buf.clear();
                 self.cursor = 0;
                 (self.redraw(prompt), Edit::None)
             }
             0x03 => {
+                self.overflow = false;
                 self.buf.clear();
                 self.cursor = 0;
                 self.back = 0;
@@ -439,7 +450,10 @@ impl LineEditor {
                             (self.redraw(prompt), Edit::None)
                         }
                     }
-                    _ => ("\x07".into(), Edit::None),
+                    _ => {
+                        self.overflow = true;
+                        ("\x07".into(), Edit::None)
+                    }
                 }
             }
         }
@@ -533,6 +547,11 @@ mod tests {
         let noise: Vec<u8> = (0..=255u8).chain(0..=255).filter(|b| !b"\r\n?\t".contains(b)).collect();
         feed(&mut e, &noise);
         assert!(e.line().chars().count() <= 8);
-        assert_eq!(feed(&mut e, "\u{e9}".as_bytes()).len(), 0);
+        assert_eq!(feed(&mut e, "\u{e9}\r".as_bytes()), [Edit::TooLong], "an overlong line is dropped whole");
+        assert_eq!(feed(&mut e, "d\u{e9}j\u{e0}\r".as_bytes()), [Edit::Line("d\u{e9}j\u{e0}".into())]);
+        // A password: '?' and TAB are characters, nothing is kept.
+        e.plain = true;
+        assert_eq!(feed(&mut e, b"a?b\tc\r"), [Edit::Line("a?bc".into())], "? is a character, TAB is nothing");
+        assert!(e.history.iter().all(|l| !l.contains("a?b")));
     }
 }

@@ -76,6 +76,113 @@ impl Context {
     }
 }
 
+/// The console's accounts: the web UI's (`accounts.rs`), shared.
+pub type SharedAccounts = Arc<Mutex<crate::accounts::Accounts>>;
+
+/// Failed logins after which a session is closed (the accounts' own rate
+/// limits apply across sessions).
+pub const LOGIN_TRIES: u32 = 3;
+
+/// The login in front of a console session, with the web UI's accounts:
+/// user name, password (not echoed), and a new password when the account's
+/// is the initial one. Failures are rate-limited and logged by `accounts.rs`.
+pub struct Gate {
+    accounts: Option<SharedAccounts>,
+    from: std::net::IpAddr,
+    state: GateState,
+    failures: u32,
+}
+
+enum GateState {
+    User,
+    Password(String),
+    NewPassword { user: String, old: String },
+    Again { user: String, old: String, new: String },
+}
+
+/// What the gate says to a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateReply {
+    /// Write the text; the next line is a secret if `secret` (no echo).
+    Ask { text: String, secret: bool },
+    /// Logged in: the session starts with this user and role.
+    Open { text: String, user: String, role: crate::accounts::Role },
+    /// Write the text and close the session.
+    Close(String),
+}
+
+impl Gate {
+    /// `accounts: None`: no login (a console on the loopback address, the
+    /// local management socket of the machine itself).
+    pub fn new(accounts: Option<SharedAccounts>, from: std::net::IpAddr) -> Gate {
+        Gate { accounts, from, state: GateState::User, failures: 0 }
+    }
+
+    /// The first words: the prompt for the user name, or the session opened.
+    pub fn start(&self) -> GateReply {
+        match &self.accounts {
+            None => GateReply::Open { text: String::new(), user: "local".into(), role: crate::accounts::Role::Admin },
+            Some(_) => GateReply::Ask { text: "Log in with a web UI account.\nUser: ".into(), secret: false },
+        }
+    }
+
+    /// Takes one line (slow: argon2; call it off an async worker).
+    pub fn input(&mut self, line: &str) -> GateReply {
+        use crate::accounts::AuthError;
+        let Some(accounts) = self.accounts.clone() else { return self.start() };
+        let mut accounts = accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        match std::mem::replace(&mut self.state, GateState::User) {
+            GateState::User if line.trim().is_empty() => GateReply::Ask { text: "User: ".into(), secret: false },
+            GateState::User => {
+                self.state = GateState::Password(line.trim().to_string());
+                GateReply::Ask { text: "Password: ".into(), secret: true }
+            }
+            GateState::Password(user) => match accounts.verify(&user, &line, self.from, now) {
+                Ok(l) if l.must_change => {
+                    self.state = GateState::NewPassword { user, old: line };
+                    GateReply::Ask { text: "\nThe initial password must be changed first.\nNew password: ".into(), secret: true }
+                }
+                Ok(l) => {
+                    info!(user = %l.user, from = %self.from, role = l.role.as_str(), "console login");
+                    GateReply::Open { text: format!("\nWelcome, {} ({}).\n", l.user, l.role.as_str()), user: l.user, role: l.role }
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    let wait = matches!(e, AuthError::RateLimited { .. });
+                    if self.failures >= LOGIN_TRIES || wait {
+                        GateReply::Close(format!("\nlogin failed: {e}; closing\n"))
+                    } else {
+                        GateReply::Ask { text: format!("\nlogin failed: {e}\nUser: "), secret: false }
+                    }
+                }
+            },
+            GateState::NewPassword { user, old } => {
+                self.state = GateState::Again { user, old, new: line };
+                GateReply::Ask { text: "\nNew password again: ".into(), secret: true }
+            }
+            GateState::Again { user, old, new } => {
+                if new != line {
+                    self.state = GateState::NewPassword { user, old };
+                    return GateReply::Ask { text: "\nThe two differ.\nNew password: ".into(), secret: true };
+                }
+                match accounts.change_password(&user, &old, &new, self.from, now) {
+                    Ok(()) => {
+                        let role = accounts.role(&user).unwrap_or(crate::accounts::Role::ReadOnly);
+                        info!(user = %user, from = %self.from, "console login; initial password changed");
+                        GateReply::Open { text: format!("\nPassword changed. Welcome, {user} ({}).\n", role.as_str()), user, role }
+                    }
+                    Err(e) => {
+                        self.state = GateState::NewPassword { user, old };
+                        GateReply::Ask { text: format!("\nrefused: {e}\nNew password: "), secret: true }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The answer to one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -95,6 +202,8 @@ pub struct Session {
     mode: Mode,
     /// A document being imported (`config import begin` .. `end`).
     import: Option<String>,
+    /// Who is logged in (`None`: a local console without login, an admin).
+    user: Option<(String, crate::accounts::Role)>,
 }
 
 /// The largest document `config import` takes.
@@ -178,7 +287,28 @@ fn saved_reply(text: String, restart: bool) -> Reply {
     }
 }
 
+/// What a read-only account may run: looking, never changing.
+fn read_only_allows(mode: Mode, words: &[&str]) -> bool {
+    mode == Mode::Exec
+        && matches!(
+            words,
+            [] | ["show", ..]
+                | ["help"]
+                | ["test", "route", ..]
+                | ["config", "diff" | "export"]
+                | ["capture"]
+                | ["capture", "status"]
+                | ["upgrade", "status"]
+                | ["quit" | "exit"]
+        )
+}
+
 impl Session {
+    /// A session of a logged-in user.
+    pub fn for_user(user: &str, role: crate::accounts::Role) -> Session {
+        Session { user: Some((user.to_string(), role)), ..Default::default() }
+    }
+
     /// The prompt for the next line: `> `, or `(config)> ` in
     /// configuration mode.
     pub fn prompt(&self) -> &'static str {
@@ -243,6 +373,11 @@ impl Session {
             _ => line,
         };
         let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some((user, role)) = &self.user {
+            if !role.may_change() && !read_only_allows(self.mode, &words) {
+                return Reply::Text(format!("error: {user} is a {} account: it can look, not change\n", role.as_str()));
+            }
+        }
         let text = match words.as_slice() {
             [] => String::new(),
             ["help"] => {
@@ -573,15 +708,20 @@ impl ConsoleLimits {
     }
 }
 
-pub async fn serve(listener: TcpListener, ctx: Context) {
+/// Serves the console on `listener`. On the loopback address it is the
+/// machine's local management socket: no login (whoever can reach it is on
+/// the box already). On any other address every session logs in first with
+/// the web UI's `accounts`.
+pub async fn serve(listener: TcpListener, ctx: Context, accounts: SharedAccounts) {
     let limits = ConsoleLimits::from_config(&ctx.store().running().limits);
-    serve_with(listener, ctx, limits).await
+    let local = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    serve_with(listener, ctx, limits, if local { None } else { Some(accounts) }).await
 }
 
 /// The console service: at most `limits.sessions` sessions (one more is told
 /// so and closed), each closed after `limits.idle` without a byte or on a
-/// line longer than `limits.max_line`.
-pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimits) {
+/// line longer than `limits.max_line`; with `accounts`, a login first.
+pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimits, accounts: Option<SharedAccounts>) {
     let budget = Budget::new("console", limits.sessions, CONSOLE_REFUSAL);
     let mut backoff = AcceptBackoff::new("console");
     loop {
@@ -593,13 +733,21 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
         };
         debug!(%peer, "console session opened");
         let ctx = ctx.clone();
+        let accounts = accounts.clone();
         tokio::spawn(async move {
             let stream = IdleTimeout::new(stream, limits.idle, Some(slot));
             let (r, mut w) = tokio::io::split(stream);
             let mut r = BufReader::new(r);
-            let mut session = Session::default();
+            let logged_in = accounts.is_some();
+            let mut gate = Some(Gate::new(accounts, peer.ip()));
+            let mut session = None;
             let mut buf = Vec::new();
-            let _ = w.write_all(b"gatewayd console. Type 'help'.\n> ").await;
+            if let Some(GateReply::Ask { text, .. }) = gate.as_ref().map(Gate::start) {
+                let _ = w.write_all(format!("gatewayd console. {text}").as_bytes()).await;
+            } else {
+                session = Some(Session::default());
+                let _ = w.write_all(b"gatewayd console. Type 'help' or '?'.\n> ").await;
+            }
             loop {
                 buf.clear();
                 // Bounded: a line longer than max_line never grows the buffer further.
@@ -613,6 +761,38 @@ pub async fn serve_with(listener: TcpListener, ctx: Context, limits: ConsoleLimi
                 }
                 let line = String::from_utf8_lossy(&buf);
                 let line = line.trim_end_matches(['\r', '\n']);
+                let Some(session) = &mut session else {
+                    // argon2 is slow on purpose: off the async workers.
+                    let (Some(mut g), l) = (gate.take(), line.to_string()) else { break };
+                    let Ok((g, reply)) = tokio::task::spawn_blocking(move || {
+                        let r = g.input(&l);
+                        (g, r)
+                    })
+                    .await
+                    else {
+                        break;
+                    };
+                    gate = Some(g);
+                    match reply {
+                        GateReply::Ask { text, .. } => {
+                            if w.write_all(text.as_bytes()).await.is_err() {
+                                break;
+                            }
+                        }
+                        GateReply::Open { text, user, role } => {
+                            let s = if logged_in { Session::for_user(&user, role) } else { Session::default() };
+                            if w.write_all(format!("{text}Type 'help' or '?'.\n{}", s.prompt()).as_bytes()).await.is_err() {
+                                break;
+                            }
+                            session = Some(s);
+                        }
+                        GateReply::Close(text) => {
+                            let _ = w.write_all(text.as_bytes()).await;
+                            break;
+                        }
+                    }
+                    continue;
+                };
                 let (text, more) = match session.command(line, &ctx) {
                     Reply::Quit => break,
                     Reply::Text(t) => (t, true),
@@ -660,7 +840,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "-".into(), None, crate::rt::RtStats::new(0).snapshot())));
         let limits = ConsoleLimits { sessions: 2, idle: Duration::from_millis(400), max_line: 256 };
-        tokio::spawn(serve_with(listener, Context::for_tests(status), limits));
+        tokio::spawn(serve_with(listener, Context::for_tests(status), limits, None));
         let mut a = TcpStream::connect(addr).await.unwrap();
         let mut b = TcpStream::connect(addr).await.unwrap();
         assert!(read_some(&mut a).await.contains("gatewayd console"));
