@@ -867,6 +867,45 @@ mod tests {
         let mut e = TcpStream::connect(addr).await.unwrap();
         assert!(read_some(&mut e).await.contains("gatewayd console"));
     }
+    #[tokio::test]
+    async fn a_console_off_loopback_asks_for_a_login() {
+        use tokio::net::TcpStream;
+        let dir = tempfile::tempdir().unwrap();
+        let mut accounts = crate::accounts::open_fast(&dir.path().join("accounts.toml")).unwrap().accounts;
+        accounts.set_password("admin", "installer-pass", false).unwrap();
+        accounts.add("viewer", crate::accounts::Role::ReadOnly, "look-but-not-touch").unwrap();
+        accounts.set_password("viewer", "look-but-not-touch", false).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(Mutex::new(crate::status::Status::new("sim".into(), "-".into(), None, crate::rt::RtStats::new(0).snapshot())));
+        let limits = ConsoleLimits { sessions: 4, idle: std::time::Duration::from_secs(30), max_line: 256 };
+        tokio::spawn(serve_with(listener, Context::for_tests(status), limits, Some(Arc::new(Mutex::new(accounts)))));
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        assert!(read_some(&mut a).await.ends_with("Log in with a web UI account.\nUser: "));
+        a.write_all(b"show status\n").await.unwrap();
+        assert_eq!(read_some(&mut a).await, "Password: ", "no command before the login");
+        a.write_all(b"x\n").await.unwrap();
+        assert!(read_some(&mut a).await.contains("login failed: wrong user name or password"));
+        a.write_all(b"viewer\nlook-but-not-touch\n").await.unwrap();
+        let mut got = String::new();
+        while !got.ends_with("> ") {
+            got.push_str(&read_some(&mut a).await);
+        }
+        assert!(got.contains("Welcome, viewer (read-only)"), "{got}");
+        async fn answer(a: &mut TcpStream, line: &str) -> String {
+            a.write_all(line.as_bytes()).await.unwrap();
+            let mut got = String::new();
+            while !got.ends_with("\n> ") {
+                let more = read_some(a).await;
+                assert!(!more.starts_with('<'), "{got}{more}");
+                got.push_str(&more);
+            }
+            got
+        }
+        assert!(answer(&mut a, "config set sip.register_expires 120\n").await.starts_with("error: viewer is a read-only account"));
+        assert!(answer(&mut a, "show ?\n").await.contains("ports"));
+    }
+
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn ctx_with_file(dir: &std::path::Path) -> (Context, Arc<AtomicU32>, std::path::PathBuf) {
