@@ -81,6 +81,8 @@ const COMMANDS: &[Command] = &[
     exec("upgrade data BASE64 CRC32", "a chunk of the bundle"),
     exec("upgrade end", "verify and install the bundle"),
     both("help", "all commands"),
+    both("terminal batch", "no echo or line editing (for programs such as gwctl)"),
+    both("terminal interactive", "echo, history, '?' and TAB (the default)"),
     exec("quit", "end the session"),
     exec("exit", "end the session"),
 ];
@@ -94,6 +96,7 @@ const GROUPS: &[(&str, &str)] = &[
     ("test", "try a route without placing a call"),
     ("capture", "packet captures of SIP, RTP and D-channels"),
     ("upgrade", "install a signed firmware bundle"),
+    ("terminal", "how the serial console treats what is typed"),
 ];
 
 const ARGS: &[(&str, &str)] = &[

@@ -204,6 +204,8 @@ pub struct Session {
     import: Option<String>,
     /// Who is logged in (`None`: a local console without login, an admin).
     user: Option<(String, crate::accounts::Role)>,
+    /// `terminal batch`: a program (gwctl) on the line, no echo or editing.
+    batch: bool,
 }
 
 /// The largest document `config import` takes.
@@ -299,6 +301,7 @@ fn read_only_allows(mode: Mode, words: &[&str]) -> bool {
                 | ["capture"]
                 | ["capture", "status"]
                 | ["upgrade", "status"]
+                | ["terminal", ..]
                 | ["quit" | "exit"]
         )
 }
@@ -320,6 +323,17 @@ impl Session {
 
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// A program on the line (`terminal batch`): no echo, no line editing.
+    pub fn batch(&self) -> bool {
+        self.batch
+    }
+
+    /// Receiving a document (`config import begin`): its lines are taken
+    /// as they are (a `?` in a comment is no help request).
+    pub fn importing(&self) -> bool {
+        self.import.is_some()
     }
 
     /// `?` after `line`: the next words, a line each.
@@ -414,6 +428,14 @@ impl Session {
                     Some(c) if !ctx.store().diff(c).is_empty() => "left configuration mode; the candidate is kept ('configure' to go on, 'config commit' or 'config discard')\n".into(),
                     _ => "left configuration mode\n".into(),
                 }
+            }
+            ["terminal", "batch"] => {
+                self.batch = true;
+                "ok: no echo or line editing (for programs such as gwctl)\n".into()
+            }
+            ["terminal", "interactive"] => {
+                self.batch = false;
+                "ok: echo, history, '?' and TAB\n".into()
             }
             ["show", "running-config"] => ctx.store().show_running(),
             ["show", "versions"] => {

@@ -109,9 +109,10 @@ pub fn serve_port(port: &mut dyn ReadWrite, ctx: &Context, max_line: usize, acco
             Err(e) => return Err(e),
         };
         for &b in &buf[..n] {
-            editor.plain = session.is_none();
+            let batch = session.as_ref().is_some_and(Session::batch);
+            editor.plain = session.as_ref().is_none_or(|s| s.batch() || s.importing());
             let (echo, edit) = editor.feed(b, &prompt);
-            if !secret || echo == "\r\n" {
+            if !batch && (!secret || echo == "\r\n") {
                 port.write_all(echo.as_bytes())?;
             }
             match edit {
