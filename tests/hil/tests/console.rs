@@ -31,7 +31,9 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     gw.wait_registered(&["1001"]);
     let pid = gw.pid();
     let original = std::fs::read_to_string(&gw.config_path).unwrap();
-    assert_eq!(user_agent(&gw), "user_agent = \"gatewayd\"");
+    // `show config` is the installer's own file (comments and all): it
+    // leaves the User-Agent out, so the default applies.
+    assert_eq!(user_agent(&gw), "");
 
     // A bad candidate: refused with the field and the reason, nothing changes.
     let out = gw.console(&["config set media.ptime_ms 25", "config set sip.register_expires soon", "config commit"]);
