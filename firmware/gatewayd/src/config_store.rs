@@ -494,7 +494,7 @@ fn list_versions(path: &Path) -> Vec<(u64, PathBuf)> {
             Some((seq, e.path()))
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     out
 }
 
