@@ -395,7 +395,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let limits = crate::console::ConsoleLimits { sessions: 2, idle: std::time::Duration::from_secs(30), max_line: 256 };
-        tokio::spawn(crate::console::serve_with(listener, crate::console::Context::for_tests(status), limits));
+        tokio::spawn(crate::console::serve_with(listener, crate::console::Context::for_tests(status), limits, None));
         let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
         read_until(&mut c, "> ").await;
         c.write_all(b"debug isdn nosuch\n").await.unwrap();
@@ -415,7 +415,7 @@ mod tests {
         read_until(&mut c, "ISDN debugging of dbg-tcp stopped").await;
         tap("dbg-tcp", true, false, &SABME);
         c.write_all(b"help\n").await.unwrap();
-        let t = read_until(&mut c, "help | quit").await;
+        let t = read_until(&mut c, "TAB completes on the serial console.\n> ").await;
         assert!(!t.contains("SABME"), "nothing after undebug: {t}");
     }
 
@@ -506,7 +506,7 @@ mod tests {
         status.lock().unwrap().isdn = vec![span("dbg-ser")];
         let ctx = crate::console::Context::for_tests(status);
         let mut port = Port { reads: 0, out: Vec::new() };
-        assert!(crate::serial_console::serve_port(&mut port, &ctx, 256).is_err(), "ends with the port");
+        assert!(crate::serial_console::serve_port(&mut port, &ctx, 256, None).is_err(), "ends with the port");
         let out = String::from_utf8_lossy(&port.out);
         assert!(out.contains("debugging the D channel of span dbg-ser"), "{out}");
         assert!(out.contains(" isdn dbg-ser out SABME P=1, SAPI 0 TEI 0 command\n  Q.921: SAPI 0"), "{out}");

@@ -31,6 +31,7 @@ pub mod callerid;
 pub mod capture;
 pub mod cdr;
 pub mod config;
+pub mod cli;
 pub mod config_store;
 pub mod conn_limit;
 pub mod console;

@@ -309,10 +309,12 @@ fn run(
         };
         // Watchdog, A/B mark-good and upgrades, the console on a tty (issue 11).
         gatewayd::watchdog::start_supervision(&config, rt_stats.clone(), status.clone())?;
-        gatewayd::serial_console::spawn(&config.console, management.clone(), config.limits.max_line_bytes);
         let web_state = web::Web::new(management.clone(), opened.accounts, audit, https_addr.port());
+        // The consoles log in with the web UI's accounts (a loopback TCP console does not).
+        let accounts = web_state.accounts.clone();
+        gatewayd::serial_console::spawn(&config.console, management.clone(), config.limits.max_line_bytes, Some(accounts.clone()));
         tokio::spawn(async move { web::serve(http, https, &identity, web_state).await });
-        tokio::spawn(console::serve(console, management));
+        tokio::spawn(console::serve(console, management, accounts));
         // Everything this configuration needs is bound: a committed change
         // is no longer pending.
         if let Some(path) = &config_path {

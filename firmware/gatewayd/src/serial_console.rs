@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::console::{Context, Reply, Session};
+use crate::cli::{Edit, LineEditor};
+use crate::console::{Context, Gate, GateReply, Reply, Session, SharedAccounts};
 
 /// `[console]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,24 +51,60 @@ impl SerialConsoleConfig {
     }
 }
 
-pub const BANNER: &[u8] = b"gatewayd console (serial). Type 'help'.\n> ";
+pub const BANNER: &[u8] = b"gatewayd console (serial). Type 'help' or '?'; TAB completes.\r\n> ";
 
-/// Serves sessions on `port` until it fails (read or write error).
-pub fn serve_port(port: &mut dyn ReadWrite, ctx: &Context, max_line: usize) -> io::Result<()> {
-    let mut session = Session::default();
-    port.write_all(BANNER)?;
-    port.flush()?;
-    let mut line = Vec::with_capacity(max_line.min(64 * 1024));
-    let mut too_long = false;
+/// The installer's terminal: CR LF line ends.
+fn crlf(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\n', "\r\n")
+}
+
+/// Serves the console on `port` until it fails: a login with the web UI's
+/// accounts (when `accounts` is given), then commands typed with the line
+/// editor (`cli.rs`): echo, history, `?` help and TAB completion.
+pub fn serve_port(port: &mut dyn ReadWrite, ctx: &Context, max_line: usize, accounts: Option<SharedAccounts>) -> io::Result<()> {
+    let from = std::net::IpAddr::from([0, 0, 0, 0]);
+    let mut gate = Gate::new(accounts.clone(), from);
+    let mut session: Option<Session> = None;
+    let mut editor = LineEditor::new(max_line);
+    let mut prompt = String::new();
+    let mut secret = false;
+    // Writes `text`, then opens the session or asks the next login question.
+    let start = |port: &mut dyn ReadWrite, reply: GateReply, session: &mut Option<Session>, prompt: &mut String, secret: &mut bool| -> io::Result<()> {
+        match reply {
+            GateReply::Open { text, user, role } => {
+                port.write_all(crlf(&text).as_bytes())?;
+                port.write_all(&BANNER[..BANNER.len() - 2])?;
+                let s = if accounts.is_some() { Session::for_user(&user, role) } else { Session::default() };
+                *prompt = s.prompt().to_string();
+                *session = Some(s);
+                *secret = false;
+            }
+            GateReply::Ask { text, secret: s } => {
+                let (question, last) = match text.rfind('\n') {
+                    Some(i) => (&text[..=i], &text[i + 1..]),
+                    None => ("", text.as_str()),
+                };
+                port.write_all(crlf(question).as_bytes())?;
+                *prompt = last.to_string();
+                *secret = s;
+            }
+            GateReply::Close(text) => {
+                port.write_all(crlf(&text).as_bytes())?;
+                *prompt = "User: ".into();
+            }
+        }
+        port.write_all(prompt.as_bytes())?;
+        port.flush()
+    };
+    start(port, gate.start(), &mut session, &mut prompt, &mut secret)?;
     let mut buf = [0u8; 512];
     loop {
         // `debug isdn` output, between reads (each read waits at most the port's timeout).
-        while let Some(t) = session.debug_pending() {
+        while let Some(t) = session.as_mut().and_then(|s| s.debug_pending()) {
             port.write_all(t.as_bytes())?;
         }
         let n = match port.read(&mut buf) {
             Ok(0) => {
-                // A tty read that returns nothing (no carrier): wait a little.
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -76,34 +113,62 @@ pub fn serve_port(port: &mut dyn ReadWrite, ctx: &Context, max_line: usize) -> i
             Err(e) => return Err(e),
         };
         for &b in &buf[..n] {
-            if b != b'\n' {
-                if line.len() < max_line {
-                    line.push(b);
-                } else {
-                    too_long = true;
-                }
-                continue;
+            let batch = session.as_ref().is_some_and(Session::batch);
+            editor.plain = session.as_ref().is_none_or(|s| s.batch() || s.importing());
+            let (echo, edit) = editor.feed(b, &prompt);
+            if !batch && (!secret || echo == "\r\n") {
+                port.write_all(echo.as_bytes())?;
             }
-            if too_long {
-                line.clear();
-                too_long = false;
-                port.write_all(b"error: line too long; dropped\n> ")?;
-                continue;
-            }
-            let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
-            line.clear();
-            match session.command(&text, ctx) {
-                Reply::Text(t) => {
-                    port.write_all(t.as_bytes())?;
-                    port.write_all(b"> ")?;
+            match edit {
+                Edit::None => continue,
+                Edit::TooLong => port.write_all(b"error: line too long; dropped\r\n")?,
+                Edit::Help(line) => {
+                    if let Some(s) = &session {
+                        port.write_all(crlf(&s.help(&line, ctx)).as_bytes())?;
+                    }
+                    editor.set_line(&line, &prompt);
+                    port.write_all(editor.redraw(&prompt).as_bytes())?;
+                    port.flush()?;
+                    continue;
                 }
-                // gatewayd restarts; the new one writes a new banner.
-                Reply::Restart(t) => port.write_all(t.as_bytes())?,
-                Reply::Quit => {
-                    session = Session::default();
-                    port.write_all(BANNER)?;
+                Edit::Complete(line) => {
+                    if let Some(s) = &session {
+                        let (new, choices) = s.complete(&line, ctx);
+                        if !choices.is_empty() {
+                            port.write_all(format!("\r\n{}\r\n", choices.join("  ")).as_bytes())?;
+                        }
+                        port.write_all(editor.set_line(&new, &prompt).as_bytes())?;
+                    }
+                    port.flush()?;
+                    continue;
+                }
+                Edit::Line(line) => {
+                    let Some(s) = &mut session else {
+                        let reply = gate.input(&line);
+                        if matches!(reply, GateReply::Close(_)) {
+                            gate = Gate::new(accounts.clone(), from);
+                        }
+                        start(port, reply, &mut session, &mut prompt, &mut secret)?;
+                        continue;
+                    };
+                    match s.command(&line, ctx) {
+                        Reply::Text(t) => port.write_all(crlf(&t).as_bytes())?,
+                        Reply::Restart(t) => {
+                            port.write_all(crlf(&t).as_bytes())?;
+                            port.flush()?;
+                            continue;
+                        }
+                        Reply::Quit => {
+                            session = None;
+                            gate = Gate::new(accounts.clone(), from);
+                            start(port, gate.start(), &mut session, &mut prompt, &mut secret)?;
+                            continue;
+                        }
+                    }
+                    prompt = s.prompt().to_string();
                 }
             }
+            port.write_all(prompt.as_bytes())?;
             port.flush()?;
         }
     }
@@ -114,7 +179,9 @@ impl<T: Read + Write> ReadWrite for T {}
 
 /// Opens the configured tty and serves it from its own thread, reopening
 /// it after a failure. None when no tty is configured.
-pub fn spawn(cfg: &SerialConsoleConfig, ctx: Context, max_line: usize) -> Option<std::thread::JoinHandle<()>> {
+/// Serves the console on the serial device of `cfg`, reopening it when it
+/// fails. With `accounts`, a session starts with a login.
+pub fn spawn(cfg: &SerialConsoleConfig, ctx: Context, max_line: usize, accounts: Option<SharedAccounts>) -> Option<std::thread::JoinHandle<()>> {
     let path = cfg.serial.clone()?;
     let baud = cfg.baud;
     let handle = std::thread::Builder::new().name("serial-console".into()).spawn(move || {
@@ -124,7 +191,7 @@ pub fn spawn(cfg: &SerialConsoleConfig, ctx: Context, max_line: usize) -> Option
                 Ok(mut port) => {
                     info!(%path, baud, "console on the serial line");
                     logged = false;
-                    if let Err(e) = serve_port(&mut port, &ctx, max_line) {
+                    if let Err(e) = serve_port(&mut port, &ctx, max_line, accounts.clone()) {
                         warn!(%path, %e, "serial console failed; reopening");
                     }
                 }
@@ -150,46 +217,124 @@ pub fn spawn(cfg: &SerialConsoleConfig, ctx: Context, max_line: usize) -> Option
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+    use std::sync::Arc;
 
-    fn read_until_prompt(f: &mut std::fs::File) -> String {
+    /// Reads until the output holds `pat`; returns all of it.
+    fn read_until(f: &mut std::fs::File, pat: &str) -> String {
         let mut got = Vec::new();
         let mut b = [0u8; 256];
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !got.ends_with(b"> ") {
-            assert!(std::time::Instant::now() < deadline, "no prompt; got {:?}", String::from_utf8_lossy(&got));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&got).contains(pat) {
+            assert!(std::time::Instant::now() < deadline, "no {pat:?}; got {:?}", String::from_utf8_lossy(&got));
             let n = f.read(&mut b).unwrap();
             got.extend_from_slice(&b[..n]);
         }
         String::from_utf8_lossy(&got).into_owned()
     }
 
-    /// gatewayd serves its console on the slave side of a pseudo-terminal,
-    /// opened through `serialport` as it opens /dev/ttyS0 on the box; the
-    /// test types on the master side.
-    #[test]
-    fn console_answers_on_a_pty() {
+    fn pty_console(accounts: Option<SharedAccounts>) -> (std::fs::File, nix::pty::OpenptyResult) {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
         let ctx = Context::for_tests(crate::status::tests::tests_status());
         let cfg = SerialConsoleConfig { serial: Some(slave.to_string_lossy().into_owned()), baud: 115_200 };
         assert!(cfg.validate().is_ok());
-        let _t = spawn(&cfg, ctx, 256).unwrap();
-        let mut m = std::fs::File::from(pty.master);
-        assert!(read_until_prompt(&mut m).contains("gatewayd console (serial)"));
-        m.write_all(b"show routes\r\n").unwrap();
-        let a = read_until_prompt(&mut m);
-        assert!(a.contains("group phones: FXS [1, 2, 3, 4]"), "{a}");
+        let _t = spawn(&cfg, ctx, 256, accounts).unwrap();
+        let m = std::fs::File::from(pty.master.try_clone().unwrap());
+        (m, pty)
+    }
+
+    /// gatewayd serves its console on the slave side of a pseudo-terminal,
+    /// opened through `serialport` as it opens /dev/ttyS0 on the box; the
+    /// test types on the master side as a person would.
+    #[test]
+    fn console_answers_on_a_pty_with_help_completion_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut accounts = crate::accounts::open_fast(&dir.path().join("accounts.toml")).unwrap().accounts;
+        accounts.set_password("admin", "installer-pass", false).unwrap();
+        let (mut m, _pty) = pty_console(Some(Arc::new(std::sync::Mutex::new(accounts))));
+        read_until(&mut m, "User: ");
+        m.write_all(b"admin\rinstaller-pass\r").unwrap();
+        assert!(read_until(&mut m, "> ").contains("gatewayd console (serial)"));
+        m.write_all(b"show routes\r").unwrap();
+        let a = read_until(&mut m, "\r\n> ");
+        assert!(a.starts_with("show routes\r\n"), "echoed: {a:?}");
+        assert!(a.contains("group phones: FXS [1, 2, 3, 4]\r\n"), "{a}");
+        // '?' lists the next words; the line stays as it was typed.
+        m.write_all(b"show ?").unwrap();
+        let a = read_until(&mut m, "\r> show ");
+        assert!(a.contains("ports ") && a.contains("running-config "), "{a}");
+        // TAB completes; Enter runs it; up-arrow brings it back.
+        m.write_all(b"po\t").unwrap();
+        assert!(read_until(&mut m, "show ports ").contains("show ports "));
+        m.write_all(b"\r").unwrap();
+        assert!(read_until(&mut m, "\r\n> ").contains("PORT"));
+        m.write_all(b"\x1b[A").unwrap();
+        read_until(&mut m, "show ports");
+        m.write_all(b"\r").unwrap();
+        assert!(read_until(&mut m, "\r\n> ").contains("PORT"));
         // Line noise longer than the limit is dropped, the session goes on.
         m.write_all(&[b'x'; 600]).unwrap();
         m.write_all(b"\n").unwrap();
-        assert!(read_until_prompt(&mut m).contains("line too long"));
-        m.write_all(b"config set sip.register_expires 120\n").unwrap();
-        assert!(read_until_prompt(&mut m).starts_with("ok"));
-        m.write_all(b"quit\n").unwrap();
-        assert!(read_until_prompt(&mut m).contains("gatewayd console (serial)"));
-        m.write_all(b"config diff\n").unwrap();
-        assert_eq!(read_until_prompt(&mut m), "no changes\n> ", "quit started a fresh session");
-        drop(pty.slave);
+        assert!(read_until(&mut m, "\r\n> ").contains("line too long"));
+        m.write_all(b"configure\r").unwrap();
+        read_until(&mut m, "(config)> ");
+        m.write_all(b"set sip.register_expires 120\r").unwrap();
+        assert!(read_until(&mut m, "(config)> ").contains("ok"));
+        m.write_all(b"exit\rquit\r").unwrap();
+        read_until(&mut m, "User: ");
+        m.write_all(b"admin\rinstaller-pass\r").unwrap();
+        read_until(&mut m, "(serial)");
+        read_until(&mut m, "> ");
+        m.write_all(b"config diff\r").unwrap();
+        assert!(read_until(&mut m, "\r\n> ").contains("no changes"), "quit started a fresh session");
+    }
+
+    #[test]
+    fn the_serial_console_logs_in_with_the_web_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = crate::accounts::open_fast(&dir.path().join("accounts.toml")).unwrap();
+        let initial = opened.initial_password.clone().unwrap();
+        let accounts = Arc::new(std::sync::Mutex::new(opened.accounts));
+        {
+            let mut a = accounts.lock().unwrap();
+            a.add("viewer", crate::accounts::Role::ReadOnly, "look-but-not-touch").unwrap();
+            a.set_password("viewer", "look-but-not-touch", false).unwrap();
+        }
+        let (mut m, _pty) = pty_console(Some(accounts));
+        assert!(read_until(&mut m, "User: ").contains("Log in with a web UI account"));
+        // The initial password must be changed first; passwords are not echoed.
+        m.write_all(b"admin\r").unwrap();
+        read_until(&mut m, "Password: ");
+        m.write_all(format!("{initial}\r").as_bytes()).unwrap();
+        let a = read_until(&mut m, "New password: ");
+        assert!(!a.contains(&initial), "not echoed: {a}");
+        m.write_all(b"new-admin-pass\r").unwrap();
+        read_until(&mut m, "New password again: ");
+        m.write_all(b"new-admin-pass\r").unwrap();
+        let a = read_until(&mut m, "> ");
+        assert!(a.contains("Password changed. Welcome, admin (admin)") && !a.contains("new-admin-pass"), "{a}");
+        m.write_all(b"configure\r").unwrap();
+        assert!(read_until(&mut m, "(config)> ").contains("configuration mode"));
+        m.write_all(b"exit\rquit\r").unwrap();
+        read_until(&mut m, "User: ");
+        // A read-only account looks but cannot change.
+        m.write_all(b"viewer\rlook-but-not-touch\r").unwrap();
+        assert!(read_until(&mut m, "> ").contains("Welcome, viewer (read-only)"));
+        m.write_all(b"configure\r").unwrap();
+        assert!(read_until(&mut m, "\r\n> ").contains("error: viewer is a read-only account"));
+        m.write_all(b"show ports\r").unwrap();
+        assert!(read_until(&mut m, "\r\n> ").contains("PORT"));
+        m.write_all(b"quit\r").unwrap();
+        read_until(&mut m, "User: ");
+        // Wrong passwords: told, then the session is closed and starts over.
+        for _ in 0..crate::console::LOGIN_TRIES - 1 {
+            m.write_all(b"admin\rguess\r").unwrap();
+            assert!(read_until(&mut m, "User: ").contains("login failed: wrong user name or password\r\n"));
+        }
+        m.write_all(b"admin\rguess\r").unwrap();
+        assert!(read_until(&mut m, "User: ").contains("login failed: wrong user name or password; closing"));
+        m.write_all(b"admin\rnew-admin-pass\r").unwrap();
+        assert!(read_until(&mut m, "> ").contains("Welcome, admin"), "the session started over");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The installer's console edits the configuration of a running gatewayd:
 //! a refused candidate changes nothing, a commit saves the file (the old one
-//! kept as .prev) and applies it live where it can (else gatewayd restarts
+//! kept as a version) and applies it live where it can (else gatewayd restarts
 //! in place with it), a rollback brings the previous file back the same way,
 //! and a valid change that cannot start is undone by gatewayd itself.
 
@@ -16,6 +16,14 @@ fn user_agent(gw: &Gatewayd) -> String {
     cfg.lines().find(|l| l.starts_with("user_agent")).unwrap_or_default().to_string()
 }
 
+/// The newest of the kept versions (`gatewayd.toml.versions/NNNNNN.toml`).
+fn newest_version(gw: &Gatewayd) -> String {
+    let dir = gw.config_path.with_file_name("gatewayd.toml.versions");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    files.sort();
+    std::fs::read_to_string(files.last().expect("a kept version")).unwrap()
+}
+
 #[test]
 fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_is_undone() {
     let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
@@ -23,7 +31,9 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     gw.wait_registered(&["1001"]);
     let pid = gw.pid();
     let original = std::fs::read_to_string(&gw.config_path).unwrap();
-    assert_eq!(user_agent(&gw), "user_agent = \"gatewayd\"");
+    // `show config` is the installer's own file (comments and all): it
+    // leaves the User-Agent out, so the default applies.
+    assert_eq!(user_agent(&gw), "");
 
     // A bad candidate: refused with the field and the reason, nothing changes.
     let out = gw.console(&["config set media.ptime_ms 25", "config set sip.register_expires soon", "config commit"]);
@@ -39,8 +49,7 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     assert!(out[2].starts_with("saved") && out[2].contains("applied without a restart"), "{out:?}");
     assert_eq!(user_agent(&gw), "user_agent = \"Branch-GW-7\"");
     assert!(!gw.log().contains("restarting"));
-    let prev = gw.config_path.with_file_name("gatewayd.toml.prev");
-    assert_eq!(std::fs::read_to_string(&prev).unwrap(), original, "the old file kept whole");
+    assert_eq!(newest_version(&gw), original, "the old file kept whole");
     let live = std::fs::read_to_string(&gw.config_path).unwrap();
 
     // One the rt thread takes only at start: gatewayd restarts in place
@@ -59,7 +68,7 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     gw.wait_until("a REGISTER with the new User-Agent", Duration::from_secs(10), || {
         gw.log().contains("User-Agent: Branch-GW-7")
     });
-    assert_eq!(std::fs::read_to_string(&prev).unwrap(), live, "the file before the change kept whole");
+    assert_eq!(newest_version(&gw), live, "the file before the change kept whole");
 
     // Rollback: the previous file comes back, and gatewayd runs it.
     let out = gw.console(&["config rollback"]);

@@ -39,8 +39,7 @@ pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String>
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
     let mut buf = [0u8; 1];
-    let at_prompt = |got: &[u8]| got == PROMPT || (got.ends_with(PROMPT) && got[..got.len() - PROMPT.len()].ends_with(b"\n"));
-    while !at_prompt(&got) {
+    while prompt_len(&got).is_none() {
         if Instant::now() > deadline {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no prompt from the console"));
         }
@@ -51,25 +50,120 @@ pub fn read_answer(link: &mut dyn Link, timeout: Duration) -> io::Result<String>
             Err(e) => return Err(e),
         }
     }
-    if at_prompt(&got) {
-        got.truncate(got.len() - PROMPT.len());
+    if let Some(n) = prompt_len(&got) {
+        got.truncate(got.len() - n);
     }
-    Ok(String::from_utf8_lossy(&got).into_owned())
+    Ok(String::from_utf8_lossy(&got).replace("\r\n", "\n"))
+}
+
+/// The prompts that end an answer, each alone or after a newline: `> `,
+/// `(config)> ` in configuration mode, and the login's questions.
+const PROMPTS: [&[u8]; 4] = [PROMPT, b"(config)> ", LOGIN_USER, LOGIN_PASSWORD];
+const LOGIN_USER: &[u8] = b"User: ";
+const LOGIN_PASSWORD: &[u8] = b"Password: ";
+
+fn prompt_len(got: &[u8]) -> Option<usize> {
+    PROMPTS
+        .iter()
+        .find(|p| got == **p || (got.ends_with(p) && got[..got.len() - p.len()].ends_with(b"\n")))
+        .map(|p| p.len())
+}
+
+/// The last prompt read was the login's: the console wants a user name.
+fn asks_login(link_answer_end: &[u8]) -> bool {
+    link_answer_end.ends_with(LOGIN_USER)
 }
 
 /// Waits for the console's first prompt. A TCP console sends its banner on
 /// connect; a serial console wrote its banner when the gateway started, long
 /// before: if no prompt comes within a second, an empty line asks for one.
+///
+/// A console that asks for a login (the serial console; a TCP console off
+/// the loopback address) gets `GWCTL_USER` (default `admin`) and
+/// `GWCTL_PASSWORD`. Then `terminal batch` turns the serial console's echo
+/// and line editing off, so answers are the gateway's words only.
 pub fn greet(link: &mut dyn Link, timeout: Duration) -> io::Result<()> {
-    match read_answer(link, Duration::from_secs(1).min(timeout)) {
-        Ok(_) => Ok(()),
+    let first = match read_raw(link, Duration::from_secs(1).min(timeout)) {
+        Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             link.write_all(b"\n")?;
             link.flush()?;
-            read_answer(link, timeout).map(|_| ())
+            read_raw(link, timeout)?
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    if asks_login(&first) {
+        let user = std::env::var("GWCTL_USER").unwrap_or_else(|_| "admin".into());
+        let password = std::env::var("GWCTL_PASSWORD").map_err(|_| {
+            io::Error::new(io::ErrorKind::PermissionDenied, "the console asks for a login: set GWCTL_PASSWORD (and GWCTL_USER, default admin)")
+        })?;
+        for (line, secret) in [(user.as_str(), false), (password.as_str(), true)] {
+            link.write_all(line.as_bytes())?;
+            link.write_all(b"\n")?;
+            link.flush()?;
+            let answer = read_raw(link, timeout)?;
+            let text = String::from_utf8_lossy(&answer).replace("\r\n", "\n");
+            if secret && !answer.ends_with(PROMPT) {
+                let why = text.lines().find(|l| l.contains("failed") || l.contains("changed")).unwrap_or("refused").trim().to_string();
+                return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("login as {user}: {why}")));
+            }
+        }
     }
+    link.write_all(b"terminal batch\n")?;
+    link.flush()?;
+    read_answer(link, timeout).map(|_| ())
+}
+
+/// As [`read_answer`], the prompt kept.
+fn read_raw(link: &mut dyn Link, timeout: Duration) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1];
+    while prompt_len(&got).is_none() {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no prompt from the console"));
+        }
+        match link.read(&mut buf) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the console closed")),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// `gwctl pull`: the running configuration document (secrets masked).
+pub fn pull(link: &mut dyn Link, timeout: Duration) -> io::Result<String> {
+    let doc = run_command(link, "config export", timeout)?;
+    if is_error(&doc) {
+        return Err(io::Error::other(doc.trim().to_string()));
+    }
+    Ok(doc)
+}
+
+/// `gwctl push`: a whole document, validated whole by the gateway and
+/// refused whole (masked secrets keep their values). Returns the gateway's
+/// verdict.
+pub fn push(link: &mut dyn Link, doc: &str, timeout: Duration) -> io::Result<String> {
+    greet(link, timeout)?;
+    let mut lines = vec!["config import begin"];
+    lines.extend(doc.lines());
+    lines.push("config import end");
+    let mut last = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains('\r') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("line {i}: a carriage return inside a line")));
+        }
+        link.write_all(line.as_bytes())?;
+        link.write_all(b"\n")?;
+        link.flush()?;
+        last = read_answer(link, timeout)?;
+        if i == 0 && is_error(&last) {
+            return Ok(last);
+        }
+    }
+    Ok(last)
 }
 
 /// Waits for the first prompt, sends `command` and returns the answer.
@@ -191,13 +285,16 @@ mod tests {
         let mut master = std::fs::File::from(pty.master);
         let console = std::thread::spawn(move || {
             master.write_all(b"gatewayd console. Type 'help'.\n> ").unwrap();
-            let mut line = Vec::new();
-            let mut b = [0u8; 1];
-            while master.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
-                line.push(b[0]);
+            for _ in ["terminal batch", "the command"] {
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                while master.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+                    line.push(b[0]);
+                }
+                // CR LF line ends, as the serial console writes them.
+                let reply = format!("you said {} -> ok\r\n> ", String::from_utf8_lossy(&line));
+                master.write_all(reply.as_bytes()).unwrap();
             }
-            let reply = format!("you said {} -> ok\n> ", String::from_utf8_lossy(&line));
-            master.write_all(reply.as_bytes()).unwrap();
             master
         });
         let mut link = open_serial(slave_path.to_str().unwrap(), 115_200, Duration::from_millis(100)).unwrap();
@@ -222,7 +319,8 @@ mod tests {
         });
         let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
         let answers = run_session(&mut *link, &["config set a 1", "config commit"], Duration::from_secs(5)).unwrap();
-        assert_eq!(answers, ["1: config set a 1\n", "2: config commit\n"], "one session: the count goes on");
+        // 1 is `terminal batch`, sent after the greeting.
+        assert_eq!(answers, ["2: config set a 1\n", "3: config commit\n"], "one session: the count goes on");
         drop(link);
         console.join().unwrap();
         assert!(is_error("error: x") && is_error("unknown command: \"x\"") && !is_error("ok"));
@@ -296,7 +394,66 @@ mod tests {
         let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
         assert_eq!(run_command(&mut *link, "show status", Duration::from_secs(5)).unwrap(), "did show status\n");
         drop(link);
-        assert_eq!(console.join().unwrap(), ["", "show status"]);
+        assert_eq!(console.join().unwrap(), ["", "terminal batch", "show status"]);
+    }
+
+    /// A console that asks for a login; `push` sends the document between
+    /// `config import begin` and `end`, `pull` writes what `config export`
+    /// answers.
+    #[test]
+    fn push_and_pull_log_in_and_move_whole_documents() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let console = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let (mut s, _) = listener.accept().unwrap();
+                s.write_all(b"gatewayd console. Log in with a web UI account.\nUser: ").unwrap();
+                let mut lines = io::BufRead::lines(io::BufReader::new(s.try_clone().unwrap()));
+                let mut logged_in = false;
+                while let Some(Ok(line)) = lines.next() {
+                    seen.push(line.clone());
+                    let answer = match (logged_in, line.as_str()) {
+                        (false, "installer") => "Password: ".to_string(),
+                        (false, "s3cret-pass") => {
+                            logged_in = true;
+                            "\nWelcome, installer (admin).\n> ".into()
+                        }
+                        (false, _) => "\nlogin failed: wrong user name or password\nUser: ".into(),
+                        (true, "config export") => "[sip]\nproxy = \"x\" # kept\n> ".into(),
+                        (true, "config import end") => "imported into /etc/gw.toml; applied\n> ".into(),
+                        (true, _) => "> ".into(),
+                    };
+                    s.write_all(answer.as_bytes()).unwrap();
+                }
+            }
+            seen
+        });
+        // SAFETY of the test: no other test reads these variables.
+        std::env::set_var("GWCTL_USER", "installer");
+        std::env::set_var("GWCTL_PASSWORD", "s3cret-pass");
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        assert_eq!(pull(&mut *link, Duration::from_secs(5)).unwrap(), "[sip]\nproxy = \"x\" # kept\n");
+        drop(link);
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        let v = push(&mut *link, "[sip]\nproxy = \"y\" # kept\n", Duration::from_secs(5)).unwrap();
+        assert_eq!(v, "imported into /etc/gw.toml; applied\n");
+        drop(link);
+        std::env::set_var("GWCTL_PASSWORD", "wrong");
+        let mut link = open_tcp(&addr, Duration::from_millis(50)).unwrap();
+        let e = pull(&mut *link, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("login failed: wrong user name or password"), "{e}");
+        drop(link);
+        let seen = console.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "installer", "s3cret-pass", "terminal batch", "config export",
+                "installer", "s3cret-pass", "terminal batch", "config import begin", "[sip]", "proxy = \"y\" # kept", "config import end",
+                "installer", "wrong",
+            ]
+        );
     }
 
     #[test]

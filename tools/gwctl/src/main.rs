@@ -1,6 +1,8 @@
 //! `gwctl --tcp 127.0.0.1:5023 show status` or `gwctl --serial /dev/ttyUSB0 show status`;
 //! several commands in one session: `gwctl -e 'config set sip.register_expires 120' -e 'config commit'`;
-//! a firmware upgrade: `gwctl --tcp 127.0.0.1:5023 upgrade gatewayd.bundle` (or over `--serial`).
+//! a firmware upgrade: `gwctl --tcp 127.0.0.1:5023 upgrade gatewayd.bundle` (or over `--serial`);
+//! the configuration as a file: `gwctl pull site.toml`, edit it, `gwctl push site.toml`.
+//! A console that asks for a login gets `GWCTL_USER` (default admin) and `GWCTL_PASSWORD`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -45,6 +47,45 @@ fn main() -> ExitCode {
         }
     };
     if let [verb, file] = args.command.as_slice() {
+        if verb == "pull" && args.exec.is_empty() {
+            return match gwctl::pull(&mut *link, timeout).and_then(|doc| std::fs::write(file, doc).map(|_| ())) {
+                Ok(()) => {
+                    eprintln!("gwctl: wrote the running configuration to {file} (secrets masked: they keep their values on push)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gwctl: pull: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        if verb == "push" && args.exec.is_empty() {
+            let doc = match std::fs::read(file).map(String::from_utf8) {
+                Ok(Ok(d)) => d,
+                Ok(Err(_)) => {
+                    eprintln!("gwctl: {file}: not UTF-8 text");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("gwctl: {file}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match gwctl::push(&mut *link, &doc, timeout) {
+                Ok(v) => {
+                    print!("{v}");
+                    if gwctl::is_error(&v) {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("gwctl: push: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         if verb == "upgrade" && args.exec.is_empty() {
             // A UART without flow control: fewer chunks in flight.
             let window = if args.serial.is_some() { 2 } else { 8 };

@@ -142,7 +142,7 @@ pub async fn rollback(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let result = web.ctx.store().rollback();
+    let result = web.ctx.store().rollback(1);
     match result {
         Ok(saved) => {
             web.audit(&s.user, peer.ip(), "config.rollback", &saved.path.display().to_string());
