@@ -280,6 +280,38 @@ fn line_noise_at_minus_55_dbm0_costs_the_filter_little_on_every_model() {
     assert!(failures.is_empty(), "G.168 ERLE under 39 dB with -55 dBm0 line noise: {}", failures.join(", "));
 }
 
+/// Item 3 of the issue on the bench's speech: espeak-ng English at -16 dBm0 active
+/// (skipped, saying so, without espeak-ng), -55 dBm0 of white noise on the line side,
+/// every Annex D hybrid behind 40 ms, ERL 6 dB, G.711 both ways, NLP off. The filter's
+/// G.168 3.4 ERLE over seconds 5-10 must reach 35 dB on every model (the issue's
+/// target). On this speech the filter is still converging after 5 s (the noise is
+/// only learnt in the first far-end pause, ~3 s in), so the foreground is an average
+/// of the background's recent states once converged (`echo.rs`, step 5) rather than
+/// its last snapshot: without that D.3 reached 34.8 dB here (the bench: 34.4), with it
+/// 36.1-37.8 dB on the eight models.
+#[test]
+fn line_noise_at_minus_55_dbm0_on_espeak_speech_leaves_35_db_on_every_model() {
+    let n = 10 * SECOND;
+    let Some((far_speech, _)) = espeak_babble(n, 1) else {
+        eprintln!("espeak-ng not installed: skipped");
+        return;
+    };
+    let far: Vec<i16> = far_speech.iter().map(|&v| law(v)).collect();
+    let mut failures = Vec::new();
+    for (mi, (name, m)) in models().iter().enumerate() {
+        let noise = white_noise(500 + mi as u64, n, -55.0);
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        ec.set_nlp(false);
+        let (near_in, out, echo) = run_line(&mut ec, &far, &noise, m, 320);
+        let erle = erle_linear(&echo, &near_in, &out, 5 * SECOND, n);
+        eprintln!("{name}: G.168 ERLE over 5-10 s, espeak-ng far end, -55 dBm0 line noise {erle:.1} dB");
+        if erle < 35.0 {
+            failures.push(format!("{name}: {erle:.1} dB"));
+        }
+    }
+    assert!(failures.is_empty(), "G.168 ERLE under 35 dB with -55 dBm0 line noise on espeak-ng speech: {}", failures.join(", "));
+}
+
 /// The FXO hil test's D.5 case at the unit level (issue 12 (d)). There the phone sends
 /// white noise at -15 dBm0, the exchange returns it through D.5 after 50 ms, ERL 6 dB,
 /// and the canceller has a 128 ms tail; one CI run heard the echo uncancelled
