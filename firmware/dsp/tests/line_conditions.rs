@@ -160,6 +160,23 @@ fn erle_linear(echo: &[f32], near_in: &[i16], out: &[i16], a: usize, b: usize) -
 /// espeak-ng is installed.
 #[test]
 fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
+    long_double_talk(6.0);
+}
+
+/// The same with the near end 6 dB *under* the echo, after the same 4 s of convergence.
+/// KNOWN FAILURE (found while closing issue 12; the code before this work fails it the
+/// same way): such a talker leaves the far/near coherence around 0.7, so neither
+/// near-end cue holds and the background keeps adapting through the babble; the
+/// foreground holds for ~12 s, then the ERLE collapses (speech-like D.2, D.8, D.9: -8
+/// to 0 dB in the worst second, 14-16 dB after; espeak-ng D.2: 5 dB). The bench's -6 dB
+/// row, after 8 s of convergence, does not show it. Run with `--ignored`.
+#[test]
+#[ignore = "known failure: 20 s of double talk 6 dB under the echo after 4 s of convergence (see the doc comment)"]
+fn twenty_seconds_of_weak_double_talk_keep_the_erle_on_every_annex_d_model() {
+    long_double_talk(-6.0);
+}
+
+fn long_double_talk(rel: f64) {
     let (conv, dt, tail) = (4 * SECOND, 20 * SECOND, 2 * SECOND);
     let n = conv + dt + tail;
     let mut sources: Vec<(&str, Vec<f32>, Vec<f32>)> = Vec::new();
@@ -179,7 +196,7 @@ fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
         let far: Vec<i16> = far_speech.iter().map(|&v| law(v)).collect();
         for (name, m) in models() {
             let echo_level = active_level_dbm0(&echo_of(&m, 320, 6.0, &far));
-            let babble = at_active_level(babble, echo_level + 6.0);
+            let babble = at_active_level(babble, echo_level + rel);
             let mut near = vec![0.0f32; n];
             near[conv..conv + dt].copy_from_slice(&babble);
             let mut ec = Box::new(EchoCanceller::new(1024));
@@ -192,6 +209,7 @@ fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
             let worst = during.iter().cloned().fold(f64::MAX, f64::min);
             let dist = power((conv + SECOND / 4..conv + dt).map(|i| out[i] as f32 - near[i]));
             let sdr = db(power(near[conv + SECOND / 4..conv + dt].iter().copied()) / dist);
+            let name = format!("{name} near end {rel:+} dB");
             eprintln!("{src} {name}: ERLE before {before:.1} dB, worst second of 20 s double talk {worst:.1}, 1 s after {after:.1}; near-end SDR {sdr:.1} dB");
             if worst < 20.0 || after < 20.0 || before - after > 6.0 || sdr < 15.0 {
                 failures.push(format!(
@@ -288,7 +306,7 @@ fn line_noise_at_minus_55_dbm0_costs_the_filter_little_on_every_model() {
 /// only learnt in the first far-end pause, ~3 s in), so the foreground is an average
 /// of the background's recent states once converged (`echo.rs`, step 5) rather than
 /// its last snapshot: without that D.3 reached 34.8 dB here (the bench: 34.4), with it
-/// 36.1-37.8 dB on the eight models.
+/// 35.9-37.8 dB on the eight models.
 #[test]
 fn line_noise_at_minus_55_dbm0_on_espeak_speech_leaves_35_db_on_every_model() {
     let n = 10 * SECOND;
