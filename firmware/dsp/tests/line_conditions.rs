@@ -160,36 +160,55 @@ fn erle_linear(echo: &[f32], near_in: &[i16], out: &[i16], a: usize, b: usize) -
 /// espeak-ng is installed.
 #[test]
 fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
-    long_double_talk(6.0);
+    long_double_talk(6.0, true, true);
 }
 
-/// The same with the near end 6 dB *under* the echo, after the same 4 s of convergence.
-/// KNOWN FAILURE (found while closing issue 12; the code before this work fails it the
-/// same way): such a talker leaves the far/near coherence around 0.7, so neither
-/// near-end cue holds and the background keeps adapting through the babble; the
-/// foreground holds for ~12 s, then the ERLE collapses (speech-like D.2, D.8, D.9: -8
-/// to 0 dB in the worst second, 14-16 dB after; espeak-ng D.2: 5 dB). The bench's -6 dB
-/// row, after 8 s of convergence, does not show it. Run with `--ignored`.
+/// The same with the near end 6 dB *under* the echo, after the same 4 s of
+/// convergence, on the speech-like babble. Such a talker leaves the far/near coherence
+/// around 0.7, so neither near-end cue holds and the background keeps adapting through
+/// the babble, while the residual-ratio detector drops out now and then. Before the fix
+/// (a copy needs the background to lead 4 blocks in a row once converged and while
+/// double talk is recent, `echo.rs` step 5) one chance copy collapsed the ERLE after
+/// ~12 s on D.2, D.8, D.9 (worst second -8 to 0 dB, 14-16 dB after); now 21.6-29 dB
+/// worst, 36-43 dB after.
 #[test]
-#[ignore = "known failure: 20 s of double talk 6 dB under the echo after 4 s of convergence (see the doc comment)"]
 fn twenty_seconds_of_weak_double_talk_keep_the_erle_on_every_annex_d_model() {
-    long_double_talk(-6.0);
+    long_double_talk(-6.0, true, false);
 }
 
-fn long_double_talk(rel: f64) {
+/// The same on espeak-ng babble. KNOWN FAILURE on D.2 only (the ERLE erodes from the
+/// 7th second of double talk to 7-12 dB, 15 dB after; a lead of 5-8 blocks fixes it
+/// but fails `echo_path_change_reconverges`). Run with `--ignored`.
+#[test]
+#[ignore = "known failure on D.2 with espeak-ng babble 6 dB under the echo (see the doc comment)"]
+fn twenty_seconds_of_weak_espeak_double_talk_keep_the_erle_on_every_annex_d_model() {
+    if !long_double_talk(-6.0, false, true) {
+        panic!("espeak-ng not installed");
+    }
+}
+
+/// Runs the test on the speech-like babble and/or espeak-ng's; false if espeak-ng was
+/// wanted and is missing.
+fn long_double_talk(rel: f64, speech_like: bool, espeak: bool) -> bool {
     let (conv, dt, tail) = (4 * SECOND, 20 * SECOND, 2 * SECOND);
     let n = conv + dt + tail;
     let mut sources: Vec<(&str, Vec<f32>, Vec<f32>)> = Vec::new();
-    {
+    if speech_like {
         let mut f = SpeechLike::new(1, -16.0);
         let far: Vec<f32> = (0..n).map(|_| f.sample() as f32).collect();
         let mut t: Vec<SpeechLike> = (0..3).map(|k| SpeechLike::new(20 + k, -20.0)).collect();
         let babble: Vec<f32> = (0..dt).map(|_| t.iter_mut().map(|s| s.sample() as f32).sum()).collect();
         sources.push(("speech-like", far, babble));
     }
-    match espeak_babble(n, dt) {
-        Some((far, babble)) => sources.push(("espeak-ng", far, babble)),
-        None => eprintln!("SKIPPED the espeak-ng half of this test: espeak-ng not installed (apt-get install espeak-ng; tools/test installs it)"),
+    let mut found = true;
+    if espeak {
+        match espeak_babble(n, dt) {
+            Some((far, babble)) => sources.push(("espeak-ng", far, babble)),
+            None => {
+                found = false;
+                eprintln!("SKIPPED the espeak-ng half of this test: espeak-ng not installed (apt-get install espeak-ng; tools/test installs it)");
+            }
+        }
     }
     let mut failures = Vec::new();
     for (src, far_speech, babble) in &sources {
@@ -219,6 +238,7 @@ fn long_double_talk(rel: f64) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    found
 }
 
 /// Far end: English male voice; near end: French, German and Spanish voices at once.
