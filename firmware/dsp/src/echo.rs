@@ -146,6 +146,10 @@ const DT_RECENT_BLOCKS: u32 = 250;
 /// Blocks the background must lead before a copy (but the converged single-talk one),
 /// once converged and while double talk is recent.
 const COPY_PERSIST: u32 = 4;
+/// ... and twice that while the background itself cancels less than this: a near-end
+/// talker in its error (an echo-path change is learnt past it within ~0.3 s).
+const COPY_PERSIST_LONG: u32 = 8;
+const COPY_PERSIST_LONG_BELOW_DB: f32 = 15.0;
 /// Copy margin once converged in confirmed single talk (0.2 dB).
 const CONVERGED_COPY_MARGIN: f32 = 0.95;
 /// Blocks of single talk (no double talk, no near-end talker) before that small margin
@@ -744,10 +748,20 @@ impl EchoCanceller {
             // near-end cue, and the residual-ratio detector drops out now and then)
             // looked 3 dB better by chance over the three blocks the powers are
             // smoothed on, and one copy took the ERLE from 32 to 0 dB; a true lead (an
-            // echo-path change) lasts. Not in the initial convergence, where it cost
-            // 0.05 s to 20 dB and up to 1 s on the time the ERLE stays above 20 dB.
+            // echo-path change) lasts. Twice as long while the background itself
+            // cancels under 15 dB (the talker in its error; after a path change it is
+            // past that within ~0.3 s: 12 dB let espeak-ng babble through on D.2, 20 dB
+            // slowed the path-change test under its floor). Not in the initial
+            // convergence, where it cost 0.05 s to 20 dB and up to 1 s on the time the
+            // ERLE stays above 20 dB.
             self.better_run = if better { self.better_run.saturating_add(1) } else { 0 };
-            let need = if margin != CONVERGED_COPY_MARGIN && self.converged_once && self.dt_recent > 0 { COPY_PERSIST } else { 1 };
+            let need = if margin == CONVERGED_COPY_MARGIN || !self.converged_once || self.dt_recent == 0 {
+                1
+            } else if self.erle_bg_db < COPY_PERSIST_LONG_BELOW_DB {
+                COPY_PERSIST_LONG
+            } else {
+                COPY_PERSIST
+            };
             if better && self.better_run >= need {
                 let ws = self.win_start;
                 self.w_fg[ws..ws + wl].copy_from_slice(&self.w_bg[ws..ws + wl]);
