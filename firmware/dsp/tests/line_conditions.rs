@@ -160,26 +160,51 @@ fn erle_linear(echo: &[f32], near_in: &[i16], out: &[i16], a: usize, b: usize) -
 /// espeak-ng is installed.
 #[test]
 fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
+    long_double_talk(6.0, true, true);
+}
+
+/// The same with the near end 6 dB *under* the echo, after the same 4 s of
+/// convergence. Such a talker leaves the far/near coherence around 0.7, so neither
+/// near-end cue holds and the background keeps adapting through the babble, while the
+/// residual-ratio detector drops out now and then. Before the fix (once converged and
+/// while double talk is recent, a copy needs the background to lead 4 blocks in a row,
+/// 8 while the background itself cancels under 15 dB; `echo.rs` step 5) chance copies
+/// collapsed the ERLE on speech-like D.2, D.8, D.9 (worst second -8 to 0 dB, 14-16 dB
+/// after) and espeak-ng D.2 (5 dB); now 21.6 dB worst second on any model.
+#[test]
+fn twenty_seconds_of_weak_double_talk_keep_the_erle_on_every_annex_d_model() {
+    long_double_talk(-6.0, true, true);
+}
+
+/// Runs the test on the speech-like babble and/or espeak-ng's; false if espeak-ng was
+/// wanted and is missing.
+fn long_double_talk(rel: f64, speech_like: bool, espeak: bool) -> bool {
     let (conv, dt, tail) = (4 * SECOND, 20 * SECOND, 2 * SECOND);
     let n = conv + dt + tail;
     let mut sources: Vec<(&str, Vec<f32>, Vec<f32>)> = Vec::new();
-    {
+    if speech_like {
         let mut f = SpeechLike::new(1, -16.0);
         let far: Vec<f32> = (0..n).map(|_| f.sample() as f32).collect();
         let mut t: Vec<SpeechLike> = (0..3).map(|k| SpeechLike::new(20 + k, -20.0)).collect();
         let babble: Vec<f32> = (0..dt).map(|_| t.iter_mut().map(|s| s.sample() as f32).sum()).collect();
         sources.push(("speech-like", far, babble));
     }
-    match espeak_babble(n, dt) {
-        Some((far, babble)) => sources.push(("espeak-ng", far, babble)),
-        None => eprintln!("SKIPPED the espeak-ng half of this test: espeak-ng not installed (apt-get install espeak-ng; tools/test installs it)"),
+    let mut found = true;
+    if espeak {
+        match espeak_babble(n, dt) {
+            Some((far, babble)) => sources.push(("espeak-ng", far, babble)),
+            None => {
+                found = false;
+                eprintln!("SKIPPED the espeak-ng half of this test: espeak-ng not installed (apt-get install espeak-ng; tools/test installs it)");
+            }
+        }
     }
     let mut failures = Vec::new();
     for (src, far_speech, babble) in &sources {
         let far: Vec<i16> = far_speech.iter().map(|&v| law(v)).collect();
         for (name, m) in models() {
             let echo_level = active_level_dbm0(&echo_of(&m, 320, 6.0, &far));
-            let babble = at_active_level(babble, echo_level + 6.0);
+            let babble = at_active_level(babble, echo_level + rel);
             let mut near = vec![0.0f32; n];
             near[conv..conv + dt].copy_from_slice(&babble);
             let mut ec = Box::new(EchoCanceller::new(1024));
@@ -192,6 +217,7 @@ fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
             let worst = during.iter().cloned().fold(f64::MAX, f64::min);
             let dist = power((conv + SECOND / 4..conv + dt).map(|i| out[i] as f32 - near[i]));
             let sdr = db(power(near[conv + SECOND / 4..conv + dt].iter().copied()) / dist);
+            let name = format!("{name} near end {rel:+} dB");
             eprintln!("{src} {name}: ERLE before {before:.1} dB, worst second of 20 s double talk {worst:.1}, 1 s after {after:.1}; near-end SDR {sdr:.1} dB");
             if worst < 20.0 || after < 20.0 || before - after > 6.0 || sdr < 15.0 {
                 failures.push(format!(
@@ -201,6 +227,7 @@ fn twenty_seconds_of_double_talk_keep_the_erle_on_every_annex_d_model() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    found
 }
 
 /// Far end: English male voice; near end: French, German and Spanish voices at once.
@@ -278,6 +305,38 @@ fn line_noise_at_minus_55_dbm0_costs_the_filter_little_on_every_model() {
         }
     }
     assert!(failures.is_empty(), "G.168 ERLE under 39 dB with -55 dBm0 line noise: {}", failures.join(", "));
+}
+
+/// Item 3 of the issue on the bench's speech: espeak-ng English at -16 dBm0 active
+/// (skipped, saying so, without espeak-ng), -55 dBm0 of white noise on the line side,
+/// every Annex D hybrid behind 40 ms, ERL 6 dB, G.711 both ways, NLP off. The filter's
+/// G.168 3.4 ERLE over seconds 5-10 must reach 35 dB on every model (the issue's
+/// target). On this speech the filter is still converging after 5 s (the noise is
+/// only learnt in the first far-end pause, ~3 s in), so the foreground is an average
+/// of the background's recent states once converged (`echo.rs`, step 5) rather than
+/// its last snapshot: without that D.3 reached 34.8 dB here (the bench: 34.4), with it
+/// 35.9-37.8 dB on the eight models.
+#[test]
+fn line_noise_at_minus_55_dbm0_on_espeak_speech_leaves_35_db_on_every_model() {
+    let n = 10 * SECOND;
+    let Some((far_speech, _)) = espeak_babble(n, 1) else {
+        eprintln!("espeak-ng not installed: skipped");
+        return;
+    };
+    let far: Vec<i16> = far_speech.iter().map(|&v| law(v)).collect();
+    let mut failures = Vec::new();
+    for (mi, (name, m)) in models().iter().enumerate() {
+        let noise = white_noise(500 + mi as u64, n, -55.0);
+        let mut ec = Box::new(EchoCanceller::new(1024));
+        ec.set_nlp(false);
+        let (near_in, out, echo) = run_line(&mut ec, &far, &noise, m, 320);
+        let erle = erle_linear(&echo, &near_in, &out, 5 * SECOND, n);
+        eprintln!("{name}: G.168 ERLE over 5-10 s, espeak-ng far end, -55 dBm0 line noise {erle:.1} dB");
+        if erle < 35.0 {
+            failures.push(format!("{name}: {erle:.1} dB"));
+        }
+    }
+    assert!(failures.is_empty(), "G.168 ERLE under 35 dB with -55 dBm0 line noise on espeak-ng speech: {}", failures.join(", "));
 }
 
 /// The FXO hil test's D.5 case at the unit level (issue 12 (d)). There the phone sends
