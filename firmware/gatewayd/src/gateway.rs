@@ -57,7 +57,7 @@ use gw_isdn::q931::PartyNumber;
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
-use gw_sip::{Account, CallHandle, Event, Transmit, UaConfig, UserAgent};
+use gw_sip::{Account, AssertedIdentity, CallHandle, Event, Transmit, UaConfig, UserAgent};
 use heapless::spsc::Producer;
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -201,6 +201,8 @@ struct Trunk {
     limits: TrunkLimits,
     options_interval: Option<Duration>,
     options_failures: u32,
+    /// RFC 3325 trust: send and believe `P-Asserted-Identity`.
+    trusted_identity: bool,
     /// OPTIONS health: unanswered pings in a row, when the next goes out and
     /// by when the one in flight must be answered.
     ping_misses: u32,
@@ -227,6 +229,7 @@ struct TrunkSettings {
     limits: TrunkLimits,
     options_interval: Option<Duration>,
     options_failures: u32,
+    trusted_identity: bool,
 }
 
 fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<TrunkSettings> {
@@ -272,6 +275,7 @@ fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<Trun
         limits: TrunkLimits::default(),
         options_interval: (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into())),
         options_failures: 2,
+        trusted_identity: false,
     }];
     for (k, t) in config.trunk.iter().enumerate() {
         let password = t.password.clone().unwrap_or_default();
@@ -313,6 +317,7 @@ fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<Trun
             limits: t.limits.clone(),
             options_interval: (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into())),
             options_failures: t.options_failures,
+            trusted_identity: t.trusted_identity,
         });
     }
     out
@@ -357,6 +362,7 @@ impl Trunk {
             limits: st.limits,
             options_interval: st.options_interval,
             options_failures: st.options_failures,
+            trusted_identity: st.trusted_identity,
             ping_misses: 0,
             next_ping: None,
             ping_deadline: None,
@@ -397,6 +403,7 @@ impl Trunk {
         self.limits = st.limits;
         self.options_interval = st.options_interval;
         self.options_failures = st.options_failures;
+        self.trusted_identity = st.trusted_identity;
         Ok(())
     }
 }
@@ -1911,24 +1918,32 @@ impl Gateway {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Port(own), None)
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Port(own), None, None)
                     }
                     // An ISDN caller to SIP: the B-channel's timeslot carries the RTP.
                     Some(Leg::Isdn(s, call)) => {
                         self.admit_on_trunk(now, t)?;
                         let channel = self.isdn_timeslot(s, call).ok_or(ours(Cause::CHANNEL_NOT_AVAILABLE))?;
-                        if setup.presentation == Some(gw_call::Presentation::Restricted) {
-                            return self.place_sip_anonymous(now, leg, t, setup, channel);
+                        // RFC 3325/3323: the ISDN calling number asserted to a
+                        // trusted trunk, with Privacy: id when restricted.
+                        let restricted = setup.presentation == Some(gw_call::Presentation::Restricted);
+                        let identity = setup
+                            .calling
+                            .clone()
+                            .filter(|c| !c.is_empty())
+                            .map(|user| AssertedIdentity { user, privacy_id: restricted });
+                        if restricted {
+                            return self.place_sip_anonymous(now, leg, t, setup, channel, identity);
                         }
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref(), identity)
                     }
                     // A PSTN caller to SIP: the line's channel carries the RTP.
                     Some(Leg::Fxo(k)) => {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
                         let channel = self.fxo[k].channel;
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref(), None)
                     }
                     // Trunk to trunk: two bridge channels join the two RTP
                     // sessions inside the rt thread.
@@ -1948,7 +1963,7 @@ impl Gateway {
                         let (_, vb) = self.bridged[&a];
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_default();
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, Caller::Other, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, Caller::Other, setup.calling_name.as_deref(), None)
                     }
                     None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
                 }
@@ -1977,8 +1992,10 @@ impl Gateway {
         info!(port = self.ports[j].label, from = ?setup.calling, "ringing");
         self.ports[j].leg = Some(leg);
         self.legs.insert(leg, Leg::Fxs(j));
-        let caller = setup.calling.clone();
-        let name = setup.calling_name.clone();
+        // A restricted caller (ISDN presentation, SIP Privacy: id) is not shown.
+        let shown = setup.presentation != Some(gw_call::Presentation::Restricted);
+        let caller = setup.calling.clone().filter(|_| shown);
+        let name = setup.calling_name.clone().filter(|_| shown);
         self.ports[j].line.handle_call(now, CallSignal::Incoming { caller, name });
         self.drain_line(now, j);
         if self.ports[j].leg == Some(leg) {
@@ -2096,6 +2113,7 @@ impl Gateway {
         channel: u8,
         own: Caller,
         name: Option<&str>,
+        identity: Option<AssertedIdentity>,
     ) -> Result<(), Release> {
         let label = channel;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
@@ -2111,24 +2129,27 @@ impl Gateway {
         let codecs = self.trunks[t].codecs.clone();
         let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
         let trunk = &mut self.trunks[t];
+        // RFC 3325: the asserted identity goes only to a trusted trunk.
+        let pai = identity.filter(|_| trunk.trusted_identity);
+        let pai = pai.as_ref();
         let placed = match (trunk.register, own) {
             // An anonymous caller: From anonymous, authenticated by this account.
-            (_, Caller::Anonymous(acct)) => trunk.ua.invite_named(now, calling, None, called, offer.clone(), acct.as_deref()),
+            (_, Caller::Anonymous(acct)) => trunk.ua.invite_asserted(now, calling, None, called, offer.clone(), acct.as_deref(), pai),
             // The port's own account (today's behaviour), from its own number.
             (RegisterMode::PerNumber, Caller::Port(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
             // Another trunk's caller: its number's account if it has one here.
             (RegisterMode::PerNumber, Caller::Other) => trunk
                 .ua
-                .invite(now, calling, called, offer.clone())
-                .or_else(|_| trunk.ua.invite_named(now, calling, name, called, offer.clone(), None)),
+                .invite_asserted(now, calling, None, called, offer.clone(), Some(calling), pai)
+                .or_else(|_| trunk.ua.invite_asserted(now, calling, name, called, offer.clone(), None, pai)),
             (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
-                trunk.ua.invite_named(now, calling, name, called, offer.clone(), pilot.as_deref())
+                trunk.ua.invite_asserted(now, calling, name, called, offer.clone(), pilot.as_deref(), pai)
             }
             (RegisterMode::None, _) => {
                 // A peer trusted by address; an account, if one is set, answers a challenge.
                 let acct = trunk.ua_first_account();
-                trunk.ua.invite_named(now, calling, name, called, offer.clone(), acct.as_deref())
+                trunk.ua.invite_asserted(now, calling, name, called, offer.clone(), acct.as_deref(), pai)
             }
         };
         match placed {
@@ -2437,12 +2458,23 @@ impl Gateway {
         };
         info!(trunk = %trunk_name, from = %from_user, to = %to_user, call = call.0, "inbound call");
         self.trunks[t].active += 1;
+        // RFC 3325: a trusted trunk's P-Asserted-Identity is the calling
+        // number (network provided); Privacy: id restricts its presentation.
+        let asserted = self.trunks[t].ua.asserted_identity(call).filter(|_| self.trunks[t].trusted_identity).cloned();
+        let (calling, presentation) = match asserted {
+            Some(id) => {
+                let p = if id.privacy_id { gw_call::Presentation::Restricted } else { gw_call::Presentation::Allowed };
+                info!(trunk = %trunk_name, asserted = %id.user, privacy = id.privacy_id, "asserted identity");
+                (id.user, Some(p))
+            }
+            None => (from_user.clone(), None),
+        };
         let setup = Setup {
             called: to_user,
-            calling: Some(from_user.clone()),
-            calling_name: from_display,
+            calling: Some(calling),
+            calling_name: from_display.filter(|_| presentation != Some(gw_call::Presentation::Restricted)),
+            presentation,
             complete: true,
-            ..Default::default()
         };
         let h = self.health(None);
         // The leg id comes from the switch; register the dialog under it as
@@ -2744,7 +2776,15 @@ impl Gateway {
     /// From is `anonymous` (RFC 3323 section 4.1.1.3) with no display name;
     /// the trunk still authenticates it by the caller's account (per-number
     /// trunks) or its own.
-    fn place_sip_anonymous(&mut self, now: Instant, leg: LegId, t: usize, setup: &Setup, channel: u8) -> Result<(), Release> {
+    fn place_sip_anonymous(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        t: usize,
+        setup: &Setup,
+        channel: u8,
+        identity: Option<AssertedIdentity>,
+    ) -> Result<(), Release> {
         let trunk = &self.trunks[t];
         let account = match trunk.register {
             RegisterMode::Pilot => trunk.pilot.clone(),
@@ -2756,7 +2796,7 @@ impl Gateway {
             RegisterMode::None => trunk.ua.account_users().first().map(|u| u.to_string()),
         };
         info!(trunk = %trunk.name, to = %setup.called, "the ISDN caller's number is restricted: From anonymous");
-        self.place_sip_call(now, leg, t, "anonymous", &setup.called, channel, Caller::Anonymous(account), None)
+        self.place_sip_call(now, leg, t, "anonymous", &setup.called, channel, Caller::Anonymous(account), None, identity)
     }
 
     /// Calls `setup.called` out on a B-channel of a span of group `name`

@@ -91,6 +91,8 @@ pub struct SimCall {
     pub calling: Option<String>,
     /// Presentation indicator of the calling number (0 allowed, 1 restricted).
     pub presentation: Option<u8>,
+    /// Screening indicator with the presentation (3: network provided).
+    pub screening: Option<u8>,
     pub channel: Option<u8>,
     pub cause: Option<u8>,
     /// Overlap digits received after the SETUP.
@@ -170,6 +172,7 @@ impl SpanSim {
                     called: text(&info.called).unwrap_or_default(),
                     calling: text(&info.calling),
                     presentation: info.calling.as_ref().and_then(|n| n.presentation),
+                    screening: info.calling.as_ref().filter(|n| n.presentation.is_some()).map(|n| n.screening),
                     channel: info.channel,
                     cause: None,
                     digits: String::new(),
@@ -590,6 +593,7 @@ impl IsdnSpan {
                 called: called.to_string(),
                 calling: calling.map(str::to_string),
                 presentation,
+                screening: None,
                 channel,
                 cause: None,
                 digits: String::new(),
