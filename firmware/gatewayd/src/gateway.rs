@@ -537,6 +537,16 @@ pub struct Gateway {
     isdn_legs: HashMap<(usize, gw_isdn::call::CallId), LegId>,
     /// The B-channel timeslot each ISDN leg's audio is connected on.
     isdn_ts: HashMap<LegId, u8>,
+    /// Incoming overlap calls whose number the dial plan of the span's group
+    /// does not call complete yet: held here (not in the switch) until it
+    /// does, or until sending complete / T302 ("now complete").
+    isdn_collect: HashMap<(usize, gw_isdn::call::CallId), Setup>,
+    /// ISDN overlap callers routed on a prefix to an overlap span: CALL
+    /// PROCEEDING waits for the far network's.
+    isdn_onward: HashSet<LegId>,
+    /// Overlap digits (and sending complete) for an outgoing SETUP not yet
+    /// acknowledged.
+    isdn_out_digits: HashMap<(usize, gw_isdn::call::CallId), (String, bool)>,
     /// Preempted lines an emergency call waits for: the line, the number and
     /// when the line has been on hook long enough for the exchange to clear
     /// the old call (longer than a hook flash).
@@ -632,6 +642,9 @@ impl Gateway {
             spans: Vec::new(),
             isdn_legs: HashMap::new(),
             isdn_ts: HashMap::new(),
+            isdn_collect: HashMap::new(),
+            isdn_onward: HashSet::new(),
+            isdn_out_digits: HashMap::new(),
             pending_fxo: Vec::new(),
             legs: HashMap::new(),
             sip: HashMap::new(),
@@ -1259,7 +1272,7 @@ impl Gateway {
             t.ua.stop(now);
         }
         // ISDN calls are cleared on their D channels (normal clearing).
-        let isdn: Vec<(usize, IsdnCallId)> = self.isdn_legs.keys().copied().collect();
+        let isdn: Vec<(usize, IsdnCallId)> = self.isdn_legs.keys().chain(self.isdn_collect.keys()).copied().collect();
         for (s, call) in isdn {
             let _ = self.spans[s].request(now, |cc, now| cc.disconnect(now, call, Cause::NORMAL_CLEARING.get()));
         }
@@ -2570,6 +2583,14 @@ impl Gateway {
         match ev {
             IsdnEvent::Setup { call, info, .. } => self.isdn_incoming(now, s, call, info),
             IsdnEvent::SetupAck { call, .. } | IsdnEvent::Proceeding { call, .. } => {
+                // Overlap sending: what came before the SETUP ACK goes now
+                // (after CALL PROCEEDING the number is complete: dropped).
+                let queued = self.isdn_out_digits.remove(&(s, call));
+                if let (Some((digits, complete)), IsdnEvent::SetupAck { .. }) = (queued, &ev) {
+                    if !digits.is_empty() || complete {
+                        let _ = self.isdn_request(now, s, |cc, now| cc.information(now, call, digits.as_bytes(), complete));
+                    }
+                }
                 if let Some(leg) = leg_of(self, call) {
                     self.isdn_channel_known(s, call, leg);
                     self.signal(now, leg, Signal::Proceeding);
@@ -2603,8 +2624,11 @@ impl Gateway {
                 }
             }
             IsdnEvent::Digits { call, digits, complete } => {
-                if let Some(leg) = leg_of(self, call) {
-                    let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                if let Some(setup) = self.isdn_collect.get_mut(&(s, call)) {
+                    setup.called.push_str(&d);
+                    self.isdn_collect_step(now, s, call, complete);
+                } else if let Some(leg) = leg_of(self, call) {
                     if !d.is_empty() {
                         self.signal(now, leg, Signal::Digits(d));
                     }
@@ -2612,6 +2636,10 @@ impl Gateway {
                         self.isdn_number_ended(now, s, call, "sending complete");
                     }
                 }
+            }
+            IsdnEvent::DigitTimeout { call } if self.isdn_collect.contains_key(&(s, call)) => {
+                info!(span = %self.spans[s].name(), call = call.0, "T302 expired: the number is now complete");
+                self.isdn_collect_step(now, s, call, true);
             }
             IsdnEvent::DigitTimeout { call } => self.isdn_number_ended(now, s, call, "T302 expired"),
             IsdnEvent::Disconnect { call, cause, location, .. } => self.isdn_gone(now, s, call, cause, Some(location)),
@@ -2650,19 +2678,62 @@ impl Gateway {
             return refuse(self, Release::local(LocalReason::NoRoute).cause);
         };
         // Overlap receiving: without "sending complete" more digits may come
-        // (SETUP ACK; INFORMATION until the route table has a match, T302
-        // or sending complete). En bloc: CALL PROCEEDING at once.
+        // (SETUP ACK; INFORMATION until the group's dial plan calls the
+        // number complete, T302 or sending complete). En bloc: CALL
+        // PROCEEDING at once.
         let complete = info.sending_complete;
-        let _ = if complete {
-            self.isdn_request(now, s, |cc, now| cc.proceeding(now, call))
-        } else {
-            self.isdn_request(now, s, |cc, now| cc.setup_ack(now, call))
-        };
         let setup = Setup { called, calling, calling_name: display, presentation, complete };
+        if !complete {
+            let _ = self.isdn_request(now, s, |cc, now| cc.setup_ack(now, call));
+            self.isdn_collect.insert((s, call), setup);
+            return self.isdn_collect_step(now, s, call, false);
+        }
+        let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
+        self.isdn_originate(now, s, call, source, setup);
+    }
+
+    /// An incoming overlap number held in `isdn_collect`: routed (the switch
+    /// gets it complete) when the dial plan of the span's group says
+    /// `Complete` or matches nothing, or when no more digits will come
+    /// (`ended`: sending complete or T302, so a number that is a prefix of a
+    /// longer rule is now complete and routed; an incomplete one gets 28).
+    /// A number a route to an overlap span already matches goes on at once,
+    /// incomplete: its remaining digits follow (overlap sending).
+    fn isdn_collect_step(&mut self, now: Instant, s: usize, call: IsdnCallId, ended: bool) {
+        let Some(setup) = self.isdn_collect.get(&(s, call)) else { return };
+        let Some(source) = self.spans[s].cfg.group.clone() else { return };
+        let table = self.switch.table();
+        let state = table.digit_map(&source).map_or(gw_line::Match::NoMatch, |m| m.check(&setup.called));
+        let onward = !ended
+            && match table.lookup(&source, &setup.called, setup.calling.as_deref()) {
+                Lookup::Route(m) => m.destinations.first().is_some_and(|d| self.overlap_group(&d.target)),
+                _ => false,
+            };
+        if !(ended || onward || matches!(state, gw_line::Match::Complete | gw_line::Match::NoMatch)) {
+            return;
+        }
+        let Some(mut setup) = self.isdn_collect.remove(&(s, call)) else { return };
+        setup.complete = !onward;
+        self.isdn_originate(now, s, call, source, setup);
+    }
+
+    /// Whether `target` is a span group whose spans take overlap sending.
+    fn overlap_group(&self, target: &Target) -> bool {
+        let Target::Group(name) = target else { return false };
+        let mut spans = self.spans.iter().filter(|sp| sp.cfg.group.as_deref() == Some(name.as_str())).peekable();
+        spans.peek().is_some() && spans.all(|sp| sp.cfg.overlap)
+    }
+
+    /// The call of an incoming SETUP enters the switch.
+    fn isdn_originate(&mut self, now: Instant, s: usize, call: IsdnCallId, source: String, setup: Setup) {
+        let onward = !setup.complete;
         let h = self.health(None);
         let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
         self.legs.insert(a, Leg::Isdn(s, call));
         self.isdn_legs.insert((s, call), a);
+        if onward {
+            self.isdn_onward.insert(a);
+        }
         self.drain_switch(now);
     }
 
@@ -2671,6 +2742,13 @@ impl Gateway {
     fn isdn_number_ended(&mut self, now: Instant, s: usize, call: IsdnCallId, why: &str) {
         let Some(leg) = self.isdn_legs.get(&(s, call)).copied() else { return };
         if self.switch.call_of(leg).is_some_and(|v| v.route.is_some()) {
+            // Overlap sending: the far network learns the number is complete.
+            if self.isdn_onward.contains(&leg) {
+                if let Some(Leg::Isdn(s2, c2)) = self.switch.peer(leg).and_then(|b| self.legs.get(&b).copied()) {
+                    info!(span = %self.spans[s].name(), call = call.0, why, "overlap number complete: sending complete onwards");
+                    self.isdn_send_digits(now, s2, c2, "", true);
+                }
+            }
             return;
         }
         let called = self.switch.call_of(leg).map(|v| v.called.to_string()).unwrap_or_default();
@@ -2681,11 +2759,34 @@ impl Gateway {
     }
 
     /// An incoming overlap call is routed: the number is complete (CALL PROCEEDING stops T302).
+    /// (Not for a call routed on a prefix to an overlap span: the far
+    /// network's CALL PROCEEDING says when it is complete.)
     fn isdn_routed(&mut self, now: Instant, a: LegId) {
+        if self.isdn_onward.contains(&a) {
+            return;
+        }
         if let Some(Leg::Isdn(s, call)) = self.legs.get(&a).copied() {
             if self.spans[s].call_state(call) == Some(gw_isdn::call::State::InOverlap) {
                 let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
             }
+        }
+    }
+
+    /// Overlap digits for an outgoing call: INFORMATION once the SETUP is
+    /// acknowledged, queued before; dropped after CALL PROCEEDING (the
+    /// network has the number it needs).
+    fn isdn_send_digits(&mut self, now: Instant, s: usize, call: IsdnCallId, digits: &str, complete: bool) {
+        use gw_isdn::call::State as St;
+        match self.spans[s].call_state(call) {
+            Some(St::OutInitiated) => {
+                let q = self.isdn_out_digits.entry((s, call)).or_default();
+                q.0.push_str(digits);
+                q.1 |= complete;
+            }
+            Some(St::OutOverlap) => {
+                let _ = self.isdn_request(now, s, |cc, now| cc.information(now, call, digits.as_bytes(), complete));
+            }
+            _ => {}
         }
     }
 
@@ -2712,9 +2813,14 @@ impl Gateway {
 
     /// The ISDN side ended the call (or its span lost layer 1).
     fn isdn_gone(&mut self, now: Instant, s: usize, call: IsdnCallId, cause: u8, location: Option<u8>) {
+        self.isdn_out_digits.remove(&(s, call));
+        if self.isdn_collect.remove(&(s, call)).is_some() {
+            info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN caller gone while dialling");
+        }
         let Some(leg) = self.isdn_legs.remove(&(s, call)) else { return };
         info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN call cleared by the span");
         self.legs.remove(&leg);
+        self.isdn_onward.remove(&leg);
         if let Some(ts) = self.isdn_ts.remove(&leg) {
             self.rt_command(RtCommand::StopTone { channel: ts });
             self.rt_command(RtCommand::Listen { channel: ts, from: None });
@@ -2728,8 +2834,24 @@ impl Gateway {
     fn signal_isdn(&mut self, now: Instant, s: usize, call: IsdnCallId, leg: LegId, signal: Signal) {
         let incoming = self.switch.side(leg) == Some(Side::A);
         let r = match signal {
+            // An overlap caller routed onwards: complete once the far network
+            // is past overlap (its CALL PROCEEDING, ALERTING, ...).
+            Signal::Proceeding if incoming && self.isdn_onward.contains(&leg) => {
+                let far_collecting = match self.switch.peer(leg).and_then(|b| self.legs.get(&b).copied()) {
+                    Some(Leg::Isdn(s2, c2)) => self.spans[s2].call_state(c2) == Some(gw_isdn::call::State::OutOverlap),
+                    _ => false,
+                };
+                if !far_collecting && self.spans[s].call_state(call) == Some(gw_isdn::call::State::InOverlap) {
+                    self.isdn_request(now, s, |cc, now| cc.proceeding(now, call))
+                } else {
+                    Ok(())
+                }
+            }
             Signal::Proceeding => Ok(()),
-            Signal::Digits(d) if !incoming => self.isdn_request(now, s, |cc, now| cc.information(now, call, d.as_bytes(), false)),
+            Signal::Digits(d) if !incoming => {
+                self.isdn_send_digits(now, s, call, &d, false);
+                Ok(())
+            }
             Signal::Digits(_) => Ok(()),
             Signal::Alerting { inband } if incoming => {
                 let r = self.isdn_request(now, s, |cc, now| cc.alerting(now, call));
@@ -2760,6 +2882,8 @@ impl Gateway {
             Signal::Release(r) => {
                 self.isdn_legs.remove(&(s, call));
                 self.legs.remove(&leg);
+                self.isdn_onward.remove(&leg);
+                self.isdn_out_digits.remove(&(s, call));
                 if let Some(ts) = self.isdn_ts.remove(&leg) {
                     self.rt_command(RtCommand::StopTone { channel: ts });
                     self.rt_command(RtCommand::Listen { channel: ts, from: None });
@@ -2820,7 +2944,8 @@ impl Gateway {
             let info = gw_isdn::call::SetupInfo {
                 called: Some(party_number(&setup.called, None)),
                 calling: Some(party_number(if anonymous { "" } else { setup.calling.as_deref().unwrap_or_default() }, presentation.or(Some(0)))),
-                sending_complete: setup.complete,
+                // Overlap sending only towards a span configured for it.
+                sending_complete: setup.complete || !self.spans[s].cfg.overlap,
                 exclusive: self.spans[s].cfg.exclusive,
                 display: setup.calling_name.as_ref().filter(|_| !anonymous).map(|n| n.bytes().filter(|b| (0x20..0x7F).contains(b)).take(32).collect()),
                 ..Default::default()
@@ -4014,6 +4139,37 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
             })
         }
 
+        /// The carrier places an overlap call (no sending complete) with `first`.
+        fn overlap_call(&mut self, first: &str) -> gw_isdn::call::CallId {
+            let n = gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: first.as_bytes().to_vec() };
+            let info = gw_isdn::call::SetupInfo { called: Some(n), sending_complete: false, ..Default::default() };
+            let now = self.w.now;
+            let call = self.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+            self.run(50);
+            call
+        }
+
+        /// The carrier sends INFORMATION on `call`.
+        fn information(&mut self, call: gw_isdn::call::CallId, d: &str, complete: bool) {
+            let now = self.w.now;
+            self.carrier.request(now, |cc, now| cc.information(now, call, d.as_bytes(), complete)).unwrap();
+            self.run(50);
+        }
+
+        /// Overlap digits the carrier received on `call` (and whether sending complete came).
+        fn digits_at_carrier(&self, call: gw_isdn::call::CallId) -> (String, bool) {
+            let mut out = (String::new(), false);
+            for e in &self.events {
+                if let gw_isdn::call::Event::Digits { call: c, digits, complete } = e {
+                    if *c == call {
+                        out.0.push_str(&String::from_utf8_lossy(digits));
+                        out.1 |= *complete;
+                    }
+                }
+            }
+            out
+        }
+
         fn incoming_setups(&self) -> Vec<(gw_isdn::call::CallId, gw_isdn::call::SetupInfo)> {
             self.events
                 .iter()
@@ -4157,6 +4313,99 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         assert_eq!((calling.presentation, calling.digits.len()), (Some(1), 0), "{calling:?}");
         assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
     }
+    #[test]
+    fn an_overlap_number_that_is_a_prefix_of_a_longer_rule_is_complete_after_t302() {
+        // "20" is a number of its own and also the start of "2xxx".
+        let extra = "\n[[route]]\nname = \"short\"\nfrom = [\"isdn\"]\ncalled = [\"exact:20\"]\nto = [{ trunk = \"default\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let call = iw.overlap_call("2");
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::SetupAck { call: c, .. } if *c == call)), "{:?}", iw.events);
+        iw.information(call, "0", false);
+        iw.run(5_000);
+        assert_eq!(invites(&iw.w.peers[0]), 0, "\"20\" might go on: wait");
+        assert_eq!(iw.released(call), None);
+        // T302 (15 s): "20" is now complete and routed, not refused with 28.
+        iw.run(15_000);
+        assert_eq!(iw.released(call), None, "{:?}", iw.events);
+        assert_eq!(invites(&iw.w.peers[0]), 1);
+        assert!(iw.w.peers[0].received.iter().any(|l| l.starts_with("INVITE sip:20@")), "{:?}", iw.w.peers[0].received);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call: c, .. } if *c == call)), "{:?}", iw.events);
+        let hang_up = |iw: &mut IsdnWorld, call| {
+            let now = iw.w.now;
+            iw.carrier.request(now, |cc, now| cc.disconnect(now, call, 16)).unwrap();
+            iw.run(500);
+        };
+        hang_up(&mut iw, call);
+        // The longer number still goes through as soon as it is complete.
+        let call = iw.overlap_call("20");
+        iw.information(call, "01", false);
+        assert_eq!(invites(&iw.w.peers[0]), 2);
+        assert!(iw.w.peers[0].received.iter().any(|l| l.starts_with("INVITE sip:2001@")), "{:?}", iw.w.peers[0].received);
+        hang_up(&mut iw, call);
+        // Sending complete on "20": routed at once.
+        let call = iw.overlap_call("2");
+        iw.information(call, "0", true);
+        assert_eq!(iw.released(call), None, "{:?}", iw.events);
+        assert_eq!(invites(&iw.w.peers[0]), 3);
+        hang_up(&mut iw, call);
+        // The caller gives up while dialling: nothing is left behind.
+        let call = iw.overlap_call("2");
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.disconnect(now, call, 16)).unwrap();
+        iw.run(20_000);
+        assert_eq!(invites(&iw.w.peers[0]), 3);
+        assert!(iw.w.gw.isdn_collect.is_empty(), "the held number is dropped");
+        assert_eq!(iw.w.gw.switch.calls().count(), 0);
+    }
+
+    #[test]
+    fn overlap_sending_an_overlap_caller_routed_on_a_prefix_goes_on_digit_by_digit() {
+        // Tandem on the BRI: "0..." from the carrier goes back out on the
+        // other B-channel, to an overlap span.
+        let extra = "overlap = true\n\n[[route]]\nname = \"tandem\"\nfrom = [\"isdn\"]\ncalled = [\"prefix:0\"]\nto = [{ group = \"isdn\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let a = iw.overlap_call("0");
+        // SETUP out with "0" and no sending complete.
+        let setups: Vec<_> = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let (b, info) = setups[0].clone();
+        assert_eq!(info.called.as_ref().map(|n| n.digits.clone()), Some(b"0".to_vec()));
+        assert!(!info.sending_complete);
+        assert!(!iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call, .. } if *call == a)), "the caller may go on dialling");
+        // Digits before the far network's SETUP ACK wait for it.
+        iw.information(a, "30", false);
+        assert_eq!(iw.digits_at_carrier(b), (String::new(), false));
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.setup_ack(now, b)).unwrap();
+        iw.run(50);
+        assert_eq!(iw.digits_at_carrier(b), ("30".into(), false));
+        iw.information(a, "12", false);
+        assert_eq!(iw.digits_at_carrier(b), ("3012".into(), false));
+        // The caller's sending complete goes on; the far network's CALL
+        // PROCEEDING becomes ours.
+        iw.information(a, "", true);
+        assert_eq!(iw.digits_at_carrier(b), ("3012".into(), true));
+        assert!(!iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call, .. } if *call == a)));
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.proceeding(now, b)).unwrap();
+        iw.run(50);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call, .. } if *call == a)), "{:?}", iw.events);
+        assert_eq!(iw.released(a), None);
+        assert_eq!(iw.released(b), None);
+    }
+
+    #[test]
+    fn without_overlap_on_the_span_a_prefix_route_waits_and_goes_en_bloc() {
+        let extra = "\n[[route]]\nname = \"tandem\"\nfrom = [\"isdn\"]\ncalled = [\"prefix:0\"]\nto = [{ group = \"isdn\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let a = iw.overlap_call("0");
+        iw.information(a, "3012", true);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"03012".to_vec()));
+        assert!(setups[0].1.sending_complete);
+    }
+
     #[test]
     fn overlap_digits_from_isdn_are_routed_when_the_table_matches_else_28_by_timer_or_sending_complete() {
         let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, "");

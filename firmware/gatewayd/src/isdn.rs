@@ -79,6 +79,13 @@ pub struct SpanConfig {
     /// "preferred" (false, the default: the network may pick another).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
+    /// Overlap sending towards this span: an ISDN overlap caller whose
+    /// number a route to this span's group already matches (but might go
+    /// on) is sent out at once, SETUP with the digits so far and INFORMATION
+    /// for the rest; the far network decides when the number is complete.
+    /// False (the default): numbers go out en bloc with "sending complete".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overlap: bool,
     /// Write every D-channel frame of this span to this pcap file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<PathBuf>,
@@ -921,6 +928,7 @@ mod tests {
             clock: None,
             group: None,
             exclusive: false,
+            overlap: false,
             capture: None,
         }
     }
