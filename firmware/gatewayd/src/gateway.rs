@@ -4314,6 +4314,58 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
     }
     #[test]
+    fn asserted_identity_goes_to_and_comes_from_trusted_trunks_only() {
+        // Trunk b ([[trunk]]) is trusted by default; `default` ([sip]) never is.
+        let extra = "\n[[route]]\nname = \"to-b\"\nfrom = [\"isdn\"]\ncalled = [\"5xxx\"]\nto = [{ trunk = \"b\" }]\n\n[[route]]\nname = \"from-b\"\nfrom = [\"b\"]\ncalled = [\"4xxx\"]\nto = [{ group = \"isdn\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let asserted = |iw: &IsdnWorld, p: usize| -> Vec<(String, Option<AssertedIdentity>)> {
+            iw.w.peers[p]
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::IncomingCall { call, from_user, .. } => Some((from_user.clone(), iw.w.peers[p].ua.asserted_identity(*call).cloned())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let hang_up_all = |iw: &mut IsdnWorld| {
+            let calls: Vec<gw_isdn::call::CallId> = iw.carrier.cc.calls().map(|c| c.0).collect();
+            for c in calls {
+                let now = iw.w.now;
+                iw.carrier.request(now, |cc, now| cc.disconnect(now, c, 16)).unwrap();
+            }
+            iw.run(500);
+        };
+        iw.call("5000", "5551234", Some(0));
+        iw.call("5001", "5551235", Some(1));
+        let id = |u: &str, p| Some(AssertedIdentity { user: u.into(), privacy_id: p });
+        assert_eq!(asserted(&iw, 1), [("5551234".to_string(), id("5551234", false)), ("anonymous".to_string(), id("5551235", true))]);
+        hang_up_all(&mut iw);
+        iw.call("2000", "5551236", Some(1));
+        assert_eq!(asserted(&iw, 0), [("anonymous".to_string(), None)], "no PAI to an untrusted trunk");
+        hang_up_all(&mut iw);
+        // From the trusted trunk: the asserted number, restricted, network provided.
+        let now = iw.w.now;
+        let offer = sdp::make_offer("127.0.0.1".parse().unwrap(), 7090, &[Codec::Pcmu], Some(101), 1);
+        let pai = AssertedIdentity { user: "5559876".into(), privacy_id: true };
+        iw.w.peers[1].ua.invite_asserted(now, "anonymous", None, "4000", offer.clone(), None, Some(&pai)).unwrap();
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let calling = setups[0].1.calling.clone().expect("a calling party IE");
+        assert_eq!((calling.digits.as_slice(), calling.presentation, calling.screening), (&b"5559876"[..], Some(1), 3), "{calling:?}");
+        hang_up_all(&mut iw);
+        // From the untrusted one: its PAI is not believed.
+        let now = iw.w.now;
+        iw.w.peers[0].ua.invite_asserted(now, "anonymous", None, "3000", offer, None, Some(&pai)).unwrap();
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 2, "{:?}", iw.events);
+        let calling = setups[1].1.calling.clone().expect("a calling party IE");
+        assert_eq!((calling.digits.len(), calling.presentation), (0, Some(1)), "{calling:?}");
+    }
+
+    #[test]
     fn an_overlap_number_that_is_a_prefix_of_a_longer_rule_is_complete_after_t302() {
         // "20" is a number of its own and also the start of "2xxx".
         let extra = "\n[[route]]\nname = \"short\"\nfrom = [\"isdn\"]\ncalled = [\"exact:20\"]\nto = [{ trunk = \"default\" }]\n";
