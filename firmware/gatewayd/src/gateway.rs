@@ -2625,6 +2625,7 @@ impl Gateway {
             }
             IsdnEvent::Digits { call, digits, complete } => {
                 let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                self.spans[s].note_digits(call, &d);
                 if let Some(setup) = self.isdn_collect.get_mut(&(s, call)) {
                     setup.called.push_str(&d);
                     self.isdn_collect_step(now, s, call, complete);
@@ -2786,8 +2787,9 @@ impl Gateway {
             Some(St::OutOverlap) => {
                 let _ = self.isdn_request(now, s, |cc, now| cc.information(now, call, digits.as_bytes(), complete));
             }
-            _ => {}
+            _ => return,
         }
+        self.spans[s].note_digits(call, digits);
     }
 
     /// The call's B-channel is known (or moved): a SIP peer's RTP is carried there.

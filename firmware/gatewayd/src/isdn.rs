@@ -562,6 +562,15 @@ impl Span {
         self.notes.insert(call, note);
     }
 
+    /// Overlap digits of `call` (either way) for `show isdn`.
+    pub fn note_digits(&mut self, call: call::CallId, digits: &str) {
+        if let Some(n) = self.notes.get_mut(&call) {
+            if n.called.len() + digits.len() <= 64 {
+                n.called.push_str(digits);
+            }
+        }
+    }
+
     /// A Q.931 request (`cc.setup(..)`, `cc.connect(..)`...), its frames sent.
     pub fn request<R>(&mut self, now: Instant, f: impl FnOnce(&mut call::CallControl, Instant) -> R) -> R {
         let r = self.q.request(now, f);

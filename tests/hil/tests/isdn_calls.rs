@@ -434,3 +434,74 @@ to = [{{ group = "pri" }}]
     assert!(out.success(), "{}\n{}", out.messages, out.log);
     assert_ne!(call.calling.as_deref(), Some("5559876"), "an untrusted PAI is ignored");
 }
+
+/// Overlap sending (issue 10): an overlap caller on the PRI dials "0..."; a
+/// route to the BRI group, whose span has `overlap = true`, takes it at the
+/// first digit: the BRI SETUP carries "0" without sending complete, the
+/// rest follows as INFORMATION once linesim's BRI network acknowledges,
+/// the caller's sending complete is passed on, and the call connects end to
+/// end when the BRI side answers.
+#[test]
+fn an_overlap_caller_on_the_pri_is_sent_on_digit_by_digit_to_an_overlap_bri() {
+    let extra = r#"
+[[span]]
+name = "bri"
+index = 0
+kind = "bri"
+role = "te"
+group = "bri"
+overlap = true
+
+[[span]]
+name = "pri"
+index = 1
+kind = "pri"
+role = "te"
+group = "pri"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pri"
+
+[[group]]
+name = "bri"
+
+[[route]]
+name = "tandem"
+from = ["pri"]
+called = ["prefix:0"]
+to = [{ group = "bri" }]
+"#;
+    let w = World::start(GwOptions { extra: extra.into(), ..GwOptions::default() }, None, &hil::tone(FAR_TONE_HZ, -12.0, 1.0).unwrap());
+    let sim = w.gw.attach();
+    let (bri, pri) = (sim.span(0), sim.span(1));
+    span_up(&w, &bri, 0);
+    span_up(&w, &pri, 1);
+    bri.enable_calls().unwrap();
+    pri.enable_calls().unwrap();
+    let a = pri.place_call("0", Some(CALLER), None, false).unwrap();
+    pri.wait_state(a, CallState::Proceeding, WAIT).expect("SETUP ACK to the caller");
+    let b = bri.wait_incoming(WAIT).expect("a SETUP on the BRI at the first digit");
+    let call = bri.call(b).unwrap();
+    assert_eq!((call.called.as_str(), call.sending_complete), ("0", false), "{call:?}");
+    bri.setup_ack(b).unwrap();
+    pri.send_digits(a, "30", false).unwrap();
+    pri.send_digits(a, "12", false).unwrap();
+    w.gw.wait_until("the digits reach the BRI", WAIT, || bri.call(b).is_ok_and(|c| c.digits == "3012"));
+    pri.send_digits(a, "", true).unwrap();
+    w.gw.wait_until("sending complete reaches the BRI", WAIT, || bri.call(b).is_ok_and(|c| c.sending_complete));
+    bri.proceeding(b).unwrap();
+    bri.alert(b).unwrap();
+    pri.wait_state(a, CallState::Alerting, WAIT).expect("the caller hears ringing");
+    bri.answer(b).unwrap();
+    pri.wait_state(a, CallState::Connected, WAIT).expect("connected end to end");
+    let show = show_isdn(&w);
+    eprintln!("{show}");
+    assert!(show.contains("out 1003 -> 03012") && show.contains("in 1003 -> 03012"), "{show}");
+    pri.release(a, 16).unwrap();
+    bri.wait_state(b, CallState::Released, WAIT).expect("the BRI leg is cleared");
+    assert_eq!(bri.last_cause(b).unwrap(), Some(16));
+}

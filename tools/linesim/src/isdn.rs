@@ -97,6 +97,8 @@ pub struct SimCall {
     pub cause: Option<u8>,
     /// Overlap digits received after the SETUP.
     pub digits: String,
+    /// "Sending complete" came in the SETUP or an INFORMATION (outgoing: was sent in the SETUP).
+    pub sending_complete: bool,
 }
 
 /// What linesim saw on a span.
@@ -176,6 +178,7 @@ impl SpanSim {
                     channel: info.channel,
                     cause: None,
                     digits: String::new(),
+                    sending_complete: info.sending_complete,
                 });
                 self.incoming.push_back(handle);
             }
@@ -200,9 +203,10 @@ impl SpanSim {
                     c.state = CallState::Connected;
                 }
             }
-            cc::Event::Digits { call, digits, .. } => {
+            cc::Event::Digits { call, digits, complete } => {
                 if let Some(c) = self.call_mut(call) {
                     c.digits.push_str(&String::from_utf8_lossy(&digits));
+                    c.sending_complete |= complete;
                 }
             }
             cc::Event::Disconnect { call, cause, .. } | cc::Event::Released { call, cause, .. } => {
@@ -597,6 +601,7 @@ impl IsdnSpan {
                 channel,
                 cause: None,
                 digits: String::new(),
+                sending_complete: complete,
             });
             s.run_calls(now);
             Ok(handle)
@@ -654,6 +659,11 @@ impl IsdnSpan {
             s.run_calls(now);
             Ok(())
         })?
+    }
+
+    /// SETUP ACKNOWLEDGE to an incoming overlap call: more digits welcome.
+    pub fn setup_ack(&self, h: CallHandle) -> Result<(), LinesimError> {
+        self.call_request(h, |c, now, id| c.setup_ack(now, id))
     }
 
     /// CALL PROCEEDING to an incoming call.
