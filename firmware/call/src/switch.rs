@@ -283,6 +283,10 @@ impl Switch {
                 if call.state == State::Collecting {
                     call.setup.called.push_str(&d);
                     self.route(now, a, health);
+                } else if let (Some(b), false) = (call.b, call.setup.complete) {
+                    // Overlap sending: routed on a prefix, the rest goes on.
+                    call.setup.called.push_str(&d);
+                    self.out.push_back(Output::Signal { leg: b, signal: Signal::Digits(d) });
                 }
             }
             (Side::A, Signal::Release(r)) => {
@@ -439,7 +443,8 @@ impl Switch {
                     calling: m.calling.clone(),
                     calling_name: call.setup.calling_name.clone(),
                     presentation: m.presentation.or(call.setup.presentation),
-                    complete: true,
+                    // Routed on a prefix (overlap): more digits may follow.
+                    complete: call.setup.complete,
                 };
                 self.out.push_back(Output::Place { a, leg, target, setup, emergency: m.emergency });
             }
@@ -749,5 +754,23 @@ mod tests {
         let a = s.originate(t0, "b", setup("10", "5"), &up);
         let out = drain(&mut s);
         assert!(matches!(to_leg(&out, a)[..], [Signal::Release(r)] if r.cause == Cause::INVALID_NUMBER_FORMAT));
+    }
+
+    #[test]
+    fn overlap_digits_after_routing_go_on_to_the_b_leg_only_while_incomplete() {
+        let t0 = Instant::now();
+        let mut s = switch();
+        // Routed on "1002" with more digits possible: the rest follows the B leg.
+        let a = s.originate(t0, "b", Setup { called: "1002".into(), complete: false, ..Default::default() }, &up);
+        let out = drain(&mut s);
+        assert!(out.iter().any(|o| matches!(o, Output::Place { setup, .. } if !setup.complete)), "{out:?}");
+        let [(b, _)] = placed(&out)[..] else { panic!("one attempt") };
+        s.signal(t0, a, Signal::Digits("9".into()), &up);
+        assert_eq!(to_leg(&drain(&mut s), b), [Signal::Digits("9".into())]);
+        // A complete number: late digits go nowhere.
+        let a = s.originate(t0, "b", setup("1002", "5"), &up);
+        let [(b, _)] = placed(&drain(&mut s))[..] else { panic!("one attempt") };
+        s.signal(t0, a, Signal::Digits("9".into()), &up);
+        assert!(to_leg(&drain(&mut s), b).is_empty());
     }
 }

@@ -149,6 +149,12 @@ pub struct TrunkConfig {
     /// Overrides of the RFC 3398 cause <-> status tables.
     #[serde(default, skip_serializing_if = "is_default_cause_map")]
     pub cause_map: gw_call::CauseMapConfig,
+    /// The trunk is in our trust domain (RFC 3325): ISDN callers go out with
+    /// `P-Asserted-Identity` (and `Privacy: id` when restricted), and its
+    /// incoming `P-Asserted-Identity` gives the ISDN calling number. Default
+    /// on (a carrier trunk); the `[sip]` default trunk never is.
+    #[serde(default = "default_true")]
+    pub trusted_identity: bool,
 }
 
 fn is_default_limits(l: &TrunkLimits) -> bool {

@@ -57,7 +57,7 @@ use gw_isdn::q931::PartyNumber;
 use gw_line::{Action, CallSignal, CallerIdStep, DialPlan, FxsConfig, FxsLine, Tone};
 use gw_media::SessionConfig;
 use gw_sip::sdp::{self, Codec, NegotiatedMedia, SessionDescription};
-use gw_sip::{Account, CallHandle, Event, Transmit, UaConfig, UserAgent};
+use gw_sip::{Account, AssertedIdentity, CallHandle, Event, Transmit, UaConfig, UserAgent};
 use heapless::spsc::Producer;
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -201,6 +201,8 @@ struct Trunk {
     limits: TrunkLimits,
     options_interval: Option<Duration>,
     options_failures: u32,
+    /// RFC 3325 trust: send and believe `P-Asserted-Identity`.
+    trusted_identity: bool,
     /// OPTIONS health: unanswered pings in a row, when the next goes out and
     /// by when the one in flight must be answered.
     ping_misses: u32,
@@ -227,6 +229,7 @@ struct TrunkSettings {
     limits: TrunkLimits,
     options_interval: Option<Duration>,
     options_failures: u32,
+    trusted_identity: bool,
 }
 
 fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<TrunkSettings> {
@@ -272,6 +275,7 @@ fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<Trun
         limits: TrunkLimits::default(),
         options_interval: (sip.options_interval_s > 0).then(|| Duration::from_secs(sip.options_interval_s.into())),
         options_failures: 2,
+        trusted_identity: false,
     }];
     for (k, t) in config.trunk.iter().enumerate() {
         let password = t.password.clone().unwrap_or_default();
@@ -313,6 +317,7 @@ fn trunk_settings(config: &Config, local_sip: SocketAddr, seed: u64) -> Vec<Trun
             limits: t.limits.clone(),
             options_interval: (t.options_interval_s > 0).then(|| Duration::from_secs(t.options_interval_s.into())),
             options_failures: t.options_failures,
+            trusted_identity: t.trusted_identity,
         });
     }
     out
@@ -357,6 +362,7 @@ impl Trunk {
             limits: st.limits,
             options_interval: st.options_interval,
             options_failures: st.options_failures,
+            trusted_identity: st.trusted_identity,
             ping_misses: 0,
             next_ping: None,
             ping_deadline: None,
@@ -397,6 +403,7 @@ impl Trunk {
         self.limits = st.limits;
         self.options_interval = st.options_interval;
         self.options_failures = st.options_failures;
+        self.trusted_identity = st.trusted_identity;
         Ok(())
     }
 }
@@ -530,6 +537,16 @@ pub struct Gateway {
     isdn_legs: HashMap<(usize, gw_isdn::call::CallId), LegId>,
     /// The B-channel timeslot each ISDN leg's audio is connected on.
     isdn_ts: HashMap<LegId, u8>,
+    /// Incoming overlap calls whose number the dial plan of the span's group
+    /// does not call complete yet: held here (not in the switch) until it
+    /// does, or until sending complete / T302 ("now complete").
+    isdn_collect: HashMap<(usize, gw_isdn::call::CallId), Setup>,
+    /// ISDN overlap callers routed on a prefix to an overlap span: CALL
+    /// PROCEEDING waits for the far network's.
+    isdn_onward: HashSet<LegId>,
+    /// Overlap digits (and sending complete) for an outgoing SETUP not yet
+    /// acknowledged.
+    isdn_out_digits: HashMap<(usize, gw_isdn::call::CallId), (String, bool)>,
     /// Preempted lines an emergency call waits for: the line, the number and
     /// when the line has been on hook long enough for the exchange to clear
     /// the old call (longer than a hook flash).
@@ -625,6 +642,9 @@ impl Gateway {
             spans: Vec::new(),
             isdn_legs: HashMap::new(),
             isdn_ts: HashMap::new(),
+            isdn_collect: HashMap::new(),
+            isdn_onward: HashSet::new(),
+            isdn_out_digits: HashMap::new(),
             pending_fxo: Vec::new(),
             legs: HashMap::new(),
             sip: HashMap::new(),
@@ -1252,7 +1272,7 @@ impl Gateway {
             t.ua.stop(now);
         }
         // ISDN calls are cleared on their D channels (normal clearing).
-        let isdn: Vec<(usize, IsdnCallId)> = self.isdn_legs.keys().copied().collect();
+        let isdn: Vec<(usize, IsdnCallId)> = self.isdn_legs.keys().chain(self.isdn_collect.keys()).copied().collect();
         for (s, call) in isdn {
             let _ = self.spans[s].request(now, |cc, now| cc.disconnect(now, call, Cause::NORMAL_CLEARING.get()));
         }
@@ -1911,24 +1931,32 @@ impl Gateway {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| self.ports[i].number.clone());
                         let (channel, own) = (self.ports[i].channel, self.ports[i].number.clone());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Port(own), None)
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Port(own), None, None)
                     }
                     // An ISDN caller to SIP: the B-channel's timeslot carries the RTP.
                     Some(Leg::Isdn(s, call)) => {
                         self.admit_on_trunk(now, t)?;
                         let channel = self.isdn_timeslot(s, call).ok_or(ours(Cause::CHANNEL_NOT_AVAILABLE))?;
-                        if setup.presentation == Some(gw_call::Presentation::Restricted) {
-                            return self.place_sip_anonymous(now, leg, t, setup, channel);
+                        // RFC 3325/3323: the ISDN calling number asserted to a
+                        // trusted trunk, with Privacy: id when restricted.
+                        let restricted = setup.presentation == Some(gw_call::Presentation::Restricted);
+                        let identity = setup
+                            .calling
+                            .clone()
+                            .filter(|c| !c.is_empty())
+                            .map(|user| AssertedIdentity { user, privacy_id: restricted });
+                        if restricted {
+                            return self.place_sip_anonymous(now, leg, t, setup, channel, identity);
                         }
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref(), identity)
                     }
                     // A PSTN caller to SIP: the line's channel carries the RTP.
                     Some(Leg::Fxo(k)) => {
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_else(|| "anonymous".into());
                         let channel = self.fxo[k].channel;
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, channel, Caller::Other, setup.calling_name.as_deref(), None)
                     }
                     // Trunk to trunk: two bridge channels join the two RTP
                     // sessions inside the rt thread.
@@ -1948,7 +1976,7 @@ impl Gateway {
                         let (_, vb) = self.bridged[&a];
                         self.admit_on_trunk(now, t)?;
                         let calling = setup.calling.clone().unwrap_or_default();
-                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, Caller::Other, setup.calling_name.as_deref())
+                        self.place_sip_call(now, leg, t, &calling, &setup.called, vb, Caller::Other, setup.calling_name.as_deref(), None)
                     }
                     None => Err(ours(Cause::NORMAL_UNSPECIFIED)),
                 }
@@ -1977,8 +2005,10 @@ impl Gateway {
         info!(port = self.ports[j].label, from = ?setup.calling, "ringing");
         self.ports[j].leg = Some(leg);
         self.legs.insert(leg, Leg::Fxs(j));
-        let caller = setup.calling.clone();
-        let name = setup.calling_name.clone();
+        // A restricted caller (ISDN presentation, SIP Privacy: id) is not shown.
+        let shown = setup.presentation != Some(gw_call::Presentation::Restricted);
+        let caller = setup.calling.clone().filter(|_| shown);
+        let name = setup.calling_name.clone().filter(|_| shown);
         self.ports[j].line.handle_call(now, CallSignal::Incoming { caller, name });
         self.drain_line(now, j);
         if self.ports[j].leg == Some(leg) {
@@ -2096,6 +2126,7 @@ impl Gateway {
         channel: u8,
         own: Caller,
         name: Option<&str>,
+        identity: Option<AssertedIdentity>,
     ) -> Result<(), Release> {
         let label = channel;
         let (socket, rtp_port) = match self.rtp_ports.bind() {
@@ -2111,24 +2142,27 @@ impl Gateway {
         let codecs = self.trunks[t].codecs.clone();
         let offer = sdp::make_offer_with(self.config.media.rtp_ip, rtp_port, &codecs, te, cn, session_id);
         let trunk = &mut self.trunks[t];
+        // RFC 3325: the asserted identity goes only to a trusted trunk.
+        let pai = identity.filter(|_| trunk.trusted_identity);
+        let pai = pai.as_ref();
         let placed = match (trunk.register, own) {
             // An anonymous caller: From anonymous, authenticated by this account.
-            (_, Caller::Anonymous(acct)) => trunk.ua.invite_named(now, calling, None, called, offer.clone(), acct.as_deref()),
+            (_, Caller::Anonymous(acct)) => trunk.ua.invite_asserted(now, calling, None, called, offer.clone(), acct.as_deref(), pai),
             // The port's own account (today's behaviour), from its own number.
             (RegisterMode::PerNumber, Caller::Port(own)) => trunk.ua.invite(now, &own, called, offer.clone()),
             // Another trunk's caller: its number's account if it has one here.
             (RegisterMode::PerNumber, Caller::Other) => trunk
                 .ua
-                .invite(now, calling, called, offer.clone())
-                .or_else(|_| trunk.ua.invite_named(now, calling, name, called, offer.clone(), None)),
+                .invite_asserted(now, calling, None, called, offer.clone(), Some(calling), pai)
+                .or_else(|_| trunk.ua.invite_asserted(now, calling, name, called, offer.clone(), None, pai)),
             (RegisterMode::Pilot, _) => {
                 let pilot = trunk.pilot.clone();
-                trunk.ua.invite_named(now, calling, name, called, offer.clone(), pilot.as_deref())
+                trunk.ua.invite_asserted(now, calling, name, called, offer.clone(), pilot.as_deref(), pai)
             }
             (RegisterMode::None, _) => {
                 // A peer trusted by address; an account, if one is set, answers a challenge.
                 let acct = trunk.ua_first_account();
-                trunk.ua.invite_named(now, calling, name, called, offer.clone(), acct.as_deref())
+                trunk.ua.invite_asserted(now, calling, name, called, offer.clone(), acct.as_deref(), pai)
             }
         };
         match placed {
@@ -2437,12 +2471,23 @@ impl Gateway {
         };
         info!(trunk = %trunk_name, from = %from_user, to = %to_user, call = call.0, "inbound call");
         self.trunks[t].active += 1;
+        // RFC 3325: a trusted trunk's P-Asserted-Identity is the calling
+        // number (network provided); Privacy: id restricts its presentation.
+        let asserted = self.trunks[t].ua.asserted_identity(call).filter(|_| self.trunks[t].trusted_identity).cloned();
+        let (calling, presentation) = match asserted {
+            Some(id) => {
+                let p = if id.privacy_id { gw_call::Presentation::Restricted } else { gw_call::Presentation::Allowed };
+                info!(trunk = %trunk_name, asserted = %id.user, privacy = id.privacy_id, "asserted identity");
+                (id.user, Some(p))
+            }
+            None => (from_user.clone(), None),
+        };
         let setup = Setup {
             called: to_user,
-            calling: Some(from_user.clone()),
-            calling_name: from_display,
+            calling: Some(calling),
+            calling_name: from_display.filter(|_| presentation != Some(gw_call::Presentation::Restricted)),
+            presentation,
             complete: true,
-            ..Default::default()
         };
         let h = self.health(None);
         // The leg id comes from the switch; register the dialog under it as
@@ -2538,6 +2583,14 @@ impl Gateway {
         match ev {
             IsdnEvent::Setup { call, info, .. } => self.isdn_incoming(now, s, call, info),
             IsdnEvent::SetupAck { call, .. } | IsdnEvent::Proceeding { call, .. } => {
+                // Overlap sending: what came before the SETUP ACK goes now
+                // (after CALL PROCEEDING the number is complete: dropped).
+                let queued = self.isdn_out_digits.remove(&(s, call));
+                if let (Some((digits, complete)), IsdnEvent::SetupAck { .. }) = (queued, &ev) {
+                    if !digits.is_empty() || complete {
+                        let _ = self.isdn_request(now, s, |cc, now| cc.information(now, call, digits.as_bytes(), complete));
+                    }
+                }
                 if let Some(leg) = leg_of(self, call) {
                     self.isdn_channel_known(s, call, leg);
                     self.signal(now, leg, Signal::Proceeding);
@@ -2571,8 +2624,12 @@ impl Gateway {
                 }
             }
             IsdnEvent::Digits { call, digits, complete } => {
-                if let Some(leg) = leg_of(self, call) {
-                    let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                let d: String = digits.iter().filter(|b| b.is_ascii_digit() || **b == b'*' || **b == b'#').map(|&b| b as char).collect();
+                self.spans[s].note_digits(call, &d);
+                if let Some(setup) = self.isdn_collect.get_mut(&(s, call)) {
+                    setup.called.push_str(&d);
+                    self.isdn_collect_step(now, s, call, complete);
+                } else if let Some(leg) = leg_of(self, call) {
                     if !d.is_empty() {
                         self.signal(now, leg, Signal::Digits(d));
                     }
@@ -2580,6 +2637,10 @@ impl Gateway {
                         self.isdn_number_ended(now, s, call, "sending complete");
                     }
                 }
+            }
+            IsdnEvent::DigitTimeout { call } if self.isdn_collect.contains_key(&(s, call)) => {
+                info!(span = %self.spans[s].name(), call = call.0, "T302 expired: the number is now complete");
+                self.isdn_collect_step(now, s, call, true);
             }
             IsdnEvent::DigitTimeout { call } => self.isdn_number_ended(now, s, call, "T302 expired"),
             IsdnEvent::Disconnect { call, cause, location, .. } => self.isdn_gone(now, s, call, cause, Some(location)),
@@ -2618,19 +2679,62 @@ impl Gateway {
             return refuse(self, Release::local(LocalReason::NoRoute).cause);
         };
         // Overlap receiving: without "sending complete" more digits may come
-        // (SETUP ACK; INFORMATION until the route table has a match, T302
-        // or sending complete). En bloc: CALL PROCEEDING at once.
+        // (SETUP ACK; INFORMATION until the group's dial plan calls the
+        // number complete, T302 or sending complete). En bloc: CALL
+        // PROCEEDING at once.
         let complete = info.sending_complete;
-        let _ = if complete {
-            self.isdn_request(now, s, |cc, now| cc.proceeding(now, call))
-        } else {
-            self.isdn_request(now, s, |cc, now| cc.setup_ack(now, call))
-        };
         let setup = Setup { called, calling, calling_name: display, presentation, complete };
+        if !complete {
+            let _ = self.isdn_request(now, s, |cc, now| cc.setup_ack(now, call));
+            self.isdn_collect.insert((s, call), setup);
+            return self.isdn_collect_step(now, s, call, false);
+        }
+        let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
+        self.isdn_originate(now, s, call, source, setup);
+    }
+
+    /// An incoming overlap number held in `isdn_collect`: routed (the switch
+    /// gets it complete) when the dial plan of the span's group says
+    /// `Complete` or matches nothing, or when no more digits will come
+    /// (`ended`: sending complete or T302, so a number that is a prefix of a
+    /// longer rule is now complete and routed; an incomplete one gets 28).
+    /// A number a route to an overlap span already matches goes on at once,
+    /// incomplete: its remaining digits follow (overlap sending).
+    fn isdn_collect_step(&mut self, now: Instant, s: usize, call: IsdnCallId, ended: bool) {
+        let Some(setup) = self.isdn_collect.get(&(s, call)) else { return };
+        let Some(source) = self.spans[s].cfg.group.clone() else { return };
+        let table = self.switch.table();
+        let state = table.digit_map(&source).map_or(gw_line::Match::NoMatch, |m| m.check(&setup.called));
+        let onward = !ended
+            && match table.lookup(&source, &setup.called, setup.calling.as_deref()) {
+                Lookup::Route(m) => m.destinations.first().is_some_and(|d| self.overlap_group(&d.target)),
+                _ => false,
+            };
+        if !(ended || onward || matches!(state, gw_line::Match::Complete | gw_line::Match::NoMatch)) {
+            return;
+        }
+        let Some(mut setup) = self.isdn_collect.remove(&(s, call)) else { return };
+        setup.complete = !onward;
+        self.isdn_originate(now, s, call, source, setup);
+    }
+
+    /// Whether `target` is a span group whose spans take overlap sending.
+    fn overlap_group(&self, target: &Target) -> bool {
+        let Target::Group(name) = target else { return false };
+        let mut spans = self.spans.iter().filter(|sp| sp.cfg.group.as_deref() == Some(name.as_str())).peekable();
+        spans.peek().is_some() && spans.all(|sp| sp.cfg.overlap)
+    }
+
+    /// The call of an incoming SETUP enters the switch.
+    fn isdn_originate(&mut self, now: Instant, s: usize, call: IsdnCallId, source: String, setup: Setup) {
+        let onward = !setup.complete;
         let h = self.health(None);
         let a = self.switch.originate(now, &source, setup, &|t| h.of(t));
         self.legs.insert(a, Leg::Isdn(s, call));
         self.isdn_legs.insert((s, call), a);
+        if onward {
+            self.isdn_onward.insert(a);
+        }
         self.drain_switch(now);
     }
 
@@ -2639,6 +2743,13 @@ impl Gateway {
     fn isdn_number_ended(&mut self, now: Instant, s: usize, call: IsdnCallId, why: &str) {
         let Some(leg) = self.isdn_legs.get(&(s, call)).copied() else { return };
         if self.switch.call_of(leg).is_some_and(|v| v.route.is_some()) {
+            // Overlap sending: the far network learns the number is complete.
+            if self.isdn_onward.contains(&leg) {
+                if let Some(Leg::Isdn(s2, c2)) = self.switch.peer(leg).and_then(|b| self.legs.get(&b).copied()) {
+                    info!(span = %self.spans[s].name(), call = call.0, why, "overlap number complete: sending complete onwards");
+                    self.isdn_send_digits(now, s2, c2, "", true);
+                }
+            }
             return;
         }
         let called = self.switch.call_of(leg).map(|v| v.called.to_string()).unwrap_or_default();
@@ -2649,12 +2760,36 @@ impl Gateway {
     }
 
     /// An incoming overlap call is routed: the number is complete (CALL PROCEEDING stops T302).
+    /// (Not for a call routed on a prefix to an overlap span: the far
+    /// network's CALL PROCEEDING says when it is complete.)
     fn isdn_routed(&mut self, now: Instant, a: LegId) {
+        if self.isdn_onward.contains(&a) {
+            return;
+        }
         if let Some(Leg::Isdn(s, call)) = self.legs.get(&a).copied() {
             if self.spans[s].call_state(call) == Some(gw_isdn::call::State::InOverlap) {
                 let _ = self.isdn_request(now, s, |cc, now| cc.proceeding(now, call));
             }
         }
+    }
+
+    /// Overlap digits for an outgoing call: INFORMATION once the SETUP is
+    /// acknowledged, queued before; dropped after CALL PROCEEDING (the
+    /// network has the number it needs).
+    fn isdn_send_digits(&mut self, now: Instant, s: usize, call: IsdnCallId, digits: &str, complete: bool) {
+        use gw_isdn::call::State as St;
+        match self.spans[s].call_state(call) {
+            Some(St::OutInitiated) => {
+                let q = self.isdn_out_digits.entry((s, call)).or_default();
+                q.0.push_str(digits);
+                q.1 |= complete;
+            }
+            Some(St::OutOverlap) => {
+                let _ = self.isdn_request(now, s, |cc, now| cc.information(now, call, digits.as_bytes(), complete));
+            }
+            _ => return,
+        }
+        self.spans[s].note_digits(call, digits);
     }
 
     /// The call's B-channel is known (or moved): a SIP peer's RTP is carried there.
@@ -2680,9 +2815,14 @@ impl Gateway {
 
     /// The ISDN side ended the call (or its span lost layer 1).
     fn isdn_gone(&mut self, now: Instant, s: usize, call: IsdnCallId, cause: u8, location: Option<u8>) {
+        self.isdn_out_digits.remove(&(s, call));
+        if self.isdn_collect.remove(&(s, call)).is_some() {
+            info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN caller gone while dialling");
+        }
         let Some(leg) = self.isdn_legs.remove(&(s, call)) else { return };
         info!(span = %self.spans[s].name(), call = call.0, cause, "ISDN call cleared by the span");
         self.legs.remove(&leg);
+        self.isdn_onward.remove(&leg);
         if let Some(ts) = self.isdn_ts.remove(&leg) {
             self.rt_command(RtCommand::StopTone { channel: ts });
             self.rt_command(RtCommand::Listen { channel: ts, from: None });
@@ -2696,8 +2836,24 @@ impl Gateway {
     fn signal_isdn(&mut self, now: Instant, s: usize, call: IsdnCallId, leg: LegId, signal: Signal) {
         let incoming = self.switch.side(leg) == Some(Side::A);
         let r = match signal {
+            // An overlap caller routed onwards: complete once the far network
+            // is past overlap (its CALL PROCEEDING, ALERTING, ...).
+            Signal::Proceeding if incoming && self.isdn_onward.contains(&leg) => {
+                let far_collecting = match self.switch.peer(leg).and_then(|b| self.legs.get(&b).copied()) {
+                    Some(Leg::Isdn(s2, c2)) => self.spans[s2].call_state(c2) == Some(gw_isdn::call::State::OutOverlap),
+                    _ => false,
+                };
+                if !far_collecting && self.spans[s].call_state(call) == Some(gw_isdn::call::State::InOverlap) {
+                    self.isdn_request(now, s, |cc, now| cc.proceeding(now, call))
+                } else {
+                    Ok(())
+                }
+            }
             Signal::Proceeding => Ok(()),
-            Signal::Digits(d) if !incoming => self.isdn_request(now, s, |cc, now| cc.information(now, call, d.as_bytes(), false)),
+            Signal::Digits(d) if !incoming => {
+                self.isdn_send_digits(now, s, call, &d, false);
+                Ok(())
+            }
             Signal::Digits(_) => Ok(()),
             Signal::Alerting { inband } if incoming => {
                 let r = self.isdn_request(now, s, |cc, now| cc.alerting(now, call));
@@ -2728,6 +2884,8 @@ impl Gateway {
             Signal::Release(r) => {
                 self.isdn_legs.remove(&(s, call));
                 self.legs.remove(&leg);
+                self.isdn_onward.remove(&leg);
+                self.isdn_out_digits.remove(&(s, call));
                 if let Some(ts) = self.isdn_ts.remove(&leg) {
                     self.rt_command(RtCommand::StopTone { channel: ts });
                     self.rt_command(RtCommand::Listen { channel: ts, from: None });
@@ -2744,7 +2902,15 @@ impl Gateway {
     /// From is `anonymous` (RFC 3323 section 4.1.1.3) with no display name;
     /// the trunk still authenticates it by the caller's account (per-number
     /// trunks) or its own.
-    fn place_sip_anonymous(&mut self, now: Instant, leg: LegId, t: usize, setup: &Setup, channel: u8) -> Result<(), Release> {
+    fn place_sip_anonymous(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        t: usize,
+        setup: &Setup,
+        channel: u8,
+        identity: Option<AssertedIdentity>,
+    ) -> Result<(), Release> {
         let trunk = &self.trunks[t];
         let account = match trunk.register {
             RegisterMode::Pilot => trunk.pilot.clone(),
@@ -2756,7 +2922,7 @@ impl Gateway {
             RegisterMode::None => trunk.ua.account_users().first().map(|u| u.to_string()),
         };
         info!(trunk = %trunk.name, to = %setup.called, "the ISDN caller's number is restricted: From anonymous");
-        self.place_sip_call(now, leg, t, "anonymous", &setup.called, channel, Caller::Anonymous(account), None)
+        self.place_sip_call(now, leg, t, "anonymous", &setup.called, channel, Caller::Anonymous(account), None, identity)
     }
 
     /// Calls `setup.called` out on a B-channel of a span of group `name`
@@ -2780,7 +2946,8 @@ impl Gateway {
             let info = gw_isdn::call::SetupInfo {
                 called: Some(party_number(&setup.called, None)),
                 calling: Some(party_number(if anonymous { "" } else { setup.calling.as_deref().unwrap_or_default() }, presentation.or(Some(0)))),
-                sending_complete: setup.complete,
+                // Overlap sending only towards a span configured for it.
+                sending_complete: setup.complete || !self.spans[s].cfg.overlap,
                 exclusive: self.spans[s].cfg.exclusive,
                 display: setup.calling_name.as_ref().filter(|_| !anonymous).map(|n| n.bytes().filter(|b| (0x20..0x7F).contains(b)).take(32).collect()),
                 ..Default::default()
@@ -3974,6 +4141,37 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
             })
         }
 
+        /// The carrier places an overlap call (no sending complete) with `first`.
+        fn overlap_call(&mut self, first: &str) -> gw_isdn::call::CallId {
+            let n = gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: first.as_bytes().to_vec() };
+            let info = gw_isdn::call::SetupInfo { called: Some(n), sending_complete: false, ..Default::default() };
+            let now = self.w.now;
+            let call = self.carrier.request(now, |cc, now| cc.setup(now, info)).unwrap();
+            self.run(50);
+            call
+        }
+
+        /// The carrier sends INFORMATION on `call`.
+        fn information(&mut self, call: gw_isdn::call::CallId, d: &str, complete: bool) {
+            let now = self.w.now;
+            self.carrier.request(now, |cc, now| cc.information(now, call, d.as_bytes(), complete)).unwrap();
+            self.run(50);
+        }
+
+        /// Overlap digits the carrier received on `call` (and whether sending complete came).
+        fn digits_at_carrier(&self, call: gw_isdn::call::CallId) -> (String, bool) {
+            let mut out = (String::new(), false);
+            for e in &self.events {
+                if let gw_isdn::call::Event::Digits { call: c, digits, complete } = e {
+                    if *c == call {
+                        out.0.push_str(&String::from_utf8_lossy(digits));
+                        out.1 |= *complete;
+                    }
+                }
+            }
+            out
+        }
+
         fn incoming_setups(&self) -> Vec<(gw_isdn::call::CallId, gw_isdn::call::SetupInfo)> {
             self.events
                 .iter()
@@ -4117,6 +4315,151 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         assert_eq!((calling.presentation, calling.digits.len()), (Some(1), 0), "{calling:?}");
         assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"3000".to_vec()));
     }
+    #[test]
+    fn asserted_identity_goes_to_and_comes_from_trusted_trunks_only() {
+        // Trunk b ([[trunk]]) is trusted by default; `default` ([sip]) never is.
+        let extra = "\n[[route]]\nname = \"to-b\"\nfrom = [\"isdn\"]\ncalled = [\"5xxx\"]\nto = [{ trunk = \"b\" }]\n\n[[route]]\nname = \"from-b\"\nfrom = [\"b\"]\ncalled = [\"4xxx\"]\nto = [{ group = \"isdn\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let asserted = |iw: &IsdnWorld, p: usize| -> Vec<(String, Option<AssertedIdentity>)> {
+            iw.w.peers[p]
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::IncomingCall { call, from_user, .. } => Some((from_user.clone(), iw.w.peers[p].ua.asserted_identity(*call).cloned())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let hang_up_all = |iw: &mut IsdnWorld| {
+            let calls: Vec<gw_isdn::call::CallId> = iw.carrier.cc.calls().map(|c| c.0).collect();
+            for c in calls {
+                let now = iw.w.now;
+                iw.carrier.request(now, |cc, now| cc.disconnect(now, c, 16)).unwrap();
+            }
+            iw.run(500);
+        };
+        iw.call("5000", "5551234", Some(0));
+        iw.call("5001", "5551235", Some(1));
+        let id = |u: &str, p| Some(AssertedIdentity { user: u.into(), privacy_id: p });
+        assert_eq!(asserted(&iw, 1), [("5551234".to_string(), id("5551234", false)), ("anonymous".to_string(), id("5551235", true))]);
+        hang_up_all(&mut iw);
+        iw.call("2000", "5551236", Some(1));
+        assert_eq!(asserted(&iw, 0), [("anonymous".to_string(), None)], "no PAI to an untrusted trunk");
+        hang_up_all(&mut iw);
+        // From the trusted trunk: the asserted number, restricted, network provided.
+        let now = iw.w.now;
+        let offer = sdp::make_offer("127.0.0.1".parse().unwrap(), 7090, &[Codec::Pcmu], Some(101), 1);
+        let pai = AssertedIdentity { user: "5559876".into(), privacy_id: true };
+        iw.w.peers[1].ua.invite_asserted(now, "anonymous", None, "4000", offer.clone(), None, Some(&pai)).unwrap();
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let calling = setups[0].1.calling.clone().expect("a calling party IE");
+        assert_eq!((calling.digits.as_slice(), calling.presentation, calling.screening), (&b"5559876"[..], Some(1), 3), "{calling:?}");
+        hang_up_all(&mut iw);
+        // From the untrusted one: its PAI is not believed.
+        let now = iw.w.now;
+        iw.w.peers[0].ua.invite_asserted(now, "anonymous", None, "3000", offer, None, Some(&pai)).unwrap();
+        iw.run(100);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 2, "{:?}", iw.events);
+        let calling = setups[1].1.calling.clone().expect("a calling party IE");
+        assert_eq!((calling.digits.len(), calling.presentation), (0, Some(1)), "{calling:?}");
+    }
+
+    #[test]
+    fn an_overlap_number_that_is_a_prefix_of_a_longer_rule_is_complete_after_t302() {
+        // "20" is a number of its own and also the start of "2xxx".
+        let extra = "\n[[route]]\nname = \"short\"\nfrom = [\"isdn\"]\ncalled = [\"exact:20\"]\nto = [{ trunk = \"default\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let call = iw.overlap_call("2");
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::SetupAck { call: c, .. } if *c == call)), "{:?}", iw.events);
+        iw.information(call, "0", false);
+        iw.run(5_000);
+        assert_eq!(invites(&iw.w.peers[0]), 0, "\"20\" might go on: wait");
+        assert_eq!(iw.released(call), None);
+        // T302 (15 s): "20" is now complete and routed, not refused with 28.
+        iw.run(15_000);
+        assert_eq!(iw.released(call), None, "{:?}", iw.events);
+        assert_eq!(invites(&iw.w.peers[0]), 1);
+        assert!(iw.w.peers[0].received.iter().any(|l| l.starts_with("INVITE sip:20@")), "{:?}", iw.w.peers[0].received);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call: c, .. } if *c == call)), "{:?}", iw.events);
+        let hang_up = |iw: &mut IsdnWorld, call| {
+            let now = iw.w.now;
+            iw.carrier.request(now, |cc, now| cc.disconnect(now, call, 16)).unwrap();
+            iw.run(500);
+        };
+        hang_up(&mut iw, call);
+        // The longer number still goes through as soon as it is complete.
+        let call = iw.overlap_call("20");
+        iw.information(call, "01", false);
+        assert_eq!(invites(&iw.w.peers[0]), 2);
+        assert!(iw.w.peers[0].received.iter().any(|l| l.starts_with("INVITE sip:2001@")), "{:?}", iw.w.peers[0].received);
+        hang_up(&mut iw, call);
+        // Sending complete on "20": routed at once.
+        let call = iw.overlap_call("2");
+        iw.information(call, "0", true);
+        assert_eq!(iw.released(call), None, "{:?}", iw.events);
+        assert_eq!(invites(&iw.w.peers[0]), 3);
+        hang_up(&mut iw, call);
+        // The caller gives up while dialling: nothing is left behind.
+        let call = iw.overlap_call("2");
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.disconnect(now, call, 16)).unwrap();
+        iw.run(20_000);
+        assert_eq!(invites(&iw.w.peers[0]), 3);
+        assert!(iw.w.gw.isdn_collect.is_empty(), "the held number is dropped");
+        assert_eq!(iw.w.gw.switch.calls().count(), 0);
+    }
+
+    #[test]
+    fn overlap_sending_an_overlap_caller_routed_on_a_prefix_goes_on_digit_by_digit() {
+        // Tandem on the BRI: "0..." from the carrier goes back out on the
+        // other B-channel, to an overlap span.
+        let extra = "overlap = true\n\n[[route]]\nname = \"tandem\"\nfrom = [\"isdn\"]\ncalled = [\"prefix:0\"]\nto = [{ group = \"isdn\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let a = iw.overlap_call("0");
+        // SETUP out with "0" and no sending complete.
+        let setups: Vec<_> = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        let (b, info) = setups[0].clone();
+        assert_eq!(info.called.as_ref().map(|n| n.digits.clone()), Some(b"0".to_vec()));
+        assert!(!info.sending_complete);
+        assert!(!iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call, .. } if *call == a)), "the caller may go on dialling");
+        // Digits before the far network's SETUP ACK wait for it.
+        iw.information(a, "30", false);
+        assert_eq!(iw.digits_at_carrier(b), (String::new(), false));
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.setup_ack(now, b)).unwrap();
+        iw.run(50);
+        assert_eq!(iw.digits_at_carrier(b), ("30".into(), false));
+        iw.information(a, "12", false);
+        assert_eq!(iw.digits_at_carrier(b), ("3012".into(), false));
+        // The caller's sending complete goes on; the far network's CALL
+        // PROCEEDING becomes ours.
+        iw.information(a, "", true);
+        assert_eq!(iw.digits_at_carrier(b), ("3012".into(), true));
+        assert!(!iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call, .. } if *call == a)));
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.proceeding(now, b)).unwrap();
+        iw.run(50);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Proceeding { call, .. } if *call == a)), "{:?}", iw.events);
+        assert_eq!(iw.released(a), None);
+        assert_eq!(iw.released(b), None);
+    }
+
+    #[test]
+    fn without_overlap_on_the_span_a_prefix_route_waits_and_goes_en_bloc() {
+        let extra = "\n[[route]]\nname = \"tandem\"\nfrom = [\"isdn\"]\ncalled = [\"prefix:0\"]\nto = [{ group = \"isdn\" }]\n";
+        let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, extra);
+        let a = iw.overlap_call("0");
+        iw.information(a, "3012", true);
+        let setups = iw.incoming_setups();
+        assert_eq!(setups.len(), 1, "{:?}", iw.events);
+        assert_eq!(setups[0].1.called.as_ref().map(|n| n.digits.clone()), Some(b"03012".to_vec()));
+        assert!(setups[0].1.sending_complete);
+    }
+
     #[test]
     fn overlap_digits_from_isdn_are_routed_when_the_table_matches_else_28_by_timer_or_sending_complete() {
         let mut iw = IsdnWorld::new(Policy::Ring, Policy::Ring, "");

@@ -80,6 +80,13 @@ pub struct SpanConfig {
     /// "preferred" (false, the default: the network may pick another).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
+    /// Overlap sending towards this span: an ISDN overlap caller whose
+    /// number a route to this span's group already matches (but might go
+    /// on) is sent out at once, SETUP with the digits so far and INFORMATION
+    /// for the rest; the far network decides when the number is complete.
+    /// False (the default): numbers go out en bloc with "sending complete".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overlap: bool,
     /// Write every D-channel frame of this span to this pcap file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<PathBuf>,
@@ -100,6 +107,12 @@ impl SpanConfig {
         } else {
             SpanKind::Bri
         }
+    }
+
+    /// BRI point-to-multipoint: TEIs by TEI management, data links on
+    /// demand, the network side's SETUP broadcast on TEI 127.
+    pub fn ptmp(&self) -> bool {
+        self.mode == "ptmp"
     }
 
     pub fn side(&self) -> Side {
@@ -158,12 +171,7 @@ pub fn validate_spans(spans: &[SpanConfig]) -> Result<(), ConfigError> {
             "ptmp" if s.kind == "pri" => {
                 return Err(ConfigError::new(field("mode"), "a PRI is point-to-point: must be \"ptp\""))
             }
-            "ptmp" => {
-                return Err(ConfigError::new(
-                    field("mode"),
-                    "\"ptmp\" needs TEI management, which this build does not run yet: use \"ptp\"",
-                ))
-            }
+            "ptmp" => {}
             _ => return Err(ConfigError::new(field("mode"), "must be \"ptp\" or \"ptmp\"")),
         }
         match s.switch.as_str() {
@@ -316,10 +324,22 @@ pub struct SpanStatus {
     /// Layer 2 up: multiple frame established (or timer recovery).
     pub l2_up: bool,
     pub tei: u8,
+    /// Point-to-multipoint: every assigned TEI (the network side's TEs, or
+    /// the user side's own) with its data link's state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teis: Vec<TeiStatus>,
     pub counters: SpanCounters,
     pub b_channels: Vec<BChannelStatus>,
     /// The pcap file the D channel is written to, if any.
     pub capture: Option<String>,
+}
+
+/// One TEI of a point-to-multipoint BRI.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TeiStatus {
+    pub tei: u8,
+    /// Its data link's Q.921 state ("multiple-frame-established", ...).
+    pub l2: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -377,7 +397,13 @@ pub fn show_isdn(spans: &[SpanStatus]) -> String {
             p.clock
         );
         let _ = writeln!(s, "  layer 1: {}, alarms {}", p.l1, p.alarms);
-        let _ = writeln!(s, "  layer 2: {} (TEI {}){}", p.l2, p.tei, if p.l2_up { "" } else { " - down" });
+        if p.mode == "ptmp" {
+            let teis: Vec<String> = p.teis.iter().map(|t| format!("{} ({})", t.tei, t.l2)).collect();
+            let teis = if teis.is_empty() { "none assigned".to_string() } else { teis.join(", ") };
+            let _ = writeln!(s, "  layer 2: TEIs {teis}{}", if p.l2_up { "" } else { " - no link up" });
+        } else {
+            let _ = writeln!(s, "  layer 2: {} (TEI {}){}", p.l2, p.tei, if p.l2_up { "" } else { " - down" });
+        }
         let c = &p.counters;
         let _ = writeln!(
             s,
@@ -402,6 +428,11 @@ pub fn show_isdn(spans: &[SpanStatus]) -> String {
         }
     }
     s
+}
+
+/// A data link that carries I frames.
+fn link_up(s: q921::State) -> bool {
+    matches!(s, q921::State::MultipleFrameEstablished | q921::State::TimerRecovery)
 }
 
 fn l2_name(s: q921::State) -> &'static str {
@@ -485,7 +516,8 @@ impl Span {
         let variant = call::Variant::by_name(&cfg.switch).unwrap_or(&call::EUROISDN);
         let mut c = call::Config::new(side, interface, variant);
         c.channels = cfg.channels_in_use();
-        gw_isdn::span::Span::new(c, gw_isdn::span::Mode::PointToPoint, seed)
+        let mode = if cfg.ptmp() { gw_isdn::span::Mode::PointToMultipoint } else { gw_isdn::span::Mode::PointToPoint };
+        gw_isdn::span::Span::new(c, mode, seed)
     }
 
     pub fn name(&self) -> &str {
@@ -496,9 +528,21 @@ impl Span {
         self.l2_up
     }
 
-    /// The span can carry a new call: layers 1 and 2 are up.
+    /// The span can carry a new call: layers 1 and 2 are up (point to
+    /// multipoint: layer 1; data links come up on demand, a TE asks for its
+    /// TEI when it needs one, the network side broadcasts its SETUPs).
     pub fn usable(&self) -> bool {
-        self.l1.is_up() && self.l2_up
+        self.l1.is_up() && (self.l2_up || self.cfg.ptmp())
+    }
+
+    /// Brings layer 2 up after layer 1: the data link (point to point), or
+    /// a TEI request (point-to-multipoint user side).
+    fn layer2_start(&mut self, now: Instant) {
+        if self.cfg.ptmp() {
+            self.q.start(now);
+        } else {
+            self.q.reestablish(now);
+        }
     }
 
     /// The rt channel (PCM timeslot) of B-channel `number`.
@@ -520,6 +564,15 @@ impl Span {
     /// Keeps the numbers of `call` for `show isdn`.
     pub fn note_call(&mut self, call: call::CallId, note: CallNote) {
         self.notes.insert(call, note);
+    }
+
+    /// Overlap digits of `call` (either way) for `show isdn`.
+    pub fn note_digits(&mut self, call: call::CallId, digits: &str) {
+        if let Some(n) = self.notes.get_mut(&call) {
+            if n.called.len() + digits.len() <= 64 {
+                n.called.push_str(digits);
+            }
+        }
     }
 
     /// A Q.931 request (`cc.setup(..)`, `cc.connect(..)`...), its frames sent.
@@ -550,7 +603,7 @@ impl Span {
         }
         self.ask_l1(now);
         if self.l1.is_up() {
-            self.q.reestablish(now);
+            self.layer2_start(now);
             self.drain(now);
         }
     }
@@ -605,7 +658,7 @@ impl Span {
             (false, true) => {
                 info!(span = %self.cfg.name, "layer 1 activated: establishing layer 2");
                 self.l1_retry = None;
-                self.q.reestablish(now);
+                self.layer2_start(now);
             }
             (true, false) => {
                 warn!(span = %self.cfg.name, alarms = %st.alarms, "layer 1 lost: layer 2 released, calls cleared");
@@ -674,6 +727,16 @@ impl Span {
                     self.l2_up = true;
                     self.l2_retry = None;
                 }
+                // Point to multipoint: links of TEs come and go; layer 2 is
+                // up while any is, and nobody forces one back.
+                SpanEvent::LinkDown(tei) if self.cfg.ptmp() => {
+                    info!(span = %self.cfg.name, tei, "data link released");
+                    let any = self.q.links().any(|(_, st)| link_up(st));
+                    if self.l2_up && !any {
+                        self.counters.l2_losses += 1;
+                    }
+                    self.l2_up = any;
+                }
                 SpanEvent::LinkDown(_) => {
                     if self.l2_up {
                         warn!(span = %self.cfg.name, "layer 2 released");
@@ -694,7 +757,11 @@ impl Span {
                     }
                     self.events.push_back(e);
                 }
-                SpanEvent::TeiAssigned(_) | SpanEvent::TeiRemoved(_) => {}
+                SpanEvent::TeiAssigned(tei) => info!(span = %self.cfg.name, tei, "TEI assigned"),
+                SpanEvent::TeiRemoved(tei) => {
+                    info!(span = %self.cfg.name, tei, "TEI removed");
+                    self.l2_up = self.q.links().any(|(_, st)| link_up(st));
+                }
             }
         }
     }
@@ -741,6 +808,11 @@ impl Span {
             })
             .collect();
         let (l2, tei) = self.q.links().next().map_or(("tei-assigned", 0), |(t, s)| (l2_name(s), t));
+        let teis = if self.cfg.ptmp() {
+            self.q.links().map(|(tei, st)| TeiStatus { tei, l2: l2_name(st).into() }).collect()
+        } else {
+            Vec::new()
+        };
         SpanStatus {
             name: self.cfg.name.clone(),
             label: self.info.label.clone(),
@@ -754,6 +826,7 @@ impl Span {
             l2: l2.into(),
             l2_up: self.l2_up,
             tei,
+            teis,
             counters,
             b_channels,
             capture: self.capture.as_ref().map(|(p, _)| p.display().to_string()),
@@ -926,6 +999,7 @@ mod tests {
             clock: None,
             group: None,
             exclusive: false,
+            overlap: false,
             capture: None,
         }
     }
@@ -1009,6 +1083,150 @@ mod tests {
         pump(&mut span, &line, &mut peer, t0 + L1_RETRY);
         assert!(span.l2_up());
         assert_eq!(span.status().counters.l2_establishments, 2);
+    }
+
+    fn bri_ptmp(role: &str) -> (SpanConfig, SpanInfo) {
+        let mut c = cfg(role);
+        c.kind = "bri".into();
+        c.mode = "ptmp".into();
+        c.channels = None;
+        (c, SpanInfo { kind: SpanKind::Bri, label: "BRI 1".into(), b_timeslots: vec![2, 3] })
+    }
+
+    /// An S bus: the gateway's frames reach every far span, theirs reach
+    /// the gateway. Runs until quiet; returns the far spans' call events.
+    fn bus(span: &mut Span, line: &Fake, far: &mut [gw_isdn::span::Span], now: Instant) -> Vec<Vec<call::Event>> {
+        let mut events = vec![Vec::new(); far.len()];
+        for _ in 0..100 {
+            span.poll(now);
+            let frames: Vec<_> = line.0.lock().unwrap().from_gw.drain(..).collect();
+            let mut moved = !frames.is_empty();
+            for (i, f) in far.iter_mut().enumerate() {
+                if f.poll_timeout().is_some_and(|t| t <= now) {
+                    f.handle_timeout(now);
+                }
+                for fr in &frames {
+                    f.handle_frame(now, fr);
+                }
+                while let Some(fr) = f.poll_transmit() {
+                    moved = true;
+                    line.0.lock().unwrap().to_gw.push_back(fr);
+                }
+                while let Some(e) = f.poll_event() {
+                    if let gw_isdn::span::SpanEvent::Call(c) = e {
+                        events[i].push(c);
+                    }
+                }
+            }
+            if !moved {
+                return events;
+            }
+        }
+        panic!("frames never stopped moving");
+    }
+
+    #[test]
+    fn ptmp_network_side_assigns_teis_to_two_tes_broadcasts_its_setup_and_takes_theirs() {
+        let line = Fake::default();
+        let (c, info) = bri_ptmp("nt");
+        let mut span = Span::new(c, info, Box::new(line.clone()));
+        let te = |seed| {
+            let cfg = call::Config::new(call::Side::User, call::Interface::Bri, &call::EUROISDN);
+            gw_isdn::span::Span::new(cfg, gw_isdn::span::Mode::PointToMultipoint, seed)
+        };
+        let mut tes = [te(11), te(22)];
+        let t0 = Instant::now();
+        line.set_l1(UP);
+        span.start(t0);
+        for t in &mut tes {
+            t.start(t0);
+        }
+        bus(&mut span, &line, &mut tes, t0);
+        assert!(span.usable() && !span.l2_up(), "point to multipoint: usable with layer 1, links come on demand");
+        let st = span.status();
+        let teis: Vec<u8> = st.teis.iter().map(|t| t.tei).collect();
+        assert_eq!(teis.len(), 2, "{st:?}");
+        assert!(teis.iter().all(|t| (64..=126).contains(t)) && teis[0] != teis[1], "{teis:?}");
+        let show = show_isdn(&[st]);
+        assert!(show.contains("BRI NT PTMP"), "{show}");
+        assert!(show.contains(&format!("TEIs {} (tei-assigned), {} (tei-assigned)", teis[0], teis[1])), "{show}");
+        // Our SETUP goes to every TE at once (UI on TEI 127).
+        let info = call::SetupInfo {
+            called: Some(gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: b"21".to_vec() }),
+            sending_complete: true,
+            ..Default::default()
+        };
+        let out = span.request(t0, |cc, now| cc.setup(now, info)).unwrap();
+        let ev = bus(&mut span, &line, &mut tes, t0);
+        for (i, e) in ev.iter().enumerate() {
+            assert!(e.iter().any(|e| matches!(e, call::Event::Setup { .. })), "TE {i} saw no SETUP: {e:?}");
+        }
+        // The second TE answers: its data link comes up, the call connects.
+        let Some(call::Event::Setup { call: theirs, .. }) = ev[1].iter().find(|e| matches!(e, call::Event::Setup { .. })).cloned() else {
+            unreachable!()
+        };
+        tes[1].request(t0, |cc, now| cc.connect(now, theirs)).unwrap();
+        bus(&mut span, &line, &mut tes, t0);
+        let mut events = Vec::new();
+        while let Some(e) = span.poll_event() {
+            events.push(e);
+        }
+        assert!(events.iter().any(|e| matches!(e, call::Event::Connected { call } if *call == out)), "{events:?}");
+        assert!(span.l2_up(), "the answering TE's link is up");
+        let show = show_isdn(&[span.status()]);
+        assert!(show.contains(&format!("{} (multiple-frame-established)", teis[1])), "{show}");
+        // A call from the first TE arrives on its own data link.
+        let info = call::SetupInfo {
+            called: Some(gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: b"2000".to_vec() }),
+            sending_complete: true,
+            ..Default::default()
+        };
+        tes[0].request(t0, |cc, now| cc.setup(now, info)).unwrap();
+        bus(&mut span, &line, &mut tes, t0);
+        let mut events = Vec::new();
+        while let Some(e) = span.poll_event() {
+            events.push(e);
+        }
+        assert!(events.iter().any(|e| matches!(e, call::Event::Setup { info, .. } if info.called.as_ref().is_some_and(|n| n.digits == b"2000"))), "{events:?}");
+    }
+
+    #[test]
+    fn ptmp_user_side_asks_for_a_tei_and_takes_a_broadcast_setup() {
+        let line = Fake::default();
+        let (c, info) = bri_ptmp("te");
+        let mut span = Span::new(c, info, Box::new(line.clone()));
+        let cfg = call::Config::new(call::Side::Network, call::Interface::Bri, &call::EUROISDN);
+        let mut nt = [gw_isdn::span::Span::new(cfg, gw_isdn::span::Mode::PointToMultipoint, 5)];
+        let t0 = Instant::now();
+        line.set_l1(UP);
+        span.start(t0);
+        bus(&mut span, &line, &mut nt, t0);
+        let st = span.status();
+        assert_eq!(st.teis.len(), 1, "{st:?}");
+        let tei = st.teis[0].tei;
+        assert!((64..=126).contains(&tei));
+        assert_eq!(nt[0].tei_network().map(|n| n.assigned().to_vec()), Some(vec![tei]));
+        // The network's broadcast SETUP reaches the gateway.
+        let info = call::SetupInfo {
+            called: Some(gw_isdn::q931::PartyNumber { type_of_number: 0, plan: 1, presentation: None, screening: 0, reason: None, digits: b"1004".to_vec() }),
+            sending_complete: true,
+            ..Default::default()
+        };
+        nt[0].request(t0, |cc, now| cc.setup(now, info)).unwrap();
+        bus(&mut span, &line, &mut nt, t0);
+        let mut events = Vec::new();
+        while let Some(e) = span.poll_event() {
+            events.push(e);
+        }
+        let Some(call::Event::Setup { call, .. }) = events.iter().find(|e| matches!(e, call::Event::Setup { .. })).cloned() else {
+            panic!("no SETUP: {events:?}")
+        };
+        // Our answer brings up our data link on our TEI.
+        span.request(t0, |cc, now| cc.connect(now, call)).unwrap();
+        let ev = bus(&mut span, &line, &mut nt, t0);
+        assert!(ev[0].iter().any(|e| matches!(e, call::Event::Connected { .. })), "{ev:?}");
+        assert!(span.l2_up());
+        assert!(show_isdn(&[span.status()]).contains(&format!("TEIs {tei} (multiple-frame-established)")));
     }
 
     #[test]
@@ -1111,7 +1329,7 @@ mod tests {
         assert!(validate_spans(&[bri.clone()]).unwrap_err().to_string().contains("must be 1 or 2"));
         bri.channels = None;
         bri.mode = "ptmp".into();
-        assert!(validate_spans(&[bri]).unwrap_err().to_string().contains("TEI management"));
+        assert!(validate_spans(&[bri]).is_ok(), "a BRI may be point-to-multipoint");
         let mut two = ok.clone();
         two.index = 0;
         assert!(validate_spans(&[ok.clone(), two.clone()]).unwrap_err().to_string().contains("names two spans"));

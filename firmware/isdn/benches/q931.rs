@@ -1,6 +1,7 @@
 //! Q.931 messages parsed and built per second, and call set-ups per second
 //! through two call controls back to back (issue 10's benchmark, the ISDN
-//! half: the PRI-to-SIP set-up rate needs gatewayd's legs, later).
+//! half; the PRI-to-SIP set-up rate through gatewayd is the hil test
+//! `tests/hil/tests/isdn_bench.rs`).
 //!
 //! Run: `cargo bench -p gw-isdn --bench q931` (a few seconds).
 //! `Q931_BENCH_SECS=N` sets the time per figure (default 1).

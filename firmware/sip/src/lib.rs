@@ -29,4 +29,4 @@ mod tx_table;
 mod wire;
 
 pub use transaction::TimerConfig;
-pub use ua::{Account, CallHandle, EndReason, Event, RegState, Transmit, UaConfig, UaError, UserAgent};
+pub use ua::{Account, AssertedIdentity, CallHandle, EndReason, Event, RegState, Transmit, UaConfig, UaError, UserAgent};

@@ -101,6 +101,17 @@ pub struct UaConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallHandle(pub u32);
 
+/// The network-asserted identity of a caller (RFC 3325 `P-Asserted-Identity`)
+/// and whether it is to be withheld from the called user (RFC 3323
+/// `Privacy: id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssertedIdentity {
+    /// The user part of the asserted SIP URI, or the number of a `tel:` URI.
+    pub user: String,
+    /// `Privacy: id`: the identity must not be shown to the called user.
+    pub privacy_id: bool,
+}
+
 /// Why a call ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndReason {
@@ -298,6 +309,8 @@ struct Call {
     local_q850: Option<u8>,
     /// The peer's `Reason` header value from a final response, BYE or CANCEL.
     remote_reason: Option<String>,
+    /// Incoming: the INVITE's `P-Asserted-Identity` (and `Privacy: id`).
+    asserted: Option<AssertedIdentity>,
 }
 
 #[derive(Clone, Copy)]
@@ -842,6 +855,29 @@ impl UserAgent {
         offer: sdp::SessionDescription,
         auth_account: Option<&str>,
     ) -> Result<CallHandle, UaError> {
+        self.invite_asserted(now, from_user, from_name, to_user, offer, auth_account, None)
+    }
+
+    /// [`UserAgent::invite_named`] that also asserts the caller's identity
+    /// towards a trusted next hop: `P-Asserted-Identity: <sip:user@domain>`
+    /// (RFC 3325 section 9.1) and, when `privacy_id`, `Privacy: id` (RFC 3323
+    /// section 4.2). The identity user follows the same rules as `from_user`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn invite_asserted(
+        &mut self,
+        now: Instant,
+        from_user: &str,
+        from_name: Option<&str>,
+        to_user: &str,
+        offer: sdp::SessionDescription,
+        auth_account: Option<&str>,
+        identity: Option<&AssertedIdentity>,
+    ) -> Result<CallHandle, UaError> {
+        if let Some(id) = identity {
+            if id.user.is_empty() || id.user.contains(|c: char| c.is_whitespace() || "<>@;:\"\\,".contains(c)) {
+                return Err(UaError::InvalidState("bad asserted identity"));
+            }
+        }
         if let Some(a) = auth_account {
             if !self.config.accounts.iter().any(|x| x.user == a) {
                 return Err(UaError::NoAccount(a.to_string()));
@@ -877,6 +913,12 @@ impl UserAgent {
         headers.push(wire::hdr("Call-ID", call_id.clone()));
         headers.push(wire::hdr("CSeq", "1 INVITE"));
         headers.push(wire::hdr("Contact", self.contact(from_user)));
+        if let Some(id) = identity {
+            headers.push(wire::hdr("P-Asserted-Identity", format!("<{}>", self.aor(&id.user))));
+            if id.privacy_id {
+                headers.push(wire::hdr("Privacy", "id"));
+            }
+        }
         headers.push(wire::hdr("Allow", ALLOW));
         headers.push(wire::hdr("User-Agent", self.config.user_agent.clone()));
         wire::set_body(&mut headers, body.as_bytes(), Some("application/sdp"));
@@ -906,6 +948,7 @@ impl UserAgent {
                 provisional: false,
                 local_q850: None,
                 remote_reason: None,
+                asserted: None,
             },
         );
         if let Some(c) = self.calls.get_mut(&handle) {
@@ -928,6 +971,13 @@ impl UserAgent {
     /// CANCEL, raw: the call-control layer parses it.
     pub fn remote_reason(&self, call: CallHandle) -> Option<&str> {
         self.calls.get(&call).and_then(|c| c.remote_reason.as_deref())
+    }
+
+    /// The `P-Asserted-Identity` (with `Privacy: id`) of an incoming call's
+    /// INVITE. Only meaningful when the sender is trusted to assert it (RFC
+    /// 3325 section 2.3): the caller decides that by where the call came from.
+    pub fn asserted_identity(&self, call: CallHandle) -> Option<&AssertedIdentity> {
+        self.calls.get(&call).and_then(|c| c.asserted.as_ref())
     }
 
     /// Whether our INVITE got any provisional response (100 Trying included):
@@ -1635,6 +1685,7 @@ impl UserAgent {
                 provisional: false,
                 local_q850: None,
                 remote_reason: None,
+                asserted: asserted_identity(&req.headers),
             },
         );
         self.server_txs.insert(key, ServerTx::Invite(tx, Some(handle)));
@@ -1831,6 +1882,30 @@ impl UserAgent {
             }
         }
     }
+}
+
+/// The first usable identity of `P-Asserted-Identity` (a SIP/SIPS URI's
+/// user, or a `tel:` URI's number without visual separators or parameters)
+/// and whether `Privacy` lists `id` (RFC 3323 section 4.2: `;`-separated).
+fn asserted_identity(headers: &rsip::Headers) -> Option<AssertedIdentity> {
+    let user = wire::list(headers, "P-Asserted-Identity").iter().find_map(|v| {
+        let uri = wire::uri_of(v);
+        let (scheme, rest) = uri.split_once(':')?;
+        let user = if scheme.eq_ignore_ascii_case("tel") {
+            rest.split(';').next().unwrap_or("").chars().filter(|c| !"-.()".contains(*c)).collect()
+        } else if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            wire::user_of(&uri).split(';').next().unwrap_or("").to_string()
+        } else {
+            return None;
+        };
+        let ok = !user.is_empty() && user.len() <= 32 && user.chars().all(|c| c.is_ascii_digit() || c == '+' || c == '*' || c == '#');
+        ok.then_some(user)
+    })?;
+    let privacy_id = wire::values(headers, "Privacy")
+        .iter()
+        .flat_map(|v| v.split(';').map(|t| t.trim().to_string()).collect::<Vec<_>>())
+        .any(|t| t.eq_ignore_ascii_case("id"));
+    Some(AssertedIdentity { user, privacy_id })
 }
 
 /// `Reason: Q.850;cause=N` (RFC 3326 section 2), the value only.
@@ -2265,6 +2340,87 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn invite_asserted_sends_pai_and_privacy_and_the_callee_reads_them() {
+        let mut net = pair(ProxyPolicy::default());
+        let now = net.now;
+        let id = AssertedIdentity { user: "+4930123456".into(), privacy_id: true };
+        net.uas[0].invite_asserted(now, "anonymous", None, "2000", sdp(OFFER), None, Some(&id)).unwrap();
+        let t = net.uas[0].poll_transmit().expect("INVITE sent");
+        let text = String::from_utf8_lossy(&t.payload).to_string();
+        assert!(text.contains("P-Asserted-Identity: <sip:+4930123456@"), "{text}");
+        assert!(text.contains("\r\nPrivacy: id\r\n"), "{text}");
+        // Put it back and let the network deliver it.
+        let Ok(message::Parsed::Message(rsip::SipMessage::Request(req))) = message::parse(&t.payload) else { panic!() };
+        let got = asserted_identity(&req.headers);
+        assert_eq!(got.as_ref(), Some(&id));
+        for (to, data) in net.proxy(t.payload) {
+            net.uas[to].handle_datagram(now, proxy_addr(), &data);
+        }
+        net.flush();
+        let call = match &net.take(1)[..] {
+            [Event::IncomingCall { call, from_user, .. }] => {
+                assert_eq!(from_user, "anonymous");
+                *call
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(net.uas[1].asserted_identity(call), Some(&id));
+        // Without an identity: neither header, and nothing asserted.
+        net.uas[0].invite_named(now, "5551234", None, "2000", sdp(OFFER), None).unwrap();
+        let t = net.uas[0].poll_transmit().expect("INVITE sent");
+        let text = String::from_utf8_lossy(&t.payload).to_string();
+        assert!(!text.contains("P-Asserted-Identity") && !text.contains("Privacy"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_asserted_identity_is_refused_and_nothing_is_sent() {
+        let mut net = pair(ProxyPolicy::default());
+        let now = net.now;
+        while net.uas[0].poll_transmit().is_some() {}
+        let calls = net.uas[0].call_count();
+        for bad in ["", "12 34", "a@b", "<x>", "1,2"] {
+            let id = AssertedIdentity { user: bad.into(), privacy_id: false };
+            assert_eq!(
+                net.uas[0].invite_asserted(now, "5551234", None, "2000", sdp(OFFER), None, Some(&id)),
+                Err(UaError::InvalidState("bad asserted identity")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(net.uas[0].call_count(), calls);
+        assert!(net.uas[0].poll_transmit().is_none());
+    }
+
+    #[test]
+    fn asserted_identity_parsing_takes_sip_or_tel_and_privacy_id() {
+        let h = |list: &[(&str, &str)]| {
+            let mut hs = rsip::Headers::default();
+            for (n, v) in list {
+                hs.push(wire::hdr(n, *v));
+            }
+            asserted_identity(&hs)
+        };
+        assert_eq!(h(&[]), None);
+        assert_eq!(
+            h(&[("P-Asserted-Identity", "\"Alice\" <sip:5551234@carrier.example;user=phone>")]),
+            Some(AssertedIdentity { user: "5551234".into(), privacy_id: false })
+        );
+        // A tel URI (visual separators dropped) after an unusable http URI.
+        assert_eq!(
+            h(&[("P-Asserted-Identity", "<http://x/y>, <tel:+1-212-555-0100;ext=1>"), ("Privacy", "header; ID")]),
+            Some(AssertedIdentity { user: "+12125550100".into(), privacy_id: true })
+        );
+        assert_eq!(
+            h(&[("P-Asserted-Identity", "<sip:alice@example.com>"), ("Privacy", "none")]),
+            None,
+            "not a number: no calling number from it"
+        );
+        assert_eq!(
+            h(&[("P-Asserted-Identity", "<sip:2000@x>"), ("Privacy", "user"), ("Privacy", "critical")]),
+            Some(AssertedIdentity { user: "2000".into(), privacy_id: false })
+        );
     }
 
     #[test]

@@ -259,3 +259,220 @@ fn thirty_sip_calls_fill_the_e1_and_the_31st_gets_cause_34() {
     }
     gw.wait_until("no B-channel busy in show isdn", WAIT, || gw.console(&["show isdn"]).remove(0).matches(":busy").count() == 0);
 }
+
+/// RFC 3325/3323 on a trusted carrier trunk (issue 10): a restricted ISDN
+/// caller goes out `From: anonymous` with `P-Asserted-Identity` holding its
+/// number and `Privacy: id` (the SIPp carrier answers 486, which comes back
+/// as cause 17); an anonymous SIP caller whose number
+/// the carrier asserts reaches the PRI with that number, presentation
+/// restricted, screening network provided (3). An untrusted trunk
+/// (`trusted_identity = false`) gets no PAI and its PAI is ignored.
+#[test]
+fn asserted_identity_crosses_between_a_trusted_trunk_and_the_pri() {
+    use common::Gatewayd;
+    use hil::{free_udp_port, free_udp_port_range, sipp_scenario, Sipp};
+    let carrier_port = free_udp_port();
+    let other_port = free_udp_port();
+    let extra = format!(
+        r#"
+[[trunk]]
+name = "carrier"
+proxy = "127.0.0.3:{carrier_port}"
+register = "none"
+options_interval_s = 0
+accept_from = ["127.0.0.3"]
+
+[[trunk]]
+name = "untrusted"
+proxy = "127.0.0.4:{other_port}"
+register = "none"
+options_interval_s = 0
+accept_from = ["127.0.0.4"]
+trusted_identity = false
+
+[[span]]
+name = "pri"
+index = 1
+kind = "pri"
+role = "te"
+group = "pri"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pri"
+
+[[route]]
+name = "to-carrier"
+from = ["pri"]
+called = ["2xxx"]
+to = [{{ trunk = "carrier" }}]
+
+[[route]]
+name = "to-untrusted"
+from = ["pri"]
+called = ["3xxx"]
+to = [{{ trunk = "untrusted" }}]
+
+[[route]]
+name = "to-pri"
+from = ["carrier", "untrusted"]
+called = ["4xxx"]
+to = [{{ group = "pri" }}]
+"#
+    );
+    let nobody = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let gw = Gatewayd::start(nobody, GwOptions { register_expires: 0, extra, ..GwOptions::default() });
+    let sim = gw.attach();
+    let pri = sim.span(1);
+    pri.wait_present(WAIT).unwrap();
+    pri.wait_l2(true, WAIT).unwrap();
+    gw.wait_until("layer 2 up at gatewayd", WAIT, || gw.status().is_some_and(|s| s["isdn"][0]["l2_up"] == true));
+    pri.enable_calls().unwrap();
+    let gw_sip = gw.sip.to_string();
+
+    // ISDN -> SIP: a restricted caller, asserted to the trusted carrier
+    // (the carrier answers 486 and records what it got).
+    let (rtp, _) = free_udp_port_range(2);
+    let args = ["-m", "1", "-i", "127.0.0.3", "-p", &carrier_port.to_string(), "-mp", &rtp.to_string(), "-timeout", "30s"];
+    let uas = Sipp::spawn(&sipp_scenario("uas_pai_busy.xml"), &args, &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let h = pri.place_call_with("2000", Some("5551234"), Some(1), None, true).unwrap();
+    pri.wait_state(h, CallState::Released, Duration::from_secs(15)).expect("the carrier refuses");
+    assert_eq!(pri.last_cause(h).unwrap(), Some(17), "486 is user busy");
+    let out = uas.wait(Duration::from_secs(20));
+    eprintln!("{}", out.messages);
+    assert!(out.success(), "{}\n{}", out.messages, out.log);
+    assert!(out.messages.contains("P-Asserted-Identity: <sip:5551234@"), "{}", out.messages);
+    assert!(out.messages.contains("Privacy: id"), "{}", out.messages);
+    assert!(!out.messages.contains("From: <sip:5551234@"), "the number is hidden in From:\n{}", out.messages);
+
+    // The same caller to the untrusted trunk: no PAI, no Privacy.
+    let (rtp, _) = free_udp_port_range(2);
+    let args = ["-m", "1", "-i", "127.0.0.4", "-p", &other_port.to_string(), "-mp", &rtp.to_string(), "-timeout", "30s"];
+    let uas = Sipp::spawn(&sipp_scenario("uas_pai_busy.xml"), &args, &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let h = pri.place_call_with("3000", Some("5551234"), Some(1), None, true).unwrap();
+    pri.wait_state(h, CallState::Released, Duration::from_secs(15)).expect("released");
+    let out = uas.wait(Duration::from_secs(20));
+    assert!(!out.messages.contains("P-Asserted-Identity"), "{}", out.messages);
+    assert!(out.messages.contains("INVITE sip:3000@"), "{}", out.messages);
+
+    // SIP -> ISDN: the carrier asserts the anonymous caller's number.
+    let answering = std::thread::spawn({
+        let pri = pri.clone();
+        move || {
+            let h = pri.wait_incoming(Duration::from_secs(20)).unwrap();
+            let call = pri.call(h).unwrap();
+            pri.release(h, 17).unwrap();
+            call
+        }
+    });
+    let (rtp, _) = free_udp_port_range(2);
+    let args = [
+        "-m", "1", "-i", "127.0.0.3", "-p", &free_udp_port().to_string(), "-mp", &rtp.to_string(), "-s", "4000",
+        "-key", "caller", "5559876", "-timeout", "20s", &gw_sip,
+    ];
+    let out = Sipp::spawn(&sipp_scenario("invite_pai_refused.xml"), &args, &[]).unwrap().wait(Duration::from_secs(25));
+    let call = answering.join().unwrap();
+    eprintln!("PRI saw {call:?}");
+    assert!(out.success(), "{}\n{}", out.messages, out.log);
+    assert!(out.messages.contains("SIP/2.0 486"), "{}", out.messages);
+    assert_eq!(call.calling.as_deref(), Some("5559876"), "the asserted number");
+    assert_eq!(call.presentation, Some(1), "Privacy: id -> presentation restricted");
+    assert_eq!(call.screening, Some(3), "network provided");
+
+    // The untrusted trunk's PAI is not believed: the From user goes on.
+    let answering = std::thread::spawn({
+        let pri = pri.clone();
+        move || {
+            let h = pri.wait_incoming(Duration::from_secs(20)).unwrap();
+            let call = pri.call(h).unwrap();
+            pri.release(h, 17).unwrap();
+            call
+        }
+    });
+    let (rtp, _) = free_udp_port_range(2);
+    let args = [
+        "-m", "1", "-i", "127.0.0.4", "-p", &free_udp_port().to_string(), "-mp", &rtp.to_string(), "-s", "4001",
+        "-key", "caller", "5559876", "-timeout", "20s", &gw_sip,
+    ];
+    let out = Sipp::spawn(&sipp_scenario("invite_pai_refused.xml"), &args, &[]).unwrap().wait(Duration::from_secs(25));
+    let call = answering.join().unwrap();
+    eprintln!("PRI saw {call:?}");
+    assert!(out.success(), "{}\n{}", out.messages, out.log);
+    assert_ne!(call.calling.as_deref(), Some("5559876"), "an untrusted PAI is ignored");
+}
+
+/// Overlap sending (issue 10): an overlap caller on the PRI dials "0..."; a
+/// route to the BRI group, whose span has `overlap = true`, takes it at the
+/// first digit: the BRI SETUP carries "0" without sending complete, the
+/// rest follows as INFORMATION once linesim's BRI network acknowledges,
+/// the caller's sending complete is passed on, and the call connects end to
+/// end when the BRI side answers.
+#[test]
+fn an_overlap_caller_on_the_pri_is_sent_on_digit_by_digit_to_an_overlap_bri() {
+    let extra = r#"
+[[span]]
+name = "bri"
+index = 0
+kind = "bri"
+role = "te"
+group = "bri"
+overlap = true
+
+[[span]]
+name = "pri"
+index = 1
+kind = "pri"
+role = "te"
+group = "pri"
+
+[[group]]
+name = "phones"
+fxs = [1, 2, 3, 4]
+
+[[group]]
+name = "pri"
+
+[[group]]
+name = "bri"
+
+[[route]]
+name = "tandem"
+from = ["pri"]
+called = ["prefix:0"]
+to = [{ group = "bri" }]
+"#;
+    let w = World::start(GwOptions { extra: extra.into(), ..GwOptions::default() }, None, &hil::tone(FAR_TONE_HZ, -12.0, 1.0).unwrap());
+    let sim = w.gw.attach();
+    let (bri, pri) = (sim.span(0), sim.span(1));
+    span_up(&w, &bri, 0);
+    span_up(&w, &pri, 1);
+    bri.enable_calls().unwrap();
+    pri.enable_calls().unwrap();
+    let a = pri.place_call("0", Some(CALLER), None, false).unwrap();
+    pri.wait_state(a, CallState::Proceeding, WAIT).expect("SETUP ACK to the caller");
+    let b = bri.wait_incoming(WAIT).expect("a SETUP on the BRI at the first digit");
+    let call = bri.call(b).unwrap();
+    assert_eq!((call.called.as_str(), call.sending_complete), ("0", false), "{call:?}");
+    bri.setup_ack(b).unwrap();
+    pri.send_digits(a, "30", false).unwrap();
+    pri.send_digits(a, "12", false).unwrap();
+    w.gw.wait_until("the digits reach the BRI", WAIT, || bri.call(b).is_ok_and(|c| c.digits == "3012"));
+    pri.send_digits(a, "", true).unwrap();
+    w.gw.wait_until("sending complete reaches the BRI", WAIT, || bri.call(b).is_ok_and(|c| c.sending_complete));
+    bri.proceeding(b).unwrap();
+    bri.alert(b).unwrap();
+    pri.wait_state(a, CallState::Alerting, WAIT).expect("the caller hears ringing");
+    bri.answer(b).unwrap();
+    pri.wait_state(a, CallState::Connected, WAIT).expect("connected end to end");
+    let show = show_isdn(&w);
+    eprintln!("{show}");
+    assert!(show.contains("out 1003 -> 03012") && show.contains("in 1003 -> 03012"), "{show}");
+    pri.release(a, 16).unwrap();
+    bri.wait_state(b, CallState::Released, WAIT).expect("the BRI leg is cleared");
+    assert_eq!(bri.last_cause(b).unwrap(), Some(16));
+}

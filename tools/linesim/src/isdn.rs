@@ -91,10 +91,14 @@ pub struct SimCall {
     pub calling: Option<String>,
     /// Presentation indicator of the calling number (0 allowed, 1 restricted).
     pub presentation: Option<u8>,
+    /// Screening indicator with the presentation (3: network provided).
+    pub screening: Option<u8>,
     pub channel: Option<u8>,
     pub cause: Option<u8>,
     /// Overlap digits received after the SETUP.
     pub digits: String,
+    /// "Sending complete" came in the SETUP or an INFORMATION (outgoing: was sent in the SETUP).
+    pub sending_complete: bool,
 }
 
 /// What linesim saw on a span.
@@ -170,9 +174,11 @@ impl SpanSim {
                     called: text(&info.called).unwrap_or_default(),
                     calling: text(&info.calling),
                     presentation: info.calling.as_ref().and_then(|n| n.presentation),
+                    screening: info.calling.as_ref().filter(|n| n.presentation.is_some()).map(|n| n.screening),
                     channel: info.channel,
                     cause: None,
                     digits: String::new(),
+                    sending_complete: info.sending_complete,
                 });
                 self.incoming.push_back(handle);
             }
@@ -197,9 +203,10 @@ impl SpanSim {
                     c.state = CallState::Connected;
                 }
             }
-            cc::Event::Digits { call, digits, .. } => {
+            cc::Event::Digits { call, digits, complete } => {
                 if let Some(c) = self.call_mut(call) {
                     c.digits.push_str(&String::from_utf8_lossy(&digits));
+                    c.sending_complete |= complete;
                 }
             }
             cc::Event::Disconnect { call, cause, .. } | cc::Event::Released { call, cause, .. } => {
@@ -590,9 +597,11 @@ impl IsdnSpan {
                 called: called.to_string(),
                 calling: calling.map(str::to_string),
                 presentation,
+                screening: None,
                 channel,
                 cause: None,
                 digits: String::new(),
+                sending_complete: complete,
             });
             s.run_calls(now);
             Ok(handle)
@@ -650,6 +659,11 @@ impl IsdnSpan {
             s.run_calls(now);
             Ok(())
         })?
+    }
+
+    /// SETUP ACKNOWLEDGE to an incoming overlap call: more digits welcome.
+    pub fn setup_ack(&self, h: CallHandle) -> Result<(), LinesimError> {
+        self.call_request(h, |c, now, id| c.setup_ack(now, id))
     }
 
     /// CALL PROCEEDING to an incoming call.
