@@ -38,6 +38,13 @@ use linesim::{plans, Linesim};
 /// emulation on a loaded 2-core machine can take much longer.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// gatewayd's first-start banner line before the per-device password.
+const INITIAL_PASSWORD: &str = "INITIAL PASSWORD for user 'admin' (shown once, to be changed at first login): ";
+
+/// The console password the test sets at the first login, as an installer
+/// does (the image has no default password).
+const ADMIN_PASSWORD: &str = "hil-qemu-installer-pw";
+
 fn workspace() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
@@ -200,31 +207,102 @@ impl Qemu {
         }
     }
 
+    /// Logs in once as an installer would: the per-device initial password
+    /// from gatewayd's first-start banner (in the guest's log), then the
+    /// forced change to [`ADMIN_PASSWORD`] over the TCP console. Every later
+    /// console use logs in with that (gwctl through `GWCTL_PASSWORD`). The
+    /// accounts live on the data disk: once per test (per fresh disk).
+    fn first_login(&mut self) {
+        self.wait_until("the initial password in gatewayd's banner", BOOT_TIMEOUT, |q| q.log().contains(INITIAL_PASSWORD));
+        let log = self.log();
+        let initial = log
+            .lines()
+            .find_map(|l| l.split_once(INITIAL_PASSWORD).map(|(_, pw)| pw.trim().to_string()))
+            .filter(|pw| !pw.is_empty())
+            .unwrap_or_else(|| panic!("no initial password after {INITIAL_PASSWORD:?}"));
+        // No command before the login: the console asks for a user first.
+        let text = Qemu::converse(self.console, &[], None, "User: ").unwrap_or_else(|e| panic!("console over TCP: {e}"));
+        assert!(text.contains("Log in with a web UI account."), "{text}");
+        let answers =
+            [("User: ", "admin"), ("Password: ", initial.as_str()), ("New password: ", ADMIN_PASSWORD), ("New password again: ", ADMIN_PASSWORD)];
+        let text = Qemu::converse(self.console, &answers, None, "Password changed. Welcome, admin (admin).")
+            .unwrap_or_else(|e| panic!("first login over TCP: {e}"));
+        assert!(text.contains("The initial password must be changed first."), "{text}");
+        std::env::set_var("GWCTL_USER", "admin");
+        std::env::set_var("GWCTL_PASSWORD", ADMIN_PASSWORD);
+    }
+
     /// One console command over a TCP stream to the console (directly or
-    /// through the serial bridge); returns the text up to the next prompt.
+    /// through the serial bridge), logged in with [`ADMIN_PASSWORD`] when
+    /// asked; returns the text up to the next prompt.
     fn console_command(addr: SocketAddr, command: &str, expect: &str) -> Result<String, String> {
+        Qemu::converse(addr, &[("User: ", "admin"), ("Password: ", ADMIN_PASSWORD)], Some(command), expect)
+    }
+
+    /// A console conversation: each login question (`answers`: how the
+    /// question ends, the line to answer) is answered once, a second time
+    /// is an error (a refused password is not sent again: failures are rate
+    /// limited); at the command prompt `command` is sent. Returns all the
+    /// text once it holds `expect` (after the command, when there is one).
+    fn converse(addr: SocketAddr, answers: &[(&str, &str)], command: Option<&str>, expect: &str) -> Result<String, String> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_millis(500))).map_err(|e| e.to_string())?;
-        let end = Instant::now() + Duration::from_secs(10);
+        let end = Instant::now() + Duration::from_secs(20);
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
-        // Repeat the command until the answer shows (a serial line drops what
-        // is written before its far end reads).
-        let mut next_send = Instant::now();
+        let mut answered = vec![false; answers.len()];
+        // got.len() when we last wrote: only new text is a new question.
+        let mut mark = 0;
+        // Where the command's answer starts, and when it was sent.
+        let mut sent: Option<(usize, Instant)> = None;
+        // A serial console wrote its first question long ago (and a serial
+        // line drops what is written before its far end reads): an empty
+        // line, while nothing came, asks for the question again.
+        let mut poke = Instant::now() + Duration::from_secs(1);
         while Instant::now() < end {
-            if Instant::now() >= next_send {
-                s.write_all(format!("{command}\n").as_bytes()).map_err(|e| e.to_string())?;
-                next_send = Instant::now() + Duration::from_secs(2);
-            }
             match s.read(&mut buf) {
                 Ok(0) => return Err(format!("closed; got {:?}", String::from_utf8_lossy(&got))),
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            let text = String::from_utf8_lossy(&got);
-            if text.contains(expect) {
-                return Ok(text.into_owned());
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let from = match (command, sent) {
+                (Some(_), Some((at, _))) => Some(at),
+                (Some(_), None) => None,
+                (None, _) => Some(0),
+            };
+            if from.is_some_and(|at| text[at.min(text.len())..].contains(expect)) {
+                return Ok(text);
+            }
+            if text[mark.min(text.len())..].contains("login failed") {
+                return Err(format!("login refused: {text:?}"));
+            }
+            let write = |s: &mut TcpStream, line: &str| s.write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string());
+            if got.len() > mark {
+                if let Some(i) = answers.iter().position(|(q, _)| text.ends_with(q)) {
+                    if answered[i] {
+                        return Err(format!("asked {:?} again (refused?): {text:?}", answers[i].0));
+                    }
+                    answered[i] = true;
+                    write(&mut s, answers[i].1)?;
+                    mark = got.len();
+                    continue;
+                }
+            }
+            if let (Some(c), true) = (command, text.ends_with("> ")) {
+                // Again after a while without the answer: the first may have
+                // been lost on the serial line, or the state not there yet.
+                if sent.is_none_or(|(_, t)| t.elapsed() > Duration::from_secs(3)) {
+                    write(&mut s, c)?;
+                    mark = got.len();
+                    sent = Some((got.len(), Instant::now()));
+                    continue;
+                }
+            }
+            if got.is_empty() && Instant::now() >= poke {
+                write(&mut s, "")?;
+                poke = Instant::now() + Duration::from_secs(5);
             }
         }
         Err(format!("no {expect:?} in {:?}", String::from_utf8_lossy(&got)))
@@ -268,6 +346,9 @@ fn appliance_boots_registers_and_gives_dial_tone() {
     let st = qemu.status().expect("status");
     assert_eq!(st["board"], "sim", "{st}");
     assert_eq!(st["sip_listen"], "10.0.2.15:5062", "{st}");
+    // The console (0.0.0.0:5023 and the UART) asks for a login: set the
+    // admin password from the initial one, as an installer does.
+    qemu.first_login();
 
     // 2. The rt thread: pinned to core 1 (isolcpus=1), SCHED_FIFO, locked.
     let rt = &st["rt_setup"];
@@ -358,6 +439,7 @@ fn config_survives_reboot_killed_gatewayd_restarts_hung_one_is_reset_by_the_watc
     assert_eq!(v["slot"], "A", "{v}");
     assert_eq!(v["restarts"], 0, "{v}");
     assert!(v["watchdog"].as_str().is_some_and(|w| w.starts_with("/dev/watchdog armed")), "{v}");
+    qemu.first_login();
 
     // 1. A configuration change through the console, saved on the data disk.
     let a = console(qemu.console, &["config set sip.user_agent Persisted Box 7", "config commit"]);
@@ -385,6 +467,7 @@ fn config_survives_reboot_killed_gatewayd_restarts_hung_one_is_reset_by_the_watc
         Qemu::console_command(q.console, "show config", "Persisted Box 7").is_ok()
     });
     assert_eq!(qemu.supervision()["restarts"], 0, "a new boot starts counting again");
+    assert_eq!(qemu.count(INITIAL_PASSWORD), 1, "a new initial password after the reboot: the accounts were lost");
     qemu.shell("echo LOG$(grep -c 'configuration committed from the console' /data/log/gatewayd.log)LINES");
     qemu.wait_until("the log from before the reboot", Duration::from_secs(10), |q| q.log().contains("LOG1LINES"));
 
@@ -422,6 +505,7 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
     let _guard = KamailioLogOnPanic(&kamailio);
     qemu.wait_until("slot A marked good", BOOT_TIMEOUT, |q| q.supervision()["marked_good"] == true);
     assert_eq!(qemu.supervision()["slot"], "A");
+    qemu.first_login();
     // The one line of the boot state ("booted A; order A B: ...").
     let state = |q: &Qemu| {
         let t = Qemu::console_command(q.console, "upgrade status", "attempts)\n").unwrap();
@@ -472,6 +556,7 @@ fn upgrades_switch_slots_and_bad_ones_end_on_the_old_slot() {
         t.elapsed().as_secs_f64()
     );
     qemu.wait_registered(Duration::from_secs(30));
+    assert_eq!(qemu.count(INITIAL_PASSWORD), 1, "a new initial password on slot B: the accounts were lost");
     let st = state(&qemu);
     assert!(st.contains("booted B; order B A") && st.contains("B 0.1.0+ab (good, 3 attempts)"), "{st}");
 
