@@ -266,23 +266,25 @@ impl Qemu {
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(e) => return Err(e.to_string()),
             }
-            let text = String::from_utf8_lossy(&got).into_owned();
+            // Bytes, not text: a read may end inside a UTF-8 sequence.
+            let has = |from: usize, needle: &str| got[from.min(got.len())..].windows(needle.len()).any(|w| w == needle.as_bytes());
+            let text = || String::from_utf8_lossy(&got).into_owned();
             let from = match (command, sent) {
                 (Some(_), Some((at, _))) => Some(at),
                 (Some(_), None) => None,
                 (None, _) => Some(0),
             };
-            if from.is_some_and(|at| text[at.min(text.len())..].contains(expect)) {
-                return Ok(text);
+            if from.is_some_and(|at| has(at, expect)) {
+                return Ok(text());
             }
-            if text[mark.min(text.len())..].contains("login failed") {
-                return Err(format!("login refused: {text:?}"));
+            if has(mark, "login failed") {
+                return Err(format!("login refused: {:?}", text()));
             }
             let write = |s: &mut TcpStream, line: &str| s.write_all(format!("{line}\n").as_bytes()).map_err(|e| e.to_string());
             if got.len() > mark {
-                if let Some(i) = answers.iter().position(|(q, _)| text.ends_with(q)) {
+                if let Some(i) = answers.iter().position(|(q, _)| got.ends_with(q.as_bytes())) {
                     if answered[i] {
-                        return Err(format!("asked {:?} again (refused?): {text:?}", answers[i].0));
+                        return Err(format!("asked {:?} again (refused?): {:?}", answers[i].0, text()));
                     }
                     answered[i] = true;
                     write(&mut s, answers[i].1)?;
@@ -290,7 +292,7 @@ impl Qemu {
                     continue;
                 }
             }
-            if let (Some(c), true) = (command, text.ends_with("> ")) {
+            if let (Some(c), true) = (command, got.ends_with(b"> ")) {
                 // Again after a while without the answer: the first may have
                 // been lost on the serial line, or the state not there yet.
                 if sent.is_none_or(|(_, t)| t.elapsed() > Duration::from_secs(3)) {
