@@ -353,6 +353,15 @@ fn appliance_boots_registers_and_gives_dial_tone() {
     qemu.first_login();
 
     // 2. The rt thread: pinned to core 1 (isolcpus=1), SCHED_FIFO, locked.
+    //    The status API may answer before the driver's first status update
+    //    (rt_setup still its default: no core, nothing degraded).
+    qemu.wait_until("the rt set-up in the status", Duration::from_secs(30), |q| {
+        q.status().is_some_and(|st| {
+            let rt = &st["rt_setup"];
+            !rt["core"].is_null() || rt["degraded"].as_array().is_some_and(|d| !d.is_empty())
+        })
+    });
+    let st = qemu.status().expect("status");
     let rt = &st["rt_setup"];
     assert_eq!(rt["core"], 1, "rt_setup: {rt}");
     assert!(rt["sched_fifo_priority"].as_i64().is_some_and(|p| p > 0), "rt_setup: {rt}");
