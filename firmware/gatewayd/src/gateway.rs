@@ -4208,6 +4208,34 @@ to = [{{ group = "isdn" }}, {{ trunk = "b" }}]
         assert_eq!(iw.w.gw.switch.calls().count(), 0);
     }
 
+    /// The carrier restarts its interface (Q.931 5.5): the call on it is
+    /// cleared end to end (BYE with cause 41 at the far end), its B-channel is
+    /// idle again and usable, and the RESTART is acknowledged.
+    #[test]
+    fn a_restart_from_the_carrier_clears_its_calls_and_frees_the_channels() {
+        let mut iw = IsdnWorld::new(Policy::Answer, Policy::Answer, "");
+        let call = iw.call("2000", "5551234", None);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Connected { call: c } if *c == call)), "{:?}", iw.events);
+        let now = iw.w.now;
+        iw.carrier.request(now, |cc, now| cc.restart(now, None)).unwrap();
+        iw.run(200);
+        assert!(
+            iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::RestartAcknowledged { channel: None })),
+            "the gateway acknowledged: {:?}",
+            iw.events
+        );
+        let far = iw.w.peers[0].events.iter().find_map(|e| match e {
+            Event::Ended { call, .. } => Some(*call),
+            _ => None,
+        });
+        assert_eq!(iw.w.peers[0].ua.remote_reason(far.expect("far end saw the BYE")), Some("Q.850;cause=41"));
+        assert_eq!(iw.w.gw.switch.calls().count(), 0);
+        assert!(iw.w.gw.isdn_status()[0].b_channels.iter().all(|b| b.state == "idle"));
+        // The span takes calls again.
+        let again = iw.call("2000", "5551234", None);
+        assert!(iw.events.iter().any(|e| matches!(e, gw_isdn::call::Event::Connected { call: c } if *c == again)), "{:?}", iw.events);
+    }
+
     #[test]
     fn a_busy_far_end_is_cause_17_towards_isdn_and_a_data_call_is_refused() {
         let mut iw = IsdnWorld::new(Policy::Reject(486, None), Policy::Answer, "");
