@@ -78,6 +78,8 @@ const COMMANDS: &[Command] = &[
     exec("capture isdn SPAN FILE", "write SPAN's D-channel frames to FILE (pcap, LAPD)"),
     both("debug isdn [SPAN|all] [q921|q931]", "decoded D-channel frames, in and out, on this session"),
     both("undebug isdn", "stop the D-channel frames on this session"),
+    both("debug sip", "every SIP message received and sent, on this session"),
+    both("undebug sip", "stop the SIP messages on this session"),
     both("undebug all", "stop every debug output on this session"),
     exec("upgrade status", "the A/B slots and the boot state"),
     exec("upgrade begin LEN", "start receiving a firmware bundle (gwctl upgrade FILE)"),

@@ -200,6 +200,8 @@ pub struct Session {
     upgrade: crate::upgrade::Transfer,
     /// `debug isdn`: frames streamed to this session (`isdn_debug.rs`).
     isdn_debug: crate::isdn_debug::Watch,
+    /// `debug sip`: SIP messages streamed to this session.
+    sip_debug: crate::isdn_debug::Watch,
     /// `configure` entered: `set`, `commit`... without the `config` word.
     mode: Mode,
     /// A document being imported (`config import begin` .. `end`).
@@ -304,16 +306,16 @@ fn read_only_allows(mode: Mode, words: &[&str]) -> bool {
                 | ["capture", "status"]
                 | ["upgrade", "status"]
                 | ["debug", "isdn", ..]
-                | ["undebug", "isdn" | "all"]
+                | ["undebug", "isdn" | "sip" | "all"]
                 | ["terminal", ..]
                 | ["quit" | "exit"]
         )
 }
 
 impl Session {
-    /// `debug isdn` output waiting for this session, without waiting.
+    /// `debug isdn` / `debug sip` output waiting for this session, without waiting.
     pub fn debug_pending(&mut self) -> Option<String> {
-        self.isdn_debug.try_next()
+        self.isdn_debug.try_next().or_else(|| self.sip_debug.try_next())
     }
 
     /// A session of a logged-in user.
@@ -602,7 +604,18 @@ impl Session {
                 let spans = ctx.status.lock().unwrap_or_else(|p| p.into_inner()).isdn.clone();
                 self.isdn_debug.start(args, &spans)
             }
-            ["undebug", "isdn"] | ["undebug", "all"] => self.isdn_debug.stop(),
+            ["undebug", "isdn"] => self.isdn_debug.stop(),
+            ["debug", "sip"] => self.sip_debug.start_sip(),
+            ["undebug", "sip"] => self.sip_debug.stop(),
+            ["undebug", "all"] => {
+                let on = [&mut self.isdn_debug, &mut self.sip_debug].into_iter().filter(|w| w.is_on());
+                let out: String = on.map(|w| w.stop()).collect();
+                if out.is_empty() {
+                    "debugging was not on\n".into()
+                } else {
+                    out
+                }
+            }
             ["show", "cdr"] => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(20),
             ["show", "cdr", n] => match n.parse::<usize>() {
                 Ok(n) if n > 0 => ctx.status.lock().unwrap_or_else(|p| p.into_inner()).call_log.table(n),
@@ -754,10 +767,13 @@ pub async fn serve(listener: TcpListener, ctx: Context, accounts: SharedAccounts
     serve_with(listener, ctx, limits, if local { None } else { Some(accounts) }).await
 }
 
-/// The next `debug isdn` text of a session; never, before the login.
+/// The next `debug isdn` or `debug sip` text of a session; never, before the login.
 async fn debug_text(session: &mut Option<Session>) -> String {
     match session {
-        Some(s) => s.isdn_debug.next().await,
+        Some(s) => tokio::select! {
+            t = s.isdn_debug.next() => t,
+            t = s.sip_debug.next() => t,
+        },
         None => std::future::pending().await,
     }
 }

@@ -69,6 +69,7 @@ impl Driver {
                         match self.admission.check(now, from.ip()) {
                             Verdict::Admit if admission::plausible_sip(&buf[..n]) => {
                                 trace!(target: "gatewayd::sip", %from, "received\n{}", String::from_utf8_lossy(&buf[..n]));
+                                crate::isdn_debug::sip_tap(false, from, &buf[..n]);
                                 self.gateway.handle_datagram(now, from, &buf[..n]);
                             }
                             // Not SIP: counts against its source, costs no parsing.
@@ -157,6 +158,7 @@ impl Driver {
                 self.admission.report_failure(now, to);
             }
             trace!(target: "gatewayd::sip", to = %t.destination, "sending\n{}", String::from_utf8_lossy(&t.payload));
+            crate::isdn_debug::sip_tap(true, t.destination, &t.payload);
             if let Err(e) = self.sip.send_to(&t.payload, t.destination).await {
                 warn!(%e, dest = %t.destination, "SIP send failed");
             } else if self.capture.is_on() {

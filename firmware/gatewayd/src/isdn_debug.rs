@@ -11,6 +11,10 @@
 //! without waiting: a console slower than the D channel loses frames, and is
 //! told how many, but never holds up layer 2.
 //!
+//! `debug sip` / `undebug sip` use the same hub: the driver calls [`sip_tap`]
+//! for every SIP datagram it admits or sends, and the watching sessions get
+//! the message with its time, direction and peer.
+//!
 //! ```text
 //! 08:12:03.120 isdn pri1 in  I N(S)=0 N(R)=0 P=0, SAPI 0 TEI 0 command; Q.931 SETUP cref 1 (originator) called "5678"
 //!   Q.921: SAPI 0 (call control), TEI 0, C/R 1 (command from the network side)
@@ -69,13 +73,26 @@ impl RecentFrame {
     }
 }
 
+/// What a watcher follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Filter {
+    Isdn {
+        /// None: every span.
+        span: Option<String>,
+        /// `q931`: only frames carrying a layer-3 message (Q.931 or TEI
+        /// management), not the layer-2 traffic around them.
+        l3_only: bool,
+    },
+    Sip,
+}
+
+/// The largest part of a SIP datagram shown (a 64 KB datagram would flood a
+/// 9600 baud console).
+pub const SIP_SHOWN: usize = 4096;
+
 struct Watcher {
     id: u64,
-    /// None: every span.
-    span: Option<String>,
-    /// `q931`: only frames carrying a layer-3 message (Q.931 or TEI
-    /// management), not the layer-2 traffic around them.
-    l3_only: bool,
+    filter: Filter,
     tx: mpsc::Sender<String>,
     dropped: Arc<AtomicU64>,
 }
@@ -102,6 +119,13 @@ static HUB: LazyLock<Hub> = LazyLock::new(Hub::default);
 /// The hub the span task and the console sessions share.
 pub fn hub() -> &'static Hub {
     &HUB
+}
+
+/// One SIP datagram the driver admitted (`outgoing` false, `peer` its
+/// source) or sent (`peer` its destination). Costs an atomic load when
+/// nobody watches.
+pub fn sip_tap(outgoing: bool, peer: std::net::SocketAddr, payload: &[u8]) {
+    hub().sip(SystemTime::now(), outgoing, peer, payload);
 }
 
 /// One frame of span `span` seen by the span task: `outgoing` if we sent it;
@@ -131,13 +155,30 @@ impl Hub {
         }
         let mut text: Option<String> = None;
         let l3 = carries_l3(frame);
+        self.offer(
+            |f| matches!(f, Filter::Isdn { span: s, l3_only } if s.as_deref().is_none_or(|s| s == span) && (!l3_only || l3)),
+            || text.get_or_insert_with(|| format_frame(at, span, we_network, outgoing, frame)).clone(),
+        );
+    }
+
+    /// Offers one SIP datagram to the `debug sip` watchers.
+    pub fn sip(&self, at: SystemTime, outgoing: bool, peer: std::net::SocketAddr, payload: &[u8]) {
+        if self.active.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut text: Option<String> = None;
+        self.offer(|f| *f == Filter::Sip, || text.get_or_insert_with(|| format_sip(at, outgoing, peer, payload)).clone());
+    }
+
+    /// Sends the text (made at most once) to each watcher `wants` picks,
+    /// without waiting; forgets watchers whose session is gone.
+    fn offer(&self, wants: impl Fn(&Filter) -> bool, mut text: impl FnMut() -> String) {
         let mut ws = self.lock();
         ws.retain(|w| {
-            if w.span.as_deref().is_some_and(|s| s != span) || (w.l3_only && !l3) {
+            if !wants(&w.filter) {
                 return true;
             }
-            let t = text.get_or_insert_with(|| format_frame(at, span, we_network, outgoing, frame));
-            match w.tx.try_send(t.clone()) {
+            match w.tx.try_send(text()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     w.dropped.fetch_add(1, Ordering::Relaxed);
@@ -150,12 +191,12 @@ impl Hub {
         self.active.store(ws.len(), Ordering::Relaxed);
     }
 
-    fn add(&self, span: Option<String>, l3_only: bool) -> (u64, mpsc::Receiver<String>, Arc<AtomicU64>) {
+    fn add(&self, filter: Filter) -> (u64, mpsc::Receiver<String>, Arc<AtomicU64>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut ws = self.lock();
-        ws.push(Watcher { id, span, l3_only, tx, dropped: dropped.clone() });
+        ws.push(Watcher { id, filter, tx, dropped: dropped.clone() });
         self.active.store(ws.len(), Ordering::Relaxed);
         (id, rx, dropped)
     }
@@ -202,7 +243,19 @@ pub fn format_frame(at: SystemTime, span: &str, we_network: bool, outgoing: bool
     format!("{} isdn {span} {dir} {d:#}\n", clock(at))
 }
 
-/// A console session's `debug isdn`: at most one watch at a time.
+/// One SIP message as the console shows it: time, direction, peer, then
+/// the message (line ends as `\n`, at most [`SIP_SHOWN`] bytes).
+pub fn format_sip(at: SystemTime, outgoing: bool, peer: std::net::SocketAddr, payload: &[u8]) -> String {
+    let shown = &payload[..payload.len().min(SIP_SHOWN)];
+    let mut body = String::from_utf8_lossy(shown).replace("\r\n", "\n");
+    if payload.len() > SIP_SHOWN {
+        body.push_str(&format!("\n({} more bytes not shown)", payload.len() - SIP_SHOWN));
+    }
+    let dir = if outgoing { "to  " } else { "from" };
+    format!("{} sip {dir} {peer}\n{}\n", clock(at), body.trim_end_matches('\n'))
+}
+
+/// A console session's `debug isdn` (or `debug sip`): at most one watch at a time.
 #[derive(Default)]
 pub struct Watch {
     on: Option<On>,
@@ -211,15 +264,15 @@ pub struct Watch {
 /// A registered watch.
 struct On {
     id: u64,
-    /// None: every span.
-    span: Option<String>,
+    /// What `undebug` says: "ISDN debugging of SPAN stopped".
+    stopped: String,
     rx: mpsc::Receiver<String>,
     dropped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch").field("span", &self.on.as_ref().map(|o| &o.span)).finish()
+        f.debug_struct("Watch").field("on", &self.on.is_some()).finish()
     }
 }
 
@@ -252,24 +305,33 @@ impl Watch {
         };
         let l3_only = level == "q931";
         self.stop();
-        let (id, rx, dropped) = hub().add(span.clone(), l3_only);
+        let stopped = format!("ISDN debugging of {} stopped\n", span.as_deref().unwrap_or("every span"));
+        let (id, rx, dropped) = hub().add(Filter::Isdn { span: span.clone(), l3_only });
         let what = match &span {
             Some(s) => format!("span {s}"),
             None => format!("every span ({})", names.join(", ")),
         };
         let frames = if l3_only { "frames with Q.931 (or TEI management) messages" } else { "every frame" };
-        self.on = Some(On { id, span, rx, dropped });
+        self.on = Some(On { id, stopped, rx, dropped });
         format!("debugging the D channel of {what}: {frames}, in and out, decoded, follow ('undebug isdn' stops)\n")
     }
 
-    /// `undebug isdn`.
+    /// `debug sip`: every SIP message gatewayd admits or sends.
+    pub fn start_sip(&mut self) -> String {
+        self.stop();
+        let (id, rx, dropped) = hub().add(Filter::Sip);
+        self.on = Some(On { id, stopped: "SIP debugging stopped\n".into(), rx, dropped });
+        "debugging SIP: every message received (after the edge's admission) and sent, follow ('undebug sip' stops)\n".into()
+    }
+
+    /// `undebug isdn` (or `undebug sip`).
     pub fn stop(&mut self) -> String {
         match self.on.take() {
-            Some(On { id, span, .. }) => {
+            Some(On { id, stopped, .. }) => {
                 hub().remove(id);
-                format!("ISDN debugging of {} stopped\n", span.as_deref().unwrap_or("every span"))
+                stopped
             }
-            None => "ISDN debugging was not on\n".into(),
+            None => "debugging was not on\n".into(),
         }
     }
 
@@ -303,7 +365,7 @@ fn with_gap(mut t: String, rx: &mpsc::Receiver<String>, dropped: &AtomicU64) -> 
     if rx.is_empty() {
         let n = dropped.swap(0, Ordering::Relaxed);
         if n > 0 {
-            t.push_str(&format!("({n} frames not shown: the console did not keep up)\n"));
+            t.push_str(&format!("({n} frames or messages not shown: the console did not keep up)\n"));
         }
     }
     t
@@ -351,7 +413,7 @@ mod tests {
             assert!(!w.try_next().unwrap().contains("not shown"));
         }
         let t = w.try_next().unwrap();
-        assert!(t.ends_with("P 1\n(5 frames not shown: the console did not keep up)\n"), "{t}");
+        assert!(t.ends_with("P 1\n(5 frames or messages not shown: the console did not keep up)\n"), "{t}");
         tap("dbg-a", false, true, &SABME);
         assert!(!w.try_next().unwrap().contains("not shown"));
         // `q931`: layer 2 alone is not shown, a Q.931 message is.
@@ -370,7 +432,7 @@ mod tests {
         assert_eq!(w.stop(), "ISDN debugging of dbg-a stopped\n");
         tap("dbg-a", false, true, &SABME);
         assert_eq!(w.try_next(), None);
-        assert_eq!(w.stop(), "ISDN debugging was not on\n");
+        assert_eq!(w.stop(), "debugging was not on\n");
     }
 
     /// Over the TCP console: `debug isdn SPAN` streams the span's frames
@@ -467,6 +529,50 @@ mod tests {
             .contains("T1 PRI variant"));
     }
 
+    /// `debug sip` on the TCP console: each SIP message the driver taps
+    /// arrives with its direction and peer, CRLF as line ends, a huge one
+    /// cut; `undebug all` ends it.
+    #[tokio::test]
+    async fn debug_sip_streams_the_messages_to_the_session() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        async fn read_until(s: &mut tokio::net::TcpStream, want: &str) -> String {
+            let mut got = String::new();
+            let mut buf = [0u8; 4096];
+            let end = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !got.contains(want) {
+                match tokio::time::timeout_at(end, s.read(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    _ => panic!("no {want:?} in {got:?}"),
+                }
+            }
+            got
+        }
+        let status = crate::status::tests::tests_status();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = crate::console::ConsoleLimits { sessions: 2, idle: std::time::Duration::from_secs(30), max_line: 256 };
+        tokio::spawn(crate::console::serve_with(listener, crate::console::Context::for_tests(status), limits, None));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        read_until(&mut c, "> ").await;
+        c.write_all(b"debug sip\n").await.unwrap();
+        read_until(&mut c, "debugging SIP").await;
+        let peer: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        sip_tap(false, peer, b"OPTIONS sip:gw SIP/2.0\r\nCall-ID: dbg-sip-1\r\nContent-Length: 0\r\n\r\n");
+        let t = read_until(&mut c, "Content-Length: 0\n").await;
+        assert!(t.contains(" sip from 127.0.0.1:5060\nOPTIONS sip:gw SIP/2.0\nCall-ID: dbg-sip-1\n"), "{t:?}");
+        let mut big = b"SIP/2.0 200 OK\r\nCall-ID: dbg-sip-2\r\n".to_vec();
+        big.resize(SIP_SHOWN + 100, b'x');
+        sip_tap(true, peer, &big);
+        let t = read_until(&mut c, "(100 more bytes not shown)").await;
+        assert!(t.contains(" sip to   127.0.0.1:5060\nSIP/2.0 200 OK\n"), "{t:?}");
+        c.write_all(b"undebug all\n").await.unwrap();
+        read_until(&mut c, "SIP debugging stopped").await;
+        sip_tap(false, peer, b"OPTIONS sip:gw SIP/2.0\r\nCall-ID: dbg-sip-3\r\n\r\n");
+        c.write_all(b"undebug sip\n").await.unwrap();
+        let t = read_until(&mut c, "debugging was not on").await;
+        assert!(!t.contains("dbg-sip-3"), "nothing after undebug: {t}");
+    }
+
     /// On the serial console: frames are written between the port's reads.
     #[test]
     fn the_serial_console_writes_frames_between_reads() {
@@ -516,7 +622,7 @@ mod tests {
     fn a_dropped_session_leaves_the_hub() {
         let spans = [span("dbg-c")];
         let hub = Hub::default();
-        let (id, rx, _) = hub.add(Some("dbg-c".into()), false);
+        let (id, rx, _) = hub.add(Filter::Isdn { span: Some("dbg-c".into()), l3_only: false });
         assert_eq!(hub.watchers(), 1);
         drop(rx);
         hub.frame(SystemTime::now(), "dbg-c", false, true, &SABME);

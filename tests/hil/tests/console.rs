@@ -101,3 +101,43 @@ fn console_commit_applies_live_or_restarts_rollback_restores_and_a_failed_start_
     gw.wait_registered(&["1001"]);
     drop(squatter);
 }
+
+/// `debug sip` on a console session shows the SIP messages gatewayd
+/// receives and sends (here an OPTIONS from a stranger and its answer),
+/// until `undebug sip`.
+#[test]
+fn debug_sip_shows_the_messages_on_the_session() {
+    use std::io::{Read, Write};
+    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
+    let gw = Gatewayd::start(kamailio.addr(), GwOptions { fxs_ports: 1, ..Default::default() });
+    gw.wait_registered(&["1001"]);
+    let mut s = std::net::TcpStream::connect(gw.console).expect("console connects");
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut got = String::new();
+    let mut read_until = |s: &mut std::net::TcpStream, want: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !got.contains(want) {
+            assert!(std::time::Instant::now() < end, "no {want:?} in {got:?}\n{}", gw.log());
+            if let Ok(n) = s.read(&mut buf) {
+                got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        std::mem::take(&mut got)
+    };
+    read_until(&mut s, "> ");
+    s.write_all(b"debug sip\n").unwrap();
+    read_until(&mut s, "debugging SIP");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = udp.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKdbgsip1\r\nFrom: <sip:probe@{me}>;tag=1\r\n\
+         To: <sip:{sip}>\r\nCall-ID: debug-sip-hil\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        sip = gw.sip
+    );
+    udp.send_to(options.as_bytes(), gw.sip).unwrap();
+    let t = read_until(&mut s, &format!("sip to   {me}\nSIP/2.0 "));
+    assert!(t.contains(&format!("sip from {me}\nOPTIONS sip:")) && t.contains("Call-ID: debug-sip-hil"), "{t}");
+    s.write_all(b"undebug sip\n").unwrap();
+    read_until(&mut s, "SIP debugging stopped");
+}
