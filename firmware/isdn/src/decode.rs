@@ -273,6 +273,7 @@ pub fn cause_name(v: u8) -> Option<&'static str> {
         7 => "call awarded and being delivered in an established channel",
         8 => "preemption",
         9 => "preemption - circuit reserved for reuse",
+        14 => "QoR: ported number",
         16 => "normal call clearing",
         17 => "user busy",
         18 => "no user responding",
