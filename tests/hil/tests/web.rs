@@ -188,7 +188,13 @@ fn web_ui_over_https_with_accounts_csrf_roles_and_audit() {
     // The configuration, secrets masked.
     let shown = b.get("/api/config", &admin).body;
     assert!(shown.contains("password = \"********\"") && !shown.contains(common::PASSWORD), "{shown}");
-    let edited = shown.replace("user_agent = \"gatewayd\"", "user_agent = \"Web-GW\"");
+    // The installer's own file: the User-Agent may be left to its default.
+    let edited = if shown.contains("user_agent = \"gatewayd\"") {
+        shown.replace("user_agent = \"gatewayd\"", "user_agent = \"Web-GW\"")
+    } else {
+        shown.replacen("[sip]\n", "[sip]\nuser_agent = \"Web-GW\"\n", 1)
+    };
+    assert_ne!(edited, shown, "{shown}");
     let original = std::fs::read_to_string(&gw.config_path).unwrap();
     let csrf = b.get("/config", &admin).csrf();
     // Missing and wrong tokens, a cross-site form: 403, nothing saved.
