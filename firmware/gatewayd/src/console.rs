@@ -71,6 +71,28 @@ impl Context {
         }
     }
 
+    /// `test port N ring [SECONDS]` (console and web diagnostics): checks
+    /// the port exists and is idle, then asks the driver to ring it
+    /// (default 10 s, 1 to 120).
+    pub fn test_ring(&self, port: &str, secs: Option<&str>) -> Result<String, String> {
+        let secs = match secs.map(str::parse::<u32>) {
+            None => 10,
+            Some(Ok(t @ 1..=120)) => t,
+            Some(_) => return Err(format!("{:?} is not a number of seconds from 1 to 120", secs.unwrap_or_default())),
+        };
+        let ports = snapshot(&self.status).ports;
+        let Some(p) = port.parse::<usize>().ok().and_then(|n| ports.iter().find(|p| p.port == n)) else {
+            let list: Vec<String> = ports.iter().map(|p| p.port.to_string()).collect();
+            return Err(format!("no FXS port {port:?} (ports: {})", list.join(", ")));
+        };
+        if p.state != "Idle" {
+            return Err(format!("FXS {} is in use ({}): not rung", p.port, p.state));
+        }
+        self.isdn.push(crate::isdn::Command::RingPort { port: p.port, secs });
+        info!(port = p.port, secs, "test ring requested");
+        Ok(format!("ringing FXS {} for {secs} s with the country's cadence (lifting the handset stops it)\n", p.port))
+    }
+
     pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -641,6 +663,10 @@ impl Session {
                     Err(e) => format!("error: the routing table is refused: {e}\n"),
                 }
             }
+            ["test", "port", n, "ring", rest @ ..] if rest.len() <= 1 => match ctx.test_ring(n, rest.first().copied()) {
+                Ok(t) => t,
+                Err(e) => format!("error: {e}\n"),
+            },
             ["show", "registrations"] => {
                 let s = snapshot(&ctx.status);
                 s.registrations.iter().map(|r| format!("{} {}\n", r.user, r.state)).collect()

@@ -89,7 +89,13 @@ impl Driver {
                 _ = self.isdn_wake.notified() => self.gateway.handle_isdn(Instant::now()),
                 _ = tick.tick() => {
                     let now = Instant::now();
-                    crate::isdn::apply_commands(self.gateway.isdn_spans_mut(), &self.isdn);
+                    for c in crate::isdn::apply_commands(self.gateway.isdn_spans_mut(), &self.isdn) {
+                        if let crate::isdn::Command::RingPort { port, secs } = c {
+                            if let Err(e) = self.gateway.test_ring(now, port, secs) {
+                                warn!(port, "test ring refused: {e}");
+                            }
+                        }
+                    }
                     self.gateway.handle_isdn(now);
                     self.gateway.handle_port_events(now);
                     while let Some(ev) = self.rt_events.dequeue() {

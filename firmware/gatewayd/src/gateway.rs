@@ -82,6 +82,10 @@ struct Port {
     leg: Option<LegId>,
     /// What the last call of the port did (route and attempts), for the installer.
     last_route: Option<String>,
+    /// The country's ring cadence (a `test port N ring` uses it).
+    cadence: RingCadence,
+    /// `test port N ring`: ringing without a call until then.
+    test_ring_until: Option<Instant>,
 }
 
 /// What a leg of the switch is, for the driver.
@@ -435,7 +439,7 @@ pub struct TrunkStatus {
 }
 
 /// Status of one port, for the status API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PortStatus {
     pub port: usize,
     /// The PCM timeslot of the port (its rt channel).
@@ -618,6 +622,8 @@ impl Gateway {
                 hal,
                 leg: None,
                 last_route: None,
+                cadence,
+                test_ring_until: None,
             });
         }
         let trunks = trunk_settings(&config, local_sip, seed).into_iter().map(Trunk::new).collect();
@@ -786,11 +792,46 @@ impl Gateway {
         }
     }
 
+    /// `test port N ring`: rings idle FXS port `port` (1-based) with the
+    /// country's cadence for `secs`, without a call; lifting the handset
+    /// (the phone then gets dial tone) or the time ends it. A port in use is
+    /// refused.
+    pub fn test_ring(&mut self, now: Instant, port: usize, secs: u32) -> Result<(), String> {
+        let Some(i) = self.ports.iter().position(|p| p.label == port) else {
+            return Err(format!("no FXS port {port}"));
+        };
+        let p = &mut self.ports[i];
+        if p.line.state() != gw_line::fxs::State::Idle || p.leg.is_some() {
+            return Err(format!("FXS {port} is in use ({:?})", p.line.state()));
+        }
+        p.hal.set_ringing(Some(p.cadence)).map_err(|e| format!("FXS {port}: the line card refused to ring: {e:?}"))?;
+        p.test_ring_until = Some(now + Duration::from_secs(secs.into()));
+        info!(port, secs, "test ring started");
+        Ok(())
+    }
+
+    /// Ends a test ring (the line's own ringing, for a call, is left alone
+    /// unless the line is idle).
+    fn end_test_ring(&mut self, i: usize, why: &str) {
+        let p = &mut self.ports[i];
+        if p.test_ring_until.take().is_some() {
+            if p.line.state() == gw_line::fxs::State::Idle && p.leg.is_none() {
+                if let Err(e) = p.hal.set_ringing(None) {
+                    warn!(port = p.label, ?e, "the line card refused to stop ringing");
+                }
+            }
+            info!(port = p.label, why, "test ring ended");
+        }
+    }
+
     /// Reads supervision events from every port.
     pub fn handle_port_events(&mut self, now: Instant) {
         for i in 0..self.ports.len() {
             while let Some(ev) = self.ports[i].hal.poll_event() {
                 debug!(port = self.ports[i].label, ?ev, "line event");
+                if ev == gw_hal::FxsEvent::OffHook {
+                    self.end_test_ring(i, "answered");
+                }
                 self.ports[i].line.handle_hook(now, ev);
                 self.drain_line(now, i);
             }
@@ -1285,6 +1326,9 @@ impl Gateway {
             self.check_ping(now, t);
         }
         for i in 0..self.ports.len() {
+            if self.ports[i].test_ring_until.is_some_and(|t| t <= now) {
+                self.end_test_ring(i, "time");
+            }
             if self.ports[i].line.poll_timeout().is_some_and(|t| t <= now) {
                 self.ports[i].line.handle_timeout(now);
                 self.drain_line(now, i);
@@ -1469,7 +1513,12 @@ impl Gateway {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let lines = self.ports.iter().filter_map(|p| p.line.poll_timeout()).chain(self.fxo.iter().filter_map(|f| f.line.poll_timeout()));
+        let lines = self
+            .ports
+            .iter()
+            .flat_map(|p| [p.line.poll_timeout(), p.test_ring_until])
+            .flatten()
+            .chain(self.fxo.iter().filter_map(|f| f.line.poll_timeout()));
         let duration = self.sip.values().filter_map(|c| c.max_until);
         let trunks = self
             .trunks
@@ -3251,6 +3300,33 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// `test port N ring`: an idle port rings without a call until the
+    /// time is up; lifting the handset stops it and gives dial tone; a port
+    /// in use or a port that does not exist is refused.
+    #[test]
+    fn a_test_ring_rings_an_idle_port_until_answered_or_the_time_is_up() {
+        let mut w = World::new(CallerIdMode::Off);
+        w.gw.test_ring(w.now, 1, 3).unwrap();
+        assert!(w.ringing(1));
+        w.advance(2_900);
+        assert!(w.ringing(1), "still within the 3 s");
+        w.advance(200);
+        assert!(!w.ringing(1), "the time is up");
+        assert_eq!(w.gw.switch.calls().count(), 0, "no call");
+        // Answered: ringing stops, the phone gets dial tone.
+        w.gw.test_ring(w.now, 2, 30).unwrap();
+        assert!(w.ringing(2));
+        w.hook(2, true);
+        assert!(!w.ringing(2));
+        assert_eq!(w.gw.port_status()[1].state, "DialTone");
+        assert!(w.gw.test_ring(w.now, 2, 5).unwrap_err().contains("in use"));
+        assert!(w.gw.test_ring(w.now, 9, 5).unwrap_err().contains("no FXS port 9"));
+        // The phone hangs up again: nothing rings afterwards.
+        w.hook(2, false);
+        w.advance(40_000);
+        assert!(!w.ringing(2));
     }
 
     #[test]

@@ -841,6 +841,8 @@ impl Span {
 pub enum Command {
     Capture { span: String, path: PathBuf, writer: PcapWriter },
     StopCaptures,
+    /// `test port N ring [SECONDS]` (not ISDN: the same queue to the driver).
+    RingPort { port: usize, secs: u32 },
 }
 
 /// The console's handle on the span task: requests queue here and are
@@ -881,10 +883,13 @@ pub fn console_capture(control: &Control, spans: &[SpanStatus], span: &str, file
     }
 }
 
-/// Applies the console's requests.
-pub fn apply_commands(spans: &mut [Span], control: &Control) {
+/// Applies the console's requests to the spans; the others are returned
+/// for the gateway.
+pub fn apply_commands(spans: &mut [Span], control: &Control) -> Vec<Command> {
+    let mut rest = Vec::new();
     for c in control.take() {
         match c {
+            c @ Command::RingPort { .. } => rest.push(c),
             Command::Capture { span, path, writer } => {
                 if let Some(s) = spans.iter_mut().find(|s| s.cfg.name == span) {
                     info!(span, path = %path.display(), "D-channel capture started");
@@ -900,6 +905,7 @@ pub fn apply_commands(spans: &mut [Span], control: &Control) {
             }
         }
     }
+    rest
 }
 
 /// Builds the spans of `configs` from the board's D channels (`board` in

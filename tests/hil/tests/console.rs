@@ -141,3 +141,26 @@ fn debug_sip_shows_the_messages_on_the_session() {
     s.write_all(b"undebug sip\n").unwrap();
     read_until(&mut s, "SIP debugging stopped");
 }
+
+/// `test port N ring` rings linesim's phone without a call; lifting the
+/// handset stops it (dial tone); a port in use is refused.
+#[test]
+fn test_port_ring_rings_the_phone_until_it_is_lifted() {
+    let kamailio = Kamailio::start(free_udp_port(), PASSWORD).expect("kamailio starts");
+    let gw = Gatewayd::start(kamailio.addr(), GwOptions { fxs_ports: 1, ..Default::default() });
+    let sim = gw.attach();
+    let phone = sim.phone(0);
+    gw.wait_until("port 1 idle", Duration::from_secs(10), || gw.port_state(1) == "Idle");
+    let out = gw.console(&["test port 1 ring 20", "test port 7 ring", "test port 1 ring 500"]);
+    assert!(out[0].starts_with("ringing FXS 1 for 20 s"), "{out:?}");
+    assert!(out[1].starts_with("error: no FXS port \"7\""), "{out:?}");
+    assert!(out[2].starts_with("error: \"500\" is not a number of seconds"), "{out:?}");
+    gw.wait_until("the phone rings", Duration::from_secs(5), || phone.is_ringing());
+    assert!(gw.log().contains("test ring started"));
+    phone.off_hook();
+    gw.wait_until("dial tone", Duration::from_secs(5), || gw.port_state(1) == "DialTone");
+    assert!(!phone.is_ringing());
+    assert!(gw.log().lines().any(|l| l.contains("test ring ended") && l.contains("answered")), "{}", gw.log());
+    let out = gw.console(&["test port 1 ring"]);
+    assert!(out[0].starts_with("error: FXS 1 is in use (DialTone)"), "{out:?}");
+}

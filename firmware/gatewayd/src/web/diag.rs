@@ -1,5 +1,6 @@
 //! `/diag`: diagnostics. `test route` (what a call would do, without
-//! placing it: any account), and the packet capture of SIP and RTP (start,
+//! placing it: any account), ringing an idle FXS port without a call (admin
+//! accounts, as `test port N ring`), and the packet capture of SIP and RTP (start,
 //! stop, download as pcap: admin accounts, it holds voice).
 
 use super::*;
@@ -24,6 +25,23 @@ fn capture_section(web: &Web, s: &Session) -> String {
     out
 }
 
+fn ring_section(web: &Web, s: &Session) -> String {
+    if !s.role.may_change() {
+        return String::new();
+    }
+    let options: String = snapshot(&web.ctx.status)
+        .ports
+        .iter()
+        .map(|p| format!("<option value=\"{}\">FXS {} ({}, {})</option>", p.port, p.port, escape(&p.number), escape(&p.state)))
+        .collect();
+    format!(
+        "<h2>Ring a phone</h2><form method=\"post\" action=\"/diag\">{}<input type=\"hidden\" name=\"action\" value=\"ring-port\">\
+         <label for=\"port\">Port</label> <select id=\"port\" name=\"port\">{options}</select> \
+         <label for=\"secs\">Seconds</label> <input id=\"secs\" name=\"secs\" value=\"10\" size=\"4\"> <button id=\"ring-port\">Ring</button></form>",
+        csrf_field(s)
+    )
+}
+
 fn render(web: &Web, s: &Session, message: &str, route: &str, from: &str, number: &str) -> Html<String> {
     let sources: Vec<String> = {
         let store = web.ctx.store();
@@ -42,9 +60,10 @@ fn render(web: &Web, s: &Session, message: &str, route: &str, from: &str, number
     let body = format!(
         "{message}<h2>Test a route</h2><form method=\"post\" action=\"/diag\">{}<input type=\"hidden\" name=\"action\" value=\"test-route\">\
          <label for=\"from\">From</label> <select id=\"from\" name=\"from\">{options}</select> \
-         <label for=\"number\">Number</label> <input id=\"number\" name=\"number\" value=\"{}\"> <button id=\"test-route\">Test</button></form>{route}{}",
+         <label for=\"number\">Number</label> <input id=\"number\" name=\"number\" value=\"{}\"> <button id=\"test-route\">Test</button></form>{route}{}{}",
         csrf_field(s),
         escape(number),
+        ring_section(web, s),
         capture_section(web, s)
     );
     page_html("Diagnostics", Some(s), &body)
@@ -98,6 +117,21 @@ pub async fn post(
             )
                 .into_response(),
         },
+        "ring-port" => {
+            let port = form.get("port").map(|s| s.trim()).unwrap_or("");
+            let secs = form.get("secs").map(|s| s.trim()).filter(|s| !s.is_empty());
+            match web.ctx.test_ring(port, secs) {
+                Ok(text) => {
+                    web.audit(&s.user, peer.ip(), "port.test-ring", text.trim_end());
+                    render(&web, &s, &format!("<p class=ok id=\"ring-result\">{}</p>", escape(&text)), "", "", "").into_response()
+                }
+                Err(e) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    render(&web, &s, &format!("<p class=err id=\"ring-err\">{}</p>", escape(&e)), "", "", ""),
+                )
+                    .into_response(),
+            }
+        }
         "capture-start" => {
             web.ctx.capture.start(crate::capture::DEFAULT_LIMIT);
             web.audit(&s.user, peer.ip(), "capture.start", "SIP and RTP");

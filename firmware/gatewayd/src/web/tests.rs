@@ -475,6 +475,38 @@ async fn diagnostics_test_a_route_and_run_the_capture() {
     assert!(!f.web.ctx.capture.is_on());
 }
 
+#[tokio::test]
+async fn diagnostics_ring_an_idle_port_admins_only() {
+    let f = fixture().await;
+    {
+        let mut st = f.web.ctx.status.lock().unwrap();
+        let port = |n: usize, state: &str| crate::gateway::PortStatus { port: n, number: format!("100{n}"), state: state.into(), ..Default::default() };
+        st.ports = vec![port(1, "Idle"), port(2, "Connected")];
+    }
+    let cookie = admin(&f).await;
+    let page = get(f.addr, "/diag", &cookie).await;
+    assert!(page.body.contains("FXS 1 (1001, Idle)") && page.body.contains("id=\"ring-port\""), "{}", page.body);
+    let csrf = page.csrf();
+    let ring = |port: &'static str, secs: &'static str| form(&[("csrf", &csrf), ("action", "ring-port"), ("port", port), ("secs", secs)]);
+    let r = post(f.addr, "/diag", &cookie, &ring("1", "5")).await;
+    assert!(r.code == 200 && r.body.contains("ringing FXS 1 for 5 s"), "{}", r.body);
+    for (port, secs, words) in [("2", "5", "FXS 2 is in use (Connected)"), ("9", "5", "no FXS port"), ("1", "0", "not a number of seconds"), ("1", "x", "not a number")] {
+        let r = post(f.addr, "/diag", &cookie, &ring(port, secs)).await;
+        assert_eq!(r.code, 422, "{port} {secs}");
+        assert!(r.body.contains("id=\"ring-err\"") && r.body.contains(words), "{}", r.body);
+    }
+    let actions: Vec<String> = f.web.audit.lock().unwrap().recent(10).into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["port.test-ring"]);
+    f.web.accounts.lock().unwrap().add("viewer", Role::ReadOnly, "viewer-pass-1").unwrap();
+    f.web.accounts.lock().unwrap().set_password("viewer", "viewer-pass-2", false).unwrap();
+    let viewer = log_in(f.addr, "viewer", "viewer-pass-2").await.cookie().unwrap();
+    let vpage = get(f.addr, "/diag", &viewer).await;
+    assert!(!vpage.body.contains("id=\"ring-port\""));
+    let vcsrf = vpage.csrf();
+    let r = post(f.addr, "/diag", &viewer, &form(&[("csrf", &vcsrf), ("action", "ring-port"), ("port", "1"), ("secs", "5")])).await;
+    assert_eq!(r.code, 403);
+}
+
 async fn upload(addr: SocketAddr, cookie: &str, csrf: &str, file: &[u8]) -> Resp {
     let mut body = format!("--B0undary\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--B0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"gw.toml\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
     body.extend_from_slice(file);
